@@ -1,0 +1,164 @@
+//! The adapter interface: what a protocol adapter gets from the gateway and what it gives back.
+//!
+//! An adapter owns its transport (serial port, socket, D-Bus connection). It sends [`AdapterEvent`]s up
+//! a bounded channel and receives [`Downlink`]s that have already passed the gateway's decide stage.
+//! It sees device secrets only through the narrow [`CredentialLookup`] it is handed: never the registry,
+//! the audit log or the rest of the gateway.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::id::DeviceId;
+use crate::message::{Command, CommandResult, Message};
+
+/// A device secret (key, password). Its `Debug` never prints the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        // Best effort: overwrite before freeing so the key does not linger in freed memory.
+        for b in self.0.iter_mut() {
+            // volatile-free, but the write is observable through `expose` so it is not elided in practice
+            *b = 0;
+        }
+    }
+}
+
+/// Read-only access to the credentials of *approved* devices of one protocol. The gateway decrypts
+/// them on demand; pending, quarantined and revoked devices have none.
+pub trait CredentialLookup: Send + Sync {
+    /// The named credential (e.g. `app_key`, `psk`) of a device, if it is active and has one.
+    fn credential(&self, device: &DeviceId, name: &str) -> Option<Secret>;
+}
+
+/// What an adapter learned about a device it discovered or that joined.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Announcement {
+    pub device: Option<DeviceId>,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    pub firmware: Option<String>,
+    pub serial: Option<String>,
+}
+
+/// A frame the adapter refused before it became a message (bad MIC, replay, malformed frame…). The
+/// gateway audits it as a deny and counts it; it is never delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// The device the frame claimed to come from, when it could be read.
+    pub device: Option<DeviceId>,
+    /// A short, stable cause (`bad-mic`, `replay`, `malformed`), used as a metric label.
+    pub cause: &'static str,
+    /// Human detail for the audit log. Never contains secrets.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Up,
+    Degraded,
+    Down,
+}
+
+/// The state of one transport (a serial port, a TCP connection, a packet forwarder).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkHealth {
+    pub link: String,
+    pub state: LinkState,
+    pub detail: String,
+}
+
+/// Everything an adapter tells the gateway.
+#[derive(Debug, Clone)]
+pub enum AdapterEvent {
+    Uplink(Message),
+    Announce(Announcement),
+    CommandResult(CommandResult),
+    Health(LinkHealth),
+    Rejected(Rejection),
+}
+
+/// A command the gateway has decided to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Downlink {
+    pub command_id: String,
+    pub device: DeviceId,
+    pub command: Command,
+    pub principal: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("the gateway closed the adapter's channel")]
+    Closed,
+}
+
+/// What the gateway hands an adapter when it starts it.
+pub struct AdapterContext {
+    /// Uplinks, announcements, command results, health. Bounded: a full channel applies backpressure.
+    pub events: mpsc::Sender<AdapterEvent>,
+    /// Commands that passed the decide stage, for this adapter's devices only.
+    pub downlinks: mpsc::Receiver<Downlink>,
+    pub credentials: Arc<dyn CredentialLookup>,
+    /// Becomes `true` when the gateway shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AdapterContext {
+    /// Sends an event, failing only when the gateway has gone away.
+    pub async fn emit(&self, event: AdapterEvent) -> Result<(), AdapterError> {
+        self.events
+            .send(event)
+            .await
+            .map_err(|_| AdapterError::Closed)
+    }
+}
+
+/// A boxed future, so adapters can be held as trait objects.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A protocol adapter.
+pub trait Adapter: Send + 'static {
+    /// The protocol name used in device ids (`modbus`, `lorawan`, `sim`…).
+    fn protocol(&self) -> &'static str;
+    /// Runs until the transport fails for good or `ctx.shutdown` turns true.
+    fn run(self: Box<Self>, ctx: AdapterContext) -> BoxFuture<Result<(), AdapterError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new(b"hunter2-very-secret".to_vec());
+        let d = format!("{s:?}");
+        assert!(!d.contains("hunter2"));
+        assert_eq!(d, "Secret(19 bytes)");
+        assert_eq!(s.expose(), b"hunter2-very-secret");
+    }
+}

@@ -1,0 +1,21 @@
+//! Warden's core: the normalized message every adapter produces, the assurance it carries, the verdict
+//! the gateway reaches on it, and the [`Adapter`] interface.
+//!
+//! This crate is deliberately small (serde, thiserror and tokio's `sync` only): every protocol adapter
+//! depends on it, so it must build in seconds. Nothing protocol-specific lives here.
+
+pub mod adapter;
+pub mod id;
+pub mod message;
+pub mod verdict;
+
+pub use adapter::{
+    Adapter, AdapterContext, AdapterError, AdapterEvent, Announcement, BoxFuture, CredentialLookup,
+    Downlink, LinkHealth, LinkState, Rejection, Secret,
+};
+pub use id::{DeviceId, IdError};
+pub use message::{
+    Assurance, Command, CommandOutcome, CommandResult, Direction, Kind, LinkMeta, Message, Point,
+    Value, now_ms,
+};
+pub use verdict::{Decision, Verdict};

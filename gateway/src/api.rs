@@ -1,0 +1,352 @@
+//! The management API (axum) on 127.0.0.1. Every route but `/healthz` needs
+//! `Authorization: Bearer <token>` (the token is in `<data-dir>/api.token`, mode 0600).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tokio::sync::{oneshot, watch};
+use warden_core::DeviceId;
+
+use crate::audit::Category;
+use crate::pipeline::authenticate::CommandSource;
+use crate::pipeline::{CommandRequest, Control};
+use crate::registry::{ImportDevice, RegistryError, Status, parse_import};
+use crate::run::{Shared, new_command_id, parse_command};
+
+type S = State<Arc<Shared>>;
+
+fn err(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, axum::Json(serde_json::json!({ "error": msg.into() }))).into_response()
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(s): S, req: Request, next: Next) -> Response {
+    let ok = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| ct_eq(t.trim().as_bytes(), s.token.as_bytes()));
+    if !ok {
+        return err(StatusCode::UNAUTHORIZED, "missing or wrong API token");
+    }
+    next.run(req).await
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    s: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let protected = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/status", get(status))
+        .route("/api/devices", get(devices))
+        .route("/api/devices/import", post(import))
+        .route("/api/devices/export", get(export))
+        .route("/api/devices/{id}", get(device))
+        .route("/api/devices/{id}/{action}", post(device_action))
+        .route("/api/audit/tail", get(audit_tail))
+        .route("/api/audit/verify", get(audit_verify))
+        .route("/api/config/reload", post(reload))
+        .route_layer(middleware::from_fn_with_state(s.clone(), auth));
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(protected)
+        .with_state(s);
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|v| *v).await;
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "management API stopped");
+    }
+}
+
+async fn metrics(State(s): S) -> Response {
+    let (seq, _) = s.store.audit_head();
+    s.metrics.audit_records.set(seq as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn status(State(s): S) -> Response {
+    let (seq, hash) = s.store.audit_head();
+    axum::Json(serde_json::json!({
+        "gateway": s.gateway_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": (warden_core::now_ms() - s.started_ms) / 1000,
+        "devices": s.registry.len(),
+        "pending": s.registry.pending_count(),
+        "queue_depth": s.outbox.depth(),
+        "broker_connected": s.metrics.broker_connected.get() == 1,
+        "published": s.metrics.published.get(),
+        "audit_head": { "seq": seq, "hash": hex::encode(hash) },
+        "public_key": crate::northbound::envelope::encode_pubkey(&s.store.verifying_key).trim(),
+    }))
+    .into_response()
+}
+
+async fn devices(State(s): S) -> Response {
+    let v: Vec<_> = s
+        .registry
+        .all()
+        .into_iter()
+        .map(|(r, st)| serde_json::json!({ "device": *r, "stats": st }))
+        .collect();
+    axum::Json(v).into_response()
+}
+
+fn parse_id(id: &str) -> Result<DeviceId, Response> {
+    id.parse()
+        .map_err(|e: warden_core::IdError| err(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+async fn device(State(s): S, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    match s.registry.get(&id) {
+        Some(e) => axum::Json(serde_json::json!({
+            "device": *e.record(), "stats": e.stats.snapshot(),
+        }))
+        .into_response(),
+        None => err(StatusCode::NOT_FOUND, format!("no device {id}")),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    profile: Option<String>,
+    #[serde(default)]
+    zone: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+fn registry_err(e: RegistryError) -> Response {
+    match e {
+        RegistryError::NotFound(m) => err(StatusCode::NOT_FOUND, format!("no device {m}")),
+        RegistryError::Invalid(m) => err(StatusCode::BAD_REQUEST, m),
+        other => err(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
+}
+
+async fn device_action(
+    State(s): S,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let id = match parse_id(&id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    if action == "commands" {
+        return command(s, id, body).await;
+    }
+    let b: ActionBody = if body.is_empty() {
+        ActionBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return err(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    };
+    let status = match action.as_str() {
+        "approve" => Status::Active,
+        "quarantine" => Status::Quarantined,
+        "revoke" => Status::Revoked,
+        _ => return err(StatusCode::NOT_FOUND, format!("unknown action `{action}`")),
+    };
+    let Some(entry) = s.registry.get(&id) else {
+        return err(StatusCode::NOT_FOUND, format!("no device {id}"));
+    };
+    if b.profile.is_some() || b.zone.is_some() || b.role.is_some() {
+        let cur = entry.record();
+        let d = ImportDevice {
+            id: id.to_string(),
+            profile: b.profile.clone(),
+            zone: b.zone.clone(),
+            role: b.role.clone(),
+            status: Some(cur.status.as_str().to_owned()),
+            ..ImportDevice::default()
+        };
+        if let Err(e) = s.registry.import(&[d], "api:operator", &s.default_zone) {
+            return registry_err(e);
+        }
+    }
+    let reason = b.reason.unwrap_or_else(|| format!("{action} by operator"));
+    match s
+        .registry
+        .set_status(&id, status, "api:operator", &reason, Category::Operator)
+    {
+        Ok(r) => {
+            let _ = s.control.send(Control::Status(id)).await;
+            axum::Json(&*r).into_response()
+        }
+        Err(e) => registry_err(e),
+    }
+}
+
+async fn command(s: Arc<Shared>, device: DeviceId, body: Bytes) -> Response {
+    let (id, command) = match parse_command(&body) {
+        Ok(c) => c,
+        Err(e) => return err(StatusCode::BAD_REQUEST, e),
+    };
+    let (tx, rx) = oneshot::channel();
+    let req = CommandRequest {
+        command_id: id.unwrap_or_else(new_command_id),
+        device,
+        command,
+        source: CommandSource::Api,
+        reply: Some(tx),
+    };
+    if s.control.send(Control::Command(req)).await.is_err() {
+        return err(StatusCode::SERVICE_UNAVAILABLE, "pipeline is not running");
+    }
+    match tokio::time::timeout(Duration::from_secs(35), rx).await {
+        Ok(Ok(r)) => axum::Json(r).into_response(),
+        _ => err(StatusCode::GATEWAY_TIMEOUT, "no result in time"),
+    }
+}
+
+#[derive(Deserialize)]
+struct FormatQ {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+async fn import(State(s): S, Query(q): Query<FormatQ>, body: Bytes) -> Response {
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return err(StatusCode::BAD_REQUEST, "import file is not UTF-8");
+    };
+    let csv = match q.format.as_deref() {
+        None | Some("toml") => false,
+        Some("csv") => true,
+        Some(f) => return err(StatusCode::BAD_REQUEST, format!("unknown format `{f}`")),
+    };
+    let devs = match parse_import(text, csv) {
+        Ok(d) => d,
+        Err(e) => return registry_err(e),
+    };
+    match s.registry.import(&devs, "api:operator", &s.default_zone) {
+        Ok(rep) => {
+            for d in &devs {
+                if let Ok(id) = d.id.parse() {
+                    let _ = s.control.send(Control::Status(id)).await;
+                }
+            }
+            axum::Json(rep).into_response()
+        }
+        Err(e) => registry_err(e),
+    }
+}
+
+async fn export(State(s): S, Query(q): Query<FormatQ>) -> Response {
+    let devs = s.registry.export();
+    match q.format.as_deref() {
+        None | Some("toml") => {
+            match toml::to_string(&crate::registry::ImportFile { devices: devs }) {
+                Ok(t) => t.into_response(),
+                Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
+        Some("csv") => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            let _ = w.write_record([
+                "id",
+                "name",
+                "zone",
+                "role",
+                "profile",
+                "status",
+                "manufacturer",
+                "model",
+                "firmware",
+                "serial",
+            ]);
+            for d in devs {
+                let o = |v: &Option<String>| v.clone().unwrap_or_default();
+                let _ = w.write_record([
+                    d.id.clone(),
+                    o(&d.name),
+                    o(&d.zone),
+                    o(&d.role),
+                    o(&d.profile),
+                    o(&d.status),
+                    o(&d.manufacturer),
+                    o(&d.model),
+                    o(&d.firmware),
+                    o(&d.serial),
+                ]);
+            }
+            match w.into_inner() {
+                Ok(b) => b.into_response(),
+                Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
+        Some(f) => err(StatusCode::BAD_REQUEST, format!("unknown format `{f}`")),
+    }
+}
+
+#[derive(Deserialize)]
+struct TailQ {
+    #[serde(default)]
+    n: Option<u64>,
+}
+
+async fn audit_tail(State(s): S, Query(q): Query<TailQ>) -> Response {
+    match s
+        .store
+        .read(|c, _| crate::audit::tail(c, q.n.unwrap_or(20).min(10_000)))
+    {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn audit_verify(State(s): S) -> Response {
+    let store = s.store.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        // a separate read-only connection: verification does not hold up the writers
+        crate::store::open_readonly(&store.data_dir)
+            .map(|c| crate::audit::verify(&c, &store.verifying_key))
+    })
+    .await;
+    match r {
+        Ok(Ok(Ok(rep))) => axum::Json(rep).into_response(),
+        Ok(Ok(Err(e))) => err(StatusCode::CONFLICT, e.to_string()),
+        Ok(Err(e)) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn reload(State(s): S) -> Response {
+    match crate::run::reload(&s).await {
+        Ok(()) => axum::Json(serde_json::json!({ "reloaded": true })).into_response(),
+        Err(e) => err(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    }
+}

@@ -1,0 +1,379 @@
+//! Operator commands. `status`, `devices` and `command` talk to the running gateway's API; `audit` and
+//! `verify` read the data dir directly, so forensics never depend on the process under suspicion.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::Subcommand;
+
+use crate::audit;
+use crate::northbound::envelope;
+use crate::run::{API_ADDR_FILE, TOKEN_FILE};
+use crate::store::{PUBKEY_FILE, open_readonly};
+
+#[derive(Subcommand)]
+pub enum DevicesCmd {
+    /// All devices with status and counters.
+    List,
+    Show {
+        id: String,
+    },
+    /// Approve a pending (or quarantined) device; optionally set its profile, zone and role.
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long)]
+        zone: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+    },
+    Quarantine {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Bulk provisioning from TOML (`[[devices]]`) or CSV (by extension or --format).
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Every device, without secrets.
+    Export {
+        #[arg(long, default_value = "toml")]
+        format: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Check the hash chain and seals; exit non-zero naming the first bad record.
+    Verify {
+        /// Gateway public key to trust (default: <data-dir>/gateway.pub). Pin one kept elsewhere.
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+    },
+    /// The last records.
+    Tail {
+        #[arg(short, default_value_t = 20)]
+        n: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// All records for a SIEM.
+    Export {
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Start at this sequence number.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+    },
+}
+
+struct Api {
+    addr: String,
+    token: String,
+}
+
+impl Api {
+    fn new(data_dir: &Path, api: Option<&str>) -> anyhow::Result<Self> {
+        let addr = match api {
+            Some(a) => a
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned(),
+            None => std::fs::read_to_string(data_dir.join(API_ADDR_FILE))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "127.0.0.1:7878".into()),
+        };
+        let token = std::fs::read_to_string(data_dir.join(TOKEN_FILE))
+            .with_context(|| {
+                format!(
+                    "cannot read the API token in {} (is --data-dir right?)",
+                    data_dir.join(TOKEN_FILE).display()
+                )
+            })?
+            .trim()
+            .to_owned();
+        Ok(Self { addr, token })
+    }
+
+    /// A minimal HTTP/1.1 request over loopback; returns (status, body).
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+        let mut s = TcpStream::connect(&self.addr).with_context(|| {
+            format!(
+                "cannot reach the gateway API at {} (is `warden run` running?)",
+                self.addr
+            )
+        })?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.addr,
+            self.token,
+            body.len()
+        );
+        s.write_all(head.as_bytes())?;
+        s.write_all(body)?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp)?;
+        let split = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| anyhow!("malformed HTTP response"))?;
+        let (head, rest) = resp.split_at(split);
+        let head = String::from_utf8_lossy(head);
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| anyhow!("malformed HTTP status line"))?;
+        let mut body = rest.get(4..).unwrap_or_default().to_vec();
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            body = dechunk(&body);
+        }
+        Ok((status, body))
+    }
+
+    fn json(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<serde_json::Value> {
+        let (code, b) = self.call(method, path, body)?;
+        let v: serde_json::Value = serde_json::from_slice(&b)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&b).into()));
+        if !(200..300).contains(&code) {
+            let msg = v
+                .get("error")
+                .and_then(|e| e.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
+            bail!("{msg} (HTTP {code})");
+        }
+        Ok(v)
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(p) = b.windows(2).position(|w| w == b"\r\n") {
+        let (size_line, rest) = b.split_at(p);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(size_line).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let rest = rest.get(2..).unwrap_or_default();
+        out.extend_from_slice(rest.get(..size).unwrap_or(rest));
+        b = rest.get(size + 2..).unwrap_or_default();
+    }
+    out
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+pub fn status(data_dir: &Path, api: Option<&str>) -> anyhow::Result<()> {
+    let v = Api::new(data_dir, api)?.json("GET", "/api/status", b"")?;
+    println!("{}", pretty(&v));
+    Ok(())
+}
+
+fn fmt_device_line(d: &serde_json::Value) -> String {
+    let r = &d["device"];
+    let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();
+    format!(
+        "{:<32} {:<11} zone={:<10} profile={:<12} msgs={:<8} denied={:<6} {}",
+        s("id"),
+        s("status"),
+        s("zone"),
+        s("profile"),
+        d["stats"]["messages"],
+        d["stats"]["denied"],
+        r["model"].as_str().unwrap_or("")
+    )
+}
+
+pub fn devices(data_dir: &Path, api: Option<&str>, cmd: DevicesCmd) -> anyhow::Result<()> {
+    let api = Api::new(data_dir, api)?;
+    let action = |id: &str, act: &str, body: serde_json::Value| -> anyhow::Result<()> {
+        let v = api.json(
+            "POST",
+            &format!("/api/devices/{id}/{act}"),
+            body.to_string().as_bytes(),
+        )?;
+        println!(
+            "{} is now {}",
+            v["id"].as_str().unwrap_or(id),
+            v["status"].as_str().unwrap_or("?")
+        );
+        Ok(())
+    };
+    match cmd {
+        DevicesCmd::List => {
+            let v = api.json("GET", "/api/devices", b"")?;
+            for d in v.as_array().into_iter().flatten() {
+                println!("{}", fmt_device_line(d));
+            }
+        }
+        DevicesCmd::Show { id } => println!(
+            "{}",
+            pretty(&api.json("GET", &format!("/api/devices/{id}"), b"")?)
+        ),
+        DevicesCmd::Approve {
+            id,
+            reason,
+            profile,
+            zone,
+            role,
+        } => action(
+            &id,
+            "approve",
+            serde_json::json!({ "reason": reason, "profile": profile, "zone": zone, "role": role }),
+        )?,
+        DevicesCmd::Quarantine { id, reason } => {
+            action(&id, "quarantine", serde_json::json!({ "reason": reason }))?
+        }
+        DevicesCmd::Revoke { id, reason } => {
+            action(&id, "revoke", serde_json::json!({ "reason": reason }))?
+        }
+        DevicesCmd::Import { file, format } => {
+            let text =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let fmt = format.unwrap_or_else(|| {
+                if file
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+                {
+                    "csv".into()
+                } else {
+                    "toml".into()
+                }
+            });
+            let v = api.json("POST", &format!("/api/devices/import?format={fmt}"), &text)?;
+            println!(
+                "imported: {} created, {} updated, {} credentials set",
+                v["created"], v["updated"], v["credentials_set"]
+            );
+        }
+        DevicesCmd::Export { format } => {
+            let (code, b) =
+                api.call("GET", &format!("/api/devices/export?format={format}"), b"")?;
+            if code != 200 {
+                bail!(
+                    "export failed (HTTP {code}): {}",
+                    String::from_utf8_lossy(&b)
+                );
+            }
+            std::io::stdout().write_all(&b)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn command(
+    data_dir: &Path,
+    api: Option<&str>,
+    device: &str,
+    name: &str,
+    args: &[String],
+) -> anyhow::Result<()> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let pts = if words.is_empty() {
+        vec![]
+    } else {
+        warden_hardware::sim::parse_points(&words).map_err(anyhow::Error::msg)?
+    };
+    let args: serde_json::Map<String, serde_json::Value> = pts
+        .into_iter()
+        .map(|p| (p.name, serde_json::to_value(p.value).unwrap_or_default()))
+        .collect();
+    let body = serde_json::json!({ "command": name, "args": args });
+    let v = Api::new(data_dir, api)?.json(
+        "POST",
+        &format!("/api/devices/{device}/commands"),
+        body.to_string().as_bytes(),
+    )?;
+    println!("{}", pretty(&v));
+    if v["outcome"] != "delivered" {
+        bail!("command not delivered: {}", v["outcome"]);
+    }
+    Ok(())
+}
+
+fn load_pubkey(
+    data_dir: &Path,
+    pubkey: Option<PathBuf>,
+) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+    let p = pubkey.unwrap_or_else(|| data_dir.join(PUBKEY_FILE));
+    let text = std::fs::read_to_string(&p)
+        .with_context(|| format!("cannot read public key {}", p.display()))?;
+    envelope::decode_pubkey(&text).with_context(|| format!("public key {}", p.display()))
+}
+
+pub fn audit(data_dir: &Path, cmd: AuditCmd) -> anyhow::Result<()> {
+    let conn = open_readonly(data_dir)?;
+    match cmd {
+        AuditCmd::Verify { pubkey } => {
+            let key = load_pubkey(data_dir, pubkey)?;
+            let rep = audit::verify(&conn, &key).map_err(|e| anyhow!("audit log TAMPERED: {e}"))?;
+            println!(
+                "audit log intact: {} records, {} seals, head #{} {}",
+                rep.records, rep.seals, rep.head_seq, rep.head_hash
+            );
+        }
+        AuditCmd::Tail { n, json } => {
+            for r in audit::tail(&conn, n)? {
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    println!("{}", audit::format_record(&r));
+                }
+            }
+        }
+        AuditCmd::Export { format, from } => {
+            if format != "jsonl" {
+                bail!("unknown export format `{format}` (supported: jsonl)");
+            }
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let n = audit::export_jsonl(&conn, from, &mut out)?;
+            out.flush()?;
+            eprintln!("exported {n} records");
+        }
+    }
+    Ok(())
+}
+
+pub fn verify(
+    data_dir: &Path,
+    file: Option<PathBuf>,
+    pubkey: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let key = load_pubkey(data_dir, pubkey)?;
+    let payload = match file {
+        Some(f) if f.as_os_str() != "-" => {
+            std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?
+        }
+        _ => {
+            let mut b = Vec::new();
+            std::io::stdin().read_to_end(&mut b)?;
+            b
+        }
+    };
+    envelope::verify(&payload, &key).map_err(|e| anyhow!("INVALID: {e}"))?;
+    println!("valid: signed by the gateway key");
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! The configuration file (TOML). Every section and key is documented in `examples/warden.toml`.
+//! Unknown keys are errors that name the key; defaults are secure and run with no file at all.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use warden_core::Assurance;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    pub secrets: SecretsConfig,
+    pub api: ApiConfig,
+    pub mqtt: MqttConfig,
+    pub audit: AuditConfig,
+    pub registry: RegistryConfig,
+    pub zones: BTreeMap<String, ZoneConfig>,
+    pub profiles: BTreeMap<String, ProfileConfig>,
+    /// `"Manufacturer/Model" = "profile"`: the usage profile a device gets from its model when it has
+    /// none of its own.
+    pub models: BTreeMap<String, String>,
+    pub controllers: Vec<ControllerConfig>,
+    pub sim: SimConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut zones = BTreeMap::new();
+        zones.insert("default".to_owned(), ZoneConfig::default());
+        Self {
+            gateway: GatewayConfig::default(),
+            secrets: SecretsConfig::default(),
+            api: ApiConfig::default(),
+            mqtt: MqttConfig::default(),
+            audit: AuditConfig::default(),
+            registry: RegistryConfig::default(),
+            zones,
+            profiles: BTreeMap::new(),
+            models: BTreeMap::new(),
+            controllers: Vec::new(),
+            sim: SimConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Names this gateway in every northbound envelope (`gw`).
+    pub id: String,
+    /// Bound of the channel from adapters to the pipeline (backpressure when full).
+    pub channel_capacity: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            id: "warden".into(),
+            channel_capacity: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// Master key file (64 hex chars, mode 0600). Default: `<data-dir>/master.key`.
+    /// `WARDEN_MASTER_KEY` in the environment takes precedence.
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// First topic level of everything Warden publishes.
+    pub topic_prefix: String,
+    /// `embedded` (default) or an external broker URL: `mqtts://host:port` (mutual TLS).
+    pub broker: String,
+    pub embedded: EmbeddedBrokerConfig,
+    pub tls: TlsClientConfig,
+    pub client_id: String,
+    /// Store-and-forward bound: at most this many messages wait; beyond it the oldest are dropped
+    /// and counted (metric + audit record).
+    pub queue_max_messages: u64,
+    /// Sign every uplink envelope with the gateway's Ed25519 key.
+    pub sign: bool,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            topic_prefix: "warden".into(),
+            broker: "embedded".into(),
+            embedded: EmbeddedBrokerConfig::default(),
+            tls: TlsClientConfig::default(),
+            client_id: "warden-gateway".into(),
+            queue_max_messages: 100_000,
+            sign: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedBrokerConfig {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    /// Extra broker users. The `operator` user (password in `<data-dir>/mqtt-operator.password`)
+    /// always exists: it may read everything under the prefix and publish commands.
+    pub users: Vec<BrokerUserConfig>,
+}
+
+impl Default for EmbeddedBrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            max_connections: 256,
+            users: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerUserConfig {
+    pub name: String,
+    /// File holding the password (mode 0600).
+    pub password_file: PathBuf,
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsClientConfig {
+    /// CA that signed the external broker's certificate (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Gateway client certificate chain and key (PEM) for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Aggregate allowed routine telemetry per device per minute instead of one record each.
+    pub aggregate_telemetry: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            aggregate_telemetry: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Unknown devices beyond this many pending ones are denied without being registered, so a flood
+    /// of forged addresses cannot fill the store.
+    pub max_pending: usize,
+    /// Zone given to newly discovered devices.
+    pub default_zone: String,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            max_pending: 1000,
+            default_zone: "default".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZoneConfig {
+    /// Principals allowed to command devices in this zone (`*` for any authenticated principal).
+    pub commanders: Vec<String>,
+}
+
+/// A usage profile (MUD-like): what a device may send and which commands it may receive.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfileConfig {
+    pub points: Vec<String>,
+    pub events: Vec<String>,
+    pub commands: Vec<String>,
+    /// Uplinks below this assurance are denied.
+    pub min_assurance: Assurance,
+    /// Uplinks not replay-checked by the adapter are denied.
+    pub require_fresh: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// Principal name recorded for commands this key signs.
+    pub name: String,
+    /// Ed25519 public key, base64 (the format of `gateway.pub`).
+    pub public_key: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// Simulated devices (the `sim` protocol). `warden run --demo` adds a set of its own.
+    pub devices: Vec<warden_hardware::sim::SimDeviceConfig>,
+    /// Line-based control port to make simulated devices send chosen values (tests, demos).
+    pub control: Option<SocketAddr>,
+    /// Commands the demo issues periodically through the downlink pipeline.
+    pub commands: Vec<SimCommandConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimCommandConfig {
+    pub device: String,
+    pub command: String,
+    #[serde(default)]
+    pub value: Option<f64>,
+    pub every_s: u64,
+    pub principal: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Cross-field checks that serde cannot express. Messages name the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.gateway.id.is_empty() || self.gateway.id.contains(['/', '+', '#']) {
+            return Err("gateway.id must be non-empty and contain no '/', '+' or '#'".into());
+        }
+        if self.mqtt.topic_prefix.is_empty() || self.mqtt.topic_prefix.contains(['+', '#']) {
+            return Err("mqtt.topic_prefix must be non-empty and contain no wildcard".into());
+        }
+        if self.gateway.channel_capacity == 0 {
+            return Err("gateway.channel_capacity must be at least 1".into());
+        }
+        if !self.zones.contains_key(&self.registry.default_zone) {
+            return Err(format!(
+                "registry.default_zone `{}` is not defined under [zones]",
+                self.registry.default_zone
+            ));
+        }
+        for (model, profile) in &self.models {
+            if !self.profiles.contains_key(profile) {
+                return Err(format!(
+                    "models.\"{model}\" names profile `{profile}`, which is not defined under [profiles]"
+                ));
+            }
+        }
+        if self.mqtt.broker != "embedded" {
+            crate::northbound::mqtt::BrokerUrl::parse(&self.mqtt.broker)
+                .map_err(|e| format!("mqtt.broker: {e}"))?;
+            if self.mqtt.tls.ca_file.is_none() {
+                return Err("mqtt.tls.ca_file is required with an external broker".into());
+            }
+            if self.mqtt.tls.cert_file.is_none() || self.mqtt.tls.key_file.is_none() {
+                return Err(
+                    "mqtt.tls.cert_file and mqtt.tls.key_file are required with an external broker (mutual TLS)"
+                        .into(),
+                );
+            }
+        }
+        let mut names = HashSet::new();
+        for u in &self.mqtt.embedded.users {
+            if u.name == "operator" || u.name == "warden" || !names.insert(u.name.as_str()) {
+                return Err(format!(
+                    "mqtt.embedded.users: user name `{}` is reserved or duplicated",
+                    u.name
+                ));
+            }
+        }
+        for c in &self.controllers {
+            crate::northbound::envelope::decode_pubkey(&c.public_key)
+                .map_err(|e| format!("controllers `{}`: public_key: {e}", c.name))?;
+        }
+        for d in &self.sim.devices {
+            d.validate().map_err(|e| format!("sim.devices: {e}"))?;
+            if let Some(p) = &d.profile
+                && !self.profiles.contains_key(p)
+            {
+                return Err(format!(
+                    "sim.devices `{}`: profile `{p}` is not defined under [profiles]",
+                    d.address
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::parse(t, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_secure_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.mqtt.broker, "embedded");
+        assert_eq!(c.mqtt.embedded.listen.ip().to_string(), "127.0.0.1");
+        assert_eq!(c.api.listen.ip().to_string(), "127.0.0.1");
+        assert!(c.mqtt.sign);
+        assert!(
+            c.profiles.is_empty(),
+            "no device may send anything until profiled"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse("[gateway]\nidd = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("idd"), "{e}");
+        let e = parse("[profiles.t]\npoints = [\"a\"]\nmin_assurence = \"none\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("min_assurence"), "{e}");
+        let e = parse("[nonsense]\n").unwrap_err().to_string();
+        assert!(e.contains("nonsense"), "{e}");
+    }
+
+    #[test]
+    fn cross_field_errors_name_the_key() {
+        let e = parse("[models]\n\"Acme/X\" = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope") && e.contains("models"), "{e}");
+        let e = parse("[mqtt]\nbroker = \"mqtts://127.0.0.1:8883\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mqtt.tls.ca_file"), "{e}");
+        let e = parse("[profiles.t]\nmin_assurance = \"super\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("super"), "{e}");
+    }
+}

@@ -1,0 +1,129 @@
+//! `warden`: the gateway binary and its command-line interface.
+
+mod api;
+mod audit;
+mod bench;
+mod cli;
+mod config;
+mod metrics;
+mod northbound;
+mod pipeline;
+mod registry;
+mod run;
+mod secrets;
+mod store;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "Warden: a zero-trust edge gateway for IoT devices"
+)]
+struct Cli {
+    /// Data directory: database, keys, queue, API token.
+    #[arg(
+        long,
+        global = true,
+        env = "WARDEN_DATA_DIR",
+        default_value = "warden-data"
+    )]
+    data_dir: PathBuf,
+    /// Management API address (default: the one the running gateway wrote to the data dir).
+    #[arg(long, global = true, env = "WARDEN_API")]
+    api: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway.
+    Run {
+        /// Configuration file (TOML). Without one, secure defaults apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Start simulated devices (a demo that runs end to end with no hardware).
+        #[arg(long)]
+        demo: bool,
+        /// External broker, `mqtts://host:port` (overrides `mqtt.broker`).
+        #[arg(long)]
+        broker: Option<String>,
+        /// Log as JSON lines.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Check a configuration file and exit.
+    CheckConfig { config: PathBuf },
+    /// Gateway status (through the API).
+    Status,
+    /// Device registry (through the API).
+    Devices {
+        #[command(subcommand)]
+        cmd: cli::DevicesCmd,
+    },
+    /// Send a command to a device (through the API; the principal is `api:operator`).
+    Command {
+        device: String,
+        command: String,
+        /// Arguments as name=value.
+        args: Vec<String>,
+    },
+    /// The audit log. Works directly on a stopped gateway's data dir.
+    Audit {
+        #[command(subcommand)]
+        cmd: cli::AuditCmd,
+    },
+    /// Verify a signed northbound payload (from a file or stdin) against the gateway's public key.
+    Verify {
+        /// Payload file; `-` or absent for stdin.
+        file: Option<PathBuf>,
+        /// Public key file (default: <data-dir>/gateway.pub).
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+    },
+    /// Benchmark the pipeline in-process (JSON lines and a table).
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Run {
+            config,
+            demo,
+            broker,
+            log_json,
+        } => run::main(run::RunArgs {
+            config,
+            data_dir: cli.data_dir,
+            demo,
+            broker,
+            log_json,
+        }),
+        Cmd::CheckConfig { config } => config::Config::load(&config)
+            .map(|_| println!("{}: ok", config.display()))
+            .map_err(anyhow::Error::from),
+        Cmd::Status => cli::status(&cli.data_dir, cli.api.as_deref()),
+        Cmd::Devices { cmd } => cli::devices(&cli.data_dir, cli.api.as_deref(), cmd),
+        Cmd::Command {
+            device,
+            command,
+            args,
+        } => cli::command(&cli.data_dir, cli.api.as_deref(), &device, &command, &args),
+        Cmd::Audit { cmd } => cli::audit(&cli.data_dir, cmd),
+        Cmd::Verify { file, pubkey } => cli::verify(&cli.data_dir, file, pubkey),
+        Cmd::Bench(args) => bench::main(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warden: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Prometheus metrics, served on the API's `/metrics` (token required).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MsgLabels {
+    pub protocol: String,
+    pub direction: String,
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabels {
+    pub protocol: String,
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LinkLabels {
+    pub link: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub messages: Family<MsgLabels, Counter>,
+    pub rejected: Family<CauseLabels, Counter>,
+    pub stage_seconds: Family<StageLabels, Histogram>,
+    pub queue_depth: Gauge,
+    pub queue_dropped: Counter,
+    pub published: Counter,
+    pub broker_connected: Gauge,
+    pub audit_records: Gauge,
+    pub devices: Gauge,
+    pub pending_devices: Gauge,
+    pub link_up: Family<LinkLabels, Gauge>,
+    pub broker_auth_failures: Counter,
+    pub broker_acl_denials: Counter,
+}
+
+fn stage_histogram() -> Histogram {
+    // 100 ns … ~3 ms
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1e-7, 2.0, 15,
+    ))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("warden");
+        let messages = Family::<MsgLabels, Counter>::default();
+        registry.register(
+            "messages",
+            "Messages through the pipeline by protocol, direction and verdict",
+            messages.clone(),
+        );
+        let rejected = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "adapter_rejections",
+            "Frames an adapter refused before they became messages (bad MIC, replay, malformed)",
+            rejected.clone(),
+        );
+        let stage_seconds =
+            Family::<StageLabels, Histogram>::new_with_constructor(stage_histogram as fn() -> _);
+        registry.register(
+            "stage_duration_seconds",
+            "Per-stage latency (sampled: every 64th message)",
+            stage_seconds.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "northbound_queue_depth",
+            "Messages waiting in the store-and-forward queue",
+            queue_depth.clone(),
+        );
+        let queue_dropped = Counter::default();
+        registry.register(
+            "northbound_queue_dropped",
+            "Oldest queued messages dropped at the queue bound",
+            queue_dropped.clone(),
+        );
+        let published = Counter::default();
+        registry.register(
+            "northbound_published",
+            "Messages acknowledged by the broker",
+            published.clone(),
+        );
+        let broker_connected = Gauge::default();
+        registry.register(
+            "northbound_connected",
+            "1 while the gateway's MQTT client is connected",
+            broker_connected.clone(),
+        );
+        let audit_records = Gauge::default();
+        registry.register(
+            "audit_records",
+            "Records in the audit log",
+            audit_records.clone(),
+        );
+        let devices = Gauge::default();
+        registry.register("devices", "Devices in the registry", devices.clone());
+        let pending_devices = Gauge::default();
+        registry.register(
+            "pending_devices",
+            "Devices waiting for approval",
+            pending_devices.clone(),
+        );
+        let link_up = Family::<LinkLabels, Gauge>::default();
+        registry.register(
+            "link_up",
+            "Adapter link health (1 up, 0.5 degraded as 0, 0 down)",
+            link_up.clone(),
+        );
+        let broker_auth_failures = Counter::default();
+        registry.register(
+            "broker_auth_failures",
+            "Embedded broker connections refused for bad or missing credentials",
+            broker_auth_failures.clone(),
+        );
+        let broker_acl_denials = Counter::default();
+        registry.register(
+            "broker_acl_denials",
+            "Embedded broker publishes or subscriptions outside a client's ACL",
+            broker_acl_denials.clone(),
+        );
+        Self {
+            registry,
+            messages,
+            rejected,
+            stage_seconds,
+            queue_depth,
+            queue_dropped,
+            published,
+            broker_connected,
+            audit_records,
+            devices,
+            pending_devices,
+            link_up,
+            broker_auth_failures,
+            broker_acl_denials,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        if prometheus_client::encoding::text::encode(&mut s, &self.registry).is_err() {
+            s.clear();
+        }
+        s
+    }
+}

@@ -1,0 +1,264 @@
+//! Northbound: everything that leaves the gateway towards MQTT, and commands that come back.
+//!
+//! Topics (prefix `warden` by default, configurable):
+//! - `warden/devices/<device-id>/telemetry/<point>`: one signed envelope per point of an allowed uplink
+//! - `warden/devices/<device-id>/event`: allowed events (all points in one envelope)
+//! - `warden/devices/<device-id>/status`: retained; registry status and availability
+//! - `warden/devices/<device-id>/cmd`: commands in (JSON `{"id","command","args"}`)
+//! - `warden/devices/<device-id>/cmd/result`: command results out (delivered / denied + reason / error)
+//! - `warden/gateway/status`: retained; `online` while the gateway runs (last will `offline`)
+
+pub mod broker;
+pub mod envelope;
+pub mod mqtt;
+pub mod outbox;
+
+use std::sync::Mutex;
+
+use ed25519_dalek::SigningKey;
+use serde::Serialize;
+use warden_core::{CommandResult, DeviceId, Message, Point};
+
+use crate::registry::DeviceRecord;
+use crate::store::Store;
+
+/// One MQTT publication, ready to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+/// Where envelopes go: the store-and-forward queue (or, in benchmarks, a counter).
+pub trait OutgoingSink: Send + Sync {
+    fn send(&self, o: Outgoing);
+}
+
+/// Builds, numbers and signs northbound envelopes.
+pub struct Northbound {
+    pub prefix: String,
+    pub gateway_id: String,
+    key: Option<SigningKey>,
+    ids: Mutex<(u64, u64)>,
+    store: Option<Store>,
+    sink: Box<dyn OutgoingSink>,
+}
+
+const ID_BLOCK: u64 = 100_000;
+
+#[derive(Serialize)]
+struct PointBody<'a> {
+    v: u8,
+    id: u64,
+    gw: &'a str,
+    ts: u64,
+    device: &'a DeviceId,
+    kind: &'static str,
+    point: &'a str,
+    value: &'a warden_core::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<&'a str>,
+    assurance: warden_core::Assurance,
+    fresh: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rssi: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snr: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lqi: Option<u8>,
+}
+
+#[derive(Serialize)]
+struct EventBody<'a> {
+    v: u8,
+    id: u64,
+    gw: &'a str,
+    ts: u64,
+    device: &'a DeviceId,
+    kind: &'static str,
+    points: &'a [Point],
+    assurance: warden_core::Assurance,
+    fresh: bool,
+}
+
+#[derive(Serialize)]
+struct StatusBody<'a> {
+    v: u8,
+    id: u64,
+    gw: &'a str,
+    ts: u64,
+    device: &'a DeviceId,
+    status: &'static str,
+    zone: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seen: Option<u64>,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct ResultBody<'a> {
+    v: u8,
+    id: u64,
+    gw: &'a str,
+    ts: u64,
+    #[serde(flatten)]
+    result: &'a CommandResult,
+}
+
+impl Northbound {
+    /// `key: None` publishes unsigned envelopes (only when `mqtt.sign = false`). `store: None` numbers
+    /// messages from 1 without persistence (benchmarks).
+    pub fn new(
+        prefix: &str,
+        gateway_id: &str,
+        key: Option<SigningKey>,
+        store: Option<Store>,
+        sink: Box<dyn OutgoingSink>,
+    ) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            gateway_id: gateway_id.to_owned(),
+            key,
+            ids: Mutex::new((0, 0)),
+            store,
+            sink,
+        }
+    }
+
+    pub fn device_topic(&self, d: &DeviceId, rest: &str) -> String {
+        format!("{}/devices/{d}/{rest}", self.prefix)
+    }
+
+    /// The next message id: unique and increasing across restarts (blocks are reserved in the store).
+    fn next_id(&self) -> u64 {
+        let mut g = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        if g.0 >= g.1 {
+            let start = match &self.store {
+                Some(s) => s.reserve_ids(ID_BLOCK).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot reserve message ids; using the clock");
+                    warden_core::now_ms() * 1000
+                }),
+                None => g.1.max(1),
+            };
+            *g = (start, start + ID_BLOCK);
+        }
+        let id = g.0;
+        g.0 += 1;
+        id
+    }
+
+    fn seal(&self, body: Vec<u8>) -> Vec<u8> {
+        match &self.key {
+            Some(k) => envelope::sign(&body, k),
+            None => body,
+        }
+    }
+
+    fn emit(&self, topic: String, body: &impl Serialize, retain: bool) {
+        match serde_json::to_vec(body) {
+            Ok(b) => self.sink.send(Outgoing {
+                topic,
+                payload: self.seal(b),
+                retain,
+            }),
+            Err(e) => tracing::error!(error = %e, "cannot serialize envelope"),
+        }
+    }
+
+    /// An allowed uplink: telemetry point by point, or one event envelope.
+    pub fn uplink(&self, msg: &Message) {
+        let ts = msg.received_ms;
+        if msg.kind == warden_core::Kind::Event {
+            let body = EventBody {
+                v: 1,
+                id: self.next_id(),
+                gw: &self.gateway_id,
+                ts,
+                device: &msg.device,
+                kind: "event",
+                points: &msg.points,
+                assurance: msg.assurance,
+                fresh: msg.fresh,
+            };
+            self.emit(self.device_topic(&msg.device, "event"), &body, false);
+            return;
+        }
+        for p in &msg.points {
+            let body = PointBody {
+                v: 1,
+                id: self.next_id(),
+                gw: &self.gateway_id,
+                ts,
+                device: &msg.device,
+                kind: msg.kind.as_str(),
+                point: &p.name,
+                value: &p.value,
+                unit: p.unit.as_deref(),
+                assurance: msg.assurance,
+                fresh: msg.fresh,
+                role: msg.role.as_deref(),
+                rssi: msg.link.rssi,
+                snr: msg.link.snr,
+                lqi: msg.link.lqi,
+            };
+            self.emit(
+                format!(
+                    "{}/devices/{}/telemetry/{}",
+                    self.prefix, msg.device, p.name
+                ),
+                &body,
+                false,
+            );
+        }
+    }
+
+    /// The retained status of a device (after registration or any status change).
+    pub fn status(&self, r: &DeviceRecord) {
+        let body = StatusBody {
+            v: 1,
+            id: self.next_id(),
+            gw: &self.gateway_id,
+            ts: warden_core::now_ms(),
+            device: &r.id,
+            status: r.status.as_str(),
+            zone: &r.zone,
+            last_seen: r.last_seen,
+            reason: &r.status_reason,
+        };
+        self.emit(self.device_topic(&r.id, "status"), &body, true);
+    }
+
+    pub fn command_result(&self, res: &CommandResult) {
+        let body = ResultBody {
+            v: 1,
+            id: self.next_id(),
+            gw: &self.gateway_id,
+            ts: warden_core::now_ms(),
+            result: res,
+        };
+        self.emit(self.device_topic(&res.device, "cmd/result"), &body, false);
+    }
+
+    pub fn gateway_status_topic(&self) -> String {
+        format!("{}/gateway/status", self.prefix)
+    }
+}
+
+/// A sink that only counts (benchmarks of the pipeline without broker I/O).
+#[derive(Default)]
+pub struct CountingSink(pub std::sync::atomic::AtomicU64);
+
+impl OutgoingSink for CountingSink {
+    fn send(&self, _o: Outgoing) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl OutgoingSink for std::sync::Arc<CountingSink> {
+    fn send(&self, o: Outgoing) {
+        self.as_ref().send(o)
+    }
+}

@@ -1,0 +1,305 @@
+//! The gateway's MQTT client (rumqttc over rustls with the ring provider): drains the outbox in order,
+//! deletes each message once the broker has acknowledged it (QoS 1), reconnects with backoff, and —
+//! with an external broker — receives commands on `<prefix>/devices/+/cmd`.
+//!
+//! Exactly-once per message id: a message leaves the outbox only on PUBACK, and after a reconnect the
+//! client starts a fresh session and resends what was not acknowledged. The one window for a duplicate
+//! is a crash between the broker's PUBACK and the outbox delete; envelopes carry `id` for consumers
+//! that must deduplicate even then.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::{mpsc, watch};
+
+use super::outbox::Outbox;
+use crate::metrics::Metrics;
+
+/// An external broker address. Only `mqtts://` is accepted: the northbound link is mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerUrl {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let rest = match s.split_once("://") {
+            Some(("mqtts", r)) => r,
+            Some(("mqtt", _)) | Some(("tcp", _)) => {
+                return Err(
+                    "plain MQTT to an external broker is refused; use mqtts:// (mutual TLS)".into(),
+                );
+            }
+            _ => return Err(format!("`{s}` is not mqtts://host:port")),
+        };
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>().map_err(|_| format!("bad port in `{s}`"))?,
+            ),
+            None => (rest, 8883),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("no host in `{s}`"));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// Builds the mutual-TLS client configuration from PEM files.
+pub fn tls_config(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("mqtt.tls.ca_file {}: {e}", ca.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("mqtt.tls.ca_file {}: {e}", ca.display()))?;
+    if cas.is_empty() {
+        return Err(format!("mqtt.tls.ca_file {}: no certificate", ca.display()));
+    }
+    for c in cas {
+        roots
+            .add(c)
+            .map_err(|e| format!("mqtt.tls.ca_file {}: {e}", ca.display()))?;
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("mqtt.tls.cert_file {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("mqtt.tls.cert_file {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "mqtt.tls.cert_file {}: no certificate",
+            cert.display()
+        ));
+    }
+    // the key file's content is never echoed in errors
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|_| {
+        format!(
+            "mqtt.tls.key_file {}: no readable private key",
+            key.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("mqtt.tls: client certificate and key do not fit: {e}"))
+}
+
+pub struct ClientSettings {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub credentials: Option<(String, String)>,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub prefix: String,
+    /// Subscribe to command topics (external broker only; the embedded broker hands commands over
+    /// in-process with the publisher's authenticated name).
+    pub receive_commands: bool,
+}
+
+/// A command received from an external broker: topic and raw payload (authenticated later, in the
+/// pipeline's authenticate stage, by its controller signature).
+pub struct ExternalCommand {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+const WINDOW: usize = 64;
+
+/// Publishes the outbox until `shutdown`. Never returns early on broker errors: it reconnects.
+pub async fn run_publisher(
+    s: ClientSettings,
+    outbox: Arc<Outbox>,
+    metrics: Arc<Metrics>,
+    commands: Option<mpsc::Sender<ExternalCommand>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let status_topic = format!("{}/gateway/status", s.prefix);
+    let cmd_filter = format!("{}/devices/+/cmd", s.prefix);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let mut opts = MqttOptions::new(&s.client_id, &s.host, s.port);
+        opts.set_keep_alive(Duration::from_secs(15))
+            .set_clean_session(true)
+            .set_max_packet_size(1 << 20, 1 << 20)
+            .set_inflight(WINDOW as u16 + 8)
+            .set_last_will(LastWill::new(
+                &status_topic,
+                "offline",
+                QoS::AtLeastOnce,
+                true,
+            ));
+        if let Some((u, p)) = &s.credentials {
+            opts.set_credentials(u, p);
+        }
+        if let Some(tls) = &s.tls {
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
+        }
+        let (client, mut ev) = AsyncClient::new(opts, WINDOW * 2);
+        // rows published on this connection, in publish order: (outbox id or None, pkid once known)
+        let mut inflight: VecDeque<(Option<i64>, Option<u16>)> = VecDeque::new();
+        let mut last_sent: i64 = 0;
+        let mut connected = false;
+        loop {
+            if connected {
+                let room = WINDOW.saturating_sub(inflight.len());
+                if room > 0 {
+                    match outbox.fetch_after(last_sent, room) {
+                        Ok(rows) => {
+                            for (id, o) in rows {
+                                let qos = QoS::AtLeastOnce;
+                                if client
+                                    .try_publish(o.topic, qos, o.retain, o.payload)
+                                    .is_err()
+                                {
+                                    break;
+                                }
+                                inflight.push_back((Some(id), None));
+                                last_sent = id;
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "outbox read failed"),
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, "offline");
+                        // give the eventloop a moment to flush the status and outstanding acks
+                        let deadline = tokio::time::sleep(Duration::from_millis(500));
+                        tokio::pin!(deadline);
+                        loop {
+                            tokio::select! {
+                                _ = &mut deadline => break,
+                                r = ev.poll() => match r {
+                                    Ok(Event::Incoming(Packet::PubAck(a))) => {
+                                        ack(&outbox, &metrics, &mut inflight, a.pkid);
+                                    }
+                                    Ok(_) => {}
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        let _ = client.try_disconnect();
+                        return;
+                    }
+                }
+                _ = outbox.notify.notified(), if connected => {}
+                r = ev.poll() => match r {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        tracing::info!(host = %s.host, port = s.port, "connected to MQTT broker");
+                        connected = true;
+                        backoff = Duration::from_millis(200);
+                        metrics.broker_connected.set(1);
+                        if client.try_publish(&status_topic, QoS::AtLeastOnce, true, "online").is_ok() {
+                            inflight.push_back((None, None));
+                        }
+                        if s.receive_commands
+                            && let Err(e) = client.try_subscribe(&cmd_filter, QoS::AtLeastOnce)
+                        {
+                            tracing::error!(error = %e, "cannot subscribe to command topics");
+                        }
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
+                        if let Some(slot) = inflight.iter_mut().find(|e| e.1.is_none()) {
+                            slot.1 = Some(pkid);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(a))) => {
+                        ack(&outbox, &metrics, &mut inflight, a.pkid);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if let Some(tx) = &commands {
+                            let c = ExternalCommand { topic: p.topic.clone(), payload: p.payload.to_vec() };
+                            if tx.try_send(c).is_err() {
+                                tracing::warn!(topic = %p.topic, "command queue full; command dropped");
+                            }
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(sa))) => {
+                        if sa.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                            tracing::error!(filter = %cmd_filter, "broker refused the command subscription");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        metrics.broker_connected.set(0);
+                        tracing::warn!(error = %e, host = %s.host, port = s.port, retry_in = ?backoff,
+                            queued = outbox.depth(), "MQTT broker unreachable; queueing");
+                        break;
+                    }
+                }
+            }
+        }
+        // drop this client and its session; unacknowledged messages stay in the outbox
+        drop(client);
+        drop(ev);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn ack(
+    outbox: &Outbox,
+    metrics: &Metrics,
+    inflight: &mut VecDeque<(Option<i64>, Option<u16>)>,
+    pkid: u16,
+) {
+    if let Some(pos) = inflight.iter().position(|e| e.1 == Some(pkid))
+        && let Some((row, _)) = inflight.remove(pos)
+        && let Some(id) = row
+    {
+        if let Err(e) = outbox.ack(&[id]) {
+            tracing::error!(error = %e, "outbox delete failed (message may be sent again)");
+        }
+        metrics.published.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            BrokerUrl::parse("mqtts://127.0.0.1:8883"),
+            Ok(BrokerUrl {
+                host: "127.0.0.1".into(),
+                port: 8883
+            })
+        );
+        assert_eq!(BrokerUrl::parse("mqtts://broker").map(|b| b.port), Ok(8883));
+        assert!(
+            BrokerUrl::parse("mqtt://127.0.0.1:1883")
+                .unwrap_err()
+                .contains("refused")
+        );
+        assert!(BrokerUrl::parse("http://x").is_err());
+        assert!(BrokerUrl::parse("mqtts://:1").is_err());
+        assert!(BrokerUrl::parse("mqtts://h:99999").is_err());
+    }
+}

@@ -1,0 +1,263 @@
+//! The store-and-forward queue: every northbound envelope is written here first (SQLite, its own file
+//! `outbox.db`, `synchronous=FULL`) and deleted only when the broker has acknowledged it. So nothing is
+//! lost while the broker is down or across a gateway restart, and delivery is in order.
+//!
+//! Bounded: beyond `max` queued messages the oldest are deleted and counted (metric
+//! `warden_northbound_queue_dropped` and an audit record), never silently.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+
+use super::{Outgoing, OutgoingSink};
+use crate::audit::{AuditEntry, AuditSink, Category};
+use crate::metrics::Metrics;
+
+pub const OUTBOX_FILE: &str = "outbox.db";
+
+pub struct Outbox {
+    conn: Mutex<Connection>,
+    max: u64,
+    depth: AtomicU64,
+    pub notify: tokio::sync::Notify,
+    metrics: Arc<Metrics>,
+}
+
+impl Outbox {
+    pub fn open(data_dir: &Path, max: u64, metrics: Arc<Metrics>) -> rusqlite::Result<Arc<Self>> {
+        let conn = Connection::open(data_dir.join(OUTBOX_FILE))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS outbox(
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                topic TEXT NOT NULL,
+                payload BLOB NOT NULL,
+                retain INTEGER NOT NULL)",
+        )?;
+        let depth: i64 = conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+        metrics.queue_depth.set(depth);
+        Ok(Arc::new(Self {
+            conn: Mutex::new(conn),
+            max: max.max(1),
+            depth: AtomicU64::new(depth as u64),
+            notify: tokio::sync::Notify::new(),
+            metrics,
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Appends a batch; returns how many old messages were dropped to stay within the bound.
+    pub fn push(&self, batch: &[Outgoing]) -> rusqlite::Result<u64> {
+        let mut c = self.lock();
+        let tx = c.transaction()?;
+        {
+            let mut st =
+                tx.prepare_cached("INSERT INTO outbox(topic, payload, retain) VALUES(?1, ?2, ?3)")?;
+            for o in batch {
+                st.execute(params![o.topic, o.payload, o.retain as i64])?;
+            }
+        }
+        let depth = self.depth.load(Ordering::Relaxed) + batch.len() as u64;
+        let mut dropped = 0;
+        if depth > self.max {
+            dropped = depth - self.max;
+            tx.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?1)",
+                [dropped as i64],
+            )?;
+        }
+        tx.commit()?;
+        let now = depth - dropped;
+        self.depth.store(now, Ordering::Relaxed);
+        self.metrics.queue_depth.set(now as i64);
+        if dropped > 0 {
+            self.metrics.queue_dropped.inc_by(dropped);
+        }
+        self.notify.notify_one();
+        Ok(dropped)
+    }
+
+    /// Up to `limit` queued messages with an id above `after`, oldest first.
+    pub fn fetch_after(&self, after: i64, limit: usize) -> rusqlite::Result<Vec<(i64, Outgoing)>> {
+        let c = self.lock();
+        let mut st = c.prepare_cached(
+            "SELECT id, topic, payload, retain FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![after, limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                Outgoing {
+                    topic: r.get(1)?,
+                    payload: r.get(2)?,
+                    retain: r.get::<_, i64>(3)? != 0,
+                },
+            ))
+        })?;
+        rows.collect()
+    }
+
+    /// Removes messages the broker acknowledged.
+    pub fn ack(&self, ids: &[i64]) -> rusqlite::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.lock();
+        let tx = c.transaction()?;
+        let mut n = 0;
+        {
+            let mut st = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+            for id in ids {
+                n += st.execute([id])? as u64;
+            }
+        }
+        tx.commit()?;
+        let now = self.depth.load(Ordering::Relaxed).saturating_sub(n);
+        self.depth.store(now, Ordering::Relaxed);
+        self.metrics.queue_depth.set(now as i64);
+        Ok(())
+    }
+}
+
+/// The pipeline's side of the queue: a bounded channel to a writer thread that batches inserts.
+/// `send` blocks when the channel is full (backpressure), it never drops.
+#[derive(Clone)]
+pub struct OutboxSink {
+    tx: SyncSender<Cmd>,
+}
+
+enum Cmd {
+    Msg(Outgoing),
+    Flush(SyncSender<()>),
+}
+
+impl OutgoingSink for OutboxSink {
+    fn send(&self, o: Outgoing) {
+        if self.tx.send(Cmd::Msg(o)).is_err() {
+            tracing::error!("outbox writer is gone; message not queued");
+        }
+    }
+}
+
+impl OutboxSink {
+    /// Returns once everything sent before this call is in the outbox.
+    pub fn flush(&self) {
+        let (tx, rx) = sync_channel(1);
+        if self.tx.send(Cmd::Flush(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+pub fn start_writer(
+    outbox: Arc<Outbox>,
+    audit: AuditSink,
+    capacity: usize,
+) -> std::io::Result<(OutboxSink, JoinHandle<()>)> {
+    let (tx, rx) = sync_channel(capacity);
+    let h = std::thread::Builder::new()
+        .name("outbox-writer".into())
+        .spawn(move || writer_loop(outbox, audit, rx))?;
+    Ok((OutboxSink { tx }, h))
+}
+
+fn writer_loop(outbox: Arc<Outbox>, audit: AuditSink, rx: Receiver<Cmd>) {
+    let mut batch = Vec::with_capacity(1024);
+    let mut waiters = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Cmd::Msg(o) => batch.push(o),
+                Cmd::Flush(w) => waiters.push(w),
+            }
+            if batch.len() < 1024 {
+                next = rx.try_recv().ok();
+            }
+        }
+        let mut delay = Duration::from_millis(50);
+        while !batch.is_empty() {
+            match outbox.push(&batch) {
+                Ok(0) => break,
+                Ok(dropped) => {
+                    tracing::warn!(dropped, "northbound queue full: oldest messages dropped");
+                    audit.record(
+                        AuditEntry::new(
+                            Category::System,
+                            "queue-overflow",
+                            "gateway",
+                            "store-and-forward queue at its bound; oldest messages dropped",
+                        )
+                        .detail(serde_json::json!({ "dropped": dropped })),
+                    );
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox write failed; retrying");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        batch.clear();
+        for w in waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn o(i: usize) -> Outgoing {
+        Outgoing {
+            topic: format!("t/{i}"),
+            payload: vec![i as u8],
+            retain: false,
+        }
+    }
+
+    #[test]
+    fn fifo_ack_bound_and_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let m = Arc::new(Metrics::new());
+        {
+            let ob = Outbox::open(d.path(), 5, m.clone()).unwrap();
+            assert_eq!(ob.push(&(0..3).map(o).collect::<Vec<_>>()).unwrap(), 0);
+            let rows = ob.fetch_after(0, 10).unwrap();
+            assert_eq!(
+                rows.iter().map(|r| r.1.topic.as_str()).collect::<Vec<_>>(),
+                ["t/0", "t/1", "t/2"]
+            );
+            ob.ack(&[rows[0].0]).unwrap();
+            assert_eq!(ob.depth(), 2);
+            // 2 queued + 5 new = 7 > 5: the two oldest are dropped and counted
+            assert_eq!(ob.push(&(3..8).map(o).collect::<Vec<_>>()).unwrap(), 2);
+            assert_eq!(ob.depth(), 5);
+            assert_eq!(m.queue_dropped.get(), 2);
+        }
+        let ob = Outbox::open(d.path(), 5, m).unwrap();
+        let rows = ob.fetch_after(0, 10).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.1.topic.as_str()).collect::<Vec<_>>(),
+            ["t/3", "t/4", "t/5", "t/6", "t/7"]
+        );
+        let after = ob.fetch_after(rows[2].0, 10).unwrap();
+        assert_eq!(after.len(), 2);
+    }
+}

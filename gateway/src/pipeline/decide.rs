@@ -1,0 +1,371 @@
+//! Stage 4, decide: default deny, built-in rules first, then the pluggable deciders.
+//!
+//! Built-in rules (they always run first, and no decider can override a deny):
+//! - a device that is pending, quarantined or revoked gets nothing through, either way;
+//! - an active device needs a usage profile (its own, or its model's), may send only the points and
+//!   events the profile declares, and may receive only the commands it declares;
+//! - a command needs a principal that the device's zone lists as a commander.
+//!
+//! Then every [`Decider`] bound to the message runs in order; all must allow. The first deny or
+//! quarantine wins. A decider's error is a deny. This is the seam the Wasm plugin host plugs into.
+
+use std::collections::{HashMap, HashSet};
+
+use warden_core::{Assurance, Command, Decision, Direction, Kind, Message, Verdict};
+
+use crate::config::Config;
+use crate::registry::{DeviceRecord, StatsSnapshot, Status};
+
+/// A compiled usage profile.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    pub points: HashSet<String>,
+    pub events: HashSet<String>,
+    pub commands: HashSet<String>,
+    pub min_assurance: Assurance,
+    pub require_fresh: bool,
+}
+
+/// The built-in policy compiled from the config: profiles, model → profile, zones.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    profiles: HashMap<String, Profile>,
+    models: HashMap<String, String>,
+    zones: HashMap<String, HashSet<String>>,
+}
+
+impl Policy {
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            profiles: c
+                .profiles
+                .iter()
+                .map(|(n, p)| {
+                    (
+                        n.clone(),
+                        Profile {
+                            points: p.points.iter().cloned().collect(),
+                            events: p.events.iter().cloned().collect(),
+                            commands: p.commands.iter().cloned().collect(),
+                            min_assurance: p.min_assurance,
+                            require_fresh: p.require_fresh,
+                        },
+                    )
+                })
+                .collect(),
+            models: c.models.clone().into_iter().collect(),
+            zones: c
+                .zones
+                .iter()
+                .map(|(n, z)| (n.clone(), z.commanders.iter().cloned().collect()))
+                .collect(),
+        }
+    }
+
+    /// The device's own profile, else its model's (`Manufacturer/Model`).
+    pub fn profile_for<'a>(&'a self, r: &DeviceRecord) -> Option<(&'a str, &'a Profile)> {
+        let name: &str = match &r.profile {
+            Some(p) => p.as_str(),
+            None => {
+                let (m, mo) = (r.manufacturer.as_deref()?, r.model.as_deref()?);
+                self.models.get(&format!("{m}/{mo}"))?.as_str()
+            }
+        };
+        self.profiles
+            .get_key_value(name)
+            .map(|(k, p)| (k.as_str(), p))
+    }
+}
+
+/// What a decider is asked about.
+pub struct DecisionRequest<'a> {
+    pub record: &'a DeviceRecord,
+    pub direction: Direction,
+    pub kind: Kind,
+    pub message: Option<&'a Message>,
+    pub command: Option<&'a Command>,
+    pub principal: Option<&'a str>,
+    pub stats: StatsSnapshot,
+    pub now_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DeciderError(pub String);
+
+/// A further decider after the built-in rules (the Wasm plugin host implements this).
+pub trait Decider: Send {
+    fn name(&self) -> &str;
+    /// Whether this decider is bound to the request (zone, role, protocol, device, direction).
+    fn applies(&self, req: &DecisionRequest<'_>) -> bool;
+    fn decide(&mut self, req: &DecisionRequest<'_>) -> Result<Decision, DeciderError>;
+}
+
+fn status_gate(r: &DeviceRecord) -> Result<(), Decision> {
+    match r.status {
+        Status::Active => Ok(()),
+        s => Err(Decision::deny(
+            "builtin:status",
+            format!("device is {}", s.as_str()),
+        )),
+    }
+}
+
+fn run_deciders(deciders: &mut [Box<dyn Decider>], req: &DecisionRequest<'_>) -> Decision {
+    for d in deciders.iter_mut() {
+        if !d.applies(req) {
+            continue;
+        }
+        let name = format!("plugin:{}", d.name());
+        match d.decide(req) {
+            Ok(dec) if dec.verdict == Verdict::Allow => {}
+            Ok(mut dec) => {
+                dec.decider = name;
+                return dec;
+            }
+            Err(e) => return Decision::deny(name, format!("decider error: {e}")),
+        }
+    }
+    Decision::allow("builtin:profile")
+}
+
+pub fn uplink(
+    policy: &Policy,
+    deciders: &mut [Box<dyn Decider>],
+    r: &DeviceRecord,
+    msg: &Message,
+    stats: StatsSnapshot,
+    now_ms: u64,
+) -> Decision {
+    if let Err(d) = status_gate(r) {
+        return d;
+    }
+    let Some((pname, profile)) = policy.profile_for(r) else {
+        return Decision::deny("builtin:profile", "device has no usage profile");
+    };
+    let allowed = |name: &str| match msg.kind {
+        Kind::Event => profile.events.contains(name) || profile.points.contains(name),
+        _ => profile.points.contains(name),
+    };
+    if let Some(p) = msg.points.iter().find(|p| !allowed(&p.name)) {
+        return Decision::deny(
+            "builtin:profile",
+            format!("point `{}` is not in profile `{pname}`", p.name),
+        );
+    }
+    run_deciders(
+        deciders,
+        &DecisionRequest {
+            record: r,
+            direction: Direction::Uplink,
+            kind: msg.kind,
+            message: Some(msg),
+            command: None,
+            principal: None,
+            stats,
+            now_ms,
+        },
+    )
+}
+
+pub fn downlink(
+    policy: &Policy,
+    deciders: &mut [Box<dyn Decider>],
+    r: &DeviceRecord,
+    cmd: &Command,
+    principal: &str,
+    stats: StatsSnapshot,
+    now_ms: u64,
+) -> Decision {
+    if let Err(d) = status_gate(r) {
+        return d;
+    }
+    let Some((pname, profile)) = policy.profile_for(r) else {
+        return Decision::deny("builtin:profile", "device has no usage profile");
+    };
+    if !profile.commands.contains(&cmd.name) {
+        return Decision::deny(
+            "builtin:profile",
+            format!("command `{}` is not in profile `{pname}`", cmd.name),
+        );
+    }
+    let commanders = policy.zones.get(&r.zone);
+    let may = commanders.is_some_and(|c| c.contains(principal) || c.contains("*"));
+    if !may {
+        return Decision::deny(
+            "builtin:zone",
+            format!("`{principal}` may not command devices in zone `{}`", r.zone),
+        );
+    }
+    run_deciders(
+        deciders,
+        &DecisionRequest {
+            record: r,
+            direction: Direction::Downlink,
+            kind: Kind::Command,
+            message: None,
+            command: Some(cmd),
+            principal: Some(principal),
+            stats,
+            now_ms,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use warden_core::{DeviceId, Point, Value};
+
+    fn policy() -> Policy {
+        let c = Config::parse(
+            r#"
+[zones.default]
+commanders = ["mqtt:operator"]
+[zones.lab]
+commanders = ["*"]
+[profiles.thermo]
+points = ["temperature"]
+events = ["tamper"]
+commands = ["set_setpoint"]
+[models]
+"Acme/T1" = "thermo"
+"#,
+            std::path::Path::new("t"),
+        )
+        .unwrap();
+        Policy::from_config(&c)
+    }
+
+    fn rec(status: Status, profile: Option<&str>) -> DeviceRecord {
+        DeviceRecord {
+            id: DeviceId::new("sim", "a").unwrap(),
+            name: None,
+            manufacturer: Some("Acme".into()),
+            model: Some("T1".into()),
+            firmware: None,
+            serial: None,
+            zone: "default".into(),
+            role: None,
+            profile: profile.map(str::to_owned),
+            status,
+            status_by: "x".into(),
+            status_at: 0,
+            status_reason: String::new(),
+            first_seen: None,
+            last_seen: None,
+            credentials: vec![],
+        }
+    }
+
+    fn stats() -> StatsSnapshot {
+        crate::registry::Stats::default().snapshot()
+    }
+
+    fn tele(name: &str) -> Message {
+        Message::telemetry(
+            DeviceId::new("sim", "a").unwrap(),
+            vec![Point::new(name, Value::Float(1.0))],
+        )
+    }
+
+    struct Fixed(Result<Decision, String>);
+    impl Decider for Fixed {
+        fn name(&self) -> &str {
+            "fixed"
+        }
+        fn applies(&self, _: &DecisionRequest<'_>) -> bool {
+            true
+        }
+        fn decide(&mut self, _: &DecisionRequest<'_>) -> Result<Decision, DeciderError> {
+            self.0.clone().map_err(DeciderError)
+        }
+    }
+
+    #[test]
+    fn status_gate_is_absolute() {
+        let p = policy();
+        for s in [Status::Pending, Status::Quarantined, Status::Revoked] {
+            let mut ds: Vec<Box<dyn Decider>> = vec![Box::new(Fixed(Ok(Decision::allow("x"))))];
+            let d = uplink(&p, &mut ds, &rec(s, None), &tele("temperature"), stats(), 0);
+            assert_eq!(d.verdict, Verdict::Deny);
+            assert_eq!(d.decider, "builtin:status");
+            let cmd = Command {
+                name: "set_setpoint".into(),
+                args: vec![],
+            };
+            let d = downlink(
+                &p,
+                &mut ds,
+                &rec(s, None),
+                &cmd,
+                "mqtt:operator",
+                stats(),
+                0,
+            );
+            assert_eq!(d.decider, "builtin:status");
+        }
+    }
+
+    #[test]
+    fn profile_from_model_and_point_checks() {
+        let p = policy();
+        let r = rec(Status::Active, None);
+        let mut none: Vec<Box<dyn Decider>> = vec![];
+        assert!(uplink(&p, &mut none, &r, &tele("temperature"), stats(), 0).is_allow());
+        let d = uplink(&p, &mut none, &r, &tele("debug_shell"), stats(), 0);
+        assert!(d.reason.contains("debug_shell"), "{}", d.reason);
+        let mut ev = tele("tamper");
+        assert!(!uplink(&p, &mut none, &r, &ev, stats(), 0).is_allow());
+        ev.kind = Kind::Event;
+        assert!(uplink(&p, &mut none, &r, &ev, stats(), 0).is_allow());
+        let mut unprofiled = rec(Status::Active, None);
+        unprofiled.model = Some("Other".into());
+        let d = uplink(&p, &mut none, &unprofiled, &tele("temperature"), stats(), 0);
+        assert!(d.reason.contains("no usage profile"));
+    }
+
+    #[test]
+    fn commands_need_profile_and_zone_commander() {
+        let p = policy();
+        let mut none: Vec<Box<dyn Decider>> = vec![];
+        let mut r = rec(Status::Active, Some("thermo"));
+        let set = Command {
+            name: "set_setpoint".into(),
+            args: vec![],
+        };
+        assert!(downlink(&p, &mut none, &r, &set, "mqtt:operator", stats(), 0).is_allow());
+        let d = downlink(&p, &mut none, &r, &set, "mqtt:intruder", stats(), 0);
+        assert_eq!(d.decider, "builtin:zone");
+        let reboot = Command {
+            name: "reboot".into(),
+            args: vec![],
+        };
+        assert!(!downlink(&p, &mut none, &r, &reboot, "mqtt:operator", stats(), 0).is_allow());
+        r.zone = "lab".into();
+        assert!(downlink(&p, &mut none, &r, &set, "anyone", stats(), 0).is_allow());
+        r.zone = "undefined".into();
+        assert!(!downlink(&p, &mut none, &r, &set, "mqtt:operator", stats(), 0).is_allow());
+    }
+
+    #[test]
+    fn deciders_can_only_narrow_and_errors_deny() {
+        let p = policy();
+        let r = rec(Status::Active, Some("thermo"));
+        let mut ds: Vec<Box<dyn Decider>> = vec![Box::new(Fixed(Err("trap".into())))];
+        let d = uplink(&p, &mut ds, &r, &tele("temperature"), stats(), 0);
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert_eq!(d.decider, "plugin:fixed");
+        assert!(d.reason.contains("trap"));
+        let mut ds: Vec<Box<dyn Decider>> = vec![
+            Box::new(Fixed(Ok(Decision::allow("a")))),
+            Box::new(Fixed(Ok(Decision::quarantine("b", "odd")))),
+        ];
+        let d = uplink(&p, &mut ds, &r, &tele("temperature"), stats(), 0);
+        assert_eq!(d.verdict, Verdict::Quarantine);
+        // an allowing decider cannot admit a point the profile forbids
+        let mut ds: Vec<Box<dyn Decider>> = vec![Box::new(Fixed(Ok(Decision::allow("a"))))];
+        assert!(!uplink(&p, &mut ds, &r, &tele("debug_shell"), stats(), 0).is_allow());
+    }
+}

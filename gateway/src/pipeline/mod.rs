@@ -1,0 +1,529 @@
+//! The pipeline: one message's whole path, as plain function calls, one module per stage.
+//!
+//! ```text
+//! uplink:   adapter → identify → authenticate → observe → decide → record → deliver → MQTT
+//! downlink: MQTT/API → authenticate (commander) → identify → decide → record → deliver → adapter
+//! ```
+//!
+//! The pipeline runs on its own thread and owns its mutable state (aggregates, deciders, pending
+//! command replies); everything it shares (registry, audit sink, northbound) is thread-safe.
+
+pub mod authenticate;
+pub mod decide;
+pub mod deliver;
+pub mod identify;
+pub mod observe;
+pub mod record;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+use warden_core::{
+    AdapterEvent, Announcement, Command, CommandOutcome, CommandResult, Decision, DeviceId,
+    Downlink, LinkHealth, LinkState, Message, Rejection, Verdict, now_ms,
+};
+
+use crate::audit::{AuditEntry, AuditSink, Category};
+use crate::metrics::{CauseLabels, Metrics, MsgLabels, StageLabels};
+use crate::northbound::Northbound;
+use crate::registry::{Registry, Status};
+use authenticate::{CommandSource, Controller};
+use decide::{Decider, Policy};
+
+/// A command entering the downlink path.
+pub struct CommandRequest {
+    pub command_id: String,
+    pub device: DeviceId,
+    pub command: Command,
+    pub source: CommandSource,
+    /// Where to send the final result (API callers wait on it).
+    pub reply: Option<oneshot::Sender<CommandResult>>,
+}
+
+/// Messages to the pipeline thread other than adapter events.
+pub enum Control {
+    Command(CommandRequest),
+    /// New built-in policy and controller keys after a config reload.
+    Reload(Policy, Vec<Controller>),
+    /// Publish a device's status (after an operator changed it through the API).
+    Status(DeviceId),
+}
+
+/// Everything the stages need.
+pub struct Pipeline {
+    pub registry: Arc<Registry>,
+    pub policy: Policy,
+    pub controllers: Vec<Controller>,
+    pub deciders: Vec<Box<dyn Decider>>,
+    pub audit: AuditSink,
+    pub aggregator: record::Aggregator,
+    pub aggregate_telemetry: bool,
+    pub default_zone: String,
+    pub metrics: Arc<Metrics>,
+    pub northbound: Arc<Northbound>,
+    pub routes: HashMap<String, mpsc::Sender<Downlink>>,
+    replies: HashMap<String, (u64, DeviceId, oneshot::Sender<CommandResult>)>,
+    counter: u64,
+    link_states: HashMap<String, LinkState>,
+}
+
+const REPLY_TIMEOUT_MS: u64 = 30_000;
+const MAX_WAITING_REPLIES: usize = 1024;
+
+impl Pipeline {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        registry: Arc<Registry>,
+        policy: Policy,
+        controllers: Vec<Controller>,
+        audit: AuditSink,
+        aggregate_telemetry: bool,
+        default_zone: String,
+        metrics: Arc<Metrics>,
+        northbound: Arc<Northbound>,
+    ) -> Self {
+        Self {
+            registry,
+            policy,
+            controllers,
+            deciders: Vec::new(),
+            audit,
+            aggregator: record::Aggregator::default(),
+            aggregate_telemetry,
+            default_zone,
+            metrics,
+            northbound,
+            routes: HashMap::new(),
+            replies: HashMap::new(),
+            counter: 0,
+            link_states: HashMap::new(),
+        }
+    }
+
+    fn count(&self, protocol: &str, direction: &str, verdict: Verdict) {
+        self.metrics
+            .messages
+            .get_or_create(&MsgLabels {
+                protocol: protocol.to_owned(),
+                direction: direction.to_owned(),
+                verdict: verdict.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    fn timed(&self, sample: bool, stage: &str, since: &mut Instant) {
+        if sample {
+            let now = Instant::now();
+            self.metrics
+                .stage_seconds
+                .get_or_create(&StageLabels {
+                    stage: stage.to_owned(),
+                })
+                .observe((now - *since).as_secs_f64());
+            *since = now;
+        }
+    }
+
+    pub fn handle(&mut self, ev: AdapterEvent) {
+        match ev {
+            AdapterEvent::Uplink(m) => {
+                self.uplink(m);
+            }
+            AdapterEvent::Announce(a) => self.announce(a),
+            AdapterEvent::CommandResult(r) => self.command_result(r),
+            AdapterEvent::Health(h) => self.health(h),
+            AdapterEvent::Rejected(r) => self.rejected(r),
+        }
+    }
+
+    /// The uplink path up to and including record; deliver only if allowed. Returns the decision.
+    pub fn uplink(&mut self, msg: Message) -> Decision {
+        let (decision, msg) = self.uplink_decide(msg);
+        if decision.is_allow() {
+            deliver::uplink(&self.northbound, &msg);
+        }
+        decision
+    }
+
+    /// identify → authenticate → observe → decide → record. Benchmarks call this directly.
+    pub fn uplink_decide(&mut self, msg: Message) -> (Decision, Message) {
+        self.counter = self.counter.wrapping_add(1);
+        let sample = self.counter % 64 == 0;
+        let mut t = Instant::now();
+        let now = now_ms();
+        let protocol = msg.device.protocol().to_owned();
+
+        let id = match identify::uplink(&self.registry, &msg.device, &self.default_zone) {
+            Ok(id) => id,
+            Err(d) => {
+                record::uplink(&mut self.aggregator, &self.audit, false, &msg, &d, now);
+                self.count(&protocol, "uplink", d.verdict);
+                return (d, msg);
+            }
+        };
+        if id.record.status == Status::Pending && id.record.first_seen == id.record.last_seen {
+            // just registered: tell subscribers a device is waiting for approval
+            self.northbound.status(&id.record);
+        }
+        self.timed(sample, "identify", &mut t);
+
+        let profile = self.policy.profile_for(&id.record).map(|p| p.1);
+        let auth = authenticate::uplink(&msg, profile, &id.entry.stats);
+        self.timed(sample, "authenticate", &mut t);
+
+        let stats = observe::uplink(&id.entry.stats, &msg, now);
+        self.timed(sample, "observe", &mut t);
+
+        let decision = match auth {
+            Err(d) => d,
+            Ok(()) => decide::uplink(
+                &self.policy,
+                &mut self.deciders,
+                &id.record,
+                &msg,
+                stats,
+                now,
+            ),
+        };
+        self.timed(sample, "decide", &mut t);
+
+        if !decision.is_allow() {
+            observe::denied(&id.entry.stats);
+        }
+        record::uplink(
+            &mut self.aggregator,
+            &self.audit,
+            self.aggregate_telemetry,
+            &msg,
+            &decision,
+            now,
+        );
+        if decision.verdict == Verdict::Quarantine {
+            self.quarantine(&msg.device, &decision);
+        }
+        self.timed(sample, "record", &mut t);
+        self.count(&protocol, "uplink", decision.verdict);
+        (decision, msg)
+    }
+
+    fn quarantine(&mut self, device: &DeviceId, d: &Decision) {
+        match self.registry.set_status(
+            device,
+            Status::Quarantined,
+            &d.decider,
+            &d.reason,
+            Category::Decision,
+        ) {
+            Ok(r) => self.northbound.status(&r),
+            Err(e) => tracing::error!(device = %device, error = %e, "quarantine failed"),
+        }
+    }
+
+    /// The downlink path. Denials are answered at once; allowed commands are answered when the adapter
+    /// reports the result.
+    pub fn command(&mut self, req: CommandRequest) {
+        let now = now_ms();
+        let CommandRequest {
+            command_id,
+            device,
+            command,
+            source,
+            reply,
+        } = req;
+        let principal = match authenticate::commander(&source, &self.controllers) {
+            Ok(p) => p,
+            Err(d) => {
+                record::downlink(
+                    &self.audit,
+                    &device,
+                    &command_id,
+                    &command.name,
+                    "unauthenticated",
+                    &d,
+                );
+                self.finish(
+                    &device,
+                    command_id,
+                    CommandOutcome::Denied(d.reason),
+                    reply,
+                    "deny",
+                );
+                return;
+            }
+        };
+        let decision = match identify::downlink(&self.registry, &device) {
+            Err(d) => d,
+            Ok(id) => decide::downlink(
+                &self.policy,
+                &mut self.deciders,
+                &id.record,
+                &command,
+                &principal,
+                id.entry.stats.snapshot(),
+                now,
+            ),
+        };
+        record::downlink(
+            &self.audit,
+            &device,
+            &command_id,
+            &command.name,
+            &principal,
+            &decision,
+        );
+        if decision.verdict == Verdict::Quarantine {
+            self.quarantine(&device, &decision);
+        }
+        if !decision.is_allow() {
+            let reason = format!("{} ({})", decision.reason, decision.decider);
+            self.finish(
+                &device,
+                command_id,
+                CommandOutcome::Denied(reason),
+                reply,
+                decision.verdict.as_str(),
+            );
+            return;
+        }
+        let dl = Downlink {
+            command_id: command_id.clone(),
+            device: device.clone(),
+            command,
+            principal,
+        };
+        match deliver::downlink(&self.routes, dl) {
+            Ok(()) => {
+                self.count(device.protocol(), "downlink", Verdict::Allow);
+                if let Some(r) = reply {
+                    if self.replies.len() >= MAX_WAITING_REPLIES {
+                        self.expire_replies(u64::MAX);
+                    }
+                    self.replies.insert(command_id, (now, device, r));
+                }
+            }
+            Err(outcome) => {
+                let res = CommandResult {
+                    command_id,
+                    device,
+                    outcome,
+                    points: vec![],
+                };
+                self.command_result_inner(res, reply);
+            }
+        }
+    }
+
+    fn finish(
+        &mut self,
+        device: &DeviceId,
+        command_id: String,
+        outcome: CommandOutcome,
+        reply: Option<oneshot::Sender<CommandResult>>,
+        verdict: &str,
+    ) {
+        let v = if verdict == "quarantine" {
+            Verdict::Quarantine
+        } else {
+            Verdict::Deny
+        };
+        self.count(device.protocol(), "downlink", v);
+        let res = CommandResult {
+            command_id,
+            device: device.clone(),
+            outcome,
+            points: vec![],
+        };
+        self.northbound.command_result(&res);
+        if let Some(r) = reply {
+            let _ = r.send(res);
+        }
+    }
+
+    fn command_result(&mut self, res: CommandResult) {
+        let reply = self.replies.remove(&res.command_id).map(|r| r.2);
+        self.command_result_inner(res, reply);
+    }
+
+    fn command_result_inner(
+        &mut self,
+        res: CommandResult,
+        reply: Option<oneshot::Sender<CommandResult>>,
+    ) {
+        let outcome = serde_json::to_value(&res.outcome).unwrap_or_default();
+        self.audit.record(
+            AuditEntry::new(Category::Decision, "command-result", "gateway", "")
+                .device(&res.device)
+                .detail(serde_json::json!({ "command_id": res.command_id, "result": outcome })),
+        );
+        self.northbound.command_result(&res);
+        if let Some(r) = reply {
+            let _ = r.send(res);
+        }
+    }
+
+    fn expire_replies(&mut self, now: u64) {
+        let old: Vec<String> = self
+            .replies
+            .iter()
+            .filter(|(_, (t, _, _))| now == u64::MAX || now.saturating_sub(*t) > REPLY_TIMEOUT_MS)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in old {
+            if let Some((_, device, tx)) = self.replies.remove(&k) {
+                let res = CommandResult {
+                    command_id: k,
+                    device,
+                    outcome: CommandOutcome::Timeout,
+                    points: vec![],
+                };
+                self.audit.record(
+                    AuditEntry::new(
+                        Category::Decision,
+                        "command-result",
+                        "gateway",
+                        "no result from the adapter in time",
+                    )
+                    .device(&res.device)
+                    .detail(
+                        serde_json::json!({ "command_id": res.command_id, "result": "timeout" }),
+                    ),
+                );
+                self.northbound.command_result(&res);
+                let _ = tx.send(res);
+            }
+        }
+    }
+
+    fn announce(&mut self, a: Announcement) {
+        let Some(id) = a.device.clone() else { return };
+        let r = if self.registry.get(&id).is_some() {
+            self.registry.update_evidence(&id, &a).map(|_| ())
+        } else {
+            self.registry
+                .register_pending(
+                    &id,
+                    Some(&a),
+                    &self.default_zone,
+                    "announced by its adapter",
+                )
+                .map(|e| self.northbound.status(&e.record()))
+        };
+        if let Err(e) = r {
+            tracing::warn!(device = %id, error = %e, "announcement not recorded");
+            self.audit.record(
+                AuditEntry::new(Category::Security, "announce", "gateway", e.to_string())
+                    .device(&id)
+                    .decision("builtin:identify", "deny"),
+            );
+        }
+    }
+
+    fn rejected(&mut self, r: Rejection) {
+        let protocol = r
+            .device
+            .as_ref()
+            .map(|d| d.protocol().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        self.metrics
+            .rejected
+            .get_or_create(&CauseLabels {
+                protocol: protocol.clone(),
+                cause: r.cause.to_owned(),
+            })
+            .inc();
+        self.count(&protocol, "uplink", Verdict::Deny);
+        let mut e = AuditEntry::new(Category::Decision, "uplink", "gateway", r.detail)
+            .decision(&format!("adapter:{protocol}"), "deny")
+            .detail(serde_json::json!({ "cause": r.cause }));
+        e.device = r.device.map(|d| d.to_string());
+        self.audit.record(e);
+    }
+
+    fn health(&mut self, h: LinkHealth) {
+        let v = match h.state {
+            LinkState::Up => 1,
+            LinkState::Degraded | LinkState::Down => 0,
+        };
+        self.metrics
+            .link_up
+            .get_or_create(&crate::metrics::LinkLabels {
+                link: h.link.clone(),
+            })
+            .set(v);
+        if self.link_states.insert(h.link.clone(), h.state) != Some(h.state) {
+            tracing::info!(link = %h.link, state = ?h.state, detail = %h.detail, "link health");
+            self.audit.record(
+                AuditEntry::new(Category::System, "link-health", "gateway", h.detail).detail(
+                    serde_json::json!({ "link": h.link, "state": format!("{:?}", h.state) }),
+                ),
+            );
+        }
+    }
+
+    /// Periodic housekeeping: aggregate flush, reply timeouts, gauges.
+    pub fn tick(&mut self) {
+        let now = now_ms();
+        self.aggregator.tick(&self.audit, now);
+        self.expire_replies(now);
+        self.metrics.devices.set(self.registry.len() as i64);
+        self.metrics
+            .pending_devices
+            .set(self.registry.pending_count() as i64);
+    }
+
+    pub fn control(&mut self, c: Control) {
+        match c {
+            Control::Command(req) => self.command(req),
+            Control::Reload(p, ctl) => {
+                self.policy = p;
+                self.controllers = ctl;
+            }
+            Control::Status(id) => {
+                if let Some(e) = self.registry.get(&id) {
+                    self.northbound.status(&e.record());
+                }
+            }
+        }
+    }
+
+    /// The pipeline loop: runs until both channels close.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<AdapterEvent>,
+        mut control: mpsc::Receiver<Control>,
+    ) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut flush_seen = tokio::time::interval(std::time::Duration::from_secs(30));
+        let (mut ev_open, mut ctl_open) = (true, true);
+        while ev_open || ctl_open {
+            tokio::select! {
+                e = events.recv(), if ev_open => match e {
+                    Some(e) => self.handle(e),
+                    None => ev_open = false,
+                },
+                c = control.recv(), if ctl_open => match c {
+                    Some(c) => self.control(c),
+                    None => ctl_open = false,
+                },
+                _ = tick.tick() => self.tick(),
+                _ = flush_seen.tick() => {
+                    if let Err(e) = self.registry.flush_last_seen() {
+                        tracing::error!(error = %e, "last-seen flush failed");
+                    }
+                }
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Flushes what is held in memory (aggregates, last-seen times).
+    pub fn shutdown(&mut self) {
+        self.aggregator.flush(&self.audit);
+        self.expire_replies(u64::MAX);
+        if let Err(e) = self.registry.flush_last_seen() {
+            tracing::error!(error = %e, "last-seen flush failed");
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The embedded transactional store (SQLite, WAL, `synchronous=FULL`): registry, credentials, audit
+//! chain and gateway metadata in `warden.db`. One writer connection behind a mutex; every change that
+//! must be atomic with its audit record happens in one transaction (see [`Store::write`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ed25519_dalek::SigningKey;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+
+use crate::audit::{AuditEntry, Chain};
+use crate::secrets::{MasterKey, Sealer, SecretError};
+
+pub const DB_FILE: &str = "warden.db";
+pub const PUBKEY_FILE: &str = "gateway.pub";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("the master key does not match this data dir (its sealed secrets cannot be opened)")]
+    WrongKey,
+    #[error("{0}")]
+    Other(String),
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS devices(
+    id TEXT PRIMARY KEY,
+    protocol TEXT NOT NULL,
+    address TEXT NOT NULL,
+    name TEXT,
+    manufacturer TEXT,
+    model TEXT,
+    firmware TEXT,
+    serial TEXT,
+    zone TEXT NOT NULL,
+    role TEXT,
+    profile TEXT,
+    status TEXT NOT NULL,
+    status_by TEXT NOT NULL,
+    status_at INTEGER NOT NULL,
+    status_reason TEXT NOT NULL,
+    first_seen INTEGER,
+    last_seen INTEGER
+);
+CREATE TABLE IF NOT EXISTS credentials(
+    device TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY(device, name)
+);
+CREATE TABLE IF NOT EXISTS audit(
+    seq INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    category TEXT NOT NULL,
+    action TEXT NOT NULL,
+    device TEXT,
+    actor TEXT NOT NULL,
+    decider TEXT,
+    verdict TEXT,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    seal BLOB
+);
+"#;
+
+pub struct Inner {
+    pub conn: Connection,
+    pub chain: Chain,
+    sealer: Sealer,
+}
+
+/// Shared handle to the store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Mutex<Inner>>,
+    pub data_dir: PathBuf,
+    pub verifying_key: ed25519_dalek::VerifyingKey,
+    signing_key: Arc<SigningKey>,
+}
+
+fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Opens a data dir's database read-only, for forensics on a stopped (or running) gateway.
+pub fn open_readonly(data_dir: &Path) -> Result<Connection, StoreError> {
+    let path = data_dir.join(DB_FILE);
+    if !path.exists() {
+        return Err(StoreError::Other(format!(
+            "no database at {} (is --data-dir right?)",
+            path.display()
+        )));
+    }
+    open_conn(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `data_dir`, checks the master key against it and
+    /// loads or creates the gateway signing key.
+    pub fn open(data_dir: &Path, master: &MasterKey) -> Result<Self, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        let conn = open_conn(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        let sealer = master.sealer();
+
+        // Key check: a sealed constant proves this master key is the one the data dir was made with.
+        let check: Option<Vec<u8>> = conn
+            .query_row("SELECT value FROM meta WHERE key='key_check'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match check {
+            Some(blob) => {
+                if sealer.open(b"key-check", &blob).ok().as_deref() != Some(b"warden") {
+                    return Err(StoreError::WrongKey);
+                }
+            }
+            None => {
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES('key_check', ?1)",
+                    params![sealer.seal(b"key-check", b"warden")],
+                )?;
+            }
+        }
+
+        let sk: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key='gateway_signing_key'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let signing_key = match sk {
+            Some(blob) => {
+                let seed = sealer.open(b"gateway-signing-key", &blob)?;
+                let seed: [u8; 32] = seed
+                    .try_into()
+                    .map_err(|_| StoreError::Other("stored signing key has a bad length".into()))?;
+                SigningKey::from_bytes(&seed)
+            }
+            None => {
+                let key = SigningKey::generate(&mut rand::rngs::OsRng);
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES('gateway_signing_key', ?1)",
+                    params![sealer.seal(b"gateway-signing-key", key.as_bytes())],
+                )?;
+                key
+            }
+        };
+        let verifying_key = signing_key.verifying_key();
+        let pub_path = data_dir.join(PUBKEY_FILE);
+        let pub_text = crate::northbound::envelope::encode_pubkey(&verifying_key);
+        if std::fs::read_to_string(&pub_path).ok().as_deref() != Some(pub_text.as_str()) {
+            std::fs::write(&pub_path, &pub_text)
+                .map_err(|e| StoreError::Other(format!("{}: {e}", pub_path.display())))?;
+        }
+        let signing_key = Arc::new(signing_key);
+        let chain = Chain::load(&conn, signing_key.clone())?;
+        Ok(Self {
+            inner: Arc::new(Mutex::new(Inner {
+                conn,
+                chain,
+                sealer,
+            })),
+            data_dir: data_dir.to_owned(),
+            verifying_key,
+            signing_key,
+        })
+    }
+
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing_key
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves SQLite consistent (the transaction rolls back), so a
+        // poisoned mutex is safe to keep using.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one transaction, then appends `audit` entries (returned by `f`) to the hash chain
+    /// in the same transaction. Either both land or neither does.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>, &Sealer) -> Result<(T, Vec<AuditEntry>), StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut g = self.lock();
+        let Inner {
+            conn,
+            chain,
+            sealer,
+        } = &mut *g;
+        let tx = conn.transaction()?;
+        let (out, entries) = f(&tx, sealer)?;
+        let pending = chain.append(&tx, &entries)?;
+        tx.commit()?;
+        chain.commit(pending);
+        Ok(out)
+    }
+
+    /// Appends audit entries in their own transaction.
+    pub fn audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.write(|_, _| Ok(((), entries.to_vec())))
+    }
+
+    /// Read access to the connection (for queries). Keep it short: it blocks writers.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection, &Sealer) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let g = self.lock();
+        f(&g.conn, &g.sealer)
+    }
+
+    /// The audit chain's head: (last sequence number, its hash).
+    pub fn audit_head(&self) -> (u64, [u8; 32]) {
+        let g = self.lock();
+        g.chain.head()
+    }
+
+    /// Reserves a block of `n` northbound message ids, persisted so a restart never reuses one.
+    pub fn reserve_ids(&self, n: u64) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let tx = g.conn.transaction()?;
+        let next: u64 = tx
+            .query_row("SELECT value FROM meta WHERE key='next_msg_id'", [], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .optional()?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(1);
+        let after = next.saturating_add(n);
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES('next_msg_id', ?1)
+             ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            params![after.to_be_bytes().to_vec()],
+        )?;
+        tx.commit()?;
+        Ok(next)
+    }
+}

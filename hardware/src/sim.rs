@@ -1,0 +1,626 @@
+//! Simulated devices behind a simulated radio: the `sim` protocol.
+//!
+//! Each configured device sends telemetry on its own interval, announces itself with identity
+//! evidence, and answers the commands its kind supports. A line-based control port lets tests and
+//! demos make a device send chosen values:
+//!
+//! ```text
+//! <address> <name>=<value> [<name>=<value> …]        → telemetry uplink
+//! event <address> <name>=<value> …                   → event uplink
+//! ```
+//! Values: `true`/`false`, integers, floats, anything else is text. Each line is answered `ok` or
+//! `error: …`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use warden_core::{
+    Adapter, AdapterContext, AdapterError, AdapterEvent, Announcement, Assurance, BoxFuture,
+    CommandOutcome, CommandResult, DeviceId, Downlink, Kind, LinkHealth, LinkState, Message, Point,
+    Value,
+};
+
+pub const PROTOCOL: &str = "sim";
+
+/// What a simulated device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimKind {
+    /// temperature, humidity, setpoint; command `set_setpoint`. Keyed: shared-key, fresh.
+    Thermostat,
+    /// on; commands `turn_on`, `turn_off`. Channel assurance.
+    Switch,
+    /// power, energy. No assurance.
+    Meter,
+    /// Like a thermostat (keyed), but also sends `debug_shell`: a point no profile should allow.
+    Rogue,
+    /// n (an increasing integer). For tests.
+    Counter,
+}
+
+impl SimKind {
+    fn model(self) -> &'static str {
+        match self {
+            Self::Thermostat => "Thermostat",
+            Self::Switch => "Switch",
+            Self::Meter => "Meter",
+            Self::Rogue => "Rogue",
+            Self::Counter => "Counter",
+        }
+    }
+    fn default_assurance(self) -> (Assurance, bool) {
+        match self {
+            Self::Thermostat | Self::Rogue => (Assurance::SharedKey, true),
+            Self::Switch => (Assurance::Channel, false),
+            _ => (Assurance::None, false),
+        }
+    }
+}
+
+/// One `[[sim.devices]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimDeviceConfig {
+    /// Device address (`sim:<address>`). With `count`, devices `<address>-0` … `<address>-<count-1>`.
+    pub address: String,
+    pub kind: SimKind,
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// Milliseconds between telemetry messages; 0 sends only on control-port request.
+    #[serde(default = "default_interval")]
+    pub interval_ms: u64,
+    /// Override the kind's assurance.
+    #[serde(default)]
+    pub assurance: Option<Assurance>,
+    /// Registry fields applied when the gateway provisions the device (`provision = true`).
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Provision and approve this device at start-up (demo and tests). Without it the device lands
+    /// pending like any new device.
+    #[serde(default)]
+    pub provision: bool,
+}
+
+fn default_interval() -> u64 {
+    5000
+}
+
+impl SimDeviceConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for id in self.ids() {
+            id.map_err(|e| format!("`{}`: {e}", self.address))?;
+        }
+        if self.count == Some(0) {
+            return Err(format!("`{}`: count must be at least 1", self.address));
+        }
+        Ok(())
+    }
+
+    /// The device ids this entry expands to.
+    pub fn ids(&self) -> Vec<Result<DeviceId, warden_core::IdError>> {
+        match self.count {
+            None => vec![DeviceId::new(PROTOCOL, &self.address)],
+            Some(n) => (0..n)
+                .map(|i| DeviceId::new(PROTOCOL, &format!("{}-{i}", self.address)))
+                .collect(),
+        }
+    }
+}
+
+struct DeviceState {
+    id: DeviceId,
+    kind: SimKind,
+    assurance: Assurance,
+    fresh: bool,
+    interval: Duration,
+    seq: u64,
+    rng: u64,
+    setpoint: f64,
+    on: bool,
+    energy: f64,
+}
+
+impl DeviceState {
+    fn rand(&mut self) -> f64 {
+        // xorshift64*: deterministic per device, no dependency
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn reading(&mut self) -> Vec<Point> {
+        self.seq += 1;
+        let r = self.rand();
+        match self.kind {
+            SimKind::Thermostat | SimKind::Rogue => {
+                let mut v = vec![
+                    Point::new("temperature", Value::Float(round1(19.0 + 4.0 * r))).with_unit("°C"),
+                    Point::new("humidity", Value::Float(round1(40.0 + 15.0 * self.rand())))
+                        .with_unit("%"),
+                    Point::new("setpoint", Value::Float(self.setpoint)).with_unit("°C"),
+                ];
+                if self.kind == SimKind::Rogue {
+                    v.push(Point::new("debug_shell", Value::Text("enabled".into())));
+                }
+                v
+            }
+            SimKind::Switch => vec![Point::new("on", Value::Bool(self.on))],
+            SimKind::Meter => {
+                let p = round1(200.0 + 800.0 * r);
+                self.energy += p * self.interval.as_secs_f64() / 3_600_000.0;
+                vec![
+                    Point::new("power", Value::Float(p)).with_unit("W"),
+                    Point::new(
+                        "energy",
+                        Value::Float((self.energy * 1000.0).round() / 1000.0),
+                    )
+                    .with_unit("kWh"),
+                ]
+            }
+            SimKind::Counter => vec![Point::new("n", Value::Int(self.seq as i64))],
+        }
+    }
+
+    fn message(&self, kind: Kind, points: Vec<Point>) -> Message {
+        let mut m = Message::telemetry(self.id.clone(), points);
+        m.kind = kind;
+        m.assurance = self.assurance;
+        m.fresh = self.fresh;
+        m.link.rssi = Some(-60.0 - (self.seq % 20) as f32);
+        m.raw = format!("sim:{}:{}", self.id.address(), self.seq).into_bytes();
+        m
+    }
+
+    fn command(&mut self, d: &Downlink) -> CommandResult {
+        let arg = |name: &str| {
+            d.command
+                .args
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| &p.value)
+        };
+        let outcome = match (self.kind, d.command.name.as_str()) {
+            (SimKind::Thermostat | SimKind::Rogue, "set_setpoint") => match arg("value") {
+                Some(Value::Float(v)) if (5.0..=30.0).contains(v) => {
+                    self.setpoint = *v;
+                    CommandOutcome::Delivered
+                }
+                Some(Value::Int(v)) if (5..=30).contains(v) => {
+                    self.setpoint = *v as f64;
+                    CommandOutcome::Delivered
+                }
+                _ => CommandOutcome::DeviceError("value must be a number from 5 to 30".into()),
+            },
+            (SimKind::Switch, "turn_on") => {
+                self.on = true;
+                CommandOutcome::Delivered
+            }
+            (SimKind::Switch, "turn_off") => {
+                self.on = false;
+                CommandOutcome::Delivered
+            }
+            _ => CommandOutcome::DeviceError(format!("unsupported command `{}`", d.command.name)),
+        };
+        let points = match (&outcome, self.kind) {
+            (CommandOutcome::Delivered, SimKind::Switch) => {
+                vec![Point::new("on", Value::Bool(self.on))]
+            }
+            (CommandOutcome::Delivered, _) => {
+                vec![Point::new("setpoint", Value::Float(self.setpoint))]
+            }
+            _ => vec![],
+        };
+        CommandResult {
+            command_id: d.command_id.clone(),
+            device: self.id.clone(),
+            outcome,
+            points,
+        }
+    }
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// Parses `name=value` pairs.
+pub fn parse_points(words: &[&str]) -> Result<Vec<Point>, String> {
+    if words.is_empty() {
+        return Err("no points".into());
+    }
+    words
+        .iter()
+        .map(|w| {
+            let (n, v) = w
+                .split_once('=')
+                .ok_or_else(|| format!("`{w}` is not name=value"))?;
+            if n.is_empty() {
+                return Err(format!("`{w}` has no name"));
+            }
+            let value = match v {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => v
+                    .parse::<i64>()
+                    .map(Value::Int)
+                    .or_else(|_| v.parse::<f64>().map(Value::Float))
+                    .unwrap_or_else(|_| Value::Text(v.to_owned())),
+            };
+            Ok(Point::new(n, value))
+        })
+        .collect()
+}
+
+/// The simulated radio: all configured sim devices.
+pub struct SimAdapter {
+    devices: Vec<SimDeviceConfig>,
+    control: Option<SocketAddr>,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+}
+
+impl SimAdapter {
+    pub fn new(devices: Vec<SimDeviceConfig>, control: Option<SocketAddr>) -> Self {
+        Self {
+            devices,
+            control,
+            bound: None,
+        }
+    }
+
+    /// Reports the control port's bound address (useful with port 0).
+    pub fn on_bound(mut self, tx: tokio::sync::oneshot::Sender<SocketAddr>) -> Self {
+        self.bound = Some(tx);
+        self
+    }
+}
+
+enum Input {
+    Control(
+        DeviceId,
+        Kind,
+        Vec<Point>,
+        tokio::sync::oneshot::Sender<String>,
+    ),
+}
+
+impl Adapter for SimAdapter {
+    fn protocol(&self) -> &'static str {
+        PROTOCOL
+    }
+
+    fn run(self: Box<Self>, ctx: AdapterContext) -> BoxFuture<Result<(), AdapterError>> {
+        Box::pin(run(*self, ctx))
+    }
+}
+
+async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError> {
+    let mut states: HashMap<DeviceId, DeviceState> = HashMap::new();
+    for d in &a.devices {
+        let (assurance, fresh) = d
+            .assurance
+            .map(|x| (x, x >= Assurance::SharedKey))
+            .unwrap_or_else(|| d.kind.default_assurance());
+        for (i, id) in d.ids().into_iter().enumerate() {
+            let id = id.map_err(|e| AdapterError::Config(e.to_string()))?;
+            let seed = id
+                .to_string()
+                .bytes()
+                .fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+                });
+            states.insert(
+                id.clone(),
+                DeviceState {
+                    id,
+                    kind: d.kind,
+                    assurance,
+                    fresh,
+                    interval: Duration::from_millis(d.interval_ms),
+                    seq: 0,
+                    rng: seed | 1,
+                    setpoint: 21.0,
+                    on: false,
+                    energy: 1000.0 + i as f64,
+                },
+            );
+        }
+    }
+    // announce every device with its identity evidence
+    let mut ids: Vec<DeviceId> = states.keys().cloned().collect();
+    ids.sort();
+    for id in &ids {
+        if let Some(s) = states.get(id) {
+            ctx.emit(AdapterEvent::Announce(Announcement {
+                device: Some(id.clone()),
+                manufacturer: Some("Warden Sim".into()),
+                model: Some(s.kind.model().into()),
+                firmware: Some("1.0.0".into()),
+                serial: Some(format!("SIM-{}", id.address())),
+            }))
+            .await?;
+        }
+    }
+    ctx.emit(AdapterEvent::Health(LinkHealth {
+        link: "sim-radio".into(),
+        state: LinkState::Up,
+        detail: format!("{} simulated devices", states.len()),
+    }))
+    .await?;
+
+    let (in_tx, mut in_rx) = mpsc::channel::<Input>(64);
+    if let Some(addr) = a.control {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| AdapterError::Transport(format!("sim control port {addr}: {e}")))?;
+        if let (Some(tx), Ok(local)) = (a.bound, listener.local_addr()) {
+            let _ = tx.send(local);
+        }
+        tokio::spawn(control_server(listener, in_tx));
+    }
+
+    // one timer per device, merged: the next due device is sent first
+    let start = tokio::time::Instant::now();
+    let mut due: Vec<(tokio::time::Instant, DeviceId)> = ids
+        .iter()
+        .filter_map(|id| {
+            let s = states.get(id)?;
+            (!s.interval.is_zero()).then(|| {
+                // spread first messages over the interval
+                let off = s.interval.mul_f64((s.rng % 1000) as f64 / 1000.0);
+                (start + off, id.clone())
+            })
+        })
+        .collect();
+    loop {
+        due.sort_by(|a, b| b.0.cmp(&a.0));
+        let next = due.last().map(|d| d.0);
+        tokio::select! {
+            _ = ctx.shutdown.changed() => {
+                if *ctx.shutdown.borrow() { return Ok(()); }
+            }
+            _ = async { match next { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                if let Some((t, id)) = due.pop()
+                    && let Some(s) = states.get_mut(&id)
+                {
+                    let points = s.reading();
+                    let m = s.message(Kind::Telemetry, points);
+                    due.push((t + s.interval, id));
+                    ctx.emit(AdapterEvent::Uplink(m)).await?;
+                }
+            }
+            d = ctx.downlinks.recv() => {
+                let Some(d) = d else { return Ok(()) };
+                let res = match states.get_mut(&d.device) {
+                    Some(s) => s.command(&d),
+                    None => CommandResult {
+                        command_id: d.command_id.clone(),
+                        device: d.device.clone(),
+                        outcome: CommandOutcome::DeviceError("no such simulated device".into()),
+                        points: vec![],
+                    },
+                };
+                ctx.emit(AdapterEvent::CommandResult(res)).await?;
+            }
+            Some(Input::Control(id, kind, points, reply)) = in_rx.recv() => {
+                // unknown addresses are sent too: that is how a test makes a device appear
+                let s = states.entry(id.clone()).or_insert_with(|| DeviceState {
+                    id: id.clone(), kind: SimKind::Counter, assurance: Assurance::None, fresh: false,
+                    interval: Duration::ZERO, seq: 0, rng: 1, setpoint: 21.0, on: false, energy: 0.0,
+                });
+                s.seq += 1;
+                let m = s.message(kind, points);
+                ctx.emit(AdapterEvent::Uplink(m)).await?;
+                let _ = reply.send("ok".into());
+            }
+        }
+    }
+}
+
+async fn control_server(listener: TcpListener, tx: mpsc::Sender<Input>) {
+    loop {
+        let Ok((sock, _)) = listener.accept().await else {
+            return;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let (rd, mut wr) = sock.into_split();
+            let mut lines = BufReader::new(rd).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let answer = match parse_line(&line) {
+                    Ok((id, kind, points)) => {
+                        let (rtx, rrx) = tokio::sync::oneshot::channel();
+                        if tx
+                            .send(Input::Control(id, kind, points, rtx))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        rrx.await
+                            .unwrap_or_else(|_| "error: adapter stopped".into())
+                    }
+                    Err(e) => format!("error: {e}"),
+                };
+                if wr
+                    .write_all(format!("{answer}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn parse_line(line: &str) -> Result<(DeviceId, Kind, Vec<Point>), String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (kind, rest) = match words.split_first() {
+        Some((&"event", rest)) => (Kind::Event, rest),
+        Some(_) => (Kind::Telemetry, words.as_slice()),
+        None => return Err("empty line".into()),
+    };
+    let (addr, pts) = rest.split_first().ok_or("no address")?;
+    let id = DeviceId::new(PROTOCOL, addr).map_err(|e| e.to_string())?;
+    Ok((id, kind, parse_points(pts)?))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use std::sync::Arc;
+    use tokio::io::AsyncBufReadExt;
+
+    struct NoCreds;
+    impl warden_core::CredentialLookup for NoCreds {
+        fn credential(&self, _: &DeviceId, _: &str) -> Option<warden_core::Secret> {
+            None
+        }
+    }
+
+    #[test]
+    fn control_lines_parse() {
+        let (id, k, p) = parse_line("event door-1 open=true count=3 temp=21.5 note=hi").unwrap();
+        assert_eq!(id.to_string(), "sim:door-1");
+        assert_eq!(k, Kind::Event);
+        assert_eq!(p[0].value, Value::Bool(true));
+        assert_eq!(p[1].value, Value::Int(3));
+        assert_eq!(p[2].value, Value::Float(21.5));
+        assert_eq!(p[3].value, Value::Text("hi".into()));
+        assert!(parse_line("").is_err());
+        assert!(parse_line("a/b x=1").is_err());
+        assert!(parse_line("dev novalue").is_err());
+        assert!(parse_line("dev").is_err());
+    }
+
+    #[tokio::test]
+    async fn devices_announce_report_and_obey() {
+        let (ev_tx, mut ev_rx) = mpsc::channel(64);
+        let (dl_tx, dl_rx) = mpsc::channel(8);
+        let (_sd_tx, sd_rx) = tokio::sync::watch::channel(false);
+        let (btx, brx) = tokio::sync::oneshot::channel();
+        let cfg: Vec<SimDeviceConfig> = vec![
+            SimDeviceConfig {
+                address: "t".into(),
+                kind: SimKind::Thermostat,
+                count: None,
+                interval_ms: 20,
+                assurance: None,
+                profile: None,
+                zone: None,
+                provision: false,
+            },
+            SimDeviceConfig {
+                address: "c".into(),
+                kind: SimKind::Counter,
+                count: Some(2),
+                interval_ms: 0,
+                assurance: None,
+                profile: None,
+                zone: None,
+                provision: false,
+            },
+        ];
+        let a = Box::new(SimAdapter::new(cfg, Some("127.0.0.1:0".parse().unwrap())).on_bound(btx));
+        let ctx = AdapterContext {
+            events: ev_tx,
+            downlinks: dl_rx,
+            credentials: Arc::new(NoCreds),
+            shutdown: sd_rx,
+        };
+        tokio::spawn(a.run(ctx));
+        let mut announced = vec![];
+        let mut tele = None;
+        while tele.is_none() {
+            match tokio::time::timeout(Duration::from_secs(5), ev_rx.recv())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                AdapterEvent::Announce(a) => announced.push(a.device.unwrap().to_string()),
+                AdapterEvent::Uplink(m) => tele = Some(m),
+                _ => {}
+            }
+        }
+        assert_eq!(announced, ["sim:c-0", "sim:c-1", "sim:t"]);
+        let m = tele.unwrap();
+        assert_eq!(m.device.to_string(), "sim:t");
+        assert_eq!(m.assurance, Assurance::SharedKey);
+        assert!(m.points.iter().any(|p| p.name == "temperature"));
+
+        dl_tx
+            .send(Downlink {
+                command_id: "x1".into(),
+                device: "sim:t".parse().unwrap(),
+                command: warden_core::Command {
+                    name: "set_setpoint".into(),
+                    args: vec![Point::new("value", Value::Float(23.5))],
+                },
+                principal: "p".into(),
+            })
+            .await
+            .unwrap();
+        dl_tx
+            .send(Downlink {
+                command_id: "x2".into(),
+                device: "sim:t".parse().unwrap(),
+                command: warden_core::Command {
+                    name: "self_destruct".into(),
+                    args: vec![],
+                },
+                principal: "p".into(),
+            })
+            .await
+            .unwrap();
+        let mut results = vec![];
+        while results.len() < 2 {
+            if let AdapterEvent::CommandResult(r) =
+                tokio::time::timeout(Duration::from_secs(5), ev_rx.recv())
+                    .await
+                    .unwrap()
+                    .unwrap()
+            {
+                results.push(r);
+            }
+        }
+        assert_eq!(results[0].outcome, CommandOutcome::Delivered);
+        assert_eq!(results[0].points[0].value, Value::Float(23.5));
+        assert!(matches!(results[1].outcome, CommandOutcome::DeviceError(_)));
+
+        let addr = brx.await.unwrap();
+        let sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (rd, mut wr) = sock.into_split();
+        let mut lines = tokio::io::BufReader::new(rd).lines();
+        wr.write_all(b"c-1 n=42\nbad/addr x=1\n").await.unwrap();
+        assert_eq!(lines.next_line().await.unwrap().unwrap(), "ok");
+        assert!(
+            lines
+                .next_line()
+                .await
+                .unwrap()
+                .unwrap()
+                .starts_with("error:")
+        );
+        loop {
+            if let AdapterEvent::Uplink(m) =
+                tokio::time::timeout(Duration::from_secs(5), ev_rx.recv())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                && m.device.to_string() == "sim:c-1"
+            {
+                assert_eq!(m.points[0].value, Value::Int(42));
+                break;
+            }
+        }
+    }
+}
