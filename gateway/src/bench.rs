@@ -343,6 +343,7 @@ fn publish_phase(
                 tls: None,
                 prefix: "warden".into(),
                 receive_commands: false,
+                max_inflight: 64,
             },
             outbox.clone(),
             metrics.clone(),

@@ -101,6 +101,8 @@ pub struct MqttConfig {
     pub queue_max_messages: u64,
     /// Sign every uplink envelope with the gateway's Ed25519 key.
     pub sign: bool,
+    /// Unfinished QoS 2 publications at once; at or below the broker's limit (mosquitto: 20).
+    pub max_inflight: usize,
 }
 
 impl Default for MqttConfig {
@@ -113,6 +115,7 @@ impl Default for MqttConfig {
             client_id: "warden-gateway".into(),
             queue_max_messages: 100_000,
             sign: true,
+            max_inflight: 16,
         }
     }
 }

@@ -270,6 +270,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             tls: None,
             prefix: cfg.mqtt.topic_prefix.clone(),
             receive_commands: false,
+            max_inflight: cfg.mqtt.max_inflight,
         }
     } else {
         let url = BrokerUrl::parse(&cfg.mqtt.broker).map_err(anyhow::Error::msg)?;
@@ -292,6 +293,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             tls: Some(Arc::new(tls)),
             prefix: cfg.mqtt.topic_prefix.clone(),
             receive_commands: true,
+            max_inflight: cfg.mqtt.max_inflight,
         }
     };
     let (ext_tx, ext_rx) = mpsc::channel::<ExternalCommand>(256);

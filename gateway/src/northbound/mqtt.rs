@@ -1,11 +1,11 @@
-//! The gateway's MQTT client (rumqttc over rustls with the ring provider): drains the outbox in order,
-//! deletes each message once the broker has acknowledged it (QoS 1), reconnects with backoff, and —
-//! with an external broker — receives commands on `<prefix>/devices/+/cmd`.
+//! The gateway's MQTT client (rumqttc over rustls with the ring provider): drains the outbox in order
+//! at QoS 2, deletes each message once the broker has completed it (PUBCOMP), reconnects with backoff,
+//! and — with an external broker — receives commands on `<prefix>/devices/+/cmd`.
 //!
-//! Exactly-once per message id: a message leaves the outbox only on PUBACK, and after a reconnect the
-//! client starts a fresh session and resends what was not acknowledged. The one window for a duplicate
-//! is a crash between the broker's PUBACK and the outbox delete; envelopes carry `id` for consumers
-//! that must deduplicate even then.
+//! Exactly once per message id: across broker outages the persistent session resends unfinished
+//! messages with their packet ids, which the broker deduplicates. The remaining window for a duplicate
+//! is a gateway *crash* between the broker receiving a message and the outbox delete; envelopes carry
+//! `id` so consumers can deduplicate even then.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -106,6 +106,9 @@ pub struct ClientSettings {
     pub credentials: Option<(String, String)>,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub prefix: String,
+    /// Unfinished QoS 2 publications at once. Keep it at or below the broker's limit: mosquitto
+    /// accepts 20 by default and silently drops the excess for MQTT 3.1.1 clients.
+    pub max_inflight: usize,
     /// Subscribe to command topics (external broker only; the embedded broker hands commands over
     /// in-process with the publisher's authenticated name).
     pub receive_commands: bool,
@@ -118,9 +121,11 @@ pub struct ExternalCommand {
     pub payload: Vec<u8>,
 }
 
-const WINDOW: usize = 64;
-
 /// Publishes the outbox until `shutdown`. Never returns early on broker errors: it reconnects.
+///
+/// Messages go out at QoS 2 in a persistent session (`clean_session = false`) that this client keeps
+/// across reconnects: after an outage rumqttc resends what was not completed with the same packet ids,
+/// so the broker drops what it already had. An outbox row is deleted on PUBCOMP.
 pub async fn run_publisher(
     s: ClientSettings,
     outbox: Arc<Outbox>,
@@ -130,135 +135,177 @@ pub async fn run_publisher(
 ) {
     let status_topic = format!("{}/gateway/status", s.prefix);
     let cmd_filter = format!("{}/devices/+/cmd", s.prefix);
+    let window = s.max_inflight.clamp(1, 1000);
+    let mut opts = MqttOptions::new(&s.client_id, &s.host, s.port);
+    opts.set_keep_alive(Duration::from_secs(15))
+        .set_clean_session(false)
+        .set_max_packet_size(1 << 20, 1 << 20)
+        .set_inflight(window as u16 + 4)
+        .set_last_will(LastWill::new(
+            &status_topic,
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        ));
+    if let Some((u, p)) = &s.credentials {
+        opts.set_credentials(u, p);
+    }
+    if let Some(tls) = &s.tls {
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.clone(),
+        )));
+    }
+    let (client, mut ev) = AsyncClient::new(opts, window * 2 + 8);
+    // what this session has published, in order: (outbox row or None, packet id once assigned)
+    let mut inflight: VecDeque<(Option<i64>, Option<u16>)> = VecDeque::new();
+    let mut last_sent: i64 = 0;
+    let mut connected = false;
     let mut backoff = Duration::from_millis(200);
     loop {
         if *shutdown.borrow() {
+            drain(
+                &client,
+                &mut ev,
+                &outbox,
+                &metrics,
+                &mut inflight,
+                &status_topic,
+                connected,
+            )
+            .await;
             return;
         }
-        let mut opts = MqttOptions::new(&s.client_id, &s.host, s.port);
-        opts.set_keep_alive(Duration::from_secs(15))
-            .set_clean_session(true)
-            .set_max_packet_size(1 << 20, 1 << 20)
-            .set_inflight(WINDOW as u16 + 8)
-            .set_last_will(LastWill::new(
-                &status_topic,
-                "offline",
-                QoS::AtLeastOnce,
-                true,
-            ));
-        if let Some((u, p)) = &s.credentials {
-            opts.set_credentials(u, p);
-        }
-        if let Some(tls) = &s.tls {
-            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                tls.clone(),
-            )));
-        }
-        let (client, mut ev) = AsyncClient::new(opts, WINDOW * 2);
-        // rows published on this connection, in publish order: (outbox id or None, pkid once known)
-        let mut inflight: VecDeque<(Option<i64>, Option<u16>)> = VecDeque::new();
-        let mut last_sent: i64 = 0;
-        let mut connected = false;
-        loop {
-            if connected {
-                let room = WINDOW.saturating_sub(inflight.len());
-                if room > 0 {
-                    match outbox.fetch_after(last_sent, room) {
-                        Ok(rows) => {
-                            for (id, o) in rows {
-                                let qos = QoS::AtLeastOnce;
-                                if client
-                                    .try_publish(o.topic, qos, o.retain, o.payload)
-                                    .is_err()
-                                {
-                                    break;
-                                }
-                                inflight.push_back((Some(id), None));
-                                last_sent = id;
+        if connected {
+            let room = window.saturating_sub(inflight.len());
+            if room > 0 {
+                match outbox.fetch_after(last_sent, room) {
+                    Ok(rows) => {
+                        for (id, o) in rows {
+                            if client
+                                .try_publish(o.topic, QoS::ExactlyOnce, o.retain, o.payload)
+                                .is_err()
+                            {
+                                break;
                             }
-                        }
-                        Err(e) => tracing::error!(error = %e, "outbox read failed"),
-                    }
-                }
-            }
-            tokio::select! {
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, "offline");
-                        // give the eventloop a moment to flush the status and outstanding acks
-                        let deadline = tokio::time::sleep(Duration::from_millis(500));
-                        tokio::pin!(deadline);
-                        loop {
-                            tokio::select! {
-                                _ = &mut deadline => break,
-                                r = ev.poll() => match r {
-                                    Ok(Event::Incoming(Packet::PubAck(a))) => {
-                                        ack(&outbox, &metrics, &mut inflight, a.pkid);
-                                    }
-                                    Ok(_) => {}
-                                    Err(_) => break,
-                                }
-                            }
-                        }
-                        let _ = client.try_disconnect();
-                        return;
-                    }
-                }
-                _ = outbox.notify.notified(), if connected => {}
-                r = ev.poll() => match r {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        tracing::info!(host = %s.host, port = s.port, "connected to MQTT broker");
-                        connected = true;
-                        backoff = Duration::from_millis(200);
-                        metrics.broker_connected.set(1);
-                        if client.try_publish(&status_topic, QoS::AtLeastOnce, true, "online").is_ok() {
-                            inflight.push_back((None, None));
-                        }
-                        if s.receive_commands
-                            && let Err(e) = client.try_subscribe(&cmd_filter, QoS::AtLeastOnce)
-                        {
-                            tracing::error!(error = %e, "cannot subscribe to command topics");
+                            inflight.push_back((Some(id), None));
+                            last_sent = id;
                         }
                     }
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
-                        if let Some(slot) = inflight.iter_mut().find(|e| e.1.is_none()) {
-                            slot.1 = Some(pkid);
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::PubAck(a))) => {
-                        ack(&outbox, &metrics, &mut inflight, a.pkid);
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if let Some(tx) = &commands {
-                            let c = ExternalCommand { topic: p.topic.clone(), payload: p.payload.to_vec() };
-                            if tx.try_send(c).is_err() {
-                                tracing::warn!(topic = %p.topic, "command queue full; command dropped");
-                            }
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(sa))) => {
-                        if sa.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
-                            tracing::error!(filter = %cmd_filter, "broker refused the command subscription");
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        metrics.broker_connected.set(0);
-                        tracing::warn!(error = %e, host = %s.host, port = s.port, retry_in = ?backoff,
-                            queued = outbox.depth(), "MQTT broker unreachable; queueing");
-                        break;
-                    }
+                    Err(e) => tracing::error!(error = %e, "outbox read failed"),
                 }
             }
         }
-        // drop this client and its session; unacknowledged messages stay in the outbox
-        drop(client);
-        drop(ev);
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => {}
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    drain(&client, &mut ev, &outbox, &metrics, &mut inflight, &status_topic, connected).await;
+                    return;
+                }
+            }
+            _ = outbox.notify.notified(), if connected => {}
+            r = ev.poll() => match r {
+                Ok(Event::Incoming(Packet::ConnAck(ca))) => {
+                    tracing::info!(host = %s.host, port = s.port, session_present = ca.session_present,
+                        "connected to MQTT broker");
+                    connected = true;
+                    backoff = Duration::from_millis(200);
+                    metrics.broker_connected.set(1);
+                    if client.try_publish(&status_topic, QoS::AtLeastOnce, true, "online").is_ok() {
+                        inflight.push_back((None, None));
+                    }
+                    if s.receive_commands
+                        && let Err(e) = client.try_subscribe(&cmd_filter, QoS::AtLeastOnce)
+                    {
+                        tracing::error!(error = %e, "cannot subscribe to command topics");
+                    }
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => assign(&mut inflight, pkid),
+                Ok(Event::Incoming(Packet::PubComp(c))) => ack(&outbox, &metrics, &mut inflight, c.pkid),
+                Ok(Event::Incoming(Packet::PubAck(a))) => ack(&outbox, &metrics, &mut inflight, a.pkid),
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Some(tx) = &commands {
+                        let c = ExternalCommand { topic: p.topic.clone(), payload: p.payload.to_vec() };
+                        if tx.try_send(c).is_err() {
+                            tracing::warn!(topic = %p.topic, "command queue full; command dropped");
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(sa))) => {
+                    if sa.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                        tracing::error!(filter = %cmd_filter, "broker refused the command subscription");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    connected = false;
+                    metrics.broker_connected.set(0);
+                    tracing::warn!(error = %e, host = %s.host, port = s.port, retry_in = ?backoff,
+                        queued = outbox.depth(), "MQTT broker unreachable; queueing");
+                    // the next poll reconnects and resends what the session has not completed
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// On shutdown: announce `offline` and give outstanding handshakes a moment to complete, so that
+/// completed messages are not sent again by the next run.
+async fn drain(
+    client: &AsyncClient,
+    ev: &mut rumqttc::EventLoop,
+    outbox: &Outbox,
+    metrics: &Metrics,
+    inflight: &mut VecDeque<(Option<i64>, Option<u16>)>,
+    status_topic: &str,
+    connected: bool,
+) {
+    if !connected {
+        return;
+    }
+    if client
+        .try_publish(status_topic, QoS::AtLeastOnce, true, "offline")
+        .is_ok()
+    {
+        inflight.push_back((None, None));
+    }
+    let deadline = tokio::time::sleep(Duration::from_secs(2));
+    tokio::pin!(deadline);
+    while !inflight.is_empty() {
+        tokio::select! {
+            _ = &mut deadline => break,
+            r = ev.poll() => match r {
+                Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => assign(inflight, pkid),
+                Ok(Event::Incoming(Packet::PubComp(c))) => ack(outbox, metrics, inflight, c.pkid),
+                Ok(Event::Incoming(Packet::PubAck(a))) => ack(outbox, metrics, inflight, a.pkid),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+    let flush = tokio::time::sleep(Duration::from_millis(200));
+    tokio::pin!(flush);
+    loop {
+        tokio::select! {
+            _ = &mut flush => break,
+            r = ev.poll() => if r.is_err() { break },
+        }
+    }
+}
+
+/// A first transmission gets the next unassigned row; a retransmission (same packet id, after a
+/// reconnect) is already assigned and is ignored.
+fn assign(inflight: &mut VecDeque<(Option<i64>, Option<u16>)>, pkid: u16) {
+    if inflight.iter().any(|e| e.1 == Some(pkid)) {
+        return;
+    }
+    if let Some(slot) = inflight.iter_mut().find(|e| e.1.is_none()) {
+        slot.1 = Some(pkid);
     }
 }
 
