@@ -157,8 +157,40 @@ pub async fn run_publisher(
     }
     let (client, mut ev) = AsyncClient::new(opts, window * 2 + 8);
     // what this session has published, in order: (outbox row or None, packet id once assigned)
-    let mut inflight: VecDeque<(Option<i64>, Option<u16>)> = VecDeque::new();
+    let mut inflight: VecDeque<Slot> = VecDeque::new();
     let mut last_sent: i64 = 0;
+    // Resume what a previous run left mid-handshake in this persistent session: released messages
+    // get their PUBREL again, unreleased ones their PUBLISH with the same packet id (DUP), so the
+    // broker completes or deduplicates them instead of taking them as new.
+    let mut resuming = 0usize;
+    match outbox.resumable() {
+        Ok(rows) => {
+            for (id, o, pkid, released) in rows {
+                if released {
+                    ev.pending
+                        .push_back(rumqttc::Request::PubRel(rumqttc::PubRel::new(pkid)));
+                } else {
+                    let mut p = rumqttc::Publish::new(o.topic, QoS::ExactlyOnce, o.payload);
+                    p.retain = o.retain;
+                    p.pkid = pkid;
+                    p.dup = true;
+                    ev.pending.push_back(rumqttc::Request::Publish(p));
+                }
+                inflight.push_back(Slot {
+                    row: Some(id),
+                    pkid: Some(pkid),
+                    released,
+                    resumed: true,
+                });
+                last_sent = last_sent.max(id);
+                resuming += 1;
+            }
+            if resuming > 0 {
+                tracing::info!(messages = resuming, "resuming unfinished QoS 2 handshakes");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot read the outbox session state"),
+    }
     let mut connected = false;
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -175,7 +207,11 @@ pub async fn run_publisher(
             .await;
             return;
         }
-        if connected {
+        // new messages wait until resumed handshakes are done, so packet ids cannot collide
+        if resuming > 0 {
+            resuming = inflight.iter().filter(|e| e.resumed).count();
+        }
+        if connected && resuming == 0 {
             let room = window.saturating_sub(inflight.len());
             if room > 0 {
                 match outbox.fetch_after(last_sent, room) {
@@ -187,7 +223,12 @@ pub async fn run_publisher(
                             {
                                 break;
                             }
-                            inflight.push_back((Some(id), None));
+                            inflight.push_back(Slot {
+                                row: Some(id),
+                                pkid: None,
+                                released: false,
+                                resumed: false,
+                            });
                             last_sent = id;
                         }
                     }
@@ -211,7 +252,7 @@ pub async fn run_publisher(
                     backoff = Duration::from_millis(200);
                     metrics.broker_connected.set(1);
                     if client.try_publish(&status_topic, QoS::AtLeastOnce, true, "online").is_ok() {
-                        inflight.push_back((None, None));
+                        inflight.push_back(Slot { row: None, pkid: None, released: false, resumed: false });
                     }
                     if s.receive_commands
                         && let Err(e) = client.try_subscribe(&cmd_filter, QoS::AtLeastOnce)
@@ -220,6 +261,7 @@ pub async fn run_publisher(
                     }
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => assign(&mut inflight, pkid),
+                Ok(Event::Incoming(Packet::PubRec(r))) => released(&mut inflight, r.pkid),
                 Ok(Event::Incoming(Packet::PubComp(c))) => ack(&outbox, &metrics, &mut inflight, c.pkid),
                 Ok(Event::Incoming(Packet::PubAck(a))) => ack(&outbox, &metrics, &mut inflight, a.pkid),
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -260,26 +302,49 @@ async fn drain(
     ev: &mut rumqttc::EventLoop,
     outbox: &Outbox,
     metrics: &Metrics,
-    inflight: &mut VecDeque<(Option<i64>, Option<u16>)>,
+    inflight: &mut VecDeque<Slot>,
     status_topic: &str,
     connected: bool,
 ) {
-    if !connected {
-        return;
+    if connected {
+        drain_connected(client, ev, outbox, metrics, inflight, status_topic).await;
     }
+    let session: Vec<(i64, u16, bool)> = inflight
+        .iter()
+        .filter_map(|e| Some((e.row?, e.pkid?, e.released)))
+        .collect();
+    if let Err(e) = outbox.save_session(&session) {
+        tracing::error!(error = %e, "cannot save the MQTT session state; unfinished messages will be sent again");
+    }
+}
+
+async fn drain_connected(
+    client: &AsyncClient,
+    ev: &mut rumqttc::EventLoop,
+    outbox: &Outbox,
+    metrics: &Metrics,
+    inflight: &mut VecDeque<Slot>,
+    status_topic: &str,
+) {
     if client
         .try_publish(status_topic, QoS::AtLeastOnce, true, "offline")
         .is_ok()
     {
-        inflight.push_back((None, None));
+        inflight.push_back(Slot {
+            row: None,
+            pkid: None,
+            released: false,
+            resumed: false,
+        });
     }
     let deadline = tokio::time::sleep(Duration::from_secs(2));
     tokio::pin!(deadline);
-    while !inflight.is_empty() {
+    while inflight.iter().any(|e| e.row.is_some() || e.pkid.is_none()) {
         tokio::select! {
             _ = &mut deadline => break,
             r = ev.poll() => match r {
                 Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => assign(inflight, pkid),
+                Ok(Event::Incoming(Packet::PubRec(r))) => released(inflight, r.pkid),
                 Ok(Event::Incoming(Packet::PubComp(c))) => ack(outbox, metrics, inflight, c.pkid),
                 Ok(Event::Incoming(Packet::PubAck(a))) => ack(outbox, metrics, inflight, a.pkid),
                 Ok(_) => {}
@@ -300,24 +365,35 @@ async fn drain(
 
 /// A first transmission gets the next unassigned row; a retransmission (same packet id, after a
 /// reconnect) is already assigned and is ignored.
-fn assign(inflight: &mut VecDeque<(Option<i64>, Option<u16>)>, pkid: u16) {
-    if inflight.iter().any(|e| e.1 == Some(pkid)) {
+fn assign(inflight: &mut VecDeque<Slot>, pkid: u16) {
+    if inflight.iter().any(|e| e.pkid == Some(pkid)) {
         return;
     }
-    if let Some(slot) = inflight.iter_mut().find(|e| e.1.is_none()) {
-        slot.1 = Some(pkid);
+    if let Some(slot) = inflight.iter_mut().find(|e| e.pkid.is_none()) {
+        slot.pkid = Some(pkid);
     }
 }
 
-fn ack(
-    outbox: &Outbox,
-    metrics: &Metrics,
-    inflight: &mut VecDeque<(Option<i64>, Option<u16>)>,
-    pkid: u16,
-) {
-    if let Some(pos) = inflight.iter().position(|e| e.1 == Some(pkid))
-        && let Some((row, _)) = inflight.remove(pos)
-        && let Some(id) = row
+fn released(inflight: &mut VecDeque<Slot>, pkid: u16) {
+    if let Some(slot) = inflight.iter_mut().find(|e| e.pkid == Some(pkid)) {
+        slot.released = true;
+    }
+}
+
+/// One publication of this session: its outbox row (None for the gateway's own status), its packet
+/// id once rumqttc assigned one, and whether the broker has it (PUBREC seen).
+struct Slot {
+    row: Option<i64>,
+    pkid: Option<u16>,
+    released: bool,
+    /// Left mid-handshake by a previous run and resumed by this one.
+    resumed: bool,
+}
+
+fn ack(outbox: &Outbox, metrics: &Metrics, inflight: &mut VecDeque<Slot>, pkid: u16) {
+    if let Some(pos) = inflight.iter().position(|e| e.pkid == Some(pkid))
+        && let Some(slot) = inflight.remove(pos)
+        && let Some(id) = slot.row
     {
         if let Err(e) = outbox.ack(&[id]) {
             tracing::error!(error = %e, "outbox delete failed (message may be sent again)");

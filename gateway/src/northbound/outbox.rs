@@ -39,7 +39,9 @@ impl Outbox {
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
                 topic TEXT NOT NULL,
                 payload BLOB NOT NULL,
-                retain INTEGER NOT NULL)",
+                retain INTEGER NOT NULL,
+                pkid INTEGER,
+                released INTEGER NOT NULL DEFAULT 0)",
         )?;
         let depth: i64 = conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
         metrics.queue_depth.set(depth);
@@ -105,6 +107,47 @@ impl Outbox {
                     payload: r.get(2)?,
                     retain: r.get::<_, i64>(3)? != 0,
                 },
+            ))
+        })?;
+        rows.collect()
+    }
+
+    /// Records, at shutdown, which queued messages are mid-handshake in the broker session: their
+    /// packet id and whether they were released (PUBREC seen, PUBREL sent). The next run resumes them.
+    pub fn save_session(&self, inflight: &[(i64, u16, bool)]) -> rusqlite::Result<()> {
+        let mut c = self.lock();
+        let tx = c.transaction()?;
+        tx.execute(
+            "UPDATE outbox SET pkid = NULL, released = 0 WHERE pkid IS NOT NULL",
+            [],
+        )?;
+        {
+            let mut st =
+                tx.prepare_cached("UPDATE outbox SET pkid = ?2, released = ?3 WHERE id = ?1")?;
+            for (id, pkid, rel) in inflight {
+                st.execute(params![id, *pkid as i64, *rel as i64])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Messages a previous run left mid-handshake: (row, message, packet id, released), oldest first.
+    pub fn resumable(&self) -> rusqlite::Result<Vec<(i64, Outgoing, u16, bool)>> {
+        let c = self.lock();
+        let mut st = c.prepare(
+            "SELECT id, topic, payload, retain, pkid, released FROM outbox
+             WHERE pkid IS NOT NULL ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                Outgoing {
+                    topic: r.get(1)?,
+                    payload: r.get(2)?,
+                    retain: r.get::<_, i64>(3)? != 0,
+                },
+                r.get::<_, i64>(4)? as u16,
+                r.get::<_, i64>(5)? != 0,
             ))
         })?;
         rows.collect()
@@ -253,6 +296,15 @@ mod tests {
         }
         let ob = Outbox::open(d.path(), 5, m).unwrap();
         let rows = ob.fetch_after(0, 10).unwrap();
+        ob.save_session(&[(rows[0].0, 7, true), (rows[1].0, 8, false)])
+            .unwrap();
+        let resumed = ob.resumable().unwrap();
+        assert_eq!(
+            resumed.iter().map(|r| (r.0, r.2, r.3)).collect::<Vec<_>>(),
+            [(rows[0].0, 7, true), (rows[1].0, 8, false)]
+        );
+        ob.save_session(&[]).unwrap();
+        assert!(ob.resumable().unwrap().is_empty());
         assert_eq!(
             rows.iter().map(|r| r.1.topic.as_str()).collect::<Vec<_>>(),
             ["t/3", "t/4", "t/5", "t/6", "t/7"]
