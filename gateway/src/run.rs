@@ -260,6 +260,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             control_tx.clone(),
             cfg.mqtt.topic_prefix.clone(),
             audit.clone(),
+            shutdown_rx.clone(),
         ));
         tokio::spawn(broker_events(bev_rx, audit.clone(), metrics.clone()));
         ClientSettings {
@@ -303,6 +304,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             control_tx.clone(),
             cfg.mqtt.topic_prefix.clone(),
             audit.clone(),
+            shutdown_rx.clone(),
         ));
     }
     let publisher = tokio::spawn(mqtt::run_publisher(
@@ -556,13 +558,29 @@ async fn submit(
     }
 }
 
+/// Receives the next item unless shutdown comes first (command sources must let go of the pipeline's
+/// control channel at shutdown, or the pipeline would wait for them forever).
+async fn recv_or_stop<T>(
+    rx: &mut mpsc::Receiver<T>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<T> {
+    if *stop.borrow() {
+        return None;
+    }
+    tokio::select! {
+        v = rx.recv() => v,
+        _ = stop.wait_for(|v| *v) => None,
+    }
+}
+
 async fn broker_commands(
     mut rx: mpsc::Receiver<InboundPublish>,
     control: mpsc::Sender<Control>,
     prefix: String,
     audit: AuditSink,
+    mut stop: watch::Receiver<bool>,
 ) {
-    while let Some(p) = rx.recv().await {
+    while let Some(p) = recv_or_stop(&mut rx, &mut stop).await {
         let actor = format!("mqtt:{}", p.principal);
         submit(
             &control,
@@ -582,8 +600,9 @@ async fn external_commands(
     control: mpsc::Sender<Control>,
     prefix: String,
     audit: AuditSink,
+    mut stop: watch::Receiver<bool>,
 ) {
-    while let Some(c) = rx.recv().await {
+    while let Some(c) = recv_or_stop(&mut rx, &mut stop).await {
         let source = CommandSource::ExternalBroker {
             payload: c.payload.clone(),
         };
