@@ -56,7 +56,12 @@ pub fn load_config(
             cfg.profiles.entry(k).or_insert(v);
         }
         for (k, v) in d.zones {
-            cfg.zones.entry(k).or_insert(v);
+            let z = cfg.zones.entry(k).or_default();
+            for c in v.commanders {
+                if !z.commanders.contains(&c) {
+                    z.commanders.push(c);
+                }
+            }
         }
         cfg.sim.devices.extend(d.sim.devices);
         cfg.sim.commands.extend(d.sim.commands);

@@ -117,6 +117,21 @@ impl Store {
     /// loads or creates the gateway signing key.
     pub fn open(data_dir: &Path, master: &MasterKey) -> Result<Self, StoreError> {
         let path = data_dir.join(DB_FILE);
+        if path.exists() {
+            // check the key before writing anything to an existing data dir
+            let ro = open_conn(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let check: Option<Vec<u8>> = ro
+                .query_row("SELECT value FROM meta WHERE key='key_check'", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .unwrap_or(None);
+            if let Some(blob) = check
+                && master.sealer().open(b"key-check", &blob).ok().as_deref() != Some(b"warden")
+            {
+                return Err(StoreError::WrongKey);
+            }
+        }
         let conn = open_conn(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,

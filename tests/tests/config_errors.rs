@@ -1,0 +1,191 @@
+//! Broken configuration and key material: a clear error naming the problem, a non-zero exit, and
+//! nothing in the data dir overwritten.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use warden_e2e::*;
+
+/// File name → content, without SQLite's transient `-wal`/`-shm` files.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut m = BTreeMap::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_file() && !name.ends_with("-wal") && !name.ends_with("-shm") {
+                m.insert(name, std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    m
+}
+
+/// Names of files added, removed or changed between two snapshots.
+fn changed(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    let mut v: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    v.dedup();
+    v
+}
+
+fn run(dd: &Path, cfg: &Path) -> (bool, String) {
+    let o = Command::new(warden_bin())
+        .arg("--data-dir")
+        .arg(dd)
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env_remove("WARDEN_MASTER_KEY")
+        .output()
+        .unwrap();
+    (o.status.success(), stderr(&o))
+}
+
+#[test]
+fn broken_configs_and_keys_fail_clearly_and_change_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let p = Ports::new();
+    let good = t.path().join("good.toml");
+    std::fs::write(&good, base_config(&p)).unwrap();
+    let dd = t.path().join("data");
+    // a data dir with real content first
+    let g = Gateway::start(&dd, &good, &p, &[]);
+    g.sim(&["cnt n=1".to_string()]);
+    g.stop();
+    let before = snapshot(&dd);
+    assert!(before.contains_key("warden.db") && before.contains_key("master.key"));
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "malformed",
+            format!("{}\n[gateway\nid = 1\n", base_config(&p)),
+            "good.toml",
+        ),
+        (
+            "unknown key",
+            format!("{}\n[gateway]\nidentity = \"x\"\n", base_config(&p)),
+            "identity",
+        ),
+        (
+            "unknown section",
+            format!("{}\n[plugins]\nx = 1\n", base_config(&p)),
+            "plugins",
+        ),
+        (
+            "bad value",
+            base_config(&p).replace(
+                "[profiles.counter]",
+                "[profiles.counter]\nmin_assurance = \"strong\"",
+            ),
+            "strong",
+        ),
+        (
+            "dangling profile",
+            format!("{}\n[models]\n\"Acme/X\" = \"nope\"\n", base_config(&p)),
+            "nope",
+        ),
+        (
+            "plain external broker",
+            format!(
+                "{}\n[mqtt]\nbroker = \"mqtt://127.0.0.1:1883\"\n",
+                base_config(&p)
+            ),
+            "mqtts://",
+        ),
+    ];
+    for (name, text, needle) in &cases {
+        let f = t.path().join("good.toml");
+        std::fs::write(&f, text).unwrap();
+        let (ok, err) = run(&dd, &f);
+        assert!(!ok, "{name}: accepted");
+        let needle = if *name == "malformed" {
+            "good.toml"
+        } else {
+            needle
+        };
+        assert!(
+            err.contains(needle),
+            "{name}: error does not name `{needle}`: {err}"
+        );
+        assert_eq!(
+            changed(&snapshot(&dd), &before),
+            Vec::<String>::new(),
+            "{name}: data dir changed"
+        );
+        // check-config agrees
+        let o = warden(&dd, &["check-config", f.to_str().unwrap()]);
+        assert!(!o.status.success(), "{name}: check-config accepted it");
+    }
+
+    // key file problems, with an otherwise good config
+    let keyed = |key: &Path| {
+        format!(
+            "{}\n[secrets]\nkey_file = \"{}\"\n",
+            base_config(&p),
+            key.display()
+        )
+    };
+    let cfg = t.path().join("k.toml");
+    // unreadable: the path is a directory
+    let kdir = t.path().join("keydir");
+    std::fs::create_dir(&kdir).unwrap();
+    std::fs::write(&cfg, keyed(&kdir)).unwrap();
+    let (ok, err) = run(&dd, &cfg);
+    assert!(!ok);
+    assert!(
+        err.contains("master key file") && err.contains("keydir"),
+        "{err}"
+    );
+    // readable by others
+    let loose = t.path().join("loose.key");
+    std::fs::copy(dd.join("master.key"), &loose).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&cfg, keyed(&loose)).unwrap();
+    let (ok, err) = run(&dd, &cfg);
+    assert!(!ok);
+    assert!(err.contains("chmod 600"), "{err}");
+    // not a key
+    let garbage = t.path().join("garbage.key");
+    std::fs::write(&garbage, "this is not a key").unwrap();
+    std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&cfg, keyed(&garbage)).unwrap();
+    let (ok, err) = run(&dd, &cfg);
+    assert!(!ok);
+    assert!(
+        err.contains("64 hex") && !err.contains("this is not a key"),
+        "{err}"
+    );
+    // a valid key, but not this data dir's
+    let other = t.path().join("other.key");
+    std::fs::write(&other, "ab".repeat(32)).unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&cfg, keyed(&other)).unwrap();
+    let (ok, err) = run(&dd, &cfg);
+    assert!(!ok);
+    assert!(err.contains("does not match"), "{err}");
+    // missing key for an existing data dir: refused, no new key written
+    let missing = t.path().join("missing.key");
+    std::fs::write(&cfg, keyed(&missing)).unwrap();
+    let (ok, err) = run(&dd, &cfg);
+    assert!(!ok);
+    assert!(err.contains("refusing to create a new key"), "{err}");
+    assert!(!missing.exists());
+    assert_eq!(
+        changed(&snapshot(&dd), &before),
+        Vec::<String>::new(),
+        "key errors changed the data dir"
+    );
+
+    // and the untouched data dir still runs with its own key
+    std::fs::write(&good, base_config(&p)).unwrap();
+    let g = Gateway::start(&dd, &good, &p, &[]);
+    g.stop();
+    let o = warden(&dd, &["audit", "verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
