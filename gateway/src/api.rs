@@ -101,6 +101,7 @@ async fn status(State(s): S) -> Response {
         "published": s.metrics.published.get(),
         "audit_head": { "seq": seq, "hash": hex::encode(hash) },
         "public_key": crate::northbound::envelope::encode_pubkey(&s.store.verifying_key).trim(),
+        "embedded_broker": s.broker_stats.as_ref().map(|b| b.get()),
     }))
     .into_response()
 }
@@ -115,6 +116,7 @@ async fn devices(State(s): S) -> Response {
     axum::Json(v).into_response()
 }
 
+#[allow(clippy::result_large_err)] // the error is the HTTP response itself, built once
 fn parse_id(id: &str) -> Result<DeviceId, Response> {
     id.parse()
         .map_err(|e: warden_core::IdError| err(StatusCode::BAD_REQUEST, e.to_string()))

@@ -533,7 +533,7 @@ fn writer_loop(store: Store, rx: Receiver<Cmd>) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::secrets::MasterKey;
 

@@ -148,6 +148,8 @@ pub struct Shared {
     pub outbox: Arc<Outbox>,
     pub token: String,
     pub started_ms: u64,
+    /// Counters of the embedded broker, when it runs.
+    pub broker_stats: Option<crate::northbound::broker::StatsReader>,
 }
 
 async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
@@ -401,6 +403,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         outbox: outbox.clone(),
         token,
         started_ms: warden_core::now_ms(),
+        broker_stats: broker_handle.as_ref().map(|h| h.stats_reader()),
     });
     drop(control_tx);
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
@@ -754,7 +757,7 @@ pub async fn reload(shared: &Shared) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]

@@ -46,6 +46,13 @@ pub enum SecretError {
 /// The 256-bit master key. Sub-keys are derived from it with HKDF-SHA256.
 pub struct MasterKey([u8; 32]);
 
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        // best effort: do not leave the key in freed memory
+        self.0.fill(0);
+    }
+}
+
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MasterKey(..)")
@@ -195,7 +202,7 @@ impl Sealer {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]

@@ -380,7 +380,7 @@ async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError>
         })
         .collect();
     loop {
-        due.sort_by(|a, b| b.0.cmp(&a.0));
+        due.sort_by_key(|d| std::cmp::Reverse(d.0));
         let next = due.last().map(|d| d.0);
         tokio::select! {
             _ = ctx.shutdown.changed() => {

@@ -151,6 +151,7 @@ pub trait Adapter: Send + 'static {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]

@@ -99,6 +99,7 @@ impl<'de> Deserialize<'de> for DeviceId {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]

@@ -122,19 +122,18 @@ impl Value {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 fn to_hex(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len() * 2);
     for x in b {
-        s.push(HEX[(x >> 4) as usize] as char);
-        s.push(HEX[(x & 15) as usize] as char);
+        for nib in [x >> 4, x & 15] {
+            s.push(char::from_digit(nib as u32, 16).unwrap_or('0'));
+        }
     }
     s
 }
 
 fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let nib = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
@@ -349,6 +348,7 @@ pub struct CommandResult {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]

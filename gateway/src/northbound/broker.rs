@@ -204,7 +204,7 @@ pub enum BrokerEvent {
 }
 
 /// Counters since the broker started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BrokerStats {
     /// Currently connected (authenticated) clients.
     pub connections: u64,
@@ -328,8 +328,24 @@ impl BrokerHandle {
     }
 
     /// Snapshot of the broker counters.
+    #[cfg(test)]
     pub fn stats(&self) -> BrokerStats {
         self.shared.stats.snapshot()
+    }
+
+    /// A cloneable view of the counters, for whoever reports status while the broker runs.
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader(self.shared.clone())
+    }
+}
+
+/// Reads the broker's counters; see [`BrokerHandle::stats_reader`].
+#[derive(Clone)]
+pub struct StatsReader(Arc<Shared>);
+
+impl StatsReader {
+    pub fn get(&self) -> BrokerStats {
+        self.0.stats.snapshot()
     }
 }
 

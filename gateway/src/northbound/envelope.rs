@@ -11,6 +11,8 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
 const SIG_MARK: &[u8] = b",\"sig\":\"";
+/// The same member as the first of an object.
+const SIG_FIRST: &[u8] = b"\"sig\":\"";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EnvelopeError {
@@ -44,7 +46,7 @@ pub fn attach_signature(body: &[u8], sig: &Signature) -> Vec<u8> {
     out.extend_from_slice(stem);
     // an empty object `{}` has no member to follow
     if stem.ends_with(b"{") {
-        out.extend_from_slice(&SIG_MARK[1..]);
+        out.extend_from_slice(SIG_FIRST);
     } else {
         out.extend_from_slice(SIG_MARK);
     }
@@ -89,7 +91,7 @@ pub fn verify(payload: &[u8], key: &VerifyingKey) -> Result<(), EnvelopeError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]

@@ -241,10 +241,6 @@ impl Northbound {
         };
         self.emit(self.device_topic(&res.device, "cmd/result"), &body, false);
     }
-
-    pub fn gateway_status_topic(&self) -> String {
-        format!("{}/gateway/status", self.prefix)
-    }
 }
 
 /// A sink that only counts (benchmarks of the pipeline without broker I/O).

@@ -404,6 +404,7 @@ fn ack(outbox: &Outbox, metrics: &Metrics, inflight: &mut VecDeque<Slot>, pkid: 
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

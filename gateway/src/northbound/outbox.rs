@@ -264,7 +264,7 @@ fn writer_loop(outbox: Arc<Outbox>, audit: AuditSink, rx: Receiver<Cmd>) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     fn o(i: usize) -> Outgoing {

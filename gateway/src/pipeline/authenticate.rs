@@ -109,7 +109,7 @@ pub fn commander(source: &CommandSource, controllers: &[Controller]) -> Result<S
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use warden_core::{DeviceId, Point, Value};
 

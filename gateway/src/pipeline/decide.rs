@@ -78,6 +78,8 @@ impl Policy {
 }
 
 /// What a decider is asked about.
+// Only tests read these fields until the Wasm plugin host (a separate issue) consumes them.
+#[allow(dead_code)]
 pub struct DecisionRequest<'a> {
     pub record: &'a DeviceRecord,
     pub direction: Direction,
@@ -214,7 +216,7 @@ pub fn downlink(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use warden_core::{DeviceId, Point, Value};
 
@@ -347,6 +349,58 @@ commands = ["set_setpoint"]
         assert!(downlink(&p, &mut none, &r, &set, "anyone", stats(), 0).is_allow());
         r.zone = "undefined".into();
         assert!(!downlink(&p, &mut none, &r, &set, "mqtt:operator", stats(), 0).is_allow());
+    }
+
+    /// Records what the seam hands a decider, and binds only to downlinks.
+    struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    impl Decider for Recorder {
+        fn name(&self) -> &str {
+            "recorder"
+        }
+        fn applies(&self, req: &DecisionRequest<'_>) -> bool {
+            req.direction == Direction::Downlink
+        }
+        fn decide(&mut self, r: &DecisionRequest<'_>) -> Result<Decision, DeciderError> {
+            self.0.lock().unwrap().push(format!(
+                "{} {:?} {:?} msg={} cmd={:?} by={:?} msgs={} t={}",
+                r.record.id,
+                r.direction,
+                r.kind,
+                r.message.is_some(),
+                r.command.map(|c| c.name.as_str()),
+                r.principal,
+                r.stats.messages,
+                r.now_ms
+            ));
+            Ok(Decision::allow("recorder"))
+        }
+    }
+
+    #[test]
+    fn deciders_get_the_request_and_only_when_bound() {
+        let p = policy();
+        let r = rec(Status::Active, Some("thermo"));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut ds: Vec<Box<dyn Decider>> = vec![Box::new(Recorder(log.clone()))];
+        // not bound to uplinks
+        assert!(uplink(&p, &mut ds, &r, &tele("temperature"), stats(), 5).is_allow());
+        let set = Command {
+            name: "set_setpoint".into(),
+            args: vec![],
+        };
+        assert!(downlink(&p, &mut ds, &r, &set, "mqtt:operator", stats(), 7).is_allow());
+        // a built-in deny stops before any decider runs
+        let reboot = Command {
+            name: "reboot".into(),
+            args: vec![],
+        };
+        assert!(!downlink(&p, &mut ds, &r, &reboot, "mqtt:operator", stats(), 8).is_allow());
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "sim:a Downlink Command msg=false cmd=Some(\"set_setpoint\") by=Some(\"mqtt:operator\") msgs=0 t=7"
+            ]
+        );
     }
 
     #[test]

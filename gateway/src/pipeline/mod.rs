@@ -150,7 +150,7 @@ impl Pipeline {
     /// identify → authenticate → observe → decide → record. Benchmarks call this directly.
     pub fn uplink_decide(&mut self, msg: Message) -> (Decision, Message) {
         self.counter = self.counter.wrapping_add(1);
-        let sample = self.counter % 64 == 0;
+        let sample = self.counter.is_multiple_of(64);
         let mut t = Instant::now();
         let now = now_ms();
         let protocol = msg.device.protocol().to_owned();

@@ -37,7 +37,7 @@ pub fn denied(stats: &Stats) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use warden_core::{DeviceId, Point, Value};
 
