@@ -192,6 +192,9 @@ pub async fn run_publisher(
         Err(e) => tracing::error!(error = %e, "cannot read the outbox session state"),
     }
     let mut connected = false;
+    // rows the broker completed, deleted from the outbox in batches
+    let mut done: Vec<i64> = Vec::new();
+    let mut flush_tick = tokio::time::interval(Duration::from_millis(20));
     let mut backoff = Duration::from_millis(200);
     loop {
         if *shutdown.borrow() {
@@ -201,6 +204,7 @@ pub async fn run_publisher(
                 &outbox,
                 &metrics,
                 &mut inflight,
+                &mut done,
                 &status_topic,
                 connected,
             )
@@ -239,11 +243,12 @@ pub async fn run_publisher(
         tokio::select! {
             _ = shutdown.changed() => {
                 if *shutdown.borrow() {
-                    drain(&client, &mut ev, &outbox, &metrics, &mut inflight, &status_topic, connected).await;
+                    drain(&client, &mut ev, &outbox, &metrics, &mut inflight, &mut done, &status_topic, connected).await;
                     return;
                 }
             }
             _ = outbox.notify.notified(), if connected => {}
+            _ = flush_tick.tick(), if !done.is_empty() => flush_done(&outbox, &mut done),
             r = ev.poll() => match r {
                 Ok(Event::Incoming(Packet::ConnAck(ca))) => {
                     tracing::info!(host = %s.host, port = s.port, session_present = ca.session_present,
@@ -262,8 +267,8 @@ pub async fn run_publisher(
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => assign(&mut inflight, pkid),
                 Ok(Event::Incoming(Packet::PubRec(r))) => released(&mut inflight, r.pkid),
-                Ok(Event::Incoming(Packet::PubComp(c))) => ack(&outbox, &metrics, &mut inflight, c.pkid),
-                Ok(Event::Incoming(Packet::PubAck(a))) => ack(&outbox, &metrics, &mut inflight, a.pkid),
+                Ok(Event::Incoming(Packet::PubComp(c))) => ack(&mut done, &metrics, &mut inflight, c.pkid),
+                Ok(Event::Incoming(Packet::PubAck(a))) => ack(&mut done, &metrics, &mut inflight, a.pkid),
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if let Some(tx) = &commands {
                         let c = ExternalCommand { topic: p.topic.clone(), payload: p.payload.to_vec() };
@@ -297,18 +302,21 @@ pub async fn run_publisher(
 
 /// On shutdown: announce `offline` and give outstanding handshakes a moment to complete, so that
 /// completed messages are not sent again by the next run.
+#[allow(clippy::too_many_arguments)]
 async fn drain(
     client: &AsyncClient,
     ev: &mut rumqttc::EventLoop,
     outbox: &Outbox,
     metrics: &Metrics,
     inflight: &mut VecDeque<Slot>,
+    done: &mut Vec<i64>,
     status_topic: &str,
     connected: bool,
 ) {
     if connected {
-        drain_connected(client, ev, outbox, metrics, inflight, status_topic).await;
+        drain_connected(client, ev, metrics, inflight, done, status_topic).await;
     }
+    flush_done(outbox, done);
     let session: Vec<(i64, u16, bool)> = inflight
         .iter()
         .filter_map(|e| Some((e.row?, e.pkid?, e.released)))
@@ -321,9 +329,9 @@ async fn drain(
 async fn drain_connected(
     client: &AsyncClient,
     ev: &mut rumqttc::EventLoop,
-    outbox: &Outbox,
     metrics: &Metrics,
     inflight: &mut VecDeque<Slot>,
+    done: &mut Vec<i64>,
     status_topic: &str,
 ) {
     if client
@@ -345,8 +353,8 @@ async fn drain_connected(
             r = ev.poll() => match r {
                 Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => assign(inflight, pkid),
                 Ok(Event::Incoming(Packet::PubRec(r))) => released(inflight, r.pkid),
-                Ok(Event::Incoming(Packet::PubComp(c))) => ack(outbox, metrics, inflight, c.pkid),
-                Ok(Event::Incoming(Packet::PubAck(a))) => ack(outbox, metrics, inflight, a.pkid),
+                Ok(Event::Incoming(Packet::PubComp(c))) => ack(done, metrics, inflight, c.pkid),
+                Ok(Event::Incoming(Packet::PubAck(a))) => ack(done, metrics, inflight, a.pkid),
                 Ok(_) => {}
                 Err(_) => break,
             }
@@ -390,14 +398,24 @@ struct Slot {
     resumed: bool,
 }
 
-fn ack(outbox: &Outbox, metrics: &Metrics, inflight: &mut VecDeque<Slot>, pkid: u16) {
+/// Completed rows are deleted from the outbox in batches (one transaction, one fsync), not one by
+/// one: see [`flush_done`].
+fn flush_done(outbox: &Outbox, done: &mut Vec<i64>) {
+    if done.is_empty() {
+        return;
+    }
+    if let Err(e) = outbox.ack(done) {
+        tracing::error!(error = %e, "outbox delete failed (messages may be sent again)");
+    }
+    done.clear();
+}
+
+fn ack(done: &mut Vec<i64>, metrics: &Metrics, inflight: &mut VecDeque<Slot>, pkid: u16) {
     if let Some(pos) = inflight.iter().position(|e| e.pkid == Some(pkid))
         && let Some(slot) = inflight.remove(pos)
         && let Some(id) = slot.row
     {
-        if let Err(e) = outbox.ack(&[id]) {
-            tracing::error!(error = %e, "outbox delete failed (message may be sent again)");
-        }
+        done.push(id);
         metrics.published.inc();
     }
 }
