@@ -13,15 +13,14 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::batch::BatchSender;
 use crate::store::{Store, StoreError};
 
 /// What kind of event a record is.
@@ -171,6 +170,25 @@ fn record_hash(
     put_str(&mut h, reason);
     put_str(&mut h, detail);
     h.finalize().into()
+}
+
+impl Record {
+    /// This record's hash given its predecessor's hash.
+    fn hash_with(&self, prev: &[u8]) -> [u8; 32] {
+        record_hash(
+            prev,
+            self.seq,
+            self.ts,
+            &self.category,
+            &self.action,
+            self.device.as_deref(),
+            &self.actor,
+            self.decider.as_deref(),
+            self.verdict.as_deref(),
+            &self.reason,
+            &self.detail,
+        )
+    }
 }
 
 fn seal_message(seq: u64, hash: &[u8]) -> Vec<u8> {
@@ -344,20 +362,7 @@ pub fn verify(conn: &Connection, key: &VerifyingKey) -> Result<VerifyReport, Ver
                     .into(),
             ));
         }
-        let h = record_hash(
-            &r.prev,
-            r.seq,
-            r.ts,
-            &r.category,
-            &r.action,
-            r.device.as_deref(),
-            &r.actor,
-            r.decider.as_deref(),
-            r.verdict.as_deref(),
-            &r.reason,
-            &r.detail,
-        );
-        if h.as_slice() != r.hash.as_slice() {
+        if r.hash_with(&r.prev).as_slice() != r.hash.as_slice() {
             return Err(bad(
                 "its content does not match its hash (the record was edited)".into(),
             ));
@@ -467,67 +472,29 @@ fn fmt_ts(ms: u64) -> String {
     )
 }
 
-/// Background writer for pipeline decisions: batches records into one transaction each. The channel
-/// is bounded and `record` blocks when it is full: audit records are never dropped.
+/// Background writer for pipeline decisions: batches records into one transaction each (see
+/// [`crate::batch`]): bounded, blocking when full, never dropping a record.
 #[derive(Clone)]
-pub struct AuditSink {
-    tx: SyncSender<Cmd>,
-}
-
-enum Cmd {
-    Entry(AuditEntry),
-    Flush(SyncSender<()>),
-}
+pub struct AuditSink(BatchSender<AuditEntry>);
 
 impl AuditSink {
     pub fn start(store: Store, capacity: usize) -> std::io::Result<(Self, JoinHandle<()>)> {
-        let (tx, rx) = sync_channel(capacity);
-        let h = std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || writer_loop(store, rx))?;
-        Ok((Self { tx }, h))
+        let (tx, h) =
+            BatchSender::spawn("audit-writer", capacity, 4096, move |b: &[AuditEntry]| {
+                store.audit(b).map_err(|e| e.to_string())
+            })?;
+        Ok((Self(tx), h))
     }
 
     pub fn record(&self, e: AuditEntry) {
-        if self.tx.send(Cmd::Entry(e)).is_err() {
+        if !self.0.send(e) {
             tracing::error!("audit writer is gone; record lost");
         }
     }
 
     /// Returns once everything recorded before this call is committed.
     pub fn flush(&self) {
-        let (tx, rx) = sync_channel(1);
-        if self.tx.send(Cmd::Flush(tx)).is_ok() {
-            let _ = rx.recv();
-        }
-    }
-}
-
-fn writer_loop(store: Store, rx: Receiver<Cmd>) {
-    let mut batch = Vec::with_capacity(1024);
-    let mut waiters = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(cmd) = next.take() {
-            match cmd {
-                Cmd::Entry(e) => batch.push(e),
-                Cmd::Flush(w) => waiters.push(w),
-            }
-            if batch.len() < 4096 {
-                next = rx.try_recv().ok();
-            }
-        }
-        // Never drop a batch: retry until the store takes it (disk full, locked database…).
-        let mut delay = Duration::from_millis(50);
-        while let Err(e) = store.audit(&batch) {
-            tracing::error!(error = %e, records = batch.len(), "audit write failed; retrying");
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-        batch.clear();
-        for w in waiters.drain(..) {
-            let _ = w.send(());
-        }
+        self.0.flush();
     }
 }
 
@@ -586,19 +553,7 @@ mod tests {
             let recs = tail(c, 100)?;
             let mut prev = recs[2].hash.clone();
             for r in recs.iter().skip(3) {
-                let h = record_hash(
-                    &prev,
-                    r.seq,
-                    r.ts,
-                    &r.category,
-                    &r.action,
-                    r.device.as_deref(),
-                    &r.actor,
-                    r.decider.as_deref(),
-                    r.verdict.as_deref(),
-                    &r.reason,
-                    &r.detail,
-                );
+                let h = r.hash_with(&prev);
                 c.execute(
                     "UPDATE audit SET prev=?1, hash=?2 WHERE seq=?3",
                     params![prev, h.to_vec(), r.seq as i64],

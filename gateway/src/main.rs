@@ -2,6 +2,7 @@
 
 mod api;
 mod audit;
+mod batch;
 mod bench;
 mod cli;
 mod config;

@@ -7,7 +7,6 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use rusqlite::{Connection, params};
 
 use super::{Outgoing, OutgoingSink};
 use crate::audit::{AuditEntry, AuditSink, Category};
+use crate::batch::BatchSender;
 use crate::metrics::Metrics;
 
 pub const OUTBOX_FILE: &str = "outbox.db";
@@ -175,21 +175,14 @@ impl Outbox {
     }
 }
 
-/// The pipeline's side of the queue: a bounded channel to a writer thread that batches inserts.
-/// `send` blocks when the channel is full (backpressure), it never drops.
+/// The pipeline's side of the queue: a bounded channel to a writer thread that batches inserts (see
+/// [`crate::batch`]). `send` blocks when the channel is full (backpressure), it never drops.
 #[derive(Clone)]
-pub struct OutboxSink {
-    tx: SyncSender<Cmd>,
-}
-
-enum Cmd {
-    Msg(Outgoing),
-    Flush(SyncSender<()>),
-}
+pub struct OutboxSink(BatchSender<Outgoing>);
 
 impl OutgoingSink for OutboxSink {
     fn send(&self, o: Outgoing) {
-        if self.tx.send(Cmd::Msg(o)).is_err() {
+        if !self.0.send(o) {
             tracing::error!("outbox writer is gone; message not queued");
         }
     }
@@ -198,10 +191,7 @@ impl OutgoingSink for OutboxSink {
 impl OutboxSink {
     /// Returns once everything sent before this call is in the outbox.
     pub fn flush(&self) {
-        let (tx, rx) = sync_channel(1);
-        if self.tx.send(Cmd::Flush(tx)).is_ok() {
-            let _ = rx.recv();
-        }
+        self.0.flush();
     }
 }
 
@@ -210,56 +200,23 @@ pub fn start_writer(
     audit: AuditSink,
     capacity: usize,
 ) -> std::io::Result<(OutboxSink, JoinHandle<()>)> {
-    let (tx, rx) = sync_channel(capacity);
-    let h = std::thread::Builder::new()
-        .name("outbox-writer".into())
-        .spawn(move || writer_loop(outbox, audit, rx))?;
-    Ok((OutboxSink { tx }, h))
-}
-
-fn writer_loop(outbox: Arc<Outbox>, audit: AuditSink, rx: Receiver<Cmd>) {
-    let mut batch = Vec::with_capacity(1024);
-    let mut waiters = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(cmd) = next.take() {
-            match cmd {
-                Cmd::Msg(o) => batch.push(o),
-                Cmd::Flush(w) => waiters.push(w),
-            }
-            if batch.len() < 1024 {
-                next = rx.try_recv().ok();
-            }
+    let (tx, h) = BatchSender::spawn("outbox-writer", capacity, 1024, move |b: &[Outgoing]| {
+        let dropped = outbox.push(b).map_err(|e| e.to_string())?;
+        if dropped > 0 {
+            tracing::warn!(dropped, "northbound queue full: oldest messages dropped");
+            audit.record(
+                AuditEntry::new(
+                    Category::System,
+                    "queue-overflow",
+                    "gateway",
+                    "store-and-forward queue at its bound; oldest messages dropped",
+                )
+                .detail(serde_json::json!({ "dropped": dropped })),
+            );
         }
-        let mut delay = Duration::from_millis(50);
-        while !batch.is_empty() {
-            match outbox.push(&batch) {
-                Ok(0) => break,
-                Ok(dropped) => {
-                    tracing::warn!(dropped, "northbound queue full: oldest messages dropped");
-                    audit.record(
-                        AuditEntry::new(
-                            Category::System,
-                            "queue-overflow",
-                            "gateway",
-                            "store-and-forward queue at its bound; oldest messages dropped",
-                        )
-                        .detail(serde_json::json!({ "dropped": dropped })),
-                    );
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "outbox write failed; retrying");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        batch.clear();
-        for w in waiters.drain(..) {
-            let _ = w.send(());
-        }
-    }
+        Ok(())
+    })?;
+    Ok((OutboxSink(tx), h))
 }
 
 #[cfg(test)]
