@@ -787,4 +787,17 @@ mod tests {
         assert!(c.sim.devices.len() >= 4);
         assert!(!c.sim.commands.is_empty());
     }
+
+    proptest::proptest! {
+        /// Command payloads come from MQTT clients: any bytes give a command or an error, never a panic.
+        #[test]
+        fn arbitrary_command_payloads_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = parse_command(&b);
+        }
+
+        #[test]
+        fn arbitrary_command_topics_never_panic(t in ".{0,80}") {
+            let _ = device_from_topic("warden", &t);
+        }
+    }
 }

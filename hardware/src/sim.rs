@@ -623,4 +623,12 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        /// The control port reads lines from any local client: never a panic.
+        #[test]
+        fn arbitrary_control_lines_never_panic(l in ".{0,120}") {
+            let _ = parse_line(&l);
+        }
+    }
 }

@@ -144,3 +144,26 @@ mod tests {
         assert!(serde_json::from_str::<DeviceId>("\"x:a/b\"").is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn valid_ids_round_trip(p in "[a-z0-9-]{1,16}", a in "[A-Za-z0-9._:~@-]{1,128}") {
+            let id = DeviceId::new(&p, &a).unwrap();
+            prop_assert_eq!(id.to_string().parse::<DeviceId>().unwrap(), id);
+        }
+
+        #[test]
+        fn parsing_any_text_never_panics_and_never_yields_topic_syntax(s in ".{0,200}") {
+            if let Ok(id) = s.parse::<DeviceId>() {
+                let t = id.to_string();
+                prop_assert!(!t.contains(['/', '+', '#']) && !t.chars().any(char::is_whitespace));
+            }
+        }
+    }
+}

@@ -414,3 +414,42 @@ mod tests {
         assert_eq!(serde_json::from_str::<CommandResult>(&j).unwrap(), r);
     }
 }
+
+#[cfg(test)]
+mod props {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            // JSON has no NaN/inf; finite floats round-trip exactly through serde_json
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::Float),
+            ".{0,40}".prop_map(Value::Text),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Value::Bytes),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn values_round_trip(v in value()) {
+            let j = serde_json::to_string(&v).unwrap();
+            let back: Value = serde_json::from_str(&j).unwrap();
+            match (&v, &back) {
+                // an integral float prints as e.g. `3.0` and comes back as a float: same value
+                (Value::Float(a), Value::Float(b)) => prop_assert_eq!(a.to_bits(), b.to_bits()),
+                _ => prop_assert_eq!(&back, &v),
+            }
+        }
+
+        #[test]
+        fn decoding_arbitrary_json_never_panics(s in ".{0,120}") {
+            let _ = serde_json::from_str::<Value>(&s);
+            let _ = serde_json::from_str::<Message>(&s);
+        }
+    }
+}

@@ -144,3 +144,31 @@ mod tests {
         assert!(decode_pubkey("abc").is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Payloads arrive from brokers and files: splitting and verifying any bytes must not panic,
+        /// and nothing but a genuine signature verifies.
+        #[test]
+        fn arbitrary_payloads_never_panic_or_verify(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let k = SigningKey::from_bytes(&[5; 32]);
+            let _ = split_signed(&b);
+            prop_assert!(verify(&b, &k.verifying_key()).is_err());
+        }
+
+        #[test]
+        fn any_json_object_signs_and_verifies(m in proptest::collection::btree_map("[a-z]{1,8}", ".{0,20}", 0..6)) {
+            let k = SigningKey::from_bytes(&[5; 32]);
+            let body = serde_json::to_vec(&m).unwrap();
+            let p = sign(&body, &k);
+            prop_assert_eq!(verify(&p, &k.verifying_key()), Ok(()));
+            let (b, _) = split_signed(&p).unwrap();
+            prop_assert_eq!(b, body);
+        }
+    }
+}
