@@ -185,6 +185,8 @@ pub struct RegistryConfig {
     pub max_pending: usize,
     /// Zone given to newly discovered devices.
     pub default_zone: String,
+    /// A device silent this long is published as offline (retained status `"online": false`).
+    pub offline_after_s: u64,
 }
 
 impl Default for RegistryConfig {
@@ -192,6 +194,7 @@ impl Default for RegistryConfig {
         Self {
             max_pending: 1000,
             default_zone: "default".into(),
+            offline_after_s: 900,
         }
     }
 }

@@ -333,6 +333,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         metrics.clone(),
         northbound.clone(),
     );
+    pipeline.offline_after_ms = cfg.registry.offline_after_s.saturating_mul(1000);
     let mut adapters: Vec<Box<dyn Adapter>> = Vec::new();
     if !cfg.sim.devices.is_empty() || cfg.sim.control.is_some() {
         adapters.push(Box::new(warden_hardware::sim::SimAdapter::new(

@@ -92,6 +92,8 @@ struct StatusBody<'a> {
     ts: u64,
     device: &'a DeviceId,
     status: &'static str,
+    /// false once the device has been silent for `registry.offline_after_s`
+    online: bool,
     zone: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_seen: Option<u64>,
@@ -215,8 +217,9 @@ impl Northbound {
         }
     }
 
-    /// The retained status of a device (after registration or any status change).
-    pub fn status(&self, r: &DeviceRecord) {
+    /// The retained status of a device: after registration, any status change, and when it goes
+    /// silent or comes back.
+    pub fn status(&self, r: &DeviceRecord, online: bool) {
         let body = StatusBody {
             v: 1,
             id: self.next_id(),
@@ -224,6 +227,7 @@ impl Northbound {
             ts: warden_core::now_ms(),
             device: &r.id,
             status: r.status.as_str(),
+            online,
             zone: &r.zone,
             last_seen: r.last_seen,
             reason: &r.status_reason,

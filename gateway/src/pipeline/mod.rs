@@ -15,7 +15,7 @@ pub mod identify;
 pub mod observe;
 pub mod record;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -67,6 +67,10 @@ pub struct Pipeline {
     replies: HashMap<String, (u64, DeviceId, oneshot::Sender<CommandResult>)>,
     counter: u64,
     link_states: HashMap<String, LinkState>,
+    /// Devices published as offline (silent for `offline_after_ms`).
+    offline: HashSet<DeviceId>,
+    pub offline_after_ms: u64,
+    ticks: u64,
 }
 
 const REPLY_TIMEOUT_MS: u64 = 30_000;
@@ -99,6 +103,9 @@ impl Pipeline {
             replies: HashMap::new(),
             counter: 0,
             link_states: HashMap::new(),
+            offline: HashSet::new(),
+            offline_after_ms: 900_000,
+            ticks: 0,
         }
     }
 
@@ -163,9 +170,11 @@ impl Pipeline {
                 return (d, msg);
             }
         };
-        if id.record.status == Status::Pending && id.record.first_seen == id.record.last_seen {
-            // just registered: tell subscribers a device is waiting for approval
-            self.northbound.status(&id.record);
+        if (id.record.status == Status::Pending && id.record.first_seen == id.record.last_seen)
+            || self.offline.remove(&msg.device)
+        {
+            // just registered (waiting for approval), or back after being silent
+            self.northbound.status(&id.record, true);
         }
         self.timed(sample, "identify", &mut t);
 
@@ -216,7 +225,7 @@ impl Pipeline {
             &d.reason,
             Category::Decision,
         ) {
-            Ok(r) => self.northbound.status(&r),
+            Ok(r) => self.northbound.status(&r, true),
             Err(e) => tracing::error!(device = %device, error = %e, "quarantine failed"),
         }
     }
@@ -408,7 +417,7 @@ impl Pipeline {
                     &self.default_zone,
                     "announced by its adapter",
                 )
-                .map(|e| self.northbound.status(&e.record()))
+                .map(|e| self.northbound.status(&e.record(), true))
         };
         if let Err(e) = r {
             tracing::warn!(device = %id, error = %e, "announcement not recorded");
@@ -462,9 +471,24 @@ impl Pipeline {
         }
     }
 
-    /// Periodic housekeeping: aggregate flush, reply timeouts, gauges.
+    /// Publishes devices that fell silent as offline (checked every 5 s).
+    fn check_availability(&mut self, now: u64) {
+        for (r, st) in self.registry.all() {
+            let silent =
+                st.last_seen > 0 && now.saturating_sub(st.last_seen) > self.offline_after_ms;
+            if silent && self.offline.insert(r.id.clone()) {
+                self.northbound.status(&r, false);
+            }
+        }
+    }
+
+    /// Periodic housekeeping: aggregate flush, reply timeouts, availability, gauges.
     pub fn tick(&mut self) {
         let now = now_ms();
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(5) {
+            self.check_availability(now);
+        }
         self.aggregator.tick(&self.audit, now);
         self.expire_replies(now);
         self.metrics.devices.set(self.registry.len() as i64);
@@ -482,7 +506,8 @@ impl Pipeline {
             }
             Control::Status(id) => {
                 if let Some(e) = self.registry.get(&id) {
-                    self.northbound.status(&e.record());
+                    self.northbound
+                        .status(&e.record(), !self.offline.contains(&id));
                 }
             }
         }

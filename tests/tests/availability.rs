@@ -1,0 +1,69 @@
+//! Availability is explicit: a device silent for `registry.offline_after_s` gets a retained status
+//! with `"online": false`, and `true` again on its next uplink.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::time::Duration;
+
+use warden_e2e::*;
+
+#[test]
+fn silent_device_goes_offline_and_comes_back() {
+    let t = tempfile::tempdir().unwrap();
+    let p = Ports::new();
+    let cfg = t.path().join("w.toml");
+    std::fs::write(
+        &cfg,
+        format!("{}\n[registry]\noffline_after_s = 1\n", base_config(&p)),
+    )
+    .unwrap();
+    let dd = t.path().join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let f = t.path().join("d.toml");
+    std::fs::write(&f, "[[devices]]\nid = \"sim:cnt\"\nprofile = \"counter\"\n").unwrap();
+    assert!(
+        g.cli(&["devices", "import", f.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let pw = std::fs::read_to_string(dd.join("mqtt-operator.password")).unwrap();
+    let topic = "warden/devices/sim:cnt/status";
+    let sub = Subscriber::spawn(
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &p.mqtt.to_string(),
+            "-u",
+            "operator",
+            "-P",
+            pw.trim(),
+            "-t",
+            topic,
+        ]
+        .map(String::from),
+        &t.path().join("sub.txt"),
+    );
+    g.sim(&["cnt n=1".to_string()]);
+    let online = |l: &[(String, String)]| -> Vec<bool> {
+        l.iter()
+            .map(|(_, p)| json(p)["online"].as_bool().unwrap())
+            .collect()
+    };
+    let l = sub.wait_lines(Duration::from_secs(15), "an offline status", |l| {
+        online(l).contains(&false)
+    });
+    assert_eq!(
+        online(&l).first(),
+        Some(&true),
+        "retained status starts online: {l:?}"
+    );
+    let off = l.iter().find(|(_, p)| json(p)["online"] == false).unwrap();
+    assert_eq!(json(&off.1)["status"], "active");
+    assert!(json(&off.1)["sig"].is_string());
+    g.sim(&["cnt n=2".to_string()]);
+    let l = sub.wait_lines(Duration::from_secs(10), "back online", |l| {
+        online(l).last() == Some(&true) && online(l).contains(&false)
+    });
+    assert_eq!(online(&l).last(), Some(&true));
+    g.stop();
+}
