@@ -12,6 +12,8 @@ use crate::registry::{DeviceEntry, DeviceRecord, Registry, RegistryError};
 pub struct Identified {
     pub entry: Arc<DeviceEntry>,
     pub record: Arc<DeviceRecord>,
+    /// Registered (as pending) by this very message.
+    pub new: bool,
 }
 
 pub fn uplink(
@@ -19,8 +21,8 @@ pub fn uplink(
     device: &DeviceId,
     default_zone: &str,
 ) -> Result<Identified, Decision> {
-    let entry = match registry.get(device) {
-        Some(e) => e,
+    let (entry, new) = match registry.get(device) {
+        Some(e) => (e, false),
         None => registry
             .register_pending(device, None, default_zone, "first seen on uplink")
             .map_err(|e| match e {
@@ -32,10 +34,11 @@ pub fn uplink(
                     "builtin:identify",
                     format!("cannot register unknown device: {other}"),
                 ),
-            })?,
+            })
+            .map(|e| (e, true))?,
     };
     let record = entry.record();
-    Ok(Identified { entry, record })
+    Ok(Identified { entry, record, new })
 }
 
 pub fn downlink(registry: &Registry, device: &DeviceId) -> Result<Identified, Decision> {
@@ -43,5 +46,9 @@ pub fn downlink(registry: &Registry, device: &DeviceId) -> Result<Identified, De
         .get(device)
         .ok_or_else(|| Decision::deny("builtin:identify", "unknown device"))?;
     let record = entry.record();
-    Ok(Identified { entry, record })
+    Ok(Identified {
+        entry,
+        record,
+        new: false,
+    })
 }

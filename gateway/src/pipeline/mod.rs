@@ -170,9 +170,7 @@ impl Pipeline {
                 return (d, msg);
             }
         };
-        if (id.record.status == Status::Pending && id.record.first_seen == id.record.last_seen)
-            || self.offline.remove(&msg.device)
-        {
+        if id.new || self.offline.remove(&msg.device) {
             // just registered (waiting for approval), or back after being silent
             self.northbound.status(&id.record, true);
         }
