@@ -24,6 +24,8 @@ pub struct Config {
     pub models: BTreeMap<String, String>,
     pub controllers: Vec<ControllerConfig>,
     pub sim: SimConfig,
+    /// Protocol adapters: `[adapters.<name>]`, each section parsed by its adapter crate.
+    pub adapters: BTreeMap<String, toml::Value>,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             models: BTreeMap::new(),
             controllers: Vec::new(),
             sim: SimConfig::default(),
+            adapters: BTreeMap::new(),
         }
     }
 }
@@ -334,6 +337,9 @@ impl Config {
             crate::northbound::envelope::decode_pubkey(&c.public_key)
                 .map_err(|e| format!("controllers `{}`: public_key: {e}", c.name))?;
         }
+        for (name, section) in &self.adapters {
+            crate::adapters::build(name, section)?;
+        }
         for d in &self.sim.devices {
             d.validate().map_err(|e| format!("sim.devices: {e}"))?;
             if let Some(p) = &d.profile
@@ -381,6 +387,14 @@ mod tests {
         assert!(e.contains("min_assurence"), "{e}");
         let e = parse("[nonsense]\n").unwrap_err().to_string();
         assert!(e.contains("nonsense"), "{e}");
+    }
+
+    #[test]
+    fn unknown_adapters_are_named() {
+        let e = parse("[adapters.carrier-pigeon]\nx = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("carrier-pigeon"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `warden`: the gateway binary and its command-line interface.
 
+mod adapters;
 mod api;
 mod audit;
 mod batch;

@@ -335,6 +335,9 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     );
     pipeline.offline_after_ms = cfg.registry.offline_after_s.saturating_mul(1000);
     let mut adapters: Vec<Box<dyn Adapter>> = Vec::new();
+    for (name, section) in &cfg.adapters {
+        adapters.push(crate::adapters::build(name, section).map_err(anyhow::Error::msg)?);
+    }
     if !cfg.sim.devices.is_empty() || cfg.sim.control.is_some() {
         adapters.push(Box::new(warden_hardware::sim::SimAdapter::new(
             cfg.sim.devices.clone(),
@@ -350,6 +353,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             events: events_tx.clone(),
             downlinks: dl_rx,
             credentials: registry.lookup_for(protocol),
+            state: Arc::new(crate::store::AdapterState::new(store.clone(), protocol)),
             shutdown: shutdown_rx.clone(),
         };
         let audit = audit.clone();

@@ -59,6 +59,12 @@ CREATE TABLE IF NOT EXISTS credentials(
     updated_at INTEGER NOT NULL,
     PRIMARY KEY(device, name)
 );
+CREATE TABLE IF NOT EXISTS adapter_state(
+    protocol TEXT NOT NULL,
+    key TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    PRIMARY KEY(protocol, key)
+);
 CREATE TABLE IF NOT EXISTS audit(
     seq INTEGER PRIMARY KEY,
     ts INTEGER NOT NULL,
@@ -280,5 +286,139 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(next)
+    }
+}
+
+/// One adapter's view of the `adapter_state` table: values sealed with AES-256-GCM (bound to
+/// protocol and key), each `put` its own `synchronous=FULL` transaction.
+pub struct AdapterState {
+    store: Store,
+    protocol: String,
+}
+
+impl AdapterState {
+    pub fn new(store: Store, protocol: &str) -> Self {
+        Self {
+            store,
+            protocol: protocol.to_owned(),
+        }
+    }
+
+    fn aad(&self, key: &str) -> Vec<u8> {
+        format!("adapter-state/{}/{key}", self.protocol).into_bytes()
+    }
+}
+
+fn state_err(e: impl std::fmt::Display) -> warden_core::StateError {
+    warden_core::StateError(e.to_string())
+}
+
+impl warden_core::StateStore for AdapterState {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, warden_core::StateError> {
+        self.store
+            .read(|c, sealer| {
+                let blob: Option<Vec<u8>> = c
+                    .query_row(
+                        "SELECT sealed FROM adapter_state WHERE protocol=?1 AND key=?2",
+                        params![self.protocol, key],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match blob {
+                    None => Ok(None),
+                    Some(b) => Ok(Some(sealer.open(&self.aad(key), &b)?)),
+                }
+            })
+            .map_err(state_err)
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), warden_core::StateError> {
+        self.store
+            .write(|tx, sealer| {
+                tx.prepare_cached(
+                    "INSERT INTO adapter_state(protocol, key, sealed) VALUES(?1, ?2, ?3)
+                     ON CONFLICT(protocol, key) DO UPDATE SET sealed=excluded.sealed",
+                )?
+                .execute(params![
+                    self.protocol,
+                    key,
+                    sealer.seal(&self.aad(key), value)
+                ])?;
+                Ok(((), Vec::new()))
+            })
+            .map_err(state_err)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), warden_core::StateError> {
+        self.store
+            .write(|tx, _| {
+                tx.execute(
+                    "DELETE FROM adapter_state WHERE protocol=?1 AND key=?2",
+                    params![self.protocol, key],
+                )?;
+                Ok(((), Vec::new()))
+            })
+            .map_err(state_err)
+    }
+
+    fn keys(&self, prefix: &str) -> Result<Vec<String>, warden_core::StateError> {
+        self.store
+            .read(|c, _| {
+                let mut st = c.prepare(
+                    "SELECT key FROM adapter_state WHERE protocol=?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key",
+                )?;
+                let rows = st.query_map(params![self.protocol, prefix], |r| r.get::<_, String>(0))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .map_err(state_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use warden_core::StateStore;
+
+    #[test]
+    fn adapter_state_is_sealed_scoped_and_durable() {
+        let d = tempfile::tempdir().unwrap();
+        let key = [9u8; 32];
+        {
+            let s = Store::open(d.path(), &MasterKey::from_bytes(key)).unwrap();
+            let a = AdapterState::new(s.clone(), "lorawan");
+            let b = AdapterState::new(s, "modbus");
+            a.put("session/26011bda", b"nwkskey-secret-bytes").unwrap();
+            a.put("devnonce/0004a30b001c0530/0001", b"").unwrap();
+            assert_eq!(
+                a.get("session/26011bda").unwrap().as_deref(),
+                Some(&b"nwkskey-secret-bytes"[..])
+            );
+            assert_eq!(
+                b.get("session/26011bda").unwrap(),
+                None,
+                "scoped per adapter"
+            );
+            assert_eq!(
+                a.keys("devnonce/").unwrap(),
+                ["devnonce/0004a30b001c0530/0001"]
+            );
+            a.delete("devnonce/0004a30b001c0530/0001").unwrap();
+            assert!(a.keys("devnonce/").unwrap().is_empty());
+        }
+        let raw = std::fs::read(d.path().join(DB_FILE)).unwrap();
+        let wal = std::fs::read(d.path().join("warden.db-wal")).unwrap_or_default();
+        for hay in [&raw, &wal] {
+            assert!(
+                !hay.windows(12).any(|w| w == b"nwkskey-secr"),
+                "state stored in clear"
+            );
+        }
+        let s = Store::open(d.path(), &MasterKey::from_bytes(key)).unwrap();
+        let a = AdapterState::new(s, "lorawan");
+        assert_eq!(
+            a.get("session/26011bda").unwrap().as_deref(),
+            Some(&b"nwkskey-secret-bytes"[..])
+        );
     }
 }

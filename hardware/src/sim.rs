@@ -480,6 +480,22 @@ mod tests {
     use std::sync::Arc;
     use tokio::io::AsyncBufReadExt;
 
+    struct NoState;
+    impl warden_core::StateStore for NoState {
+        fn get(&self, _: &str) -> Result<Option<Vec<u8>>, warden_core::StateError> {
+            Ok(None)
+        }
+        fn put(&self, _: &str, _: &[u8]) -> Result<(), warden_core::StateError> {
+            Ok(())
+        }
+        fn delete(&self, _: &str) -> Result<(), warden_core::StateError> {
+            Ok(())
+        }
+        fn keys(&self, _: &str) -> Result<Vec<String>, warden_core::StateError> {
+            Ok(vec![])
+        }
+    }
+
     struct NoCreds;
     impl warden_core::CredentialLookup for NoCreds {
         fn credential(&self, _: &DeviceId, _: &str) -> Option<warden_core::Secret> {
@@ -535,6 +551,7 @@ mod tests {
             events: ev_tx,
             downlinks: dl_rx,
             credentials: Arc::new(NoCreds),
+            state: Arc::new(NoState),
             shutdown: sd_rx,
         };
         tokio::spawn(a.run(ctx));

@@ -21,4 +21,10 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
     systemctl stop mosquitto || true
 fi
+# Protocol peers each have their own installer (install-modbus.sh, install-lorawan.sh, …).
+for extra in "$(dirname "$0")"/install-*.sh; do
+    [ -e "$extra" ] || continue
+    echo "install.sh: running $(basename "$extra")"
+    bash "$extra"
+done
 echo "install.sh: mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}' || /usr/sbin/mosquitto -h | head -1 | awk '{print $3}'), clients at $(command -v mosquitto_sub)"

@@ -51,6 +51,22 @@ pub trait CredentialLookup: Send + Sync {
     fn credential(&self, device: &DeviceId, name: &str) -> Option<Secret>;
 }
 
+/// Why the adapter state store failed.
+#[derive(Debug, thiserror::Error)]
+#[error("adapter state: {0}")]
+pub struct StateError(pub String);
+
+/// Durable, encrypted key-value state private to one adapter (LoRaWAN sessions, frame counters and
+/// used DevNonces, for example). `put` returns only once the value is on disk, so a counter written
+/// before a frame is answered is never reused after a crash. Values are sealed at rest.
+pub trait StateStore: Send + Sync {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError>;
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StateError>;
+    fn delete(&self, key: &str) -> Result<(), StateError>;
+    /// Keys starting with `prefix`, sorted.
+    fn keys(&self, prefix: &str) -> Result<Vec<String>, StateError>;
+}
+
 /// What an adapter learned about a device it discovered or that joined.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Announcement {
@@ -124,6 +140,8 @@ pub struct AdapterContext {
     /// Commands that passed the decide stage, for this adapter's devices only.
     pub downlinks: mpsc::Receiver<Downlink>,
     pub credentials: Arc<dyn CredentialLookup>,
+    /// This adapter's own durable state.
+    pub state: Arc<dyn StateStore>,
     /// Becomes `true` when the gateway shuts down.
     pub shutdown: watch::Receiver<bool>,
 }

@@ -11,7 +11,7 @@ pub mod verdict;
 
 pub use adapter::{
     Adapter, AdapterContext, AdapterError, AdapterEvent, Announcement, BoxFuture, CredentialLookup,
-    Downlink, LinkHealth, LinkState, Rejection, Secret,
+    Downlink, LinkHealth, LinkState, Rejection, Secret, StateError, StateStore,
 };
 pub use id::{DeviceId, IdError};
 pub use message::{
