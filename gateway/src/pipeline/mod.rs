@@ -156,6 +156,9 @@ impl Pipeline {
 
     /// identify → authenticate → observe → decide → record. Benchmarks call this directly.
     pub fn uplink_decide(&mut self, msg: Message) -> (Decision, Message) {
+        // one span per message (formatted only when debug logging is on for this module)
+        let span = tracing::debug_span!("uplink", device = %msg.device, kind = msg.kind.as_str());
+        let _enter = span.enter();
         self.counter = self.counter.wrapping_add(1);
         let sample = self.counter.is_multiple_of(64);
         let mut t = Instant::now();
@@ -212,6 +215,8 @@ impl Pipeline {
         }
         self.timed(sample, "record", &mut t);
         self.count(&protocol, "uplink", decision.verdict);
+        tracing::debug!(verdict = decision.verdict.as_str(), decider = %decision.decider,
+            reason = %decision.reason, "decided");
         (decision, msg)
     }
 
@@ -239,6 +244,8 @@ impl Pipeline {
             source,
             reply,
         } = req;
+        let span = tracing::debug_span!("command", device = %device, command = %command.name, id = %command_id);
+        let _enter = span.enter();
         let principal = match authenticate::commander(&source, &self.controllers) {
             Ok(p) => p,
             Err(d) => {
