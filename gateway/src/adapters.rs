@@ -8,7 +8,10 @@ use warden_core::Adapter;
 pub type Build = fn(&toml::Value) -> Result<Box<dyn Adapter>, String>;
 
 /// `(section name, constructor)`.
-const KNOWN: &[(&str, Build)] = &[];
+const KNOWN: &[(&str, Build)] = &[
+    ("lorawan", warden_lorawan::build),
+    ("modbus", warden_modbus::build),
+];
 
 pub fn names() -> Vec<&'static str> {
     KNOWN.iter().map(|(n, _)| *n).collect()

@@ -81,6 +81,8 @@ pub struct Announcement {
 /// gateway audits it as a deny and counts it; it is never delivered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
+    /// The refusing adapter's protocol (so a frame from no known device is still attributed).
+    pub protocol: &'static str,
     /// The device the frame claimed to come from, when it could be read.
     pub device: Option<DeviceId>,
     /// A short, stable cause (`bad-mic`, `replay`, `malformed`), used as a metric label.

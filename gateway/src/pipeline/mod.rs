@@ -435,11 +435,7 @@ impl Pipeline {
     }
 
     fn rejected(&mut self, r: Rejection) {
-        let protocol = r
-            .device
-            .as_ref()
-            .map(|d| d.protocol().to_owned())
-            .unwrap_or_else(|| "unknown".into());
+        let protocol = r.protocol.to_owned();
         self.metrics
             .rejected
             .get_or_create(&CauseLabels {

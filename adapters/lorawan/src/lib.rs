@@ -1,0 +1,325 @@
+//! Warden's LoRaWAN adapter: Semtech UDP packet forwarders in, an edge LoRaWAN 1.0.x class A network
+//! server inside. Warden alone holds the device keys, so every frame is authenticated here (join MIC,
+//! DevNonce, data MIC, 32-bit frame counter) before it becomes a message; every refusal is a
+//! [`Rejection`](warden_core::Rejection) with a stable cause.
+//!
+//! Modules follow the data flow: [`gwmp`] (forwarder datagrams) → dedup (here) → [`engine`]
+//! (sessions, counters, MAC, downlink planning) using [`phy`] (frames and crypto), [`region`] (RX1/RX2)
+//! and [`lpp`] (payload decoding) → events to the gateway; decided commands come back through
+//! [`engine::Engine::enqueue`] and leave in the RX window after the device's next uplink.
+
+pub mod config;
+pub mod engine;
+pub mod gwmp;
+pub mod lpp;
+pub mod phy;
+pub mod region;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, sleep_until};
+use warden_core::{
+    Adapter, AdapterContext, AdapterError, AdapterEvent, BoxFuture, CommandOutcome, CommandResult,
+    DeviceId, LinkHealth, LinkState, Rejection,
+};
+
+pub use config::Config;
+pub use engine::{Engine, PROTOCOL, RxInfo};
+
+/// Builds the adapter from its `[adapters.lorawan]` section, without starting any I/O.
+pub fn build(section: &toml::Value) -> Result<Box<dyn Adapter>, String> {
+    Ok(Box::new(LorawanAdapter::new(Config::from_toml(section)?)?))
+}
+
+pub struct LorawanAdapter {
+    cfg: Config,
+    allowed: HashSet<u64>,
+}
+
+impl LorawanAdapter {
+    pub fn new(cfg: Config) -> Result<Self, String> {
+        let allowed = cfg
+            .forwarders
+            .iter()
+            .map(|f| config::parse_eui(f))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { cfg, allowed })
+    }
+}
+
+impl Adapter for LorawanAdapter {
+    fn protocol(&self) -> &'static str {
+        PROTOCOL
+    }
+    fn run(self: Box<Self>, ctx: AdapterContext) -> BoxFuture<Result<(), AdapterError>> {
+        Box::pin(run(*self, ctx))
+    }
+}
+
+/// Distinct frames held in the dedup window at once; beyond it new frames are dropped (and logged).
+const MAX_IN_FLIGHT: usize = 10_000;
+
+struct Forwarder {
+    pull_addr: Option<std::net::SocketAddr>,
+    last_pull: Option<Instant>,
+    state: Option<LinkState>,
+}
+
+struct Copies {
+    first: Instant,
+    copies: Vec<(u64, gwmp::RxPk)>,
+}
+
+struct Pending {
+    device: DeviceId,
+    command_id: Option<String>,
+    deadline: Instant,
+}
+
+fn link_name(eui: u64) -> String {
+    format!("forwarder:{eui:016x}")
+}
+
+async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError> {
+    let AdapterContext {
+        events,
+        mut downlinks,
+        credentials,
+        state,
+        mut shutdown,
+    } = ctx;
+    let emit = |ev: AdapterEvent| {
+        let events = events.clone();
+        async move { events.send(ev).await.map_err(|_| AdapterError::Closed) }
+    };
+    let cfg = a.cfg.clone();
+    let sock = UdpSocket::bind(cfg.bind)
+        .await
+        .map_err(|e| AdapterError::Transport(format!("bind {}: {e}", cfg.bind)))?;
+    tracing::info!(bind = %cfg.bind, region = ?cfg.region, "lorawan: listening for packet forwarders");
+    let mut engine = Engine::new(cfg.clone(), credentials, state).map_err(AdapterError::Config)?;
+    let dedup_window = Duration::from_millis(cfg.dedup_ms);
+    let fwd_timeout = Duration::from_secs(cfg.forwarder_timeout_s);
+    let mut fwds: HashMap<u64, Forwarder> = HashMap::new();
+    let mut dedup: HashMap<Vec<u8>, Copies> = HashMap::new();
+    let mut order: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+    let mut pending: HashMap<u16, Pending> = HashMap::new();
+    let mut refused: HashMap<u64, Instant> = HashMap::new();
+    let mut token: u16 = 0;
+    let mut downlinks_open = true;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let next_flush = order.front().map(|(t, _)| *t + dedup_window);
+        tokio::select! {
+            r = shutdown.changed() => {
+                if r.is_err() || *shutdown.borrow() {
+                    break;
+                }
+            }
+            r = sock.recv_from(&mut buf) => {
+                let (n, from) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lorawan: UDP receive failed");
+                        continue;
+                    }
+                };
+                let now = Instant::now();
+                let dgram = buf.get(..n).unwrap_or(&[]);
+                let up = match gwmp::parse_upstream(dgram) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        emit(AdapterEvent::Rejected(Rejection {
+                            protocol: engine::PROTOCOL,
+                            device: None,
+                            cause: "malformed-datagram",
+                            detail: format!("{n} bytes from {from}: {e}"),
+                        })).await?;
+                        continue;
+                    }
+                };
+                let eui = up.eui();
+                if !a.allowed.contains(&eui) {
+                    // audit once a minute per EUI, not every keep-alive
+                    let due = refused.get(&eui).is_none_or(|t| now.duration_since(*t) > Duration::from_secs(60));
+                    if due {
+                        if refused.len() >= 4096 {
+                            refused.clear(); // spoofed EUIs must not grow memory without bound
+                        }
+                        refused.insert(eui, now);
+                        emit(AdapterEvent::Rejected(Rejection {
+                            protocol: engine::PROTOCOL,
+                            device: None,
+                            cause: "unknown-forwarder",
+                            detail: format!("gateway EUI {eui:016x} from {from} is not configured"),
+                        })).await?;
+                    }
+                    continue;
+                }
+                let fwd = fwds.entry(eui).or_insert(Forwarder { pull_addr: None, last_pull: None, state: None });
+                match up {
+                    gwmp::Upstream::PullData { token: t, .. } => {
+                        fwd.pull_addr = Some(from);
+                        fwd.last_pull = Some(now);
+                        let _ = sock.send_to(&gwmp::ack(t, gwmp::PULL_ACK), from).await;
+                        if fwd.state != Some(LinkState::Up) {
+                            fwd.state = Some(LinkState::Up);
+                            emit(AdapterEvent::Health(LinkHealth {
+                                link: link_name(eui),
+                                state: LinkState::Up,
+                                detail: format!("PULL_DATA from {from}"),
+                            })).await?;
+                        }
+                    }
+                    gwmp::Upstream::PushData { token: t, body, .. } => {
+                        let _ = sock.send_to(&gwmp::ack(t, gwmp::PUSH_ACK), from).await;
+                        if let Some(s) = &body.stat {
+                            let st = fwd.state.unwrap_or(LinkState::Degraded);
+                            emit(AdapterEvent::Health(LinkHealth {
+                                link: link_name(eui),
+                                state: st,
+                                detail: format!(
+                                    "stat: rxnb={} rxok={} rxfw={} dwnb={} txnb={}",
+                                    s.rxnb.unwrap_or(0), s.rxok.unwrap_or(0), s.rxfw.unwrap_or(0),
+                                    s.dwnb.unwrap_or(0), s.txnb.unwrap_or(0)
+                                ),
+                            })).await?;
+                        }
+                        for rxpk in body.rxpk {
+                            if rxpk.stat != 1 {
+                                tracing::debug!(eui = format!("{eui:016x}"), "lorawan: rxpk with bad CRC dropped");
+                                continue;
+                            }
+                            let phy = match rxpk.payload() {
+                                Ok(p) => p,
+                                Err(e) => {
+                                    emit(AdapterEvent::Rejected(Rejection {
+                                        protocol: engine::PROTOCOL,
+                                        device: None,
+                                        cause: "malformed",
+                                        detail: format!("rxpk from {eui:016x}: {e}"),
+                                    })).await?;
+                                    continue;
+                                }
+                            };
+                            let in_flight = dedup.len();
+                            match dedup.get_mut(&phy) {
+                                Some(c) => c.copies.push((eui, rxpk)),
+                                None if in_flight >= MAX_IN_FLIGHT => {
+                                    tracing::warn!(eui = format!("{eui:016x}"), "lorawan: too many frames in the dedup window; frame dropped");
+                                }
+                                None => {
+                                    order.push_back((now, phy.clone()));
+                                    dedup.insert(phy, Copies { first: now, copies: vec![(eui, rxpk)] });
+                                }
+                            }
+                        }
+                    }
+                    gwmp::Upstream::TxAck { token: t, error, .. } => {
+                        let Some(p) = pending.remove(&t) else {
+                            tracing::debug!(token = t, "lorawan: TX_ACK for no pending downlink");
+                            continue;
+                        };
+                        let ok = error.as_deref().is_none_or(|e| e == "NONE");
+                        if !ok {
+                            tracing::warn!(device = %p.device, error = ?error, "lorawan: forwarder refused downlink");
+                        }
+                        if let Some(id) = p.command_id {
+                            let outcome = if ok {
+                                CommandOutcome::Delivered
+                            } else {
+                                CommandOutcome::DeviceError(format!("TX_ACK {}", error.unwrap_or_default()))
+                            };
+                            emit(AdapterEvent::CommandResult(CommandResult {
+                                command_id: id, device: p.device, outcome, points: vec![],
+                            })).await?;
+                        }
+                    }
+                }
+            }
+            _ = async {
+                // a deadline already passed (or a zero window) needs no timer tick
+                if let Some(t) = next_flush && t > Instant::now() {
+                    sleep_until(t).await
+                }
+            }, if next_flush.is_some() => {
+                let Some((_, key)) = order.pop_front() else { continue };
+                let Some(c) = dedup.remove(&key) else { continue };
+                let copies = c.copies.len();
+                // best signal: highest SNR, then RSSI
+                let best = c.copies.into_iter().max_by(|(_, x), (_, y)| {
+                    x.lsnr.unwrap_or(f64::MIN).total_cmp(&y.lsnr.unwrap_or(f64::MIN))
+                        .then(x.rssi.total_cmp(&y.rssi))
+                });
+                let Some((eui, rxpk)) = best else { continue };
+                let rx = RxInfo { eui, rxpk, copies };
+                let out = engine.handle(&key, &rx, c.first.elapsed());
+                for ev in out.events {
+                    emit(ev).await?;
+                }
+                if let Some(tx) = out.downlink {
+                    let dest = fwds.get(&tx.eui).and_then(|f| f.pull_addr);
+                    match dest {
+                        Some(addr) => {
+                            token = token.wrapping_add(1);
+                            let _ = sock.send_to(&gwmp::pull_resp(token, &tx.txpk), addr).await;
+                            tracing::debug!(device = %tx.device, window = tx.window, "lorawan: downlink sent");
+                            pending.insert(token, Pending {
+                                device: tx.device,
+                                command_id: tx.command_id,
+                                deadline: Instant::now() + Duration::from_millis(cfg.tx_ack_timeout_ms),
+                            });
+                        }
+                        None => {
+                            tracing::warn!(eui = format!("{:016x}", tx.eui), "lorawan: forwarder has no downlink path (no PULL_DATA yet)");
+                            if let Some(id) = tx.command_id {
+                                emit(AdapterEvent::CommandResult(CommandResult {
+                                    command_id: id, device: tx.device,
+                                    outcome: CommandOutcome::DeviceError("forwarder has no downlink path".into()),
+                                    points: vec![],
+                                })).await?;
+                            }
+                        }
+                    }
+                }
+            }
+            dl = downlinks.recv(), if downlinks_open => {
+                match dl {
+                    None => downlinks_open = false,
+                    Some(dl) => {
+                        if let Err(r) = engine.enqueue(&dl) {
+                            emit(AdapterEvent::CommandResult(r)).await?;
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                let expired: Vec<u16> = pending.iter().filter(|(_, p)| p.deadline <= now).map(|(t, _)| *t).collect();
+                for t in expired {
+                    if let Some(p) = pending.remove(&t)
+                        && let Some(id) = p.command_id {
+                        emit(AdapterEvent::CommandResult(CommandResult {
+                            command_id: id, device: p.device, outcome: CommandOutcome::Timeout, points: vec![],
+                        })).await?;
+                    }
+                }
+                for (eui, f) in fwds.iter_mut() {
+                    let stale = f.last_pull.is_none_or(|t| now.duration_since(t) > fwd_timeout);
+                    if stale && f.state == Some(LinkState::Up) {
+                        f.state = Some(LinkState::Down);
+                        emit(AdapterEvent::Health(LinkHealth {
+                            link: link_name(*eui),
+                            state: LinkState::Down,
+                            detail: format!("no PULL_DATA for {}s", cfg.forwarder_timeout_s),
+                        })).await?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
