@@ -121,6 +121,7 @@ fn frame(fcnt: u32) -> Vec<u8> {
             ..Default::default()
         },
     )
+    .unwrap()
 }
 
 fn rx() -> RxInfo {

@@ -342,8 +342,6 @@ impl Engine {
             Err(e) => return Outcome::reject(Some(device), "state-error", e),
         };
         let dev_addr = ((self.net_id & 0x7f) << 25) | (n & 0x01ff_ffff);
-        let (nwk, app) =
-            phy::derive_session_keys(&app_key, app_nonce & 0x00ff_ffff, self.net_id, jr.dev_nonce);
         let rx2_dr = self
             .cfg
             .rx2_dr
@@ -356,7 +354,13 @@ impl Engine {
             rx2_dr,
             rx_delay: self.cfg.rx1_delay_s,
         };
-        let phy_out = phy::build_join_accept(&app_key, &ja);
+        let (phy_out, nwk, app) = match phy::accept_join(&app_key, &ja, jr.dev_nonce) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(device = %device, error = %e, "lorawan: cannot build the JoinAccept");
+                return Outcome::default();
+            }
+        };
         // forget the device's previous session: its counters end with it
         let old: Vec<u32> = self
             .sessions
@@ -403,12 +407,7 @@ impl Engine {
     /// Resolves the 32-bit FCnt of a data uplink and checks its MIC, or names why it is refused.
     fn resolve_fcnt(s: &Session, d: &DataFrame) -> Result<u32, (&'static str, String)> {
         let nwk = Key(s.nwk_s_key);
-        let mic_at = |f: u32| {
-            phy::mic_eq(
-                &phy::data_mic(&nwk, Dir::Up, d.dev_addr, f, &d.signed),
-                &d.mic,
-            )
-        };
+        let mic_at = |f: u32| d.mic_ok(&nwk, f);
         let w = u32::from(d.fcnt16);
         let bad = || ("bad-mic", format!("MIC invalid (FCnt {w})"));
         let Some(last) = s.fcnt_up else {
@@ -510,11 +509,16 @@ impl Engine {
                         "MAC commands in both FOpts and FPort 0".into(),
                     );
                 }
-                let plain = phy::crypt_frm(&nwk, Dir::Up, d.dev_addr, fcnt, &d.frm_payload);
-                macs = phy::parse_mac_up(&plain);
+                match d.decrypt(&nwk, &app, fcnt) {
+                    Ok(plain) => macs = phy::parse_mac_up(&plain),
+                    Err(e) => return Outcome::reject(Some(device), "malformed", e.to_string()),
+                }
             }
             Some(port) => {
-                let plain = phy::crypt_frm(&app, Dir::Up, d.dev_addr, fcnt, &d.frm_payload);
+                let plain = match d.decrypt(&nwk, &app, fcnt) {
+                    Ok(p) => p,
+                    Err(e) => return Outcome::reject(Some(device), "malformed", e.to_string()),
+                };
                 let model = self.cfg.model_of(&format!("{:016x}", sess.dev_eui));
                 let dec = model
                     .ports
@@ -541,13 +545,17 @@ impl Engine {
         }
         let snr = rx.rxpk.lsnr.unwrap_or(0.0);
         let mut answers = Vec::new();
+        let mut link_checked = false;
         for m in &macs {
             match m {
-                MacUp::LinkCheckReq => {
+                // one answer however many requests: FOpts hold 15 bytes
+                MacUp::LinkCheckReq if !link_checked => {
+                    link_checked = true;
                     let sf = rx.rxpk.sf_bw().map_or(12, |(sf, _)| sf);
                     let margin = (snr - required_snr(sf)).clamp(0.0, 254.0) as u8;
-                    answers.extend_from_slice(&[0x02, margin, rx.copies.min(255) as u8]);
+                    answers.extend(phy::link_check_ans(margin, rx.copies.min(255) as u8));
                 }
+                MacUp::LinkCheckReq => {}
                 MacUp::DeviceTimeReq => {
                     tracing::info!(device = %device, "lorawan: DeviceTimeReq ignored (not supported)")
                 }
@@ -603,7 +611,20 @@ impl Engine {
             fport: cmd.as_ref().map(|c| c.fport),
             payload: cmd.as_ref().map(|c| c.payload.clone()).unwrap_or_default(),
         };
-        let phy_out = phy::build_data(Dir::Down, &nwk, &app, d.dev_addr, fcnt_down, &spec);
+        let phy_out = match phy::build_data(Dir::Down, &nwk, &app, d.dev_addr, fcnt_down, &spec) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(device = %device, error = %e, "lorawan: cannot build the downlink");
+                if let Some(c) = cmd {
+                    out.events.push(AdapterEvent::CommandResult(result(
+                        &device,
+                        &c.command_id,
+                        CommandOutcome::DeviceError(format!("downlink: {e}")),
+                    )));
+                }
+                return out;
+            }
+        };
         match self.plan(
             rx,
             elapsed,

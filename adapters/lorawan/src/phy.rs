@@ -1,10 +1,18 @@
-//! LoRaWAN 1.0.x PHYPayload codec and crypto: parse frames off the air (never panicking on any bytes),
-//! compute and check MICs, encrypt/decrypt FRMPayloads, derive session keys, and build JoinAccepts and
-//! data downlinks. AES-128 and AES-CMAC come from RustCrypto.
+//! LoRaWAN 1.0.x frames and crypto on top of the `lorawan` crate (lora-rs, 0.9.0): parse uplinks
+//! (never panicking on any bytes), check JoinRequest and data MICs, decrypt FRMPayloads, derive session
+//! keys, and build JoinAccepts and data frames. This module only adapts the crate to Warden's types
+//! (integer EUIs and addresses, owned buffers, typed errors) and bounds what the crate assumes of its
+//! callers (buffer sizes, payload lengths). What the crate does not offer is kept here and marked.
 
-use aes::Aes128;
-use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit, generic_array::GenericArray};
-use cmac::{Cmac, Mac};
+use lorawan::creator::{self, DataPayloadCreator, JoinAcceptCreator};
+use lorawan::default_crypto::DefaultFactory;
+use lorawan::keys::{AES128, AppKey, AppSKey, NewSKey};
+use lorawan::maccommandcreator::LinkCheckAnsCreator;
+use lorawan::maccommands::{DLSettings, SerializableMacCommand};
+use lorawan::parser::{
+    self as lp, DataHeader, DecryptedJoinAcceptPayload, DevNonce, EncryptedDataPayload,
+    EncryptedJoinAcceptPayload, FCtrl, FRMPayload, JoinRequestPayload, MICAble, PhyPayload,
+};
 
 /// A 128-bit AES key (AppKey, NwkSKey, AppSKey). `Debug` never prints it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -20,9 +28,12 @@ impl Key {
     pub fn from_slice(b: &[u8]) -> Option<Self> {
         <[u8; 16]>::try_from(b).ok().map(Self)
     }
+    fn aes(&self) -> AES128 {
+        AES128(self.0)
+    }
 }
 
-/// Why a PHYPayload could not be parsed.
+/// Why a PHYPayload could not be parsed, or a frame could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PhyError {
     #[error("PHYPayload too short ({0} bytes)")]
@@ -37,6 +48,24 @@ pub enum PhyError {
     FOpts(usize),
     #[error("message type {0} is not accepted uplink")]
     NotUplink(u8),
+    #[error("MIC invalid")]
+    BadMic,
+    #[error("LoRaWAN codec: {0}")]
+    Codec(&'static str),
+}
+
+impl From<creator::Error> for PhyError {
+    fn from(e: creator::Error) -> Self {
+        Self::Codec(match e {
+            creator::Error::BufferTooShort => "buffer too short",
+            creator::Error::InvalidChannelList => "invalid CFList",
+            creator::Error::MacCommandTooBigForFOpts => "MAC commands exceed 15 bytes of FOpts",
+            creator::Error::DataAndMacCommandsInPayloadNotAllowed => {
+                "FPort 0 carries MAC commands only"
+            }
+            creator::Error::FRMPayloadWithFportZero => "FRMPayload without FPort",
+        })
+    }
 }
 
 /// MHDR message types.
@@ -74,11 +103,11 @@ pub struct JoinRequest {
     pub dev_eui: u64,
     pub dev_nonce: u16,
     pub mic: [u8; 4],
-    /// MHDR..DevNonce, the bytes the MIC covers.
-    pub signed: Vec<u8>,
+    /// The whole PHYPayload as received (the crate checks its MIC from these bytes).
+    pub phy: Vec<u8>,
 }
 
-/// A data frame (either direction).
+/// A data frame (either direction), as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataFrame {
     pub mhdr: u8,
@@ -87,10 +116,11 @@ pub struct DataFrame {
     pub fcnt16: u16,
     pub fopts: Vec<u8>,
     pub fport: Option<u8>,
+    /// The FRMPayload as on the air (encrypted).
     pub frm_payload: Vec<u8>,
     pub mic: [u8; 4],
-    /// MHDR..FRMPayload, the bytes the MIC covers.
-    pub signed: Vec<u8>,
+    /// The whole PHYPayload (the crate checks the MIC and decrypts from these bytes).
+    pub phy: Vec<u8>,
 }
 
 impl DataFrame {
@@ -106,6 +136,36 @@ impl DataFrame {
     pub fn adr(&self) -> bool {
         self.fctrl & 0x80 != 0
     }
+
+    /// Whether the MIC verifies with the NwkSKey and the full 32-bit frame counter (the direction
+    /// comes from the MHDR).
+    pub fn mic_ok(&self, nwk_s_key: &Key, fcnt: u32) -> bool {
+        EncryptedDataPayload::new(self.phy.as_slice())
+            .is_ok_and(|p| p.validate_mic(&nwk_s_key.aes(), fcnt))
+    }
+
+    /// The plaintext FRMPayload: decrypted with the AppSKey, or the NwkSKey on FPort 0. `fcnt` is
+    /// the 32-bit counter (its low 16 bits are the frame's). Does not check the MIC: call
+    /// [`DataFrame::mic_ok`] first.
+    pub fn decrypt(
+        &self,
+        nwk_s_key: &Key,
+        app_s_key: &Key,
+        fcnt: u32,
+    ) -> Result<Vec<u8>, PhyError> {
+        if self.frm_payload.is_empty() {
+            return Ok(Vec::new());
+        }
+        let enc = EncryptedDataPayload::new(self.phy.clone()).map_err(parse_error(&self.phy))?;
+        let dec = enc
+            .decrypt(Some(&nwk_s_key.aes()), Some(&app_s_key.aes()), fcnt)
+            .map_err(parse_error(&self.phy))?;
+        Ok(match dec.frm_payload() {
+            FRMPayload::Data(d) => d.to_vec(),
+            FRMPayload::MACCommands(m) => m.data().to_vec(),
+            FRMPayload::None => Vec::new(),
+        })
+    }
 }
 
 /// An uplink PHYPayload as received.
@@ -118,87 +178,106 @@ pub enum Uplink {
 /// The longest PHYPayload any region allows.
 pub const MAX_PHY: usize = 255;
 
-fn arr4(b: &[u8]) -> [u8; 4] {
-    let mut o = [0u8; 4];
-    for (d, s) in o.iter_mut().zip(b) {
-        *d = *s;
+/// MHDR(1) DevAddr(4) FCtrl(1) FCnt(2): the FOpts start here.
+const FOPTS_AT: usize = 8;
+const MIC_LEN: usize = 4;
+
+/// Maps the crate's parse errors to Warden's, with what they mean for these bytes.
+fn parse_error(b: &[u8]) -> impl Fn(lp::Error) -> PhyError + '_ {
+    move |e| {
+        let mhdr = b.first().copied().unwrap_or(0);
+        match e {
+            lp::Error::InvalidPayload => PhyError::TooShort(b.len()),
+            lp::Error::UnsupportedMajorVersion => PhyError::Major(mhdr & 0x03),
+            lp::Error::InvalidMic => PhyError::BadMic,
+            lp::Error::InvalidMessageType => PhyError::NotUplink(mhdr >> 5),
+            lp::Error::InvalidKey => PhyError::Codec("no key for this FPort"),
+            lp::Error::InvalidData => match MType::from_mhdr(mhdr) {
+                MType::JoinRequest => PhyError::Length("JoinRequest", b.len()),
+                MType::JoinAccept => PhyError::NotUplink(mhdr >> 5),
+                _ => PhyError::FOpts(usize::from(b.get(5).copied().unwrap_or(0) & 0x0f)),
+            },
+        }
     }
-    o
 }
 
-fn le_u64(b: &[u8]) -> u64 {
-    b.iter().rev().fold(0u64, |a, x| (a << 8) | u64::from(*x))
+fn mic_of(m: lorawan::keys::MIC) -> [u8; 4] {
+    m.0
 }
 
-fn split_mic(b: &[u8]) -> Result<(&[u8], [u8; 4]), PhyError> {
-    let n = b.len().checked_sub(4).ok_or(PhyError::TooShort(b.len()))?;
-    let (body, mic) = b.split_at(n);
-    Ok((body, arr4(mic)))
+fn u64_le(b: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(b).map_or(0, u64::from_le_bytes)
 }
 
 /// Parses any frame with major version LoRaWAN R1 (data frames of both directions, JoinRequest).
 pub fn parse_data_or_join(b: &[u8]) -> Result<Uplink, PhyError> {
+    // the crate bounds only the minimum length
     if b.len() > MAX_PHY {
         return Err(PhyError::TooLong(b.len()));
     }
-    let (&mhdr, _) = b.split_first().ok_or(PhyError::TooShort(0))?;
-    if mhdr & 0x03 != 0 {
-        return Err(PhyError::Major(mhdr & 0x03));
-    }
-    match MType::from_mhdr(mhdr) {
-        MType::JoinRequest => {
-            if b.len() != 23 {
-                return Err(PhyError::Length("JoinRequest", b.len()));
-            }
-            let (body, mic) = split_mic(b)?;
-            let app_eui = le_u64(body.get(1..9).ok_or(PhyError::TooShort(b.len()))?);
-            let dev_eui = le_u64(body.get(9..17).ok_or(PhyError::TooShort(b.len()))?);
-            let dn = body.get(17..19).ok_or(PhyError::TooShort(b.len()))?;
-            let dev_nonce = le_u64(dn) as u16;
-            Ok(Uplink::Join(JoinRequest {
-                app_eui,
-                dev_eui,
-                dev_nonce,
-                mic,
-                signed: body.to_vec(),
-            }))
-        }
-        MType::UnconfirmedUp
-        | MType::ConfirmedUp
-        | MType::UnconfirmedDown
-        | MType::ConfirmedDown => {
-            // MHDR(1) DevAddr(4) FCtrl(1) FCnt(2) MIC(4) = 12 bytes minimum
-            if b.len() < 12 {
-                return Err(PhyError::TooShort(b.len()));
-            }
-            let (body, mic) = split_mic(b)?;
-            let dev_addr = le_u64(body.get(1..5).ok_or(PhyError::TooShort(b.len()))?) as u32;
-            let fctrl = *body.get(5).ok_or(PhyError::TooShort(b.len()))?;
-            let fcnt16 = le_u64(body.get(6..8).ok_or(PhyError::TooShort(b.len()))?) as u16;
-            let fopts_len = usize::from(fctrl & 0x0f);
-            let fopts = body
-                .get(8..8 + fopts_len)
-                .ok_or(PhyError::FOpts(fopts_len))?
-                .to_vec();
-            let rest = body.get(8 + fopts_len..).unwrap_or(&[]);
-            let (fport, frm_payload) = match rest.split_first() {
+    // one copy: the crate parses in place (it needs `AsMut` for decryption) and the frame keeps it
+    let mut raw = b.to_vec();
+    let parsed = match lp::parse(raw.as_mut_slice()).map_err(parse_error(b))? {
+        PhyPayload::JoinRequest(jr) => Parsed::Join {
+            app_eui: u64_le(jr.app_eui().as_ref()),
+            dev_eui: u64_le(jr.dev_eui().as_ref()),
+            dev_nonce: <[u8; 2]>::try_from(jr.dev_nonce().as_ref()).map_or(0, u16::from_le_bytes),
+            mic: mic_of(jr.mic()),
+        },
+        PhyPayload::JoinAccept(_) => return Err(PhyError::NotUplink(MType::JoinAccept as u8)),
+        PhyPayload::Data(d) => {
+            let fhdr = d.fhdr();
+            let fopts = fhdr.data().to_vec();
+            let dev_addr =
+                <[u8; 4]>::try_from(fhdr.dev_addr().as_ref()).map_or(0, u32::from_le_bytes);
+            // Not the crate's `f_port()`: lorawan 0.9.0 reports no FPort when the FRMPayload after
+            // it is empty, but the port byte is on the air (and covered by the MIC) all the same.
+            let body = b
+                .get(FOPTS_AT + fopts.len()..b.len().saturating_sub(MIC_LEN))
+                .unwrap_or(&[]);
+            let (fport, frm_payload) = match body.split_first() {
                 None => (None, Vec::new()),
                 Some((p, pl)) => (Some(*p), pl.to_vec()),
             };
-            Ok(Uplink::Data(DataFrame {
-                mhdr,
+            Parsed::Data(DataFrame {
+                mhdr: b.first().copied().unwrap_or(0),
                 dev_addr,
-                fctrl,
-                fcnt16,
+                fctrl: fhdr.fctrl().raw_value(),
+                fcnt16: fhdr.fcnt(),
                 fopts,
                 fport,
                 frm_payload,
-                mic,
-                signed: body.to_vec(),
-            }))
+                mic: mic_of(d.mic()),
+                phy: Vec::new(),
+            })
         }
-        other => Err(PhyError::NotUplink(other as u8)),
-    }
+    };
+    Ok(match parsed {
+        Parsed::Join {
+            app_eui,
+            dev_eui,
+            dev_nonce,
+            mic,
+        } => Uplink::Join(JoinRequest {
+            app_eui,
+            dev_eui,
+            dev_nonce,
+            mic,
+            phy: raw,
+        }),
+        Parsed::Data(d) => Uplink::Data(DataFrame { phy: raw, ..d }),
+    })
+}
+
+/// The fields read while the crate borrows the buffer.
+enum Parsed {
+    Join {
+        app_eui: u64,
+        dev_eui: u64,
+        dev_nonce: u16,
+        mic: [u8; 4],
+    },
+    Data(DataFrame),
 }
 
 /// Parses an uplink PHYPayload: a JoinRequest or a data-up frame.
@@ -212,94 +291,16 @@ pub fn parse_uplink(b: &[u8]) -> Result<Uplink, PhyError> {
     Ok(u)
 }
 
-fn cipher(key: &Key) -> Aes128 {
-    Aes128::new(GenericArray::from_slice(&key.0))
-}
-
-fn aes_encrypt(key: &Key, block: [u8; 16]) -> [u8; 16] {
-    let mut b = GenericArray::from(block);
-    cipher(key).encrypt_block(&mut b);
-    b.into()
-}
-
-fn aes_decrypt(key: &Key, block: [u8; 16]) -> [u8; 16] {
-    let mut b = GenericArray::from(block);
-    cipher(key).decrypt_block(&mut b);
-    b.into()
-}
-
-/// AES-CMAC truncated to the 4-byte MIC.
-pub fn cmac4(key: &Key, parts: &[&[u8]]) -> [u8; 4] {
-    let mut m = <Cmac<Aes128> as KeyInit>::new(GenericArray::from_slice(&key.0));
-    for p in parts {
-        m.update(p);
-    }
-    arr4(&m.finalize().into_bytes())
-}
-
-/// Whether two MICs are equal, in constant time.
-pub fn mic_eq(a: &[u8; 4], b: &[u8; 4]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Direction byte of B0/Ai blocks.
+/// Direction of a data frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dir {
     Up = 0,
     Down = 1,
 }
 
-fn block(first: u8, dir: Dir, dev_addr: u32, fcnt: u32, last: u8) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    let a = dev_addr.to_le_bytes();
-    let c = fcnt.to_le_bytes();
-    let fields = [
-        first, 0, 0, 0, 0, dir as u8, a[0], a[1], a[2], a[3], c[0], c[1], c[2], c[3], 0, last,
-    ];
-    b.copy_from_slice(&fields);
-    b
-}
-
-/// The data-frame MIC over `signed` (MHDR..FRMPayload) with the 32-bit frame counter.
-pub fn data_mic(nwk_s_key: &Key, dir: Dir, dev_addr: u32, fcnt: u32, signed: &[u8]) -> [u8; 4] {
-    let b0 = block(0x49, dir, dev_addr, fcnt, signed.len() as u8);
-    cmac4(nwk_s_key, &[&b0, signed])
-}
-
-/// FRMPayload encryption and decryption (the same XOR stream).
-pub fn crypt_frm(key: &Key, dir: Dir, dev_addr: u32, fcnt: u32, data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len());
-    for (i, chunk) in data.chunks(16).enumerate() {
-        let s = aes_encrypt(key, block(0x01, dir, dev_addr, fcnt, (i + 1) as u8));
-        out.extend(chunk.iter().zip(s.iter()).map(|(d, k)| d ^ k));
-    }
-    out
-}
-
 /// The JoinRequest MIC check with the AppKey.
 pub fn join_request_mic_ok(app_key: &Key, jr: &JoinRequest) -> bool {
-    mic_eq(&cmac4(app_key, &[&jr.signed]), &jr.mic)
-}
-
-/// Session keys of LoRaWAN 1.0.x: (NwkSKey, AppSKey).
-pub fn derive_session_keys(
-    app_key: &Key,
-    app_nonce: u32,
-    net_id: u32,
-    dev_nonce: u16,
-) -> (Key, Key) {
-    let an = app_nonce.to_le_bytes();
-    let ni = net_id.to_le_bytes();
-    let dn = dev_nonce.to_le_bytes();
-    let mk = |t: u8| {
-        let mut b = [0u8; 16];
-        let f = [t, an[0], an[1], an[2], ni[0], ni[1], ni[2], dn[0], dn[1]];
-        for (d, s) in b.iter_mut().zip(f) {
-            *d = s;
-        }
-        Key(aes_encrypt(app_key, b))
-    };
-    (mk(0x01), mk(0x02))
+    JoinRequestPayload::new(jr.phy.as_slice()).is_ok_and(|p| p.validate_mic(&app_key.aes()))
 }
 
 /// The fields of a JoinAccept.
@@ -313,54 +314,88 @@ pub struct JoinAccept {
     pub rx_delay: u8,
 }
 
-/// Builds the over-the-air (encrypted) JoinAccept PHYPayload.
-pub fn build_join_accept(app_key: &Key, ja: &JoinAccept) -> Vec<u8> {
-    let mut plain = Vec::with_capacity(17);
-    plain.push((MType::JoinAccept as u8) << 5);
-    plain.extend_from_slice(ja.app_nonce.to_le_bytes().get(..3).unwrap_or(&[0, 0, 0]));
-    plain.extend_from_slice(ja.net_id.to_le_bytes().get(..3).unwrap_or(&[0, 0, 0]));
-    plain.extend_from_slice(&ja.dev_addr.to_le_bytes());
-    plain.push(((ja.rx1_dr_offset & 0x07) << 4) | (ja.rx2_dr & 0x0f));
-    plain.push(ja.rx_delay & 0x0f);
-    let mic = cmac4(app_key, &[&plain]);
-    let mut body = plain.get(1..).unwrap_or(&[]).to_vec();
-    body.extend_from_slice(&mic);
-    // 16 bytes: the network server "encrypts" with AES decrypt so the device can use AES encrypt
-    let mut out = vec![(MType::JoinAccept as u8) << 5];
-    for chunk in body.chunks(16) {
-        let mut blk = [0u8; 16];
-        for (d, s) in blk.iter_mut().zip(chunk) {
-            *d = *s;
-        }
-        out.extend_from_slice(&aes_decrypt(app_key, blk));
-    }
-    out
+fn u24_le(v: u32) -> [u8; 3] {
+    let [a, b, c, _] = v.to_le_bytes();
+    [a, b, c]
+}
+
+fn u24_of(b: &[u8]) -> u32 {
+    b.iter().rev().fold(0u32, |a, x| (a << 8) | u32::from(*x))
+}
+
+/// Builds the over-the-air (encrypted) JoinAccept PHYPayload, without CFList.
+pub fn build_join_accept(app_key: &Key, ja: &JoinAccept) -> Result<Vec<u8>, PhyError> {
+    // 17 bytes: MHDR, AppNonce, NetID, DevAddr, DLSettings, RxDelay, MIC (no CFList)
+    let mut c = JoinAcceptCreator::with_options([0u8; 17], DefaultFactory)?;
+    c.set_app_nonce(&u24_le(ja.app_nonce))
+        .set_net_id(&u24_le(ja.net_id))
+        // the crate's `From<u32>` for DevAddr is big-endian; the air carries it little-endian
+        .set_dev_addr(&ja.dev_addr.to_le_bytes())
+        .set_dl_settings(DLSettings::new(
+            ((ja.rx1_dr_offset & 0x07) << 4) | (ja.rx2_dr & 0x0f),
+        ))
+        .set_rx_delay(ja.rx_delay & 0x0f);
+    Ok(c.build(&app_key.aes())?.to_vec())
+}
+
+/// Session keys of LoRaWAN 1.0.x from a (decrypted) JoinAccept: (NwkSKey, AppSKey).
+fn session_keys<T: AsRef<[u8]>>(
+    ja: &DecryptedJoinAcceptPayload<T, DefaultFactory>,
+    app_key: &AppKey,
+    dev_nonce: u16,
+) -> (Key, Key) {
+    // the wire order, not the crate's big-endian `From<u16>`
+    let dn = DevNonce::from(dev_nonce.to_le_bytes());
+    (
+        Key(ja.derive_newskey(&dn, app_key).inner().0),
+        Key(ja.derive_appskey(&dn, app_key).inner().0),
+    )
+}
+
+/// The network server's side of a join: the encrypted JoinAccept PHYPayload and the session keys
+/// (NwkSKey, AppSKey) the crate derives from that very JoinAccept.
+pub fn accept_join(
+    app_key: &Key,
+    ja: &JoinAccept,
+    dev_nonce: u16,
+) -> Result<(Vec<u8>, Key, Key), PhyError> {
+    let phy = build_join_accept(app_key, ja)?;
+    let ak = AppKey::from(app_key.0);
+    let enc = EncryptedJoinAcceptPayload::new(phy.clone()).map_err(parse_error(&phy))?;
+    let (nwk, app) = session_keys(&enc.decrypt(&ak), &ak, dev_nonce);
+    Ok((phy, nwk, app))
+}
+
+/// Session keys of LoRaWAN 1.0.x: (NwkSKey, AppSKey). The crate derives them from a JoinAccept only,
+/// so this builds one with these nonces (the keys depend on nothing else).
+pub fn derive_session_keys(
+    app_key: &Key,
+    app_nonce: u32,
+    net_id: u32,
+    dev_nonce: u16,
+) -> Result<(Key, Key), PhyError> {
+    let ja = JoinAccept {
+        app_nonce,
+        net_id,
+        dev_addr: 0,
+        rx1_dr_offset: 0,
+        rx2_dr: 0,
+        rx_delay: 0,
+    };
+    accept_join(app_key, &ja, dev_nonce).map(|(_, n, a)| (n, a))
 }
 
 /// Decrypts and checks a JoinAccept the way a device does (used by tests and the benchmark).
 pub fn open_join_accept(app_key: &Key, phy: &[u8]) -> Option<JoinAccept> {
-    let (&mhdr, enc) = phy.split_first()?;
-    if enc.len() != 16 {
-        return None;
-    }
-    let mut blk = [0u8; 16];
-    blk.copy_from_slice(enc);
-    let plain = aes_encrypt(app_key, blk);
-    let (body, mic) = plain.split_at(12);
-    let mut signed = vec![mhdr];
-    signed.extend_from_slice(body);
-    if !mic_eq(&cmac4(app_key, &[&signed]), &arr4(mic)) {
-        return None;
-    }
-    let u24 = |r: std::ops::Range<usize>| le_u64(body.get(r).unwrap_or(&[])) as u32;
-    let dl = *body.get(10)?;
+    let dec = DecryptedJoinAcceptPayload::new(phy.to_vec(), &AppKey::from(app_key.0)).ok()?;
+    let dl = dec.dl_settings();
     Some(JoinAccept {
-        app_nonce: u24(0..3),
-        net_id: u24(3..6),
-        dev_addr: u24(6..10),
-        rx1_dr_offset: (dl >> 4) & 0x07,
-        rx2_dr: dl & 0x0f,
-        rx_delay: *body.get(11)?,
+        app_nonce: u24_of(dec.app_nonce().as_ref()),
+        net_id: u24_of(dec.net_id().as_ref()),
+        dev_addr: <[u8; 4]>::try_from(dec.dev_addr().as_ref()).map_or(0, u32::from_le_bytes),
+        rx1_dr_offset: dl.rx1_dr_offset(),
+        rx2_dr: dl.rx2_data_rate(),
+        rx_delay: dec.rx_delay(),
     })
 }
 
@@ -371,10 +406,37 @@ pub struct DataSpec {
     pub ack: bool,
     pub adr: bool,
     pub fpending: bool,
+    /// Serialised MAC commands for FOpts (at most 15 bytes; see [`link_check_ans`]).
     pub fopts: Vec<u8>,
     pub fport: Option<u8>,
-    /// Plaintext FRMPayload; encrypted with AppSKey (NwkSKey on FPort 0).
+    /// Plaintext FRMPayload; encrypted with AppSKey (NwkSKey on FPort 0, where it holds MAC
+    /// commands).
     pub payload: Vec<u8>,
+}
+
+/// Already serialised MAC commands handed to the crate's creator as one opaque command (CID = the
+/// first byte), so that any FOpts bytes round-trip unchanged.
+struct RawMacCommands<'a>(&'a [u8]);
+
+impl SerializableMacCommand for RawMacCommands<'_> {
+    fn payload_bytes(&self) -> &[u8] {
+        self.0.get(1..).unwrap_or(&[])
+    }
+    fn cid(&self) -> u8 {
+        self.0.first().copied().unwrap_or(0)
+    }
+    fn payload_len(&self) -> usize {
+        self.0.len().saturating_sub(1)
+    }
+}
+
+/// A serialised LinkCheckAns (CID 0x02): demodulation margin in dB and gateway count.
+pub fn link_check_ans(margin: u8, gw_cnt: u8) -> Vec<u8> {
+    LinkCheckAnsCreator::new()
+        .set_margin(margin)
+        .set_gateway_count(gw_cnt)
+        .build()
+        .to_vec()
 }
 
 /// Builds a data frame (downlink when `dir` is `Down`, uplink otherwise) with its MIC.
@@ -385,15 +447,21 @@ pub fn build_data(
     dev_addr: u32,
     fcnt: u32,
     spec: &DataSpec,
-) -> Vec<u8> {
-    let mtype = match (dir, spec.confirmed) {
-        (Dir::Up, false) => MType::UnconfirmedUp,
-        (Dir::Up, true) => MType::ConfirmedUp,
-        (Dir::Down, false) => MType::UnconfirmedDown,
-        (Dir::Down, true) => MType::ConfirmedDown,
-    };
-    let fopts = spec.fopts.get(..spec.fopts.len().min(15)).unwrap_or(&[]);
-    let mut fctrl = fopts.len() as u8;
+) -> Result<Vec<u8>, PhyError> {
+    // the creator writes into a 256-byte buffer and would panic past it: bound the frame first
+    if spec.fopts.len() > 15 {
+        return Err(PhyError::FOpts(spec.fopts.len()));
+    }
+    let len =
+        FOPTS_AT + spec.fopts.len() + spec.fport.map_or(0, |_| 1 + spec.payload.len()) + MIC_LEN;
+    if len > MAX_PHY {
+        return Err(PhyError::TooLong(len));
+    }
+    if spec.fport.is_none() && !spec.payload.is_empty() {
+        return Err(creator::Error::FRMPayloadWithFportZero.into());
+    }
+    let uplink = dir == Dir::Up;
+    let mut fctrl = 0u8;
     if spec.adr {
         fctrl |= 0x80;
     }
@@ -403,19 +471,30 @@ pub fn build_data(
     if spec.fpending {
         fctrl |= 0x10;
     }
-    let mut f = vec![(mtype as u8) << 5];
-    f.extend_from_slice(&dev_addr.to_le_bytes());
-    f.push(fctrl);
-    f.extend_from_slice(&(fcnt as u16).to_le_bytes());
-    f.extend_from_slice(fopts);
-    if let Some(port) = spec.fport {
-        f.push(port);
-        let key = if port == 0 { nwk_s_key } else { app_s_key };
-        f.extend(crypt_frm(key, dir, dev_addr, fcnt, &spec.payload));
+    let mut c = DataPayloadCreator::new();
+    c.set_uplink(uplink)
+        .set_confirmed(spec.confirmed)
+        .set_dev_addr(&dev_addr.to_le_bytes())
+        .set_fctrl(&FCtrl::new(fctrl, uplink))
+        .set_fcnt(fcnt);
+    if let Some(p) = spec.fport {
+        c.set_f_port(p);
     }
-    let mic = data_mic(nwk_s_key, dir, dev_addr, fcnt, &f);
-    f.extend_from_slice(&mic);
-    f
+    let fport0 = spec.fport == Some(0);
+    if fport0 && !spec.fopts.is_empty() {
+        return Err(PhyError::Codec("MAC commands in both FOpts and FPort 0"));
+    }
+    // on FPort 0 the crate takes the FRMPayload's MAC commands as commands, not as data
+    let (payload, macs): (&[u8], &[u8]) = if fport0 {
+        (&[], &spec.payload)
+    } else {
+        (&spec.payload, &spec.fopts)
+    };
+    let raw = RawMacCommands(macs);
+    let cmds: &[&dyn SerializableMacCommand] = if macs.is_empty() { &[] } else { &[&raw] };
+    let nwk = NewSKey::from(nwk_s_key.0);
+    let app = AppSKey::from(app_s_key.0);
+    Ok(c.build(payload, cmds, &nwk, &app)?.to_vec())
 }
 
 /// A MAC command a device sent (LoRaWAN 1.0.x uplink CIDs).
@@ -436,6 +515,10 @@ pub enum MacUp {
 }
 
 /// Parses uplink MAC commands from FOpts or an FPort-0 FRMPayload.
+///
+/// Not the crate's `MacCommandIterator`: in lorawan 0.9.0 it indexes past the end of a truncated
+/// command (it compares the remaining length with the payload length without the CID), which would
+/// panic on wire input, and it ends silently at an unknown CID.
 pub fn parse_mac_up(mut b: &[u8]) -> Vec<MacUp> {
     let mut out = Vec::new();
     while let Some((&cid, rest)) = b.split_first() {
@@ -509,14 +592,14 @@ mod tests {
             rx2_dr: 0,
             rx_delay: 1,
         };
-        let phy = build_join_accept(&APP_KEY, &ja);
+        let phy = build_join_accept(&APP_KEY, &ja).unwrap();
         assert_eq!(phy.len(), 17);
         assert_eq!(open_join_accept(&APP_KEY, &phy), Some(ja));
     }
 
     #[test]
     fn data_round_trip_with_mic_and_encryption() {
-        let (n, a) = derive_session_keys(&APP_KEY, 1, 2, 3);
+        let (n, a) = derive_session_keys(&APP_KEY, 1, 2, 3).unwrap();
         let spec = DataSpec {
             confirmed: true,
             fopts: vec![0x02],
@@ -524,24 +607,16 @@ mod tests {
             payload: b"hello world, this is longer than one block".to_vec(),
             ..Default::default()
         };
-        let phy = build_data(Dir::Up, &n, &a, 0x2601_1234, 70_000, &spec);
+        let phy = build_data(Dir::Up, &n, &a, 0x2601_1234, 70_000, &spec).unwrap();
         let Uplink::Data(d) = parse_uplink(&phy).unwrap() else {
             panic!()
         };
         assert!(d.confirmed());
         assert_eq!(d.fcnt16, 70_000u32 as u16);
-        assert!(mic_eq(
-            &data_mic(&n, Dir::Up, d.dev_addr, 70_000, &d.signed),
-            &d.mic
-        ));
-        assert!(!mic_eq(
-            &data_mic(&n, Dir::Up, d.dev_addr, 70_000 & 0xffff, &d.signed),
-            &d.mic
-        ));
-        assert_eq!(
-            crypt_frm(&a, Dir::Up, d.dev_addr, 70_000, &d.frm_payload),
-            spec.payload
-        );
+        assert!(d.mic_ok(&n, 70_000));
+        assert!(!d.mic_ok(&n, 70_000 & 0xffff));
+        assert!(!d.mic_ok(&a, 70_000));
+        assert_eq!(d.decrypt(&n, &a, 70_000).unwrap(), spec.payload);
         assert_eq!(parse_mac_up(&d.fopts), vec![MacUp::LinkCheckReq]);
     }
 

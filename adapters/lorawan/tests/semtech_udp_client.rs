@@ -163,7 +163,7 @@ async fn semtech_udp_client_joins_and_sends_an_uplink() {
     .expect("JoinAccept through the semtech-udp client");
     let key = Key(APP_KEY);
     let acc = phy::open_join_accept(&key, &ja).expect("JoinAccept MIC");
-    let (nwk, app) = phy::derive_session_keys(&key, acc.app_nonce, acc.net_id, 0x1234);
+    let (nwk, app) = phy::derive_session_keys(&key, acc.app_nonce, acc.net_id, 0x1234).unwrap();
 
     // uplink with the derived keys: Cayenne LPP temperature 21.5 on FPort 1
     let up = phy::build_data(
@@ -177,7 +177,8 @@ async fn semtech_udp_client_joins_and_sends_an_uplink() {
             payload: vec![0x01, 0x67, 0x00, 0xd7],
             ..Default::default()
         },
-    );
+    )
+    .unwrap();
     uplinks
         .send(push_data::Packet::from_rxpk(mac, rxpk(up, 9_000_000)))
         .await
