@@ -82,6 +82,8 @@ struct EventBody<'a> {
     points: &'a [Point],
     assurance: warden_core::Assurance,
     fresh: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -184,6 +186,7 @@ impl Northbound {
                 points: &msg.points,
                 assurance: msg.assurance,
                 fresh: msg.fresh,
+                role: msg.role.as_deref(),
             };
             self.emit(self.device_topic(&msg.device, "event"), &body, false);
             return;
@@ -260,5 +263,72 @@ impl OutgoingSink for CountingSink {
 impl OutgoingSink for std::sync::Arc<CountingSink> {
     fn send(&self, o: Outgoing) {
         self.as_ref().send(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use warden_core::{Assurance, Kind, Value};
+
+    #[derive(Default)]
+    struct Capture(Mutex<Vec<Outgoing>>);
+    impl OutgoingSink for Arc<Capture> {
+        fn send(&self, o: Outgoing) {
+            self.0.lock().unwrap().push(o);
+        }
+    }
+
+    #[test]
+    fn envelopes_carry_role_and_verify() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let cap = Arc::new(Capture::default());
+        let nb = Northbound::new(
+            "warden",
+            "gw",
+            Some(key.clone()),
+            None,
+            Box::new(cap.clone()),
+        );
+        let mut m = Message::telemetry(
+            "modbus:tls-127.0.0.1-802-u1".parse().unwrap(),
+            vec![Point::new("flow", Value::Float(1.5))],
+        );
+        m.assurance = Assurance::Certificate;
+        m.role = Some("Engineer".into());
+        nb.uplink(&m);
+        m.kind = Kind::Event;
+        m.points = vec![Point::new(
+            "exception",
+            Value::Text("illegal-data-address".into()),
+        )];
+        nb.uplink(&m);
+        let out = cap.0.lock().unwrap();
+        assert_eq!(
+            out[0].topic,
+            "warden/devices/modbus:tls-127.0.0.1-802-u1/telemetry/flow"
+        );
+        assert_eq!(
+            out[1].topic,
+            "warden/devices/modbus:tls-127.0.0.1-802-u1/event"
+        );
+        for o in out.iter() {
+            let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
+            assert_eq!(v["role"], "Engineer", "{v}");
+            assert_eq!(v["assurance"], "certificate");
+            envelope::verify(&o.payload, &key.verifying_key()).unwrap();
+        }
+        // ids increase across envelopes
+        let ids: Vec<u64> = out
+            .iter()
+            .map(|o| {
+                serde_json::from_slice::<serde_json::Value>(&o.payload).unwrap()["id"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert!(ids[0] < ids[1]);
     }
 }
