@@ -480,29 +480,6 @@ mod tests {
     use std::sync::Arc;
     use tokio::io::AsyncBufReadExt;
 
-    struct NoState;
-    impl warden_core::StateStore for NoState {
-        fn get(&self, _: &str) -> Result<Option<Vec<u8>>, warden_core::StateError> {
-            Ok(None)
-        }
-        fn put(&self, _: &str, _: &[u8]) -> Result<(), warden_core::StateError> {
-            Ok(())
-        }
-        fn delete(&self, _: &str) -> Result<(), warden_core::StateError> {
-            Ok(())
-        }
-        fn keys(&self, _: &str) -> Result<Vec<String>, warden_core::StateError> {
-            Ok(vec![])
-        }
-    }
-
-    struct NoCreds;
-    impl warden_core::CredentialLookup for NoCreds {
-        fn credential(&self, _: &DeviceId, _: &str) -> Option<warden_core::Secret> {
-            None
-        }
-    }
-
     #[test]
     fn control_lines_parse() {
         let (id, k, p) = parse_line("event door-1 open=true count=3 temp=21.5 note=hi").unwrap();
@@ -550,8 +527,8 @@ mod tests {
         let ctx = AdapterContext {
             events: ev_tx,
             downlinks: dl_rx,
-            credentials: Arc::new(NoCreds),
-            state: Arc::new(NoState),
+            credentials: Arc::new(warden_core::testing::StaticCredentials::default()),
+            state: Arc::new(warden_core::testing::MemoryState::default()),
             shutdown: sd_rx,
         };
         tokio::spawn(a.run(ctx));

@@ -11,54 +11,18 @@
 //! Prints a table and one JSON line per figure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
-use warden_core::{
-    AdapterContext, AdapterEvent, CredentialLookup, DeviceId, Secret, StateError, StateStore,
-};
+use warden_core::testing::{MemoryState as Mem, StaticCredentials as Creds};
+use warden_core::{AdapterContext, AdapterEvent, StateError, StateStore};
 use warden_lorawan::gwmp::{self, PushBody, RxPk};
 use warden_lorawan::phy::{self, DataSpec, Dir, Key};
 use warden_lorawan::{Config, Engine, RxInfo};
-
-struct Creds(HashMap<(String, String), Vec<u8>>);
-impl CredentialLookup for Creds {
-    fn credential(&self, device: &DeviceId, name: &str) -> Option<Secret> {
-        self.0
-            .get(&(device.to_string(), name.to_owned()))
-            .map(|v| Secret::new(v.clone()))
-    }
-}
-
-#[derive(Default)]
-struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
-impl StateStore for Mem {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self.0.lock().unwrap().get(key).cloned())
-    }
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
-        self.0.lock().unwrap().insert(key.into(), value.to_vec());
-        Ok(())
-    }
-    fn delete(&self, key: &str) -> Result<(), StateError> {
-        self.0.lock().unwrap().remove(key);
-        Ok(())
-    }
-    fn keys(&self, prefix: &str) -> Result<Vec<String>, StateError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect())
-    }
-}
 
 /// Writes each put to a file and fsyncs it, like a durable store's commit.
 struct Fsync {

@@ -3,51 +3,15 @@
 //! and frame-counter properties. Arbitrary bytes must never panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use warden_core::{AdapterEvent, CredentialLookup, DeviceId, Secret, StateError, StateStore};
+use warden_core::AdapterEvent;
+use warden_core::testing::{MemoryState as Mem, StaticCredentials as Creds};
 use warden_lorawan::gwmp::{self, PushBody, RxPk};
 use warden_lorawan::phy::{self, DataSpec, Dir, Key, Uplink};
 use warden_lorawan::{Config, Engine, RxInfo, lpp};
-
-#[derive(Default)]
-struct Creds(HashMap<(String, String), Vec<u8>>);
-impl CredentialLookup for Creds {
-    fn credential(&self, device: &DeviceId, name: &str) -> Option<Secret> {
-        self.0
-            .get(&(device.to_string(), name.to_owned()))
-            .map(|v| Secret::new(v.clone()))
-    }
-}
-
-#[derive(Default)]
-struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
-impl StateStore for Mem {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self.0.lock().unwrap().get(key).cloned())
-    }
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
-        self.0.lock().unwrap().insert(key.into(), value.to_vec());
-        Ok(())
-    }
-    fn delete(&self, key: &str) -> Result<(), StateError> {
-        self.0.lock().unwrap().remove(key);
-        Ok(())
-    }
-    fn keys(&self, prefix: &str) -> Result<Vec<String>, StateError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect())
-    }
-}
 
 const NWK: Key = Key([1; 16]);
 const APP: Key = Key([2; 16]);

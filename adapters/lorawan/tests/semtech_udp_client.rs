@@ -5,55 +5,16 @@
 //! and state, so this test needs no gateway.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use semtech_udp::client_runtime::{Event, UdpRuntime};
 use semtech_udp::push_data::{self, CRC, RxPk, RxPkV1};
 use semtech_udp::{Bandwidth, CodingRate, DataRate, MacAddress, Modulation, SpreadingFactor};
 use tokio::sync::{mpsc, watch};
-use warden_core::{
-    AdapterContext, AdapterEvent, Assurance, CredentialLookup, DeviceId, LinkState, Secret,
-    StateError, StateStore, Value,
-};
+use warden_core::testing::{MemoryState as Mem, StaticCredentials as Creds};
+use warden_core::{AdapterContext, AdapterEvent, Assurance, LinkState, Value};
 use warden_lorawan::phy::{self, DataSpec, Dir, Key};
-
-#[derive(Default)]
-struct Creds(HashMap<(String, String), Vec<u8>>);
-impl CredentialLookup for Creds {
-    fn credential(&self, device: &DeviceId, name: &str) -> Option<Secret> {
-        self.0
-            .get(&(device.to_string(), name.to_owned()))
-            .map(|v| Secret::new(v.clone()))
-    }
-}
-
-#[derive(Default)]
-struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
-impl StateStore for Mem {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self.0.lock().unwrap().get(key).cloned())
-    }
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
-        self.0.lock().unwrap().insert(key.into(), value.to_vec());
-        Ok(())
-    }
-    fn delete(&self, key: &str) -> Result<(), StateError> {
-        self.0.lock().unwrap().remove(key);
-        Ok(())
-    }
-    fn keys(&self, prefix: &str) -> Result<Vec<String>, StateError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect())
-    }
-}
 
 const APP_KEY: [u8; 16] = [
     0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6, 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c,

@@ -19,31 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_modbus::prelude::*;
 use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
-use warden_core::{
-    AdapterContext, AdapterEvent, CredentialLookup, DeviceId, Secret, StateError, StateStore,
-};
-
-struct NoCreds;
-impl CredentialLookup for NoCreds {
-    fn credential(&self, _: &DeviceId, _: &str) -> Option<Secret> {
-        None
-    }
-}
-struct NoState;
-impl StateStore for NoState {
-    fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(None)
-    }
-    fn put(&self, _: &str, _: &[u8]) -> Result<(), StateError> {
-        Ok(())
-    }
-    fn delete(&self, _: &str) -> Result<(), StateError> {
-        Ok(())
-    }
-    fn keys(&self, _: &str) -> Result<Vec<String>, StateError> {
-        Ok(vec![])
-    }
-}
+use warden_core::{AdapterContext, AdapterEvent};
 
 #[derive(Clone)]
 struct Regs(Arc<AtomicU16>);
@@ -169,8 +145,8 @@ fn run(scenario: &'static str, publish: &str, bump: bool, secs: u64) -> Row {
         let ctx = AdapterContext {
             events: ev_tx,
             downlinks: dl_rx,
-            credentials: Arc::new(NoCreds),
-            state: Arc::new(NoState),
+            credentials: Arc::new(warden_core::testing::StaticCredentials::default()),
+            state: Arc::new(warden_core::testing::MemoryState::default()),
             shutdown: sd_rx,
         };
         let task = tokio::spawn(adapter.run(ctx));

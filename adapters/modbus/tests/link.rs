@@ -12,31 +12,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_modbus::prelude::*;
 use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
 use warden_core::{
-    AdapterContext, AdapterEvent, Command, CommandOutcome, CredentialLookup, DeviceId, Downlink,
-    Point, Secret, StateError, StateStore, Value,
+    AdapterContext, AdapterEvent, Command, CommandOutcome, DeviceId, Downlink, Point, Value,
 };
-
-struct NoCreds;
-impl CredentialLookup for NoCreds {
-    fn credential(&self, _: &DeviceId, _: &str) -> Option<Secret> {
-        None
-    }
-}
-struct NoState;
-impl StateStore for NoState {
-    fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(None)
-    }
-    fn put(&self, _: &str, _: &[u8]) -> Result<(), StateError> {
-        Ok(())
-    }
-    fn delete(&self, _: &str) -> Result<(), StateError> {
-        Ok(())
-    }
-    fn keys(&self, _: &str) -> Result<Vec<String>, StateError> {
-        Ok(vec![])
-    }
-}
 
 /// Unit 1 has 10 holding registers and 10 coils; unit 2 never answers; the function codes seen
 /// are logged.
@@ -176,8 +153,8 @@ async fn silent_unit_does_not_stall_and_writes_use_the_right_function_codes() {
     let task = tokio::spawn(adapter.run(AdapterContext {
         events: ev_tx,
         downlinks: dl_rx,
-        credentials: Arc::new(NoCreds),
-        state: Arc::new(NoState),
+        credentials: Arc::new(warden_core::testing::StaticCredentials::default()),
+        state: Arc::new(warden_core::testing::MemoryState::default()),
         shutdown: sd_rx,
     }));
     let u1 = DeviceId::new("modbus", &format!("tcp-127.0.0.1-{}-u1", addr.port())).unwrap();

@@ -7,6 +7,7 @@
 pub mod adapter;
 pub mod id;
 pub mod message;
+pub mod testing;
 pub mod verdict;
 
 pub use adapter::{
