@@ -210,6 +210,25 @@ impl Drop for Gateway {
     }
 }
 
+/// The embedded broker's `operator` password (created by the gateway at first start).
+pub fn operator_password(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("mqtt-operator.password"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// mosquitto client args for the embedded broker as `operator`, followed by `extra`.
+pub fn operator_args(data_dir: &Path, mqtt_port: u16, extra: &[&str]) -> Vec<String> {
+    let pw = operator_password(data_dir);
+    let port = mqtt_port.to_string();
+    ["-h", "127.0.0.1", "-p", &port, "-u", "operator", "-P", &pw]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+}
+
 pub fn warden(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(warden_bin())
         .arg("--data-dir")

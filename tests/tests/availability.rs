@@ -25,22 +25,9 @@ fn silent_device_goes_offline_and_comes_back() {
             .status
             .success()
     );
-    let pw = std::fs::read_to_string(dd.join("mqtt-operator.password")).unwrap();
     let topic = "warden/devices/sim:cnt/status";
     let sub = Subscriber::spawn(
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &p.mqtt.to_string(),
-            "-u",
-            "operator",
-            "-P",
-            pw.trim(),
-            "-t",
-            topic,
-        ]
-        .map(String::from),
+        &operator_args(&dd, p.mqtt, &["-t", topic]),
         &t.path().join("sub.txt"),
     );
     g.sim(&["cnt n=1".to_string()]);

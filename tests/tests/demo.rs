@@ -22,21 +22,8 @@ fn demo_shows_the_whole_path_within_seconds() {
     .unwrap();
     let dd = t.path().join("data");
     let g = Gateway::start(&dd, &cfg, &p, &["--demo"]);
-    let pw = std::fs::read_to_string(dd.join("mqtt-operator.password")).unwrap();
     let sub = Subscriber::spawn(
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &p.mqtt.to_string(),
-            "-u",
-            "operator",
-            "-P",
-            pw.trim(),
-            "-t",
-            "warden/#",
-        ]
-        .map(String::from),
+        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
         &t.path().join("sub.txt"),
     );
     sub.wait_lines(Duration::from_secs(15), "demo telemetry", |l| {

@@ -16,8 +16,8 @@ fn unauthenticated_and_out_of_acl_clients_are_refused() {
     let dd = t.path().join("data");
     let g = Gateway::start(&dd, &cfg, &p, &[]);
     let port = p.mqtt.to_string();
-    let pw = std::fs::read_to_string(dd.join("mqtt-operator.password")).unwrap();
-    let pw = pw.trim();
+    let pw = operator_password(&dd);
+    let pw = pw.as_str();
 
     let run = |args: &[&str]| {
         Command::new(args[0])

@@ -12,57 +12,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use warden_e2e::*;
 
-/// Small hex/base64 helpers (the e2e crate keeps its dependencies minimal).
-mod hex {
-    pub fn encode(b: impl AsRef<[u8]>) -> String {
-        b.as_ref().iter().map(|x| format!("{x:02x}")).collect()
-    }
-    pub fn decode(s: &str) -> Result<Vec<u8>, String> {
-        if !s.len().is_multiple_of(2) {
-            return Err("odd".into());
-        }
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string()))
-            .collect()
-    }
-}
-
-const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 fn b64_encode(b: &[u8]) -> String {
-    let mut o = String::new();
-    for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                o.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                o.push('=');
-            }
-        }
-    }
-    o
+    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 fn b64_decode(s: &str) -> Vec<u8> {
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut o = Vec::new();
-    for c in s.bytes().filter(|c| *c != b'=') {
-        let v = B64.iter().position(|x| *x == c).expect("base64") as u32;
-        bits = (bits << 6) | v;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            o.push((bits >> n) as u8);
-        }
-    }
-    o
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .expect("base64")
 }
 
 const DEV: &str = "0004a30b001c0530";
@@ -407,24 +367,7 @@ credentials = {{ dev_addr = "hex:{ABP_ADDR}", nwk_s_key = "hex:{ABP_NWK}", app_s
     let o = g.cli(&["devices", "import", devs.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
 
-    let pw = std::fs::read_to_string(dd.join("mqtt-operator.password")).unwrap();
-    let mq = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = [
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &p.mqtt.to_string(),
-            "-u",
-            "operator",
-            "-P",
-            pw.trim(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
+    let mq = |extra: &[&str]| operator_args(&dd, p.mqtt, extra);
     let sub = Subscriber::spawn(&mq(&["-t", "warden/#"]), &t.path().join("sub.txt"));
     std::thread::sleep(Duration::from_millis(400));
     let topic = |dev: &str, point: &str| format!("warden/devices/lorawan:{dev}/telemetry/{point}");

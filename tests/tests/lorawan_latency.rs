@@ -12,32 +12,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use warden_e2e::*;
 
-const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 fn b64_encode(b: &[u8]) -> String {
-    let mut o = String::new();
-    for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                o.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                o.push('=');
-            }
-        }
-    }
-    o
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 #[test]
@@ -92,22 +71,17 @@ fn lorawan_push_data_to_mqtt_latency() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| unhex(h.as_str().unwrap()))
+        .map(|h| hex::decode(h.as_str().unwrap()).unwrap())
         .collect();
 
     // mosquitto_sub's stdout read line by line as it arrives, timestamped on arrival
-    let pw = std::fs::read_to_string(dd.join("mqtt-operator.password")).unwrap();
     let mut sub = Command::new("mosquitto_sub")
-        .args([
-            "-V",
-            "mqttv311",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &p.mqtt.to_string(),
-        ])
-        .args(["-u", "operator", "-P", pw.trim()])
-        .args(["-t", "warden/devices/+/telemetry/#"])
+        .args(["-V", "mqttv311"])
+        .args(operator_args(
+            &dd,
+            p.mqtt,
+            &["-t", "warden/devices/+/telemetry/#"],
+        ))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -23,24 +23,7 @@ fn pending_device_gets_nothing_through_either_way() {
     .unwrap();
     let dd = t.path().join("data");
     let g = Gateway::start(&dd, &cfg, &p, &[]);
-    let pw = std::fs::read_to_string(dd.join("mqtt-operator.password")).unwrap();
-    let mq = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = [
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &p.mqtt.to_string(),
-            "-u",
-            "operator",
-            "-P",
-            pw.trim(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
+    let mq = |extra: &[&str]| operator_args(&dd, p.mqtt, extra);
     let sub = Subscriber::spawn(&mq(&["-t", "warden/#"]), &t.path().join("sub.txt"));
     std::thread::sleep(Duration::from_millis(500));
 

@@ -213,22 +213,7 @@ pub fn modbus_pki(dir: &Path, role: &str) {
 
 /// MQTT subscriber args for the embedded broker's operator.
 pub fn mq_args(data_dir: &Path, port: u16, extra: &[&str]) -> Vec<String> {
-    let pw = std::fs::read_to_string(data_dir.join("mqtt-operator.password")).unwrap();
-    let mut v: Vec<String> = [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-u",
-        "operator",
-        "-P",
-        pw.trim(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
+    warden_e2e::operator_args(data_dir, port, extra)
 }
 
 /// The latest telemetry envelope of `device`'s `point`.
