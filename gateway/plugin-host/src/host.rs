@@ -1,0 +1,447 @@
+//! The engine, the linker and loading: signature check, authenticated AOT cache, contract check.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use wasmtime::component::{Component, HasSelf, Linker, Resource};
+use wasmtime::{Config, Engine, OptLevel, Strategy};
+
+use crate::bindings;
+use crate::cache::{Cache, CacheOutcome};
+use crate::error::{HostError, LoadError};
+use crate::kv::Kv;
+use crate::plugin::{Plugin, State};
+use crate::signing;
+
+/// The contract version this gateway hosts (the WIT package version).
+pub const CONTRACT_PACKAGE: &str = "warden:policy";
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// Epoch ticks per second (the ticker increments the epoch every millisecond).
+const TICK: Duration = Duration::from_millis(1);
+
+/// Per-plugin resource limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel per decision (deterministic budget).
+    pub fuel: u64,
+    /// Wall-clock backstop per decision, in ms (epoch interruption).
+    pub deadline_ms: u64,
+    /// Linear memory cap per instance.
+    pub memory_bytes: usize,
+    /// Key-value state cap.
+    pub kv_quota_bytes: usize,
+    /// Host calls per decision.
+    pub host_calls: u32,
+    /// Consecutive failures before the plugin is disabled.
+    pub max_failures: u32,
+    /// Fuel for `init`.
+    pub init_fuel: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: 2_000_000,
+            deadline_ms: 250,
+            memory_bytes: 64 << 20,
+            kv_quota_bytes: 1 << 20,
+            host_calls: 10_000,
+            max_failures: 5,
+            init_fuel: 2_000_000_000,
+        }
+    }
+}
+
+/// How the host loads plugins.
+#[derive(Clone)]
+pub struct HostOptions {
+    /// Where compiled plugins are cached; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+    /// The MAC key authenticating cache entries. Keep it secret and stable across restarts (a
+    /// different key just makes every entry `Corrupt` once).
+    pub cache_key: [u8; 32],
+    /// Keys whose signatures are accepted.
+    pub trusted_keys: Vec<VerifyingKey>,
+    /// Refuse plugins without a valid signature by a trusted key.
+    pub require_signature: bool,
+}
+
+impl Default for HostOptions {
+    /// No cache, a random cache key, no trusted keys, signatures required.
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            cache_key: rand::random(),
+            trusted_keys: Vec::new(),
+            require_signature: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for HostOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostOptions")
+            .field("cache_dir", &self.cache_dir)
+            .field("cache_key", &"<secret>")
+            .field(
+                "trusted_keys",
+                &self
+                    .trusted_keys
+                    .iter()
+                    .map(signing::key_id)
+                    .collect::<Vec<_>>(),
+            )
+            .field("require_signature", &self.require_signature)
+            .finish()
+    }
+}
+
+/// Stops the epoch ticker when the last `Host` clone (plugins hold one) drops.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<State>,
+    cache: Option<Cache>,
+    opts: HostOptions,
+    _ticker: Ticker,
+}
+
+/// The plugin host: one engine, one linker, one epoch ticker. Cheap to clone.
+#[derive(Clone)]
+pub struct Host {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// A compiled, verified and type-checked plugin, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct Prepared {
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: [u8; 32],
+    /// Id of the key that signed it (hex of its first 8 bytes); `None` when unsigned and
+    /// signatures are not required.
+    pub signer: Option<String>,
+    pub cache: CacheOutcome,
+    /// Time spent compiling or loading from the cache.
+    pub compile_ms: f64,
+    pub(crate) pre: bindings::PluginPre<State>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("sha256", &hex::encode(self.sha256))
+            .field("signer", &self.signer)
+            .field("cache", &self.cache)
+            .field("compile_ms", &self.compile_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+}
+
+/// The engine configuration every plugin runs under.
+pub(crate) fn engine_config() -> Config {
+    let mut cfg = Config::new();
+    cfg.strategy(Strategy::Cranelift)
+        .cranelift_opt_level(OptLevel::Speed)
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(512 << 10)
+        .parallel_compilation(true);
+    cfg
+}
+
+fn link(engine: &Engine) -> wasmtime::Result<Linker<State>> {
+    let mut linker = Linker::<State>::new(engine);
+    // WASI p2 for Python/JavaScript components; the context grants nothing (see plugin.rs).
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    // A guest must not block the host thread in a host call, where neither fuel nor the epoch
+    // deadline can stop it: the only WASI call that can (no files, sockets or stdin are granted)
+    // is waiting on a monotonic-clock deadline, so subscribing to one traps.
+    linker.allow_shadowing(true);
+    {
+        let mut clocks = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+        clocks.func_wrap(
+            "subscribe-duration",
+            |_, (_,): (u64,)| -> wasmtime::Result<(Resource<wasmtime_wasi::p2::DynPollable>,)> {
+                wasmtime::bail!("plugins may not sleep (wasi:clocks subscribe-duration)")
+            },
+        )?;
+        clocks.func_wrap(
+            "subscribe-instant",
+            |_, (_,): (u64,)| -> wasmtime::Result<(Resource<wasmtime_wasi::p2::DynPollable>,)> {
+                wasmtime::bail!("plugins may not sleep (wasi:clocks subscribe-instant)")
+            },
+        )?;
+    }
+    linker.allow_shadowing(false);
+    bindings::Plugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+impl Host {
+    pub fn new(opts: HostOptions) -> Result<Host, HostError> {
+        let engine =
+            Engine::new(&engine_config()).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let linker = link(&engine).map_err(|e| HostError::Link(format!("{e:#}")))?;
+        let cache = match &opts.cache_dir {
+            Some(dir) => Some(
+                Cache::new(dir.clone(), opts.cache_key, &engine)
+                    .map_err(|e| HostError::Cache(format!("{}: {e}", dir.display())))?,
+            ),
+            None => None,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = {
+            let stop = stop.clone();
+            let engine = engine.clone();
+            std::thread::Builder::new()
+                .name("warden-wasm-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::park_timeout(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| HostError::Ticker(e.to_string()))?
+        };
+        Ok(Host {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                opts,
+                _ticker: Ticker {
+                    stop,
+                    handle: Some(handle),
+                },
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn options(&self) -> &HostOptions {
+        &self.inner.opts
+    }
+
+    /// The cache entry a module with this digest would use (for diagnostics and tests).
+    pub fn cache_path(&self, sha256: &[u8; 32]) -> Option<PathBuf> {
+        self.inner.cache.as_ref().map(|c| c.path(sha256))
+    }
+
+    /// Signature check (per the options) → compile, via the AOT cache → type-check against
+    /// the `warden:policy/plugin` world.
+    pub fn prepare(&self, name: &str, module_path: &Path) -> Result<Prepared, LoadError> {
+        let bytes = fs::read(module_path)
+            .map_err(|e| LoadError::Read(format!("{}: {e}", module_path.display())))?;
+        let sha256 = signing::sha256(&bytes);
+        let signer = self.check_signature(module_path, &sha256)?;
+        let started = Instant::now();
+        let (component, cache) = self.compile(&sha256, &bytes)?;
+        let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+        check_contract(&self.inner.engine, &component)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
+        let pre =
+            bindings::PluginPre::new(pre).map_err(|e| LoadError::Contract(format!("{e:#}")))?;
+        Ok(Prepared {
+            name: name.to_owned(),
+            path: module_path.to_owned(),
+            sha256,
+            signer,
+            cache,
+            compile_ms,
+            pre,
+        })
+    }
+
+    /// Instantiates a prepared plugin and runs its `init(config_json)`. `kv` is the state of a
+    /// previous instance of the same plugin name (`Kv::default()` for a new one).
+    pub fn instantiate(
+        &self,
+        prepared: &Prepared,
+        config_json: &str,
+        limits: Limits,
+        kv: Kv,
+    ) -> Result<Plugin, LoadError> {
+        Plugin::start(
+            self.clone(),
+            prepared.clone(),
+            config_json.into(),
+            limits,
+            kv,
+        )
+    }
+
+    fn check_signature(
+        &self,
+        module_path: &Path,
+        sha256: &[u8; 32],
+    ) -> Result<Option<String>, LoadError> {
+        let opts = &self.inner.opts;
+        let sig_path = signing::sig_path(module_path);
+        let required = opts.require_signature;
+        if !sig_path.exists() {
+            if required {
+                return Err(LoadError::Signature(format!(
+                    "{} is unsigned ({} not found) and plugin signatures are required",
+                    module_path.display(),
+                    sig_path.display()
+                )));
+            }
+            return Ok(None);
+        }
+        let checked = signing::read_signature(&sig_path)
+            .map_err(|e| e.to_string())
+            .and_then(|sig| {
+                if opts.trusted_keys.is_empty() {
+                    return Err("no trusted plugin keys are configured".to_owned());
+                }
+                opts.trusted_keys
+                    .iter()
+                    .find(|k| signing::verify_digest(sha256, &sig, k).is_ok())
+                    .map(signing::key_id)
+                    .ok_or_else(|| {
+                        format!(
+                            "{} is not a valid signature of {} by any trusted key ({})",
+                            sig_path.display(),
+                            module_path.display(),
+                            opts.trusted_keys
+                                .iter()
+                                .map(signing::key_id)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })
+            });
+        match checked {
+            Ok(id) => Ok(Some(id)),
+            Err(e) if required => Err(LoadError::Signature(e)),
+            Err(e) => {
+                tracing::warn!(
+                    module = %module_path.display(),
+                    "plugin signature does not verify ({e}); loading anyway because signatures are not required"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    fn compile(
+        &self,
+        sha256: &[u8; 32],
+        bytes: &[u8],
+    ) -> Result<(Component, CacheOutcome), LoadError> {
+        let engine = &self.inner.engine;
+        let outcome = match &self.inner.cache {
+            None => CacheOutcome::Disabled,
+            Some(cache) => match cache.load(engine, sha256) {
+                Ok(c) => return Ok((c, CacheOutcome::Hit)),
+                Err(false) => CacheOutcome::Miss,
+                Err(true) => {
+                    tracing::warn!(
+                        entry = %cache.path(sha256).display(),
+                        "plugin cache entry failed authentication or did not load; recompiling"
+                    );
+                    CacheOutcome::Corrupt
+                }
+            },
+        };
+        let component = Component::from_binary(engine, bytes).map_err(|e| {
+            if is_core_module(bytes) {
+                LoadError::Contract(
+                    "this is a core Wasm module, not a component of the warden:policy/plugin world"
+                        .into(),
+                )
+            } else {
+                LoadError::Compile(format!("{e:#}"))
+            }
+        })?;
+        if let Some(cache) = &self.inner.cache
+            && let Err(e) = cache.store(sha256, &component)
+        {
+            tracing::warn!(dir = %cache.dir().display(), "cannot write the plugin cache: {e}");
+        }
+        Ok((component, outcome))
+    }
+}
+
+/// A core module starts with the magic and version 1; a component has layer 1 in the header.
+fn is_core_module(bytes: &[u8]) -> bool {
+    bytes.get(..8) == Some(b"\0asm\x01\0\0\0")
+}
+
+/// Checks the component's imports and exports name this gateway's contract, so a plugin built
+/// against another version of the WIT gets an error naming both versions.
+fn check_contract(engine: &Engine, component: &Component) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    let expected = format!("{CONTRACT_PACKAGE}@{CONTRACT_VERSION}");
+    for (name, item) in ty.imports(engine) {
+        // A world-level `use host.{request}` shows up as a type import aliasing the host's
+        // resource: a type, not a capability (instantiation checks it matches).
+        if matches!(
+            item.ty,
+            wasmtime::component::types::ComponentItem::Type(_)
+                | wasmtime::component::types::ComponentItem::Resource(_)
+        ) {
+            continue;
+        }
+        if let Some(rest) = name.strip_prefix(CONTRACT_PACKAGE) {
+            let version = rest.rsplit_once('@').map(|(_, v)| v);
+            if version != Some(CONTRACT_VERSION) {
+                return Err(LoadError::Contract(format!(
+                    "plugin was built against {CONTRACT_PACKAGE}@{} (import `{name}`); this gateway hosts {expected}",
+                    version.unwrap_or("<unversioned>")
+                )));
+            }
+        } else if !name.starts_with("wasi:") {
+            return Err(LoadError::Contract(format!(
+                "plugin imports `{name}`, which this gateway does not provide (plugins may import only {CONTRACT_PACKAGE}/host@{CONTRACT_VERSION} and WASI 0.2)"
+            )));
+        }
+    }
+    for export in ["init", "decide"] {
+        if !ty.exports(engine).any(|(n, _)| n == export) {
+            let found: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+            return Err(LoadError::Contract(format!(
+                "plugin does not export `{export}` of the {expected} world `plugin` (exports: [{}])",
+                found.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
