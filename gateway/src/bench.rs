@@ -35,6 +35,13 @@ pub struct BenchArgs {
     /// Skip the publish phase.
     #[arg(long)]
     no_publish: bool,
+    /// Also run the pipeline phase with this plugin bound to every device (the spine's
+    /// benchmark with one plugin in the chain).
+    #[arg(long)]
+    plugin: Option<std::path::PathBuf>,
+    /// The plugin's config (JSON file; default `{}`).
+    #[arg(long)]
+    plugin_config: Option<std::path::PathBuf>,
 }
 
 fn rss_kib() -> (u64, u64) {
@@ -195,6 +202,39 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
         rss_kib: rss_kib().0,
     });
 
+    // the same with one plugin bound to every device
+    if let Some(module) = &args.plugin {
+        let mut p = mk_pipeline(false);
+        p.deciders.push(Box::new(bench_chain(
+            module,
+            args.plugin_config.as_deref(),
+            &audit,
+            &metrics,
+        )?));
+        drive(&ids, 100_000, |m| {
+            p.uplink_decide(m);
+        });
+        let mut allowed = 0u64;
+        let (secs, p50, p99) = drive(&ids, args.messages, |m| {
+            if p.uplink_decide(m).0.is_allow() {
+                allowed += 1;
+            }
+        });
+        anyhow::ensure!(
+            allowed == args.messages,
+            "the plugin denied bench messages: {allowed} of {} allowed",
+            args.messages
+        );
+        phases.push(Phase {
+            name: "pipeline+plugin",
+            messages: args.messages,
+            secs,
+            p50_ns: p50,
+            p99_ns: p99,
+            rss_kib: rss_kib().0,
+        });
+    }
+
     // + deliver with signing (one envelope and signature per point)
     let mut p = mk_pipeline(true);
     let n = (args.messages / 10).max(10_000);
@@ -254,6 +294,53 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// A plugin chain with `module` (unsigned allowed: a local benchmark) bound to every device.
+fn bench_chain(
+    module: &std::path::Path,
+    config: Option<&std::path::Path>,
+    audit: &AuditSink,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<crate::plugins::chain::PluginChain> {
+    use crate::plugins::{LoadedPlugin, PluginSpec, chain::PluginChain};
+    let host = warden_plugin_host::Host::new(warden_plugin_host::HostOptions {
+        cache_dir: None,
+        cache_key: [0; 32],
+        trusted_keys: vec![],
+        require_signature: false,
+    })?;
+    let config_json = match config {
+        Some(p) => std::fs::read_to_string(p)?,
+        None => "{}".into(),
+    };
+    let spec = PluginSpec {
+        name: "bench".into(),
+        module: module.to_owned(),
+        config_json,
+        limits: warden_plugin_host::Limits::default(),
+    };
+    let prepared = host.prepare("bench", module)?;
+    let plugin = host.instantiate(
+        &prepared,
+        &spec.config_json,
+        spec.limits.clone(),
+        warden_plugin_host::Kv::default(),
+    )?;
+    Ok(PluginChain::new(
+        Some(host),
+        vec![LoadedPlugin {
+            spec,
+            result: Ok(plugin),
+        }],
+        &[crate::config::PluginBindConfig {
+            plugin: "bench".into(),
+            ..Default::default()
+        }],
+        audit.clone(),
+        metrics.clone(),
+        None,
+    ))
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

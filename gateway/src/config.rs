@@ -26,6 +26,11 @@ pub struct Config {
     pub sim: SimConfig,
     /// Protocol adapters: `[adapters.<name>]`, each section parsed by its adapter crate.
     pub adapters: BTreeMap<String, toml::Value>,
+    /// Wasm policy plugins: where they come from, who may sign them, and what they are bound to.
+    pub plugins: PluginsConfig,
+    /// The directory relative paths in the file are resolved against (the file's own).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 impl Default for Config {
@@ -45,8 +50,107 @@ impl Default for Config {
             controllers: Vec::new(),
             sim: SimConfig::default(),
             adapters: BTreeMap::new(),
+            plugins: PluginsConfig::default(),
+            base_dir: PathBuf::from("."),
         }
     }
+}
+
+/// `[plugins]`: the Wasm policy plugins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Where the modules (`NAME.wasm`, `NAME.wasm.sig`, optional `NAME.tests.jsonl`) live.
+    /// Relative to the config file's directory.
+    pub dir: PathBuf,
+    /// Refuse any module without a valid signature by a trusted key. Turn off only for development.
+    pub require_signature: bool,
+    /// Trusted plugin-signing keys: base64 public keys, or paths to `.pub` files.
+    pub trusted_keys: Vec<String>,
+    /// Compiled-code cache. Default: `<data-dir>/plugin-cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Reload a plugin when its module, signature or test file changes.
+    pub watch: bool,
+    pub watch_interval_ms: u64,
+    /// Append every request that reaches the plugin stage to this JSONL file (the format of
+    /// `warden plugin test --messages`). Relative to the data dir. Off when unset.
+    pub record: Option<PathBuf>,
+    /// Stop recording when the file reaches this size.
+    pub record_max_mb: u64,
+    /// Default limits for every plugin (each `[[plugins.load]]` may override them).
+    pub limits: PluginLimitsConfig,
+    /// The plugins to load.
+    pub load: Vec<PluginLoadConfig>,
+    /// Bindings, in chain order: every binding whose selectors match a message runs, and all
+    /// must allow.
+    pub bind: Vec<PluginBindConfig>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("plugins"),
+            require_signature: true,
+            trusted_keys: Vec::new(),
+            cache_dir: None,
+            watch: true,
+            watch_interval_ms: 1000,
+            record: None,
+            record_max_mb: 64,
+            limits: PluginLimitsConfig::default(),
+            load: Vec::new(),
+            bind: Vec::new(),
+        }
+    }
+}
+
+/// Per-plugin limits. Unset values take `[plugins.limits]`, then the built-in defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginLimitsConfig {
+    /// Wasm instructions (fuel) per decision. Default 2,000,000.
+    pub fuel: Option<u64>,
+    /// Wall-clock backstop per decision, ms. Default 250.
+    pub deadline_ms: Option<u64>,
+    /// Linear-memory cap, MiB. Default 64.
+    pub memory_mib: Option<u64>,
+    /// Key-value state quota, KiB. Default 1024.
+    pub kv_quota_kib: Option<u64>,
+    /// Host calls per decision. Default 10,000.
+    pub host_calls: Option<u32>,
+    /// Consecutive failures before the plugin is disabled. Default 5.
+    pub max_failures: Option<u32>,
+}
+
+/// `[[plugins.load]]`: one plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLoadConfig {
+    /// The name bindings and the audit log use.
+    pub name: String,
+    /// The module file, relative to `plugins.dir`. Default: `<name with - as _>.wasm`.
+    #[serde(default)]
+    pub module: Option<PathBuf>,
+    /// Handed to the plugin's `init` as JSON.
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+    /// Overrides of `[plugins.limits]` for this plugin.
+    #[serde(default)]
+    pub limits: PluginLimitsConfig,
+}
+
+/// `[[plugins.bind]]`: which messages a plugin decides on. Empty selectors match everything;
+/// a device pattern may end in `*`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginBindConfig {
+    pub plugin: String,
+    pub zones: Vec<String>,
+    pub roles: Vec<String>,
+    pub protocols: Vec<String>,
+    pub devices: Vec<String>,
+    /// `uplink`, `downlink` or `both` (default).
+    pub direction: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -272,7 +376,17 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let mut cfg = Self::parse(&text, path)?;
+        cfg.base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Ok(cfg)
+    }
+
+    /// `plugins.dir`, resolved against the config file's directory.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.base_dir.join(&self.plugins.dir)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
@@ -340,6 +454,7 @@ impl Config {
         for (name, section) in &self.adapters {
             crate::adapters::build(name, section)?;
         }
+        self.validate_plugins()?;
         for d in &self.sim.devices {
             d.validate().map_err(|e| format!("sim.devices: {e}"))?;
             if let Some(p) = &d.profile
@@ -353,6 +468,77 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    fn validate_plugins(&self) -> Result<(), String> {
+        let p = &self.plugins;
+        let mut names = HashSet::new();
+        for l in &p.load {
+            if l.name.is_empty()
+                || !l
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!(
+                    "plugins.load: name `{}` must be non-empty letters, digits, '-' or '_'",
+                    l.name
+                ));
+            }
+            if !names.insert(l.name.as_str()) {
+                return Err(format!("plugins.load: plugin `{}` is listed twice", l.name));
+            }
+            if let Some(m) = &l.module
+                && (m.is_absolute() || m.components().any(|c| c.as_os_str() == ".."))
+            {
+                return Err(format!(
+                    "plugins.load `{}`: module must be a path inside plugins.dir",
+                    l.name
+                ));
+            }
+            check_limits(&format!("plugins.load `{}`", l.name), &l.limits)?;
+        }
+        check_limits("plugins.limits", &p.limits)?;
+        for (i, b) in p.bind.iter().enumerate() {
+            if !names.contains(b.plugin.as_str()) {
+                return Err(format!(
+                    "plugins.bind[{i}]: plugin `{}` is not listed under [[plugins.load]]",
+                    b.plugin
+                ));
+            }
+            if let Some(d) = &b.direction
+                && !matches!(d.as_str(), "uplink" | "downlink" | "both")
+            {
+                return Err(format!(
+                    "plugins.bind[{i}].direction: `{d}` is not uplink, downlink or both"
+                ));
+            }
+        }
+        if p.require_signature && !p.load.is_empty() && p.trusted_keys.is_empty() {
+            return Err(
+                "plugins.trusted_keys is empty but plugins.require_signature is on: no plugin could load"
+                    .into(),
+            );
+        }
+        if p.watch_interval_ms < 100 {
+            return Err("plugins.watch_interval_ms must be at least 100".into());
+        }
+        Ok(())
+    }
+}
+
+fn check_limits(at: &str, l: &PluginLimitsConfig) -> Result<(), String> {
+    let zero = |v: Option<u64>| v == Some(0);
+    if zero(l.fuel) || zero(l.deadline_ms) || zero(l.memory_mib) || l.max_failures == Some(0) {
+        return Err(format!(
+            "{at}: fuel, deadline_ms, memory_mib and max_failures must be at least 1"
+        ));
+    }
+    if l.memory_mib.is_some_and(|m| m > 4096) {
+        return Err(format!("{at}: memory_mib is at most 4096 (wasm32)"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -411,5 +597,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("super"), "{e}");
+    }
+
+    #[test]
+    fn plugin_config_errors_name_the_key() {
+        let base = "[plugins]\ntrusted_keys = [\"k\"]\n[[plugins.load]]\nname = \"lp\"\n";
+        let ok = parse(&format!(
+            "{base}config = {{ a = 1 }}\nlimits = {{ fuel = 10 }}\n[[plugins.bind]]\nplugin = \"lp\"\nzones = [\"default\"]\ndirection = \"uplink\"\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.plugins.load[0].limits.fuel, Some(10));
+        let cases = [
+            (
+                format!("{base}[[plugins.bind]]\nplugin = \"nope\"\n"),
+                "plugins.bind[0]",
+            ),
+            (
+                format!("{base}[[plugins.bind]]\nplugin = \"lp\"\ndirection = \"sideways\"\n"),
+                "sideways",
+            ),
+            (
+                format!("{base}module = \"../x.wasm\"\n"),
+                "inside plugins.dir",
+            ),
+            (format!("{base}limits = {{ fuel = 0 }}\n"), "at least 1"),
+            (format!("{base}limits = {{ fule = 1 }}\n"), "fule"),
+            (
+                format!("{base}[[plugins.load]]\nname = \"lp\"\n"),
+                "listed twice",
+            ),
+            (
+                "[[plugins.load]]\nname = \"lp\"\n".to_owned(),
+                "trusted_keys",
+            ),
+            (
+                "[[plugins.load]]\nname = \"a b\"\n".to_owned(),
+                "name `a b`",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}\n→ {e}");
+        }
     }
 }

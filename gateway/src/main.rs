@@ -10,6 +10,7 @@ mod config;
 mod metrics;
 mod northbound;
 mod pipeline;
+mod plugins;
 mod registry;
 mod run;
 mod secrets;
@@ -90,6 +91,11 @@ enum Cmd {
     },
     /// Benchmark the pipeline in-process (JSON lines and a table).
     Bench(bench::BenchArgs),
+    /// Wasm policy plugins: signing keys, signatures, and test runs against recorded traffic.
+    Plugin {
+        #[command(subcommand)]
+        cmd: plugins::cli::PluginCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -107,9 +113,7 @@ fn main() -> ExitCode {
             broker,
             log_json,
         }),
-        Cmd::CheckConfig { config } => config::Config::load(&config)
-            .map(|_| println!("{}: ok", config.display()))
-            .map_err(anyhow::Error::from),
+        Cmd::CheckConfig { config } => run::check_config(&config, &cli.data_dir),
         Cmd::Status => cli::status(&cli.data_dir, cli.api.as_deref()),
         Cmd::Devices { cmd } => cli::devices(&cli.data_dir, cli.api.as_deref(), cmd),
         Cmd::Command {
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
         Cmd::Audit { cmd } => cli::audit(&cli.data_dir, cmd),
         Cmd::Verify { file, pubkey } => cli::verify(&cli.data_dir, file, pubkey),
         Cmd::Bench(args) => bench::main(args),
+        Cmd::Plugin { cmd } => plugins::cli::main(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

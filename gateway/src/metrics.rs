@@ -26,6 +26,18 @@ pub struct CauseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginOutcomeLabels {
+    pub plugin: String,
+    /// allow, deny, quarantine, or a failure cause (out-of-fuel, trap, …).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LinkLabels {
     pub link: String,
 }
@@ -45,6 +57,9 @@ pub struct Metrics {
     pub link_up: Family<LinkLabels, Gauge>,
     pub broker_auth_failures: Counter,
     pub broker_acl_denials: Counter,
+    pub plugin_decisions: Family<PluginOutcomeLabels, Counter>,
+    pub plugin_active: Family<PluginLabels, Gauge>,
+    pub plugin_loads: Family<PluginOutcomeLabels, Counter>,
 }
 
 fn stage_histogram() -> Histogram {
@@ -138,6 +153,24 @@ impl Metrics {
             "Embedded broker publishes or subscriptions outside a client's ACL",
             broker_acl_denials.clone(),
         );
+        let plugin_decisions = Family::<PluginOutcomeLabels, Counter>::default();
+        registry.register(
+            "plugin_decisions",
+            "Plugin calls by plugin and outcome (allow, deny, quarantine, or the failure cause)",
+            plugin_decisions.clone(),
+        );
+        let plugin_active = Family::<PluginLabels, Gauge>::default();
+        registry.register(
+            "plugin_active",
+            "1 while a plugin is loaded and enabled; 0 when it failed to load or was disabled (its bindings deny)",
+            plugin_active.clone(),
+        );
+        let plugin_loads = Family::<PluginOutcomeLabels, Counter>::default();
+        registry.register(
+            "plugin_loads",
+            "Plugin loads and hot reloads by outcome (ok, or why it was refused)",
+            plugin_loads.clone(),
+        );
         Self {
             registry,
             messages,
@@ -153,6 +186,9 @@ impl Metrics {
             link_up,
             broker_auth_failures,
             broker_acl_denials,
+            plugin_decisions,
+            plugin_active,
+            plugin_loads,
         }
     }
 

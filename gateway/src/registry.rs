@@ -88,6 +88,8 @@ pub struct StatsSnapshot {
     pub last_seen: u64,
     /// Messages in the last full minute (or the current one if higher).
     pub rate_per_min: u64,
+    /// Strongest assurance seen (rank: 0 nothing seen, 1 none … 4 certificate).
+    pub best_assurance: u64,
 }
 
 impl Stats {
@@ -100,6 +102,7 @@ impl Stats {
             denied: self.denied.load(Ordering::Relaxed),
             last_seen: self.last_seen.load(Ordering::Relaxed),
             rate_per_min: cur.max(prev),
+            best_assurance: self.best_assurance.load(Ordering::Relaxed),
         }
     }
 }

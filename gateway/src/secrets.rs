@@ -135,6 +135,12 @@ impl MasterKey {
         out
     }
 
+    /// The MAC key that authenticates the compiled-plugin cache (so a tampered entry is
+    /// recompiled, never loaded).
+    pub fn plugin_cache_key(&self) -> [u8; 32] {
+        self.derive(b"plugin-cache")
+    }
+
     /// The AEAD that seals credentials and other secrets stored in the database.
     pub fn sealer(&self) -> Sealer {
         let k = self.derive(b"sealing");

@@ -36,6 +36,10 @@ pub struct Decision {
     /// `builtin:<rule>` for the gateway's own rules, `plugin:<name>` for Wasm plugins.
     pub decider: String,
     pub reason: String,
+    /// A machine-readable cause when the decider failed rather than decided (e.g. a plugin's
+    /// `out-of-fuel`); the decision is then a deny.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 impl Decision {
@@ -44,6 +48,7 @@ impl Decision {
             verdict: Verdict::Allow,
             decider: decider.into(),
             reason: String::new(),
+            cause: None,
         }
     }
     pub fn deny(decider: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -51,6 +56,7 @@ impl Decision {
             verdict: Verdict::Deny,
             decider: decider.into(),
             reason: reason.into(),
+            cause: None,
         }
     }
     pub fn quarantine(decider: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -58,7 +64,13 @@ impl Decision {
             verdict: Verdict::Quarantine,
             decider: decider.into(),
             reason: reason.into(),
+            cause: None,
         }
+    }
+    /// The same decision, marked as caused by a failure.
+    pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(cause.into());
+        self
     }
     pub fn is_allow(&self) -> bool {
         self.verdict == Verdict::Allow

@@ -78,8 +78,6 @@ impl Policy {
 }
 
 /// What a decider is asked about.
-// Only tests read these fields until the Wasm plugin host (a separate issue) consumes them.
-#[allow(dead_code)]
 pub struct DecisionRequest<'a> {
     pub record: &'a DeviceRecord,
     pub direction: Direction,
@@ -100,7 +98,17 @@ pub trait Decider: Send {
     fn name(&self) -> &str;
     /// Whether this decider is bound to the request (zone, role, protocol, device, direction).
     fn applies(&self, req: &DecisionRequest<'_>) -> bool;
+    /// A decision; one whose `decider` is empty is attributed to `plugin:<name>`.
     fn decide(&mut self, req: &DecisionRequest<'_>) -> Result<Decision, DeciderError>;
+    /// Housekeeping, once a second on the pipeline thread.
+    fn tick(&mut self) {}
+    /// A hot-reloaded plugin; a decider that does not host it hands it back.
+    fn offer(
+        &mut self,
+        update: crate::plugins::chain::PluginUpdate,
+    ) -> Option<crate::plugins::chain::PluginUpdate> {
+        Some(update)
+    }
 }
 
 fn status_gate(r: &DeviceRecord) -> Result<(), Decision> {
@@ -122,7 +130,9 @@ fn run_deciders(deciders: &mut [Box<dyn Decider>], req: &DecisionRequest<'_>) ->
         match d.decide(req) {
             Ok(dec) if dec.verdict == Verdict::Allow => {}
             Ok(mut dec) => {
-                dec.decider = name;
+                if dec.decider.is_empty() {
+                    dec.decider = name;
+                }
                 return dec;
             }
             Err(e) => return Decision::deny(name, format!("decider error: {e}")),

@@ -49,6 +49,8 @@ pub enum Control {
     Reload(Policy, Vec<Controller>),
     /// Publish a device's status (after an operator changed it through the API).
     Status(DeviceId),
+    /// A hot-reloaded plugin, verified, compiled and tested, to swap in between two messages.
+    Plugin(Box<crate::plugins::chain::PluginUpdate>),
 }
 
 /// Everything the stages need.
@@ -492,6 +494,9 @@ impl Pipeline {
         }
         self.aggregator.tick(&self.audit, now);
         self.expire_replies(now);
+        for d in &mut self.deciders {
+            d.tick();
+        }
         self.metrics.devices.set(self.registry.len() as i64);
         self.metrics
             .pending_devices
@@ -504,6 +509,17 @@ impl Pipeline {
             Control::Reload(p, ctl) => {
                 self.policy = p;
                 self.controllers = ctl;
+            }
+            Control::Plugin(u) => {
+                let mut u = Some(*u);
+                for d in &mut self.deciders {
+                    if let Some(x) = u.take() {
+                        u = d.offer(x);
+                    }
+                }
+                if let Some(x) = u {
+                    tracing::warn!(plugin = %x.spec.name, "no plugin chain hosts this plugin");
+                }
             }
             Control::Status(id) => {
                 if let Some(e) = self.registry.get(&id) {
@@ -547,6 +563,9 @@ impl Pipeline {
     /// Flushes what is held in memory (aggregates, last-seen times).
     pub fn shutdown(&mut self) {
         self.aggregator.flush(&self.audit);
+        for d in &mut self.deciders {
+            d.tick();
+        }
         self.expire_replies(u64::MAX);
         if let Err(e) = self.registry.flush_last_seen() {
             tracing::error!(error = %e, "last-seen flush failed");

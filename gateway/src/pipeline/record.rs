@@ -85,14 +85,18 @@ pub fn uplink(
         return;
     }
     let points: Vec<&str> = msg.points.iter().map(|p| p.name.as_str()).collect();
+    let mut detail = serde_json::json!({
+        "kind": msg.kind, "points": points, "assurance": msg.assurance,
+        "fresh": msg.fresh, "bytes": msg.size(),
+    });
+    if let (Some(c), Some(o)) = (&d.cause, detail.as_object_mut()) {
+        o.insert("cause".into(), serde_json::json!(c));
+    }
     sink.record(
         AuditEntry::new(Category::Decision, "uplink", "gateway", d.reason.clone())
             .device(&msg.device)
             .decision(&d.decider, d.verdict.as_str())
-            .detail(serde_json::json!({
-                "kind": msg.kind, "points": points, "assurance": msg.assurance,
-                "fresh": msg.fresh, "bytes": msg.size(),
-            })),
+            .detail(detail),
     );
 }
 
@@ -108,6 +112,11 @@ pub fn downlink(
         AuditEntry::new(Category::Decision, "command", principal, d.reason.clone())
             .device(device)
             .decision(&d.decider, d.verdict.as_str())
-            .detail(serde_json::json!({ "command_id": command_id, "command": command })),
+            .detail(match &d.cause {
+                Some(c) => {
+                    serde_json::json!({ "command_id": command_id, "command": command, "cause": c })
+                }
+                None => serde_json::json!({ "command_id": command_id, "command": command }),
+            }),
     );
 }

@@ -1,0 +1,574 @@
+//! The plugin chain the decide stage runs after its built-in rules.
+//!
+//! Bindings are tried in config order; every binding whose selectors match the message runs its
+//! plugin, and all must allow. The first deny or quarantine wins and is recorded with the
+//! plugin's name and reason. A plugin that failed to load, was refused on reload before it ever
+//! loaded, or was disabled after repeated failures makes its bindings deny ("fail closed").
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use warden_core::{Assurance, Decision, Direction, Kind};
+use warden_plugin_host::{DeviceStatus, Failure, Host, Outcome, Plugin, Prepared, Request};
+
+use super::recorder::Recorder;
+use super::{LoadedPlugin, PluginSpec};
+use crate::audit::{AuditEntry, AuditSink, Category};
+use crate::config::PluginBindConfig;
+use crate::metrics::{Metrics, PluginLabels, PluginOutcomeLabels};
+use crate::pipeline::decide::{Decider, DeciderError, DecisionRequest};
+use crate::registry::Status;
+
+/// A plugin's place in the chain.
+pub struct Slot {
+    pub spec: PluginSpec,
+    /// None when it is not usable; `unavailable` says why.
+    pub plugin: Option<Plugin>,
+    pub unavailable: String,
+}
+
+/// One `[[plugins.bind]]`, compiled.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    slot: usize,
+    zones: Vec<String>,
+    roles: Vec<String>,
+    protocols: Vec<String>,
+    devices: Vec<String>,
+    direction: Option<Direction>,
+}
+
+impl Binding {
+    /// Compiles a binding against the slot list (names were checked by config validation).
+    pub fn new(b: &PluginBindConfig, slots: &[Slot]) -> Option<Self> {
+        let slot = slots.iter().position(|s| s.spec.name == b.plugin)?;
+        Some(Self {
+            slot,
+            zones: b.zones.clone(),
+            roles: b.roles.clone(),
+            protocols: b.protocols.clone(),
+            devices: b.devices.clone(),
+            direction: match b.direction.as_deref() {
+                Some("uplink") => Some(Direction::Uplink),
+                Some("downlink") => Some(Direction::Downlink),
+                _ => None,
+            },
+        })
+    }
+
+    fn matches(&self, req: &DecisionRequest<'_>, role: Option<&str>) -> bool {
+        let r = req.record;
+        let any = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
+        self.direction.is_none_or(|d| d == req.direction)
+            && any(&self.zones, &r.zone)
+            && (self.roles.is_empty() || role.is_some_and(|x| any(&self.roles, x)))
+            && any(&self.protocols, r.id.protocol())
+            && (self.devices.is_empty() || {
+                let id = r.id.to_string();
+                self.devices.iter().any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => id.starts_with(prefix),
+                    None => *p == id,
+                })
+            })
+    }
+}
+
+/// A hot-reloaded plugin on its way to the pipeline thread: compiled, verified and tested
+/// already; instantiated here so that it keeps the running plugin's key-value state.
+pub struct PluginUpdate {
+    pub spec: PluginSpec,
+    pub prepared: Prepared,
+}
+
+/// The plugins, their bindings and the reusable request they are asked about.
+pub struct PluginChain {
+    host: Option<Host>,
+    slots: Vec<Slot>,
+    bindings: Vec<Binding>,
+    req: Request,
+    audit: AuditSink,
+    metrics: Arc<Metrics>,
+    recorder: Option<Recorder>,
+}
+
+impl PluginChain {
+    pub fn new(
+        host: Option<Host>,
+        loaded: Vec<LoadedPlugin>,
+        binds: &[PluginBindConfig],
+        audit: AuditSink,
+        metrics: Arc<Metrics>,
+        recorder: Option<Recorder>,
+    ) -> Self {
+        let slots: Vec<Slot> = loaded
+            .into_iter()
+            .map(|l| {
+                let (plugin, unavailable) = match l.result {
+                    Ok(p) => (Some(p), String::new()),
+                    Err(e) => (None, e),
+                };
+                Slot {
+                    spec: l.spec,
+                    plugin,
+                    unavailable,
+                }
+            })
+            .collect();
+        let bindings = binds
+            .iter()
+            .filter_map(|b| Binding::new(b, &slots))
+            .collect();
+        let chain = Self {
+            host,
+            slots,
+            bindings,
+            req: Request::default(),
+            audit,
+            metrics,
+            recorder,
+        };
+        for s in &chain.slots {
+            chain.set_active(&s.spec.name, s.plugin.is_some());
+        }
+        chain
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bindings.is_empty() && self.recorder.is_none()
+    }
+
+    fn set_active(&self, name: &str, active: bool) {
+        self.metrics
+            .plugin_active
+            .get_or_create(&PluginLabels {
+                plugin: name.to_owned(),
+            })
+            .set(i64::from(active));
+    }
+
+    fn count(&self, plugin: &str, outcome: &str) {
+        self.metrics
+            .plugin_decisions
+            .get_or_create(&PluginOutcomeLabels {
+                plugin: plugin.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Swaps in a reloaded plugin, keeping the running one's key-value state. On failure the
+    /// last-known-good plugin stays.
+    pub fn apply(&mut self, u: PluginUpdate) {
+        let Some(host) = &self.host else { return };
+        let Some(slot) = self.slots.iter_mut().find(|s| s.spec.name == u.spec.name) else {
+            return;
+        };
+        let kv = slot
+            .plugin
+            .as_ref()
+            .and_then(|p| p.kv().cloned())
+            .unwrap_or_default();
+        let name = u.spec.name.clone();
+        let sha = hex::encode(u.prepared.sha256);
+        match host.instantiate(&u.prepared, &u.spec.config_json, u.spec.limits.clone(), kv) {
+            Ok(p) => {
+                slot.plugin = Some(p);
+                slot.unavailable.clear();
+                slot.spec = u.spec;
+                self.audit.record(
+                    AuditEntry::new(
+                        Category::System,
+                        "plugin-reload",
+                        "gateway",
+                        format!("plugin `{name}` reloaded"),
+                    )
+                    .detail(serde_json::json!({ "plugin": name, "sha256": sha, "result": "ok" })),
+                );
+                self.set_active(&name, true);
+                tracing::info!(plugin = %name, sha256 = %sha, "plugin reloaded");
+            }
+            Err(e) => {
+                self.audit.record(
+                    AuditEntry::new(
+                        Category::System,
+                        "plugin-reload",
+                        "gateway",
+                        format!("reload of `{name}` refused, previous version kept: {e}"),
+                    )
+                    .decision("builtin:plugins", "deny")
+                    .detail(serde_json::json!({ "plugin": name, "sha256": sha, "result": "instantiate" })),
+                );
+                tracing::warn!(plugin = %name, error = %e, "plugin reload refused");
+            }
+        }
+    }
+
+    fn fill(&mut self, dr: &DecisionRequest<'_>, role: Option<&str>) {
+        let r = dr.record;
+        let q = &mut self.req;
+        let d = &mut q.device;
+        d.id.clear();
+        let _ = write!(d.id, "{}", r.id);
+        d.protocol.clear();
+        d.protocol.push_str(r.id.protocol());
+        d.zone.clone_from(&r.zone);
+        set_opt(&mut d.role, role);
+        d.status = match r.status {
+            Status::Pending => DeviceStatus::Pending,
+            Status::Active => DeviceStatus::Active,
+            Status::Quarantined => DeviceStatus::Quarantined,
+            Status::Revoked => DeviceStatus::Revoked,
+        };
+        set_opt(&mut d.manufacturer, r.manufacturer.as_deref());
+        set_opt(&mut d.model, r.model.as_deref());
+        set_opt(&mut d.firmware, r.firmware.as_deref());
+        q.direction = dr.direction;
+        q.kind = dr.kind;
+        q.name.clear();
+        set_opt(&mut q.principal, dr.principal);
+        match (dr.message, dr.command) {
+            (Some(m), _) => {
+                q.points.clone_from(&m.points);
+                q.assurance = m.assurance;
+                q.fresh = m.fresh;
+            }
+            (None, Some(c)) => {
+                q.name.push_str(&c.name);
+                q.points.clone_from(&c.args);
+                q.assurance = assurance_of_rank(dr.stats.best_assurance);
+                q.fresh = false;
+            }
+            (None, None) => {
+                q.points.clear();
+                q.assurance = Assurance::None;
+                q.fresh = false;
+            }
+        }
+        q.time_ms = dr.now_ms;
+        let s = &dr.stats;
+        q.observed.rate_per_min = s.rate_per_min;
+        q.observed.messages = s.messages;
+        q.observed.bytes = s.bytes;
+        q.observed.denied = s.denied;
+        q.observed.last_seen_ms = s.last_seen;
+        q.observed.anomaly_score = None;
+    }
+
+    fn failed(&mut self, slot: usize, f: &Failure) -> Decision {
+        let name = self
+            .slots
+            .get(slot)
+            .map(|s| s.spec.name.clone())
+            .unwrap_or_default();
+        let cause = f.cause.as_str();
+        self.count(&name, cause);
+        if f.disabled_now {
+            self.set_active(&name, false);
+            tracing::error!(plugin = %name, cause, detail = %f.detail,
+                "plugin disabled after repeated failures; its bindings deny until it is fixed");
+            self.audit.record(
+                AuditEntry::new(
+                    Category::Security,
+                    "plugin-disabled",
+                    "gateway",
+                    format!(
+                        "plugin `{name}` disabled after repeated failures (last: {cause}: {}); its bindings deny until a fixed version is loaded",
+                        f.detail
+                    ),
+                )
+                .decision("builtin:plugins", "deny")
+                .detail(serde_json::json!({ "plugin": name, "cause": cause })),
+            );
+        }
+        Decision::deny(
+            format!("plugin:{name}"),
+            format!("plugin failed ({cause}): {}", f.detail),
+        )
+        .with_cause(cause)
+    }
+
+    pub fn flush(&mut self) {
+        if let Some(r) = &mut self.recorder {
+            r.flush();
+        }
+    }
+}
+
+fn set_opt(dst: &mut Option<String>, src: Option<&str>) {
+    match (dst.as_mut(), src) {
+        (Some(d), Some(s)) => {
+            d.clear();
+            d.push_str(s);
+        }
+        (None, Some(s)) => *dst = Some(s.to_owned()),
+        (_, None) => *dst = None,
+    }
+}
+
+/// `Stats::best_assurance` ranks: 0 nothing seen, 1 none … 4 certificate.
+fn assurance_of_rank(rank: u64) -> Assurance {
+    match rank {
+        2 => Assurance::Channel,
+        3 => Assurance::SharedKey,
+        4 => Assurance::Certificate,
+        _ => Assurance::None,
+    }
+}
+
+impl Decider for PluginChain {
+    fn name(&self) -> &str {
+        "plugins"
+    }
+
+    fn applies(&self, req: &DecisionRequest<'_>) -> bool {
+        // only uplink telemetry/events and downlink commands reach plugins
+        matches!(req.kind, Kind::Telemetry | Kind::Event | Kind::Command) && !self.is_empty()
+    }
+
+    fn decide(&mut self, dr: &DecisionRequest<'_>) -> Result<Decision, DeciderError> {
+        let role = dr
+            .record
+            .role
+            .as_deref()
+            .or_else(|| dr.message.and_then(|m| m.role.as_deref()));
+        self.fill(dr, role);
+        if let Some(rec) = &mut self.recorder {
+            rec.write(&self.req);
+        }
+        for i in 0..self.bindings.len() {
+            let Some(b) = self.bindings.get(i) else { break };
+            if !b.matches(dr, role) {
+                continue;
+            }
+            let slot_ix = b.slot;
+            let Some(slot) = self.slots.get_mut(slot_ix) else {
+                continue;
+            };
+            let label = format!("plugin:{}", slot.spec.name);
+            let Some(p) = slot.plugin.as_mut() else {
+                let why = format!("plugin is not loaded: {}", slot.unavailable);
+                let name = slot.spec.name.clone();
+                self.count(&name, "unavailable");
+                return Ok(Decision::deny(label, why).with_cause("unavailable"));
+            };
+            let outcome = p.decide(&self.req);
+            let name = slot.spec.name.clone();
+            match outcome {
+                Outcome::Allow => self.count(&name, "allow"),
+                Outcome::Deny(reason) => {
+                    self.count(&name, "deny");
+                    return Ok(Decision::deny(label, reason));
+                }
+                Outcome::Quarantine(reason) => {
+                    self.count(&name, "quarantine");
+                    return Ok(Decision::quarantine(label, reason));
+                }
+                Outcome::Failed(f) => return Ok(self.failed(slot_ix, &f)),
+            }
+        }
+        Ok(Decision::allow(""))
+    }
+
+    fn tick(&mut self) {
+        self.flush();
+    }
+
+    fn offer(&mut self, update: PluginUpdate) -> Option<PluginUpdate> {
+        if self.slots.iter().any(|s| s.spec.name == update.spec.name) {
+            self.apply(update);
+            None
+        } else {
+            Some(update)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::registry::{DeviceRecord, Stats};
+    use crate::secrets::MasterKey;
+    use crate::store::Store;
+    use warden_core::{DeviceId, Message, Point, Value};
+
+    fn rec(id: &str, zone: &str, role: Option<&str>) -> DeviceRecord {
+        let (p, a) = id.split_once(':').unwrap();
+        DeviceRecord {
+            id: DeviceId::new(p, a).unwrap(),
+            name: None,
+            manufacturer: Some("Acme".into()),
+            model: None,
+            firmware: None,
+            serial: None,
+            zone: zone.into(),
+            role: role.map(str::to_owned),
+            profile: None,
+            status: Status::Active,
+            status_by: "t".into(),
+            status_at: 0,
+            status_reason: String::new(),
+            first_seen: None,
+            last_seen: None,
+            credentials: vec![],
+        }
+    }
+
+    fn req<'a>(r: &'a DeviceRecord, m: &'a Message) -> DecisionRequest<'a> {
+        DecisionRequest {
+            record: r,
+            direction: Direction::Uplink,
+            kind: Kind::Telemetry,
+            message: Some(m),
+            command: None,
+            principal: None,
+            stats: Stats::default().snapshot(),
+            now_ms: 42,
+        }
+    }
+
+    fn bind(plugin: &str) -> PluginBindConfig {
+        PluginBindConfig {
+            plugin: plugin.into(),
+            ..Default::default()
+        }
+    }
+
+    fn spec(name: &str) -> PluginSpec {
+        PluginSpec {
+            name: name.into(),
+            module: format!("{name}.wasm").into(),
+            config_json: "{}".into(),
+            limits: Default::default(),
+        }
+    }
+
+    fn msg(id: &DeviceId) -> Message {
+        Message::telemetry(
+            id.clone(),
+            vec![Point::new("temperature", Value::Float(20.5))],
+        )
+    }
+
+    #[test]
+    fn selectors_match_zone_role_protocol_device_prefix_and_direction() {
+        let slots = vec![Slot {
+            spec: spec("p"),
+            plugin: None,
+            unavailable: "x".into(),
+        }];
+        let r = rec("modbus:tcp-1-u1", "hvac", Some("sensor"));
+        let m = msg(&r.id);
+        let q = req(&r, &m);
+        let b = |f: &dyn Fn(&mut PluginBindConfig)| {
+            let mut c = bind("p");
+            f(&mut c);
+            Binding::new(&c, &slots).unwrap()
+        };
+        assert!(b(&|_| {}).matches(&q, Some("sensor")));
+        assert!(b(&|c| c.zones = vec!["hvac".into()]).matches(&q, Some("sensor")));
+        assert!(!b(&|c| c.zones = vec!["lab".into()]).matches(&q, Some("sensor")));
+        assert!(b(&|c| c.roles = vec!["sensor".into()]).matches(&q, Some("sensor")));
+        assert!(!b(&|c| c.roles = vec!["sensor".into()]).matches(&q, None));
+        assert!(b(&|c| c.protocols = vec!["modbus".into()]).matches(&q, None));
+        assert!(!b(&|c| c.protocols = vec!["sim".into()]).matches(&q, None));
+        assert!(b(&|c| c.devices = vec!["modbus:tcp-*".into()]).matches(&q, None));
+        assert!(b(&|c| c.devices = vec!["modbus:tcp-1-u1".into()]).matches(&q, None));
+        assert!(!b(&|c| c.devices = vec!["modbus:tcp-1".into()]).matches(&q, None));
+        assert!(b(&|c| c.direction = Some("uplink".into())).matches(&q, None));
+        assert!(!b(&|c| c.direction = Some("downlink".into())).matches(&q, None));
+        // a binding to a plugin that is not listed compiles to nothing
+        assert!(Binding::new(&bind("nope"), &slots).is_none());
+    }
+
+    #[test]
+    fn a_plugin_that_did_not_load_denies_its_bindings_and_only_those() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path(), &MasterKey::from_bytes([1; 32])).unwrap();
+        let (audit, _h) = AuditSink::start(s, 16).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let mut chain = PluginChain::new(
+            None,
+            vec![LoadedPlugin {
+                spec: spec("guard"),
+                result: Err("signature: no MODULE.sig".into()),
+            }],
+            &[PluginBindConfig {
+                zones: vec!["lab".into()],
+                ..bind("guard")
+            }],
+            audit,
+            metrics.clone(),
+            None,
+        );
+        let lab = rec("sim:a", "lab", None);
+        let m = msg(&lab.id);
+        let q = req(&lab, &m);
+        assert!(chain.applies(&q));
+        let d = chain.decide(&q).unwrap();
+        assert_eq!(d.verdict, warden_core::Verdict::Deny);
+        assert_eq!(d.decider, "plugin:guard");
+        assert_eq!(d.cause.as_deref(), Some("unavailable"));
+        assert!(d.reason.contains("no MODULE.sig"), "{}", d.reason);
+        let other = rec("sim:b", "default", None);
+        let m = msg(&other.id);
+        let d = chain.decide(&req(&other, &m)).unwrap();
+        assert!(d.is_allow(), "{d:?}");
+        let text = metrics.encode();
+        assert!(
+            text.contains("warden_plugin_active{plugin=\"guard\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_request_is_filled_from_the_record_message_and_counters() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path(), &MasterKey::from_bytes([1; 32])).unwrap();
+        let (audit, _h) = AuditSink::start(s, 16).unwrap();
+        let mut chain = PluginChain::new(None, vec![], &[], audit, Arc::new(Metrics::new()), None);
+        let r = rec("sim:a", "hvac", Some("sensor"));
+        let mut m = msg(&r.id);
+        m.assurance = Assurance::SharedKey;
+        m.fresh = true;
+        chain.fill(&req(&r, &m), Some("sensor"));
+        let q = &chain.req;
+        assert_eq!(q.device.id, "sim:a");
+        assert_eq!(q.device.protocol, "sim");
+        assert_eq!(q.device.zone, "hvac");
+        assert_eq!(q.device.role.as_deref(), Some("sensor"));
+        assert_eq!(q.device.manufacturer.as_deref(), Some("Acme"));
+        assert_eq!(q.points, m.points);
+        assert_eq!(q.assurance, Assurance::SharedKey);
+        assert!(q.fresh);
+        assert_eq!(q.time_ms, 42);
+        // a downlink: the command's name and args, the device's best assurance seen
+        let cmd = warden_core::Command {
+            name: "set_setpoint".into(),
+            args: vec![Point::new("value", Value::Float(21.0))],
+        };
+        let stats = Stats::default();
+        stats
+            .best_assurance
+            .store(4, std::sync::atomic::Ordering::Relaxed);
+        chain.fill(
+            &DecisionRequest {
+                record: &r,
+                direction: Direction::Downlink,
+                kind: Kind::Command,
+                message: None,
+                command: Some(&cmd),
+                principal: Some("mqtt:operator"),
+                stats: stats.snapshot(),
+                now_ms: 7,
+            },
+            None,
+        );
+        let q = &chain.req;
+        assert_eq!(q.name, "set_setpoint");
+        assert_eq!(q.points, cmd.args);
+        assert_eq!(q.principal.as_deref(), Some("mqtt:operator"));
+        assert_eq!(q.assurance, Assurance::Certificate);
+        assert_eq!(q.device.role, None);
+    }
+}

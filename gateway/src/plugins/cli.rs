@@ -1,0 +1,206 @@
+//! `warden plugin …`: keys, signatures, and running a plugin against recorded messages.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use warden_plugin_host::{Host, HostOptions, Kv, Limits, signing, testrun};
+
+#[derive(Subcommand)]
+pub enum PluginCmd {
+    /// Create a plugin-signing key pair: DIR/NAME.key (private, 0600) and DIR/NAME.pub.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "plugin-signing")]
+        name: String,
+    },
+    /// Sign a module: writes MODULE.sig (Ed25519 over the module's SHA-256).
+    Sign {
+        module: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Exit 0 only if MODULE.sig is a valid signature of exactly these bytes by this key.
+    Verify {
+        module: PathBuf,
+        /// A `.pub` file or a base64 public key.
+        #[arg(long)]
+        pubkey: String,
+        /// Default: MODULE.sig.
+        #[arg(long)]
+        sig: Option<PathBuf>,
+    },
+    /// Run a plugin against messages (JSONL, the format `plugins.record` writes) and print each
+    /// decision; exit non-zero when an expectation does not hold.
+    Test {
+        plugin: PathBuf,
+        #[arg(long)]
+        messages: PathBuf,
+        /// Expectations, one JSON object per line, matched to the messages by line (otherwise
+        /// each message's own `expect` member is used).
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// The plugin's config: a JSON or TOML file (default `{}`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Per-decision fuel (default: the gateway default).
+        #[arg(long)]
+        fuel: Option<u64>,
+        /// Compiled-code cache (default: $HOME/.cache/warden/plugin-cache).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// One JSON result per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main(cmd: PluginCmd) -> anyhow::Result<()> {
+    match cmd {
+        PluginCmd::Keygen { out, name } => {
+            let (private, public) = signing::keygen(&out, &name)
+                .with_context(|| format!("cannot write keys in {}", out.display()))?;
+            let key = signing::read_pubkey(&public.to_string_lossy())?;
+            println!(
+                "private key: {} (keep it off the gateway)",
+                private.display()
+            );
+            println!(
+                "public key:  {} (key id {})",
+                public.display(),
+                signing::key_id(&key)
+            );
+            Ok(())
+        }
+        PluginCmd::Sign { module, key } => {
+            let sig = signing::sign(&module, &key)?;
+            println!("{}", sig.display());
+            Ok(())
+        }
+        PluginCmd::Verify {
+            module,
+            pubkey,
+            sig,
+        } => {
+            let key = signing::read_pubkey(&pubkey)?;
+            let sig = sig.unwrap_or_else(|| signing::sig_path(&module));
+            signing::verify(&module, &sig, &key)?;
+            println!(
+                "{}: signature valid (key id {})",
+                module.display(),
+                signing::key_id(&key)
+            );
+            Ok(())
+        }
+        PluginCmd::Test {
+            plugin,
+            messages,
+            expect,
+            config,
+            fuel,
+            cache_dir,
+            json,
+        } => test(
+            &plugin,
+            &messages,
+            expect.as_deref(),
+            config.as_deref(),
+            fuel,
+            cache_dir,
+            json,
+        ),
+    }
+}
+
+fn read_config(path: Option<&Path>) -> anyhow::Result<String> {
+    let Some(p) = path else {
+        return Ok("{}".into());
+    };
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    if p.extension().is_some_and(|e| e == "toml") {
+        let t: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{}: not TOML", p.display()))?;
+        Ok(serde_json::to_string(&t)?)
+    } else {
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", p.display()))?;
+        Ok(v.to_string())
+    }
+}
+
+fn test(
+    plugin: &Path,
+    messages: &Path,
+    expect: Option<&Path>,
+    config: Option<&Path>,
+    fuel: Option<u64>,
+    cache_dir: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let config_json = read_config(config)?;
+    let cache_dir = cache_dir.or_else(|| {
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/warden/plugin-cache"))
+    });
+    let cache_key = match &cache_dir {
+        Some(d) => local_cache_key(d)?,
+        None => [0; 32],
+    };
+    // A local test run checks behaviour, not provenance: signatures are checked by `verify`
+    // and by the gateway at load time.
+    let host = Host::new(HostOptions {
+        cache_dir,
+        cache_key,
+        trusted_keys: vec![],
+        require_signature: false,
+    })?;
+    let name = plugin
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".into());
+    let prepared = host.prepare(&name, plugin)?;
+    let mut limits = Limits::default();
+    if let Some(f) = fuel {
+        limits.fuel = f;
+    }
+    let mut p = host.instantiate(&prepared, &config_json, limits, Kv::default())?;
+    let cases = testrun::read_cases(messages, expect).map_err(anyhow::Error::msg)?;
+    let report = testrun::run(&mut p, &cases);
+    if json {
+        for c in &report.cases {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "line": c.line, "device": c.device, "verdict": c.verdict(),
+                    "reason": c.reason(), "passed": c.passed, "fuel": c.fuel_used,
+                })
+            );
+        }
+    } else {
+        println!("{report}");
+    }
+    if !report.all_passed() {
+        bail!(
+            "{} of {} expectations did not hold",
+            report.mismatched,
+            report.mismatched + report.passed
+        );
+    }
+    Ok(())
+}
+
+/// A per-user MAC key for the local compiled-code cache (created 0600 on first use).
+fn local_cache_key(dir: &Path) -> anyhow::Result<[u8; 32]> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("cache.key");
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && let Ok(v) = hex::decode(s.trim())
+        && let Ok(k) = <[u8; 32]>::try_from(v.as_slice())
+    {
+        return Ok(k);
+    }
+    let k: [u8; 32] = rand::random();
+    crate::secrets::write_private_file(&path, hex::encode(k).as_bytes())?;
+    Ok(k)
+}
