@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# The whole test suite: installs the peers the tests need, builds, checks formatting and lints, runs
-# unit tests and the end-to-end tests against real mosquitto, and exercises the benchmark briefly.
+# The whole test suite: installs the peers and toolchains the tests need, builds, checks formatting
+# and lints, builds every policy plugin example from source (Rust, Python, JavaScript), runs unit
+# tests and the end-to-end tests (against real mosquitto, pymodbus, lora-packet, … and the plugins
+# in the real host), and exercises the benchmarks briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# mosquitto, and every tests/scripts/install-*.sh (Modbus and LoRaWAN peers, the Debian wasm
+# toolchain, componentize-py and componentize-js)
 bash tests/scripts/install.sh
 
 echo "== fmt"
 cargo fmt --all -- --check
+cargo fmt --all --manifest-path plugins/Cargo.toml -- --check
 echo "== build"
 cargo build --workspace --bins --locked
+echo "== plugins: every example and the hostile test guest, built from source"
+bash plugins/build.sh
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests (unit + end-to-end)"
 cargo test --workspace --locked
-echo "== bench smoke (small, debug build: correctness of the bench path, not figures)"
-./target/debug/warden bench --devices 1000 --messages 20000 --publish-messages 2000 >/tmp/warden-bench-smoke.txt
+echo "== bench smoke (small, debug build: correctness of the bench paths, not figures)"
+./target/debug/warden bench --devices 1000 --messages 20000 --publish-messages 2000 \
+    --plugin target/plugins/least_privilege.wasm --plugin-config tests/bench/least-privilege.json \
+    >/tmp/warden-bench-smoke.txt
 grep -q '"phase":"publish"' /tmp/warden-bench-smoke.txt
-tail -6 /tmp/warden-bench-smoke.txt
+grep -q '"phase":"pipeline+plugin"' /tmp/warden-bench-smoke.txt
+tail -7 /tmp/warden-bench-smoke.txt

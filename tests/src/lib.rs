@@ -486,3 +486,69 @@ fn mosquitto_path() -> PathBuf {
 pub fn json(p: &str) -> serde_json::Value {
     serde_json::from_str(p).unwrap_or_else(|e| panic!("not JSON ({e}): {p}"))
 }
+
+/// Where `plugins/build.sh` put the plugin components built from source
+/// (`WARDEN_PLUGIN_OUT`, default `<repo>/target/plugins`).
+pub fn plugin_dist() -> PathBuf {
+    let dir = std::env::var("WARDEN_PLUGIN_OUT").map_or_else(
+        |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("least_privilege.wasm").exists(),
+        "{} has no built plugins: run `bash plugins/build.sh` first (tests/run.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A plugin component from [`plugin_dist`].
+pub fn plugin_module(name: &str) -> PathBuf {
+    let p = plugin_dist().join(format!("{name}.wasm"));
+    assert!(p.exists(), "{} was not built", p.display());
+    p
+}
+
+/// The source directory of an example plugin (`plugins/examples/<name>`).
+pub fn plugin_example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/examples")
+        .join(name)
+}
+
+/// Appends a custom section to a Wasm component: a new version with new bytes (a new SHA-256)
+/// and the same behaviour, as a rebuild would give.
+pub fn wasm_with_custom_section(module: &[u8], tag: &str) -> Vec<u8> {
+    let mut payload = Vec::new();
+    leb128(&mut payload, tag.len() as u64);
+    payload.extend_from_slice(tag.as_bytes());
+    payload.extend_from_slice(b"rebuilt");
+    let mut out = module.to_vec();
+    out.push(0); // custom section id
+    leb128(&mut out, payload.len() as u64);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// The audit log as JSON records (`warden audit export`), read from the data dir.
+pub fn audit_records(data_dir: &Path) -> Vec<serde_json::Value> {
+    let o = warden(data_dir, &["audit", "export", "--format", "jsonl"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(json)
+        .collect()
+}

@@ -1,0 +1,531 @@
+//! Wasm policy plugins in the real gateway: signed plugins loaded from a directory and bound by
+//! selectors, an unsigned one refused (its bindings deny), a hostile plugin contained and
+//! disabled while other devices keep flowing, hot reload keeping the last-known-good version,
+//! traffic recorded and replayed with `warden plugin test`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use warden_e2e::*;
+
+fn keygen(dir: &Path) {
+    let o = warden(
+        dir,
+        &[
+            "plugin",
+            "keygen",
+            "--out",
+            dir.join("keys").to_str().unwrap(),
+            "--name",
+            "ci",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn install(plugins: &Path, keys: &Path, from: &Path, as_name: &str, sign: bool) {
+    let dst = plugins.join(as_name);
+    std::fs::copy(from, &dst).unwrap();
+    if sign {
+        let o = warden(
+            keys,
+            &[
+                "plugin",
+                "sign",
+                dst.to_str().unwrap(),
+                "--key",
+                keys.join("keys/ci.key").to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+}
+
+fn audit_has(
+    dd: &Path,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    wait_for(Duration::from_secs(15), what, || {
+        audit_records(dd).into_iter().find(|r| pred(r))
+    })
+}
+
+fn detail(r: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_str(r["detail"].as_str().unwrap_or("{}")).unwrap_or_default()
+}
+
+#[test]
+fn signed_plugins_decide_hostile_ones_are_contained_and_reload_keeps_last_known_good() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let plugins = root.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    keygen(root);
+    install(
+        &plugins,
+        root,
+        &plugin_module("least_privilege"),
+        "least_privilege.wasm",
+        true,
+    );
+    install(
+        &plugins,
+        root,
+        &plugin_module("hostile"),
+        "guard.wasm",
+        true,
+    );
+    install(
+        &plugins,
+        root,
+        &plugin_module("hostile"),
+        "unsigned.wasm",
+        false,
+    );
+
+    let p = Ports::new();
+    let cfg = root.join("w.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{base}
+[zones.lab]
+commanders = []
+
+[plugins]
+dir = "plugins"
+trusted_keys = ["keys/ci.pub"]
+watch_interval_ms = 200
+record = "traffic.jsonl"
+
+[[plugins.load]]
+name = "least-privilege"
+config = {{ default_role = "sensor", roles = {{ sensor = {{ points = ["temperature", "humidity"], commands = [] }} }} }}
+
+[[plugins.load]]
+name = "guard"
+module = "guard.wasm"
+config = {{ mode = "loop", targets = ["sim:evil"] }}
+limits = {{ fuel = 200000, max_failures = 3 }}
+
+[[plugins.load]]
+name = "unsigned"
+module = "unsigned.wasm"
+config = {{ mode = "ok" }}
+
+[[plugins.bind]]
+plugin = "least-privilege"
+zones = ["default"]
+direction = "uplink"
+
+[[plugins.bind]]
+plugin = "guard"
+devices = ["sim:evil"]
+
+[[plugins.bind]]
+plugin = "unsigned"
+zones = ["lab"]
+
+[[sim.devices]]
+address = "good"
+kind = "thermostat"
+interval_ms = 0
+profile = "thermostat"
+assurance = "shared-key"
+provision = true
+
+[[sim.devices]]
+address = "evil"
+kind = "thermostat"
+interval_ms = 0
+profile = "thermostat"
+assurance = "shared-key"
+provision = true
+
+[[sim.devices]]
+address = "labdev"
+kind = "thermostat"
+interval_ms = 0
+profile = "thermostat"
+assurance = "shared-key"
+zone = "lab"
+provision = true
+"#,
+            base = base_config(&p)
+        ),
+    )
+    .unwrap();
+    let dd = root.join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/devices/+/telemetry/#"]),
+        &root.join("sub.txt"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The unsigned plugin was refused at load (a security event), and its binding denies.
+    let refused = audit_has(&dd, "the unsigned plugin's refusal", |r| {
+        r["action"] == "plugin-load"
+            && r["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("`unsigned` refused")
+    });
+    assert_eq!(refused["category"], "security", "{refused}");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("signature"),
+        "{refused}"
+    );
+
+    // good: allowed by least-privilege; a point outside its role is denied by the plugin.
+    g.sim(&["good temperature=21.5".into()]);
+    sub.wait_lines(Duration::from_secs(10), "good's temperature", |l| {
+        l.iter()
+            .any(|(t, _)| t == "warden/devices/sim:good/telemetry/temperature")
+    });
+    g.sim(&["good setpoint=5".into()]);
+    let denied = audit_has(&dd, "least-privilege's deny", |r| {
+        r["decider"] == "plugin:least-privilege" && r["device"] == "sim:good"
+    });
+    assert_eq!(denied["verdict"], "deny");
+    assert!(
+        denied["reason"].as_str().unwrap().contains("setpoint"),
+        "{denied}"
+    );
+
+    // labdev's plugin never loaded: fail closed.
+    g.sim(&["labdev temperature=20".into()]);
+    let unavailable = audit_has(&dd, "labdev denied by the missing plugin", |r| {
+        r["device"] == "sim:labdev" && r["decider"] == "plugin:unsigned"
+    });
+    assert_eq!(
+        detail(&unavailable)["cause"],
+        "unavailable",
+        "{unavailable}"
+    );
+
+    // evil: the guard loops for it; every message is denied out-of-fuel, then the guard is
+    // disabled, while good's messages keep flowing.
+    for i in 0..5 {
+        g.sim(&[
+            format!("evil temperature={i}"),
+            format!("good temperature={}", 30 + i),
+        ]);
+    }
+    sub.wait_lines(
+        Duration::from_secs(15),
+        "good's messages during the hostile plugin's failures",
+        |l| {
+            (30..35).all(|i| {
+                l.iter().any(|(t, v)| {
+                    t == "warden/devices/sim:good/telemetry/temperature"
+                        && v.contains(&format!("{i}"))
+                })
+            })
+        },
+    );
+    let disabled = audit_has(&dd, "the guard disabled", |r| {
+        r["action"] == "plugin-disabled"
+    });
+    assert_eq!(detail(&disabled)["plugin"], "guard");
+    assert_eq!(detail(&disabled)["cause"], "out-of-fuel");
+    let evil: Vec<_> = audit_records(&dd)
+        .into_iter()
+        .filter(|r| r["device"] == "sim:evil" && r["action"] == "uplink")
+        .collect();
+    assert_eq!(evil.len(), 5, "{evil:?}");
+    assert!(
+        evil.iter()
+            .all(|r| r["verdict"] == "deny" && r["decider"] == "plugin:guard")
+    );
+    let causes: Vec<_> = evil
+        .iter()
+        .map(|r| detail(r)["cause"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        causes,
+        [
+            "out-of-fuel",
+            "out-of-fuel",
+            "out-of-fuel",
+            "disabled",
+            "disabled"
+        ],
+        "{causes:?}"
+    );
+    assert!(
+        !sub.lines().iter().any(|(t, _)| t.contains("sim:evil")),
+        "evil got through"
+    );
+
+    // Hot reload 1: a new least-privilege module without a matching signature is refused,
+    // and the last-known-good keeps deciding.
+    let lp = plugins.join("least_privilege.wasm");
+    let v2 = wasm_with_custom_section(
+        &std::fs::read(plugin_module("least_privilege")).unwrap(),
+        "v2",
+    );
+    std::fs::write(&lp, &v2).unwrap();
+    let r = audit_has(&dd, "reload refused for a bad signature", |r| {
+        r["action"] == "plugin-reload" && detail(r)["result"] == "signature-or-compile"
+    });
+    assert!(
+        r["reason"].as_str().unwrap().contains("last-known-good"),
+        "{r}"
+    );
+    g.sim(&["good setpoint=6".into()]);
+    wait_for(
+        Duration::from_secs(10),
+        "the old version still denying",
+        || {
+            (audit_records(&dd)
+                .iter()
+                .filter(|r| r["decider"] == "plugin:least-privilege" && r["verdict"] == "deny")
+                .count()
+                >= 2)
+                .then_some(())
+        },
+    );
+
+    // Hot reload 2: its own tests fail → refused at tests.
+    std::fs::write(
+        plugins.join("least_privilege.tests.jsonl"),
+        r#"{"device":{"id":"sim:x"},"direction":"uplink","kind":"telemetry","points":[{"name":"debug_shell","value":1}],"time_ms":1,"expect":{"verdict":"allow"}}"#,
+    )
+    .unwrap();
+    let o = warden(
+        root,
+        &[
+            "plugin",
+            "sign",
+            lp.to_str().unwrap(),
+            "--key",
+            root.join("keys/ci.key").to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success());
+    audit_has(&dd, "reload refused by the plugin's own tests", |r| {
+        r["action"] == "plugin-reload" && detail(r)["result"] == "tests"
+    });
+
+    // Hot reload 3: correct tests, signed → swapped in.
+    std::fs::write(
+        plugins.join("least_privilege.tests.jsonl"),
+        r#"{"device":{"id":"sim:x"},"direction":"uplink","kind":"telemetry","points":[{"name":"debug_shell","value":1}],"time_ms":1,"expect":{"verdict":"deny","reason_contains":"debug_shell"}}"#,
+    )
+    .unwrap();
+    let ok = audit_has(&dd, "reload accepted", |r| {
+        r["action"] == "plugin-reload" && detail(r)["result"] == "ok"
+    });
+    assert_eq!(detail(&ok)["plugin"], "least-privilege");
+
+    // The guard is fixed by a new version: reloaded and enabled again (its failures recount).
+    let guard_v2 =
+        wasm_with_custom_section(&std::fs::read(plugin_module("hostile")).unwrap(), "fixed");
+    std::fs::write(plugins.join("guard.wasm"), guard_v2).unwrap();
+    let o = warden(
+        root,
+        &[
+            "plugin",
+            "sign",
+            plugins.join("guard.wasm").to_str().unwrap(),
+            "--key",
+            root.join("keys/ci.key").to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success());
+    audit_has(&dd, "the guard reloaded", |r| {
+        r["action"] == "plugin-reload"
+            && detail(r)["result"] == "ok"
+            && detail(r)["plugin"] == "guard"
+    });
+    g.sim(&["evil temperature=9".into()]);
+    wait_for(
+        Duration::from_secs(10),
+        "evil decided by the reloaded guard",
+        || {
+            audit_records(&dd)
+                .iter()
+                .filter(|r| r["device"] == "sim:evil" && r["action"] == "uplink")
+                .nth(5)
+                .map(|r| detail(r)["cause"].as_str().unwrap_or("").to_owned())
+                .filter(|c| c == "out-of-fuel")
+        },
+    );
+    g.stop();
+
+    // The recorded traffic replays through `warden plugin test`.
+    let traffic = dd.join("traffic.jsonl");
+    let text = std::fs::read_to_string(&traffic).unwrap();
+    assert!(text.lines().count() >= 8, "{text}");
+    let lp_cfg = root.join("lp.json");
+    std::fs::write(&lp_cfg, r#"{"default_role":"sensor","roles":{"sensor":{"points":["temperature","humidity"],"commands":[]}}}"#).unwrap();
+    let o = warden(
+        root,
+        &[
+            "plugin",
+            "test",
+            plugin_module("least_privilege").to_str().unwrap(),
+            "--messages",
+            traffic.to_str().unwrap(),
+            "--config",
+            lp_cfg.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("deny") && out.contains("setpoint"), "{out}");
+    // an expectation that does not hold fails the run
+    let expect = root.join("expect.jsonl");
+    std::fs::write(
+        &expect,
+        text.lines()
+            .map(|_| r#"{"verdict":"allow"}"#)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let o = warden(
+        root,
+        &[
+            "plugin",
+            "test",
+            plugin_module("least_privilege").to_str().unwrap(),
+            "--messages",
+            traffic.to_str().unwrap(),
+            "--config",
+            lp_cfg.to_str().unwrap(),
+            "--expect",
+            expect.to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success(), "{}", stdout(&o));
+}
+
+#[test]
+fn plugin_signing_cli_accepts_only_the_exact_signed_bytes() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    keygen(root);
+    let o = warden(
+        root,
+        &[
+            "plugin",
+            "keygen",
+            "--out",
+            root.join("other").to_str().unwrap(),
+            "--name",
+            "x",
+        ],
+    );
+    assert!(o.status.success());
+    let m = root.join("p.wasm");
+    std::fs::copy(plugin_module("least_privilege"), &m).unwrap();
+    let ms = m.to_str().unwrap();
+    let pubk = root.join("keys/ci.pub");
+    let verify = |pk: &Path| {
+        warden(
+            root,
+            &["plugin", "verify", ms, "--pubkey", pk.to_str().unwrap()],
+        )
+    };
+
+    let o = verify(&pubk);
+    assert!(!o.status.success(), "an unsigned module verified");
+    let o = warden(
+        root,
+        &[
+            "plugin",
+            "sign",
+            ms,
+            "--key",
+            root.join("keys/ci.key").to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(root.join("p.wasm.sig").exists());
+    let o = verify(&pubk);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // the wrong key
+    assert!(!verify(&root.join("other/x.pub")).status.success());
+    // one flipped byte
+    let mut b = std::fs::read(&m).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 1;
+    std::fs::write(&m, &b).unwrap();
+    let o = verify(&pubk);
+    assert!(!o.status.success());
+    // the private key file is private
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(root.join("keys/ci.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "private key mode {mode:o}");
+}
+
+/// Every example, built from source by plugins/build.sh, passes its own test file in the host
+/// through `warden plugin test`, and a wrong expectation fails the run.
+#[test]
+fn every_example_passes_its_own_tests_in_the_host() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    for (module, example) in [
+        ("least_privilege", "least-privilege"),
+        ("rate_limit", "rate-limit"),
+        ("business_hours", "business-hours"),
+        ("assurance_floor", "assurance-floor"),
+        ("assurance_floor_py", "assurance-floor-py"),
+        ("assurance_floor_js", "assurance-floor-js"),
+    ] {
+        let dir = plugin_example(example);
+        let tests = dir.join("tests.jsonl");
+        let config = dir.join("config.json");
+        let run = |tests: &Path| {
+            warden(
+                t.path(),
+                &[
+                    "plugin",
+                    "test",
+                    plugin_module(module).to_str().unwrap(),
+                    "--messages",
+                    tests.to_str().unwrap(),
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--cache-dir",
+                    cache.to_str().unwrap(),
+                ],
+            )
+        };
+        let o = run(&tests);
+        assert!(
+            o.status.success(),
+            "{example}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        let cases = std::fs::read_to_string(&tests)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count();
+        assert!(cases >= 3, "{example} has only {cases} cases");
+        // flip the first expectation: the run must fail
+        let text = std::fs::read_to_string(&tests).unwrap();
+        let mut first = json(text.lines().next().unwrap());
+        let was = first["expect"]["verdict"].as_str().unwrap().to_owned();
+        first["expect"]["verdict"] =
+            serde_json::json!(if was == "allow" { "deny" } else { "allow" });
+        let flipped = first.to_string();
+        let bad = t.path().join(format!("{example}.jsonl"));
+        std::fs::write(&bad, format!("{flipped}\n")).unwrap();
+        let o = run(&bad);
+        assert!(
+            !o.status.success(),
+            "{example}: a wrong expectation passed: {}",
+            stdout(&o)
+        );
+    }
+}
