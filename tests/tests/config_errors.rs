@@ -74,8 +74,8 @@ fn broken_configs_and_keys_fail_clearly_and_change_nothing() {
         ),
         (
             "unknown section",
-            format!("{}\n[plugins]\nx = 1\n", base_config(&p)),
-            "plugins",
+            format!("{}\n[dashboard]\nx = 1\n", base_config(&p)),
+            "dashboard",
         ),
         (
             "bad value",
