@@ -25,6 +25,8 @@ pub struct Slot {
     /// None when it is not usable; `unavailable` says why.
     pub plugin: Option<Plugin>,
     pub unavailable: String,
+    /// `warden_plugin_decisions{plugin,outcome="allow"}`, looked up once.
+    allowed: prometheus_client::metrics::counter::Counter,
 }
 
 /// One `[[plugins.bind]]`, compiled.
@@ -56,20 +58,19 @@ impl Binding {
         })
     }
 
-    fn matches(&self, req: &DecisionRequest<'_>, role: Option<&str>) -> bool {
+    /// `id` is the device id as text (already in the chain's request buffer: no allocation).
+    fn matches(&self, req: &DecisionRequest<'_>, id: &str, role: Option<&str>) -> bool {
         let r = req.record;
         let any = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
         self.direction.is_none_or(|d| d == req.direction)
             && any(&self.zones, &r.zone)
             && (self.roles.is_empty() || role.is_some_and(|x| any(&self.roles, x)))
             && any(&self.protocols, r.id.protocol())
-            && (self.devices.is_empty() || {
-                let id = r.id.to_string();
-                self.devices.iter().any(|p| match p.strip_suffix('*') {
+            && (self.devices.is_empty()
+                || self.devices.iter().any(|p| match p.strip_suffix('*') {
                     Some(prefix) => id.starts_with(prefix),
-                    None => *p == id,
-                })
-            })
+                    None => p == id,
+                }))
     }
 }
 
@@ -107,10 +108,18 @@ impl PluginChain {
                     Ok(p) => (Some(p), String::new()),
                     Err(e) => (None, e),
                 };
+                let allowed = metrics
+                    .plugin_decisions
+                    .get_or_create(&PluginOutcomeLabels {
+                        plugin: l.spec.name.clone(),
+                        outcome: "allow".into(),
+                    })
+                    .clone();
                 Slot {
                     spec: l.spec,
                     plugin,
                     unavailable,
+                    allowed,
                 }
             })
             .collect();
@@ -337,24 +346,29 @@ impl Decider for PluginChain {
         }
         for i in 0..self.bindings.len() {
             let Some(b) = self.bindings.get(i) else { break };
-            if !b.matches(dr, role) {
+            if !b.matches(dr, &self.req.device.id, role) {
                 continue;
             }
             let slot_ix = b.slot;
             let Some(slot) = self.slots.get_mut(slot_ix) else {
                 continue;
             };
-            let label = format!("plugin:{}", slot.spec.name);
             let Some(p) = slot.plugin.as_mut() else {
                 let why = format!("plugin is not loaded: {}", slot.unavailable);
                 let name = slot.spec.name.clone();
                 self.count(&name, "unavailable");
-                return Ok(Decision::deny(label, why).with_cause("unavailable"));
+                return Ok(Decision::deny(format!("plugin:{name}"), why).with_cause("unavailable"));
             };
             let outcome = p.decide(&self.req);
+            if matches!(outcome, Outcome::Allow) {
+                // the per-message path: a cached counter, no label strings
+                slot.allowed.inc();
+                continue;
+            }
             let name = slot.spec.name.clone();
+            let label = format!("plugin:{name}");
             match outcome {
-                Outcome::Allow => self.count(&name, "allow"),
+                Outcome::Allow => {}
                 Outcome::Deny(reason) => {
                     self.count(&name, "deny");
                     return Ok(Decision::deny(label, reason));
@@ -456,6 +470,7 @@ mod tests {
             spec: spec("p"),
             plugin: None,
             unavailable: "x".into(),
+            allowed: Default::default(),
         }];
         let r = rec("modbus:tcp-1-u1", "hvac", Some("sensor"));
         let m = msg(&r.id);
@@ -465,18 +480,46 @@ mod tests {
             f(&mut c);
             Binding::new(&c, &slots).unwrap()
         };
-        assert!(b(&|_| {}).matches(&q, Some("sensor")));
-        assert!(b(&|c| c.zones = vec!["hvac".into()]).matches(&q, Some("sensor")));
-        assert!(!b(&|c| c.zones = vec!["lab".into()]).matches(&q, Some("sensor")));
-        assert!(b(&|c| c.roles = vec!["sensor".into()]).matches(&q, Some("sensor")));
-        assert!(!b(&|c| c.roles = vec!["sensor".into()]).matches(&q, None));
-        assert!(b(&|c| c.protocols = vec!["modbus".into()]).matches(&q, None));
-        assert!(!b(&|c| c.protocols = vec!["sim".into()]).matches(&q, None));
-        assert!(b(&|c| c.devices = vec!["modbus:tcp-*".into()]).matches(&q, None));
-        assert!(b(&|c| c.devices = vec!["modbus:tcp-1-u1".into()]).matches(&q, None));
-        assert!(!b(&|c| c.devices = vec!["modbus:tcp-1".into()]).matches(&q, None));
-        assert!(b(&|c| c.direction = Some("uplink".into())).matches(&q, None));
-        assert!(!b(&|c| c.direction = Some("downlink".into())).matches(&q, None));
+        assert!(b(&|_| {}).matches(&q, "modbus:tcp-1-u1", Some("sensor")));
+        assert!(b(&|c| c.zones = vec!["hvac".into()]).matches(
+            &q,
+            "modbus:tcp-1-u1",
+            Some("sensor")
+        ));
+        assert!(!b(&|c| c.zones = vec!["lab".into()]).matches(
+            &q,
+            "modbus:tcp-1-u1",
+            Some("sensor")
+        ));
+        assert!(b(&|c| c.roles = vec!["sensor".into()]).matches(
+            &q,
+            "modbus:tcp-1-u1",
+            Some("sensor")
+        ));
+        assert!(!b(&|c| c.roles = vec!["sensor".into()]).matches(&q, "modbus:tcp-1-u1", None));
+        assert!(b(&|c| c.protocols = vec!["modbus".into()]).matches(&q, "modbus:tcp-1-u1", None));
+        assert!(!b(&|c| c.protocols = vec!["sim".into()]).matches(&q, "modbus:tcp-1-u1", None));
+        assert!(b(&|c| c.devices = vec!["modbus:tcp-*".into()]).matches(
+            &q,
+            "modbus:tcp-1-u1",
+            None
+        ));
+        assert!(b(&|c| c.devices = vec!["modbus:tcp-1-u1".into()]).matches(
+            &q,
+            "modbus:tcp-1-u1",
+            None
+        ));
+        assert!(!b(&|c| c.devices = vec!["modbus:tcp-1".into()]).matches(
+            &q,
+            "modbus:tcp-1-u1",
+            None
+        ));
+        assert!(b(&|c| c.direction = Some("uplink".into())).matches(&q, "modbus:tcp-1-u1", None));
+        assert!(!b(&|c| c.direction = Some("downlink".into())).matches(
+            &q,
+            "modbus:tcp-1-u1",
+            None
+        ));
         // a binding to a plugin that is not listed compiles to nothing
         assert!(Binding::new(&bind("nope"), &slots).is_none());
     }
