@@ -28,18 +28,23 @@ fn install(plugins: &Path, keys: &Path, from: &Path, as_name: &str, sign: bool) 
     let dst = plugins.join(as_name);
     std::fs::copy(from, &dst).unwrap();
     if sign {
-        let o = warden(
-            keys,
-            &[
-                "plugin",
-                "sign",
-                dst.to_str().unwrap(),
-                "--key",
-                keys.join("keys/ci.key").to_str().unwrap(),
-            ],
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
+        sign_with_ci_key(keys, &dst);
     }
+}
+
+/// `warden plugin sign MODULE --key <root>/keys/ci.key` (the key `keygen` made).
+fn sign_with_ci_key(root: &Path, module: &Path) {
+    let o = warden(
+        root,
+        &[
+            "plugin",
+            "sign",
+            module.to_str().unwrap(),
+            "--key",
+            root.join("keys/ci.key").to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 fn audit_has(
@@ -295,17 +300,7 @@ provision = true
         r#"{"device":{"id":"sim:x"},"direction":"uplink","kind":"telemetry","points":[{"name":"debug_shell","value":1}],"time_ms":1,"expect":{"verdict":"allow"}}"#,
     )
     .unwrap();
-    let o = warden(
-        root,
-        &[
-            "plugin",
-            "sign",
-            lp.to_str().unwrap(),
-            "--key",
-            root.join("keys/ci.key").to_str().unwrap(),
-        ],
-    );
-    assert!(o.status.success());
+    sign_with_ci_key(root, &lp);
     audit_has(&dd, "reload refused by the plugin's own tests", |r| {
         r["action"] == "plugin-reload" && detail(r)["result"] == "tests"
     });
@@ -325,17 +320,7 @@ provision = true
     let guard_v2 =
         wasm_with_custom_section(&std::fs::read(plugin_module("hostile")).unwrap(), "fixed");
     std::fs::write(plugins.join("guard.wasm"), guard_v2).unwrap();
-    let o = warden(
-        root,
-        &[
-            "plugin",
-            "sign",
-            plugins.join("guard.wasm").to_str().unwrap(),
-            "--key",
-            root.join("keys/ci.key").to_str().unwrap(),
-        ],
-    );
-    assert!(o.status.success());
+    sign_with_ci_key(root, &plugins.join("guard.wasm"));
     audit_has(&dd, "the guard reloaded", |r| {
         r["action"] == "plugin-reload"
             && detail(r)["result"] == "ok"
