@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod metrics;
 mod northbound;
+mod operations;
 mod pipeline;
 mod plugins;
 mod registry;
@@ -89,6 +90,13 @@ enum Cmd {
         #[arg(long)]
         pubkey: Option<PathBuf>,
     },
+    /// Operator actions on an adapter: join windows, scans, removals, with live progress.
+    Adapter {
+        /// The adapter's name (`zigbee`, `zwave`, `ble`, `bacnet`, …).
+        name: String,
+        #[command(subcommand)]
+        cmd: cli::adapter::AdapterCmd,
+    },
     /// Benchmark the pipeline in-process (JSON lines and a table).
     Bench(bench::BenchArgs),
     /// Wasm policy plugins: signing keys, signatures, and test runs against recorded traffic.
@@ -123,6 +131,9 @@ fn main() -> ExitCode {
         } => cli::command(&cli.data_dir, cli.api.as_deref(), &device, &command, &args),
         Cmd::Audit { cmd } => cli::audit(&cli.data_dir, cmd),
         Cmd::Verify { file, pubkey } => cli::verify(&cli.data_dir, file, pubkey),
+        Cmd::Adapter { name, cmd } => {
+            cli::adapter::main(&cli.data_dir, cli.api.as_deref(), &name, cmd)
+        }
         Cmd::Bench(args) => bench::main(args),
         Cmd::Plugin { cmd } => plugins::cli::main(cmd),
     };

@@ -737,6 +737,38 @@ impl Registry {
             .map(Secret::new)
     }
 
+    /// Enrolment credentials named `name` of `protocol`'s pending and active devices (see
+    /// [`CredentialLookup::enrolment`]).
+    pub fn enrolment(&self, protocol: &str, name: &str) -> Vec<(DeviceId, Secret)> {
+        let rows: Vec<(String, Vec<u8>)> = self
+            .store
+            .read(|c, sealer| {
+                let mut st = c.prepare(
+                    "SELECT device, sealed FROM credentials WHERE name=?1 AND device LIKE ?2",
+                )?;
+                let rows = st
+                    .query_map(params![name, format!("{protocol}:%")], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                    })?
+                    .filter_map(Result::ok)
+                    .filter_map(|(d, b)| {
+                        let open = sealer.open(format!("{d}/{name}").as_bytes(), &b).ok()?;
+                        Some((d, open))
+                    })
+                    .collect();
+                Ok(rows)
+            })
+            .unwrap_or_default();
+        rows.into_iter()
+            .filter_map(|(d, secret)| {
+                let id: DeviceId = d.parse().ok()?;
+                let status = self.get(&id)?.record().status;
+                matches!(status, Status::Active | Status::Pending)
+                    .then(|| (id, Secret::new(secret)))
+            })
+            .collect()
+    }
+
     /// Writes changed `last_seen` values to the store (called periodically and at shutdown).
     pub fn flush_last_seen(&self) -> Result<usize, RegistryError> {
         let dirty: Vec<(String, u64)> = {
@@ -784,6 +816,10 @@ impl CredentialLookup for ProtocolCredentials {
             return None;
         }
         self.registry.credential(device, name)
+    }
+
+    fn enrolment(&self, name: &str) -> Vec<(DeviceId, Secret)> {
+        self.registry.enrolment(self.protocol, name)
     }
 }
 

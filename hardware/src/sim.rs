@@ -344,6 +344,7 @@ async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError>
                 model: Some(s.kind.model().into()),
                 firmware: Some("1.0.0".into()),
                 serial: Some(format!("SIM-{}", id.address())),
+                details: Vec::new(),
             }))
             .await?;
         }
@@ -528,6 +529,7 @@ mod tests {
             events: ev_tx,
             downlinks: dl_rx,
             credentials: Arc::new(warden_core::testing::StaticCredentials::default()),
+            operations: tokio::sync::mpsc::channel(1).1,
             state: Arc::new(warden_core::testing::MemoryState::default()),
             shutdown: sd_rx,
         };

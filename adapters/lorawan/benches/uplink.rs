@@ -146,6 +146,7 @@ fn udp_latency(n: u32) -> (f64, f64, f64) {
                 events: ev_tx,
                 downlinks: dl_rx,
                 credentials: creds(),
+                operations: tokio::sync::mpsc::channel(1).1,
                 state: Arc::new(Mem::default()),
                 shutdown: stop_rx,
             },

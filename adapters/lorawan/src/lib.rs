@@ -89,6 +89,7 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
         credentials,
         state,
         mut shutdown,
+        ..
     } = ctx;
     let emit = |ev: AdapterEvent| {
         let events = events.clone();

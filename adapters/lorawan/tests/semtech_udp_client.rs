@@ -82,6 +82,7 @@ async fn semtech_udp_client_joins_and_sends_an_uplink() {
         events: ev_tx,
         downlinks: dl_rx,
         credentials: Arc::new(creds),
+        operations: tokio::sync::mpsc::channel(1).1,
         state: Arc::new(Mem::default()),
         shutdown: stop_rx,
     }));

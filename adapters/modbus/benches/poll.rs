@@ -146,6 +146,7 @@ fn run(scenario: &'static str, publish: &str, bump: bool, secs: u64) -> Row {
             events: ev_tx,
             downlinks: dl_rx,
             credentials: Arc::new(warden_core::testing::StaticCredentials::default()),
+            operations: tokio::sync::mpsc::channel(1).1,
             state: Arc::new(warden_core::testing::MemoryState::default()),
             shutdown: sd_rx,
         };

@@ -537,6 +537,7 @@ impl Link {
                     model: Some(format!("modbus unit {}", dev.unit)),
                     firmware: None,
                     serial: peer_serial.clone(),
+                    details: Vec::new(),
                 }));
             }
             for mut e in events {

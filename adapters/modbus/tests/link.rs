@@ -154,6 +154,7 @@ async fn silent_unit_does_not_stall_and_writes_use_the_right_function_codes() {
         events: ev_tx,
         downlinks: dl_rx,
         credentials: Arc::new(warden_core::testing::StaticCredentials::default()),
+        operations: tokio::sync::mpsc::channel(1).1,
         state: Arc::new(warden_core::testing::MemoryState::default()),
         shutdown: sd_rx,
     }));

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::id::DeviceId;
 use crate::message::{Command, CommandResult, Message};
+use crate::operation::{Operation, OperationKind};
 
 /// A device secret (key, password). Its `Debug` never prints the bytes.
 #[derive(Clone, PartialEq, Eq)]
@@ -49,6 +50,15 @@ impl Drop for Secret {
 pub trait CredentialLookup: Send + Sync {
     /// The named credential (e.g. `app_key`, `psk`) of a device, if it is active and has one.
     fn credential(&self, device: &DeviceId, name: &str) -> Option<Secret>;
+
+    /// Enrolment secrets named `name` (install codes, DSKs…) of this protocol's devices that an
+    /// operator provisioned and has not quarantined or revoked (pending or active). They serve only
+    /// to admit a device into a radio network — never to authenticate its traffic. Bounded by the
+    /// registry's size.
+    fn enrolment(&self, name: &str) -> Vec<(DeviceId, Secret)> {
+        let _ = name;
+        Vec::new()
+    }
 }
 
 /// Why the adapter state store failed.
@@ -75,6 +85,42 @@ pub struct Announcement {
     pub model: Option<String>,
     pub firmware: Option<String>,
     pub serial: Option<String>,
+    /// What else the adapter learned (power source, endpoints and clusters…), as name/value pairs
+    /// for the audit record of the device's registration.
+    pub details: Vec<(String, String)>,
+}
+
+/// How a device's membership of a radio network changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Admitted through an operator's join window.
+    Joined,
+    /// A device the adapter already held came back (trust-centre rejoin, new network address).
+    Rejoined,
+    /// The device left by itself.
+    Left,
+    /// An operator removed it.
+    Removed,
+}
+
+impl MembershipChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Joined => "joined",
+            Self::Rejoined => "rejoined",
+            Self::Left => "left",
+            Self::Removed => "removed",
+        }
+    }
+}
+
+/// A membership change the adapter saw; the gateway audits it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Membership {
+    pub device: DeviceId,
+    pub change: MembershipChange,
+    /// Human detail for the audit log (network address, how it joined). Never contains secrets.
+    pub detail: String,
 }
 
 /// A frame the adapter refused before it became a message (bad MIC, replay, malformed frame…). The
@@ -114,6 +160,7 @@ pub enum AdapterEvent {
     CommandResult(CommandResult),
     Health(LinkHealth),
     Rejected(Rejection),
+    Membership(Membership),
 }
 
 /// A command the gateway has decided to send.
@@ -142,6 +189,9 @@ pub struct AdapterContext {
     /// Commands that passed the decide stage, for this adapter's devices only.
     pub downlinks: mpsc::Receiver<Downlink>,
     pub credentials: Arc<dyn CredentialLookup>,
+    /// Operator actions on the adapter (join windows, scans, removals), only of the kinds it
+    /// declared in [`Adapter::operations`].
+    pub operations: mpsc::Receiver<Operation>,
     /// This adapter's own durable state.
     pub state: Arc<dyn StateStore>,
     /// Becomes `true` when the gateway shuts down.
@@ -165,6 +215,11 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub trait Adapter: Send + 'static {
     /// The protocol name used in device ids (`modbus`, `lorawan`, `sim`…).
     fn protocol(&self) -> &'static str;
+    /// The operator actions this adapter supports; the gateway refuses the others with a clear
+    /// message before they reach it.
+    fn operations(&self) -> &'static [OperationKind] {
+        &[]
+    }
     /// Runs until the transport fails for good or `ctx.shutdown` turns true.
     fn run(self: Box<Self>, ctx: AdapterContext) -> BoxFuture<Result<(), AdapterError>>;
 }

@@ -7,16 +7,21 @@
 pub mod adapter;
 pub mod id;
 pub mod message;
+pub mod operation;
 pub mod testing;
 pub mod verdict;
 
 pub use adapter::{
     Adapter, AdapterContext, AdapterError, AdapterEvent, Announcement, BoxFuture, CredentialLookup,
-    Downlink, LinkHealth, LinkState, Rejection, Secret, StateError, StateStore,
+    Downlink, LinkHealth, LinkState, Membership, MembershipChange, Rejection, Secret, StateError,
+    StateStore,
 };
 pub use id::{DeviceId, IdError};
 pub use message::{
     Assurance, Command, CommandOutcome, CommandResult, Direction, Kind, LinkMeta, Message, Point,
     Value, now_ms,
+};
+pub use operation::{
+    Operation, OperationKind, OperationProgress, OperationRequest, OperationState, ProgressSender,
 };
 pub use verdict::{Decision, Verdict};

@@ -57,6 +57,14 @@ impl CredentialLookup for StaticCredentials {
             .get(&(device.to_string(), name.to_owned()))
             .map(|v| Secret::new(v.clone()))
     }
+
+    fn enrolment(&self, name: &str) -> Vec<(DeviceId, Secret)> {
+        self.0
+            .iter()
+            .filter(|((_, n), _)| n == name)
+            .filter_map(|((d, _), v)| Some((d.parse().ok()?, Secret::new(v.clone()))))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,16 @@ pub struct Northbound {
 const ID_BLOCK: u64 = 100_000;
 
 #[derive(Serialize)]
+struct OperationBody<'a> {
+    v: u8,
+    id: u64,
+    gw: &'a str,
+    ts: u64,
+    adapter: &'a str,
+    operation: &'a serde_json::Value,
+}
+
+#[derive(Serialize)]
 struct PointBody<'a> {
     v: u8,
     id: u64,
@@ -236,6 +246,24 @@ impl Northbound {
             reason: &r.status_reason,
         };
         self.emit(self.device_topic(&r.id, "status"), &body, true);
+    }
+
+    /// The retained state of an adapter's latest operation (join window, scan, removal):
+    /// `<prefix>/adapters/<adapter>/operation`.
+    pub fn adapter_operation(&self, adapter: &str, state: &serde_json::Value) {
+        let body = OperationBody {
+            v: 1,
+            id: self.next_id(),
+            gw: &self.gateway_id,
+            ts: warden_core::now_ms(),
+            adapter,
+            operation: state,
+        };
+        self.emit(
+            format!("{}/adapters/{adapter}/operation", self.prefix),
+            &body,
+            true,
+        );
     }
 
     pub fn command_result(&self, res: &CommandResult) {

@@ -22,7 +22,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use warden_core::{
     AdapterEvent, Announcement, Command, CommandOutcome, CommandResult, Decision, DeviceId,
-    Downlink, LinkHealth, LinkState, Message, Rejection, Verdict, now_ms,
+    Downlink, LinkHealth, LinkState, Membership, Message, Rejection, Verdict, now_ms,
 };
 
 use crate::audit::{AuditEntry, AuditSink, Category};
@@ -144,6 +144,7 @@ impl Pipeline {
             AdapterEvent::CommandResult(r) => self.command_result(r),
             AdapterEvent::Health(h) => self.health(h),
             AdapterEvent::Rejected(r) => self.rejected(r),
+            AdapterEvent::Membership(m) => self.membership(m),
         }
     }
 
@@ -418,12 +419,7 @@ impl Pipeline {
             self.registry.update_evidence(&id, &a).map(|_| ())
         } else {
             self.registry
-                .register_pending(
-                    &id,
-                    Some(&a),
-                    &self.default_zone,
-                    "announced by its adapter",
-                )
+                .register_pending(&id, Some(&a), &self.default_zone, &announced_reason(&a))
                 .map(|e| self.northbound.status(&e.record(), true))
         };
         if let Err(e) = r {
@@ -434,6 +430,19 @@ impl Pipeline {
                     .decision("builtin:identify", "deny"),
             );
         }
+    }
+
+    fn membership(&mut self, m: Membership) {
+        self.audit.record(
+            AuditEntry::new(
+                Category::Security,
+                "membership",
+                &format!("adapter:{}", m.device.protocol()),
+                format!("{} {}", m.device, m.change.as_str()),
+            )
+            .device(&m.device)
+            .detail(serde_json::json!({ "change": m.change.as_str(), "detail": m.detail })),
+        );
     }
 
     fn rejected(&mut self, r: Rejection) {
@@ -571,4 +580,16 @@ impl Pipeline {
             tracing::error!(error = %e, "last-seen flush failed");
         }
     }
+}
+
+/// The reason a newly announced device is registered pending, with what its adapter learned.
+fn announced_reason(a: &Announcement) -> String {
+    let mut s = String::from("announced by its adapter");
+    for (k, v) in a.details.iter().take(16) {
+        let mut v = v.clone();
+        v.retain(|c| !c.is_control());
+        v.truncate(v.char_indices().nth(120).map_or(v.len(), |(i, _)| i));
+        s.push_str(&format!("; {k}: {v}"));
+    }
+    s
 }

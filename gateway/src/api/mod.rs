@@ -1,6 +1,8 @@
 //! The management API (axum) on 127.0.0.1. Every route but `/healthz` needs
 //! `Authorization: Bearer <token>` (the token is in `<data-dir>/api.token`, mode 0600).
 
+mod operations;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +23,9 @@ use crate::pipeline::{CommandRequest, Control};
 use crate::registry::{ImportDevice, RegistryError, Status, parse_import};
 use crate::run::{Shared, new_command_id, parse_command};
 
-type S = State<Arc<Shared>>;
+pub(crate) type S = State<Arc<Shared>>;
 
-fn err(code: StatusCode, msg: impl Into<String>) -> Response {
+pub(crate) fn err(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, axum::Json(serde_json::json!({ "error": msg.into() }))).into_response()
 }
 
@@ -60,6 +62,16 @@ pub async fn serve(
         .route("/api/audit/tail", get(audit_tail))
         .route("/api/audit/verify", get(audit_verify))
         .route("/api/config/reload", post(reload))
+        .route("/api/adapters", get(operations::list))
+        .route("/api/adapters/{name}/operations", post(operations::start))
+        .route(
+            "/api/adapters/{name}/operations/{id}",
+            get(operations::get_one),
+        )
+        .route(
+            "/api/adapters/{name}/operations/{id}/stream",
+            get(operations::stream),
+        )
         .route_layer(middleware::from_fn_with_state(s.clone(), auth));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))

@@ -5,12 +5,13 @@
 #![allow(clippy::indexing_slicing)]
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
+
+pub mod adapter;
 
 use crate::audit;
 use crate::northbound::envelope;
@@ -84,13 +85,13 @@ pub enum AuditCmd {
     },
 }
 
-struct Api {
+pub(crate) struct Api {
     addr: String,
     token: String,
 }
 
 impl Api {
-    fn new(data_dir: &Path, api: Option<&str>) -> anyhow::Result<Self> {
+    pub(crate) fn new(data_dir: &Path, api: Option<&str>) -> anyhow::Result<Self> {
         let addr = match api {
             Some(a) => a
                 .trim_start_matches("http://")
@@ -112,47 +113,93 @@ impl Api {
         Ok(Self { addr, token })
     }
 
-    /// A minimal HTTP/1.1 request over loopback; returns (status, body).
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn agent(timeout: Option<Duration>) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(timeout)
+            .build()
+            .into()
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
+        anyhow!(
+            "cannot reach the gateway API at {} (is `warden run` running?): {e}",
+            self.addr
+        )
+    }
+
+    /// One request; returns (status, body).
     fn call(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
-        let mut s = TcpStream::connect(&self.addr).with_context(|| {
-            format!(
-                "cannot reach the gateway API at {} (is `warden run` running?)",
-                self.addr
-            )
-        })?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.addr,
-            self.token,
-            body.len()
-        );
-        s.write_all(head.as_bytes())?;
-        s.write_all(body)?;
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp)?;
-        let split = resp
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| anyhow!("malformed HTTP response"))?;
-        let (head, rest) = resp.split_at(split);
-        let head = String::from_utf8_lossy(head);
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| anyhow!("malformed HTTP status line"))?;
-        let mut body = rest.get(4..).unwrap_or_default().to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body = dechunk(&body);
+        let agent = Self::agent(Some(Duration::from_secs(60)));
+        let auth = format!("Bearer {}", self.token);
+        let resp = match method {
+            "GET" => agent
+                .get(self.url(path))
+                .header("Authorization", &auth)
+                .call(),
+            _ => agent
+                .post(self.url(path))
+                .header("Authorization", &auth)
+                .send(body),
         }
+        .map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .with_config()
+            .limit(256 << 20)
+            .read_to_vec()
+            .context("reading the API's answer")?;
         Ok((status, body))
     }
 
-    fn json(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<serde_json::Value> {
+    /// A streamed GET: calls `line` with each newline-delimited JSON value until the stream ends
+    /// or `line` returns false.
+    pub(crate) fn stream(
+        &self,
+        path: &str,
+        mut line: impl FnMut(serde_json::Value) -> bool,
+    ) -> anyhow::Result<()> {
+        let resp = Self::agent(None)
+            .get(self.url(path))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        let mut reader = std::io::BufReader::new(resp.into_body().into_reader());
+        if !(200..300).contains(&status) {
+            let mut b = String::new();
+            let _ = (&mut reader).take(64 * 1024).read_to_string(&mut b);
+            bail!("{} (HTTP {status})", b.trim());
+        }
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            let n = std::io::BufRead::read_line(&mut (&mut reader).take(1 << 20), &mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            if buf.trim().is_empty() {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(buf.trim())
+                .with_context(|| "malformed progress line from the API")?;
+            if !line(v) {
+                return Ok(());
+            }
+        }
+    }
+
+    pub(crate) fn json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<serde_json::Value> {
         let (code, b) = self.call(method, path, body)?;
         let v: serde_json::Value = serde_json::from_slice(&b)
             .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&b).into()));
@@ -168,23 +215,7 @@ impl Api {
     }
 }
 
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(p) = b.windows(2).position(|w| w == b"\r\n") {
-        let (size_line, rest) = b.split_at(p);
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(size_line).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let rest = rest.get(2..).unwrap_or_default();
-        out.extend_from_slice(rest.get(..size).unwrap_or(rest));
-        b = rest.get(size + 2..).unwrap_or_default();
-    }
-    out
-}
-
-fn pretty(v: &serde_json::Value) -> String {
+pub(crate) fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 

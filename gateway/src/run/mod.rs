@@ -1,0 +1,382 @@
+//! `warden run`: wires the stages, stores, broker, adapters and API together, and shuts them down in
+//! order so nothing held in memory is lost.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+use warden_core::{Adapter, AdapterContext};
+
+use crate::audit::{AuditEntry, AuditSink, Category};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::northbound::mqtt;
+use crate::northbound::outbox::{self, Outbox};
+use crate::northbound::{Northbound, envelope};
+use crate::operations::Operations;
+use crate::pipeline::authenticate::Controller;
+use crate::pipeline::decide::Policy;
+use crate::pipeline::{Control, Pipeline};
+use crate::registry::Registry;
+use crate::secrets::MasterKey;
+use crate::store::{DB_FILE, Store};
+use plugins::start_plugins;
+use setup::{init_logging, provision_sim_devices, read_or_create_secret};
+use sources::periodic_command;
+
+mod broker_events;
+mod northbound;
+mod plugins;
+mod reload;
+mod setup;
+mod sources;
+
+pub use plugins::check_config;
+pub use reload::reload;
+pub use sources::{new_command_id, parse_command};
+
+pub const TOKEN_FILE: &str = "api.token";
+pub const API_ADDR_FILE: &str = "api.addr";
+pub const OPERATOR_PASSWORD_FILE: &str = "mqtt-operator.password";
+pub const MASTER_KEY_FILE: &str = "master.key";
+const DEMO_CONFIG: &str = include_str!("../../../examples/demo.toml");
+
+pub struct RunArgs {
+    pub config: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub demo: bool,
+    pub broker: Option<String>,
+    pub log_json: bool,
+}
+
+/// Loads the config the way `run` would, for reloads too.
+pub fn load_config(
+    path: Option<&Path>,
+    demo: bool,
+    broker: Option<&str>,
+) -> anyhow::Result<Config> {
+    let mut cfg = match path {
+        Some(p) => Config::load(p)?,
+        None if demo => Config::parse(DEMO_CONFIG, Path::new("(built-in demo config)"))?,
+        None => Config::default(),
+    };
+    if demo && path.is_some() {
+        let d = Config::parse(DEMO_CONFIG, Path::new("(built-in demo config)"))?;
+        for (k, v) in d.profiles {
+            cfg.profiles.entry(k).or_insert(v);
+        }
+        for (k, v) in d.zones {
+            let z = cfg.zones.entry(k).or_default();
+            for c in v.commanders {
+                if !z.commanders.contains(&c) {
+                    z.commanders.push(c);
+                }
+            }
+        }
+        cfg.sim.devices.extend(d.sim.devices);
+        cfg.sim.commands.extend(d.sim.commands);
+        if cfg.sim.control.is_none() {
+            cfg.sim.control = d.sim.control;
+        }
+    }
+    if let Some(b) = broker {
+        cfg.mqtt.broker = b.to_owned();
+    }
+    cfg.validate().map_err(|m| anyhow::anyhow!("config: {m}"))?;
+    Ok(cfg)
+}
+
+fn controllers(cfg: &Config) -> Vec<Controller> {
+    cfg.controllers
+        .iter()
+        .filter_map(|c| {
+            envelope::decode_pubkey(&c.public_key)
+                .ok()
+                .map(|key| Controller {
+                    name: c.name.clone(),
+                    key,
+                })
+        })
+        .collect()
+}
+
+pub fn main(args: RunArgs) -> anyhow::Result<()> {
+    let cfg = load_config(args.config.as_deref(), args.demo, args.broker.as_deref())?;
+    init_logging(args.log_json);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(cfg, args))
+}
+
+/// Everything the API handlers need.
+pub struct Shared {
+    pub config_path: Option<PathBuf>,
+    pub demo: bool,
+    pub broker_override: Option<String>,
+    pub gateway_id: String,
+    pub default_zone: String,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub audit: AuditSink,
+    pub control: mpsc::Sender<Control>,
+    pub outbox: Arc<Outbox>,
+    pub token: String,
+    pub started_ms: u64,
+    /// Counters of the embedded broker, when it runs.
+    pub broker_stats: Option<crate::northbound::broker::StatsReader>,
+    /// Join windows, scans and removals on the adapters that support them.
+    pub operations: Arc<Operations>,
+    /// Turns true at shutdown (long-lived API streams end on it).
+    pub shutdown: watch::Receiver<bool>,
+}
+
+async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let _ = std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700));
+    let fresh = !data_dir.join(DB_FILE).exists();
+    let key_path = cfg
+        .secrets
+        .key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE));
+    let master = MasterKey::load(&key_path, fresh)?;
+    let store = Store::open(&data_dir, &master)?;
+    let plugin_cache_key = master.plugin_cache_key();
+    drop(master);
+    let token = read_or_create_secret(&data_dir.join(TOKEN_FILE))?;
+
+    let metrics = Arc::new(Metrics::new());
+    let registry = Arc::new(Registry::load(store.clone(), cfg.registry.max_pending)?);
+    let (audit, _audit_thread) = AuditSink::start(store.clone(), 8192)?;
+    let outbox = Outbox::open(&data_dir, cfg.mqtt.queue_max_messages, metrics.clone())?;
+    let (outbox_sink, _outbox_thread) = outbox::start_writer(outbox.clone(), audit.clone(), 8192)?;
+    let northbound = Arc::new(Northbound::new(
+        &cfg.mqtt.topic_prefix,
+        &cfg.gateway.id,
+        cfg.mqtt.sign.then(|| store.signing_key().clone()),
+        Some(store.clone()),
+        Box::new(outbox_sink.clone()),
+    ));
+
+    let config_text = args
+        .config
+        .as_ref()
+        .and_then(|p| std::fs::read(p).ok())
+        .unwrap_or_default();
+    store.audit(&[
+        AuditEntry::new(Category::System, "gateway-start", "gateway", "started").detail(
+            serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "config": args.config.as_ref().map(|p| p.display().to_string()),
+                "config_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&config_text)),
+                "demo": args.demo,
+                "broker": cfg.mqtt.broker,
+            }),
+        ),
+    ])?;
+
+    provision_sim_devices(&cfg, &registry)?;
+    let operations = Arc::new(Operations::new(audit.clone(), northbound.clone()));
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (control_tx, control_rx) = mpsc::channel::<Control>(1024);
+    let (events_tx, events_rx) = mpsc::channel(cfg.gateway.channel_capacity);
+
+    // Northbound: the embedded broker, or an external one over mutual TLS.
+    let (settings, broker_handle, ext_tx) = northbound::start(
+        &cfg,
+        &data_dir,
+        &control_tx,
+        &operations,
+        &audit,
+        &metrics,
+        &shutdown_rx,
+    )
+    .await?;
+    let publisher = tokio::spawn(mqtt::run_publisher(
+        settings,
+        outbox.clone(),
+        metrics.clone(),
+        ext_tx,
+        shutdown_rx.clone(),
+    ));
+
+    // Adapters: each owns its transport and gets a bounded downlink queue.
+    let mut pipeline = Pipeline::new(
+        registry.clone(),
+        Policy::from_config(&cfg),
+        controllers(&cfg),
+        audit.clone(),
+        cfg.audit.aggregate_telemetry,
+        cfg.registry.default_zone.clone(),
+        metrics.clone(),
+        northbound.clone(),
+    );
+    pipeline.offline_after_ms = cfg.registry.offline_after_s.saturating_mul(1000);
+    let plugin_watcher = start_plugins(
+        &cfg,
+        &data_dir,
+        plugin_cache_key,
+        &audit,
+        &metrics,
+        &control_tx,
+        &mut pipeline,
+    )?;
+    let mut adapters: Vec<Box<dyn Adapter>> = Vec::new();
+    for (name, section) in &cfg.adapters {
+        adapters.push(crate::adapters::build(name, section).map_err(anyhow::Error::msg)?);
+    }
+    if !cfg.sim.devices.is_empty() || cfg.sim.control.is_some() {
+        adapters.push(Box::new(warden_hardware::sim::SimAdapter::new(
+            cfg.sim.devices.clone(),
+            cfg.sim.control,
+        )));
+    }
+    let mut adapter_tasks = Vec::new();
+    for a in adapters {
+        let protocol = a.protocol();
+        let (dl_tx, dl_rx) = mpsc::channel(64);
+        pipeline.routes.insert(protocol.to_owned(), dl_tx);
+        let ctx = AdapterContext {
+            events: events_tx.clone(),
+            downlinks: dl_rx,
+            credentials: registry.lookup_for(protocol),
+            operations: operations.register(protocol, a.operations()),
+            state: Arc::new(crate::store::AdapterState::new(store.clone(), protocol)),
+            shutdown: shutdown_rx.clone(),
+        };
+        let audit = audit.clone();
+        adapter_tasks.push(tokio::spawn(async move {
+            if let Err(e) = a.run(ctx).await {
+                tracing::error!(adapter = protocol, error = %e, "adapter stopped");
+                audit.record(
+                    AuditEntry::new(
+                        Category::System,
+                        "adapter-stopped",
+                        "gateway",
+                        e.to_string(),
+                    )
+                    .detail(serde_json::json!({ "adapter": protocol })),
+                );
+            }
+        }));
+    }
+    drop(events_tx);
+
+    let pipeline_thread = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => rt.block_on(pipeline.run(events_rx, control_rx)),
+                Err(e) => tracing::error!(error = %e, "cannot start the pipeline runtime"),
+            }
+        })?;
+
+    for c in &cfg.sim.commands {
+        tokio::spawn(periodic_command(
+            c.clone(),
+            control_tx.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+
+    let shared = Arc::new(Shared {
+        config_path: args.config.clone(),
+        demo: args.demo,
+        broker_override: args.broker.clone(),
+        gateway_id: cfg.gateway.id.clone(),
+        default_zone: cfg.registry.default_zone.clone(),
+        store: store.clone(),
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        audit: audit.clone(),
+        control: control_tx.clone(),
+        outbox: outbox.clone(),
+        token,
+        started_ms: warden_core::now_ms(),
+        broker_stats: broker_handle.as_ref().map(|h| h.stats_reader()),
+        operations: operations.clone(),
+        shutdown: shutdown_rx.clone(),
+    });
+    drop(control_tx);
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+        .await
+        .with_context(|| format!("cannot bind the management API on {}", cfg.api.listen))?;
+    let api_addr = listener.local_addr()?;
+    std::fs::write(data_dir.join(API_ADDR_FILE), api_addr.to_string())?;
+    tracing::info!(%api_addr, data_dir = %data_dir.display(), "warden running");
+    let api = tokio::spawn(crate::api::serve(
+        listener,
+        shared.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    if let Some(w) = plugin_watcher {
+        w.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = tokio::task::spawn_blocking(move || w.handle.join()).await;
+    }
+    for t in adapter_tasks {
+        let _ = t.await;
+    }
+    let _ = api.await;
+    drop(shared);
+    // the pipeline ends once every adapter and command source has let go of its channels
+    let _ = tokio::task::spawn_blocking(move || pipeline_thread.join()).await;
+    outbox_sink.flush();
+    let _ = publisher.await;
+    if let Some(h) = broker_handle {
+        h.shutdown().await;
+    }
+    audit.record(
+        AuditEntry::new(Category::System, "gateway-stop", "gateway", "stopped")
+            .detail(serde_json::json!({ "queued": outbox.depth() })),
+    );
+    audit.flush();
+    let _ = registry.flush_last_seen();
+    tracing::info!(queued = outbox.depth(), "stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn demo_config_is_valid() {
+        let c = load_config(None, true, None).unwrap();
+        assert!(c.sim.devices.len() >= 4);
+        assert!(!c.sim.commands.is_empty());
+    }
+}
