@@ -11,6 +11,7 @@ pub type Build = fn(&toml::Value) -> Result<Box<dyn Adapter>, String>;
 const KNOWN: &[(&str, Build)] = &[
     ("lorawan", warden_lorawan::build),
     ("modbus", warden_modbus::build),
+    ("zigbee", warden_zigbee::build),
 ];
 
 pub fn names() -> Vec<&'static str> {
