@@ -129,6 +129,8 @@ pub enum CoordinatorEvent {
     /// The trust centre let a device in (ZNP `ZDO.TCDevInd`, EZSP `trustCenterJoinHandler`).
     /// `install_code` is true when the stack reports the join used the device's install-code key.
     Joined { ieee: Ieee, nwk: u16, parent: u16 },
+    /// The stack's trust centre itself refused a join (EZSP `DENY_JOIN`, e.g. no install-code key).
+    JoinDenied { ieee: Ieee, nwk: u16 },
     /// A device announced itself (ZDO Device_annce) after joining or rejoining.
     Announced {
         ieee: Ieee,

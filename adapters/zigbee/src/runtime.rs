@@ -104,6 +104,8 @@ pub struct Runtime {
     internal_tx: mpsc::Sender<Internal>,
     internal_rx: mpsc::Receiver<Internal>,
     interviewing: HashSet<u64>,
+    /// Devices refused in the last [`SUMMARY_EVERY`] (their announcement is not a second join).
+    recently_refused: HashMap<u64, Instant>,
     /// What each device's earlier reports said about scaling (multipliers, zone type).
     contexts: HashMap<u64, DeviceContext>,
     link: String,
@@ -141,6 +143,7 @@ impl Runtime {
             internal_rx,
             interviewing: HashSet::new(),
             contexts: HashMap::new(),
+            recently_refused: HashMap::new(),
             link,
         }
     }
@@ -469,10 +472,18 @@ impl Runtime {
     ) -> Result<(), AdapterError> {
         match ev {
             CoordinatorEvent::Joined { ieee, nwk, .. } => self.joined(dongle, ieee, nwk).await,
+            CoordinatorEvent::JoinDenied { ieee, nwk } => self.join_denied(dongle, ieee, nwk).await,
             CoordinatorEvent::Announced { ieee, nwk, .. } => {
                 if self.devices.get(ieee).is_some() {
                     self.rejoined(ieee, nwk).await?;
                     self.flush_sleepy(dongle, ieee).await
+                } else if self
+                    .recently_refused
+                    .get(&ieee.0)
+                    .is_some_and(|t| t.elapsed() < SUMMARY_EVERY)
+                {
+                    // the announcement of a join just refused (the leave request is on its way)
+                    Ok(())
                 } else {
                     // some stacks announce without a trust-centre indication first
                     self.joined(dongle, ieee, nwk).await
@@ -512,22 +523,8 @@ impl Runtime {
         ieee: Ieee,
         nwk: u16,
     ) -> Result<(), AdapterError> {
-        let provisioned: HashSet<Ieee> = self
-            .credentials
-            .enrolment("install_code")
-            .into_iter()
-            .filter_map(|(id, _)| parse_ieee(&id))
-            .collect();
-        let decision = join::decide(&join::Facts {
-            ieee,
-            known: self.devices.get(ieee).is_some(),
-            now: Instant::now(),
-            window: self.window.as_ref(),
-            provisioned: &provisioned,
-            require_codes: self.cfg.require_install_codes,
-            device_count: self.devices.len(),
-            max_devices: self.cfg.max_devices,
-        });
+        let provisioned = self.provisioned();
+        let decision = join::decide(&self.facts(ieee, &provisioned));
         let id = device_id(ieee);
         match decision {
             Admission::Known => self.rejoined(ieee, nwk).await,
@@ -563,6 +560,7 @@ impl Runtime {
                 Ok(())
             }
             Admission::Refuse(why) => {
+                self.recently_refused.insert(ieee.0, Instant::now());
                 if let Some(w) = &self.window {
                     w.op.progress.update(|p| {
                         p.devices_seen += 1;
@@ -570,12 +568,7 @@ impl Runtime {
                         p.device(&id, format!("refused: {}", why.describe()));
                     });
                 }
-                let d = dongle.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = d.leave(ieee, nwk).await {
-                        tracing::warn!(device = %ieee, error = %e, "zigbee: leave request for a refused device failed");
-                    }
-                });
+                self.send_leave(dongle, ieee, nwk);
                 self.reject(
                     Some(id),
                     why.as_str(),
@@ -586,6 +579,73 @@ impl Runtime {
                 )
                 .await
             }
+        }
+    }
+
+    /// The coordinator's trust centre refused a join on its own; audited with the gate's reason
+    /// when the gate would have refused too.
+    async fn join_denied(
+        &mut self,
+        dongle: &Arc<Dongle>,
+        ieee: Ieee,
+        nwk: u16,
+    ) -> Result<(), AdapterError> {
+        let provisioned = self.provisioned();
+        let why = match join::decide(&self.facts(ieee, &provisioned)) {
+            Admission::Refuse(r) => r.describe(),
+            _ => "the coordinator's trust centre refused it",
+        };
+        let cause = match join::decide(&self.facts(ieee, &provisioned)) {
+            Admission::Refuse(r) => r.as_str(),
+            _ => "join-denied-by-trust-centre",
+        };
+        let id = device_id(ieee);
+        if let Some(w) = &self.window {
+            w.op.progress.update(|p| {
+                p.devices_seen += 1;
+                p.devices_refused += 1;
+                p.device(&id, format!("refused: {why}"));
+            });
+        }
+        self.recently_refused.insert(ieee.0, Instant::now());
+        // belt and braces: should the stack's refusal not have held, the device is told to leave
+        self.send_leave(dongle, ieee, nwk);
+        self.reject(
+            Some(id),
+            cause,
+            format!("join refused by the trust centre: {why} (nwk {nwk:#06x})"),
+        )
+        .await
+    }
+
+    /// Asks a refused device to leave, off the loop.
+    fn send_leave(&self, dongle: &Arc<Dongle>, ieee: Ieee, nwk: u16) {
+        let d = dongle.clone();
+        tokio::spawn(async move {
+            if let Err(e) = d.leave(ieee, nwk).await {
+                tracing::warn!(device = %ieee, error = %e, "zigbee: leave request for a refused device failed");
+            }
+        });
+    }
+
+    fn provisioned(&self) -> HashSet<Ieee> {
+        self.credentials
+            .enrolment("install_code")
+            .into_iter()
+            .filter_map(|(id, _)| parse_ieee(&id))
+            .collect()
+    }
+
+    fn facts<'a>(&'a self, ieee: Ieee, provisioned: &'a HashSet<Ieee>) -> join::Facts<'a> {
+        join::Facts {
+            ieee,
+            known: self.devices.get(ieee).is_some(),
+            now: Instant::now(),
+            window: self.window.as_ref(),
+            provisioned,
+            require_codes: self.cfg.require_install_codes,
+            device_count: self.devices.len(),
+            max_devices: self.cfg.max_devices,
         }
     }
 

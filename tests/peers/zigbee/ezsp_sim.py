@@ -9,7 +9,8 @@ Network.nv (so unplug/replug resumes), formNetwork/leaveNetwork, setInitialSecur
 messageSentHandler then the device reacts (ZDO requests answered through incomingMessageHandler,
 Mgmt_Leave_req makes the device leave), unknown commands -> invalidCommand, bad CRC -> NAK.
 
-usage: ezsp_sim.py --link PATH [--control-port 5573] [-v]
+usage: ezsp_sim.py --link PATH [--control-port 5573] [--sensors N] [-v]
+(--sensors N: N more temperature/humidity sensors ts0001..tsNNNN, see sim_devices.make_devices)
 """
 import argparse
 import asyncio
@@ -37,8 +38,8 @@ def ser(schema, **kw):
 class EzspNetwork(Network):
     """Network whose install codes arrive as transient link keys (EZSP never sees the code itself)."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, extra_sensors=0):
+        super().__init__(extra_sensors=extra_sensors)
         self.transient_keys = {}  # ieee_hex -> 16-byte key
 
     def join(self, name, code=None, force=False):
@@ -328,10 +329,15 @@ async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--link", default="/tmp/ttyEZSP")
     ap.add_argument("--control-port", type=int, default=5573)
+    ap.add_argument("--sensors", type=int, default=0, metavar="N",
+                    help="add N temperature/humidity sensors ts0001..tsNNNN (mains-powered end devices)")
     ap.add_argument("-v", action="store_true")
     a = ap.parse_args()
     logging.basicConfig(level=logging.DEBUG if a.v else logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    net = EzspNetwork()
+    try:
+        net = EzspNetwork(extra_sensors=a.sensors)
+    except ValueError as e:
+        ap.error(str(e))
     sim = EzspSim(net)
     net.radio = sim
     fe = Frontend(a.link, sim)

@@ -14,8 +14,9 @@ Radio (implemented by the front-end; the Network calls it):
     incoming(dev, src_ep, cluster, zcl_bytes, secured)   an application frame from the device
     permit_join_changed(secs)     joining opened for `secs` seconds (0 = closed)
 
-Network(radio=None)               set .radio once the front-end exists
-    .devices {name: Device}       th1, motion1, plug1, bulb1 (fixed IEEE and NWK)
+Network(radio=None, extra_sensors=0)   set .radio once the front-end exists
+    .devices {name: Device}       th1, motion1, plug1, bulb1 (fixed IEEE and NWK), then `extra_sensors` more
+                                  temperature/humidity sensors ts0001..tsNNNN (see make_devices)
     .by_nwk(nwk) / .by_ieee(ieee) -> Device | None
     .set_permit_join(secs)        opens/closes joining, runs the closing timer, tells the radio
     .permit_join_remaining() -> int
@@ -26,6 +27,7 @@ Network(radio=None)               set .radio once the front-end exists
     .form_count                   networks formed so far; call .formed(pan_id, ext_pan_id_hex, channel)
     .join(name, code=None, force=False) -> reply line   (control command semantics below)
     .report(name, what, value), .raw(name, cluster, zcl_bytes), .flood(name, n), .leave(name)
+    .join_all(prefix, force=False) / .report_all(prefix, what, value) -> reply line   (joinall / reportall below)
     .host_leave(dev)              the host asked the device to leave (MgmtLeave): marks it gone, no radio call
     .deliver(dev, src_ep, dst_ep, cluster, data)   host -> device application frame; the device reacts
     .state() -> dict              for the `state` control line
@@ -34,7 +36,14 @@ Device: name, ieee (zigpy EUI64), nwk, logical_type (0/1/2), mac_capabilities, m
     joined, secured (joined with an install code), last_commands (most recent first, at most 20)
 ControlServer(network, frontend).start(port): line protocol on 127.0.0.1; frontend provides unplug(), replug(),
     quit(). Lines: join <dev> [code=<hex>] [force] | report <dev> <what> <value> | report <dev> raw <cluster hex>
-    <zcl hex> | flood <dev> <n> | leave <dev> | state | unplug | replug | quit. Replies `OK ...` / `ERR ...`.
+    <zcl hex> | flood <dev> <n> | leave <dev> | joinall <prefix> [force] | reportall <prefix> <what> <value> | state |
+    unplug | replug | quit. Replies `OK ...` / `ERR ...`.
+    joinall: every device whose name starts with <prefix>, in name order, joins without an install code (as
+    `join <dev> [force]`); `OK joined K` (`OK joined K refused R` when the trust centre requires install codes),
+    `ERR closed` when joining is closed (and no `force`), `ERR unknown-device <prefix>*` when no name matches.
+    reportall: one `report <dev> <what> <value>` from each matching device, in name order; `OK reported K`.
+    Checked first, so either every matching device reports or none does: `ERR not-joined <dev>`, `ERR <dev>
+    does not report <what>`, `ERR unknown-device <prefix>*`.
 PtyLink(link_path): creates a pty whose slave is symlinked at link_path; write() buffers when the host is slow;
     unplug() closes it and removes the symlink; replug() makes a new pty at the same path.
 """
@@ -102,7 +111,22 @@ class Device:
         return self.attrs.get((cluster, attr), (None, None))[1]
 
 
-def make_devices():
+SENSOR_NWK_BASE = 0x2000
+MAX_EXTRA_SENSORS = 9999
+
+
+def extra_sensor(i):
+    """The i-th (1-based) extra sensor: mains-powered end device (receiver on when idle, so not sleepy) with
+    Basic, Temperature and Humidity; IEEE 00:12:4b:00:00:01:hi:lo, NWK 0x2000 + i."""
+    return Device(f"ts{i:04d}", f"00:12:4b:00:00:01:{i >> 8:02x}:{i & 0xFF:02x}", SENSOR_NWK_BASE + i, 2, 0x8C,
+                  "SIM-TS-1", 1, 0x0302, [BASIC, TEMP, HUMIDITY],
+                  {(TEMP, 0x0000): (I16, 2000 + i % 500), (HUMIDITY, 0x0000): (U16, 4000 + (i * 7) % 2000)})
+
+
+def make_devices(extra_sensors=0):
+    extra_sensors = int(extra_sensors)
+    if not 0 <= extra_sensors <= MAX_EXTRA_SENSORS:
+        raise ValueError(f"extra_sensors must be 0..{MAX_EXTRA_SENSORS}, not {extra_sensors}")
     return {d.name: d for d in [
         Device("th1", "00:12:4b:00:00:00:10:01", 0x1001, 2, 0x80, "SIM-TH-1", 3, 0x0302,
                [BASIC, POWER, TEMP, HUMIDITY],
@@ -123,7 +147,7 @@ def make_devices():
                {(ONOFF, 0x0000): (BOOL, 0), (LEVEL, 0x0000): (U8, 254), (COLOR, 0x0000): (U8, 0),
                 (COLOR, 0x0001): (U8, 0), (COLOR, 0x0003): (U16, 0x616B), (COLOR, 0x0004): (U16, 0x607D),
                 (COLOR, 0x0007): (U16, 370), (COLOR, 0x0008): (ENUM8, 2)}),
-    ]}
+    ] + [extra_sensor(i) for i in range(1, extra_sensors + 1)]}
 
 
 def zcl_header(dev, command_id, *, general=True, tsn=None, no_default_response=False):
@@ -149,9 +173,9 @@ def default_response(dev, tsn, command_id, status):
 
 
 class Network:
-    def __init__(self, radio=None):
+    def __init__(self, radio=None, extra_sensors=0):
         self.radio = radio
-        self.devices = make_devices()
+        self.devices = make_devices(extra_sensors)
         self.install_codes = {}
         self.install_code_required = False
         self.nv = {}
@@ -249,6 +273,45 @@ class Network:
         dev.attrs[(cluster, attr)] = (type_id, int(value, 0))
         self.send(dev, cluster, report_frame(dev, cluster, [attr]))
         return f"OK {what}"
+
+    def _matching(self, prefix):
+        names = sorted(n for n in self.devices if n.startswith(prefix))
+        if not names:
+            raise ValueError(f"unknown-device {prefix}*")
+        return names
+
+    def join_all(self, prefix, force=False):
+        names = self._matching(prefix)
+        if not force and self.permit_join_remaining() <= 0:
+            return "ERR closed"
+        joined = refused = 0
+        for name in names:
+            reply = self.join(name, force=force)
+            if reply.startswith("OK joined"):
+                joined += 1
+            elif reply == "OK refused-by-tc":
+                refused += 1
+            else:  # joining closed in between (cannot happen within one call, but never count it as joined)
+                return f"{reply} after {joined} joined"
+        return f"OK joined {joined}" + (f" refused {refused}" if refused else "")
+
+    def report_all(self, prefix, what, value):
+        names = self._matching(prefix)
+        int(value, 0)  # a bad value fails before anything is sent
+        for name in names:
+            dev = self.devices[name]
+            if not dev.joined:
+                raise ValueError(f"not-joined {name}")
+            if what == "zone":
+                if (IAS_ZONE, 0x0002) not in dev.attrs:
+                    raise ValueError(f"{name} has no IAS zone")
+            elif what not in REPORTABLE:
+                raise ValueError(f"unknown-measurement {what}")
+            elif REPORTABLE[what] not in dev.attrs:
+                raise ValueError(f"{name} does not report {what}")
+        for name in names:
+            self.report(name, what, value)
+        return f"OK reported {len(names)}"
 
     def raw(self, name, cluster, zcl_bytes):
         self.send(self._dev(name), cluster, zcl_bytes)
@@ -461,6 +524,10 @@ class ControlServer:
                 return net.flood(args[0], int(args[1]))
             if cmd == "leave" and len(args) == 1:
                 return net.leave(args[0])
+            if cmd == "joinall" and (len(args) == 1 or (len(args) == 2 and args[1] == "force")):
+                return net.join_all(args[0], force=len(args) == 2)
+            if cmd == "reportall" and len(args) == 3:
+                return net.report_all(args[0], args[1], args[2])
             if cmd == "state":
                 return "OK " + json.dumps(net.state(), sort_keys=True)
             if cmd == "unplug":

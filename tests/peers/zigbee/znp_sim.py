@@ -5,7 +5,8 @@ Every MT frame is parsed and built with zigpy-znp's own classes: zigpy_znp.uart.
 byte stream, zigpy_znp.commands decodes requests and builds responses/callbacks. Device behaviour (ZCL,
 descriptors, join rules) lives in sim_devices.py, shared with the EZSP front-end.
 
-usage: znp_sim.py --link /tmp/ttyZNP --control-port 5570 [-v]
+usage: znp_sim.py --link /tmp/ttyZNP --control-port 5570 [--sensors N] [-v]
+(--sensors N: N more temperature/humidity sensors ts0001..tsNNNN, see sim_devices.make_devices)
 
 Implements what Warden's ZNP driver uses: SYS.Ping/Version/ResetReq(->ResetInd)/OSALNVRead/OSALNVWrite/
 OSALNVItemInit/OSALNVLength, UTIL.GetDeviceInfo, AF.Register, AF.DataRequest(Ext) (-> DataConfirm, then the
@@ -373,10 +374,15 @@ async def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--link", required=True, help="create a pty and symlink its slave here")
     ap.add_argument("--control-port", type=int, required=True)
+    ap.add_argument("--sensors", type=int, default=0, metavar="N",
+                    help="add N temperature/humidity sensors ts0001..tsNNNN (mains-powered end devices)")
     ap.add_argument("-v", action="store_true", help="log every byte")
     a = ap.parse_args()
     logging.basicConfig(level=logging.DEBUG if a.v else logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    net = Network()
+    try:
+        net = Network(extra_sensors=a.sensors)
+    except ValueError as e:
+        ap.error(str(e))
     fe = ZnpFrontEnd(net, a.link)
     srv = await ControlServer(net, fe).start(a.control_port)
     LOG.info("ZNP simulator ready on %s (control 127.0.0.1:%d)", a.link, a.control_port)

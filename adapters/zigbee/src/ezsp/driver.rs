@@ -909,6 +909,10 @@ impl Task {
                     });
                 } else if j.decision == f::DENY_JOIN {
                     tracing::info!(ieee = %j.ieee, "EZSP: trust centre denied a join");
+                    self.emit(CoordinatorEvent::JoinDenied {
+                        ieee: j.ieee,
+                        nwk: j.nwk,
+                    });
                 } else {
                     self.emit(CoordinatorEvent::Joined {
                         ieee: j.ieee,

@@ -1,0 +1,331 @@
+//! The Zigbee adapter end to end, once per coordinator stack, against the project's simulated
+//! coordinators whose every frame is built by zigpy-znp's (ZNP) and bellows's (EZSP/ASH) own classes:
+//! network start, a join window opened from the CLI with live progress, install-code joining, the
+//! interview, pending until approved, reports to MQTT with their assurance, an on/off command and
+//! its report, refusals outside a window and without an install code, and a dongle unplugged and
+//! replugged mid-traffic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod zigbee_support;
+
+use warden_e2e::*;
+use zigbee_support::*;
+
+fn is(r: &serde_json::Value, action: &str, device: &str) -> bool {
+    r["action"] == action && r["device"] == device
+}
+
+/// A link-health record of the Zigbee link in `state`.
+fn zigbee_link(r: &serde_json::Value, state: &str) -> bool {
+    r["action"] == "link-health"
+        && r["detail"]["state"] == state
+        && r["detail"]["link"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("zigbee:"))
+}
+
+fn cause(r: &serde_json::Value) -> &str {
+    r["detail"]["cause"].as_str().unwrap_or_default()
+}
+
+fn scenario(stack: &str) {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let sim = Sim::start(stack, dir, &[]);
+    let p = Ports::new();
+    let cfg = dir.join("w.toml");
+    std::fs::write(&cfg, config(&p, &sim.link)).unwrap();
+    let dd = dir.join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
+        &dir.join("sub.txt"),
+    );
+
+    // the network is formed once, and the link reported up
+    let up = wait_audit(&dd, "the Zigbee link up", |r| zigbee_link(r, "Up"));
+    let reason = up["reason"].as_str().unwrap();
+    assert!(reason.contains("network formed"), "{reason}");
+    assert_eq!(sim.state()["form_count"], 1);
+
+    // th1 is provisioned with its install code and lands pending (an operator's import)
+    let imp = dir.join("imp.toml");
+    std::fs::write(
+        &imp,
+        format!(
+            "[[devices]]\nid = \"{TH1}\"\nstatus = \"pending\"\n\
+             credentials = {{ install_code = \"hex:{INSTALL_CODE}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let o = g.cli(&["devices", "import", imp.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // a window for install-code devices only, opened from the CLI, which shows its progress
+    let mut join = Cli::spawn(
+        &g,
+        &[
+            "adapter",
+            "zigbee",
+            "join",
+            "--seconds",
+            "120",
+            "--install-code-only",
+        ],
+        &dir.join("join.txt"),
+    );
+    join.wait_text("the window to open", |t| t.contains("s left"));
+    assert_eq!(
+        sim.ctl(&format!("join th1 code={INSTALL_CODE}")),
+        "OK joined secured"
+    );
+    // interviewed, pending, with what the interview learned
+    let d = wait_for(T, "th1 interviewed and pending", || {
+        let d = device_show(&g, TH1);
+        (d["device"]["model"] == "SIM-TH-1").then_some(d)
+    });
+    assert_eq!(d["device"]["status"], "pending", "{d}");
+    assert_eq!(d["device"]["manufacturer"], "SimCo", "{d}");
+    assert_eq!(d["device"]["firmware"], "1.2.3 (20260101)", "{d}");
+    wait_audit(&dd, "th1's join audited", |r| {
+        is(r, "membership", TH1) && r["detail"]["change"] == "joined"
+    });
+
+    // a device without a provisioned install code is refused while the window requires one
+    let r = sim.ctl("join motion1");
+    assert!(r.starts_with("OK"), "{r}");
+    let refused = wait_audit(&dd, "motion1's refusal", |r| is(r, "uplink", MOTION1));
+    assert_eq!(cause(&refused), "join-without-install-code", "{refused}");
+    assert_eq!(refused["verdict"], "deny", "{refused}");
+    assert!(
+        device_show(&g, MOTION1).is_null(),
+        "a refused device is not registered"
+    );
+
+    // the progress line counted both; closing the window ends the CLI cleanly
+    join.wait_text("the refusal in the progress", |t| {
+        t.contains("1 joined") && t.contains("1 refused")
+    });
+    let o = g.cli(&["adapter", "zigbee", "close"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(join.wait_exit(), "{}", join.text());
+    let text = join.text();
+    assert!(text.contains("cancelled"), "{text}");
+    assert!(
+        text.contains(&format!("{TH1} interviewed: SimCo SIM-TH-1")),
+        "{text}"
+    );
+    assert!(
+        text.contains("interview zigbee:"),
+        "interview steps shown: {text}"
+    );
+    // the retained operation state says the same
+    sub.wait_lines(T, "the retained operation state", |l| {
+        l.iter().any(|(t, p)| {
+            t == "warden/adapters/zigbee/operation"
+                && json(p)["operation"]["progress"]["state"] == "cancelled"
+        })
+    });
+
+    // a device joining outside any window is refused, told to leave, and audited
+    let r = sim.ctl("join plug1 force");
+    assert!(r.starts_with("OK"), "{r}");
+    let refused = wait_audit(&dd, "plug1's refusal outside a window", |r| {
+        is(r, "uplink", PLUG1)
+    });
+    assert_eq!(cause(&refused), "join-outside-window", "{refused}");
+    wait_for(T, "plug1 made to leave", || {
+        (sim.state()["devices"]["plug1"]["joined"] == false).then_some(())
+    });
+
+    // a pending device's reports never reach MQTT (the positive control follows its approval)
+    assert_eq!(sim.ctl("report th1 temperature 2000"), "OK temperature");
+    wait_audit(&dd, "th1's pending report denied", |r| {
+        is(r, "uplink", TH1) && r["verdict"] == "deny"
+    });
+    let o = g.cli(&[
+        "devices",
+        "approve",
+        TH1,
+        "--profile",
+        "zsensor",
+        "--reason",
+        "e2e",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sim.ctl("report th1 temperature 2234"), "OK temperature");
+    assert_eq!(sim.ctl("report th1 humidity 5530"), "OK humidity");
+    sub.wait_lines(T, "th1's humidity", |_| {
+        latest(&sub, TH1, "humidity").is_some()
+    });
+    let temp = latest(&sub, TH1, "temperature").unwrap();
+    assert_eq!(temp["value"], 22.34, "{temp}");
+    assert_eq!(temp["unit"], "°C", "{temp}");
+    // joined with its install-code key and the frame APS-secured under it
+    assert_eq!(temp["assurance"], "shared-key", "{temp}");
+    assert_eq!(latest(&sub, TH1, "humidity").unwrap()["value"], 55.3);
+    assert_eq!(
+        values(&sub, TH1, "temperature"),
+        vec![serde_json::json!(22.34)],
+        "the report sent while pending was never published"
+    );
+
+    // an ordinary window: motion1 and plug1 join without install codes
+    let mut join = Cli::spawn(
+        &g,
+        &["adapter", "zigbee", "join", "--seconds", "60"],
+        &dir.join("join2.txt"),
+    );
+    join.wait_text("the second window to open", |t| t.contains("s left"));
+    for (name, id) in [("motion1", MOTION1), ("plug1", PLUG1)] {
+        let r = sim.ctl(&format!("join {name}"));
+        assert!(r.starts_with("OK joined"), "{name}: {r}");
+        wait_for(T, &format!("{name} interviewed"), || {
+            (device_show(&g, id)["device"]["status"] == "pending"
+                && !device_show(&g, id)["device"]["model"].is_null())
+            .then_some(())
+        });
+    }
+    let o = g.cli(&["adapter", "zigbee", "close"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(join.wait_exit(), "{}", join.text());
+    assert!(
+        join.text().contains("2 joined, 0 refused"),
+        "{}",
+        join.text()
+    );
+
+    // occupancy from motion1, at `channel` (network key only)
+    let o = g.cli(&[
+        "devices",
+        "approve",
+        MOTION1,
+        "--profile",
+        "zsensor",
+        "--reason",
+        "e2e",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sim.ctl("report motion1 occupancy 1"), "OK occupancy");
+    sub.wait_lines(T, "motion1's occupancy", |_| {
+        latest(&sub, MOTION1, "occupancy").is_some()
+    });
+    let occ = latest(&sub, MOTION1, "occupancy").unwrap();
+    assert_eq!(occ["value"], true, "{occ}");
+    assert_eq!(occ["assurance"], "channel", "{occ}");
+
+    // a pending plug gets no command; once approved, on/off reaches it and its report comes back
+    let res = command(&g, PLUG1, "turn_on");
+    assert_eq!(res["outcome"], "denied", "{res}");
+    assert_eq!(sim.state()["devices"]["plug1"]["on"], false);
+    let o = g.cli(&[
+        "devices",
+        "approve",
+        PLUG1,
+        "--profile",
+        "zplug",
+        "--reason",
+        "e2e",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let res = command(&g, PLUG1, "turn_on");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(sim.state()["devices"]["plug1"]["on"], true);
+    sub.wait_lines(T, "plug1's on/off report", |_| {
+        latest(&sub, PLUG1, "on").is_some_and(|e| e["value"] == true)
+    });
+    let res = command(&g, PLUG1, "turn_off");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    sub.wait_lines(T, "plug1 off", |_| {
+        latest(&sub, PLUG1, "on").is_some_and(|e| e["value"] == false)
+    });
+    // a command the profile does not allow never leaves the gateway
+    let res = command(&g, PLUG1, "set_level");
+    assert_eq!(res["outcome"], "denied", "{res}");
+
+    // hostile frames from an admitted device: truncated ZCL, an unknown cluster, a
+    // manufacturer-specific report, then a flood; each refusal is audited once (the rest are
+    // summarised), nothing panics, and the device's next good report still gets through
+    assert!(sim.ctl("report th1 raw 0402 182a").starts_with("OK"));
+    let bad = wait_audit(&dd, "the truncated frame refused", |r| {
+        is(r, "uplink", TH1) && cause(r) == "zcl-truncated"
+    });
+    assert_eq!(bad["verdict"], "deny", "{bad}");
+    assert!(
+        sim.ctl("report th1 raw fc01 18010a00002001")
+            .starts_with("OK")
+    );
+    assert!(
+        sim.ctl("report th1 raw 0000 1c5f11010a0100420161")
+            .starts_with("OK")
+    );
+    assert!(sim.ctl("flood th1 300").starts_with("OK"));
+    let flood = wait_audit(&dd, "the flood refused", |r| {
+        is(r, "uplink", TH1) && cause(r) == "flood"
+    });
+    assert_eq!(flood["verdict"], "deny", "{flood}");
+    let floods = audit_where(&dd, |r| is(r, "uplink", TH1) && cause(r) == "flood");
+    assert!(
+        floods.len() <= 2,
+        "a flood is summarised, not one record per frame: {}",
+        floods.len()
+    );
+    // the flood's rate window passes: the device's next good report is published again
+    // (resent every half second until it arrives, as a real sensor would keep reporting)
+    let mut polls = 0;
+    wait_for(T, "th1's good report after the hostile ones", || {
+        if polls % 10 == 0 {
+            assert_eq!(sim.ctl("report th1 temperature 2150"), "OK temperature");
+        }
+        polls += 1;
+        latest(&sub, TH1, "temperature")
+            .filter(|e| e["value"] == 21.5)
+            .map(|_| ())
+    });
+
+    // unplug mid-traffic: link down; replug: up again on the same network, nobody duplicated
+    let ids = || -> Vec<String> {
+        stdout(&g.cli(&["devices", "list"]))
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    };
+    let before = ids();
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert!(sim.ctl("unplug").starts_with("OK"));
+    wait_audit(&dd, "the link down", |r| zigbee_link(r, "Down"));
+    assert!(sim.ctl("replug").starts_with("OK"));
+    let resumed = wait_audit(&dd, "the link up again", |r| {
+        zigbee_link(r, "Up") && r["reason"].as_str().unwrap_or_default().contains("resumed")
+    });
+    assert!(
+        resumed["reason"].as_str().unwrap().contains("3 devices"),
+        "{resumed}"
+    );
+    assert_eq!(
+        sim.state()["form_count"],
+        1,
+        "the network was not re-formed"
+    );
+    assert_eq!(ids(), before, "no duplicate or lost device");
+    assert_eq!(sim.ctl("report th1 temperature 2300"), "OK temperature");
+    sub.wait_lines(T, "th1 after the replug", |_| {
+        latest(&sub, TH1, "temperature").is_some_and(|e| e["value"] == 23.0)
+    });
+    let res = command(&g, PLUG1, "turn_on");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+
+    let log = g.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+    g.stop();
+}
+
+#[test]
+fn zigbee_znp_end_to_end() {
+    scenario("znp");
+}
+
+#[test]
+fn zigbee_ezsp_end_to_end() {
+    scenario("ezsp");
+}
