@@ -10,10 +10,11 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use warden_core::ProgressSender;
 
-use crate::config::Config;
+use crate::config::{Config, Reporting};
 use crate::devices::{Device, Endpoint};
 use crate::dongle::Dongle;
 use crate::runtime::{LOCAL_EP, Waiters};
+use crate::zcl::types::{TypeClass, ValueKind};
 use crate::zcl::{self, IdentityField, ZclBody, ZclHeader, ZclValue};
 
 /// How long one ZCL request of the interview waits for its answer.
@@ -22,6 +23,9 @@ const ANSWER: Duration = Duration::from_secs(5);
 const MAX_ENDPOINTS: usize = 8;
 
 const BASIC: u16 = 0x0000;
+/// The Basic-cluster attributes read for a device's identity: manufacturer, model, date code,
+/// power source, software build.
+pub const IDENTITY_ATTRS: &[u16] = &[0x0004, 0x0005, 0x0006, 0x0007, 0x4000];
 const IAS_ZONE: u16 = 0x0500;
 
 /// Where a request goes: a device's network address, endpoint and cluster.
@@ -129,8 +133,7 @@ pub async fn run(
     }
     if let Some(ep) = dev.endpoint_for(BASIC) {
         step(progress, &dev, "identity (Basic cluster)");
-        let attrs = [0x0004, 0x0005, 0x0006, 0x0007, 0x4000];
-        match zcl::global::encode_read_attributes(&attrs) {
+        match zcl::global::encode_read_attributes(IDENTITY_ATTRS) {
             Ok(payload) => {
                 match request(
                     dongle,
@@ -214,6 +217,29 @@ pub async fn run(
     (dev, notes)
 }
 
+/// The Configure Reporting record for one row of a reporting list, with the attribute's table row
+/// (its data type decides whether a reportable change is sent); `None` when Warden does not know
+/// the attribute. Analog types get the row's reportable change (default 1) in the attribute's type.
+pub fn reporting_config(r: &Reporting) -> Option<(&'static zcl::PointDef, zcl::ReportingConfig)> {
+    let def = zcl::normalise::lookup(r.cluster, r.attribute)?;
+    let dt = def.data_type;
+    let change = r.reportable_change.unwrap_or(1);
+    let reportable_change = match (dt.class(), dt.kind()) {
+        (TypeClass::Analog, ValueKind::Unsigned) => Some(ZclValue::Unsigned(dt, u64::from(change))),
+        (TypeClass::Analog, ValueKind::Signed) => Some(ZclValue::Signed(dt, i64::from(change))),
+        (TypeClass::Analog, ValueKind::Float) => Some(ZclValue::Float(dt, f64::from(change))),
+        _ => None,
+    };
+    let rc = zcl::ReportingConfig {
+        attr: r.attribute,
+        data_type: dt,
+        min_interval: r.min_interval,
+        max_interval: r.max_interval,
+        reportable_change,
+    };
+    Some((def, rc))
+}
+
 /// Asks the device to report what its model's reporting list names, for the clusters it has.
 async fn configure_reporting(
     dongle: &Dongle,
@@ -228,33 +254,12 @@ async fn configure_reporting(
         let Some(ep) = dev.endpoint_for(r.cluster) else {
             continue;
         };
-        let Some(def) = zcl::normalise::lookup(r.cluster, r.attribute) else {
+        let Some((def, rc)) = reporting_config(&r) else {
             notes.push(format!(
                 "reporting {:#06x}/{:#06x}: attribute unknown to Warden",
                 r.cluster, r.attribute
             ));
             continue;
-        };
-        let dt = def.data_type;
-        let change = match (dt.class(), dt.kind()) {
-            (zcl::types::TypeClass::Analog, zcl::types::ValueKind::Unsigned) => Some(
-                ZclValue::Unsigned(dt, u64::from(r.reportable_change.unwrap_or(1))),
-            ),
-            (zcl::types::TypeClass::Analog, zcl::types::ValueKind::Signed) => Some(
-                ZclValue::Signed(dt, i64::from(r.reportable_change.unwrap_or(1))),
-            ),
-            (zcl::types::TypeClass::Analog, zcl::types::ValueKind::Float) => Some(ZclValue::Float(
-                dt,
-                f64::from(r.reportable_change.unwrap_or(1)),
-            )),
-            _ => None,
-        };
-        let rc = zcl::ReportingConfig {
-            attr: r.attribute,
-            data_type: dt,
-            min_interval: r.min_interval,
-            max_interval: r.max_interval,
-            reportable_change: change,
         };
         step(progress, dev, &format!("reporting of {}", def.name));
         let payload = match zcl::global::encode_configure_reporting(&[rc]) {
