@@ -87,6 +87,14 @@ fn scenario(stack: &str) {
     assert_eq!(d["device"]["status"], "pending", "{d}");
     assert_eq!(d["device"]["manufacturer"], "SimCo", "{d}");
     assert_eq!(d["device"]["firmware"], "1.2.3 (20260101)", "{d}");
+    // the interview bound the reporting clusters to the coordinator
+    let cmds = sim.state()["last_commands"]["th1"].to_string();
+    for cluster in [0x0402, 0x0405] {
+        assert!(
+            cmds.contains(&format!(r#""cluster":{cluster}"#)) && cmds.contains("bind"),
+            "th1 not bound for {cluster:#06x}: {cmds}"
+        );
+    }
     wait_audit(&dd, "th1's join audited", |r| {
         is(r, "membership", TH1) && r["detail"]["change"] == "joined"
     });
@@ -186,13 +194,41 @@ fn scenario(stack: &str) {
             .then_some(())
         });
     }
-    let o = g.cli(&["adapter", "zigbee", "close"]);
+    // this time the window is closed over MQTT, by the embedded broker's operator
+    let o = std::process::Command::new("mosquitto_pub")
+        .args(["-V", "mqttv311"])
+        .args(operator_args(
+            &dd,
+            p.mqtt,
+            &["-t", "warden/adapters/zigbee/op", "-m", r#"{"op":"close"}"#],
+        ))
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(join.wait_exit(), "{}", join.text());
     assert!(
         join.text().contains("2 joined, 0 refused"),
         "{}",
         join.text()
+    );
+    let closed = wait_audit(&dd, "the MQTT close audited", |r| {
+        r["action"] == "adapter-operation" && r["actor"] == "mqtt:operator"
+    });
+    assert_eq!(closed["detail"]["request"]["op"], "close", "{closed}");
+    // an adapter without operations says so, and an out-of-range request is refused
+    let o = g.cli(&["adapter", "sim", "join", "--seconds", "10"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("the `sim` adapter has no `join` operation (it supports: none)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = g.cli(&["adapter", "zigbee", "join", "--seconds", "0"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("`seconds` must be between 1 and 3600"),
+        "{}",
+        stderr(&o)
     );
 
     // occupancy from motion1, at `channel` (network key only)

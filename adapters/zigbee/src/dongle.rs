@@ -92,6 +92,16 @@ impl Dongle {
     pub async fn node_descriptor(&self, nwk: u16) -> Result<NodeDescriptor, CoordinatorError> {
         each!(self, d => d.node_descriptor(nwk).await)
     }
+    pub async fn bind(
+        &self,
+        nwk: u16,
+        ieee: Ieee,
+        endpoint: u8,
+        cluster: u16,
+        coordinator: Ieee,
+    ) -> Result<(), CoordinatorError> {
+        each!(self, d => d.bind(nwk, ieee, endpoint, cluster, coordinator).await)
+    }
     pub async fn active_endpoints(&self, nwk: u16) -> Result<Vec<u8>, CoordinatorError> {
         each!(self, d => d.active_endpoints(nwk).await)
     }

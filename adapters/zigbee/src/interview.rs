@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use warden_core::ProgressSender;
 
 use crate::config::{Config, Reporting};
+use crate::coordinator::Ieee;
 use crate::devices::{Device, Endpoint};
 use crate::dongle::Dongle;
 use crate::runtime::{LOCAL_EP, Waiters};
@@ -93,6 +94,7 @@ pub async fn run(
     tsn: &AtomicU8,
     cfg: &Config,
     progress: Option<&ProgressSender>,
+    coordinator: Ieee,
 ) -> (Device, Vec<String>) {
     let mut notes = Vec::new();
     let nwk = dev.nwk;
@@ -212,6 +214,7 @@ pub async fn run(
             Err(e) => notes.push(format!("zone type: {e}")),
         }
     }
+    bind(dongle, &dev, cfg, coordinator, progress, &mut notes).await;
     configure_reporting(dongle, &mut dev, waiters, tsn, cfg, progress, &mut notes).await;
     dev.interviewed = true;
     (dev, notes)
@@ -241,6 +244,35 @@ pub fn reporting_config(r: &Reporting) -> Option<(&'static zcl::PointDef, zcl::R
 }
 
 /// Asks the device to report what its model's reporting list names, for the clusters it has.
+/// Binds each cluster the device will report to the coordinator: without a binding a device has
+/// nowhere to send its configured reports.
+async fn bind(
+    dongle: &Dongle,
+    dev: &Device,
+    cfg: &Config,
+    coordinator: Ieee,
+    progress: Option<&ProgressSender>,
+    notes: &mut Vec<String>,
+) {
+    let mut done = Vec::new();
+    for r in cfg.reporting_for(dev.model.as_deref()) {
+        let Some(ep) = dev.endpoint_for(r.cluster) else {
+            continue;
+        };
+        if done.contains(&(ep, r.cluster)) {
+            continue;
+        }
+        done.push((ep, r.cluster));
+        step(progress, dev, &format!("bind cluster {:#06x}", r.cluster));
+        if let Err(e) = dongle
+            .bind(dev.nwk, dev.ieee(), ep, r.cluster, coordinator)
+            .await
+        {
+            notes.push(format!("bind {:#06x}: {e}", r.cluster));
+        }
+    }
+}
+
 async fn configure_reporting(
     dongle: &Dongle,
     dev: &mut Device,

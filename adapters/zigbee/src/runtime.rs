@@ -106,6 +106,8 @@ pub struct Runtime {
     interviewing: HashSet<u64>,
     /// Devices refused in the last [`SUMMARY_EVERY`] (their announcement is not a second join).
     recently_refused: HashMap<u64, Instant>,
+    /// The coordinator's own IEEE address (the destination of bindings).
+    coordinator: Ieee,
     /// What each device's earlier reports said about scaling (multipliers, zone type).
     contexts: HashMap<u64, DeviceContext>,
     link: String,
@@ -144,6 +146,7 @@ impl Runtime {
             interviewing: HashSet::new(),
             contexts: HashMap::new(),
             recently_refused: HashMap::new(),
+            coordinator: Ieee(0),
             link,
         }
     }
@@ -680,9 +683,18 @@ impl Runtime {
         let tsn = self.tsn.clone();
         let reporting = self.cfg.clone();
         let progress = self.window.as_ref().map(|w| w.op.progress.clone());
+        let coordinator = self.coordinator;
         tokio::spawn(async move {
-            let (dev, notes) =
-                interview::run(&dongle, dev, &waiters, &tsn, &reporting, progress.as_ref()).await;
+            let (dev, notes) = interview::run(
+                &dongle,
+                dev,
+                &waiters,
+                &tsn,
+                &reporting,
+                progress.as_ref(),
+                coordinator,
+            )
+            .await;
             let _ = tx.send(Internal::Interviewed(Box::new(dev), notes)).await;
         });
     }

@@ -260,6 +260,9 @@ class EzspSim:
                 bytes([len(ins)]) + b"".join(t.uint16_t(c).serialize() for c in ins) + \
                 bytes([len(outs)]) + b"".join(t.uint16_t(c).serialize() for c in outs)
             body = nwk + bytes([len(sd)]) + sd
+        elif cluster == 0x0021 and len(data) >= 12:  # Bind_req: src IEEE, src ep, cluster, dst
+            dev.remember({"zdo": "bind", "cluster": int.from_bytes(data[10:12], "little")})
+            return self.zdo_response(dev, cluster, bytes([tsn, 0]))
         elif cluster == 0x0034:  # Mgmt_Leave_req
             self.zdo_response(dev, cluster, bytes([tsn, 0]))
             self.net.host_leave(dev)

@@ -543,6 +543,26 @@ impl EzspCoordinator {
         }
     }
 
+    /// Binds a device's cluster on `endpoint` to the coordinator's endpoint 1 (ZDO Bind_req).
+    pub async fn bind(
+        &self,
+        nwk: u16,
+        ieee: Ieee,
+        endpoint: u8,
+        cluster: u16,
+        coordinator: Ieee,
+    ) -> Result<(), CoordinatorError> {
+        let body = f::bind_req(ieee, endpoint, cluster, coordinator, 1);
+        let p = self.zdo(nwk, f::zdo::BIND_REQ, &body).await?;
+        match f::parse_bind_rsp(&p).map_err(malformed)? {
+            0 => Ok(()),
+            status => Err(CoordinatorError::Status {
+                request: "Bind_req",
+                status,
+            }),
+        }
+    }
+
     pub async fn active_endpoints(&self, nwk: u16) -> Result<Vec<u8>, CoordinatorError> {
         let p = self
             .zdo(nwk, f::zdo::ACTIVE_EP_REQ, &nwk.to_le_bytes())

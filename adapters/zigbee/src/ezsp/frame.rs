@@ -537,8 +537,27 @@ pub mod zdo {
     pub const SIMPLE_DESC_REQ: u16 = 0x0004;
     pub const ACTIVE_EP_REQ: u16 = 0x0005;
     pub const DEVICE_ANNCE: u16 = 0x0013;
+    pub const BIND_REQ: u16 = 0x0021;
     pub const MGMT_LEAVE_REQ: u16 = 0x0034;
     pub const RESPONSE: u16 = 0x8000;
+}
+
+/// Bind_req body (after the ZDO TSN): source IEEE, endpoint, cluster, 64-bit destination.
+pub fn bind_req(src: Ieee, src_ep: u8, cluster: u16, dst: Ieee, dst_ep: u8) -> Vec<u8> {
+    let mut p = Vec::with_capacity(21);
+    p.extend_from_slice(&src.to_le_bytes());
+    p.push(src_ep);
+    p.extend_from_slice(&cluster.to_le_bytes());
+    p.push(0x03);
+    p.extend_from_slice(&dst.to_le_bytes());
+    p.push(dst_ep);
+    p
+}
+
+/// Bind_rsp (after the ZDO TSN): status.
+pub fn parse_bind_rsp(p: &[u8]) -> Result<u8, FrameError> {
+    let mut r = Reader::new(p, "Bind_rsp");
+    r.u8()
 }
 
 /// Device_annce: TSN, NWK, IEEE, capability.

@@ -92,12 +92,14 @@ pub mod id {
     pub const ZDO_NODE_DESC_REQ: u8 = 0x02;
     pub const ZDO_SIMPLE_DESC_REQ: u8 = 0x04;
     pub const ZDO_ACTIVE_EP_REQ: u8 = 0x05;
+    pub const ZDO_BIND_REQ: u8 = 0x21;
     pub const ZDO_MGMT_LEAVE_REQ: u8 = 0x34;
     pub const ZDO_MGMT_PERMIT_JOIN_REQ: u8 = 0x36;
     pub const ZDO_STARTUP_FROM_APP: u8 = 0x40;
     pub const ZDO_NODE_DESC_RSP: u8 = 0x82;
     pub const ZDO_SIMPLE_DESC_RSP: u8 = 0x84;
     pub const ZDO_ACTIVE_EP_RSP: u8 = 0x85;
+    pub const ZDO_BIND_RSP: u8 = 0xA1;
     pub const ZDO_MGMT_LEAVE_RSP: u8 = 0xB4;
     pub const ZDO_MGMT_PERMIT_JOIN_RSP: u8 = 0xB6;
     pub const ZDO_STATE_CHANGE_IND: u8 = 0xC0;
@@ -284,6 +286,35 @@ pub fn zdo_active_ep_req(nwk: u16) -> MtFrame {
 }
 pub fn zdo_simple_desc_req(nwk: u16, endpoint: u8) -> MtFrame {
     zdo_addr_req(id::ZDO_SIMPLE_DESC_REQ, nwk, Some(endpoint))
+}
+
+/// `ZDO.BindReq`: bind the device's (`src`, `src_ep`, `cluster`) to `dst`'s endpoint `dst_ep`
+/// (64-bit destination address mode), so its reports come to the coordinator.
+pub fn zdo_bind_req(
+    nwk: u16,
+    src: Ieee,
+    src_ep: u8,
+    cluster: u16,
+    dst: Ieee,
+    dst_ep: u8,
+) -> MtFrame {
+    let mut p = Vec::with_capacity(23);
+    p.extend_from_slice(&nwk.to_le_bytes());
+    p.extend_from_slice(&src.to_le_bytes());
+    p.push(src_ep);
+    p.extend_from_slice(&cluster.to_le_bytes());
+    p.push(0x03);
+    p.extend_from_slice(&dst.to_le_bytes());
+    p.push(dst_ep);
+    small_sreq(sub::ZDO, id::ZDO_BIND_REQ, p)
+}
+
+/// `ZDO.BindRsp`: the responder and its status.
+pub fn parse_bind_rsp(payload: &[u8]) -> Result<Result<(), u8>, ParseError> {
+    let mut r = Reader::new("ZDO.BindRsp", payload);
+    let _src = r.u16()?;
+    let status = r.u8()?;
+    Ok(if status == 0 { Ok(()) } else { Err(status) })
 }
 
 /// `ZDO.MgmtLeaveReq` sent to the device itself: no rejoin, children not removed.
@@ -757,5 +788,25 @@ mod tests {
             let _ = parse_end_device_annce(&p);
             let _ = parse_rpc_error(&p);
         }
+    }
+
+    #[test]
+    fn bind_matches_zigpy_znp() {
+        let f = zdo_bind_req(
+            0x1a2b,
+            Ieee(0x0012_4b00_0000_1001),
+            1,
+            0x0402,
+            Ieee(0x0012_4b00_0000_0001),
+            1,
+        );
+        assert_eq!(hex::encode(encode(&f)), crate::znp::vectors::ZDO_BIND_REQ);
+        let rsp = hex::decode(crate::znp::vectors::ZDO_BIND_RSP).unwrap();
+        let mut d = Decoder::new();
+        d.push(&rsp);
+        let f = d.next().unwrap().unwrap();
+        assert_eq!(parse_bind_rsp(f.payload()).unwrap(), Ok(()));
+        assert!(parse_bind_rsp(&[0x2b]).is_err());
+        assert_eq!(parse_bind_rsp(&[0x2b, 0x1a, 0x8c]).unwrap(), Err(0x8c));
     }
 }

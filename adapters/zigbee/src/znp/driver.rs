@@ -247,6 +247,27 @@ impl ZnpCoordinator {
         zdo_result("ZDO.NodeDescRsp", cmd::parse_node_desc_rsp(f.payload()))
     }
 
+    /// Binds a device's cluster on `endpoint` to the coordinator (`coordinator`, endpoint 1), so the
+    /// reports it is configured to send reach the coordinator.
+    pub async fn bind(
+        &self,
+        nwk: u16,
+        ieee: Ieee,
+        endpoint: u8,
+        cluster: u16,
+        coordinator: Ieee,
+    ) -> Result<(), CoordinatorError> {
+        let f = self
+            .zdo_request(
+                "ZDO.BindReq",
+                cmd::zdo_bind_req(nwk, ieee, endpoint, cluster, coordinator, 1),
+                id::ZDO_BIND_RSP,
+                nwk,
+            )
+            .await?;
+        zdo_result("ZDO.BindRsp", cmd::parse_bind_rsp(f.payload()))
+    }
+
     /// A device's active endpoints.
     pub async fn active_endpoints(&self, nwk: u16) -> Result<Vec<u8>, CoordinatorError> {
         let f = self

@@ -64,3 +64,8 @@ pub const INSTALL_CODES: &[(&str, &str)] = &[
         "9fcf649f07a4793ffffe57e040a50918",
     ),
 ];
+/// zigpy-znp: `ZDO.BindReq.Req(Dst=0x1a2b, Src=00:12:4b:00:00:00:10:01, SrcEndpoint=1,
+/// ClusterId=0x0402, Address=MultiAddress(addrmode=3, ieee=00:12:4b:00:00:00:00:01, endpoint=1))`.
+pub const ZDO_BIND_REQ: &str = "fe1725212b1a01100000004b12000102040301000000004b12000137";
+/// zigpy-znp: `ZDO.BindRsp.Callback(Src=0x1a2b, Status=SUCCESS)`.
+pub const ZDO_BIND_RSP: &str = "fe0345a12b1a00d6";
