@@ -87,6 +87,14 @@ fn scenario(stack: &str) {
     assert_eq!(d["device"]["status"], "pending", "{d}");
     assert_eq!(d["device"]["manufacturer"], "SimCo", "{d}");
     assert_eq!(d["device"]["firmware"], "1.2.3 (20260101)", "{d}");
+    // what the interview learned is on record for a provisioned device too
+    let learned = wait_audit(&dd, "th1's interview on record", |r| {
+        is(r, "device-interviewed", TH1)
+    });
+    assert_eq!(learned["detail"]["power_source"], "battery", "{learned}");
+    assert_eq!(learned["detail"]["sleepy"], "yes", "{learned}");
+    let ep = learned["detail"]["endpoint_1"].as_str().unwrap_or_default();
+    assert!(ep.contains("0x0402") && ep.contains("0x0405"), "{learned}");
     // the interview bound the reporting clusters to the coordinator
     let cmds = sim.state()["last_commands"]["th1"].to_string();
     for cluster in [0x0402, 0x0405] {

@@ -416,6 +416,25 @@ impl Pipeline {
     fn announce(&mut self, a: Announcement) {
         let Some(id) = a.device.clone() else { return };
         let r = if self.registry.get(&id).is_some() {
+            if !a.details.is_empty() {
+                // a provisioned device that joined: what its adapter learned goes on record
+                let details: serde_json::Map<String, serde_json::Value> = a
+                    .details
+                    .iter()
+                    .take(16)
+                    .map(|(k, v)| (clean(k), serde_json::Value::String(clean(v))))
+                    .collect();
+                self.audit.record(
+                    AuditEntry::new(
+                        Category::System,
+                        "device-interviewed",
+                        &format!("adapter:{}", id.protocol()),
+                        announced_reason(&a),
+                    )
+                    .device(&id)
+                    .detail(serde_json::Value::Object(details)),
+                );
+            }
             self.registry.update_evidence(&id, &a).map(|_| ())
         } else {
             self.registry
@@ -586,10 +605,14 @@ impl Pipeline {
 fn announced_reason(a: &Announcement) -> String {
     let mut s = String::from("announced by its adapter");
     for (k, v) in a.details.iter().take(16) {
-        let mut v = v.clone();
-        v.retain(|c| !c.is_control());
-        v.truncate(v.char_indices().nth(120).map_or(v.len(), |(i, _)| i));
-        s.push_str(&format!("; {k}: {v}"));
+        s.push_str(&format!("; {}: {}", clean(k), clean(v)));
     }
     s
+}
+
+/// Adapter-reported text, as it may go on record: no control characters, at most 120 characters.
+fn clean(v: &str) -> String {
+    let mut v: String = v.chars().filter(|c| !c.is_control()).take(120).collect();
+    v.shrink_to_fit();
+    v
 }
