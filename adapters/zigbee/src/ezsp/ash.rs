@@ -44,33 +44,119 @@ pub const T_RX_ACK_MAX: Duration = Duration::from_millis(3200);
 pub const T_RSTACK_MAX: Duration = Duration::from_millis(3200);
 pub const ACK_TIMEOUTS: u8 = 5;
 
-/// CRC-CCITT as ASH uses it: polynomial 0x1021, initial value 0xFFFF, no reflection, no final XOR.
-pub fn crc_ccitt(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xFFFF;
-    for &b in data {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
+/// One byte of CRC-CCITT (polynomial 0x1021, MSB first, no reflection), bit by bit: the
+/// definition the tables below are built from, at compile time.
+const fn crc_step(crc: u16, byte: u8) -> u16 {
+    let mut crc = crc ^ ((byte as u16) << 8);
+    let mut bit = 0;
+    while bit < 8 {
+        crc = if crc & 0x8000 != 0 {
+            (crc << 1) ^ 0x1021
+        } else {
+            crc << 1
+        };
+        bit += 1;
     }
     crc
 }
 
+/// `table[i]`: the CRC register (from zero) after byte `i` then `zeros` zero bytes.
+const fn crc_table(zeros: usize) -> [u16; 256] {
+    let mut table = [0u16; 256];
+    let mut rest: &mut [u16] = &mut table;
+    let mut byte: u8 = 0;
+    while let Some((slot, tail)) = rest.split_first_mut() {
+        let mut crc = crc_step(0, byte);
+        let mut z = 0;
+        while z < zeros {
+            crc = crc_step(crc, 0);
+            z += 1;
+        }
+        *slot = crc;
+        rest = tail;
+        byte = byte.wrapping_add(1);
+    }
+    table
+}
+
+/// The byte-at-a-time table (256 entries), and the three more "slicing-by-4" needs: the CRC is
+/// linear, so four bytes fold in as four independent lookups instead of a chain of four.
+const CRC_TABLE: [u16; 256] = crc_table(0);
+const CRC_TABLE_1: [u16; 256] = crc_table(1);
+const CRC_TABLE_2: [u16; 256] = crc_table(2);
+const CRC_TABLE_3: [u16; 256] = crc_table(3);
+
+#[inline(always)]
+fn crc_lookup(table: &[u16; 256], index: u8) -> u16 {
+    // A `u8` index is always within the 256 entries: the fallback is never taken (and the
+    // bounds check compiles away).
+    table.get(usize::from(index)).copied().unwrap_or(0)
+}
+
+/// CRC-CCITT as ASH uses it: polynomial 0x1021, initial value 0xFFFF, no reflection, no final XOR.
+pub fn crc_ccitt(data: &[u8]) -> u16 {
+    let (quads, tail) = data.as_chunks::<4>();
+    let mut crc: u16 = 0xFFFF;
+    for &[b0, b1, b2, b3] in quads {
+        // The register XORs into the first two bytes; each byte then contributes its table
+        // entry for the number of bytes that follow it.
+        let [x0, x1] = (crc ^ u16::from_be_bytes([b0, b1])).to_be_bytes();
+        crc = crc_lookup(&CRC_TABLE_3, x0)
+            ^ crc_lookup(&CRC_TABLE_2, x1)
+            ^ crc_lookup(&CRC_TABLE_1, b2)
+            ^ crc_lookup(&CRC_TABLE, b3);
+    }
+    for &b in tail {
+        let [hi, _] = crc.to_be_bytes();
+        crc = (crc << 8) ^ crc_lookup(&CRC_TABLE, hi ^ b);
+    }
+    crc
+}
+
+/// ASH's pseudo-random LFSR (seed 0x42, polynomial 0xB8): the next state.
+const fn lfsr_next(rand: u8) -> u8 {
+    if rand & 1 == 0 {
+        rand >> 1
+    } else {
+        (rand >> 1) ^ 0xB8
+    }
+}
+
+const LFSR_SEED: u8 = 0x42;
+/// Period of the LFSR: 0xB8 is a maximal-length polynomial, so every non-zero state recurs after
+/// 255 steps (checked at compile time below).
+const RAND_PERIOD: usize = 255;
+
+/// One period of the pseudo-random sequence, built at compile time. The sequence restarts from
+/// the seed for every frame and repeats with [`RAND_PERIOD`], so it covers any length.
+const RAND_SEQ: [u8; RAND_PERIOD] = {
+    let mut seq = [0u8; RAND_PERIOD];
+    let mut rest: &mut [u8] = &mut seq;
+    let mut rand = LFSR_SEED;
+    while let Some((slot, tail)) = rest.split_first_mut() {
+        *slot = rand;
+        rand = lfsr_next(rand);
+        rest = tail;
+    }
+    assert!(rand == LFSR_SEED, "the ASH LFSR period is not RAND_PERIOD");
+    seq
+};
+
 /// XOR the data field with ASH's pseudo-random sequence (LFSR seed 0x42, polynomial 0xB8).
 /// Applying it twice restores the input.
 pub fn randomize(data: &mut [u8]) {
-    let mut rand: u8 = 0x42;
-    for b in data.iter_mut() {
-        *b ^= rand;
-        rand = if rand & 1 == 0 {
-            rand >> 1
-        } else {
-            (rand >> 1) ^ 0xB8
-        };
+    for chunk in data.chunks_mut(RAND_PERIOD) {
+        for (b, r) in chunk.iter_mut().zip(RAND_SEQ.iter()) {
+            *b ^= r;
+        }
+    }
+}
+
+/// [`randomize`] from `data` onto the end of `out` (no intermediate copy).
+fn extend_randomized(out: &mut Vec<u8>, data: &[u8]) {
+    out.reserve(data.len());
+    for chunk in data.chunks(RAND_PERIOD) {
+        out.extend(chunk.iter().zip(RAND_SEQ.iter()).map(|(b, r)| b ^ r));
     }
 }
 
@@ -81,6 +167,13 @@ fn is_reserved(b: u8) -> bool {
 /// Byte stuffing: every reserved byte becomes `ESCAPE, byte ^ 0x20`.
 pub fn stuff(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 4);
+    stuff_into(&mut out, data);
+    out
+}
+
+/// [`stuff`] onto the end of `out`.
+fn stuff_into(out: &mut Vec<u8>, data: &[u8]) {
+    out.reserve(data.len() + 4);
     for &b in data {
         if is_reserved(b) {
             out.push(ESCAPE);
@@ -89,7 +182,6 @@ pub fn stuff(data: &[u8]) -> Vec<u8> {
             out.push(b);
         }
     }
-    out
 }
 
 /// Reverse of [`stuff`]; `None` when the input ends in a lone escape byte.
@@ -158,7 +250,11 @@ pub enum AshError {
 impl Frame {
     /// Control byte + (randomised) data field + CRC, before byte stuffing.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8);
+        let data_len = match self {
+            Self::Data { payload, .. } => payload.len(),
+            _ => 2,
+        };
+        let mut out = Vec::with_capacity(1 + data_len + 2);
         match self {
             Self::Data {
                 frm_num,
@@ -167,9 +263,7 @@ impl Frame {
                 payload,
             } => {
                 out.push(((frm_num & 7) << 4) | (u8::from(*re_tx) << 3) | (ack_num & 7));
-                let mut data = payload.clone();
-                randomize(&mut data);
-                out.extend_from_slice(&data);
+                extend_randomized(&mut out, payload);
             }
             Self::Ack { ack_num, not_ready } => {
                 out.push(0x80 | (u8::from(*not_ready) << 3) | (ack_num & 7));
@@ -222,8 +316,8 @@ impl Frame {
             if data.is_empty() {
                 return Err(AshError::BadLength { control, len: 0 });
             }
-            let mut payload = data.to_vec();
-            randomize(&mut payload);
+            let mut payload = Vec::with_capacity(data.len());
+            extend_randomized(&mut payload, data);
             return Ok(Self::Data {
                 frm_num: (control >> 4) & 7,
                 re_tx: control & 0x08 != 0,
@@ -265,13 +359,21 @@ impl Frame {
 
 /// A frame ready for the wire: stuffed, followed by the flag byte.
 pub fn encode(frame: &Frame) -> Vec<u8> {
-    let mut out = stuff(&frame.to_bytes());
-    out.push(FLAG);
+    let mut out = Vec::new();
+    encode_into(&mut out, frame);
     out
+}
+
+/// [`encode`] onto the end of `out`.
+fn encode_into(out: &mut Vec<u8>, frame: &Frame) {
+    stuff_into(out, &frame.to_bytes());
+    out.push(FLAG);
 }
 
 /// Streaming decoder: feed it serial bytes, get frames (or the reason one was rejected) back.
 /// Its buffer is bounded by [`MAX_FRAME`]; an overlong frame is discarded up to the next flag.
+/// The buffer is reused from frame to frame: after the first frame the decoder allocates only the
+/// payload a DATA frame hands out.
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,
@@ -284,31 +386,31 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            buf: Vec::with_capacity(MAX_FRAME),
+            ..Self::default()
+        }
     }
 
     /// Feed one byte. Returns `Some` when a flag closed a non-empty frame.
     pub fn push(&mut self, b: u8) -> Option<Result<Frame, AshError>> {
         match b {
             FLAG => {
-                let buf = std::mem::take(&mut self.buf);
                 let escape = std::mem::replace(&mut self.escape, false);
-                if let Some(err) = self.discarding.take() {
-                    self.bad_frames += 1;
-                    return Some(Err(err));
-                }
-                if buf.is_empty() && !escape {
-                    return None;
-                }
-                if escape {
-                    self.bad_frames += 1;
-                    return Some(Err(AshError::Aborted));
-                }
-                let res = Frame::parse(&buf);
-                if res.is_err() {
+                let res = if let Some(err) = self.discarding.take() {
+                    Some(Err(err))
+                } else if escape {
+                    Some(Err(AshError::Aborted))
+                } else if self.buf.is_empty() {
+                    None
+                } else {
+                    Some(Frame::parse(&self.buf))
+                };
+                self.buf.clear();
+                if matches!(res, Some(Err(_))) {
                     self.bad_frames += 1;
                 }
-                Some(res)
+                res
             }
             CANCEL => {
                 self.buf.clear();
@@ -349,7 +451,51 @@ impl Decoder {
 
     /// Feed many bytes; collects every completed frame.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Frame, AshError>> {
-        bytes.iter().filter_map(|&b| self.push(b)).collect()
+        let mut frames = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (tail, res) = self.decode(rest);
+            frames.extend(res);
+            rest = tail;
+        }
+        frames
+    }
+
+    /// Feed bytes up to the first that completes (or rejects) a frame: the result, if any, and
+    /// the bytes not consumed yet. The same as [`Decoder::push`] byte by byte, but a run of
+    /// ordinary bytes inside a frame is copied into the buffer in one go.
+    fn decode<'a>(&mut self, bytes: &'a [u8]) -> (&'a [u8], Option<Result<Frame, AshError>>) {
+        let mut rest = bytes;
+        loop {
+            if !self.escape && self.discarding.is_none() {
+                let run = rest.iter().position(|&b| is_reserved(b));
+                let (plain, tail) = rest.split_at(run.unwrap_or(rest.len()));
+                self.extend_plain(plain);
+                rest = tail;
+            }
+            let Some((&b, tail)) = rest.split_first() else {
+                return (rest, None);
+            };
+            rest = tail;
+            if let Some(res) = self.push(b) {
+                return (rest, Some(res));
+            }
+        }
+    }
+
+    /// Ordinary bytes, outside an escape and not discarding: what [`Decoder::push`] does with
+    /// each, up to and including the overflow of the buffer.
+    fn extend_plain(&mut self, plain: &[u8]) {
+        let room = MAX_FRAME.saturating_sub(self.buf.len());
+        match plain.split_at_checked(room) {
+            Some((fits, over)) if !over.is_empty() => {
+                self.buf.extend_from_slice(fits);
+                // The first byte past the bound overflows the frame; the rest are discarded.
+                self.buf.clear();
+                self.discarding = Some(AshError::Overflow);
+            }
+            _ => self.buf.extend_from_slice(plain),
+        }
     }
 }
 
@@ -464,7 +610,7 @@ impl Ash {
         self.rejecting = false;
         self.t_rx_ack = T_RX_ACK_INIT;
         self.out.push(CANCEL);
-        self.out.extend_from_slice(&encode(&Frame::Rst));
+        encode_into(&mut self.out, &Frame::Rst);
     }
 
     /// Queue an EZSP frame for transmission (sent when the window is free and the link is up).
@@ -517,12 +663,14 @@ impl Ash {
 
     /// Feed bytes read from the serial port.
     pub fn receive(&mut self, bytes: &[u8], now: Instant) {
-        for &b in bytes {
-            if let Some(res) = self.decoder.push(b) {
-                match res {
-                    Ok(frame) => self.on_frame(frame, now),
-                    Err(err) => self.on_bad_frame(&err),
-                }
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (tail, res) = self.decoder.decode(rest);
+            rest = tail;
+            match res {
+                Some(Ok(frame)) => self.on_frame(frame, now),
+                Some(Err(err)) => self.on_bad_frame(&err),
+                None => {}
             }
         }
         self.stats.bad_frames = self.decoder.bad_frames;
@@ -541,7 +689,7 @@ impl Ash {
     }
 
     fn write(&mut self, frame: &Frame) {
-        self.out.extend_from_slice(&encode(frame));
+        encode_into(&mut self.out, frame);
     }
 
     fn fail(&mut self, why: LinkFailure) {
@@ -929,12 +1077,131 @@ mod tests {
         );
     }
 
+    /// Bit-serial CRC-CCITT (0x1021, init 0xFFFF), as the table-driven [`crc_ccitt`] must compute.
+    fn crc_ccitt_bitwise(data: &[u8]) -> u16 {
+        let mut crc: u16 = 0xFFFF;
+        for &b in data {
+            crc ^= u16::from(b) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc
+    }
+
+    /// The LFSR run byte by byte, as the table-driven [`randomize`] must compute.
+    fn randomize_lfsr(data: &mut [u8]) {
+        let mut rand: u8 = 0x42;
+        for b in data.iter_mut() {
+            *b ^= rand;
+            rand = if rand & 1 == 0 {
+                rand >> 1
+            } else {
+                (rand >> 1) ^ 0xB8
+            };
+        }
+    }
+
+    #[test]
+    fn crc_and_randomize_known_values() {
+        // CRC-16/CCITT-FALSE check value.
+        assert_eq!(crc_ccitt(b"123456789"), 0x29B1);
+        assert_eq!(crc_ccitt(&[]), 0xFFFF);
+        // The sequence the ASH spec lists: 42 21 A8 54 2A ...
+        let mut zeros = [0u8; 5];
+        randomize(&mut zeros);
+        assert_eq!(zeros, [0x42, 0x21, 0xA8, 0x54, 0x2A]);
+        // Well past one LFSR period, byte for byte.
+        let mut table = vec![0u8; 3 * RAND_PERIOD + 7];
+        let mut lfsr = table.clone();
+        randomize(&mut table);
+        randomize_lfsr(&mut lfsr);
+        assert_eq!(table, lfsr);
+    }
+
+    #[test]
+    fn decoder_reuses_its_buffer() {
+        let mut d = Decoder::new();
+        let wire = encode(&data(1, false, 2, &[0x55; MAX_PAYLOAD]));
+        assert_eq!(d.feed(&wire).len(), 1);
+        let (ptr, cap) = (d.buf.as_ptr(), d.buf.capacity());
+        assert!(cap >= MAX_FRAME);
+        for _ in 0..10 {
+            assert_eq!(d.feed(&wire).len(), 1);
+            assert_eq!(d.feed(&hex("c038bd7e")), vec![Err(AshError::BadCrc)]);
+        }
+        assert!(d.buf.is_empty());
+        assert_eq!((d.buf.as_ptr(), d.buf.capacity()), (ptr, cap));
+    }
+
     proptest! {
         #[test]
         fn stuff_roundtrip(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             let s = stuff(&data);
             prop_assert!(!s.iter().any(|&b| b == FLAG || b == CANCEL || b == SUBSTITUTE || b == XON || b == XOFF));
             prop_assert_eq!(unstuff(&s), Some(data));
+        }
+
+        #[test]
+        fn crc_table_matches_bitwise(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(crc_ccitt(&data), crc_ccitt_bitwise(&data));
+        }
+
+        #[test]
+        fn randomize_matches_lfsr(data in proptest::collection::vec(any::<u8>(), 0..700)) {
+            let mut table = data.clone();
+            let mut lfsr = data;
+            randomize(&mut table);
+            randomize_lfsr(&mut lfsr);
+            prop_assert_eq!(table, lfsr);
+        }
+
+        #[test]
+        fn bulk_decode_matches_push(
+            // Runs of ordinary bytes (up to past the frame bound) between mixed stretches
+            // rich in control bytes.
+            segments in proptest::collection::vec(
+                (
+                    proptest::collection::vec(0x80u8..=0xFF, 0..300),
+                    proptest::collection::vec(
+                        prop_oneof![
+                            2 => any::<u8>(),
+                            1 => proptest::sample::select(
+                                vec![FLAG, ESCAPE, XON, XOFF, SUBSTITUTE, CANCEL],
+                            ),
+                        ],
+                        0..12,
+                    ),
+                ),
+                0..6,
+            ),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+            payload in proptest::collection::vec(any::<u8>(), 1..=MAX_PAYLOAD),
+        ) {
+            // The same bytes and then a good frame: byte by byte, and in bulk split at random.
+            let mut stream: Vec<u8> =
+                segments.into_iter().flat_map(|(a, b)| a.into_iter().chain(b)).collect();
+            stream.extend(encode(&data(3, false, 4, &payload)));
+            let mut one = Decoder::new();
+            let want: Vec<_> = stream.iter().filter_map(|&b| one.push(b)).collect();
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+            at.push(0);
+            at.push(stream.len());
+            at.sort_unstable();
+            let mut bulk = Decoder::new();
+            let mut got = Vec::new();
+            for w in at.windows(2) {
+                got.extend(bulk.feed(&stream[w[0]..w[1]]));
+            }
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(bulk.bad_frames, one.bad_frames);
+            prop_assert_eq!(&bulk.buf, &one.buf);
+            prop_assert_eq!(bulk.escape, one.escape);
+            prop_assert_eq!(&bulk.discarding, &one.discarding);
         }
 
         #[test]
