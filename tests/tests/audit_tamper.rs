@@ -329,3 +329,59 @@ fn witness_and_head_catch_what_the_data_dir_alone_cannot_and_reset_is_audited() 
     let o = warden(&dd, &["audit", "verify", "--witness", w]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn the_signed_head_is_retained_on_mqtt_and_checks_with_verify_head() {
+    let t = tempfile::tempdir().unwrap();
+    let p = Ports::new();
+    let cfg = t.path().join("w.toml");
+    std::fs::write(
+        &cfg,
+        format!("{}\n[audit]\nhead_every_s = 1\n", base_config(&p)),
+    )
+    .unwrap();
+    let dd = t.path().join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    g.sim(&["stranger n=1".to_string()]);
+    // subscribed late on purpose: the head is retained
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/gateway/audit-head"]),
+        &t.path().join("sub.txt"),
+    );
+    let lines = sub.wait_lines(std::time::Duration::from_secs(10), "the audit head", |l| {
+        !l.is_empty()
+    });
+    let (_, payload) = &lines[0];
+    let f = t.path().join("head.json");
+    std::fs::write(&f, payload).unwrap();
+    let o = g.cli(&["verify", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(payload);
+    assert_eq!(v["seq"], v["head"]["seq"]);
+    let head = format!("{}:{}", v["seq"], v["hash"].as_str().unwrap());
+    g.stop();
+    let o = warden(&dd, &["audit", "verify", "--head", &head]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // truncated onto the last sealed record before that head (the anchor row deleted too): the
+    // chain verifies on its own, and only --head names the loss
+    let seq = v["seq"].as_u64().unwrap();
+    tamper(
+        &dd,
+        &format!(
+            "DELETE FROM audit WHERE seq > (SELECT MAX(seq) FROM audit WHERE seal IS NOT NULL AND seq < {seq});
+             DELETE FROM meta WHERE key = 'audit_anchor';"
+        ),
+    );
+    let (ok, out) = verify(&dd);
+    assert!(ok, "{out}");
+    let o = warden(&dd, &["audit", "verify", "--head", &head]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!(
+            "but its last anchored head is record {seq} (--head)"
+        )),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -150,6 +150,12 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let plugin_cache_key = master.plugin_cache_key();
     drop(master);
     // Before anything is appended: the chain must still hold every head anchored before.
+    if let Some(w) = cfg.witness_file()
+        && w.starts_with(&data_dir)
+    {
+        tracing::warn!(witness = %w.display(),
+            "audit.witness_file is inside the data dir: it does not survive someone who rewrites the data dir; keep it elsewhere");
+    }
     let anchors = Anchors::new(store.clone(), cfg.witness_file());
     let start_check = anchors.check_at_start().map_err(|e| {
         anyhow::anyhow!(
