@@ -147,7 +147,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
             ..ImportDevice::default()
         })
         .collect();
-    registry.import(&devs, "bench", "default")?;
+    registry.import(&devs, "bench", "default", false)?;
     drop(devs);
     let cfg = Config::parse(
         "[profiles.bench]\npoints = [\"temperature\"]\nmin_assurance = \"shared-key\"\n",

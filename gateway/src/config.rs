@@ -274,15 +274,26 @@ pub struct TlsClientConfig {
 pub struct AuditConfig {
     /// Aggregate allowed routine telemetry per device per minute instead of one record each.
     pub aggregate_telemetry: bool,
+    /// How often the gateway signs and records its audit head (anchor row, witness file, MQTT).
+    pub head_every_s: u64,
+    /// Append-only file that receives one signed head per line. Keep it outside the data dir (ideally
+    /// on storage the gateway can only append to): it is what proves a wiped or truncated chain even
+    /// to someone who can rewrite the whole data dir. Relative to the config file's directory.
+    pub witness_file: Option<PathBuf>,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             aggregate_telemetry: true,
+            head_every_s: 60,
+            witness_file: None,
         }
     }
 }
+
+/// `audit.head_every_s` bounds: at least once a second, at most once a day.
+pub const HEAD_EVERY_S: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -294,6 +305,8 @@ pub struct RegistryConfig {
     pub default_zone: String,
     /// A device silent this long is published as offline (retained status `"online": false`).
     pub offline_after_s: u64,
+    /// Device roles an operator may assign (besides those named by `[[plugins.bind]] roles`).
+    pub roles: Vec<String>,
 }
 
 impl Default for RegistryConfig {
@@ -302,6 +315,7 @@ impl Default for RegistryConfig {
             max_pending: 1000,
             default_zone: "default".into(),
             offline_after_s: 900,
+            roles: Vec::new(),
         }
     }
 }
@@ -384,6 +398,14 @@ impl Config {
         Ok(cfg)
     }
 
+    /// `audit.witness_file`, resolved against the config file's directory.
+    pub fn witness_file(&self) -> Option<PathBuf> {
+        self.audit
+            .witness_file
+            .as_ref()
+            .map(|p| self.base_dir.join(p))
+    }
+
     /// `plugins.dir`, resolved against the config file's directory.
     pub fn plugin_dir(&self) -> PathBuf {
         self.base_dir.join(&self.plugins.dir)
@@ -436,6 +458,33 @@ impl Config {
                     "mqtt.tls.cert_file and mqtt.tls.key_file are required with an external broker (mutual TLS)"
                         .into(),
                 );
+            }
+        }
+        if !HEAD_EVERY_S.contains(&self.audit.head_every_s) {
+            return Err(format!(
+                "audit.head_every_s must be between {} and {} seconds",
+                HEAD_EVERY_S.start(),
+                HEAD_EVERY_S.end()
+            ));
+        }
+        if self
+            .audit
+            .witness_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err("audit.witness_file must not be empty".into());
+        }
+        for r in &self.registry.roles {
+            if r.is_empty()
+                || r.len() > 64
+                || !r
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!(
+                    "registry.roles: `{r}` must be 1-64 letters, digits, '-' or '_'"
+                ));
             }
         }
         let mut names = HashSet::new();

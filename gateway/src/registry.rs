@@ -2,8 +2,20 @@
 //! credentials (sealed with AES-256-GCM). Persistent in the store; cached in memory for the pipeline.
 //!
 //! Every status change and credential change is written in the same transaction as its audit record.
+//!
+//! **Integrity.** Every device row carries an HMAC-SHA256 (key derived from the master key, label
+//! `registry-row-mac`) over everything that grants something: status, zone, role, profile, the
+//! identity evidence a model profile is looked up by, and who set the status when and why. Credentials
+//! are sealed with AES-GCM bound to `device/name`, which authenticates their binding the same way. A
+//! row that fails its check at load (edited in the database behind the gateway's back) is refused: the
+//! device is kept as **pending** and a `registry-tampered` security record says what the row claimed.
+//!
+//! **Semantics.** Approve, quarantine, revoke, release and re-enroll need a reason. Revoke is terminal:
+//! only an explicit re-enroll (audited with both states) brings a revoked device back, as pending.
+//! Import never changes an existing device's status, profile, zone or role unless asked (`update`),
+//! and then audits each change from/to.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -12,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use warden_core::{Announcement, CredentialLookup, DeviceId, Secret, now_ms};
 
 use crate::audit::{AuditEntry, Category};
-use crate::store::{Store, StoreError};
+use crate::secrets::Sealer;
+use crate::store::{REGISTRY_MACS_KEY, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -130,6 +143,22 @@ impl DeviceEntry {
 pub enum RegistryError {
     #[error("no device {0}")]
     NotFound(String),
+    #[error("a reason is required for {0}")]
+    ReasonRequired(&'static str),
+    #[error("device {0} is revoked; revoke is terminal (re-enroll it explicitly first)")]
+    Revoked(String),
+    #[error("device {id} is {status}, not {expected}")]
+    WrongState {
+        id: String,
+        status: &'static str,
+        expected: &'static str,
+    },
+    #[error("unknown {kind} `{name}` (configured: {valid})")]
+    Unknown {
+        kind: &'static str,
+        name: String,
+        valid: String,
+    },
     #[error("too many pending devices ({0}); approve or revoke some first")]
     TooManyPending(usize),
     #[error("{0}")]
@@ -143,11 +172,161 @@ pub struct Registry {
     map: RwLock<HashMap<DeviceId, Arc<DeviceEntry>>>,
     pending: AtomicUsize,
     max_pending: usize,
+    catalogue: RwLock<Option<Catalogue>>,
+}
+
+/// The names an operator may assign, from the config: approve refuses anything else.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalogue {
+    pub profiles: BTreeSet<String>,
+    pub zones: BTreeSet<String>,
+    pub roles: BTreeSet<String>,
+}
+
+impl Catalogue {
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        Self {
+            profiles: cfg.profiles.keys().cloned().collect(),
+            zones: cfg.zones.keys().cloned().collect(),
+            roles: cfg
+                .registry
+                .roles
+                .iter()
+                .chain(cfg.plugins.bind.iter().flat_map(|b| b.roles.iter()))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    fn check(&self, a: &Assignment) -> Result<(), RegistryError> {
+        for (kind, name, set) in [
+            ("profile", &a.profile, &self.profiles),
+            ("zone", &a.zone, &self.zones),
+            ("role", &a.role, &self.roles),
+        ] {
+            if let Some(n) = name
+                && !set.contains(n)
+            {
+                let valid = if set.is_empty() {
+                    "none".to_owned()
+                } else {
+                    set.iter().cloned().collect::<Vec<_>>().join(", ")
+                };
+                return Err(RegistryError::Unknown {
+                    kind,
+                    name: n.clone(),
+                    valid,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Profile, zone and role to set together with a status change (`None` keeps the current one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assignment {
+    pub profile: Option<String>,
+    pub zone: Option<String>,
+    pub role: Option<String>,
+}
+
+/// An operator's status change. Each has its own audit action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusAction {
+    Approve,
+    Quarantine,
+    Revoke,
+    /// Quarantined → active.
+    Release,
+    /// Revoked → pending (the only way out of revoked).
+    ReEnroll,
+}
+
+impl StatusAction {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "approve" => Self::Approve,
+            "quarantine" => Self::Quarantine,
+            "revoke" => Self::Revoke,
+            "release" => Self::Release,
+            "re-enroll" => Self::ReEnroll,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Quarantine => "quarantine",
+            Self::Revoke => "revoke",
+            Self::Release => "release",
+            Self::ReEnroll => "re-enroll",
+        }
+    }
+    fn target(self) -> Status {
+        match self {
+            Self::Approve | Self::Release => Status::Active,
+            Self::Quarantine => Status::Quarantined,
+            Self::Revoke => Status::Revoked,
+            Self::ReEnroll => Status::Pending,
+        }
+    }
 }
 
 const COLUMNS: &str =
     "id, name, manufacturer, model, firmware, serial, zone, role, profile, status,
                        status_by, status_at, status_reason, first_seen, last_seen";
+
+/// A device row as stored, before its MAC is checked.
+struct RawRow {
+    id: String,
+    status: String,
+    record: Option<DeviceRecord>,
+    mac: Option<Vec<u8>>,
+}
+
+fn row_to_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok(RawRow {
+        id: r.get(0)?,
+        status: r.get(9)?,
+        record: row_to_record(r).ok(),
+        mac: r.get(15)?,
+    })
+}
+
+/// The fields a row's MAC covers: everything but the first/last-seen times (which the gateway
+/// updates on its own and which grant nothing).
+fn mac_parts(r: &DeviceRecord) -> [Option<Vec<u8>>; 13] {
+    let b = |s: &str| Some(s.as_bytes().to_vec());
+    let o = |s: &Option<String>| s.as_ref().map(|s| s.as_bytes().to_vec());
+    [
+        b(&r.id.to_string()),
+        o(&r.name),
+        o(&r.manufacturer),
+        o(&r.model),
+        o(&r.firmware),
+        o(&r.serial),
+        b(&r.zone),
+        o(&r.role),
+        o(&r.profile),
+        b(r.status.as_str()),
+        b(&r.status_by),
+        Some(r.status_at.to_be_bytes().to_vec()),
+        b(&r.status_reason),
+    ]
+}
+
+fn row_mac(sealer: &Sealer, r: &DeviceRecord) -> Vec<u8> {
+    let parts = mac_parts(r);
+    let refs: Vec<Option<&[u8]>> = parts.iter().map(|p| p.as_deref()).collect();
+    sealer.row_mac(&refs)
+}
+
+fn row_mac_ok(sealer: &Sealer, r: &DeviceRecord, tag: &[u8]) -> bool {
+    let parts = mac_parts(r);
+    let refs: Vec<Option<&[u8]>> = parts.iter().map(|p| p.as_deref()).collect();
+    sealer.row_mac_ok(&refs, tag)
+}
 
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
     let id: String = r.get(0)?;
@@ -167,7 +346,8 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         zone: r.get(6)?,
         role: r.get(7)?,
         profile: r.get(8)?,
-        status: Status::parse(&status).ok_or_else(|| conv(format!("bad status {status}")))?,
+        // an unknown status was never written by the gateway: the row fails its MAC check
+        status: Status::parse(&status).unwrap_or(Status::Pending),
         status_by: r.get(10)?,
         status_at: r.get::<_, i64>(11)? as u64,
         status_reason: r.get(12)?,
@@ -177,16 +357,16 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
     })
 }
 
-fn upsert(tx: &Transaction<'_>, r: &DeviceRecord) -> rusqlite::Result<()> {
+fn upsert(tx: &Transaction<'_>, sealer: &Sealer, r: &DeviceRecord) -> rusqlite::Result<()> {
     tx.prepare_cached(&format!(
-        "INSERT INTO devices({COLUMNS}, protocol, address)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+        "INSERT INTO devices({COLUMNS}, protocol, address, mac)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
          ON CONFLICT(id) DO UPDATE SET name=excluded.name, manufacturer=excluded.manufacturer,
            model=excluded.model, firmware=excluded.firmware, serial=excluded.serial,
            zone=excluded.zone, role=excluded.role, profile=excluded.profile, status=excluded.status,
            status_by=excluded.status_by, status_at=excluded.status_at,
            status_reason=excluded.status_reason, first_seen=excluded.first_seen,
-           last_seen=excluded.last_seen"
+           last_seen=excluded.last_seen, mac=excluded.mac"
     ))?
     .execute(params![
         r.id.to_string(),
@@ -206,6 +386,7 @@ fn upsert(tx: &Transaction<'_>, r: &DeviceRecord) -> rusqlite::Result<()> {
         r.last_seen.map(|v| v as i64),
         r.id.protocol(),
         r.id.address(),
+        row_mac(sealer, r),
     ])?;
     Ok(())
 }
@@ -319,21 +500,124 @@ pub struct ImportReport {
 }
 
 impl Registry {
+    /// Loads every device, checking each row's MAC and credentials (see the module doc). Rows of a
+    /// data dir from before MACs existed get one here, once, audited as `registry-macs-added`.
     pub fn load(store: Store, max_pending: usize) -> Result<Self, RegistryError> {
-        let records: Vec<DeviceRecord> = store.read(|c, _| {
-            let mut stmt = c.prepare(&format!("SELECT {COLUMNS} FROM devices"))?;
-            let rows = stmt.query_map([], row_to_record)?;
-            let mut v: Vec<DeviceRecord> = rows.collect::<Result<_, _>>()?;
-            let mut cs = c.prepare("SELECT device, name FROM credentials ORDER BY name")?;
+        let records = store.write(|tx, sealer| {
+            let migrate = tx
+                .query_row(
+                    "SELECT 1 FROM meta WHERE key = ?1",
+                    [REGISTRY_MACS_KEY],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_none();
+            let raw: Vec<RawRow> = {
+                let mut stmt = tx.prepare(&format!("SELECT {COLUMNS}, mac FROM devices"))?;
+                stmt.query_map([], row_to_raw)?
+                    .collect::<Result<_, _>>()?
+            };
+            let mut bad_creds: HashMap<String, Vec<String>> = HashMap::new();
             let mut creds: HashMap<String, Vec<String>> = HashMap::new();
-            for row in cs.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-                let (d, n) = row?;
-                creds.entry(d).or_default().push(n);
+            {
+                let mut cs =
+                    tx.prepare("SELECT device, name, sealed FROM credentials ORDER BY name")?;
+                let rows = cs.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                })?;
+                for row in rows {
+                    let (d, n, blob) = row?;
+                    // the seal's associated data is `device/name`: a blob moved, edited or forged
+                    // does not open
+                    if sealer.open(format!("{d}/{n}").as_bytes(), &blob).is_err() {
+                        bad_creds.entry(d.clone()).or_default().push(n.clone());
+                    }
+                    creds.entry(d).or_default().push(n);
+                }
             }
-            for r in &mut v {
+            let mut audit = Vec::new();
+            let mut out = Vec::new();
+            let mut migrated = 0usize;
+            for row in raw {
+                let Some(mut r) = row.record else {
+                    // an id the gateway cannot parse was never written by it
+                    audit.push(
+                        AuditEntry::new(
+                            Category::Security,
+                            "registry-tampered",
+                            "gateway",
+                            "registry row with an invalid device id ignored (edited outside the gateway)",
+                        )
+                        .decision("builtin:registry", "deny")
+                        .detail(serde_json::json!({ "row_id": row.id, "status": row.status })),
+                    );
+                    continue;
+                };
                 r.credentials = creds.remove(&r.id.to_string()).unwrap_or_default();
+                let problem = match (&row.mac, migrate) {
+                    (None, true) => {
+                        upsert(tx, sealer, &r)?;
+                        migrated += 1;
+                        None
+                    }
+                    (None, false) => Some("the row has no integrity tag"),
+                    (Some(tag), _) if !row_mac_ok(sealer, &r, tag) => {
+                        Some("the row does not match its integrity tag")
+                    }
+                    (Some(_), _) => None,
+                };
+                let problem = problem.or_else(|| {
+                    bad_creds
+                        .contains_key(&r.id.to_string())
+                        .then_some("a credential does not open under its binding")
+                });
+                if let Some(problem) = problem {
+                    let claimed = serde_json::json!({
+                        "status": row.status, "profile": r.profile, "zone": r.zone,
+                        "role": r.role, "status_by": r.status_by,
+                        "bad_credentials": bad_creds.get(&r.id.to_string()),
+                    });
+                    r.status = Status::Pending;
+                    r.status_by = "gateway".into();
+                    r.status_at = now_ms();
+                    r.status_reason = format!(
+                        "registry row refused at load: {problem} (edited outside the gateway); approve again after checking"
+                    );
+                    upsert(tx, sealer, &r)?;
+                    audit.push(
+                        AuditEntry::new(
+                            Category::Security,
+                            "registry-tampered",
+                            "gateway",
+                            r.status_reason.clone(),
+                        )
+                        .device(&r.id)
+                        .decision("builtin:registry", "deny")
+                        .detail(serde_json::json!({ "claimed": claimed, "now": "pending" })),
+                    );
+                }
+                out.push(r);
             }
-            Ok(v)
+            if migrate {
+                tx.execute(
+                    "INSERT INTO meta(key, value) VALUES(?1, x'01')",
+                    [REGISTRY_MACS_KEY],
+                )?;
+                audit.push(
+                    AuditEntry::new(
+                        Category::System,
+                        "registry-macs-added",
+                        "gateway",
+                        "registry rows from before integrity tags were tagged (one-time migration)",
+                    )
+                    .detail(serde_json::json!({ "rows": migrated })),
+                );
+            }
+            Ok((out, audit))
         })?;
         let pending = records
             .iter()
@@ -363,7 +647,21 @@ impl Registry {
             map: RwLock::new(map),
             pending: AtomicUsize::new(pending),
             max_pending,
+            catalogue: RwLock::new(None),
         })
+    }
+
+    /// The names approve accepts (set from the config at start and on reload). Without one (unit
+    /// tests, benchmarks) nothing is checked.
+    pub fn set_catalogue(&self, c: Catalogue) {
+        *self.catalogue.write().unwrap_or_else(|p| p.into_inner()) = Some(c);
+    }
+
+    fn check_names(&self, a: &Assignment) -> Result<(), RegistryError> {
+        match &*self.catalogue.read().unwrap_or_else(|p| p.into_inner()) {
+            Some(c) => c.check(a),
+            None => Ok(()),
+        }
     }
 
     pub fn get(&self, id: &DeviceId) -> Option<Arc<DeviceEntry>> {
@@ -444,8 +742,8 @@ impl Registry {
             last_seen: Some(now),
             credentials: Vec::new(),
         };
-        self.store.write(|tx, _| {
-            upsert(tx, &r)?;
+        self.store.write(|tx, sealer| {
+            upsert(tx, sealer, &r)?;
             let a = AuditEntry::new(Category::Security, "device-registered", "gateway", why)
                 .device(id)
                 .decision("builtin:registry", "deny")
@@ -483,8 +781,8 @@ impl Registry {
         if changed.is_empty() {
             return Ok(());
         }
-        self.store.write(|tx, _| {
-            upsert(tx, &r)?;
+        self.store.write(|tx, sealer| {
+            upsert(tx, sealer, &r)?;
             let e = AuditEntry::new(
                 Category::Security,
                 "evidence-changed",
@@ -499,7 +797,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Changes a device's status (approve, quarantine, revoke), audited as an action of `actor`.
+    /// A status change the gateway makes itself (the pipeline quarantining a device), audited under
+    /// `category` as an action of `actor`. The same rules as for operators apply: a reason, and
+    /// nothing changes a revoked device.
     pub fn set_status(
         &self,
         id: &DeviceId,
@@ -508,26 +808,109 @@ impl Registry {
         reason: &str,
         category: Category,
     ) -> Result<Arc<DeviceRecord>, RegistryError> {
+        let action = match status {
+            Status::Active => StatusAction::Approve,
+            Status::Quarantined => StatusAction::Quarantine,
+            Status::Revoked => StatusAction::Revoke,
+            Status::Pending => StatusAction::ReEnroll,
+        };
+        self.apply(id, action, &Assignment::default(), actor, reason, category)
+    }
+
+    /// An operator's approve, quarantine, revoke, release or re-enroll, with an optional new
+    /// profile, zone and role (approve only), written as one audit record with every change
+    /// from/to. The names are checked against the config's catalogue first.
+    pub fn operator_action(
+        &self,
+        id: &DeviceId,
+        action: StatusAction,
+        assign: &Assignment,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Arc<DeviceRecord>, RegistryError> {
+        if action != StatusAction::Approve && *assign != Assignment::default() {
+            return Err(RegistryError::Invalid(format!(
+                "profile, zone and role can only be set on approve, not on {}",
+                action.as_str()
+            )));
+        }
+        self.check_names(assign)?;
+        self.apply(id, action, assign, actor, reason, Category::Operator)
+    }
+
+    fn apply(
+        &self,
+        id: &DeviceId,
+        action: StatusAction,
+        assign: &Assignment,
+        actor: &str,
+        reason: &str,
+        category: Category,
+    ) -> Result<Arc<DeviceRecord>, RegistryError> {
+        if reason.trim().is_empty() {
+            return Err(RegistryError::ReasonRequired(action.as_str()));
+        }
         let entry = self
             .get(id)
             .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
         let old = entry.record();
+        let wrong = |expected: &'static str| RegistryError::WrongState {
+            id: id.to_string(),
+            status: old.status.as_str(),
+            expected,
+        };
+        match action {
+            StatusAction::ReEnroll if old.status != Status::Revoked => {
+                return Err(wrong("revoked"));
+            }
+            StatusAction::ReEnroll => {}
+            _ if old.status == Status::Revoked => {
+                return Err(RegistryError::Revoked(id.to_string()));
+            }
+            StatusAction::Release if old.status != Status::Quarantined => {
+                return Err(wrong("quarantined"));
+            }
+            _ => {}
+        }
+        let status = action.target();
         let mut r = (*old).clone();
+        let mut changes = serde_json::Map::new();
+        for (field, slot, new) in [
+            ("profile", &mut r.profile, &assign.profile),
+            ("role", &mut r.role, &assign.role),
+        ] {
+            if new.is_some() && slot != new {
+                changes.insert(
+                    field.into(),
+                    serde_json::json!({ "from": slot.clone(), "to": new }),
+                );
+                *slot = new.clone();
+            }
+        }
+        if let Some(z) = &assign.zone
+            && *z != r.zone
+        {
+            changes.insert(
+                "zone".into(),
+                serde_json::json!({ "from": r.zone, "to": z }),
+            );
+            r.zone = z.clone();
+        }
         r.status = status;
         r.status_by = actor.to_owned();
         r.status_at = now_ms();
         r.status_reason = reason.to_owned();
-        let action = match status {
-            Status::Active => "approve",
-            Status::Quarantined => "quarantine",
-            Status::Revoked => "revoke",
-            Status::Pending => "set-pending",
-        };
-        self.store.write(|tx, _| {
-            upsert(tx, &r)?;
-            let e = AuditEntry::new(category, action, actor, reason)
+        self.store.write(|tx, sealer| {
+            upsert(tx, sealer, &r)?;
+            let mut detail = serde_json::json!({"from": old.status, "to": status});
+            if !changes.is_empty()
+                && let Some(o) = detail.as_object_mut()
+            {
+                o.insert("changes".into(), serde_json::Value::Object(changes));
+            }
+            let e = AuditEntry::new(category, action.as_str(), actor, reason)
                 .device(id)
-                .detail(serde_json::json!({"from": old.status, "to": status}));
+                .detail(detail);
             Ok(((), vec![e]))
         })?;
         if old.status == Status::Pending && status != Status::Pending {
@@ -540,11 +923,17 @@ impl Registry {
     }
 
     /// Creates or updates devices and their credentials in one transaction, audited per device.
+    ///
+    /// A new device gets the file's status (default `active`: provisioning by an operator is an
+    /// approval). An existing device keeps its status, profile, zone and role unless `update` is
+    /// set; then each field the file names is changed and audited from/to, except that a revoked
+    /// device's status never changes here (re-enroll it explicitly).
     pub fn import(
         &self,
         devices: &[ImportDevice],
         actor: &str,
         default_zone: &str,
+        update: bool,
     ) -> Result<ImportReport, RegistryError> {
         let now = now_ms();
         let mut records = Vec::new();
@@ -553,55 +942,83 @@ impl Registry {
             let id: DeviceId =
                 d.id.parse()
                     .map_err(|e| RegistryError::Invalid(format!("device `{}`: {e}", d.id)))?;
-            let status = match &d.status {
-                None => Status::Active,
-                Some(s) => Status::parse(s).ok_or_else(|| {
+            let asked = match &d.status {
+                None => None,
+                Some(s) => Some(Status::parse(s).ok_or_else(|| {
                     RegistryError::Invalid(format!("device `{id}`: unknown status `{s}`"))
-                })?,
+                })?),
             };
             let existing = self.get(&id).map(|e| e.record());
-            let r = DeviceRecord {
-                id: id.clone(),
-                name: d
-                    .name
-                    .clone()
-                    .or_else(|| existing.as_ref().and_then(|e| e.name.clone())),
-                manufacturer: d
-                    .manufacturer
-                    .clone()
-                    .or_else(|| existing.as_ref().and_then(|e| e.manufacturer.clone())),
-                model: d
-                    .model
-                    .clone()
-                    .or_else(|| existing.as_ref().and_then(|e| e.model.clone())),
-                firmware: d
-                    .firmware
-                    .clone()
-                    .or_else(|| existing.as_ref().and_then(|e| e.firmware.clone())),
-                serial: d
-                    .serial
-                    .clone()
-                    .or_else(|| existing.as_ref().and_then(|e| e.serial.clone())),
-                zone: d
-                    .zone
-                    .clone()
-                    .or_else(|| existing.as_ref().map(|e| e.zone.clone()))
-                    .unwrap_or_else(|| default_zone.to_owned()),
-                role: d
-                    .role
-                    .clone()
-                    .or_else(|| existing.as_ref().and_then(|e| e.role.clone())),
-                profile: d
-                    .profile
-                    .clone()
-                    .or_else(|| existing.as_ref().and_then(|e| e.profile.clone())),
-                status,
-                status_by: actor.to_owned(),
-                status_at: now,
-                status_reason: "imported".into(),
-                first_seen: existing.as_ref().and_then(|e| e.first_seen),
-                last_seen: existing.as_ref().and_then(|e| e.last_seen),
-                credentials: Vec::new(),
+            let pick =
+                |new: &Option<String>, old: Option<&String>| new.clone().or_else(|| old.cloned());
+            let mut changes = serde_json::Map::new();
+            let mut kept = serde_json::Map::new();
+            let r = match &existing {
+                None => DeviceRecord {
+                    id: id.clone(),
+                    name: d.name.clone(),
+                    manufacturer: d.manufacturer.clone(),
+                    model: d.model.clone(),
+                    firmware: d.firmware.clone(),
+                    serial: d.serial.clone(),
+                    zone: d.zone.clone().unwrap_or_else(|| default_zone.to_owned()),
+                    role: d.role.clone(),
+                    profile: d.profile.clone(),
+                    status: asked.unwrap_or(Status::Active),
+                    status_by: actor.to_owned(),
+                    status_at: now,
+                    status_reason: "imported".into(),
+                    first_seen: None,
+                    last_seen: None,
+                    credentials: Vec::new(),
+                },
+                Some(e) => {
+                    let mut r = DeviceRecord {
+                        name: pick(&d.name, e.name.as_ref()),
+                        manufacturer: pick(&d.manufacturer, e.manufacturer.as_ref()),
+                        model: pick(&d.model, e.model.as_ref()),
+                        firmware: pick(&d.firmware, e.firmware.as_ref()),
+                        serial: pick(&d.serial, e.serial.as_ref()),
+                        ..(**e).clone()
+                    };
+                    let status_wanted = asked.filter(|s| *s != e.status);
+                    let fields: [(&str, Option<String>, Option<String>); 4] = [
+                        (
+                            "status",
+                            Some(e.status.as_str().to_owned()),
+                            status_wanted.map(|s| s.as_str().to_owned()),
+                        ),
+                        ("profile", e.profile.clone(), d.profile.clone()),
+                        ("zone", Some(e.zone.clone()), d.zone.clone()),
+                        ("role", e.role.clone(), d.role.clone()),
+                    ];
+                    for (field, from, to) in fields {
+                        let Some(to) = to.filter(|t| Some(t) != from.as_ref()) else {
+                            continue;
+                        };
+                        let entry = serde_json::json!({ "from": from, "to": to });
+                        if update {
+                            changes.insert(field.into(), entry);
+                        } else {
+                            kept.insert(field.into(), entry);
+                        }
+                    }
+                    if update {
+                        if let Some(s) = status_wanted {
+                            if e.status == Status::Revoked {
+                                return Err(RegistryError::Revoked(id.to_string()));
+                            }
+                            r.status = s;
+                            r.status_by = actor.to_owned();
+                            r.status_at = now;
+                            r.status_reason = "imported with --update".into();
+                        }
+                        r.profile = pick(&d.profile, e.profile.as_ref());
+                        r.role = pick(&d.role, e.role.as_ref());
+                        r.zone = d.zone.clone().unwrap_or_else(|| e.zone.clone());
+                    }
+                    r
+                }
             };
             for (name, value) in &d.credentials {
                 if name.is_empty() || name.len() > 64 {
@@ -615,7 +1032,7 @@ impl Registry {
                 })?;
                 creds.push((id.clone(), name.clone(), bytes));
             }
-            records.push((r, existing.is_some()));
+            records.push((r, existing, changes, kept));
         }
         let report = self.store.write(|tx, sealer| {
             let mut audit = Vec::new();
@@ -624,20 +1041,38 @@ impl Registry {
                 updated: 0,
                 credentials_set: 0,
             };
-            for (r, existed) in &records {
-                upsert(tx, r)?;
-                if *existed {
-                    report.updated += 1;
-                } else {
-                    report.created += 1;
-                }
-                audit.push(
-                    AuditEntry::new(Category::Operator, "import", actor, "device provisioned")
-                        .device(&r.id)
-                        .detail(serde_json::json!({
+            for (r, existing, changes, kept) in &records {
+                upsert(tx, sealer, r)?;
+                let detail = match existing {
+                    None => {
+                        report.created += 1;
+                        serde_json::json!({
                             "status": r.status, "zone": r.zone, "role": r.role,
-                            "profile": r.profile, "updated": existed,
-                        })),
+                            "profile": r.profile, "updated": false,
+                        })
+                    }
+                    Some(_) => {
+                        report.updated += 1;
+                        serde_json::json!({
+                            "status": r.status, "zone": r.zone, "role": r.role,
+                            "profile": r.profile, "updated": true,
+                            "changes": changes,
+                            "kept": kept,
+                        })
+                    }
+                };
+                let reason = match existing {
+                    None => "device provisioned",
+                    Some(_) if !changes.is_empty() => "existing device updated (--update)",
+                    Some(_) if !kept.is_empty() => {
+                        "existing device: status, profile, zone and role kept (import without --update)"
+                    }
+                    Some(_) => "existing device: details refreshed",
+                };
+                audit.push(
+                    AuditEntry::new(Category::Operator, "import", actor, reason)
+                        .device(&r.id)
+                        .detail(detail),
                 );
             }
             for (id, name, bytes) in &creds {
@@ -669,13 +1104,15 @@ impl Registry {
             );
             Ok((report, audit))
         })?;
-        for (mut r, existed) in records {
+        for (mut r, existing, _, _) in records {
             let mut names: Vec<String> = creds
                 .iter()
                 .filter(|c| c.0 == r.id)
                 .map(|c| c.1.clone())
                 .collect();
-            if existed && let Some(e) = self.get(&r.id) {
+            if existing.is_some()
+                && let Some(e) = self.get(&r.id)
+            {
                 names.extend(e.record().credentials.iter().cloned());
                 let old = e.record().status;
                 if old == Status::Pending && r.status != Status::Pending {
@@ -871,7 +1308,7 @@ status = "pending"
 credentials = { psk = "base64:aGVsbG8=" }
 "#;
         let devs = parse_import(toml, false).unwrap();
-        let rep = r.import(&devs, "alice", "default").unwrap();
+        let rep = r.import(&devs, "alice", "default", false).unwrap();
         assert_eq!((rep.created, rep.credentials_set), (2, 2));
         let lw: DeviceId = "lorawan:0004a30b001c0530".parse().unwrap();
         let key = r.credential(&lw, "app_key").unwrap();
@@ -923,7 +1360,10 @@ credentials = { psk = "base64:aGVsbG8=" }
             false,
         )
         .unwrap();
-        let e = r.import(&devs, "a", "default").unwrap_err().to_string();
+        let e = r
+            .import(&devs, "a", "default", false)
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("topsecret"), "{e}");
         assert!(r.all().is_empty(), "a failed import changes nothing");
     }
@@ -948,5 +1388,405 @@ credentials = { psk = "base64:aGVsbG8=" }
         assert_eq!(rec.status_by, "bob");
         assert_eq!(rec.last_seen, Some(12345));
         assert_eq!(r.pending_count(), 0);
+    }
+
+    fn exec(s: &Store, sql: &str) {
+        s.read(|c, _| {
+            c.execute_batch(sql)?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    fn last_records(s: &Store, n: u64) -> Vec<crate::audit::Record> {
+        s.read(|c, _| crate::audit::tail(c, n)).unwrap()
+    }
+
+    fn id(s: &str) -> DeviceId {
+        s.parse().unwrap()
+    }
+
+    fn catalogue() -> Catalogue {
+        Catalogue {
+            profiles: ["counter".to_owned(), "thermostat".to_owned()].into(),
+            zones: ["default".to_owned(), "plant".to_owned()].into(),
+            roles: ["sensor".to_owned()].into(),
+        }
+    }
+
+    #[test]
+    fn a_row_edited_behind_the_gateway_is_refused_and_the_device_is_pending() {
+        let d = tempfile::tempdir().unwrap();
+        let key = [2u8; 32];
+        {
+            let s = Store::open(d.path(), &MasterKey::from_bytes(key)).unwrap();
+            let r = Registry::load(s, 10).unwrap();
+            r.register_pending(&id("sim:evil"), None, "default", "seen")
+                .unwrap();
+            r.import(
+                &parse_import(
+                    "[[devices]]\nid = \"sim:good\"\nprofile = \"counter\"\n",
+                    false,
+                )
+                .unwrap(),
+                "alice",
+                "default",
+                false,
+            )
+            .unwrap();
+        }
+        let s = Store::open(d.path(), &MasterKey::from_bytes(key)).unwrap();
+        exec(
+            &s,
+            "UPDATE devices SET status='active', profile='counter' WHERE id='sim:evil'",
+        );
+        let r = Registry::load(s.clone(), 10).unwrap();
+        let evil = r.get(&id("sim:evil")).unwrap().record();
+        assert_eq!(evil.status, Status::Pending);
+        assert!(
+            evil.status_reason.contains("integrity tag"),
+            "{}",
+            evil.status_reason
+        );
+        assert_eq!(
+            r.get(&id("sim:good")).unwrap().record().status,
+            Status::Active
+        );
+        assert_eq!(r.pending_count(), 1);
+        let rec = last_records(&s, 1).remove(0);
+        assert_eq!(rec.action, "registry-tampered");
+        assert_eq!(rec.category, "security");
+        assert_eq!(rec.device.as_deref(), Some("sim:evil"));
+        let detail: serde_json::Value = serde_json::from_str(&rec.detail).unwrap();
+        assert_eq!(detail["claimed"]["status"], "active");
+        assert_eq!(detail["claimed"]["profile"], "counter");
+        // the refusal rewrote the row as pending under a valid tag: the next load is quiet
+        let head = s.audit_head().0;
+        let r = Registry::load(s.clone(), 10).unwrap();
+        assert_eq!(
+            r.get(&id("sim:evil")).unwrap().record().status,
+            Status::Pending
+        );
+        assert_eq!(s.audit_head().0, head);
+        // a row whose tag was removed is refused too (the migration ran long ago)
+        exec(&s, "UPDATE devices SET mac=NULL WHERE id='sim:good'");
+        let r = Registry::load(s.clone(), 10).unwrap();
+        assert_eq!(
+            r.get(&id("sim:good")).unwrap().record().status,
+            Status::Pending
+        );
+        // and an unknown status string does not stop the gateway from loading
+        exec(&s, "UPDATE devices SET status='owned' WHERE id='sim:evil'");
+        let r = Registry::load(s, 10).unwrap();
+        assert_eq!(
+            r.get(&id("sim:evil")).unwrap().record().status,
+            Status::Pending
+        );
+    }
+
+    #[test]
+    fn a_credential_moved_to_another_device_does_not_open_and_the_device_is_pending() {
+        let (_d, s, r) = reg();
+        let toml = "[[devices]]\nid = \"sim:a\"\ncredentials = { k = \"hex:00ff\" }\n[[devices]]\nid = \"sim:b\"\ncredentials = { k = \"hex:0102\" }\n";
+        r.import(
+            &parse_import(toml, false).unwrap(),
+            "alice",
+            "default",
+            false,
+        )
+        .unwrap();
+        exec(
+            &s,
+            "UPDATE credentials SET sealed=(SELECT sealed FROM credentials WHERE device='sim:a') WHERE device='sim:b'",
+        );
+        let r = Registry::load(s.clone(), 10).unwrap();
+        assert_eq!(r.get(&id("sim:a")).unwrap().record().status, Status::Active);
+        let b = r.get(&id("sim:b")).unwrap().record();
+        assert_eq!(b.status, Status::Pending);
+        assert!(
+            b.status_reason.contains("credential"),
+            "{}",
+            b.status_reason
+        );
+        assert!(r.credential(&id("sim:b"), "k").is_none());
+    }
+
+    #[test]
+    fn rows_from_before_macs_are_tagged_once_and_audited_once() {
+        let (_d, s, r) = reg();
+        r.register_pending(&id("sim:old"), None, "default", "seen")
+            .unwrap();
+        r.set_status(
+            &id("sim:old"),
+            Status::Active,
+            "alice",
+            "ok",
+            Category::Operator,
+        )
+        .unwrap();
+        // what a data dir from before this change looks like
+        exec(
+            &s,
+            "UPDATE devices SET mac=NULL; DELETE FROM meta WHERE key='registry_macs'",
+        );
+        let r = Registry::load(s.clone(), 10).unwrap();
+        assert_eq!(
+            r.get(&id("sim:old")).unwrap().record().status,
+            Status::Active
+        );
+        let rec = last_records(&s, 1).remove(0);
+        assert_eq!(rec.action, "registry-macs-added");
+        assert!(rec.detail.contains("\"rows\":1"), "{}", rec.detail);
+        let head = s.audit_head().0;
+        let r = Registry::load(s.clone(), 10).unwrap();
+        assert_eq!(
+            r.get(&id("sim:old")).unwrap().record().status,
+            Status::Active
+        );
+        assert_eq!(s.audit_head().0, head, "migration runs once");
+    }
+
+    #[test]
+    fn reasons_are_mandatory() {
+        let (_d, _s, r) = reg();
+        r.register_pending(&id("sim:a"), None, "default", "seen")
+            .unwrap();
+        for reason in ["", "   "] {
+            for act in [
+                StatusAction::Approve,
+                StatusAction::Quarantine,
+                StatusAction::Revoke,
+            ] {
+                assert!(matches!(
+                    r.operator_action(&id("sim:a"), act, &Assignment::default(), "alice", reason),
+                    Err(RegistryError::ReasonRequired(_))
+                ));
+            }
+        }
+        assert_eq!(
+            r.get(&id("sim:a")).unwrap().record().status,
+            Status::Pending
+        );
+    }
+
+    #[test]
+    fn revoke_is_terminal_until_an_explicit_re_enroll() {
+        let (_d, s, r) = reg();
+        let a = id("sim:a");
+        let none = Assignment::default();
+        r.register_pending(&a, None, "default", "seen").unwrap();
+        assert!(matches!(
+            r.operator_action(&a, StatusAction::Release, &none, "alice", "x"),
+            Err(RegistryError::WrongState {
+                expected: "quarantined",
+                ..
+            })
+        ));
+        r.operator_action(&a, StatusAction::Revoke, &none, "alice", "stolen")
+            .unwrap();
+        for act in [
+            StatusAction::Approve,
+            StatusAction::Quarantine,
+            StatusAction::Release,
+        ] {
+            assert!(
+                matches!(
+                    r.operator_action(&a, act, &none, "alice", "again"),
+                    Err(RegistryError::Revoked(_))
+                ),
+                "{act:?}"
+            );
+        }
+        // the pipeline cannot move it either
+        assert!(matches!(
+            r.set_status(
+                &a,
+                Status::Quarantined,
+                "builtin:x",
+                "odd",
+                Category::Decision
+            ),
+            Err(RegistryError::Revoked(_))
+        ));
+        let rec = r
+            .operator_action(
+                &a,
+                StatusAction::ReEnroll,
+                &none,
+                "admin",
+                "replaced battery",
+            )
+            .unwrap();
+        assert_eq!(rec.status, Status::Pending);
+        assert_eq!(r.pending_count(), 1);
+        let last = last_records(&s, 1).remove(0);
+        assert_eq!(last.action, "re-enroll");
+        let detail: serde_json::Value = serde_json::from_str(&last.detail).unwrap();
+        assert_eq!(
+            (detail["from"].as_str(), detail["to"].as_str()),
+            (Some("revoked"), Some("pending"))
+        );
+        assert!(matches!(
+            r.operator_action(&a, StatusAction::ReEnroll, &none, "admin", "twice"),
+            Err(RegistryError::WrongState {
+                expected: "revoked",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn import_keeps_an_existing_devices_grants_unless_update() {
+        let (_d, s, r) = reg();
+        let first = "[[devices]]\nid = \"sim:a\"\nprofile = \"counter\"\n";
+        r.import(
+            &parse_import(first, false).unwrap(),
+            "alice",
+            "default",
+            false,
+        )
+        .unwrap();
+        r.operator_action(
+            &id("sim:a"),
+            StatusAction::Revoke,
+            &Assignment::default(),
+            "alice",
+            "stolen",
+        )
+        .unwrap();
+        // re-importing (default status active, another profile) changes neither
+        let again = "[[devices]]\nid = \"sim:a\"\nprofile = \"thermostat\"\nzone = \"plant\"\nname = \"Lobby\"\n";
+        r.import(
+            &parse_import(again, false).unwrap(),
+            "mallory",
+            "default",
+            false,
+        )
+        .unwrap();
+        let rec = r.get(&id("sim:a")).unwrap().record();
+        assert_eq!(rec.status, Status::Revoked);
+        assert_eq!(rec.profile.as_deref(), Some("counter"));
+        assert_eq!(rec.zone, "default");
+        assert_eq!(
+            rec.name.as_deref(),
+            Some("Lobby"),
+            "descriptive fields still update"
+        );
+        let imp = last_records(&s, 2).remove(0);
+        assert_eq!(imp.action, "import");
+        let detail: serde_json::Value = serde_json::from_str(&imp.detail).unwrap();
+        assert_eq!(detail["kept"]["profile"]["to"], "thermostat");
+        assert!(detail["changes"].as_object().unwrap().is_empty());
+        // --update cannot un-revoke either
+        let reactivate = "[[devices]]\nid = \"sim:a\"\nstatus = \"active\"\n";
+        assert!(matches!(
+            r.import(
+                &parse_import(reactivate, false).unwrap(),
+                "alice",
+                "default",
+                true
+            ),
+            Err(RegistryError::Revoked(_))
+        ));
+        // on a live device --update changes what it names, audited from/to
+        r.import(
+            &parse_import("[[devices]]\nid = \"sim:b\"\n", false).unwrap(),
+            "alice",
+            "default",
+            false,
+        )
+        .unwrap();
+        let upd =
+            "[[devices]]\nid = \"sim:b\"\nprofile = \"thermostat\"\nstatus = \"quarantined\"\n";
+        r.import(&parse_import(upd, false).unwrap(), "alice", "default", true)
+            .unwrap();
+        let b = r.get(&id("sim:b")).unwrap().record();
+        assert_eq!(
+            (b.status, b.profile.as_deref()),
+            (Status::Quarantined, Some("thermostat"))
+        );
+        let imp = last_records(&s, 2).remove(0);
+        let detail: serde_json::Value = serde_json::from_str(&imp.detail).unwrap();
+        assert_eq!(detail["changes"]["status"]["from"], "active");
+        assert_eq!(detail["changes"]["status"]["to"], "quarantined");
+        assert_eq!(detail["changes"]["profile"]["to"], "thermostat");
+    }
+
+    #[test]
+    fn approve_checks_names_and_writes_one_record() {
+        let (_d, s, r) = reg();
+        r.set_catalogue(catalogue());
+        let a = id("sim:a");
+        r.register_pending(&a, None, "default", "seen").unwrap();
+        for (assign, kind) in [
+            (
+                Assignment {
+                    profile: Some("no-such".into()),
+                    ..Assignment::default()
+                },
+                "profile",
+            ),
+            (
+                Assignment {
+                    zone: Some("nowhere".into()),
+                    ..Assignment::default()
+                },
+                "zone",
+            ),
+            (
+                Assignment {
+                    role: Some("boss".into()),
+                    ..Assignment::default()
+                },
+                "role",
+            ),
+        ] {
+            match r.operator_action(&a, StatusAction::Approve, &assign, "alice", "ok") {
+                Err(RegistryError::Unknown { kind: k, valid, .. }) => {
+                    assert_eq!(k, kind);
+                    assert!(!valid.is_empty());
+                }
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+        let e = r
+            .operator_action(
+                &a,
+                StatusAction::Approve,
+                &Assignment {
+                    profile: Some("nope".into()),
+                    ..Assignment::default()
+                },
+                "alice",
+                "ok",
+            )
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "unknown profile `nope` (configured: counter, thermostat)"
+        );
+        let head = s.audit_head().0;
+        let assign = Assignment {
+            profile: Some("counter".into()),
+            zone: Some("plant".into()),
+            role: Some("sensor".into()),
+        };
+        let rec = r
+            .operator_action(&a, StatusAction::Approve, &assign, "alice", "checked label")
+            .unwrap();
+        assert_eq!(rec.status, Status::Active);
+        assert_eq!(rec.zone, "plant");
+        assert_eq!(s.audit_head().0, head + 1, "one record");
+        let last = last_records(&s, 1).remove(0);
+        assert_eq!(last.action, "approve");
+        let detail: serde_json::Value = serde_json::from_str(&last.detail).unwrap();
+        assert_eq!(detail["changes"]["profile"]["to"], "counter");
+        assert_eq!(detail["changes"]["zone"]["from"], "default");
+        assert_eq!(detail["changes"]["role"]["to"], "sensor");
+        assert!(matches!(
+            r.operator_action(&a, StatusAction::Quarantine, &assign, "alice", "x"),
+            Err(RegistryError::Invalid(_))
+        ));
     }
 }

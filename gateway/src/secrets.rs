@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
@@ -141,11 +142,14 @@ impl MasterKey {
         self.derive(b"plugin-cache")
     }
 
-    /// The AEAD that seals credentials and other secrets stored in the database.
+    /// The AEAD that seals credentials and other secrets stored in the database, and the MAC key
+    /// that authenticates registry rows (its own HKDF label, so neither key says anything about the
+    /// other).
     pub fn sealer(&self) -> Sealer {
         let k = self.derive(b"sealing");
         Sealer {
             cipher: Aes256Gcm::new((&k).into()),
+            row_mac_key: self.derive(b"registry-row-mac"),
         }
     }
 }
@@ -169,12 +173,53 @@ pub fn write_private_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
 }
 
 /// AES-256-GCM with a random 96-bit nonce per seal; the associated data binds a sealed value to its
-/// owner (e.g. `device-id/credential-name`) so blobs cannot be swapped between rows.
+/// owner (e.g. `device-id/credential-name`) so blobs cannot be swapped between rows. Also holds the
+/// HMAC-SHA256 key that authenticates registry rows ([`Sealer::row_mac`]).
 pub struct Sealer {
     cipher: Aes256Gcm,
+    row_mac_key: [u8; 32],
 }
 
+impl Drop for Sealer {
+    fn drop(&mut self) {
+        self.row_mac_key.fill(0);
+    }
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
 impl Sealer {
+    fn row_hmac(&self, parts: &[Option<&[u8]>]) -> HmacSha256 {
+        // A key shorter than SHA-256's 64-byte block is zero-padded by HMAC itself; padding it here
+        // gives the same MAC through the infallible constructor.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(&self.row_mac_key);
+        let mut m = <HmacSha256 as hmac::digest::KeyInit>::new((&block).into());
+        block.fill(0);
+        m.update(b"warden-registry-row-v1");
+        for p in parts {
+            match p {
+                Some(b) => {
+                    m.update(&[1]);
+                    m.update(&(b.len() as u64).to_be_bytes());
+                    m.update(b);
+                }
+                None => m.update(&[0]),
+            }
+        }
+        m
+    }
+
+    /// HMAC-SHA256 over length-prefixed `parts` (`None` encodes differently from empty).
+    pub fn row_mac(&self, parts: &[Option<&[u8]>]) -> Vec<u8> {
+        self.row_hmac(parts).finalize().into_bytes().to_vec()
+    }
+
+    /// Whether `tag` is the MAC of `parts` (constant-time comparison).
+    pub fn row_mac_ok(&self, parts: &[Option<&[u8]>], tag: &[u8]) -> bool {
+        self.row_hmac(parts).verify_slice(tag).is_ok()
+    }
+
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);

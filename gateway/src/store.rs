@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS devices(
     status_at INTEGER NOT NULL,
     status_reason TEXT NOT NULL,
     first_seen INTEGER,
-    last_seen INTEGER
+    last_seen INTEGER,
+    mac BLOB
 );
 CREATE TABLE IF NOT EXISTS credentials(
     device TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
@@ -87,6 +88,10 @@ pub struct Inner {
     pub chain: Chain,
     sealer: Sealer,
 }
+
+/// The `meta` key set once every registry row carries a MAC (new data dirs have it from the start;
+/// older ones get it from the registry's one-time migration). Once set, a row without a MAC is an edit.
+pub const REGISTRY_MACS_KEY: &str = "registry_macs";
 
 /// Shared handle to the store.
 #[derive(Clone)]
@@ -146,6 +151,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        add_column_if_missing(&conn, "devices", "mac", "BLOB")?;
         let sealer = master.sealer();
 
         // Key check: a sealed constant proves this master key is the one the data dir was made with.
@@ -161,9 +167,10 @@ impl Store {
                 }
             }
             None => {
+                // A new data dir: every registry row it will ever hold is written with a MAC.
                 conn.execute(
-                    "INSERT INTO meta(key, value) VALUES('key_check', ?1)",
-                    params![sealer.seal(b"key-check", b"warden")],
+                    "INSERT INTO meta(key, value) VALUES('key_check', ?1), (?2, x'01')",
+                    params![sealer.seal(b"key-check", b"warden"), REGISTRY_MACS_KEY],
                 )?;
             }
         }
@@ -260,6 +267,26 @@ impl Store {
         f(&g.conn, &g.sealer)
     }
 
+    /// Writes `meta[key]` from the audit chain's current head, with no record appended in between:
+    /// `f` gets the head and returns a value and the bytes to store.
+    pub fn write_meta_at_head<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(u64, [u8; 32]) -> (T, Vec<u8>),
+    ) -> Result<T, StoreError> {
+        let mut g = self.lock();
+        let (seq, hash) = g.chain.head();
+        let (out, value) = f(seq, hash);
+        let tx = g.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES(?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            params![key, value],
+        )?;
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// The audit chain's head: (last sequence number, its hash).
     pub fn audit_head(&self) -> (u64, [u8; 32]) {
         let g = self.lock();
@@ -287,6 +314,23 @@ impl Store {
         tx.commit()?;
         Ok(next)
     }
+}
+
+/// Schema migration for columns added after a table was first created.
+fn add_column_if_missing(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    decl: &str,
+) -> Result<(), StoreError> {
+    let mut st = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = st
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<Result<Vec<_>, _>>()?;
+    if !names.iter().any(|n| n == column) {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+    }
+    Ok(())
 }
 
 /// One adapter's view of the `adapter_state` table: values sealed with AES-256-GCM (bound to

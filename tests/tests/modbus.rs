@@ -139,7 +139,15 @@ fn modbus_tcp_and_rtu_against_pymodbus() {
     assert!(!sub.lines().iter().any(|(t, _)| t.contains("/telemetry/")));
 
     for (id, prof) in [(&a, "mb"), (&b, "mbb"), (&r, "mbrtu")] {
-        let o = g.cli(&["devices", "approve", id, "--profile", prof]);
+        let o = g.cli(&[
+            "devices",
+            "approve",
+            id,
+            "--profile",
+            prof,
+            "--reason",
+            "e2e",
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
 
@@ -337,7 +345,15 @@ points = [{{ name = "hr0", table = "holding", address = 0 }}]
     });
     // identity evidence includes the server certificate's fingerprint
     assert!(dev.to_string().contains("sha256:"), "{dev}");
-    let o = g.cli(&["devices", "approve", &id, "--profile", "mbtls"]);
+    let o = g.cli(&[
+        "devices",
+        "approve",
+        &id,
+        "--profile",
+        "mbtls",
+        "--reason",
+        "e2e",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     sub.wait_lines(T, "TLS telemetry", |_| {
         latest(&sub, &id, "f32_le").is_some()

@@ -141,7 +141,15 @@ fn pending_device_gets_nothing_through_either_way() {
     assert!(o.status.success(), "{}", stderr(&o));
     // its assurance (none) is below the thermostat profile's floor: still denied, by authenticate
     g.sim(&["intruder temperature=1".to_string()]);
-    let o = g.cli(&["devices", "approve", "sim:intruder", "--profile", "counter"]);
+    let o = g.cli(&[
+        "devices",
+        "approve",
+        "sim:intruder",
+        "--profile",
+        "counter",
+        "--reason",
+        "it is a counter",
+    ]);
     assert!(o.status.success());
     g.sim(&["intruder n=1".to_string()]);
     sub.wait_lines(Duration::from_secs(10), "telemetry after approval", |l| {

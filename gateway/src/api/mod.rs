@@ -17,10 +17,9 @@ use serde::Deserialize;
 use tokio::sync::{oneshot, watch};
 use warden_core::DeviceId;
 
-use crate::audit::Category;
 use crate::pipeline::authenticate::CommandSource;
 use crate::pipeline::{CommandRequest, Control};
-use crate::registry::{ImportDevice, RegistryError, Status, parse_import};
+use crate::registry::{Assignment, RegistryError, StatusAction, parse_import};
 use crate::run::{Shared, new_command_id, parse_command};
 
 pub(crate) type S = State<Arc<Shared>>;
@@ -58,6 +57,7 @@ pub async fn serve(
         .route("/api/devices/import", post(import))
         .route("/api/devices/export", get(export))
         .route("/api/devices/{id}", get(device))
+        // approve | quarantine | revoke | release | re-enroll | commands
         .route("/api/devices/{id}/{action}", post(device_action))
         .route("/api/audit/tail", get(audit_tail))
         .route("/api/audit/verify", get(audit_verify))
@@ -162,11 +162,17 @@ struct ActionBody {
 }
 
 fn registry_err(e: RegistryError) -> Response {
-    match e {
-        RegistryError::NotFound(m) => err(StatusCode::NOT_FOUND, format!("no device {m}")),
-        RegistryError::Invalid(m) => err(StatusCode::BAD_REQUEST, m),
-        other => err(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-    }
+    let code = match &e {
+        RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+        RegistryError::Invalid(_)
+        | RegistryError::ReasonRequired(_)
+        | RegistryError::Unknown { .. } => StatusCode::BAD_REQUEST,
+        RegistryError::Revoked(_) | RegistryError::WrongState { .. } => StatusCode::CONFLICT,
+        RegistryError::TooManyPending(_) | RegistryError::Store(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    err(code, e.to_string())
 }
 
 async fn device_action(
@@ -189,33 +195,18 @@ async fn device_action(
             Err(e) => return err(StatusCode::BAD_REQUEST, e.to_string()),
         }
     };
-    let status = match action.as_str() {
-        "approve" => Status::Active,
-        "quarantine" => Status::Quarantined,
-        "revoke" => Status::Revoked,
-        _ => return err(StatusCode::NOT_FOUND, format!("unknown action `{action}`")),
+    let Some(act) = StatusAction::parse(&action) else {
+        return err(StatusCode::NOT_FOUND, format!("unknown action `{action}`"));
     };
-    let Some(entry) = s.registry.get(&id) else {
-        return err(StatusCode::NOT_FOUND, format!("no device {id}"));
+    let assign = Assignment {
+        profile: b.profile,
+        zone: b.zone,
+        role: b.role,
     };
-    if b.profile.is_some() || b.zone.is_some() || b.role.is_some() {
-        let cur = entry.record();
-        let d = ImportDevice {
-            id: id.to_string(),
-            profile: b.profile.clone(),
-            zone: b.zone.clone(),
-            role: b.role.clone(),
-            status: Some(cur.status.as_str().to_owned()),
-            ..ImportDevice::default()
-        };
-        if let Err(e) = s.registry.import(&[d], "api:operator", &s.default_zone) {
-            return registry_err(e);
-        }
-    }
-    let reason = b.reason.unwrap_or_else(|| format!("{action} by operator"));
+    let reason = b.reason.unwrap_or_default();
     match s
         .registry
-        .set_status(&id, status, "api:operator", &reason, Category::Operator)
+        .operator_action(&id, act, &assign, "api:operator", &reason)
     {
         Ok(r) => {
             let _ = s.control.send(Control::Status(id)).await;
@@ -251,6 +242,9 @@ async fn command(s: Arc<Shared>, device: DeviceId, body: Bytes) -> Response {
 struct FormatQ {
     #[serde(default)]
     format: Option<String>,
+    /// Import only: let the file change existing devices' status, profile, zone and role.
+    #[serde(default)]
+    update: bool,
 }
 
 async fn import(State(s): S, Query(q): Query<FormatQ>, body: Bytes) -> Response {
@@ -266,7 +260,10 @@ async fn import(State(s): S, Query(q): Query<FormatQ>, body: Bytes) -> Response 
         Ok(d) => d,
         Err(e) => return registry_err(e),
     };
-    match s.registry.import(&devs, "api:operator", &s.default_zone) {
+    match s
+        .registry
+        .import(&devs, "api:operator", &s.default_zone, q.update)
+    {
         Ok(rep) => {
             for d in &devs {
                 if let Ok(id) = d.id.parse() {

@@ -14,6 +14,7 @@ use clap::Subcommand;
 pub mod adapter;
 
 use crate::audit;
+use crate::audit::anchor;
 use crate::northbound::envelope;
 use crate::run::{API_ADDR_FILE, TOKEN_FILE};
 use crate::store::{PUBKEY_FILE, open_readonly};
@@ -25,11 +26,12 @@ pub enum DevicesCmd {
     Show {
         id: String,
     },
-    /// Approve a pending (or quarantined) device; optionally set its profile, zone and role.
+    /// Approve a pending (or quarantined) device; optionally set its profile, zone and role (checked
+    /// against the config). One audit record holds every change.
     Approve {
         id: String,
-        #[arg(long)]
-        reason: Option<String>,
+        #[arg(long, value_parser = non_empty)]
+        reason: String,
         #[arg(long)]
         profile: Option<String>,
         #[arg(long)]
@@ -39,19 +41,36 @@ pub enum DevicesCmd {
     },
     Quarantine {
         id: String,
-        #[arg(long)]
-        reason: Option<String>,
+        #[arg(long, value_parser = non_empty)]
+        reason: String,
     },
+    /// Revoke a device. Terminal: only `re-enroll` brings it back (as pending).
     Revoke {
         id: String,
-        #[arg(long)]
-        reason: Option<String>,
+        #[arg(long, value_parser = non_empty)]
+        reason: String,
     },
-    /// Bulk provisioning from TOML (`[[devices]]`) or CSV (by extension or --format).
+    /// Let a quarantined device through again.
+    Release {
+        id: String,
+        #[arg(long, value_parser = non_empty)]
+        reason: String,
+    },
+    /// Bring a revoked device back as pending (audited with both states); approve it afterwards.
+    ReEnroll {
+        id: String,
+        #[arg(long, value_parser = non_empty)]
+        reason: String,
+    },
+    /// Bulk provisioning from TOML (`[[devices]]`) or CSV (by extension or --format). Existing
+    /// devices keep their status, profile, zone and role unless --update is given.
     Import {
         file: PathBuf,
         #[arg(long)]
         format: Option<String>,
+        /// Let the file change existing devices' status, profile, zone and role (audited from/to).
+        #[arg(long)]
+        update: bool,
     },
     /// Every device, without secrets.
     Export {
@@ -60,13 +79,38 @@ pub enum DevicesCmd {
     },
 }
 
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
 #[derive(Subcommand)]
 pub enum AuditCmd {
-    /// Check the hash chain and seals; exit non-zero naming the first bad record.
+    /// Check the hash chain and seals, and that the chain still holds every anchored head (the
+    /// database's anchor row, and --head / --witness when given); exit non-zero naming the problem.
     Verify {
         /// Gateway public key to trust (default: <data-dir>/gateway.pub). Pin one kept elsewhere.
         #[arg(long)]
         pubkey: Option<PathBuf>,
+        /// A head kept elsewhere (`warden status`, the retained MQTT audit-head): `SEQ:HASH`.
+        #[arg(long)]
+        head: Vec<String>,
+        /// A witness file (`audit.witness_file`): every head since its last reset must be in the chain.
+        #[arg(long)]
+        witness: Option<PathBuf>,
+    },
+    /// Accept an audit chain that is shorter than its anchors (a wipe, a restored backup), so the
+    /// gateway starts again. The gateway must be stopped. Audited as the next record, naming the lost
+    /// head, and anchored with a reset mark in the database and the witness file.
+    ResetAnchor {
+        #[arg(long, value_parser = non_empty)]
+        reason: String,
+        /// The gateway's config (for `secrets.key_file` and `audit.witness_file`).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// The last records.
     Tail {
@@ -283,7 +327,17 @@ pub fn devices(data_dir: &Path, api: Option<&str>, cmd: DevicesCmd) -> anyhow::R
         DevicesCmd::Revoke { id, reason } => {
             action(&id, "revoke", serde_json::json!({ "reason": reason }))?
         }
-        DevicesCmd::Import { file, format } => {
+        DevicesCmd::Release { id, reason } => {
+            action(&id, "release", serde_json::json!({ "reason": reason }))?
+        }
+        DevicesCmd::ReEnroll { id, reason } => {
+            action(&id, "re-enroll", serde_json::json!({ "reason": reason }))?
+        }
+        DevicesCmd::Import {
+            file,
+            format,
+            update,
+        } => {
             let text =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let fmt = format.unwrap_or_else(|| {
@@ -296,7 +350,11 @@ pub fn devices(data_dir: &Path, api: Option<&str>, cmd: DevicesCmd) -> anyhow::R
                     "toml".into()
                 }
             });
-            let v = api.json("POST", &format!("/api/devices/import?format={fmt}"), &text)?;
+            let v = api.json(
+                "POST",
+                &format!("/api/devices/import?format={fmt}&update={update}"),
+                &text,
+            )?;
             println!(
                 "imported: {} created, {} updated, {} credentials set",
                 v["created"], v["updated"], v["credentials_set"]
@@ -357,17 +415,65 @@ fn load_pubkey(
     envelope::decode_pubkey(&text).with_context(|| format!("public key {}", p.display()))
 }
 
+fn parse_head(s: &str) -> anyhow::Result<(u64, [u8; 32])> {
+    let (seq, hash) = s
+        .split_once(':')
+        .ok_or_else(|| anyhow!("--head `{s}`: expected SEQ:HASH"))?;
+    let seq: u64 = seq
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("--head `{s}`: SEQ is not a number"))?;
+    let mut h = [0u8; 32];
+    hex::decode_to_slice(hash.trim(), &mut h)
+        .map_err(|_| anyhow!("--head `{s}`: HASH is not 64 hex characters"))?;
+    Ok((seq, h))
+}
+
 pub fn audit(data_dir: &Path, cmd: AuditCmd) -> anyhow::Result<()> {
+    if let AuditCmd::ResetAnchor { reason, config } = cmd {
+        return reset_anchor(data_dir, &reason, config.as_deref());
+    }
     let conn = open_readonly(data_dir)?;
     match cmd {
-        AuditCmd::Verify { pubkey } => {
+        AuditCmd::Verify {
+            pubkey,
+            head,
+            witness,
+        } => {
             let key = load_pubkey(data_dir, pubkey)?;
+            let heads = head
+                .iter()
+                .map(|h| parse_head(h))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let rep = audit::verify(&conn, &key).map_err(|e| anyhow!("audit log TAMPERED: {e}"))?;
+            let tampered = |e: anchor::AnchorError| anyhow!("audit log TAMPERED: {e}");
+            let mut anchored = 0usize;
+            if let Some(h) = anchor::read_meta(&conn).map_err(tampered)? {
+                anchor::check_head(&conn, &key, &h, "the database's anchor row")
+                    .map_err(tampered)?;
+                anchored += 1;
+            }
+            for (seq, hash) in &heads {
+                anchor::check_contains(&conn, *seq, hash, "--head").map_err(tampered)?;
+                anchored += 1;
+            }
+            if let Some(w) = &witness {
+                let all = anchor::read_witness(w).map_err(tampered)?;
+                if all.is_empty() {
+                    bail!("witness file {} holds no heads", w.display());
+                }
+                for (line, h) in anchor::current_heads(&all) {
+                    let origin = format!("witness file {} line {line}", w.display());
+                    anchor::check_head(&conn, &key, h, &origin).map_err(tampered)?;
+                    anchored += 1;
+                }
+            }
             println!(
-                "audit log intact: {} records, {} seals, head #{} {}",
+                "audit log intact: {} records, {} seals, head #{} {}; holds {anchored} anchored head(s)",
                 rep.records, rep.seals, rep.head_seq, rep.head_hash
             );
         }
+        AuditCmd::ResetAnchor { .. } => {}
         AuditCmd::Tail { n, json } => {
             for r in audit::tail(&conn, n)? {
                 if json {
@@ -388,6 +494,24 @@ pub fn audit(data_dir: &Path, cmd: AuditCmd) -> anyhow::Result<()> {
             eprintln!("exported {n} records");
         }
     }
+    Ok(())
+}
+
+/// `warden audit reset-anchor`: on a stopped gateway, with its master key.
+fn reset_anchor(data_dir: &Path, reason: &str, config: Option<&Path>) -> anyhow::Result<()> {
+    let cfg = crate::run::load_config(config, false, None)?;
+    let _lock = crate::run::lock_data_dir(data_dir)?;
+    open_readonly(data_dir)?;
+    let master =
+        crate::secrets::MasterKey::load(&crate::run::master_key_path(&cfg, data_dir), false)?;
+    let store = crate::store::Store::open(data_dir, &master)?;
+    drop(master);
+    let anchors = anchor::Anchors::new(store, cfg.witness_file());
+    let h = anchors.reset("cli:operator", reason)?;
+    println!(
+        "audit anchor reset: the chain is accepted up to record #{} {} (audited); the gateway can start",
+        h.seq, h.hash
+    );
     Ok(())
 }
 

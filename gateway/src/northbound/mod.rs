@@ -7,6 +7,7 @@
 //! - `warden/devices/<device-id>/cmd`: commands in (JSON `{"id","command","args"}`)
 //! - `warden/devices/<device-id>/cmd/result`: command results out (delivered / denied + reason / error)
 //! - `warden/gateway/status`: retained; `online` while the gateway runs (last will `offline`)
+//! - `warden/gateway/audit-head`: retained; the audit chain's signed head (see [`crate::audit::anchor`])
 
 pub mod broker;
 pub mod envelope;
@@ -110,6 +111,18 @@ struct StatusBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     last_seen: Option<u64>,
     reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct AuditHeadBody<'a> {
+    v: u8,
+    id: u64,
+    gw: &'a str,
+    ts: u64,
+    seq: u64,
+    hash: &'a str,
+    /// The head as the witness file holds it (its own signature, checkable on its own).
+    head: &'a crate::audit::anchor::Head,
 }
 
 #[derive(Serialize)]
@@ -264,6 +277,21 @@ impl Northbound {
             &body,
             true,
         );
+    }
+
+    /// The audit chain's signed head, retained at `<prefix>/gateway/audit-head`: a copy of the
+    /// anchor outside the machine (compare it with `warden audit verify --head SEQ:HASH`).
+    pub fn audit_head(&self, head: &crate::audit::anchor::Head) {
+        let body = AuditHeadBody {
+            v: 1,
+            id: self.next_id(),
+            gw: &self.gateway_id,
+            ts: warden_core::now_ms(),
+            seq: head.seq,
+            hash: &head.hash,
+            head,
+        };
+        self.emit(format!("{}/gateway/audit-head", self.prefix), &body, true);
     }
 
     pub fn command_result(&self, res: &CommandResult) {

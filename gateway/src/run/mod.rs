@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use warden_core::{Adapter, AdapterContext};
 
+use crate::audit::anchor::{Anchors, StartCheck};
 use crate::audit::{AuditEntry, AuditSink, Category};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -19,7 +20,7 @@ use crate::operations::Operations;
 use crate::pipeline::authenticate::Controller;
 use crate::pipeline::decide::Policy;
 use crate::pipeline::{Control, Pipeline};
-use crate::registry::Registry;
+use crate::registry::{Catalogue, Registry};
 use crate::secrets::MasterKey;
 use crate::store::{DB_FILE, Store};
 use plugins::start_plugins;
@@ -41,6 +42,8 @@ pub const TOKEN_FILE: &str = "api.token";
 pub const API_ADDR_FILE: &str = "api.addr";
 pub const OPERATOR_PASSWORD_FILE: &str = "mqtt-operator.password";
 pub const MASTER_KEY_FILE: &str = "master.key";
+/// Held locked (`flock`) while a gateway runs, so offline tools that write the data dir refuse to.
+pub const LOCK_FILE: &str = "warden.lock";
 const DEMO_CONFIG: &str = include_str!("../../../examples/demo.toml");
 
 pub struct RunArgs {
@@ -140,20 +143,36 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let _ = std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700));
+    let _lock = lock_data_dir(&data_dir)?;
     let fresh = !data_dir.join(DB_FILE).exists();
-    let key_path = cfg
-        .secrets
-        .key_file
-        .clone()
-        .unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE));
-    let master = MasterKey::load(&key_path, fresh)?;
+    let master = MasterKey::load(&master_key_path(&cfg, &data_dir), fresh)?;
     let store = Store::open(&data_dir, &master)?;
     let plugin_cache_key = master.plugin_cache_key();
     drop(master);
+    // Before anything is appended: the chain must still hold every head anchored before.
+    if let Some(w) = cfg.witness_file()
+        && w.starts_with(&data_dir)
+    {
+        tracing::warn!(witness = %w.display(),
+            "audit.witness_file is inside the data dir: it does not survive someone who rewrites the data dir; keep it elsewhere");
+    }
+    let anchors = Anchors::new(store.clone(), cfg.witness_file());
+    let start_check = anchors.check_at_start().map_err(|e| {
+        anyhow::anyhow!(
+            "refusing to start: {e}.{}",
+            if e.is_chain_loss() {
+                " If this loss is understood (e.g. a restored backup), accept it with \
+                 `warden audit reset-anchor --reason \"…\"` (audited, naming the lost head)"
+            } else {
+                ""
+            }
+        )
+    })?;
     let token = read_or_create_secret(&data_dir.join(TOKEN_FILE))?;
 
     let metrics = Arc::new(Metrics::new());
     let registry = Arc::new(Registry::load(store.clone(), cfg.registry.max_pending)?);
+    registry.set_catalogue(Catalogue::from_config(&cfg));
     let (audit, _audit_thread) = AuditSink::start(store.clone(), 8192)?;
     let outbox = Outbox::open(&data_dir, cfg.mqtt.queue_max_messages, metrics.clone())?;
     let (outbox_sink, _outbox_thread) = outbox::start_writer(outbox.clone(), audit.clone(), 8192)?;
@@ -181,6 +200,18 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             }),
         ),
     ])?;
+
+    if start_check == StartCheck::Unanchored {
+        let (seq, hash) = store.audit_head();
+        store.audit(&[AuditEntry::new(
+            Category::System,
+            "audit-anchor-created",
+            "gateway",
+            "no anchored audit head yet (new data dir, or one from before anchors); anchoring now",
+        )
+        .detail(serde_json::json!({ "seq": seq, "hash": hex::encode(hash) }))])?;
+    }
+    anchors.record(false)?;
 
     provision_sim_devices(&cfg, &registry)?;
     let operations = Arc::new(Operations::new(audit.clone(), northbound.clone()));
@@ -282,6 +313,13 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             }
         })?;
 
+    tokio::spawn(publish_heads(
+        anchors.clone(),
+        northbound.clone(),
+        std::time::Duration::from_secs(cfg.audit.head_every_s),
+        shutdown_rx.clone(),
+    ));
+
     for c in &cfg.sim.commands {
         tokio::spawn(periodic_command(
             c.clone(),
@@ -345,9 +383,75 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             .detail(serde_json::json!({ "queued": outbox.depth() })),
     );
     audit.flush();
+    // the head after the last record, so a stopped gateway's newest records are anchored too
+    if let Err(e) = anchors.record(false) {
+        tracing::error!(error = %e, "cannot anchor the final audit head");
+    }
     let _ = registry.flush_last_seen();
     tracing::info!(queued = outbox.depth(), "stopped");
     Ok(())
+}
+
+/// Where the master key is read from: `secrets.key_file`, else `<data-dir>/master.key`.
+pub fn master_key_path(cfg: &Config, data_dir: &Path) -> PathBuf {
+    cfg.secrets
+        .key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE))
+}
+
+/// Takes the data dir's lock for as long as the returned file lives; refuses when a gateway (or
+/// an offline tool) holds it.
+pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join(LOCK_FILE);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+            "data dir {} is in use by a running gateway (stop it first)",
+            data_dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Signs and records the audit head every `every` when it moved, and publishes it retained.
+async fn publish_heads(
+    anchors: Anchors,
+    northbound: Arc<Northbound>,
+    every: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+        let a = anchors.clone();
+        let head = tokio::task::spawn_blocking(move || {
+            let now = a.head();
+            (Some(now) != last).then(|| a.record(false).map(|h| (now, h)))
+        })
+        .await;
+        match head {
+            Ok(Some(Ok((now, h)))) => {
+                last = Some(now);
+                northbound.audit_head(&h);
+            }
+            Ok(Some(Err(e))) => tracing::error!(error = %e, "cannot record the audit head"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "audit head task failed"),
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -17,6 +17,9 @@ pub async fn reload(shared: &Shared) -> anyhow::Result<()> {
     match cfg {
         Ok(cfg) => {
             shared
+                .registry
+                .set_catalogue(crate::registry::Catalogue::from_config(&cfg));
+            shared
                 .control
                 .send(Control::Reload(
                     Policy::from_config(&cfg),

@@ -60,7 +60,7 @@ pub(super) fn provision_sim_devices(cfg: &Config, registry: &Registry) -> anyhow
         }
     }
     if !todo.is_empty() {
-        registry.import(&todo, "config:sim", &cfg.registry.default_zone)?;
+        registry.import(&todo, "config:sim", &cfg.registry.default_zone, false)?;
     }
     Ok(())
 }

@@ -2,9 +2,11 @@
 //!
 //! Every record is hashed with the previous record's hash: `hash = SHA-256("warden-audit-v1" ‖ prev ‖
 //! record)`. The last record of every committed batch carries a *seal*: the gateway's Ed25519 signature
-//! over `(seq, hash)`. [`verify`] walks the chain and names the first record that was edited, deleted,
-//! inserted or reordered; recomputing hashes after an edit does not help an attacker, because the seals
-//! further on no longer verify without the gateway's private key (which is sealed under the master key).
+//! over `(seq, record count, hash)`. [`verify`] walks the chain and names the first record that was
+//! edited, deleted, inserted or reordered; recomputing hashes after an edit does not help an attacker,
+//! because the seals further on no longer verify without the gateway's private key (which is sealed
+//! under the master key). Deleting the *newest* records leaves a shorter chain that still verifies on
+//! its own: [`anchor`] keeps signed heads elsewhere so that truncation and wipes are detected too.
 //!
 //! Retention: decisions on commands (allowed or not), every denial and quarantine, and every operator
 //! and security action are recorded one by one, forever (the log is append-only; archive with
@@ -19,6 +21,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+pub mod anchor;
 
 use crate::batch::BatchSender;
 use crate::store::{Store, StoreError};
@@ -191,7 +195,19 @@ impl Record {
     }
 }
 
-fn seal_message(seq: u64, hash: &[u8]) -> Vec<u8> {
+/// What a seal signs: the record's number, how many records the chain holds up to it, and its hash.
+/// (v1 seals, written before the count was added, signed only `seq ‖ hash`; [`verify`] still accepts
+/// them for old records.)
+fn seal_message(seq: u64, count: u64, hash: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(20 + 16 + 32);
+    m.extend_from_slice(b"warden-audit-seal-v2");
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(&count.to_be_bytes());
+    m.extend_from_slice(hash);
+    m
+}
+
+fn seal_message_v1(seq: u64, hash: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(20 + 8 + 32);
     m.extend_from_slice(b"warden-audit-seal-v1");
     m.extend_from_slice(&seq.to_be_bytes());
@@ -259,8 +275,13 @@ impl Chain {
                 &e.reason,
                 &e.detail,
             );
-            let seal =
-                (i + 1 == n).then(|| self.key.sign(&seal_message(seq, &hash)).to_bytes().to_vec());
+            // Sequence numbers start at 1 and have no gaps, so the count up to `seq` is `seq`.
+            let seal = (i + 1 == n).then(|| {
+                self.key
+                    .sign(&seal_message(seq, seq, &hash))
+                    .to_bytes()
+                    .to_vec()
+            });
             stmt.execute(params![
                 seq as i64,
                 e.ts as i64,
@@ -371,9 +392,11 @@ pub fn verify(conn: &Connection, key: &VerifyingKey) -> Result<VerifyReport, Ver
             Some(s) => {
                 let sig = Signature::from_slice(s)
                     .map_err(|_| bad("its seal is not a signature".into()))?;
-                key.verify(&seal_message(r.seq, &r.hash), &sig).map_err(|_| {
-                    bad("its seal does not verify with the gateway key (the chain was rewritten up to here)".into())
-                })?;
+                // `expect - 1` records precede this one in the walk: the count this seal must name.
+                let v2 = key.verify(&seal_message(r.seq, expect, &r.hash), &sig);
+                if v2.is_err() && key.verify(&seal_message_v1(r.seq, &r.hash), &sig).is_err() {
+                    return Err(bad("its seal does not verify with the gateway key (the chain was rewritten up to here)".into()));
+                }
                 seals += 1;
                 last_sealed = true;
             }
@@ -396,6 +419,23 @@ pub fn verify(conn: &Connection, key: &VerifyingKey) -> Result<VerifyReport, Ver
         head_seq,
         head_hash: hex::encode(&prev),
     })
+}
+
+/// The hash of record `seq`, if the chain holds it.
+pub fn hash_at(conn: &Connection, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT hash FROM audit WHERE seq = ?1",
+            [i64::try_from(seq).unwrap_or(i64::MAX)],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// The last record's sequence number (0 for an empty chain).
+pub fn last_seq(conn: &Connection) -> Result<u64, StoreError> {
+    let s: Option<i64> = conn.query_row("SELECT MAX(seq) FROM audit", [], |r| r.get(0))?;
+    Ok(s.map_or(0, |s| s.max(0) as u64))
 }
 
 /// The last `n` records, oldest first.
