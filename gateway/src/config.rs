@@ -386,10 +386,12 @@ pub enum ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::files::read_text(path, crate::files::CONFIG_MAX, "config file").map_err(
+            |e| ConfigError::Read {
+                path: path.to_owned(),
+                source: std::io::Error::other(e.to_string()),
+            },
+        )?;
         let mut cfg = Self::parse(&text, path)?;
         cfg.base_dir = path
             .parent()
@@ -425,6 +427,7 @@ impl Config {
 
     /// Cross-field checks that serde cannot express. Messages name the offending key.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_bounds()?;
         if self.gateway.id.is_empty() || self.gateway.id.contains(['/', '+', '#']) {
             return Err("gateway.id must be non-empty and contain no '/', '+' or '#'".into());
         }
@@ -519,7 +522,94 @@ impl Config {
     }
 }
 
+/// `name` within `range`, or an error that names the key and the range. Every number `run` uses is
+/// checked here, so `check-config` and `run` accept exactly the same files and no value can make
+/// `run` panic or allocate without bound.
+fn bounded<T: PartialOrd + std::fmt::Display + Copy>(
+    name: &str,
+    v: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<(), String> {
+    if range.contains(&v) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} = {v} is out of range ({}..={})",
+            range.start(),
+            range.end()
+        ))
+    }
+}
+
 impl Config {
+    fn validate_bounds(&self) -> Result<(), String> {
+        bounded(
+            "gateway.channel_capacity",
+            self.gateway.channel_capacity,
+            1..=1 << 20,
+        )?;
+        bounded(
+            "mqtt.queue_max_messages",
+            self.mqtt.queue_max_messages,
+            1..=100_000_000,
+        )?;
+        bounded("mqtt.max_inflight", self.mqtt.max_inflight, 1..=1000)?;
+        bounded(
+            "mqtt.embedded.max_connections",
+            self.mqtt.embedded.max_connections,
+            1..=10_000,
+        )?;
+        bounded(
+            "registry.max_pending",
+            self.registry.max_pending,
+            1..=1_000_000,
+        )?;
+        bounded(
+            "registry.offline_after_s",
+            self.registry.offline_after_s,
+            1..=31_536_000,
+        )?;
+        bounded(
+            "plugins.watch_interval_ms",
+            self.plugins.watch_interval_ms,
+            50..=3_600_000,
+        )?;
+        bounded(
+            "plugins.record_max_mb",
+            self.plugins.record_max_mb,
+            1..=1_000_000,
+        )?;
+        if self.sim.devices.len() > 10_000 || self.sim.commands.len() > 1000 {
+            return Err("sim: at most 10000 [[sim.devices]] and 1000 [[sim.commands]]".into());
+        }
+        for c in &self.sim.commands {
+            bounded("sim.commands.every_s", c.every_s, 1..=86_400)?;
+        }
+        for (at, l) in std::iter::once(("plugins.limits".to_owned(), &self.plugins.limits)).chain(
+            self.plugins
+                .load
+                .iter()
+                .map(|p| (format!("plugins.load `{}`", p.name), &p.limits)),
+        ) {
+            if let Some(v) = l.fuel {
+                bounded(&format!("{at}: fuel"), v, 1..=10_000_000_000)?;
+            }
+            if let Some(v) = l.deadline_ms {
+                bounded(&format!("{at}: deadline_ms"), v, 1..=60_000)?;
+            }
+            if let Some(v) = l.kv_quota_kib {
+                bounded(&format!("{at}: kv_quota_kib"), v, 0..=1 << 20)?;
+            }
+            if let Some(v) = l.host_calls {
+                bounded(&format!("{at}: host_calls"), v, 1..=10_000_000)?;
+            }
+            if let Some(v) = l.max_failures {
+                bounded(&format!("{at}: max_failures"), v, 1..=1_000_000)?;
+            }
+        }
+        Ok(())
+    }
+
     fn validate_plugins(&self) -> Result<(), String> {
         let p = &self.plugins;
         let mut names = HashSet::new();

@@ -7,6 +7,7 @@ mod batch;
 mod bench;
 mod cli;
 mod config;
+mod files;
 mod metrics;
 mod northbound;
 mod operations;

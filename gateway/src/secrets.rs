@@ -85,9 +85,15 @@ impl MasterKey {
                         mode,
                     });
                 }
-                let text = fs::read_to_string(path).map_err(|source| SecretError::Read {
+                // a regular file, read once and capped: a FIFO or a device is refused, not waited on
+                let bytes = crate::files::read(path, crate::files::KEY_MAX, "master key file")
+                    .map_err(|e| SecretError::Read {
+                        path: path.to_owned(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+                let text = String::from_utf8(bytes).map_err(|_| SecretError::Read {
                     path: path.to_owned(),
-                    source,
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not text"),
                 })?;
                 parse_hex_key(&text, &path.display().to_string()).map(Self)
             }

@@ -92,8 +92,24 @@ fn default_interval() -> u64 {
     5000
 }
 
+/// The most devices one `[[sim.devices]]` entry may expand to.
+pub const MAX_COUNT: u32 = 100_000;
+
 impl SimDeviceConfig {
     pub fn validate(&self) -> Result<(), String> {
+        // bound first: `ids()` expands `count` into a list
+        if self.count.is_some_and(|n| n > MAX_COUNT) {
+            return Err(format!(
+                "`{}`: count must be at most {MAX_COUNT}",
+                self.address
+            ));
+        }
+        if !(1..=86_400_000).contains(&self.interval_ms) {
+            return Err(format!(
+                "`{}`: interval_ms must be between 1 and 86400000",
+                self.address
+            ));
+        }
         for id in self.ids() {
             id.map_err(|e| format!("`{}`: {e}", self.address))?;
         }
@@ -103,7 +119,7 @@ impl SimDeviceConfig {
         Ok(())
     }
 
-    /// The device ids this entry expands to.
+    /// The device ids this entry expands to (at most [`MAX_COUNT`] once validated).
     pub fn ids(&self) -> Vec<Result<DeviceId, warden_core::IdError>> {
         match self.count {
             None => vec![DeviceId::new(PROTOCOL, &self.address)],

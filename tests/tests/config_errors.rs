@@ -78,6 +78,38 @@ fn broken_configs_and_keys_fail_clearly_and_change_nothing() {
             "dashboard",
         ),
         (
+            "a channel capacity that would abort the allocator",
+            format!(
+                "{}\n[gateway]\nchannel_capacity = 9223372036854775807\n",
+                base_config(&p)
+            ),
+            "gateway.channel_capacity = 9223372036854775807 is out of range",
+        ),
+        (
+            "four billion simulated devices",
+            format!(
+                "{}\n[[sim.devices]]\naddress = \"x\"\nkind = \"counter\"\ncount = 4294967295\n",
+                base_config(&p)
+            ),
+            "count must be at most 100000",
+        ),
+        (
+            "a broker that accepts no connection",
+            base_config(&p).replace(
+                "[mqtt.embedded]\n",
+                "[mqtt.embedded]\nmax_connections = 0\n",
+            ),
+            "mqtt.embedded.max_connections = 0 is out of range",
+        ),
+        (
+            "a zero sim interval (tokio's interval panics on zero)",
+            format!(
+                "{}\n[[sim.devices]]\naddress = \"x\"\nkind = \"counter\"\ninterval_ms = 0\n",
+                base_config(&p)
+            ),
+            "interval_ms must be between 1 and 86400000",
+        ),
+        (
             "bad value",
             base_config(&p).replace(
                 "[profiles.counter]",

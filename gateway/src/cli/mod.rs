@@ -338,8 +338,7 @@ pub fn devices(data_dir: &Path, api: Option<&str>, cmd: DevicesCmd) -> anyhow::R
             format,
             update,
         } => {
-            let text =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text = crate::files::read(&file, crate::files::IMPORT_MAX, "import file")?;
             let fmt = format.unwrap_or_else(|| {
                 if file
                     .extension()
@@ -410,8 +409,7 @@ fn load_pubkey(
     pubkey: Option<PathBuf>,
 ) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
     let p = pubkey.unwrap_or_else(|| data_dir.join(PUBKEY_FILE));
-    let text = std::fs::read_to_string(&p)
-        .with_context(|| format!("cannot read public key {}", p.display()))?;
+    let text = crate::files::read_text(&p, crate::files::KEY_MAX, "public key")?;
     envelope::decode_pubkey(&text).with_context(|| format!("public key {}", p.display()))
 }
 
@@ -523,7 +521,7 @@ pub fn verify(
     let key = load_pubkey(data_dir, pubkey)?;
     let payload = match file {
         Some(f) if f.as_os_str() != "-" => {
-            std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?
+            crate::files::read(&f, crate::files::IMPORT_MAX, "payload file")?
         }
         _ => {
             let mut b = Vec::new();

@@ -61,8 +61,9 @@ impl BrokerUrl {
 /// Builds the mutual-TLS client configuration from PEM files.
 pub fn tls_config(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
-    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| format!("mqtt.tls.ca_file {}: {e}", ca.display()))?
+    let ca_pem = crate::files::read(ca, crate::files::PEM_MAX, "mqtt.tls.ca_file")
+        .map_err(|e| e.to_string())?;
+    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&ca_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("mqtt.tls.ca_file {}: {e}", ca.display()))?;
     if cas.is_empty() {
@@ -73,8 +74,9 @@ pub fn tls_config(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ClientCo
             .add(c)
             .map_err(|e| format!("mqtt.tls.ca_file {}: {e}", ca.display()))?;
     }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("mqtt.tls.cert_file {}: {e}", cert.display()))?
+    let cert_pem = crate::files::read(cert, crate::files::PEM_MAX, "mqtt.tls.cert_file")
+        .map_err(|e| e.to_string())?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("mqtt.tls.cert_file {}: {e}", cert.display()))?;
     if chain.is_empty() {
@@ -84,7 +86,9 @@ pub fn tls_config(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ClientCo
         ));
     }
     // the key file's content is never echoed in errors
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|_| {
+    let key_pem = crate::files::read_secret(key, crate::files::PEM_MAX, "mqtt.tls.key_file")
+        .map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
         format!(
             "mqtt.tls.key_file {}: no readable private key",
             key.display()

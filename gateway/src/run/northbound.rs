@@ -63,11 +63,16 @@ pub async fn start(
             },
         ];
         for u in &cfg.mqtt.embedded.users {
-            let pw = std::fs::read_to_string(&u.password_file).with_context(|| {
-                format!(
-                    "mqtt.embedded.users `{}`: cannot read password_file {}",
-                    u.name,
-                    u.password_file.display()
+            let pw = crate::files::read_secret(
+                &u.password_file,
+                crate::files::KEY_MAX,
+                "mqtt.embedded.users password_file",
+            )
+            .map_err(|e| anyhow::anyhow!("mqtt.embedded.users `{}`: {e}", u.name))?;
+            let pw = String::from_utf8(pw).map_err(|_| {
+                anyhow::anyhow!(
+                    "mqtt.embedded.users `{}`: password_file is not UTF-8",
+                    u.name
                 )
             })?;
             users.push(BrokerUser {
