@@ -154,6 +154,11 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The gateway process's id (for `/proc/<pid>/…` measurements).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the gateway is running").id()
+    }
+
     /// Runs a `warden` CLI command against this gateway's data dir.
     pub fn cli(&self, args: &[&str]) -> Output {
         warden(&self.data_dir, args)
