@@ -656,6 +656,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("mqtt.tls.ca_file"), "{e}");
+        let e = parse("[api]\nlisten = \"0.0.0.0:7878\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.listen") && e.contains("loopback"), "{e}");
+        let e = parse("[api]\nmax_connections_per_source = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.max_connections_per_source"), "{e}");
+        assert!(parse("[api]\nlisten = \"[::1]:7878\"\n").is_ok());
         let e = parse("[profiles.t]\nmin_assurance = \"super\"\n")
             .unwrap_err()
             .to_string();
