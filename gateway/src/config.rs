@@ -179,17 +179,79 @@ pub struct SecretsConfig {
     pub key_file: Option<PathBuf>,
 }
 
+/// `[api]`: the management API. It speaks plain HTTP, so it listens on loopback only.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
+    /// Must be a loopback address (the API has no TLS of its own).
     pub listen: SocketAddr,
+    /// Open connections at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Open connections at once from one source address.
+    pub max_connections_per_source: usize,
+    /// A client must send a request's whole header within this many seconds (also the limit for
+    /// an idle keep-alive connection between requests).
+    pub header_timeout_s: u64,
+    /// A connection with no byte in either direction for this long is closed (longer than a
+    /// command's 35 s wait).
+    pub idle_timeout_s: u64,
+    /// Largest request body (device imports are the big ones).
+    pub max_body_kib: usize,
+    /// Failed logins are counted per source over this window (a minute by default).
+    pub failure_window_s: u64,
+    /// Failed logins per source and window after which the API answers 429 without checking.
+    pub max_login_failures: u64,
+    /// Failed logins (API or MQTT) per source and window that raise the brute-force alarm.
+    pub brute_force_alarm: u64,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            max_connections: 128,
+            max_connections_per_source: 32,
+            header_timeout_s: 10,
+            idle_timeout_s: 60,
+            max_body_kib: 8192,
+            failure_window_s: 60,
+            max_login_failures: 10,
+            brute_force_alarm: 20,
         }
+    }
+}
+
+impl ApiConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "api.listen = \"{}\" is not a loopback address: the management API has no TLS, so \
+                 it only listens on 127.0.0.1 or ::1 (put a TLS-terminating proxy in front to reach it \
+                 from elsewhere)",
+                self.listen
+            ));
+        }
+        let range = |name: &str, v: u64, lo: u64, hi: u64| {
+            if v < lo || v > hi {
+                Err(format!("api.{name} = {v} is out of range {lo}..={hi}"))
+            } else {
+                Ok(())
+            }
+        };
+        range("max_connections", self.max_connections as u64, 1, 65_536)?;
+        range(
+            "max_connections_per_source",
+            self.max_connections_per_source as u64,
+            1,
+            self.max_connections as u64,
+        )?;
+        range("header_timeout_s", self.header_timeout_s, 1, 300)?;
+        range("idle_timeout_s", self.idle_timeout_s, 1, 3600)?;
+        range("max_body_kib", self.max_body_kib as u64, 1, 1 << 20)?;
+        range("failure_window_s", self.failure_window_s, 1, 3600)?;
+        range("max_login_failures", self.max_login_failures, 1, 1_000_000)?;
+        range("brute_force_alarm", self.brute_force_alarm, 1, 1_000_000)?;
+        Ok(())
     }
 }
 
@@ -434,6 +496,7 @@ impl Config {
         if self.mqtt.topic_prefix.is_empty() || self.mqtt.topic_prefix.contains(['+', '#']) {
             return Err("mqtt.topic_prefix must be non-empty and contain no wildcard".into());
         }
+        self.api.validate()?;
         if self.gateway.channel_capacity == 0 {
             return Err("gateway.channel_capacity must be at least 1".into());
         }
@@ -732,6 +795,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("mqtt.tls.ca_file"), "{e}");
+        let e = parse("[api]\nlisten = \"0.0.0.0:7878\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.listen") && e.contains("loopback"), "{e}");
+        let e = parse("[api]\nmax_connections_per_source = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.max_connections_per_source"), "{e}");
+        assert!(parse("[api]\nlisten = \"[::1]:7878\"\n").is_ok());
         let e = parse("[profiles.t]\nmin_assurance = \"super\"\n")
             .unwrap_err()
             .to_string();

@@ -8,9 +8,11 @@ mod bench;
 mod cli;
 mod config;
 mod files;
+mod login_failures;
 mod metrics;
 mod northbound;
 mod operations;
+mod operators;
 mod pipeline;
 mod plugins;
 mod registry;
@@ -71,12 +73,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::DevicesCmd,
     },
-    /// Send a command to a device (through the API; the principal is `api:operator`).
+    /// Send a command to a device (through the API; the principal is `operator:<name>`).
     Command {
         device: String,
         command: String,
         /// Arguments as name=value.
         args: Vec<String>,
+    },
+    /// Operator accounts: roles, API tokens, passwords, TOTP (through the API; admin only).
+    Operators {
+        #[command(subcommand)]
+        cmd: cli::operators::OperatorsCmd,
     },
     /// The audit log. Works directly on a stopped gateway's data dir.
     Audit {
@@ -130,6 +137,7 @@ fn main() -> ExitCode {
             command,
             args,
         } => cli::command(&cli.data_dir, cli.api.as_deref(), &device, &command, &args),
+        Cmd::Operators { cmd } => cli::operators::main(&cli.data_dir, cli.api.as_deref(), cmd),
         Cmd::Audit { cmd } => cli::audit(&cli.data_dir, cmd),
         Cmd::Verify { file, pubkey } => cli::verify(&cli.data_dir, file, pubkey),
         Cmd::Adapter { name, cmd } => {

@@ -42,6 +42,18 @@ pub struct LinkLabels {
     pub link: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `api` or `mqtt`.
+    pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `listener-cap`, `source-cap`.
+    pub cause: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub messages: Family<MsgLabels, Counter>,
@@ -60,6 +72,11 @@ pub struct Metrics {
     pub plugin_decisions: Family<PluginOutcomeLabels, Counter>,
     pub plugin_active: Family<PluginLabels, Gauge>,
     pub plugin_loads: Family<PluginOutcomeLabels, Counter>,
+    pub login_failures: Family<ListenerLabels, Counter>,
+    pub brute_force_alarms: Family<ListenerLabels, Counter>,
+    pub api_connections: Gauge,
+    pub api_connections_refused: Family<RefusalLabels, Counter>,
+    pub api_connections_timed_out: Counter,
 }
 
 fn stage_histogram() -> Histogram {
@@ -171,6 +188,36 @@ impl Metrics {
             "Plugin loads and hot reloads by outcome (ok, or why it was refused)",
             plugin_loads.clone(),
         );
+        let login_failures = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "login_failures",
+            "Failed logins by listener (api: tokens and passwords; mqtt: embedded broker credentials)",
+            login_failures.clone(),
+        );
+        let brute_force_alarms = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "brute_force_alarms",
+            "Sources that passed the brute-force threshold of failed logins in one window",
+            brute_force_alarms.clone(),
+        );
+        let api_connections = Gauge::default();
+        registry.register(
+            "api_connections",
+            "Open connections to the management API",
+            api_connections.clone(),
+        );
+        let api_connections_refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "api_connections_refused",
+            "Management API connections closed at accept by the listener or per-source cap",
+            api_connections_refused.clone(),
+        );
+        let api_connections_timed_out = Counter::default();
+        registry.register(
+            "api_connections_timed_out",
+            "Management API connections cut for a slow header or an idle timeout",
+            api_connections_timed_out.clone(),
+        );
         Self {
             registry,
             messages,
@@ -189,6 +236,11 @@ impl Metrics {
             plugin_decisions,
             plugin_active,
             plugin_loads,
+            login_failures,
+            brute_force_alarms,
+            api_connections,
+            api_connections_refused,
+            api_connections_timed_out,
         }
     }
 

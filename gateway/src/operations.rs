@@ -375,7 +375,7 @@ mod tests {
     async fn unsupported_and_unknown_adapters_are_refused_with_what_is_supported() {
         let (ops, _, _d) = ops();
         let _rx = ops.register("modbus", &[]);
-        let e = ops.start("modbus", JOIN, "api:operator").err().unwrap();
+        let e = ops.start("modbus", JOIN, "operator:admin").err().unwrap();
         assert_eq!(
             e,
             OpError::Unsupported {
@@ -388,7 +388,7 @@ mod tests {
             e.to_string(),
             "the `modbus` adapter has no `join` operation (it supports: none)"
         );
-        let e = ops.start("zwave", JOIN, "api:operator").err().unwrap();
+        let e = ops.start("zwave", JOIN, "operator:admin").err().unwrap();
         assert_eq!(e.http_status(), 404);
     }
 
@@ -396,7 +396,7 @@ mod tests {
     async fn progress_reaches_the_retained_topic_and_the_final_state_sticks() {
         let (ops, out, _d) = ops();
         let mut rx = ops.register("zigbee", &[OperationKind::Join, OperationKind::Close]);
-        let s = ops.start("zigbee", JOIN, "api:operator").unwrap();
+        let s = ops.start("zigbee", JOIN, "operator:admin").unwrap();
         let op = rx.recv().await.unwrap();
         assert_eq!(op.id, s.id);
         op.progress.update(|p| {
@@ -426,9 +426,9 @@ mod tests {
         let (ops, _, _d) = ops();
         let _rx = ops.register("zigbee", &[OperationKind::Join]);
         for _ in 0..QUEUE {
-            ops.start("zigbee", JOIN, "api:operator").unwrap();
+            ops.start("zigbee", JOIN, "operator:admin").unwrap();
         }
-        let e = ops.start("zigbee", JOIN, "api:operator").err().unwrap();
+        let e = ops.start("zigbee", JOIN, "operator:admin").err().unwrap();
         assert_eq!(e, OpError::Busy("zigbee".into()));
         assert_eq!(e.http_status(), 429);
     }

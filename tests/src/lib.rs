@@ -83,7 +83,7 @@ listen = "127.0.0.1:{mqtt}"
 [sim]
 control = "127.0.0.1:{sim}"
 [zones.default]
-commanders = ["mqtt:operator", "api:operator"]
+commanders = ["mqtt:operator", "role:operator"]
 [profiles.counter]
 points = ["n"]
 commands = ["reset"]

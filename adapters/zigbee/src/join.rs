@@ -119,7 +119,7 @@ mod tests {
             op: Operation {
                 id: "op-1".into(),
                 request: OperationRequest::Close {},
-                principal: "api:operator".into(),
+                principal: "operator:admin".into(),
                 progress: ProgressSender::channel().0,
             },
             until: now + Duration::from_secs(60),

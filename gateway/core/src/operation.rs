@@ -285,7 +285,7 @@ pub struct Operation {
     /// Unique per gateway run (`op-…`), used in the API, the audit log and MQTT.
     pub id: String,
     pub request: OperationRequest,
-    /// Who asked (`api:operator`, `mqtt:operator`, `cli:…`).
+    /// Who asked (`operator:<name>`, `mqtt:operator`, …).
     pub principal: String,
     pub progress: ProgressSender,
 }

@@ -163,7 +163,7 @@ pub fn requests(config: &Config, devices: &[Device], n: usize, rng: &mut Rng) ->
                     if rng.percent(70) {
                         "mqtt:operator"
                     } else {
-                        "api:operator"
+                        "operator:admin"
                     }
                     .into(),
                 );

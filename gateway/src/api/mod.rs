@@ -1,22 +1,30 @@
-//! The management API (axum) on 127.0.0.1. Every route but `/healthz` needs
-//! `Authorization: Bearer <token>` (the token is in `<data-dir>/api.token`, mode 0600).
+//! The management API (axum) on loopback. Every route but `/healthz` and `/api/login` needs
+//! `Authorization: Bearer <token>` (scheme in any case, RFC 7235): an operator's API token (the
+//! bootstrap admin's is in `<data-dir>/api.token`, mode 0600) or a session token from
+//! `POST /api/login`. Each route needs a role ([`crate::operators::required_role`]); a refusal is
+//! audited. Connections are bounded by [`listener`] before any of this runs.
 
+mod listener;
 mod operations;
+mod operators;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use tokio::sync::{oneshot, watch};
 use warden_core::DeviceId;
 
+use crate::audit::{AuditEntry, Category};
+use crate::login_failures::Listener;
+use crate::operators::{Principal, required_role};
 use crate::pipeline::authenticate::CommandSource;
 use crate::pipeline::{CommandRequest, Control};
 use crate::registry::{Assignment, RegistryError, StatusAction, parse_import};
@@ -28,30 +36,102 @@ pub(crate) fn err(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, axum::Json(serde_json::json!({ "error": msg.into() }))).into_response()
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The token of an `Authorization: Bearer …` header; the scheme is matched in any case.
+fn bearer(req: &Request) -> Option<&str> {
+    let v = req
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
-async fn auth(State(s): S, req: Request, next: Next) -> Response {
-    let ok = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| ct_eq(t.trim().as_bytes(), s.token.as_bytes()));
-    if !ok {
-        return err(StatusCode::UNAUTHORIZED, "missing or wrong API token");
+fn peer_ip(req: &Request) -> std::net::IpAddr {
+    req.extensions()
+        .get::<listener::Peer>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0.ip())
+}
+
+async fn auth(State(s): S, mut req: Request, next: Next) -> Response {
+    let ip = peer_ip(&req);
+    if s.failures.blocked(Listener::Api, ip) {
+        return err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins from this address; try again later",
+        );
     }
+    let token = bearer(&req);
+    let Some(p) = token.and_then(|t| s.operators.authenticate(t)) else {
+        let why = if token.is_some() {
+            "unknown API or session token"
+        } else {
+            "no bearer token"
+        };
+        s.failures.failed(
+            Listener::Api,
+            ip,
+            "(token)",
+            why,
+            serde_json::json!({ "method": req.method().as_str(), "path": req.uri().path() }),
+        );
+        return err(StatusCode::UNAUTHORIZED, "missing or wrong API token");
+    };
+    let need = required_role(req.method(), req.uri().path());
+    if p.role < need {
+        s.audit.record(
+            AuditEntry::new(
+                Category::Security,
+                "api-forbidden",
+                &p.actor(),
+                format!(
+                    "{} {} needs role {need}; `{}` is {}",
+                    req.method(),
+                    req.uri().path(),
+                    p.name,
+                    p.role
+                ),
+            )
+            .decision("builtin:api", "deny")
+            .detail(serde_json::json!({
+                "method": req.method().as_str(),
+                "path": req.uri().path(),
+                "role": p.role.as_str(),
+                "needs": need.as_str(),
+            })),
+        );
+        return err(
+            StatusCode::FORBIDDEN,
+            format!("this needs the {need} role; you are {}", p.role),
+        );
+    }
+    req.extensions_mut().insert(p);
     next.run(req).await
+}
+
+/// The connection limits from the config, with `max_connections` already fitted to the process's
+/// file-descriptor limit.
+pub struct ServeConfig {
+    pub max_connections: usize,
+    pub per_source: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_body: usize,
 }
 
 pub async fn serve(
     listener: tokio::net::TcpListener,
     s: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    cfg: ServeConfig,
+    shutdown: watch::Receiver<bool>,
 ) {
     let protected = Router::new()
         .route("/metrics", get(metrics))
+        .route("/api/whoami", get(whoami))
         .route("/api/status", get(status))
         .route("/api/devices", get(devices))
         .route("/api/devices/import", post(import))
@@ -72,19 +152,33 @@ pub async fn serve(
             "/api/adapters/{name}/operations/{id}/stream",
             get(operations::stream),
         )
+        .route("/api/operators", get(operators::list).post(operators::add))
+        .route("/api/operators/{name}", delete(operators::remove))
+        .route("/api/operators/{name}/{action}", post(operators::action))
         .route_layer(middleware::from_fn_with_state(s.clone(), auth));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/api/login", post(operators::login))
         .merge(protected)
-        .with_state(s);
-    let r = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|v| *v).await;
-        })
-        .await;
-    if let Err(e) = r {
-        tracing::error!(error = %e, "management API stopped");
-    }
+        .layer(DefaultBodyLimit::max(cfg.max_body))
+        .with_state(s.clone());
+    listener::serve(
+        listener,
+        app,
+        listener::Limits {
+            max_connections: cfg.max_connections,
+            per_source: cfg.per_source,
+            header_timeout: cfg.header_timeout,
+            idle_timeout: cfg.idle_timeout,
+        },
+        s.metrics.clone(),
+        shutdown,
+    )
+    .await;
+}
+
+async fn whoami(Extension(p): Extension<Principal>) -> Response {
+    axum::Json(serde_json::json!({ "operator": p.name, "role": p.role.as_str() })).into_response()
 }
 
 async fn metrics(State(s): S) -> Response {
@@ -177,6 +271,7 @@ fn registry_err(e: RegistryError) -> Response {
 
 async fn device_action(
     State(s): S,
+    Extension(p): Extension<Principal>,
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
@@ -185,7 +280,7 @@ async fn device_action(
         Err(r) => return r,
     };
     if action == "commands" {
-        return command(s, id, body).await;
+        return command(s, &p, id, body).await;
     }
     let b: ActionBody = if body.is_empty() {
         ActionBody::default()
@@ -206,7 +301,7 @@ async fn device_action(
     let reason = b.reason.unwrap_or_default();
     match s
         .registry
-        .operator_action(&id, act, &assign, "api:operator", &reason)
+        .operator_action(&id, act, &assign, &p.actor(), &reason)
     {
         Ok(r) => {
             let _ = s.control.send(Control::Status(id)).await;
@@ -216,7 +311,7 @@ async fn device_action(
     }
 }
 
-async fn command(s: Arc<Shared>, device: DeviceId, body: Bytes) -> Response {
+async fn command(s: Arc<Shared>, p: &Principal, device: DeviceId, body: Bytes) -> Response {
     let (id, command) = match parse_command(&body) {
         Ok(c) => c,
         Err(e) => return err(StatusCode::BAD_REQUEST, e),
@@ -226,7 +321,10 @@ async fn command(s: Arc<Shared>, device: DeviceId, body: Bytes) -> Response {
         command_id: id.unwrap_or_else(new_command_id),
         device,
         command,
-        source: CommandSource::Api,
+        source: CommandSource::Operator {
+            name: p.name.clone(),
+            role: p.role,
+        },
         reply: Some(tx),
     };
     if s.control.send(Control::Command(req)).await.is_err() {
@@ -247,7 +345,12 @@ struct FormatQ {
     update: bool,
 }
 
-async fn import(State(s): S, Query(q): Query<FormatQ>, body: Bytes) -> Response {
+async fn import(
+    State(s): S,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<FormatQ>,
+    body: Bytes,
+) -> Response {
     let Ok(text) = std::str::from_utf8(&body) else {
         return err(StatusCode::BAD_REQUEST, "import file is not UTF-8");
     };
@@ -262,7 +365,7 @@ async fn import(State(s): S, Query(q): Query<FormatQ>, body: Bytes) -> Response 
     };
     match s
         .registry
-        .import(&devs, "api:operator", &s.default_zone, q.update)
+        .import(&devs, &p.actor(), &s.default_zone, q.update)
     {
         Ok(rep) => {
             for d in &devs {
@@ -355,8 +458,8 @@ async fn audit_verify(State(s): S) -> Response {
     }
 }
 
-async fn reload(State(s): S) -> Response {
-    match crate::run::reload(&s).await {
+async fn reload(State(s): S, Extension(p): Extension<Principal>) -> Response {
+    match crate::run::reload(&s, &p.actor()).await {
         Ok(()) => axum::Json(serde_json::json!({ "reloaded": true })).into_response(),
         Err(e) => err(StatusCode::BAD_REQUEST, format!("{e:#}")),
     }

@@ -10,13 +10,14 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use warden_core::OperationRequest;
 
 use super::{S, err};
 use crate::operations::Started;
+use crate::operators::Principal;
 use crate::run::Shared;
 
 /// The longest a stream stays open without a change before it sends the same state again (so a
@@ -27,12 +28,17 @@ pub async fn list(State(s): S) -> Response {
     axum::Json(s.operations.list()).into_response()
 }
 
-pub async fn start(State(s): S, Path(adapter): Path<String>, body: Bytes) -> Response {
+pub async fn start(
+    State(s): S,
+    Extension(p): Extension<Principal>,
+    Path(adapter): Path<String>,
+    body: Bytes,
+) -> Response {
     let request: OperationRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return err(StatusCode::BAD_REQUEST, format!("operation: {e}")),
     };
-    match s.operations.start(&adapter, request, "api:operator") {
+    match s.operations.start(&adapter, request, &p.actor()) {
         Ok(st) => (
             StatusCode::ACCEPTED,
             axum::Json(st.to_json(&st.progress.current())),

@@ -12,6 +12,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
 
 pub mod adapter;
+pub mod operators;
 
 use crate::audit;
 use crate::audit::anchor;
@@ -129,9 +130,15 @@ pub enum AuditCmd {
     },
 }
 
+/// An API token in the environment takes precedence over `<data-dir>/api.token` (the bootstrap
+/// admin's): how an operator other than `admin` uses the CLI.
+pub const TOKEN_ENV: &str = "WARDEN_API_TOKEN";
+
 pub(crate) struct Api {
     addr: String,
     token: String,
+    /// Where the token came from, when it was the data dir's token file.
+    token_file: Option<PathBuf>,
 }
 
 impl Api {
@@ -145,16 +152,30 @@ impl Api {
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_else(|_| "127.0.0.1:7878".into()),
         };
-        let token = std::fs::read_to_string(data_dir.join(TOKEN_FILE))
+        if let Ok(t) = std::env::var(TOKEN_ENV)
+            && !t.trim().is_empty()
+        {
+            return Ok(Self {
+                addr,
+                token: t.trim().to_owned(),
+                token_file: None,
+            });
+        }
+        let path = data_dir.join(TOKEN_FILE);
+        let token = std::fs::read_to_string(&path)
             .with_context(|| {
                 format!(
-                    "cannot read the API token in {} (is --data-dir right?)",
-                    data_dir.join(TOKEN_FILE).display()
+                    "cannot read the API token in {} (is --data-dir right? or set {TOKEN_ENV})",
+                    path.display()
                 )
             })?
             .trim()
             .to_owned();
-        Ok(Self { addr, token })
+        Ok(Self {
+            addr,
+            token,
+            token_file: Some(path),
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -183,6 +204,10 @@ impl Api {
         let resp = match method {
             "GET" => agent
                 .get(self.url(path))
+                .header("Authorization", &auth)
+                .call(),
+            "DELETE" => agent
+                .delete(self.url(path))
                 .header("Authorization", &auth)
                 .call(),
             _ => agent

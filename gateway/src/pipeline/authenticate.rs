@@ -61,12 +61,23 @@ pub fn uplink(msg: &Message, profile: Option<&Profile>, stats: &Stats) -> Result
 pub enum CommandSource {
     /// Published on the embedded broker by an authenticated client.
     BrokerClient(String),
-    /// Posted to the management API with the operator token.
-    Api,
+    /// Posted to the management API by a named operator (principal `operator:<name>`).
+    Operator {
+        name: String,
+        role: crate::operators::Role,
+    },
     /// Published on an external broker: must carry a controller signature over the payload.
     ExternalBroker { payload: Vec<u8> },
     /// Issued by the gateway itself (demo mode's periodic commands).
     Internal(String),
+}
+
+/// The `role:<name>` forms of a zone's `commanders` this source satisfies besides its principal.
+pub fn commander_roles(source: &CommandSource) -> Vec<String> {
+    match source {
+        CommandSource::Operator { role, .. } => role.commander_forms(),
+        _ => Vec::new(),
+    }
 }
 
 /// A configured controller key.
@@ -79,7 +90,7 @@ pub struct Controller {
 pub fn commander(source: &CommandSource, controllers: &[Controller]) -> Result<String, Decision> {
     match source {
         CommandSource::BrokerClient(user) => Ok(format!("mqtt:{user}")),
-        CommandSource::Api => Ok("api:operator".into()),
+        CommandSource::Operator { name, .. } => Ok(format!("operator:{name}")),
         CommandSource::Internal(who) => Ok(format!("internal:{who}")),
         CommandSource::ExternalBroker { payload } => {
             let deny = |r: &str| Decision::deny("builtin:authenticate", r.to_owned());

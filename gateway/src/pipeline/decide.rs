@@ -180,12 +180,14 @@ pub fn uplink(
     )
 }
 
+#[allow(clippy::too_many_arguments)] // the stage takes the message and its context; no bag struct
 pub fn downlink(
     policy: &Policy,
     deciders: &mut [Box<dyn Decider>],
     r: &DeviceRecord,
     cmd: &Command,
     principal: &str,
+    roles: &[String],
     stats: StatsSnapshot,
     now_ms: u64,
 ) -> Decision {
@@ -202,7 +204,11 @@ pub fn downlink(
         );
     }
     let commanders = policy.zones.get(&r.zone);
-    let may = commanders.is_some_and(|c| c.contains(principal) || c.contains("*"));
+    // a commander is named (`operator:alice`, `mqtt:operator`), a role form (`role:operator`,
+    // satisfied by that role and above), or `*`
+    let may = commanders.is_some_and(|c| {
+        c.contains(principal) || c.contains("*") || roles.iter().any(|r| c.contains(r))
+    });
     if !may {
         return Decision::deny(
             "builtin:zone",
@@ -313,6 +319,7 @@ commands = ["set_setpoint"]
                 &rec(s, None),
                 &cmd,
                 "mqtt:operator",
+                &[],
                 stats(),
                 0,
             );
@@ -347,18 +354,18 @@ commands = ["set_setpoint"]
             name: "set_setpoint".into(),
             args: vec![],
         };
-        assert!(downlink(&p, &mut none, &r, &set, "mqtt:operator", stats(), 0).is_allow());
-        let d = downlink(&p, &mut none, &r, &set, "mqtt:intruder", stats(), 0);
+        assert!(downlink(&p, &mut none, &r, &set, "mqtt:operator", &[], stats(), 0).is_allow());
+        let d = downlink(&p, &mut none, &r, &set, "mqtt:intruder", &[], stats(), 0);
         assert_eq!(d.decider, "builtin:zone");
         let reboot = Command {
             name: "reboot".into(),
             args: vec![],
         };
-        assert!(!downlink(&p, &mut none, &r, &reboot, "mqtt:operator", stats(), 0).is_allow());
+        assert!(!downlink(&p, &mut none, &r, &reboot, "mqtt:operator", &[], stats(), 0).is_allow());
         r.zone = "lab".into();
-        assert!(downlink(&p, &mut none, &r, &set, "anyone", stats(), 0).is_allow());
+        assert!(downlink(&p, &mut none, &r, &set, "anyone", &[], stats(), 0).is_allow());
         r.zone = "undefined".into();
-        assert!(!downlink(&p, &mut none, &r, &set, "mqtt:operator", stats(), 0).is_allow());
+        assert!(!downlink(&p, &mut none, &r, &set, "mqtt:operator", &[], stats(), 0).is_allow());
     }
 
     /// Records what the seam hands a decider, and binds only to downlinks.
@@ -398,13 +405,13 @@ commands = ["set_setpoint"]
             name: "set_setpoint".into(),
             args: vec![],
         };
-        assert!(downlink(&p, &mut ds, &r, &set, "mqtt:operator", stats(), 7).is_allow());
+        assert!(downlink(&p, &mut ds, &r, &set, "mqtt:operator", &[], stats(), 7).is_allow());
         // a built-in deny stops before any decider runs
         let reboot = Command {
             name: "reboot".into(),
             args: vec![],
         };
-        assert!(!downlink(&p, &mut ds, &r, &reboot, "mqtt:operator", stats(), 8).is_allow());
+        assert!(!downlink(&p, &mut ds, &r, &reboot, "mqtt:operator", &[], stats(), 8).is_allow());
         assert_eq!(
             *log.lock().unwrap(),
             [

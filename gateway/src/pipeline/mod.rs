@@ -249,6 +249,7 @@ impl Pipeline {
         } = req;
         let span = tracing::debug_span!("command", device = %device, command = %command.name, id = %command_id);
         let _enter = span.enter();
+        let roles = authenticate::commander_roles(&source);
         let principal = match authenticate::commander(&source, &self.controllers) {
             Ok(p) => p,
             Err(d) => {
@@ -278,6 +279,7 @@ impl Pipeline {
                 &id.record,
                 &command,
                 &principal,
+                &roles,
                 id.entry.stats.snapshot(),
                 now,
             ),

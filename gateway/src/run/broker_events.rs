@@ -1,10 +1,12 @@
-//! Audits what the embedded broker reports: refused logins, ACL denials, slow subscribers.
+//! Audits what the embedded broker reports: refused logins (aggregated per source, see
+//! [`crate::login_failures`]), ACL denials, slow subscribers.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use crate::audit::{AuditEntry, AuditSink, Category};
+use crate::login_failures::{Listener, LoginFailures};
 use crate::metrics::Metrics;
 use crate::northbound::broker::BrokerEvent;
 
@@ -12,6 +14,7 @@ pub(super) async fn broker_events(
     mut rx: mpsc::Receiver<BrokerEvent>,
     audit: AuditSink,
     metrics: Arc<Metrics>,
+    failures: Arc<LoginFailures>,
 ) {
     while let Some(e) = rx.recv().await {
         match e {
@@ -20,18 +23,12 @@ pub(super) async fn broker_events(
                 username,
                 client_id,
             } => {
-                metrics.broker_auth_failures.inc();
-                audit.record(
-                    AuditEntry::new(
-                        Category::Security,
-                        "broker-auth",
-                        username.as_deref().unwrap_or("(anonymous)"),
-                        "MQTT client refused: bad or missing credentials",
-                    )
-                    .decision("builtin:broker", "deny")
-                    .detail(
-                        serde_json::json!({ "peer": peer.to_string(), "client_id": client_id }),
-                    ),
+                failures.failed(
+                    Listener::Mqtt,
+                    peer.ip(),
+                    username.as_deref().unwrap_or("(anonymous)"),
+                    "MQTT client refused: bad or missing credentials",
+                    serde_json::json!({ "peer": peer.to_string(), "client_id": client_id }),
                 );
             }
             BrokerEvent::AclDenied {

@@ -128,7 +128,12 @@ pub struct Shared {
     pub audit: AuditSink,
     pub control: mpsc::Sender<Control>,
     pub outbox: Arc<Outbox>,
-    pub token: String,
+    /// Operator accounts and sessions.
+    pub operators: Arc<crate::operators::Operators>,
+    /// Failed logins per source (API and MQTT): audit aggregation, alarm and API rate limit.
+    pub failures: Arc<crate::login_failures::LoginFailures>,
+    /// Password checks (argon2) running at once.
+    pub login_slots: Arc<tokio::sync::Semaphore>,
     pub started_ms: u64,
     /// Counters of the embedded broker, when it runs.
     pub broker_stats: Option<crate::northbound::broker::StatsReader>,
@@ -169,11 +174,30 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         )
     })?;
     let token = read_or_create_secret(&data_dir.join(TOKEN_FILE))?;
+    let operators = Arc::new(crate::operators::Operators::load(store.clone(), &token)?);
+    if operators.authenticate(&token).is_none() {
+        tracing::warn!(
+            file = %data_dir.join(TOKEN_FILE).display(),
+            "the API token file belongs to no operator (rotated or removed); the CLI needs WARDEN_API_TOKEN"
+        );
+    }
+    drop(token);
+    let nofile = setup::raise_nofile_limit();
 
     let metrics = Arc::new(Metrics::new());
     let registry = Arc::new(Registry::load(store.clone(), cfg.registry.max_pending)?);
     registry.set_catalogue(Catalogue::from_config(&cfg));
     let (audit, _audit_thread) = AuditSink::start(store.clone(), 8192)?;
+    let failures = Arc::new(crate::login_failures::LoginFailures::new(
+        audit.clone(),
+        metrics.clone(),
+        crate::login_failures::Limits {
+            window_ms: cfg.api.failure_window_s.saturating_mul(1000),
+            full_records: 3,
+            alarm_at: cfg.api.brute_force_alarm,
+            block_at: cfg.api.max_login_failures,
+        },
+    ));
     let outbox = Outbox::open(&data_dir, cfg.mqtt.queue_max_messages, metrics.clone())?;
     let (outbox_sink, _outbox_thread) = outbox::start_writer(outbox.clone(), audit.clone(), 8192)?;
     let northbound = Arc::new(Northbound::new(
@@ -229,8 +253,10 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         &audit,
         &metrics,
         &shutdown_rx,
+        &failures,
     )
     .await?;
+    let failures_task = tokio::spawn(failures.clone().run(shutdown_rx.clone()));
     let publisher = tokio::spawn(mqtt::run_publisher(
         settings,
         outbox.clone(),
@@ -340,7 +366,9 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         audit: audit.clone(),
         control: control_tx.clone(),
         outbox: outbox.clone(),
-        token,
+        operators,
+        failures,
+        login_slots: Arc::new(tokio::sync::Semaphore::new(2)),
         started_ms: warden_core::now_ms(),
         broker_stats: broker_handle.as_ref().map(|h| h.stats_reader()),
         operations: operations.clone(),
@@ -356,6 +384,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let api = tokio::spawn(crate::api::serve(
         listener,
         shared.clone(),
+        api_serve_config(&cfg, nofile),
         shutdown_rx.clone(),
     ));
 
@@ -370,6 +399,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         let _ = t.await;
     }
     let _ = api.await;
+    let _ = failures_task.await;
     drop(shared);
     // the pipeline ends once every adapter and command source has let go of its channels
     let _ = tokio::task::spawn_blocking(move || pipeline_thread.join()).await;
@@ -451,6 +481,41 @@ async fn publish_heads(
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "audit head task failed"),
         }
+    }
+}
+
+/// Descriptors kept back from the API's connection cap: the database, the broker's own listener,
+/// adapters' serial ports and sockets, plugins, logs.
+const FD_RESERVE: u64 = 256;
+
+/// The API's limits, its connection cap fitted under the file-descriptor limit beside the
+/// embedded broker's, so a flood of sockets is refused at accept instead of starving the process.
+fn api_serve_config(cfg: &Config, nofile: Option<u64>) -> crate::api::ServeConfig {
+    let mut max = cfg.api.max_connections;
+    if let Some(limit) = nofile {
+        let broker = if cfg.mqtt.broker == "embedded" {
+            cfg.mqtt.embedded.max_connections as u64
+        } else {
+            0
+        };
+        let room = limit.saturating_sub(FD_RESERVE).saturating_sub(broker);
+        let room = usize::try_from(room).unwrap_or(usize::MAX).max(8);
+        if max > room {
+            tracing::warn!(
+                configured = max,
+                used = room,
+                nofile = limit,
+                "api.max_connections lowered to fit the open-file limit"
+            );
+            max = room;
+        }
+    }
+    crate::api::ServeConfig {
+        max_connections: max,
+        per_source: cfg.api.max_connections_per_source.min(max),
+        header_timeout: std::time::Duration::from_secs(cfg.api.header_timeout_s),
+        idle_timeout: std::time::Duration::from_secs(cfg.api.idle_timeout_s),
+        max_body: cfg.api.max_body_kib.saturating_mul(1024),
     }
 }
 

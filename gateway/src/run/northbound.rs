@@ -25,6 +25,7 @@ use crate::pipeline::Control;
 /// Starts the embedded broker (or prepares the external one's TLS settings) and the command tasks.
 /// Returns the publisher's settings, the broker to shut down last, and where the publisher hands
 /// commands received from an external broker.
+#[allow(clippy::too_many_arguments)] // start-up wiring: each is a distinct shared service
 pub async fn start(
     cfg: &Config,
     data_dir: &Path,
@@ -33,6 +34,7 @@ pub async fn start(
     audit: &AuditSink,
     metrics: &Arc<Metrics>,
     shutdown: &watch::Receiver<bool>,
+    failures: &Arc<crate::login_failures::LoginFailures>,
 ) -> anyhow::Result<(
     ClientSettings,
     Option<BrokerHandle>,
@@ -121,7 +123,12 @@ pub async fn start(
             audit.clone(),
             shutdown.clone(),
         ));
-        tokio::spawn(broker_events(bev_rx, audit.clone(), metrics.clone()));
+        tokio::spawn(broker_events(
+            bev_rx,
+            audit.clone(),
+            metrics.clone(),
+            failures.clone(),
+        ));
         ClientSettings {
             host: "127.0.0.1".into(),
             port,

@@ -8,7 +8,7 @@ use crate::pipeline::decide::Policy;
 use super::{Shared, controllers, load_config};
 
 /// Rebuilds the built-in policy from the config file and hands it to the pipeline.
-pub async fn reload(shared: &Shared) -> anyhow::Result<()> {
+pub async fn reload(shared: &Shared, actor: &str) -> anyhow::Result<()> {
     let cfg = load_config(
         shared.config_path.as_deref(),
         shared.demo,
@@ -30,7 +30,7 @@ pub async fn reload(shared: &Shared) -> anyhow::Result<()> {
             shared.audit.record(AuditEntry::new(
                 Category::Operator,
                 "config-reload",
-                "api:operator",
+                actor,
                 "profiles, zones, models and controllers reloaded",
             ));
             Ok(())
@@ -40,7 +40,7 @@ pub async fn reload(shared: &Shared) -> anyhow::Result<()> {
                 AuditEntry::new(
                     Category::Operator,
                     "config-reload",
-                    "api:operator",
+                    actor,
                     format!("reload refused, previous config kept: {e}"),
                 )
                 .decision("builtin:config", "deny"),

@@ -30,6 +30,25 @@ pub(super) fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
     }
 }
 
+/// Raises the soft open-file limit to the hard one (a gateway holds many sockets); returns the
+/// limit in force, or None when unlimited.
+pub(super) fn raise_nofile_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let cur = getrlimit(Resource::Nofile);
+    if cur.current != cur.maximum {
+        let want = Rlimit {
+            current: cur.maximum,
+            maximum: cur.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, want) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+    let now = getrlimit(Resource::Nofile);
+    tracing::debug!(soft = ?now.current, hard = ?now.maximum, "open-file limit");
+    now.current
+}
+
 pub(super) fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
