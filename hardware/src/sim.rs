@@ -104,9 +104,10 @@ impl SimDeviceConfig {
                 self.address
             ));
         }
-        if !(1..=86_400_000).contains(&self.interval_ms) {
+        // 0 = only on a control-port request
+        if self.interval_ms > 86_400_000 {
             return Err(format!(
-                "`{}`: interval_ms must be between 1 and 86400000",
+                "`{}`: interval_ms must be at most 86400000",
                 self.address
             ));
         }

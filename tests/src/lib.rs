@@ -341,7 +341,13 @@ pub struct Pki {
 
 fn write_cert(dir: &Path, name: &str, cert: &rcgen::Certificate, key: &rcgen::KeyPair) {
     std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
-    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    let k = dir.join(format!("{name}.key"));
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    // the gateway refuses a private key others can read (the brokers' own keys keep theirs)
+    if name != "server" && name != "ca" {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
 }
 
 impl Pki {
