@@ -3,7 +3,11 @@
 //! nothing above this module knows MT or EZSP frames.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 /// A device's IEEE (EUI-64) address, as a number (big-endian display, `00:12:4b:…` order).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,4 +190,157 @@ pub enum CoordinatorError {
     Closed,
     #[error("{0}")]
     Unsupported(&'static str),
+}
+
+impl CoordinatorEvent {
+    /// Joins, denials, announcements, leaves and permit-join changes: what the zero-trust gate and
+    /// the audit log must see, every one of them.
+    pub fn is_membership(&self) -> bool {
+        !matches!(self, Self::Incoming(_))
+    }
+}
+
+/// The most membership events waiting for a slow consumer; beyond it they are dropped and counted
+/// (a radio cannot produce that many legitimate joins at once: `max_devices` is at most 65,000 and
+/// each join is 2–3 events).
+pub const MEMBERSHIP_BACKLOG: usize = 262_144;
+
+/// A driver's side of its event channel. Application frames are dropped (and counted) when the
+/// consumer lags — the next report carries the same values; membership events wait instead, in
+/// order, in a bounded backlog drained by a forwarding task, so a burst of 200 joins is never lost
+/// and the driver task never blocks on a slow consumer (which may itself be waiting on the driver).
+pub struct EventSender {
+    frames: mpsc::Sender<CoordinatorEvent>,
+    membership: mpsc::UnboundedSender<CoordinatorEvent>,
+    backlog: Arc<AtomicUsize>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl EventSender {
+    /// Wraps `tx`; spawns the forwarding task (call inside the tokio runtime).
+    pub fn new(tx: mpsc::Sender<CoordinatorEvent>, dropped: Arc<AtomicU64>) -> Self {
+        let (membership, mut rx) = mpsc::unbounded_channel::<CoordinatorEvent>();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let (fwd_tx, fwd_backlog) = (tx.clone(), backlog.clone());
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                fwd_backlog.fetch_sub(1, Ordering::Relaxed);
+                if fwd_tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            frames: tx,
+            membership,
+            backlog,
+            dropped,
+        }
+    }
+
+    /// Sends an event without blocking; returns false if it was dropped.
+    pub fn emit(&self, ev: CoordinatorEvent) -> bool {
+        if ev.is_membership() {
+            // behind earlier membership events, or the channel is full: queue in order
+            if self.backlog.load(Ordering::Relaxed) == 0 {
+                match self.frames.try_send(ev) {
+                    Ok(()) => return true,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                    Err(mpsc::error::TrySendError::Full(ev)) => return self.queue(ev),
+                }
+            }
+            return self.queue(ev);
+        }
+        match self.frames.try_send(ev) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.count_drop();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn queue(&self, ev: CoordinatorEvent) -> bool {
+        if self.backlog.fetch_add(1, Ordering::Relaxed) >= MEMBERSHIP_BACKLOG {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+            self.count_drop();
+            return false;
+        }
+        if self.membership.send(ev).is_err() {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn count_drop(&self) {
+        let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(
+                dropped = n,
+                "zigbee: coordinator events dropped (the adapter fell behind)"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn joined(i: u64) -> CoordinatorEvent {
+        CoordinatorEvent::Joined {
+            ieee: Ieee(i),
+            nwk: i as u16,
+            parent: 0,
+        }
+    }
+
+    fn frame() -> CoordinatorEvent {
+        CoordinatorEvent::Incoming(Incoming {
+            src_nwk: 1,
+            src_endpoint: 1,
+            dst_endpoint: 1,
+            cluster: 6,
+            profile: 0x0104,
+            lqi: 0,
+            rssi: None,
+            aps_secured: false,
+            was_broadcast: false,
+            data: vec![],
+        })
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_joins_is_never_dropped_and_stays_in_order_frames_are() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let s = EventSender::new(tx, dropped.clone());
+        // the channel fills with frames; then 500 joins arrive while nobody reads
+        for _ in 0..4 {
+            assert!(s.emit(frame()));
+        }
+        assert!(!s.emit(frame()), "a frame beyond capacity is dropped");
+        for i in 0..500 {
+            assert!(s.emit(joined(i)));
+        }
+        assert!(!s.emit(frame()));
+        assert_eq!(dropped.load(Ordering::Relaxed), 2);
+        let mut joins = Vec::new();
+        let mut frames = 0;
+        while joins.len() < 500 {
+            match tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+            {
+                Some(CoordinatorEvent::Joined { ieee, .. }) => joins.push(ieee.0),
+                Some(_) => frames += 1,
+                None => break,
+            }
+        }
+        assert_eq!(frames, 4);
+        assert_eq!(joins, (0..500).collect::<Vec<_>>());
+    }
 }

@@ -122,6 +122,10 @@ impl Dongle {
     ) -> Result<SendStatus, CoordinatorError> {
         each!(self, d => d.send(nwk, src_ep, dst_ep, cluster, data).await)
     }
+    /// Events the driver dropped because the adapter fell behind (application frames only).
+    pub fn dropped_events(&self) -> u64 {
+        each!(self, d => d.dropped_events())
+    }
     pub async fn leave(&self, ieee: Ieee, nwk: u16) -> Result<(), CoordinatorError> {
         each!(self, d => d.leave(ieee, nwk).await)
     }

@@ -108,6 +108,8 @@ pub struct Runtime {
     recently_refused: HashMap<u64, Instant>,
     /// The coordinator's own IEEE address (the destination of bindings).
     coordinator: Ieee,
+    /// The driver's dropped-frame count already reported.
+    dropped_seen: u64,
     /// What each device's earlier reports said about scaling (multipliers, zone type).
     contexts: HashMap<u64, DeviceContext>,
     link: String,
@@ -147,6 +149,7 @@ impl Runtime {
             contexts: HashMap::new(),
             recently_refused: HashMap::new(),
             coordinator: Ieee(0),
+            dropped_seen: 0,
             link,
         }
     }
@@ -1096,9 +1099,24 @@ impl Runtime {
             self.result(&d.command_id, &d.device, CommandOutcome::Timeout)
                 .await?;
         }
-        // summaries of repeated refusals
+        // summaries of repeated refusals, and frames the driver had to drop
         if now.duration_since(self.last_summary) >= SUMMARY_EVERY {
             self.last_summary = now;
+            let dropped = dongle.dropped_events();
+            if dropped > self.dropped_seen {
+                let n = dropped - self.dropped_seen;
+                self.dropped_seen = dropped;
+                self.emit(AdapterEvent::Rejected(Rejection {
+                    protocol: PROTOCOL,
+                    device: None,
+                    cause: "adapter-overloaded",
+                    detail: format!(
+                        "{n} frames from the coordinator dropped in {} s: the adapter fell behind",
+                        SUMMARY_EVERY.as_secs()
+                    ),
+                }))
+                .await?;
+            }
             self.rates
                 .retain(|_, r| now.duration_since(r.window) < Duration::from_secs(5));
             for (source, cause, n, detail) in self.summaries.drain() {

@@ -73,7 +73,7 @@ struct Shared {
     /// `Some(status)` per stackStatusHandler; `None` when the link closed.
     stack: broadcast::Sender<Option<u8>>,
     version: Mutex<Option<VersionResponse>>,
-    dropped_events: AtomicU64,
+    dropped_events: Arc<AtomicU64>,
     require_install_codes: AtomicBool,
     next_tag: AtomicU8,
     next_tsn: AtomicU8,
@@ -131,7 +131,7 @@ impl EzspCoordinator {
             waiters: Mutex::new(Waiters::default()),
             stack,
             version: Mutex::new(None),
-            dropped_events: AtomicU64::new(0),
+            dropped_events: Arc::new(AtomicU64::new(0)),
             require_install_codes: AtomicBool::new(false),
             next_tag: AtomicU8::new(1),
             next_tsn: AtomicU8::new(1),
@@ -141,7 +141,7 @@ impl EzspCoordinator {
             phase: Phase::Resetting,
             seq: 0,
             in_flight: None,
-            events: ev_tx,
+            events: crate::coordinator::EventSender::new(ev_tx, shared.dropped_events.clone()),
             shared: shared.clone(),
             permit_close: None,
             failed_resets: 0,
@@ -635,7 +635,7 @@ struct Task {
     phase: Phase,
     seq: u8,
     in_flight: Option<InFlight>,
-    events: mpsc::Sender<CoordinatorEvent>,
+    events: crate::coordinator::EventSender,
     shared: Arc<Shared>,
     permit_close: Option<Instant>,
     failed_resets: u32,
@@ -906,12 +906,7 @@ impl Task {
     }
 
     fn emit(&self, ev: CoordinatorEvent) {
-        if self.events.try_send(ev).is_err() {
-            let n = self.shared.dropped_events.fetch_add(1, Ordering::Relaxed);
-            if n.is_power_of_two() {
-                tracing::warn!(dropped = n + 1, "EZSP: event channel full, dropping events");
-            }
-        }
+        self.events.emit(ev);
     }
 
     fn on_callback(&mut self, frame_id: u16, p: &[u8]) {

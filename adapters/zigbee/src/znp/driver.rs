@@ -128,8 +128,7 @@ impl ZnpCoordinator {
             reader,
             writer,
             cmd_rx,
-            events: ev_tx,
-            dropped: dropped.clone(),
+            events: crate::coordinator::EventSender::new(ev_tx, dropped.clone()),
             sreq_timeout: timeouts.sreq,
             queue: VecDeque::new(),
             inflight: None,
@@ -582,8 +581,7 @@ struct Task<T> {
     reader: ReadHalf<T>,
     writer: WriteHalf<T>,
     cmd_rx: mpsc::Receiver<Cmd>,
-    events: mpsc::Sender<CoordinatorEvent>,
-    dropped: Arc<AtomicU64>,
+    events: crate::coordinator::EventSender,
     sreq_timeout: Duration,
     queue: VecDeque<(MtFrame, &'static str, Reply<MtFrame>)>,
     inflight: Option<Inflight>,
@@ -774,13 +772,9 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Task<T> {
             return;
         }
         match event_of(&f) {
-            Ok(Some(ev)) => match self.events.try_send(ev) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            },
+            Ok(Some(ev)) => {
+                self.events.emit(ev);
+            }
             Ok(None) => tracing::trace!(frame = ?f, "unrouted callback"),
             Err(e) => tracing::warn!(%e, "malformed ZNP callback"),
         }
