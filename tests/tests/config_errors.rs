@@ -59,7 +59,10 @@ fn broken_configs_and_keys_fail_clearly_and_change_nothing() {
     g.sim(&["cnt n=1".to_string()]);
     g.stop();
     let before = snapshot(&dd);
-    assert!(before.contains_key("warden.db") && before.contains_key("master.key"));
+    assert!(before.contains_key("warden.db"));
+    // the master key lives beside the data dir, not in it
+    let key = t.path().join("data.master.key");
+    assert!(key.exists() && !before.contains_key("master.key"));
 
     let cases: Vec<(&str, String, &str)> = vec![
         (
@@ -176,7 +179,7 @@ fn broken_configs_and_keys_fail_clearly_and_change_nothing() {
     );
     // readable by others
     let loose = t.path().join("loose.key");
-    std::fs::copy(dd.join("master.key"), &loose).unwrap();
+    std::fs::copy(&key, &loose).unwrap();
     std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&cfg, keyed(&loose)).unwrap();
     let (ok, err) = run(&dd, &cfg);
@@ -220,4 +223,45 @@ fn broken_configs_and_keys_fail_clearly_and_change_nothing() {
     g.stop();
     let o = warden(&dd, &["audit", "verify"]);
     assert!(o.status.success(), "{}", stderr(&o));
+
+    // an install from before keeps its key inside the data dir: the next start moves it out, audited
+    std::fs::rename(&key, dd.join("master.key")).unwrap();
+    let g = Gateway::start(&dd, &good, &p, &[]);
+    g.stop();
+    assert!(key.exists() && !dd.join("master.key").exists());
+    let moved = audit_records(&dd)
+        .into_iter()
+        .filter(|r| r["action"] == "master-key-moved")
+        .count();
+    assert_eq!(moved, 1);
+    // two keys at once: refused, nothing guessed
+    std::fs::copy(&key, dd.join("master.key")).unwrap();
+    let (ok, err) = run(&dd, &good);
+    assert!(!ok && err.contains("two master keys"), "{err}");
+    std::fs::remove_file(dd.join("master.key")).unwrap();
+
+    // files that would hang or exhaust memory: a FIFO as key file, /dev/zero as a password file
+    let fifo = t.path().join("fifo.key");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(&cfg, keyed(&fifo)).unwrap();
+    let started = std::time::Instant::now();
+    let (ok, err) = run(&dd, &cfg);
+    assert!(!ok && err.contains("fifo.key"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "a FIFO key file hung the start"
+    );
+    let zero = base_config(&p).replace(
+        "[mqtt.embedded]\n",
+        "[mqtt.embedded]\nusers = [{ name = \"ha\", password_file = \"/dev/zero\", publish = [], subscribe = [] }]\n",
+    );
+    std::fs::write(&cfg, zero).unwrap();
+    let (ok, err) = run(&dd, &cfg);
+    assert!(!ok && err.contains("not a regular file"), "{err}");
 }

@@ -150,6 +150,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let _ = std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700));
     let _lock = lock_data_dir(&data_dir)?;
     let fresh = !data_dir.join(DB_FILE).exists();
+    let moved_key = migrate_master_key(&cfg, &data_dir)?;
     let master = MasterKey::load(&master_key_path(&cfg, &data_dir), fresh)?;
     let store = Store::open(&data_dir, &master)?;
     let plugin_cache_key = master.plugin_cache_key();
@@ -213,6 +214,15 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|p| std::fs::read(p).ok())
         .unwrap_or_default();
+    if let Some((from, to)) = &moved_key {
+        store.audit(&[AuditEntry::new(
+            Category::Security,
+            "master-key-moved",
+            "gateway",
+            "master key moved out of the data dir it protects",
+        )
+        .detail(serde_json::json!({ "from": from.display().to_string(), "to": to.display().to_string() }))])?;
+    }
     store.audit(&[
         AuditEntry::new(Category::System, "gateway-start", "gateway", "started").detail(
             serde_json::json!({
@@ -422,12 +432,67 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where the master key is read from: `secrets.key_file`, else `<data-dir>/master.key`.
+/// Where the master key is read from: `secrets.key_file`; else systemd's credential
+/// `$CREDENTIALS_DIRECTORY/warden-master-key` when it exists; else `<data-dir>.master.key`, a file
+/// *beside* the data dir, never inside it — a copied data dir or backup then does not carry the key
+/// that opens its sealed secrets. (`WARDEN_MASTER_KEY` in the environment overrides all of them.)
 pub fn master_key_path(cfg: &Config, data_dir: &Path) -> PathBuf {
-    cfg.secrets
-        .key_file
-        .clone()
-        .unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE))
+    if let Some(k) = &cfg.secrets.key_file {
+        return k.clone();
+    }
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let p = Path::new(&dir).join("warden-master-key");
+        if p.is_file() {
+            return p;
+        }
+    }
+    default_master_key_path(data_dir)
+}
+
+/// `<data-dir>.master.key` beside the data dir (or inside it, for a data dir at `/`).
+fn default_master_key_path(data_dir: &Path) -> PathBuf {
+    let abs = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    match abs.file_name() {
+        Some(name) => {
+            let mut n = name.to_os_string();
+            n.push(".master.key");
+            abs.with_file_name(n)
+        }
+        None => data_dir.join(MASTER_KEY_FILE),
+    }
+}
+
+/// Versions before 0.1 kept the key at `<data-dir>/master.key`. With the default location in
+/// use, move it out (same filesystem: a rename) and say so; two keys at once is an error for the
+/// operator to resolve. Returns the move, for the audit log.
+fn migrate_master_key(cfg: &Config, data_dir: &Path) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+    let old = data_dir.join(MASTER_KEY_FILE);
+    let new = master_key_path(cfg, data_dir);
+    if new == old
+        || cfg.secrets.key_file.is_some()
+        || std::env::var_os(crate::secrets::MASTER_KEY_ENV).is_some()
+        || !old.exists()
+    {
+        return Ok(None);
+    }
+    if new.exists() {
+        anyhow::bail!(
+            "two master keys: {} (old location, inside the data dir) and {}; keep the one this data \
+             dir was made with and remove the other",
+            old.display(),
+            new.display()
+        );
+    }
+    std::fs::rename(&old, &new).with_context(|| {
+        format!(
+            "cannot move the master key out of the data dir ({} → {})",
+            old.display(),
+            new.display()
+        )
+    })?;
+    tracing::warn!(from = %old.display(), to = %new.display(),
+        "moved the master key out of the data dir it protects");
+    Ok(Some((old, new)))
 }
 
 /// Takes the data dir's lock for as long as the returned file lives; refuses when a gateway (or

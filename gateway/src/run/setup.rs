@@ -49,9 +49,22 @@ pub(super) fn raise_nofile_limit() -> Option<u64> {
     now.current
 }
 
+/// Log filter: `WARDEN_LOG`, else the conventional `RUST_LOG`, else `info` (same syntax:
+/// `info,warden_zigbee=debug`). A filter that does not parse falls back to `info` with a warning.
 pub(super) fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, bad) = ["WARDEN_LOG", "RUST_LOG"]
+        .into_iter()
+        .find_map(|var| {
+            let v = std::env::var(var).ok()?;
+            Some(match tracing_subscriber::EnvFilter::try_new(&v) {
+                Ok(f) => (f, None),
+                Err(e) => (
+                    tracing_subscriber::EnvFilter::new("info"),
+                    Some(format!("{var}: {e}")),
+                ),
+            })
+        })
+        .unwrap_or_else(|| (tracing_subscriber::EnvFilter::new("info"), None));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -59,6 +72,9 @@ pub(super) fn init_logging(json: bool) {
         b.json().init();
     } else {
         b.init();
+    }
+    if let Some(why) = bad {
+        tracing::warn!(%why, "log filter not understood; logging at info");
     }
 }
 
