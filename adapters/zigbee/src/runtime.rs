@@ -35,6 +35,10 @@ const PERMIT_MAX: u32 = 254;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often refusals of one kind from one source are summarised in the audit log.
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+/// Interviews run at once (each is a handful of requests to the dongle).
+const INTERVIEW_SLOTS: usize = 4;
+/// Further interview attempts when the first learned nothing of the device's identity.
+const INTERVIEW_RETRIES: u8 = 2;
 /// The most commands awaiting an answer at once.
 const MAX_PENDING: usize = 256;
 
@@ -110,6 +114,8 @@ pub struct Runtime {
     coordinator: Ieee,
     /// The driver's dropped-frame count already reported.
     dropped_seen: u64,
+    interview_slots: Arc<tokio::sync::Semaphore>,
+    interview_attempts: HashMap<u64, u8>,
     /// What each device's earlier reports said about scaling (multipliers, zone type).
     contexts: HashMap<u64, DeviceContext>,
     link: String,
@@ -150,6 +156,8 @@ impl Runtime {
             recently_refused: HashMap::new(),
             coordinator: Ieee(0),
             dropped_seen: 0,
+            interview_slots: Arc::new(tokio::sync::Semaphore::new(INTERVIEW_SLOTS)),
+            interview_attempts: HashMap::new(),
             link,
         }
     }
@@ -687,7 +695,16 @@ impl Runtime {
         let reporting = self.cfg.clone();
         let progress = self.window.as_ref().map(|w| w.op.progress.clone());
         let coordinator = self.coordinator;
+        let slots = self.interview_slots.clone();
+        let attempt = *self.interview_attempts.entry(ieee.0).or_insert(0);
         tokio::spawn(async move {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_secs(2 * u64::from(attempt))).await;
+            }
+            // a few interviews at a time: a burst of joins must not flood the dongle's queue
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return;
+            };
             let (dev, notes) = interview::run(
                 &dongle,
                 dev,
@@ -967,8 +984,19 @@ impl Runtime {
                 self.interviewing.remove(&dev.ieee);
                 // it may have left or been removed meanwhile
                 if self.devices.get(dev.ieee()).is_none() {
+                    self.interview_attempts.remove(&dev.ieee);
                     return Ok(());
                 }
+                // nothing learned of who it is: try again, a few times, before settling for less
+                let attempts = self.interview_attempts.entry(dev.ieee).or_insert(0);
+                if dev.model.is_none() && !notes.is_empty() && *attempts < INTERVIEW_RETRIES {
+                    *attempts += 1;
+                    tracing::info!(device = %dev.id(), attempt = *attempts, notes = %notes.join("; "),
+                        "zigbee: interview incomplete, retrying");
+                    self.start_interview(dongle, dev.ieee());
+                    return Ok(());
+                }
+                self.interview_attempts.remove(&dev.ieee);
                 let id = dev.id();
                 let mut details = vec![("ieee".to_owned(), dev.ieee().hex())];
                 if let Some(p) = dev.power_source_text() {
@@ -1017,7 +1045,6 @@ impl Runtime {
                 }
                 let _ = self.devices.save(self.state.as_ref(), *dev);
                 self.emit(AdapterEvent::Announce(ann)).await?;
-                let _ = dongle;
                 Ok(())
             }
             Internal::Sent {
