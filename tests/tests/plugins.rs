@@ -456,7 +456,6 @@ fn plugin_signing_cli_accepts_only_the_exact_signed_bytes() {
 #[test]
 fn every_example_passes_its_own_tests_in_the_host() {
     let t = tempfile::tempdir().unwrap();
-    let cache = t.path().join("cache");
     for (module, example) in [
         ("least_privilege", "least-privilege"),
         ("rate_limit", "rate-limit"),
@@ -479,8 +478,6 @@ fn every_example_passes_its_own_tests_in_the_host() {
                     tests.to_str().unwrap(),
                     "--config",
                     config.to_str().unwrap(),
-                    "--cache-dir",
-                    cache.to_str().unwrap(),
                 ],
             )
         };

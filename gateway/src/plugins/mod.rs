@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use warden_plugin_host::{Host, HostOptions, Kv, Limits, Plugin, Prepared, testrun};
 
+use crate::audit::{AuditEntry, AuditSink, Category};
 use crate::config::{Config, PluginLimitsConfig, PluginLoadConfig};
 
 /// Everything needed to (re)load one plugin.
@@ -89,6 +90,8 @@ pub fn host(cfg: &Config, cache_dir: Option<PathBuf>, cache_key: [u8; 32]) -> an
         cache_key,
         trusted_keys: keys,
         require_signature: cfg.plugins.require_signature,
+        plugin_dir: Some(cfg.plugin_dir()),
+        max_module_bytes: cfg.plugins.max_module_mib.saturating_mul(1 << 20),
     })?)
 }
 
@@ -127,11 +130,32 @@ impl Stage {
 }
 
 /// Verify → compile (via the cache) → validate config → run the plugin's own tests, on a
-/// throwaway instance so the tests leave no state behind.
-pub fn prepare_and_test(host: &Host, spec: &PluginSpec) -> Result<Prepared, (Stage, String)> {
+/// throwaway instance so the tests leave no state behind. A refused cache entry (tampered,
+/// forged, of another module or engine) is a security record in `audit` whatever happens next.
+pub fn prepare_and_test(
+    host: &Host,
+    spec: &PluginSpec,
+    audit: Option<&AuditSink>,
+) -> Result<Prepared, (Stage, String)> {
     let prepared = host
         .prepare(&spec.name, &spec.module)
         .map_err(|e| (Stage::Prepare, e.to_string()))?;
+    if let (Some(audit), Some(why)) = (audit, &prepared.cache_refused) {
+        audit.record(
+            AuditEntry::new(
+                Category::Security,
+                "plugin-cache-refused",
+                "gateway",
+                format!(
+                    "compiled-code cache entry for plugin `{}` refused and recompiled: {why}",
+                    spec.name
+                ),
+            )
+            .detail(serde_json::json!({
+                "plugin": spec.name, "sha256": prepared.sha256_hex(), "result": "recompiled",
+            })),
+        );
+    }
     let tests = spec.tests_file();
     if tests.is_file() {
         let mut probe = host
@@ -176,8 +200,12 @@ pub fn prepare_and_test(host: &Host, spec: &PluginSpec) -> Result<Prepared, (Sta
 }
 
 /// Loads one plugin for activation.
-pub fn load(host: &Host, spec: &PluginSpec) -> Result<(Plugin, Prepared), (Stage, String)> {
-    let prepared = prepare_and_test(host, spec)?;
+pub fn load(
+    host: &Host,
+    spec: &PluginSpec,
+    audit: Option<&AuditSink>,
+) -> Result<(Plugin, Prepared), (Stage, String)> {
+    let prepared = prepare_and_test(host, spec, audit)?;
     let plugin = host
         .instantiate(
             &prepared,
