@@ -1179,3 +1179,72 @@ fn hostile_reasons_reach_the_host_without_control_characters() {
     assert!(!reason.contains(['\n', '\r', '\x1b', '\x07', '\u{202e}']));
     assert!(reason.starts_with("hot #999"), "{reason:?}");
 }
+
+/// Start-up cost of the cache check. Not a pass/fail test: run with
+/// `WARDEN_BENCH_MODULE=target/plugins/least_privilege.wasm cargo test -p warden-plugin-host
+/// --release cache_start_up_cost -- --ignored --nocapture` (without the variable it uses a WAT
+/// component).
+#[test]
+#[ignore]
+fn cache_start_up_cost() {
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let module = match std::env::var_os("WARDEN_BENCH_MODULE") {
+        Some(p) => PathBuf::from(p),
+        None => write_module(dir.path(), "good", &good()),
+    };
+    let bytes = std::fs::read(&module).unwrap();
+    let cache_dir = dir.path().join("cache");
+    let key = [3u8; 32];
+    let host = cached_host(&cache_dir, key);
+    let t = Instant::now();
+    let p = host.prepare("m", &module).unwrap();
+    let miss_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(p.cache, CacheOutcome::Miss);
+    let entry = std::fs::read(host.cache_path(&p.sha256).unwrap()).unwrap();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let runs = 21;
+    let mut hit = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let p = host.prepare("m", &module).unwrap();
+        hit.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(p.cache, CacheOutcome::Hit);
+    }
+    // the parts: the MAC over the whole entry (both the old and the new scheme), and the added
+    // re-verification (the recorded module digest and engine fingerprint against the verified ones)
+    let cache = crate::cache::Cache::new(cache_dir.clone(), key, host.engine(), 1 << 30).unwrap();
+    let mut mac = Vec::new();
+    let mut reverify = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let ok = cache.load(host.engine(), &p.sha256).is_ok();
+        mac.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(ok);
+        let t = Instant::now();
+        let digest = signing::sha256(&bytes);
+        let same = std::hint::black_box(&entry[8..40]) == digest.as_slice();
+        reverify.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(same);
+    }
+    let mut compile = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let _ = wasmtime::component::Component::from_binary(host.engine(), &bytes).unwrap();
+        compile.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "module {} B, entry {} B: miss (compile+store) {miss_ms:.2} ms; hit prepare median {:.3} ms; \
+         cache load (read+header+MAC+deserialize) {:.3} ms; module digest + compare {:.4} ms; \
+         recompile instead {:.2} ms",
+        bytes.len(),
+        entry.len(),
+        median(hit),
+        median(mac),
+        median(reverify),
+        median(compile)
+    );
+}
