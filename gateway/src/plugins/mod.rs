@@ -129,6 +129,12 @@ impl Stage {
     }
 }
 
+/// A load error for the audit log, a status reason or a terminal. The host already strips what a
+/// plugin says; this also covers compiler and contract messages that may quote the module.
+fn load_error(e: &warden_plugin_host::LoadError) -> String {
+    warden_core::text::sanitize(&e.to_string(), 2048)
+}
+
 /// Verify → compile (via the cache) → validate config → run the plugin's own tests, on a
 /// throwaway instance so the tests leave no state behind. A refused cache entry (tampered,
 /// forged, of another module or engine) is a security record in `audit` whatever happens next.
@@ -139,7 +145,7 @@ pub fn prepare_and_test(
 ) -> Result<Prepared, (Stage, String)> {
     let prepared = host
         .prepare(&spec.name, &spec.module)
-        .map_err(|e| (Stage::Prepare, e.to_string()))?;
+        .map_err(|e| (Stage::Prepare, load_error(&e)))?;
     if let (Some(audit), Some(why)) = (audit, &prepared.cache_refused) {
         audit.record(
             AuditEntry::new(
@@ -165,7 +171,7 @@ pub fn prepare_and_test(
                 spec.limits.clone(),
                 Kv::default(),
             )
-            .map_err(|e| (Stage::Init, e.to_string()))?;
+            .map_err(|e| (Stage::Init, load_error(&e)))?;
         let cases = testrun::read_cases(&tests, None).map_err(|e| (Stage::Tests, e))?;
         let report = testrun::run(&mut probe, &cases);
         if !report.all_passed() {
@@ -213,7 +219,7 @@ pub fn load(
             spec.limits.clone(),
             Kv::default(),
         )
-        .map_err(|e| (Stage::Init, e.to_string()))?;
+        .map_err(|e| (Stage::Init, load_error(&e)))?;
     Ok((plugin, prepared))
 }
 
