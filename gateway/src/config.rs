@@ -839,7 +839,10 @@ mod tests {
                 format!("{base}module = \"../x.wasm\"\n"),
                 "inside plugins.dir",
             ),
-            (format!("{base}limits = {{ fuel = 0 }}\n"), "at least 1"),
+            (
+                format!("{base}limits = {{ fuel = 0 }}\n"),
+                "fuel = 0 is out of range",
+            ),
             (format!("{base}limits = {{ fule = 1 }}\n"), "fule"),
             (
                 format!("{base}[[plugins.load]]\nname = \"lp\"\n"),
