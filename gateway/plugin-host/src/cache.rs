@@ -227,17 +227,19 @@ impl Cache {
 
 /// Deserializes precompiled component bytes.
 ///
-/// Only called by [`Cache::load`] after the bytes' HMAC (keyed with the operator's cache key and
-/// bound to the entry name, i.e. to the module digest, wasmtime version and engine fingerprint)
-/// has been verified.
+/// Only called by [`Cache::load`] after the entry's recorded module digest was found equal to the
+/// digest of the module bytes whose signature was just checked, its engine fingerprint equal to
+/// this engine's, and its HMAC (keyed with the operator's cache key and bound to the entry name,
+/// the header and the bytes) verified.
 #[allow(unsafe_code)]
 fn deserialize_authenticated(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
     // SAFETY: `Component::deserialize` requires bytes produced by `serialize`/`precompile` of a
     // compatible engine and not tampered with, since they are mapped as executable code. These
     // bytes were written by `Cache::store` from `Component::serialize` of an engine with the same
-    // wasmtime version and configuration fingerprint (both part of the MAC'd name), and their
-    // HMAC-SHA256 under the operator's secret cache key was verified just before this call, so
-    // they are exactly what this host produced. wasmtime additionally checks the header,
+    // wasmtime version and configuration fingerprint (both part of the MAC'd name and header),
+    // for the module digest that was just signature-checked (recorded in the MAC'd header), and
+    // their HMAC-SHA256 under the operator's secret cache key was verified just before this call,
+    // so they are what a holder of that key produced for this signed module. wasmtime additionally checks the header,
     // version and engine compatibility and returns an error (not UB) on mismatch.
     unsafe { Component::deserialize(engine, bytes) }
 }
