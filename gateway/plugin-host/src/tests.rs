@@ -1224,11 +1224,20 @@ fn cache_start_up_cost() {
         let ok = cache.load(host.engine(), &p.sha256).is_ok();
         mac.push(t.elapsed().as_secs_f64() * 1e3);
         assert!(ok);
-        let t = Instant::now();
         let digest = signing::sha256(&bytes);
-        let same = std::hint::black_box(&entry[8..40]) == digest.as_slice();
-        reverify.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let mut same = true;
+        for _ in 0..1000 {
+            same &= std::hint::black_box(&entry[8..40]) == std::hint::black_box(digest.as_slice());
+        }
+        reverify.push(t.elapsed().as_secs_f64() * 1e3 / 1000.0);
         assert!(same);
+    }
+    let mut digest_ms = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        std::hint::black_box(signing::sha256(&bytes));
+        digest_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let mut compile = Vec::new();
     for _ in 0..3 {
@@ -1238,13 +1247,14 @@ fn cache_start_up_cost() {
     }
     println!(
         "module {} B, entry {} B: miss (compile+store) {miss_ms:.2} ms; hit prepare median {:.3} ms; \
-         cache load (read+header+MAC+deserialize) {:.3} ms; module digest + compare {:.4} ms; \
-         recompile instead {:.2} ms",
+         cache load (read+header+MAC+deserialize) {:.3} ms; module SHA-256 (done for the signature \
+         in both schemes) {:.3} ms; added digest compare {:.1} ns; recompile instead {:.2} ms",
         bytes.len(),
         entry.len(),
         median(hit),
         median(mac),
-        median(reverify),
+        median(digest_ms),
+        median(reverify) * 1e6,
         median(compile)
     );
 }
