@@ -305,10 +305,8 @@ fn bench_chain(
 ) -> anyhow::Result<crate::plugins::chain::PluginChain> {
     use crate::plugins::{LoadedPlugin, PluginSpec, chain::PluginChain};
     let host = warden_plugin_host::Host::new(warden_plugin_host::HostOptions {
-        cache_dir: None,
-        cache_key: [0; 32],
-        trusted_keys: vec![],
         require_signature: false,
+        ..warden_plugin_host::HostOptions::default()
     })?;
     let config_json = match config {
         Some(p) => std::fs::read_to_string(p)?,

@@ -69,6 +69,8 @@ pub struct PluginsConfig {
     pub trusted_keys: Vec<String>,
     /// Compiled-code cache. Default: `<data-dir>/plugin-cache`.
     pub cache_dir: Option<PathBuf>,
+    /// Largest module file loaded, MiB (a `.sig` is capped at 512 bytes). Default 64.
+    pub max_module_mib: u64,
     /// Reload a plugin when its module, signature or test file changes.
     pub watch: bool,
     pub watch_interval_ms: u64,
@@ -93,6 +95,7 @@ impl Default for PluginsConfig {
             require_signature: true,
             trusted_keys: Vec::new(),
             cache_dir: None,
+            max_module_mib: 64,
             watch: true,
             watch_interval_ms: 1000,
             record: None,
@@ -636,6 +639,11 @@ impl Config {
             "plugins.watch_interval_ms",
             self.plugins.watch_interval_ms,
             50..=3_600_000,
+        )?;
+        bounded(
+            "plugins.max_module_mib",
+            self.plugins.max_module_mib,
+            1..=1024,
         )?;
         bounded(
             "plugins.record_max_mb",

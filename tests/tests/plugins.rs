@@ -136,7 +136,7 @@ zones = ["lab"]
 [[sim.devices]]
 address = "good"
 kind = "thermostat"
-interval_ms = 0
+interval_ms = 86400000
 profile = "thermostat"
 assurance = "shared-key"
 provision = true
@@ -144,7 +144,7 @@ provision = true
 [[sim.devices]]
 address = "evil"
 kind = "thermostat"
-interval_ms = 0
+interval_ms = 86400000
 profile = "thermostat"
 assurance = "shared-key"
 provision = true
@@ -152,7 +152,7 @@ provision = true
 [[sim.devices]]
 address = "labdev"
 kind = "thermostat"
-interval_ms = 0
+interval_ms = 86400000
 profile = "thermostat"
 assurance = "shared-key"
 zone = "lab"
@@ -456,7 +456,6 @@ fn plugin_signing_cli_accepts_only_the_exact_signed_bytes() {
 #[test]
 fn every_example_passes_its_own_tests_in_the_host() {
     let t = tempfile::tempdir().unwrap();
-    let cache = t.path().join("cache");
     for (module, example) in [
         ("least_privilege", "least-privilege"),
         ("rate_limit", "rate-limit"),
@@ -479,8 +478,6 @@ fn every_example_passes_its_own_tests_in_the_host() {
                     tests.to_str().unwrap(),
                     "--config",
                     config.to_str().unwrap(),
-                    "--cache-dir",
-                    cache.to_str().unwrap(),
                 ],
             )
         };
@@ -513,4 +510,168 @@ fn every_example_passes_its_own_tests_in_the_host() {
             stdout(&o)
         );
     }
+}
+
+/// Issue 19, parts 4 and 5, in the running gateway: a `.sig` linked to `/dev/zero` is refused at
+/// once (security record); a hostile plugin's reason full of control characters and a forged
+/// "allow" line reaches the audit log and `audit tail` without any of them; a cache entry forged
+/// with a valid MAC under the key derived from the data dir's master key — another module's code
+/// under this module's name — is refused, audited as a security event and recompiled, and the
+/// signed plugin's own code decides.
+#[test]
+fn forged_cache_entry_dev_zero_signature_and_hostile_reasons_are_contained() {
+    use hmac::Mac;
+    use sha2::Digest;
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let plugins = root.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    keygen(root);
+    install(
+        &plugins,
+        root,
+        &plugin_module("least_privilege"),
+        "a.wasm",
+        true,
+    );
+    install(&plugins, root, &plugin_module("hostile"), "b.wasm", true);
+    install(&plugins, root, &plugin_module("hostile"), "c.wasm", false);
+    std::os::unix::fs::symlink("/dev/zero", plugins.join("c.wasm.sig")).unwrap();
+
+    let p = Ports::new();
+    let cfg = root.join("w.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{base}
+[plugins]
+dir = "plugins"
+trusted_keys = ["keys/ci.pub"]
+watch = false
+
+[[plugins.load]]
+name = "a"
+config = {{ default_role = "sensor", roles = {{ sensor = {{ points = ["temperature"], commands = [] }} }} }}
+
+[[plugins.load]]
+name = "b"
+config = {{ mode = "deny", targets = ["sim:evil"], reason = "too hot\n#999    2026-01-01T00:00:00Z decision  uplink device=sim:evil actor=gateway allow by builtin:profile\r\u001b[2K\u001b]0;pwned\u0007\u202e" }}
+
+[[plugins.load]]
+name = "c"
+config = {{ mode = "ok" }}
+
+[[plugins.bind]]
+plugin = "b"
+devices = ["sim:evil"]
+
+[[sim.devices]]
+address = "evil"
+kind = "thermostat"
+interval_ms = 86400000
+profile = "thermostat"
+assurance = "shared-key"
+provision = true
+"#,
+            base = base_config(&p)
+        ),
+    )
+    .unwrap();
+    let dd = root.join("data");
+    let clean = |s: &str| !s.chars().any(|c| c.is_control() || c == '\u{202e}');
+
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let refused = audit_has(&dd, "c refused for its /dev/zero .sig", |r| {
+        r["action"] == "plugin-load" && r["reason"].as_str().unwrap_or("").contains("`c` refused")
+    });
+    assert_eq!(refused["category"], "security", "{refused}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a regular file"),
+        "{refused}"
+    );
+    g.sim(&["evil temperature=21.5".into()]);
+    let denied = audit_has(&dd, "b's hostile deny", |r| {
+        r["decider"] == "plugin:b" && r["device"] == "sim:evil"
+    });
+    let reason = denied["reason"].as_str().unwrap();
+    assert!(reason.contains("too hot"), "{denied}");
+    assert!(clean(reason), "{reason:?}");
+    let tail = stdout(&warden(&dd, &["audit", "tail", "-n", "50"]));
+    assert!(tail.contains("too hot"), "{tail}");
+    assert!(
+        tail.lines().all(|l| clean(l) && !l.contains("pwned\u{7}")),
+        "{tail:?}"
+    );
+    assert!(
+        !tail.lines().any(|l| l.starts_with("#999")),
+        "a forged line: {tail}"
+    );
+    g.stop();
+
+    // Forge b's cache entry from a's, MAC'd under the key anyone reading the data dir can derive.
+    let master = hex::decode(
+        std::fs::read_to_string(dd.join("master.key"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"warden-master-v1"), &master);
+    let mut key = [0u8; 32];
+    hk.expand(b"plugin-cache", &mut key).unwrap();
+    let sha = |f: &str| {
+        hex::encode(sha2::Sha256::digest(
+            std::fs::read(plugins.join(f)).unwrap(),
+        ))
+    };
+    let cache = dd.join("plugin-cache");
+    let entry = |digest: &str| {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(digest))
+            .unwrap_or_else(|| panic!("no cache entry for {digest}"))
+    };
+    let (from, to) = (entry(&sha("a.wasm")), entry(&sha("b.wasm")));
+    let data = std::fs::read(&from).unwrap();
+    let body = &data[..data.len() - 32];
+    let name = to.file_name().unwrap().to_str().unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).unwrap();
+    mac.update(&(name.len() as u64).to_le_bytes());
+    mac.update(name.as_bytes());
+    mac.update(body);
+    let mut forged = body.to_vec();
+    forged.extend_from_slice(&mac.finalize().into_bytes());
+    std::fs::write(&to, forged).unwrap();
+
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let tampered = audit_has(&dd, "the forged cache entry's security record", |r| {
+        r["action"] == "plugin-cache-refused"
+    });
+    assert_eq!(tampered["category"], "security", "{tampered}");
+    assert_eq!(detail(&tampered)["plugin"], "b", "{tampered}");
+    assert!(
+        tampered["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not the signed module"),
+        "{tampered}"
+    );
+    // b's own code decides (a's would have allowed: least-privilege lets temperature through)
+    let before = audit_records(&dd)
+        .iter()
+        .filter(|r| r["decider"] == "plugin:b")
+        .count();
+    g.sim(&["evil temperature=22".into()]);
+    wait_for(Duration::from_secs(15), "b's deny after restart", || {
+        (audit_records(&dd)
+            .iter()
+            .filter(|r| r["decider"] == "plugin:b" && r["verdict"] == "deny")
+            .count()
+            > before)
+            .then_some(())
+    });
+    g.stop();
 }

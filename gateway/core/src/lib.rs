@@ -9,6 +9,7 @@ pub mod id;
 pub mod message;
 pub mod operation;
 pub mod testing;
+pub mod text;
 pub mod verdict;
 
 pub use adapter::{

@@ -1,6 +1,5 @@
 //! The engine, the linker and loading: signature check, authenticated AOT cache, contract check.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,11 +11,11 @@ use wasmtime::component::{Component, HasSelf, Linker, Resource};
 use wasmtime::{Config, Engine, OptLevel, Strategy};
 
 use crate::bindings;
-use crate::cache::{Cache, CacheOutcome};
+use crate::cache::{Cache, CacheOutcome, Refused};
 use crate::error::{HostError, LoadError};
 use crate::kv::Kv;
 use crate::plugin::{Plugin, State};
-use crate::signing;
+use crate::{files, signing};
 
 /// The contract version this gateway hosts (the WIT package version).
 pub const CONTRACT_PACKAGE: &str = "warden:policy";
@@ -70,6 +69,11 @@ pub struct HostOptions {
     pub trusted_keys: Vec<VerifyingKey>,
     /// Refuse plugins without a valid signature by a trusted key.
     pub require_signature: bool,
+    /// When set, a module and its `.sig` are read only if the file actually opened lies inside
+    /// this directory (symlinks within it are fine, ones leading out are refused).
+    pub plugin_dir: Option<PathBuf>,
+    /// Largest module file accepted (its `.sig` is capped at [`files::SIG_MAX`]).
+    pub max_module_bytes: u64,
 }
 
 impl Default for HostOptions {
@@ -80,6 +84,8 @@ impl Default for HostOptions {
             cache_key: rand::random(),
             trusted_keys: Vec::new(),
             require_signature: true,
+            plugin_dir: None,
+            max_module_bytes: files::MODULE_MAX_DEFAULT,
         }
     }
 }
@@ -98,6 +104,8 @@ impl std::fmt::Debug for HostOptions {
                     .collect::<Vec<_>>(),
             )
             .field("require_signature", &self.require_signature)
+            .field("plugin_dir", &self.plugin_dir)
+            .field("max_module_bytes", &self.max_module_bytes)
             .finish()
     }
 }
@@ -142,6 +150,8 @@ pub struct Prepared {
     /// signatures are not required.
     pub signer: Option<String>,
     pub cache: CacheOutcome,
+    /// Why a cache entry was refused (`cache == Corrupt`): a security event for the gateway.
+    pub cache_refused: Option<String>,
     /// Time spent compiling or loading from the cache.
     pub compile_ms: f64,
     pub(crate) pre: bindings::PluginPre<State>,
@@ -214,7 +224,7 @@ impl Host {
         let linker = link(&engine).map_err(|e| HostError::Link(format!("{e:#}")))?;
         let cache = match &opts.cache_dir {
             Some(dir) => Some(
-                Cache::new(dir.clone(), opts.cache_key, &engine)
+                Cache::new(dir.clone(), opts.cache_key, &engine, opts.max_module_bytes)
                     .map_err(|e| HostError::Cache(format!("{}: {e}", dir.display())))?,
             ),
             None => None,
@@ -262,13 +272,23 @@ impl Host {
 
     /// Signature check (per the options) → compile, via the AOT cache → type-check against
     /// the `warden:policy/plugin` world.
+    ///
+    /// The module is read once (a regular file, capped, inside the plugin directory when one is
+    /// configured); the digest the signature is checked against and the bytes compiled are of
+    /// that one read, so swapping the file mid-load cannot get unsigned code compiled.
     pub fn prepare(&self, name: &str, module_path: &Path) -> Result<Prepared, LoadError> {
-        let bytes = fs::read(module_path)
-            .map_err(|e| LoadError::Read(format!("{}: {e}", module_path.display())))?;
+        let opts = &self.inner.opts;
+        let bytes = files::read(
+            module_path,
+            opts.max_module_bytes,
+            "module",
+            opts.plugin_dir.as_deref(),
+        )
+        .map_err(|e| LoadError::Read(e.to_string()))?;
         let sha256 = signing::sha256(&bytes);
         let signer = self.check_signature(module_path, &sha256)?;
         let started = Instant::now();
-        let (component, cache) = self.compile(&sha256, &bytes)?;
+        let (component, cache, cache_refused) = self.compile(&sha256, &bytes)?;
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
         check_contract(&self.inner.engine, &component)?;
         let pre = self
@@ -284,6 +304,7 @@ impl Host {
             sha256,
             signer,
             cache,
+            cache_refused,
             compile_ms,
             pre,
         })
@@ -315,7 +336,19 @@ impl Host {
         let opts = &self.inner.opts;
         let sig_path = signing::sig_path(module_path);
         let required = opts.require_signature;
-        if !sig_path.exists() {
+        let sig_bytes = match files::read(
+            &sig_path,
+            files::SIG_MAX,
+            "signature",
+            opts.plugin_dir.as_deref(),
+        ) {
+            Ok(b) => Some(b),
+            Err(e) if e.is_not_found() => None,
+            // a `.sig` that exists but is a device, a FIFO, oversized or outside the plugin
+            // directory is refused whatever `require_signature` says: someone is up to something
+            Err(e) => return Err(LoadError::Signature(e.to_string())),
+        };
+        let Some(sig_bytes) = sig_bytes else {
             if required {
                 return Err(LoadError::Signature(format!(
                     "{} is unsigned ({} not found) and plugin signatures are required",
@@ -324,8 +357,8 @@ impl Host {
                 )));
             }
             return Ok(None);
-        }
-        let checked = signing::read_signature(&sig_path)
+        };
+        let checked = signing::parse_signature(&sig_bytes, &sig_path)
             .map_err(|e| e.to_string())
             .and_then(|sig| {
                 if opts.trusted_keys.is_empty() {
@@ -365,19 +398,16 @@ impl Host {
         &self,
         sha256: &[u8; 32],
         bytes: &[u8],
-    ) -> Result<(Component, CacheOutcome), LoadError> {
+    ) -> Result<(Component, CacheOutcome, Option<String>), LoadError> {
         let engine = &self.inner.engine;
-        let outcome = match &self.inner.cache {
-            None => CacheOutcome::Disabled,
+        let (outcome, refused) = match &self.inner.cache {
+            None => (CacheOutcome::Disabled, None),
             Some(cache) => match cache.load(engine, sha256) {
-                Ok(c) => return Ok((c, CacheOutcome::Hit)),
-                Err(false) => CacheOutcome::Miss,
-                Err(true) => {
-                    tracing::warn!(
-                        entry = %cache.path(sha256).display(),
-                        "plugin cache entry failed authentication or did not load; recompiling"
-                    );
-                    CacheOutcome::Corrupt
+                Ok(c) => return Ok((c, CacheOutcome::Hit, None)),
+                Err(Refused::Missing) => (CacheOutcome::Miss, None),
+                Err(Refused::Bad(why)) => {
+                    tracing::warn!("plugin cache entry refused, recompiling: {why}");
+                    (CacheOutcome::Corrupt, Some(why))
                 }
             },
         };
@@ -396,7 +426,7 @@ impl Host {
         {
             tracing::warn!(dir = %cache.dir().display(), "cannot write the plugin cache: {e}");
         }
-        Ok((component, outcome))
+        Ok((component, outcome, refused))
     }
 }
 

@@ -20,6 +20,7 @@ pub mod bindings {
 
 mod cache;
 mod error;
+pub mod files;
 mod host;
 mod intern;
 mod kv;
@@ -27,6 +28,8 @@ mod plugin;
 pub mod request;
 pub mod signing;
 pub mod testrun;
+/// Sanitising plugin-made text (shared with the gateway's audit output).
+pub use warden_core::text;
 
 #[cfg(test)]
 mod tests;

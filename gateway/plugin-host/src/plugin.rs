@@ -18,6 +18,7 @@ use crate::intern::Interner;
 use crate::kv::{Kv, KvError};
 use crate::request::{DeviceStatus, Request};
 use crate::{RequestRef, bindings};
+use warden_core::text::sanitize;
 
 /// Wall-clock backstop for `init` (fuel is the real budget there: `Limits::init_fuel`).
 const INIT_DEADLINE: Duration = Duration::from_secs(10);
@@ -29,7 +30,7 @@ const KV_REFUSALS_PER_CALL: u32 = 64;
 const LOG_MAX_BYTES: usize = 512;
 /// Log lines per second per plugin.
 const LOG_PER_SECOND: u32 = 20;
-/// Longest deny/quarantine reason kept (bytes).
+/// Longest deny/quarantine reason or failure detail kept (bytes).
 const REASON_MAX_BYTES: usize = 1024;
 /// Table elements per table (componentize-py/js runtimes use a few thousand).
 const TABLE_ELEMENTS_MAX: usize = 100_000;
@@ -259,17 +260,6 @@ fn value(v: &warden_core::Value) -> wit::Value {
     }
 }
 
-fn truncate(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-}
-
 impl wit_host::HostRequest for State {
     fn device_id(&mut self, r: Resource<RequestRef>) -> wasmtime::Result<String> {
         Ok(self.current(&r)?.device.id.clone())
@@ -385,7 +375,7 @@ impl wit_host::Host for State {
         self.charge()?;
         Ok(self.interner.text(s).map(str::to_owned))
     }
-    fn log(&mut self, level: wit::Level, mut message: String) -> wasmtime::Result<()> {
+    fn log(&mut self, level: wit::Level, message: String) -> wasmtime::Result<()> {
         self.charge()?;
         let now = Instant::now();
         let l = &mut self.log;
@@ -402,7 +392,7 @@ impl wit_host::Host for State {
             return Ok(());
         }
         l.in_window += 1;
-        truncate(&mut message, LOG_MAX_BYTES);
+        let message = sanitize(&message, LOG_MAX_BYTES);
         let plugin = &*self.name;
         match level {
             wit::Level::Debug => tracing::debug!(target: "warden::plugin", plugin, "{message}"),
@@ -602,7 +592,10 @@ impl Plugin {
                     store,
                     LoadError::Init(Failure {
                         cause,
-                        detail: format!("instantiation failed: {detail}"),
+                        detail: sanitize(
+                            &format!("instantiation failed: {detail}"),
+                            REASON_MAX_BYTES,
+                        ),
                         disabled_now: false,
                     }),
                 ));
@@ -610,8 +603,8 @@ impl Plugin {
         };
         match bindings.call_init(&mut store, config) {
             Ok(Ok(())) => {}
-            Ok(Err(mut msg)) => {
-                truncate(&mut msg, REASON_MAX_BYTES);
+            Ok(Err(msg)) => {
+                let msg = sanitize(&msg, REASON_MAX_BYTES);
                 return Err(give_back(store, LoadError::Config(msg)));
             }
             Err(e) => {
@@ -621,7 +614,7 @@ impl Plugin {
                     store,
                     LoadError::Init(Failure {
                         cause,
-                        detail,
+                        detail: sanitize(&detail, REASON_MAX_BYTES),
                         disabled_now: false,
                     }),
                 ));
@@ -748,15 +741,13 @@ impl Plugin {
                         self.stats.allows += 1;
                         Outcome::Allow
                     }
-                    wit::Verdict::Deny(mut r) => {
+                    wit::Verdict::Deny(r) => {
                         self.stats.denies += 1;
-                        truncate(&mut r, REASON_MAX_BYTES);
-                        Outcome::Deny(r)
+                        Outcome::Deny(sanitize(&r, REASON_MAX_BYTES))
                     }
-                    wit::Verdict::Quarantine(mut r) => {
+                    wit::Verdict::Quarantine(r) => {
                         self.stats.quarantines += 1;
-                        truncate(&mut r, REASON_MAX_BYTES);
-                        Outcome::Quarantine(r)
+                        Outcome::Quarantine(sanitize(&r, REASON_MAX_BYTES))
                     }
                 }
             }
@@ -769,6 +760,8 @@ impl Plugin {
 
     /// Records a failure, discards the instance, and (unless now disabled) recreates it.
     fn failed(&mut self, cause: FailureCause, detail: String, restart: bool) -> Outcome {
+        // the detail may quote guest-chosen names (its name section) or guest-made errors
+        let detail = sanitize(&detail, REASON_MAX_BYTES);
         self.stats.failures += 1;
         self.stats.consecutive_failures += 1;
         if let Some(live) = self.live.take() {

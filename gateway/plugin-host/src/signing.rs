@@ -125,9 +125,21 @@ pub fn sign(module: &Path, key: &Path) -> Result<PathBuf, SigningError> {
     Ok(out)
 }
 
-/// Reads a signature file.
+/// Reads a signature file (a regular file of at most [`crate::files::SIG_MAX`] bytes).
 pub fn read_signature(sig: &Path) -> Result<Signature, SigningError> {
-    let text = fs::read_to_string(sig).map_err(io_err(sig))?;
+    let bytes = crate::files::read(sig, crate::files::SIG_MAX, "signature", None).map_err(|e| {
+        SigningError::Io {
+            path: sig.to_owned(),
+            source: io::Error::other(e.to_string()),
+        }
+    })?;
+    parse_signature(&bytes, sig)
+}
+
+/// Parses the contents of a signature file (`sig` names it in errors).
+pub fn parse_signature(contents: &[u8], sig: &Path) -> Result<Signature, SigningError> {
+    let text = std::str::from_utf8(contents)
+        .map_err(|_| SigningError::Malformed(sig.display().to_string()))?;
     let bytes = B64
         .decode(text.trim())
         .map_err(|_| SigningError::Malformed(sig.display().to_string()))?;

@@ -107,10 +107,18 @@ fn is_skipped(line: &str) -> bool {
     t.is_empty() || t.starts_with('#')
 }
 
+/// Cap on a messages or expectations file (`NAME.tests.jsonl` sits in the plugin directory).
+pub const CASES_MAX: u64 = 64 << 20;
+
+/// A regular file of at most [`CASES_MAX`] bytes, as UTF-8 (a FIFO or `/dev/zero` is an error).
+fn read_text(path: &Path, what: &'static str) -> Result<String, String> {
+    let bytes = crate::files::read(path, CASES_MAX, what, None).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| format!("{what} {}: not UTF-8 text", path.display()))
+}
+
 /// Reads the cases of a messages file and, optionally, an expectations file.
 pub fn read_cases(messages: &Path, expect: Option<&Path>) -> Result<Vec<Case>, String> {
-    let text =
-        std::fs::read_to_string(messages).map_err(|e| format!("{}: {e}", messages.display()))?;
+    let text = read_text(messages, "messages file")?;
     let mut cases = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if is_skipped(line) {
@@ -132,7 +140,7 @@ pub fn read_cases(messages: &Path, expect: Option<&Path>) -> Result<Vec<Case>, S
         });
     }
     if let Some(path) = expect {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = read_text(path, "expectations file")?;
         let expects = text
             .lines()
             .enumerate()

@@ -1022,3 +1022,239 @@ fn wasi_guest_sees_the_decision_time_and_cannot_sleep() {
     assert_eq!(f.cause, FailureCause::Trap, "{f}");
     assert!(f.detail.contains("may not sleep"), "{f}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bounded, trusted loading
+
+fn dir_host(plugin_dir: &Path, max_module_bytes: u64, require: bool) -> Host {
+    Host::new(HostOptions {
+        require_signature: require,
+        plugin_dir: Some(plugin_dir.to_owned()),
+        max_module_bytes,
+        ..HostOptions::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn sig_linked_to_dev_zero_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = write_module(dir.path(), "p", &good());
+    std::os::unix::fs::symlink("/dev/zero", signing::sig_path(&module)).unwrap();
+    // whether or not signatures are required, and with or without a plugin directory
+    for host in [unsigned_host(), dir_host(dir.path(), 1 << 20, true)] {
+        let started = std::time::Instant::now();
+        let e = host.prepare("p", &module).unwrap_err().to_string();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+    assert!(signing::read_signature(&signing::sig_path(&module)).is_err());
+}
+
+#[test]
+fn oversized_sig_and_module_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = write_module(dir.path(), "p", &good());
+    std::fs::write(signing::sig_path(&module), vec![b'A'; 10_000]).unwrap();
+    let e = unsigned_host()
+        .prepare("p", &module)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("larger than 512 bytes"), "{e}");
+    std::fs::remove_file(signing::sig_path(&module)).unwrap();
+    let size = std::fs::metadata(&module).unwrap().len();
+    let e = dir_host(dir.path(), size - 1, false)
+        .prepare("p", &module)
+        .unwrap_err();
+    assert!(matches!(e, LoadError::Read(_)), "{e}");
+    assert!(e.to_string().contains("larger than"), "{e}");
+    assert!(
+        dir_host(dir.path(), size, false)
+            .prepare("p", &module)
+            .is_ok()
+    );
+}
+
+#[test]
+fn symlinks_out_of_the_plugin_dir_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let outside = write_module(dir.path(), "evil", &good());
+    let inside = plugins.join("p.wasm");
+    std::os::unix::fs::symlink(&outside, &inside).unwrap();
+    let host = dir_host(&plugins, 1 << 20, false);
+    let e = host.prepare("p", &inside).unwrap_err().to_string();
+    assert!(e.contains("outside the plugin directory"), "{e}");
+    // a `..` path is resolved the same way
+    let dotdot = plugins.join("../evil.wasm");
+    let e = host.prepare("p", &dotdot).unwrap_err().to_string();
+    assert!(e.contains("outside the plugin directory"), "{e}");
+    // a module inside, with its signature symlinked to one outside: refused
+    let real = write_module(&plugins, "q", &good());
+    std::fs::write(dir.path().join("q.sig"), "AAAA\n").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("q.sig"), signing::sig_path(&real)).unwrap();
+    let e = host.prepare("q", &real).unwrap_err().to_string();
+    assert!(e.contains("outside the plugin directory"), "{e}");
+    // a symlink within the directory is fine
+    std::fs::remove_file(signing::sig_path(&real)).unwrap();
+    std::os::unix::fs::symlink(&real, plugins.join("current.wasm")).unwrap();
+    assert!(host.prepare("q", &plugins.join("current.wasm")).is_ok());
+}
+
+/// What an attacker holding the cache key (derivable from a master key that sits in the data dir)
+/// can produce: a well-formed entry, correctly MAC'd under the target's file name, whose compiled
+/// code is another module's.
+fn forge_entry(key: [u8; 32], from: &Path, to: &Path) {
+    use hmac::Mac;
+    let data = std::fs::read(from).unwrap();
+    let (signed, _) = data.split_at(data.len() - 32);
+    let name = to.file_name().unwrap().to_str().unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).unwrap();
+    mac.update(&(name.len() as u64).to_le_bytes());
+    mac.update(name.as_bytes());
+    mac.update(signed);
+    let mut out = signed.to_vec();
+    out.extend_from_slice(&mac.finalize().into_bytes());
+    std::fs::write(to, out).unwrap();
+}
+
+#[test]
+fn forged_cache_entry_with_a_valid_mac_is_refused_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_module(dir.path(), "a", &good());
+    let b = write_module(dir.path(), "b", &decide("unreachable"));
+    let cache_dir = dir.path().join("cache");
+    let key = [1u8; 32];
+    let host = cached_host(&cache_dir, key);
+    let pa = host.prepare("a", &a).unwrap();
+    let pb = host.prepare("b", &b).unwrap();
+    let entry_b = host.cache_path(&pb.sha256).unwrap();
+    forge_entry(key, &host.cache_path(&pa.sha256).unwrap(), &entry_b);
+    let pb = host.prepare("b", &b).unwrap();
+    assert_eq!(pb.cache, CacheOutcome::Corrupt);
+    let why = pb.cache_refused.clone().unwrap();
+    assert!(why.contains("not the signed module"), "{why}");
+    // b's own code runs, not a's
+    let mut plugin = host
+        .instantiate(&pb, "{}", Limits::default(), Kv::default())
+        .unwrap();
+    assert_eq!(
+        failure(plugin.decide(&req("a", true))).cause,
+        FailureCause::Trap
+    );
+    // and the entry was rewritten with b's code
+    assert_eq!(host.prepare("b", &b).unwrap().cache, CacheOutcome::Hit);
+    assert!(host.prepare("b", &b).unwrap().cache_refused.is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sanitised text
+
+#[test]
+fn hostile_reasons_reach_the_host_without_control_characters() {
+    let hostile = r#"hot\0a#999 2026-01-01T00:00:00Z decision allow by builtin:profile\0d\1b[2K\1b]0;pwned\07\e2\80\ae"#;
+    let len = hostile.len() - 3 * 8; // each `\xx` is one byte
+    let wat = Wat {
+        decide: format!("(call $ret (i32.const 1) (i32.const 300) (i32.const {len}))"),
+        init: "(call $ret (i32.const 1) (i32.const 300) (i32.const 20))",
+        extra: Box::leak(format!(r#"(data (i32.const 300) "{hostile}")"#).into_boxed_str()),
+        ..Wat::default()
+    };
+    // `init` returning the same text as its config error
+    let e = load_with(&unsigned_host(), &wat, Limits::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(text::is_clean(&e), "{e:?}");
+    let wat = Wat {
+        init: Wat::default().init,
+        ..wat
+    };
+    let mut p = load(&wat);
+    let Outcome::Deny(reason) = p.decide(&req("a", true)) else {
+        panic!("expected a deny");
+    };
+    assert!(text::is_clean(&reason), "{reason:?}");
+    assert!(!reason.contains(['\n', '\r', '\x1b', '\x07', '\u{202e}']));
+    assert!(reason.starts_with("hot #999"), "{reason:?}");
+}
+
+/// Start-up cost of the cache check. Not a pass/fail test: run with
+/// `WARDEN_BENCH_MODULE=target/plugins/least_privilege.wasm cargo test -p warden-plugin-host
+/// --release cache_start_up_cost -- --ignored --nocapture` (without the variable it uses a WAT
+/// component).
+#[test]
+#[ignore]
+fn cache_start_up_cost() {
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let module = match std::env::var_os("WARDEN_BENCH_MODULE") {
+        Some(p) => PathBuf::from(p),
+        None => write_module(dir.path(), "good", &good()),
+    };
+    let bytes = std::fs::read(&module).unwrap();
+    let cache_dir = dir.path().join("cache");
+    let key = [3u8; 32];
+    let host = cached_host(&cache_dir, key);
+    let t = Instant::now();
+    let p = host.prepare("m", &module).unwrap();
+    let miss_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(p.cache, CacheOutcome::Miss);
+    let entry = std::fs::read(host.cache_path(&p.sha256).unwrap()).unwrap();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let runs = 21;
+    let mut hit = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let p = host.prepare("m", &module).unwrap();
+        hit.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(p.cache, CacheOutcome::Hit);
+    }
+    // the parts: the MAC over the whole entry (both the old and the new scheme), and the added
+    // re-verification (the recorded module digest and engine fingerprint against the verified ones)
+    let cache = crate::cache::Cache::new(cache_dir.clone(), key, host.engine(), 1 << 30).unwrap();
+    let mut mac = Vec::new();
+    let mut reverify = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let ok = cache.load(host.engine(), &p.sha256).is_ok();
+        mac.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(ok);
+        let digest = signing::sha256(&bytes);
+        let t = Instant::now();
+        let mut same = true;
+        for _ in 0..1000 {
+            same &= std::hint::black_box(&entry[8..40]) == std::hint::black_box(digest.as_slice());
+        }
+        reverify.push(t.elapsed().as_secs_f64() * 1e3 / 1000.0);
+        assert!(same);
+    }
+    let mut digest_ms = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        std::hint::black_box(signing::sha256(&bytes));
+        digest_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut compile = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let _ = wasmtime::component::Component::from_binary(host.engine(), &bytes).unwrap();
+        compile.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "module {} B, entry {} B: miss (compile+store) {miss_ms:.2} ms; hit prepare median {:.3} ms; \
+         cache load (read+header+MAC+deserialize) {:.3} ms; module SHA-256 (done for the signature \
+         in both schemes) {:.3} ms; added digest compare {:.1} ns; recompile instead {:.2} ms",
+        bytes.len(),
+        entry.len(),
+        median(hit),
+        median(mac),
+        median(digest_ms),
+        median(reverify) * 1e6,
+        median(compile)
+    );
+}

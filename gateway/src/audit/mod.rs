@@ -465,27 +465,30 @@ pub fn export_jsonl(
     Ok(n)
 }
 
-/// One line for a human.
+/// One line for a human. Every field is escaped ([`warden_core::text::escape`]): records come
+/// from a database that someone may have written to directly, and a control character in a
+/// reason or a detail must not forge a line, move the cursor or recolour the operator's terminal.
 pub fn format_record(r: &Record) -> String {
+    use warden_core::text::escape;
     let mut s = format!(
         "#{:<6} {} {:<9} {}",
         r.seq,
         fmt_ts(r.ts),
-        r.category,
-        r.action
+        escape(&r.category),
+        escape(&r.action)
     );
     if let Some(d) = &r.device {
-        let _ = write!(s, " device={d}");
+        let _ = write!(s, " device={}", escape(d));
     }
-    let _ = write!(s, " actor={}", r.actor);
+    let _ = write!(s, " actor={}", escape(&r.actor));
     if let (Some(dec), Some(v)) = (&r.decider, &r.verdict) {
-        let _ = write!(s, " {v} by {dec}");
+        let _ = write!(s, " {} by {}", escape(v), escape(dec));
     }
     if !r.reason.is_empty() {
-        let _ = write!(s, ": {}", r.reason);
+        let _ = write!(s, ": {}", escape(&r.reason));
     }
     if r.detail != "{}" {
-        let _ = write!(s, " {}", r.detail);
+        let _ = write!(s, " {}", escape(&r.detail));
     }
     s
 }
@@ -568,6 +571,27 @@ mod tests {
             Ok(())
         })
         .unwrap();
+    }
+
+    #[test]
+    fn tail_escapes_control_characters_planted_in_the_database() {
+        let (_d, s) = store();
+        fill(&s, 1);
+        // written straight into SQLite, bypassing every sanitiser on the way in
+        exec(
+            &s,
+            "UPDATE audit SET reason = 'ok' || char(10) || '#999    2026-01-01 security  decision device=x actor=gateway allow by builtin:profile' || char(13) || char(27) || '[2K' || char(27) || ']0;pwned' || char(7), \
+             actor = 'al' || char(27) || '[31mice', device = 'sim:' || char(8238) || 'd', \
+             detail = '{\"x\":\"' || char(155) || '\"}' WHERE seq = 1",
+        );
+        let recs = s.read(|c, _| tail(c, 10)).unwrap();
+        let line = format_record(&recs[0]);
+        assert!(warden_core::text::is_clean(&line), "{line:?}");
+        assert!(!line.contains(['\n', '\r', '\x1b', '\x07', '\u{9b}', '\u{202e}']));
+        assert!(line.contains("ok\\u{a}#999"), "{line}");
+        assert!(line.contains("\\u{1b}[2K"), "{line}");
+        assert!(line.contains("actor=al\\u{1b}[31mice"), "{line}");
+        assert!(line.contains("device=sim:\\u{202e}d"), "{line}");
     }
 
     #[test]

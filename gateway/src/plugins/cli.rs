@@ -47,9 +47,6 @@ pub enum PluginCmd {
         /// Per-decision fuel (default: the gateway default).
         #[arg(long)]
         fuel: Option<u64>,
-        /// Compiled-code cache (default: $HOME/.cache/warden/plugin-cache).
-        #[arg(long)]
-        cache_dir: Option<PathBuf>,
         /// One JSON result per line instead of text.
         #[arg(long)]
         json: bool,
@@ -99,7 +96,6 @@ pub fn main(cmd: PluginCmd) -> anyhow::Result<()> {
             expect,
             config,
             fuel,
-            cache_dir,
             json,
         } => test(
             &plugin,
@@ -107,7 +103,6 @@ pub fn main(cmd: PluginCmd) -> anyhow::Result<()> {
             expect.as_deref(),
             config.as_deref(),
             fuel,
-            cache_dir,
             json,
         ),
     }
@@ -136,24 +131,17 @@ fn test(
     expect: Option<&Path>,
     config: Option<&Path>,
     fuel: Option<u64>,
-    cache_dir: Option<PathBuf>,
     json: bool,
 ) -> anyhow::Result<()> {
     let config_json = read_config(config)?;
-    let cache_dir = cache_dir.or_else(|| {
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/warden/plugin-cache"))
-    });
-    let cache_key = match &cache_dir {
-        Some(d) => local_cache_key(d)?,
-        None => [0; 32],
-    };
     // A local test run checks behaviour, not provenance: signatures are checked by `verify`
-    // and by the gateway at load time.
+    // and by the gateway at load time. No compiled-code cache: a cache's key kept beside it (the
+    // only place a CLI run could keep one) would let whoever can write the cache plant native
+    // code, and a fresh key per run would make the cache useless. Compiling is the cost.
     let host = Host::new(HostOptions {
-        cache_dir,
-        cache_key,
-        trusted_keys: vec![],
+        cache_dir: None,
         require_signature: false,
+        ..HostOptions::default()
     })?;
     let name = plugin
         .file_stem()
@@ -188,19 +176,4 @@ fn test(
         );
     }
     Ok(())
-}
-
-/// A per-user MAC key for the local compiled-code cache (created 0600 on first use).
-fn local_cache_key(dir: &Path) -> anyhow::Result<[u8; 32]> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join("cache.key");
-    if let Ok(s) = std::fs::read_to_string(&path)
-        && let Ok(v) = hex::decode(s.trim())
-        && let Ok(k) = <[u8; 32]>::try_from(v.as_slice())
-    {
-        return Ok(k);
-    }
-    let k: [u8; 32] = rand::random();
-    crate::secrets::write_private_file(&path, hex::encode(k).as_bytes())?;
-    Ok(k)
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use warden_plugin_host::{Host, HostOptions, Kv, Limits, Plugin, Prepared, testrun};
 
+use crate::audit::{AuditEntry, AuditSink, Category};
 use crate::config::{Config, PluginLimitsConfig, PluginLoadConfig};
 
 /// Everything needed to (re)load one plugin.
@@ -89,6 +90,8 @@ pub fn host(cfg: &Config, cache_dir: Option<PathBuf>, cache_key: [u8; 32]) -> an
         cache_key,
         trusted_keys: keys,
         require_signature: cfg.plugins.require_signature,
+        plugin_dir: Some(cfg.plugin_dir()),
+        max_module_bytes: cfg.plugins.max_module_mib.saturating_mul(1 << 20),
     })?)
 }
 
@@ -126,12 +129,39 @@ impl Stage {
     }
 }
 
+/// A load error for the audit log, a status reason or a terminal. The host already strips what a
+/// plugin says; this also covers compiler and contract messages that may quote the module.
+fn load_error(e: &warden_plugin_host::LoadError) -> String {
+    warden_core::text::sanitize(&e.to_string(), 2048)
+}
+
 /// Verify → compile (via the cache) → validate config → run the plugin's own tests, on a
-/// throwaway instance so the tests leave no state behind.
-pub fn prepare_and_test(host: &Host, spec: &PluginSpec) -> Result<Prepared, (Stage, String)> {
+/// throwaway instance so the tests leave no state behind. A refused cache entry (tampered,
+/// forged, of another module or engine) is a security record in `audit` whatever happens next.
+pub fn prepare_and_test(
+    host: &Host,
+    spec: &PluginSpec,
+    audit: Option<&AuditSink>,
+) -> Result<Prepared, (Stage, String)> {
     let prepared = host
         .prepare(&spec.name, &spec.module)
-        .map_err(|e| (Stage::Prepare, e.to_string()))?;
+        .map_err(|e| (Stage::Prepare, load_error(&e)))?;
+    if let (Some(audit), Some(why)) = (audit, &prepared.cache_refused) {
+        audit.record(
+            AuditEntry::new(
+                Category::Security,
+                "plugin-cache-refused",
+                "gateway",
+                format!(
+                    "compiled-code cache entry for plugin `{}` refused and recompiled: {why}",
+                    spec.name
+                ),
+            )
+            .detail(serde_json::json!({
+                "plugin": spec.name, "sha256": prepared.sha256_hex(), "result": "recompiled",
+            })),
+        );
+    }
     let tests = spec.tests_file();
     if tests.is_file() {
         let mut probe = host
@@ -141,7 +171,7 @@ pub fn prepare_and_test(host: &Host, spec: &PluginSpec) -> Result<Prepared, (Sta
                 spec.limits.clone(),
                 Kv::default(),
             )
-            .map_err(|e| (Stage::Init, e.to_string()))?;
+            .map_err(|e| (Stage::Init, load_error(&e)))?;
         let cases = testrun::read_cases(&tests, None).map_err(|e| (Stage::Tests, e))?;
         let report = testrun::run(&mut probe, &cases);
         if !report.all_passed() {
@@ -176,8 +206,12 @@ pub fn prepare_and_test(host: &Host, spec: &PluginSpec) -> Result<Prepared, (Sta
 }
 
 /// Loads one plugin for activation.
-pub fn load(host: &Host, spec: &PluginSpec) -> Result<(Plugin, Prepared), (Stage, String)> {
-    let prepared = prepare_and_test(host, spec)?;
+pub fn load(
+    host: &Host,
+    spec: &PluginSpec,
+    audit: Option<&AuditSink>,
+) -> Result<(Plugin, Prepared), (Stage, String)> {
+    let prepared = prepare_and_test(host, spec, audit)?;
     let plugin = host
         .instantiate(
             &prepared,
@@ -185,7 +219,7 @@ pub fn load(host: &Host, spec: &PluginSpec) -> Result<(Plugin, Prepared), (Stage
             spec.limits.clone(),
             Kv::default(),
         )
-        .map_err(|e| (Stage::Init, e.to_string()))?;
+        .map_err(|e| (Stage::Init, load_error(&e)))?;
     Ok((plugin, prepared))
 }
 

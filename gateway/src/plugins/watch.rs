@@ -96,7 +96,7 @@ fn reload(
             })
             .inc();
     };
-    match prepare_and_test(host, spec) {
+    match prepare_and_test(host, spec, Some(audit)) {
         Ok(prepared) => {
             tracing::info!(plugin = %spec.name, "plugin changed on disk: verified, compiled and tested");
             count("ok");

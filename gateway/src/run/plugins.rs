@@ -39,7 +39,7 @@ pub(super) fn start_plugins(
     let specs = plugins::specs(cfg);
     let mut loaded = Vec::new();
     for spec in &specs {
-        let (result, outcome) = match plugins::load(&host, spec) {
+        let (result, outcome) = match plugins::load(&host, spec, Some(audit)) {
             Ok((plugin, prepared)) => {
                 let sha = hex::encode(prepared.sha256);
                 tracing::info!(plugin = %spec.name, sha256 = %sha, signer = ?prepared.signer,
@@ -142,7 +142,7 @@ pub fn check_config(path: &Path, data_dir: &Path) -> anyhow::Result<()> {
         let host = crate::plugins::host(&cfg, None, [0; 32])?;
         let mut bad = 0;
         for spec in crate::plugins::specs(&cfg) {
-            match crate::plugins::load(&host, &spec) {
+            match crate::plugins::load(&host, &spec, None) {
                 Ok(_) => println!("plugin `{}`: ok", spec.name),
                 Err((stage, why)) => {
                     bad += 1;

@@ -21,9 +21,11 @@
 //!   - `slow`: legal work: `iterations` (default 1 000 000) rounds of arithmetic, then allows
 //!     (about 16 units of wasmtime fuel per iteration).
 //!   - `ok`: allows.
+//!   - `deny`: denies with `reason` verbatim (control characters, escape sequences, forged
+//!     audit lines: the host must strip them before the text goes anywhere).
 //! - `targets` (default: every device): the device ids that get the behaviour; every other
 //!   device is allowed at once.
-//! - `iterations`, `grow_bytes`: see `slow` and `grow`.
+//! - `iterations`, `grow_bytes`, `reason`: see `slow`, `grow` and `deny`.
 //!
 //! Verdicts: `allow` for non-targets and for `slow`/`ok` targets; the other modes never return.
 #![cfg_attr(target_arch = "wasm32", no_std)]
@@ -46,6 +48,7 @@ pub enum Mode {
     KvStorm,
     Slow,
     Ok,
+    Deny,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +61,8 @@ struct Config {
     iterations: u64,
     #[serde(default = "default_grow_bytes")]
     grow_bytes: usize,
+    #[serde(default)]
+    reason: String,
 }
 
 fn default_iterations() -> u64 {
@@ -73,6 +78,7 @@ pub struct Hostile {
     targets: Option<Vec<String>>,
     iterations: u64,
     grow_bytes: usize,
+    reason: String,
     /// What `grow` keeps.
     hoard: Vec<Vec<u8>>,
     decisions: u64,
@@ -126,6 +132,7 @@ impl Policy for Hostile {
             targets: c.targets,
             iterations: c.iterations,
             grow_bytes: c.grow_bytes,
+            reason: c.reason,
             hoard: Vec::new(),
             decisions: 0,
         })
@@ -138,6 +145,7 @@ impl Policy for Hostile {
         }
         match self.mode {
             Mode::Ok => Verdict::Allow,
+            Mode::Deny => Verdict::deny(self.reason.clone()),
             Mode::Slow => {
                 black_box(burn(self.iterations));
                 Verdict::Allow
@@ -211,6 +219,13 @@ mod tests {
             assert!(testing::decide(&mut p, &RequestBuilder::uplink("a:b").build()).is_allow());
         }
         assert_ne!(burn(10), burn(11));
+    }
+
+    #[test]
+    fn deny_returns_the_reason_verbatim() {
+        let mut p: Hostile = testing::init(r#"{"mode":"deny","reason":"a\nb\u001b[2K"}"#).unwrap();
+        let v = testing::decide(&mut p, &RequestBuilder::uplink("a:b").build());
+        assert_eq!(v, Verdict::deny("a\nb\x1b[2K"));
     }
 
     #[test]
