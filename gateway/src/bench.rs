@@ -389,6 +389,7 @@ fn publish_phase(
                 ],
                 max_packet_size: 256 * 1024,
                 max_connections: 16,
+                max_connections_per_source: 16,
                 outbound_queue: 100_000,
             },
             vec![],

@@ -297,6 +297,8 @@ impl Default for MqttConfig {
 pub struct EmbeddedBrokerConfig {
     pub listen: SocketAddr,
     pub max_connections: usize,
+    /// Open sockets one source address may hold (so one host cannot take every slot).
+    pub max_connections_per_source: usize,
     /// Extra broker users. The `operator` user (password in `<data-dir>/mqtt-operator.password`)
     /// always exists: it may read everything under the prefix and publish commands.
     pub users: Vec<BrokerUserConfig>,
@@ -307,6 +309,7 @@ impl Default for EmbeddedBrokerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             max_connections: 256,
+            max_connections_per_source: 64,
             users: Vec::new(),
         }
     }
@@ -626,6 +629,11 @@ impl Config {
             1..=10_000,
         )?;
         bounded(
+            "mqtt.embedded.max_connections_per_source",
+            self.mqtt.embedded.max_connections_per_source,
+            1..=self.mqtt.embedded.max_connections,
+        )?;
+        bounded(
             "registry.max_pending",
             self.registry.max_pending,
             1..=1_000_000,
@@ -860,6 +868,23 @@ mod tests {
         for (text, want) in cases {
             let e = parse(&text).unwrap_err().to_string();
             assert!(e.contains(want), "{text}\n→ {e}");
+        }
+    }
+
+    proptest::proptest! {
+        /// A config file is operator input: any text gives a config or an error, never a panic.
+        #[test]
+        fn arbitrary_config_text_never_panics(t in ".{0,400}") {
+            let _ = parse(&t);
+        }
+
+        /// Any number in a known key is accepted or refused by the one validation path, never a
+        /// panic (the values `run` would choke on are refused here).
+        #[test]
+        fn arbitrary_numbers_are_bounded_not_panics(v in proptest::prelude::any::<i64>(), k in 0usize..6) {
+            let key = ["gateway]\nchannel_capacity", "registry]\nmax_pending", "registry]\noffline_after_s",
+                "mqtt]\nqueue_max_messages", "mqtt]\nmax_inflight", "audit]\nhead_every_s"][k];
+            let _ = parse(&format!("[{key} = {v}\n"));
         }
     }
 }

@@ -97,6 +97,11 @@ fn broken_configs_and_keys_fail_clearly_and_change_nothing() {
             "count must be at most 100000",
         ),
         (
+            "a 5 MB config (it once peaked at 1.6 GB)",
+            format!("{}\n# {}\n", base_config(&p), "x".repeat(5 << 20)),
+            "larger than 4194304 bytes",
+        ),
+        (
             "a broker that accepts no connection",
             base_config(&p).replace(
                 "[mqtt.embedded]\n",
@@ -264,4 +269,30 @@ fn broken_configs_and_keys_fail_clearly_and_change_nothing() {
     std::fs::write(&cfg, zero).unwrap();
     let (ok, err) = run(&dd, &cfg);
     assert!(!ok && err.contains("not a regular file"), "{err}");
+}
+
+/// A TOML import with a syntax error on the `app_key` line: the error names the line and column,
+/// never the key (it once came back whole in the HTTP 400 body).
+#[test]
+fn import_errors_never_echo_a_secret() {
+    let t = tempfile::tempdir().unwrap();
+    let p = Ports::new();
+    let cfg = t.path().join("w.toml");
+    std::fs::write(&cfg, base_config(&p)).unwrap();
+    let g = Gateway::start(&t.path().join("data"), &cfg, &p, &[]);
+    let key = "2b7e151628aed2a6abf7158809cf4f3c";
+    let f = t.path().join("bad.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "[[devices]]\nid = \"lorawan:0004a30b001c0530\"\ncredentials = {{ app_key = \"hex:{key}\n"
+        ),
+    )
+    .unwrap();
+    let o = g.cli(&["devices", "import", f.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("line 3"), "{err}");
+    assert!(!err.contains(key) && !err.contains("2b7e"), "{err}");
+    g.stop();
 }

@@ -122,6 +122,8 @@ pub struct BrokerConfig {
     pub max_packet_size: usize,
     /// Maximum number of simultaneously open sockets, authenticated or not.
     pub max_connections: usize,
+    /// Maximum open sockets from one source address, so one host cannot take every slot.
+    pub max_connections_per_source: usize,
     /// Capacity of each client's outbound queue; deliveries beyond it are
     /// dropped. Also bounds the stored messages of an offline persistent session.
     pub outbound_queue: usize,
@@ -134,6 +136,7 @@ impl Default for BrokerConfig {
             users: Vec::new(),
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_connections: 256,
+            max_connections_per_source: 64,
             outbound_queue: 1024,
         }
     }
@@ -277,6 +280,8 @@ impl Broker {
             events,
             stats: Counters::default(),
             open_sockets: AtomicUsize::new(0),
+            max_per_source: cfg.max_connections_per_source,
+            per_source: Mutex::new(HashMap::new()),
             next_conn_id: AtomicU64::new(1),
             auto_id_seed,
             router: Mutex::new(Router::default()),
@@ -493,6 +498,8 @@ struct Shared {
     events: mpsc::Sender<BrokerEvent>,
     stats: Counters,
     open_sockets: AtomicUsize,
+    max_per_source: usize,
+    per_source: Mutex<HashMap<std::net::IpAddr, usize>>,
     next_conn_id: AtomicU64,
     auto_id_seed: u64,
     router: Mutex<Router>,
@@ -598,6 +605,11 @@ fn validate_config(
     if cfg.max_packet_size == 0 {
         return Err(invalid_input("broker max_packet_size must be > 0".into()));
     }
+    if cfg.max_connections_per_source == 0 {
+        return Err(invalid_input(
+            "broker max_connections_per_source must be > 0".into(),
+        ));
+    }
     if cfg.max_connections == 0 {
         return Err(invalid_input("broker max_connections must be > 0".into()));
     }
@@ -655,6 +667,33 @@ impl Shared {
                 (n < self.max_connections).then_some(n + 1)
             })
             .is_ok()
+    }
+
+    /// Counts one more socket from `ip`, unless it already holds its share.
+    fn try_acquire_source(&self, ip: std::net::IpAddr) -> bool {
+        let mut m = self
+            .per_source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.max_per_source {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release_source(&self, ip: std::net::IpAddr) {
+        let mut m = self
+            .per_source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
     }
 
     fn acl_denied(&self, username: &str, action: &'static str, topic: &str) {
@@ -849,11 +888,12 @@ impl Shared {
 // ---------------------------------------------------------------------------
 
 /// Releases a connection slot when the connection task ends.
-struct SlotGuard(Arc<Shared>);
+struct SlotGuard(Arc<Shared>, std::net::IpAddr);
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         self.0.open_sockets.fetch_sub(1, Ordering::SeqCst);
+        self.0.release_source(self.1);
     }
 }
 
@@ -873,13 +913,20 @@ async fn accept_loop(
             }
             res = listener.accept() => match res {
                 Ok((stream, peer)) => {
+                    if !shared.try_acquire_source(peer.ip()) {
+                        bump(&shared.stats.connections_refused);
+                        debug!(%peer, "connection refused: max_connections_per_source reached");
+                        drop(stream);
+                        continue;
+                    }
                     if !shared.try_acquire_slot() {
+                        shared.release_source(peer.ip());
                         bump(&shared.stats.connections_refused);
                         warn!(%peer, "connection refused: max_connections reached");
                         drop(stream);
                         continue;
                     }
-                    let slot = SlotGuard(Arc::clone(&shared));
+                    let slot = SlotGuard(Arc::clone(&shared), peer.ip());
                     let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
                     tasks.spawn(serve_connection(
                         Arc::clone(&shared),
@@ -2410,6 +2457,40 @@ mod tests {
             .write_all(&connect_bytes("two", Some(("app", "app-pw")), 30))
             .await;
         assert!(closed_within(&mut s, WAIT).await);
+        assert_eq!(broker.stats().connections_refused, 1);
+    }
+
+    #[tokio::test]
+    async fn one_source_cannot_take_every_slot() {
+        let cfg = BrokerConfig {
+            max_connections: 10,
+            max_connections_per_source: 2,
+            ..config()
+        };
+        let (broker, _events) = start_cfg(cfg, BrokerTimeouts::default(), Vec::new()).await;
+        let addr = broker.local_addr();
+        // two stalled sockets from 127.0.0.1 hold its share…
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let _b = TcpStream::connect(addr).await.unwrap();
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let _ = c
+            .write_all(&connect_bytes("three", Some(("app", "app-pw")), 30))
+            .await;
+        assert!(closed_within(&mut c, WAIT).await);
+        assert_eq!(broker.stats().connections_refused, 1);
+        // …while another source address still gets in
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut d = sock.connect(addr).await.unwrap();
+        d.write_all(&connect_bytes("four", Some(("app", "app-pw")), 30))
+            .await
+            .unwrap();
+        let mut ack = [0u8; 4];
+        timeout(WAIT, d.read_exact(&mut ack))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ack[0], 0x20, "CONNACK");
         assert_eq!(broker.stats().connections_refused, 1);
     }
 

@@ -90,6 +90,7 @@ pub async fn start(
                 users,
                 max_packet_size: 256 * 1024,
                 max_connections: cfg.mqtt.embedded.max_connections,
+                max_connections_per_source: cfg.mqtt.embedded.max_connections_per_source,
                 outbound_queue: 1024,
             },
             vec![
