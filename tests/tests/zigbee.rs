@@ -287,6 +287,35 @@ fn scenario(stack: &str) {
     let res = command(&g, PLUG1, "set_level");
     assert_eq!(res["outcome"], "denied", "{res}");
 
+    // a sleepy device's command waits until the device is heard from: queued behind motion1's
+    // silence while a later command to the (awake) plug is delivered, then sent on its next report
+    let mut write = Cli::spawn(
+        &g,
+        &[
+            "command",
+            MOTION1,
+            "write_attribute",
+            "point=occupancy_timeout",
+            "value=120",
+        ],
+        &dir.join("write.txt"),
+    );
+    wait_audit(&dd, "the write allowed", |r| {
+        is(r, "command", MOTION1) && r["verdict"] == "allow"
+    });
+    let res = command(&g, PLUG1, "toggle");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    let writes =
+        |st: &serde_json::Value| st["last_commands"]["motion1"].to_string().contains("write");
+    assert!(
+        !writes(&sim.state()),
+        "sent before the sleepy device was heard from"
+    );
+    assert_eq!(sim.ctl("report motion1 occupancy 0"), "OK occupancy");
+    assert!(write.wait_exit(), "{}", write.text());
+    assert!(write.text().contains("delivered"), "{}", write.text());
+    assert!(writes(&sim.state()));
+
     // hostile frames from an admitted device: truncated ZCL, an unknown cluster, a
     // manufacturer-specific report, then a flood; each refusal is audited once (the rest are
     // summarised), nothing panics, and the device's next good report still gets through

@@ -21,7 +21,8 @@ use crate::zcl::{self, Arg, DecodeError, DeviceContext, FrameType, PointValue, Z
 pub enum Frame {
     /// Readings (from a report, a read response or a notification).
     Points(Vec<Point>, Kind),
-    /// A device's answer to a command.
+    /// A device's answer to a command (a Default Response, or a Write Attributes Response whose
+    /// status is the first failure, 0 when every attribute was written).
     DefaultResponse { tsn: u8, status: u8 },
     /// Nothing to publish (manufacturer-specific, a command the device sends the coordinator…).
     Ignored(&'static str),
@@ -184,7 +185,15 @@ pub fn decode(
                 status: status.0,
             },
         ),
-        ZclBody::WriteAttributesResponse(_) | ZclBody::ConfigureReportingResponse(_) => {
+        ZclBody::WriteAttributesResponse(r) => {
+            let status = r
+                .items
+                .iter()
+                .find(|a| !a.status.is_success())
+                .map_or(0, |a| a.status.0);
+            d(true, Frame::DefaultResponse { tsn, status })
+        }
+        ZclBody::ConfigureReportingResponse(_) => {
             d(true, Frame::Ignored("response nobody waits for"))
         }
         ZclBody::ManufacturerSpecific { .. } => d(false, Frame::Ignored("manufacturer-specific")),

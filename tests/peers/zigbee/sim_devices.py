@@ -135,7 +135,7 @@ def make_devices(extra_sensors=0):
         Device("motion1", "00:12:4b:00:00:00:10:02", 0x1002, 2, 0x80, "SIM-MOTION-1", 3, 0x0402,
                [BASIC, POWER, OCCUPANCY, IAS_ZONE],
                {(POWER, 0x0020): (U8, 30), (POWER, 0x0021): (U8, 180), (OCCUPANCY, 0x0000): (MAP8, 0),
-                (OCCUPANCY, 0x0001): (ENUM8, 0), (IAS_ZONE, 0x0000): (ENUM8, 1), (IAS_ZONE, 0x0001): (ENUM16, 0x000D),
+                (OCCUPANCY, 0x0001): (ENUM8, 0), (OCCUPANCY, 0x0010): (U16, 30), (IAS_ZONE, 0x0000): (ENUM8, 1), (IAS_ZONE, 0x0001): (ENUM16, 0x000D),
                 (IAS_ZONE, 0x0002): (MAP16, 0)}),
         Device("plug1", "00:12:4b:00:00:00:10:03", 0x1003, 1, 0x8E, "SIM-PLUG-1", 1, 0x0051,
                [BASIC, ONOFF, METERING, ELECTRICAL],

@@ -118,6 +118,7 @@ pub fn config(p: &Ports, link: &Path) -> String {
 points = ["temperature", "humidity", "battery", "battery_voltage", "occupancy", "motion",
           "tamper", "battery_low"]
 events = ["motion", "tamper", "battery_low"]
+commands = ["write_attribute"]
 min_assurance = "channel"
 
 [profiles.zplug]
