@@ -41,6 +41,10 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
 use tracing::{debug, info, warn};
 
+/// Failed MQTT logins one source address may make per [`LOGIN_WINDOW`] before its CONNECTs are
+/// refused unchecked until the window ends.
+const MAX_LOGIN_FAILURES_PER_WINDOW: u32 = 20;
+const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 /// Default maximum size of an incoming packet (remaining length), 256 KiB.
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 256 * 1024;
 /// Default time a new connection has to send its CONNECT packet.
@@ -282,6 +286,7 @@ impl Broker {
             open_sockets: AtomicUsize::new(0),
             max_per_source: cfg.max_connections_per_source,
             per_source: Mutex::new(HashMap::new()),
+            login_failures: Mutex::new(HashMap::new()),
             next_conn_id: AtomicU64::new(1),
             auto_id_seed,
             router: Mutex::new(Router::default()),
@@ -500,6 +505,8 @@ struct Shared {
     open_sockets: AtomicUsize,
     max_per_source: usize,
     per_source: Mutex<HashMap<std::net::IpAddr, usize>>,
+    /// Failed logins per source in the current minute (bounded: oldest windows evicted).
+    login_failures: Mutex<HashMap<std::net::IpAddr, (Instant, u32)>>,
     next_conn_id: AtomicU64,
     auto_id_seed: u64,
     router: Mutex<Router>,
@@ -681,6 +688,36 @@ impl Shared {
         }
         *n += 1;
         true
+    }
+
+    /// Whether `ip` has used up its failed logins for this minute: its CONNECTs are then refused
+    /// without checking the password (a guessing loop gets nowhere and costs nothing).
+    fn login_throttled(&self, ip: std::net::IpAddr) -> bool {
+        let m = self
+            .login_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        m.get(&ip).is_some_and(|(start, n)| {
+            start.elapsed() < LOGIN_WINDOW && *n >= MAX_LOGIN_FAILURES_PER_WINDOW
+        })
+    }
+
+    fn login_failed(&self, ip: std::net::IpAddr) {
+        let mut m = self
+            .login_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if m.len() >= 4096 && !m.contains_key(&ip) {
+            // keep the map bounded: forget the oldest window
+            if let Some(oldest) = m.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| *k) {
+                m.remove(&oldest);
+            }
+        }
+        let e = m.entry(ip).or_insert((Instant::now(), 0));
+        if e.0.elapsed() >= LOGIN_WINDOW {
+            *e = (Instant::now(), 0);
+        }
+        e.1 = e.1.saturating_add(1);
     }
 
     fn release_source(&self, ip: std::net::IpAddr) {
@@ -1103,10 +1140,17 @@ async fn serve_connection(
         return;
     }
 
-    let user = match shared.authenticate(connect.login.as_ref()) {
+    let throttled = shared.login_throttled(peer.ip());
+    let checked = if throttled {
+        Err(ConnectReturnCode::NotAuthorized)
+    } else {
+        shared.authenticate(connect.login.as_ref())
+    };
+    let user = match checked {
         Ok(user) => user,
         Err(code) => {
             bump(&shared.stats.auth_failures);
+            shared.login_failed(peer.ip());
             let username = connect
                 .login
                 .as_ref()
@@ -2034,6 +2078,29 @@ mod tests {
         let stats = broker.stats();
         assert_eq!(stats.auth_failures, 3);
         assert_eq!(stats.connections_total, 0);
+    }
+
+    #[tokio::test]
+    async fn a_guessing_source_is_refused_unchecked_after_its_failures() {
+        let (broker, _events) = start().await;
+        let addr = broker.local_addr();
+        for i in 0..MAX_LOGIN_FAILURES_PER_WINDOW {
+            let mut c = Client::spawn(opts(addr, &format!("g{i}"), Some(("app", "wrong"))));
+            assert!(matches!(
+                c.expect_error().await,
+                ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword)
+            ));
+        }
+        // the right password from the same source is now refused too, without being checked
+        let mut c = Client::spawn(opts(addr, "late", Some(("app", "app-pw"))));
+        assert!(matches!(
+            c.expect_error().await,
+            ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized)
+        ));
+        assert_eq!(
+            broker.stats().auth_failures,
+            u64::from(MAX_LOGIN_FAILURES_PER_WINDOW) + 1
+        );
     }
 
     #[tokio::test]
