@@ -1,10 +1,11 @@
 //! Warden's core: the normalized message every adapter produces, the assurance it carries, the verdict
 //! the gateway reaches on it, and the [`Adapter`] interface.
 //!
-//! This crate is deliberately small (serde, thiserror and tokio's `sync` only): every protocol adapter
+//! This crate is deliberately small (serde, thiserror, tokio's `sync` and libc only): every protocol adapter
 //! depends on it, so it must build in seconds. Nothing protocol-specific lives here.
 
 pub mod adapter;
+pub mod files;
 pub mod id;
 pub mod message;
 pub mod operation;
