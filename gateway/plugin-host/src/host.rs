@@ -31,11 +31,12 @@ pub struct Limits {
     pub fuel: u64,
     /// Wall-clock backstop per decision, in ms (epoch interruption).
     pub deadline_ms: u64,
-    /// Linear memory cap per instance.
+    /// One cap for all of the plugin's linear memories and tables together (tables at
+    /// [`crate::TABLE_ELEMENT_BYTES`] per element), initial sizes included.
     pub memory_bytes: usize,
-    /// Key-value state cap.
+    /// Key-value state cap: key + value + [`crate::ENTRY_OVERHEAD_BYTES`] per entry.
     pub kv_quota_bytes: usize,
-    /// Host calls per decision.
+    /// Host calls per decision: every import (WASI included) and the runtime's own calls.
     pub host_calls: u32,
     /// Consecutive failures before the plugin is disabled.
     pub max_failures: u32,
@@ -183,6 +184,8 @@ pub(crate) fn engine_config() -> Config {
         .cranelift_opt_level(OptLevel::Speed)
         .wasm_component_model(true)
         .consume_fuel(true)
+        // one linear memory per core module: a plugin's memories are few and summed (plugin.rs)
+        .wasm_multi_memory(false)
         .epoch_interruption(true)
         .max_wasm_stack(512 << 10)
         .parallel_compilation(true);
@@ -212,9 +215,28 @@ fn link(engine: &Engine) -> wasmtime::Result<Linker<State>> {
             },
         )?;
     }
+    // Random bytes are made on the host: cap one call and charge what it moves (plugin.rs).
+    {
+        let mut random = linker.instance("wasi:random/random@0.2.12")?;
+        random.func_wrap("get-random-bytes", |mut cx, (len,): (u64,)| {
+            random_bytes(&mut cx, len).map(|b| (b,))
+        })?;
+        let mut insecure = linker.instance("wasi:random/insecure@0.2.12")?;
+        insecure.func_wrap("get-insecure-random-bytes", |mut cx, (len,): (u64,)| {
+            random_bytes(&mut cx, len).map(|b| (b,))
+        })?;
+    }
     linker.allow_shadowing(false);
     bindings::Plugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
     Ok(linker)
+}
+
+/// `len` random bytes, refused beyond [`crate::plugin::RANDOM_MAX_BYTES`].
+fn random_bytes(
+    cx: &mut wasmtime::StoreContextMut<'_, State>,
+    len: u64,
+) -> wasmtime::Result<Vec<u8>> {
+    cx.data_mut().random_bytes(len)
 }
 
 impl Host {

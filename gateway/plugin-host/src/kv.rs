@@ -5,6 +5,16 @@ use std::collections::HashMap;
 /// Longest key a plugin may use (bytes).
 pub const MAX_KEY_BYTES: usize = 256;
 
+/// Fixed bytes every entry is charged besides its key and value (see [`Kv`]).
+pub const ENTRY_OVERHEAD_BYTES: usize = 128;
+
+/// What an entry is charged against the quota.
+pub fn entry_cost(key: &str, value: &[u8]) -> usize {
+    key.len()
+        .saturating_add(value.len())
+        .saturating_add(ENTRY_OVERHEAD_BYTES)
+}
+
 /// Why a `set` was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KvError {
@@ -15,7 +25,12 @@ pub enum KvError {
 /// A plugin's key-value state. It survives instance restarts and hot reloads of the same plugin
 /// name (hand it from [`crate::Plugin::into_kv`] to the next [`crate::Host::instantiate`]).
 ///
-/// Size accounting: every entry costs `key.len() + value.len()` bytes.
+/// Size accounting: every entry costs `key.len() + value.len() + ENTRY_OVERHEAD_BYTES`, so the
+/// quota bounds the real memory held and a storm of tiny entries cannot multiply it: the fixed
+/// cost covers the hash-table slot (a 24-byte `String` and a 24-byte `Vec` header, at up to
+/// ~2 slots per entry after a resize) and the two heap blocks' allocator headers. Stored keys and
+/// values are allocated at exactly their length (a value replaced by a shorter one does not keep
+/// the longer one's capacity).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Kv {
     map: HashMap<String, Vec<u8>>,
@@ -36,7 +51,7 @@ impl Kv {
         self.map.is_empty()
     }
 
-    /// Bytes held (keys plus values).
+    /// Bytes charged against the quota (keys plus values plus the per-entry overhead).
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -50,20 +65,17 @@ impl Kv {
         if key.len() > MAX_KEY_BYTES {
             return Err(KvError::KeyTooLarge);
         }
-        let old = self.map.get(key).map_or(0, |v| key.len() + v.len());
+        let old = self.map.get(key).map_or(0, |v| entry_cost(key, v));
         let new_total = self
             .bytes
             .saturating_sub(old)
-            .saturating_add(key.len())
-            .saturating_add(value.len());
+            .saturating_add(entry_cost(key, value));
         if new_total > quota {
             return Err(KvError::QuotaExceeded);
         }
         match self.map.get_mut(key) {
-            Some(v) => {
-                v.clear();
-                v.extend_from_slice(value);
-            }
+            // a fresh allocation of exactly the new length, not the old capacity reused
+            Some(v) => *v = value.to_vec(),
             None => {
                 self.map.insert(key.to_owned(), value.to_vec());
             }
@@ -76,7 +88,7 @@ impl Kv {
     pub fn delete(&mut self, key: &str) -> bool {
         match self.map.remove(key) {
             Some(v) => {
-                self.bytes = self.bytes.saturating_sub(key.len() + v.len());
+                self.bytes = self.bytes.saturating_sub(entry_cost(key, &v));
                 true
             }
             None => false,
@@ -96,13 +108,14 @@ mod tests {
     #[test]
     fn accounting_and_quota() {
         let mut kv = Kv::new();
-        assert_eq!(kv.set("ab", b"123", 10), Ok(()));
-        assert_eq!(kv.bytes(), 5);
+        let q = 10 + ENTRY_OVERHEAD_BYTES;
+        assert_eq!(kv.set("ab", b"123", q), Ok(()));
+        assert_eq!(kv.bytes(), 5 + ENTRY_OVERHEAD_BYTES);
         // Replacing counts only the new value.
-        assert_eq!(kv.set("ab", b"12345678", 10), Ok(()));
-        assert_eq!(kv.bytes(), 10);
-        assert_eq!(kv.set("c", b"", 10), Err(KvError::QuotaExceeded));
-        assert_eq!(kv.bytes(), 10);
+        assert_eq!(kv.set("ab", b"12345678", q), Ok(()));
+        assert_eq!(kv.bytes(), q);
+        assert_eq!(kv.set("c", b"", q), Err(KvError::QuotaExceeded));
+        assert_eq!(kv.bytes(), q);
         assert_eq!(kv.get("ab"), Some(&b"12345678"[..]));
         assert!(kv.delete("ab"));
         assert!(!kv.delete("ab"));
@@ -110,5 +123,18 @@ mod tests {
         assert!(kv.is_empty());
         let long = "k".repeat(MAX_KEY_BYTES + 1);
         assert_eq!(kv.set(&long, b"", usize::MAX), Err(KvError::KeyTooLarge));
+    }
+
+    #[test]
+    fn tiny_entries_pay_the_fixed_cost() {
+        let mut kv = Kv::new();
+        let quota = 1 << 20;
+        let mut n = 0usize;
+        while kv.set(&format!("{n}"), b"", quota).is_ok() {
+            n += 1;
+        }
+        // ~130 bytes each: a 1 MiB quota holds ~8000 empty entries, not a million
+        assert!(n < quota / ENTRY_OVERHEAD_BYTES, "{n}");
+        assert!(kv.bytes() <= quota);
     }
 }

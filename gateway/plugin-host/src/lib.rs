@@ -38,8 +38,11 @@ pub use cache::{CacheOutcome, WASMTIME_VERSION};
 pub use error::{Failure, FailureCause, HostError, LoadError, Outcome};
 pub use host::{CONTRACT_PACKAGE, CONTRACT_VERSION, Host, HostOptions, Limits, Prepared};
 pub use intern::{MAX_SYMBOL_BYTES, MAX_SYMBOLS};
-pub use kv::{Kv, KvError, MAX_KEY_BYTES};
-pub use plugin::{Plugin, PluginStats};
+pub use kv::{ENTRY_OVERHEAD_BYTES, Kv, KvError, MAX_KEY_BYTES, entry_cost};
+pub use plugin::{
+    BYTES_PER_FUEL, HOST_CALL_FUEL, LIFT_MIN_BYTES, MEMORIES_MAX, Plugin, PluginStats,
+    RANDOM_MAX_BYTES, TABLE_ELEMENT_BYTES, TABLES_MAX,
+};
 pub use request::{DeviceInfo, DeviceStatus, Observed, Request};
 
 // The gateway shares hosts and prepared plugins across threads and moves plugins between them.

@@ -32,13 +32,21 @@ const LOG_MAX_BYTES: usize = 512;
 const LOG_PER_SECOND: u32 = 20;
 /// Longest deny/quarantine reason or failure detail kept (bytes).
 const REASON_MAX_BYTES: usize = 1024;
-/// Table elements per table (componentize-py/js runtimes use a few thousand).
-const TABLE_ELEMENTS_MAX: usize = 100_000;
+/// Fuel every host call costs, whatever it moves (an accessor call takes ~110–170 ns).
+pub const HOST_CALL_FUEL: u64 = 100;
+/// Plus one unit of fuel per this many bytes a host call moves in either direction.
+pub const BYTES_PER_FUEL: u64 = 4;
+/// Most bytes of one `wasi:random` call (Python seeds with a few KiB).
+pub const RANDOM_MAX_BYTES: u64 = 64 << 10;
+/// Smallest per-lift cap on bytes the guest hands the host in one call or return (wasmtime's
+/// "hostcall fuel"); the cap is this or the KV quota plus the longest key, whichever is larger.
+pub const LIFT_MIN_BYTES: usize = 64 << 10;
 
 /// A host-side reason to stop the guest, distinguished from guest traps when classifying.
 #[derive(Debug)]
 enum HostTrap {
     Budget(String),
+    Fuel(u64),
     StaleHandle,
 }
 
@@ -46,6 +54,7 @@ impl std::fmt::Display for HostTrap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Budget(s) => f.write_str(s),
+            Self::Fuel(cost) => write!(f, "out of fuel paying {cost} for a host call"),
             Self::StaleHandle => {
                 f.write_str("request handle used outside the decide call that received it")
             }
@@ -55,37 +64,77 @@ impl std::fmt::Display for HostTrap {
 
 impl std::error::Error for HostTrap {}
 
-/// Caps linear memory and tables; remembers refusals to classify the trap that usually follows.
+/// Table elements per table (componentize-py/js runtimes use a few thousand).
+const TABLE_ELEMENTS_MAX: usize = 100_000;
+/// What one table element is charged against the memory budget (a pointer-sized slot).
+pub const TABLE_ELEMENT_BYTES: usize = 8;
+/// Linear memories one plugin may create, across all its core instances.
+pub const MEMORIES_MAX: usize = 16;
+/// Tables one plugin may create, across all its core instances (components made by
+/// wit-component add a few small shim tables).
+pub const TABLES_MAX: usize = 64;
+
+/// One memory budget for the whole plugin: every linear memory and every table of the store
+/// (their initial sizes at instantiation included) is summed against `memory_bytes`, so a
+/// component cannot multiply the cap by declaring many memories or tables. Remembers refusals to
+/// classify the trap that usually follows.
 pub(crate) struct Limiter {
     memory_bytes: usize,
+    /// Bytes granted so far to all memories and tables of the store.
+    pub(crate) used: usize,
     pub(crate) refused: bool,
+}
+
+impl Limiter {
+    fn grow(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> bool {
+        if maximum.is_some_and(|m| desired > m) {
+            // wasmtime refuses it anyway; not a breach of our budget
+            return false;
+        }
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.memory_bytes {
+            self.refused = true;
+            return false;
+        }
+        // A growth approved here that the OS then fails stays counted: conservative.
+        self.used = total;
+        true
+    }
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
-            self.refused = true;
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.grow(current, desired, maximum))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > TABLE_ELEMENTS_MAX {
             self.refused = true;
             return Ok(false);
         }
-        Ok(true)
+        Ok(self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+            maximum.map(|m| m.saturating_mul(TABLE_ELEMENT_BYTES)),
+        ))
+    }
+
+    fn memories(&self) -> usize {
+        MEMORIES_MAX
+    }
+
+    fn tables(&self) -> usize {
+        TABLES_MAX
     }
 }
 
@@ -129,6 +178,13 @@ pub struct State {
     kv_refusals: u32,
     host_calls: u32,
     host_call_budget: u32,
+    /// Bytes the host call in progress moved (charged as fuel when it returns).
+    moved: u64,
+    /// Fuel owed by host calls that returned inside the host call in progress.
+    owed: u64,
+    /// Host calls in progress (a host call can call back into Wasm, e.g. the guest's allocator,
+    /// which can call the host again, e.g. `memory.grow`).
+    depth: u32,
     now_ms: u64,
     clock: Arc<AtomicU64>,
     limiter: Limiter,
@@ -164,8 +220,12 @@ impl State {
             host_call_budget: INIT_HOST_CALLS.max(limits.host_calls),
             now_ms: now,
             clock,
+            moved: 0,
+            owed: 0,
+            depth: 0,
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes,
+                used: 0,
                 refused: false,
             },
             log: LogLimiter {
@@ -185,6 +245,9 @@ impl State {
         self.req.copy_from(req);
         self.rep = rep;
         self.host_calls = 0;
+        self.moved = 0;
+        self.owed = 0;
+        self.depth = 0;
         self.kv_refusals = 0;
         self.limiter.refused = false;
         self.now_ms = req.time_ms;
@@ -199,22 +262,65 @@ impl State {
         std::mem::take(&mut self.limiter.refused)
     }
 
+    /// Counts a host call against the budget: called by the store's call hook on every entry
+    /// into the host — imports of the `host` interface, WASI, and the runtime's own calls out of
+    /// Wasm code (`memory.grow`, `table.grow`, …) alike.
     #[inline]
     fn charge(&mut self) -> wasmtime::Result<()> {
         self.host_calls += 1;
         if self.host_calls > self.host_call_budget {
+            // refused before the call: no return from it will be reported
             return Err(wasmtime::Error::new(HostTrap::Budget(format!(
                 "more than {} host calls in one call",
                 self.host_call_budget
             ))));
         }
+        self.depth += 1;
         Ok(())
+    }
+
+    /// Records bytes the current host call moves between host and guest. They are paid at the
+    /// next return from the host (the call's own, or a nested one such as the `memory.grow`
+    /// that the guest's allocator makes while the result is copied in).
+    #[inline]
+    fn moved(&mut self, bytes: usize) {
+        self.moved = self
+            .moved
+            .saturating_add(u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+
+    /// A host call returns. Its cost is [`HOST_CALL_FUEL`] plus one per [`BYTES_PER_FUEL`]
+    /// bytes moved; it is settled (returned as `Some`) only when the outermost host call returns
+    /// to Wasm code that reloads its fuel after the call — compiled Wasm keeps its fuel in a
+    /// register across the runtime's own calls, so fuel taken there would be lost.
+    #[inline]
+    fn host_call_returns(&mut self) -> Option<u64> {
+        self.depth = self.depth.saturating_sub(1);
+        self.owed = self.owed.saturating_add(HOST_CALL_FUEL);
+        if self.depth > 0 {
+            return None;
+        }
+        let bytes = std::mem::take(&mut self.moved);
+        Some(std::mem::take(&mut self.owed).saturating_add(bytes.div_ceil(BYTES_PER_FUEL)))
+    }
+
+    /// `wasi:random`: up to [`RANDOM_MAX_BYTES`] per call, charged like any bytes moved.
+    pub(crate) fn random_bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
+        if len > RANDOM_MAX_BYTES {
+            return Err(wasmtime::Error::new(HostTrap::Budget(format!(
+                "{len} random bytes asked for in one call (at most {RANDOM_MAX_BYTES})"
+            ))));
+        }
+        let n = usize::try_from(len).unwrap_or(0);
+        let mut bytes = vec![0u8; n];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+        self.moved(n);
+        Ok(bytes)
     }
 
     /// Checks a request handle is the current one and charges the call.
     #[inline]
     fn current(&mut self, r: &Resource<RequestRef>) -> wasmtime::Result<&Request> {
-        self.charge()?;
         if self.rep == 0 || r.rep() != self.rep {
             return Err(wasmtime::Error::new(HostTrap::StaleHandle));
         }
@@ -323,7 +429,13 @@ impl wit_host::HostRequest for State {
         r: Resource<RequestRef>,
         index: u32,
     ) -> wasmtime::Result<Option<wit::Value>> {
-        Ok(self.point(&r, index)?.map(|p| value(&p.value)))
+        let v = self.point(&r, index)?.map(|p| value(&p.value));
+        self.moved(match &v {
+            Some(wit::Value::Text(t)) => t.len(),
+            Some(wit::Value::Bytes(b)) => b.len(),
+            _ => 0,
+        });
+        Ok(v)
     }
     fn point_unit(
         &mut self,
@@ -368,15 +480,16 @@ impl wit_host::HostRequest for State {
 
 impl wit_host::Host for State {
     fn intern(&mut self, name: String) -> wasmtime::Result<u32> {
-        self.charge()?;
+        self.moved(name.len());
         Ok(self.interner.intern(&name))
     }
     fn symbol_text(&mut self, s: u32) -> wasmtime::Result<Option<String>> {
-        self.charge()?;
-        Ok(self.interner.text(s).map(str::to_owned))
+        let text = self.interner.text(s).map(str::to_owned);
+        self.moved(text.as_ref().map_or(0, String::len));
+        Ok(text)
     }
     fn log(&mut self, level: wit::Level, message: String) -> wasmtime::Result<()> {
-        self.charge()?;
+        self.moved(message.len());
         let now = Instant::now();
         let l = &mut self.log;
         if now.duration_since(l.window_start) >= Duration::from_secs(1) {
@@ -403,19 +516,19 @@ impl wit_host::Host for State {
         Ok(())
     }
     fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        self.charge()?;
         Ok(self.now_ms)
     }
     fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        self.charge()?;
-        Ok(self.kv.get(&key).map(<[u8]>::to_vec))
+        let value = self.kv.get(&key).map(<[u8]>::to_vec);
+        self.moved(key.len().saturating_add(value.as_ref().map_or(0, Vec::len)));
+        Ok(value)
     }
     fn kv_set(
         &mut self,
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wit::KvError>> {
-        self.charge()?;
+        self.moved(key.len().saturating_add(value.len()));
         match self.kv.set(&key, &value, self.kv_quota) {
             Ok(()) => Ok(Ok(())),
             Err(e) => {
@@ -433,7 +546,7 @@ impl wit_host::Host for State {
         }
     }
     fn kv_delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.charge()?;
+        self.moved(key.len());
         self.kv.delete(&key);
         Ok(())
     }
@@ -504,6 +617,7 @@ fn classify(err: &wasmtime::Error, memory_refused: bool) -> (FailureCause, Strin
     if let Some(h) = err.downcast_ref::<HostTrap>() {
         let cause = match h {
             HostTrap::Budget(_) => FailureCause::HostCallBudget,
+            HostTrap::Fuel(_) => FailureCause::OutOfFuel,
             HostTrap::StaleHandle => FailureCause::Trap,
         };
         return (cause, h.to_string());
@@ -528,6 +642,7 @@ fn classify(err: &wasmtime::Error, memory_refused: bool) -> (FailureCause, Strin
     // discriminants, invalid UTF-8, pointers outside memory) or from handle misuse.
     if err.downcast_ref::<std::str::Utf8Error>().is_some()
         || detail.contains("discriminant")
+        || detail.contains("too much data is being copied")
         || detail.contains("out of bounds")
         || detail.contains("utf-8")
     {
@@ -564,6 +679,41 @@ fn header(req: &Request) -> wit::Header {
     }
 }
 
+/// Per-lift cap on the bytes a guest hands the host in one call or return.
+fn lift_cap(limits: &Limits) -> usize {
+    limits
+        .kv_quota_bytes
+        .saturating_add(crate::kv::MAX_KEY_BYTES)
+        .saturating_add(64)
+        .max(LIFT_MIN_BYTES)
+}
+
+/// Meters host work: every entry into the host (the `host` interface and WASI alike) counts
+/// against the host-call budget, and every return pays [`HOST_CALL_FUEL`] plus the bytes moved
+/// / [`BYTES_PER_FUEL`] out of the same fuel as the guest's instructions.
+fn meter(
+    mut cx: wasmtime::StoreContextMut<'_, State>,
+    hook: wasmtime::CallHook,
+) -> wasmtime::Result<()> {
+    match hook {
+        wasmtime::CallHook::CallingHost => cx.data_mut().charge(),
+        wasmtime::CallHook::ReturningFromHost => {
+            let Some(cost) = cx.data_mut().host_call_returns() else {
+                return Ok(());
+            };
+            let fuel = cx.get_fuel()?;
+            match fuel.checked_sub(cost) {
+                Some(left) => cx.set_fuel(left),
+                None => {
+                    cx.set_fuel(0)?;
+                    Err(wasmtime::Error::new(HostTrap::Fuel(cost)))
+                }
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Plugin {
     /// Creates the instance and runs `init`. On failure, hands back the key-value state.
     fn create(
@@ -577,6 +727,10 @@ impl Plugin {
         let state = State::new(limits, name.clone(), kv);
         let mut store = Store::new(host.engine(), state);
         store.limiter(|s| &mut s.limiter);
+        // Strings and lists the guest hands the host (arguments, the verdict, `init`'s error) are
+        // length-checked in guest memory against this before anything is copied out.
+        store.set_hostcall_fuel(lift_cap(limits));
+        store.call_hook(meter);
         let give_back = |store: Store<State>, e: LoadError| (e, store.into_data().kv);
         let init_ticks = u64::try_from(INIT_DEADLINE.as_millis()).unwrap_or(u64::MAX);
         if let Err(e) = store.set_fuel(limits.init_fuel) {
