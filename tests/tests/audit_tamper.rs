@@ -47,7 +47,17 @@ fn verify(dd: &Path) -> (bool, String) {
     (o.status.success(), format!("{}{}", stdout(&o), stderr(&o)))
 }
 
+/// Copies a data dir and the master key that lives beside it (`<data-dir>.master.key`).
 fn copy_dir(from: &Path, to: &Path) {
+    let key = |d: &Path| {
+        d.with_file_name(format!(
+            "{}.master.key",
+            d.file_name().unwrap().to_string_lossy()
+        ))
+    };
+    if key(from).exists() {
+        std::fs::copy(key(from), key(to)).unwrap();
+    }
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();

@@ -1102,17 +1102,17 @@ fn symlinks_out_of_the_plugin_dir_are_refused() {
     std::os::unix::fs::symlink(&outside, &inside).unwrap();
     let host = dir_host(&plugins, 1 << 20, false);
     let e = host.prepare("p", &inside).unwrap_err().to_string();
-    assert!(e.contains("outside the plugin directory"), "{e}");
+    assert!(e.contains("outside the directory"), "{e}");
     // a `..` path is resolved the same way
     let dotdot = plugins.join("../evil.wasm");
     let e = host.prepare("p", &dotdot).unwrap_err().to_string();
-    assert!(e.contains("outside the plugin directory"), "{e}");
+    assert!(e.contains("outside the directory"), "{e}");
     // a module inside, with its signature symlinked to one outside: refused
     let real = write_module(&plugins, "q", &good());
     std::fs::write(dir.path().join("q.sig"), "AAAA\n").unwrap();
     std::os::unix::fs::symlink(dir.path().join("q.sig"), signing::sig_path(&real)).unwrap();
     let e = host.prepare("q", &real).unwrap_err().to_string();
-    assert!(e.contains("outside the plugin directory"), "{e}");
+    assert!(e.contains("outside the directory"), "{e}");
     // a symlink within the directory is fine
     std::fs::remove_file(signing::sig_path(&real)).unwrap();
     std::os::unix::fs::symlink(&real, plugins.join("current.wasm")).unwrap();
