@@ -611,11 +611,15 @@ provision = true
     );
     g.stop();
 
-    // Forge b's cache entry from a's, MAC'd under the key anyone reading the data dir can derive.
+    // Forge b's cache entry from a's, MAC'd under the key anyone who can read the master key
+    // (beside the data dir, `<data-dir>.master.key`) can derive.
     let master = hex::decode(
-        std::fs::read_to_string(dd.join("master.key"))
-            .unwrap()
-            .trim(),
+        std::fs::read_to_string(dd.with_file_name(format!(
+            "{}.master.key",
+            dd.file_name().unwrap().to_string_lossy()
+        )))
+        .unwrap()
+        .trim(),
     )
     .unwrap();
     let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"warden-master-v1"), &master);
