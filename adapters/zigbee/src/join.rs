@@ -23,6 +23,24 @@ pub struct Window {
     pub device: Option<Ieee>,
     /// Only devices with a provisioned install code may join.
     pub install_code_only: bool,
+    /// When the coordinator's own permit-join (at most 254 s) runs out.
+    pub permit_until: Instant,
+}
+
+/// A coordinator's permit-join lasts at most 254 s; an operator's window may be longer. Returns the
+/// seconds to re-open it for when it ends within `margin` and the window goes on past it.
+pub fn renew_permit(
+    now: Instant,
+    until: Instant,
+    permit_until: Instant,
+    max: u32,
+    margin: std::time::Duration,
+) -> Option<u32> {
+    if permit_until >= until || permit_until > now + margin {
+        return None;
+    }
+    let left = u32::try_from(until.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX);
+    (left > 0).then(|| left.min(max))
 }
 
 /// Why a join was refused. `as_str` is the audit cause and metric label.
@@ -125,7 +143,40 @@ mod tests {
             until: now + Duration::from_secs(60),
             device,
             install_code_only,
+            permit_until: now + Duration::from_secs(60),
         }
+    }
+
+    #[test]
+    fn a_long_window_keeps_the_coordinator_open_to_its_end() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let until = t0 + s(600);
+        let margin = s(10);
+        // opened for 254 s: nothing to do until shortly before that runs out
+        assert_eq!(renew_permit(t0, until, t0 + s(254), 254, margin), None);
+        assert_eq!(
+            renew_permit(t0 + s(243), until, t0 + s(254), 254, margin),
+            None
+        );
+        assert_eq!(
+            renew_permit(t0 + s(245), until, t0 + s(254), 254, margin),
+            Some(254)
+        );
+        // the last stretch: only as long as the window has left
+        assert_eq!(
+            renew_permit(t0 + s(490), until, t0 + s(499), 254, margin),
+            Some(110)
+        );
+        // the coordinator already outlasts the window, or the window is over
+        assert_eq!(
+            renew_permit(t0 + s(595), until, t0 + s(600), 254, margin),
+            None
+        );
+        assert_eq!(
+            renew_permit(t0 + s(600), until, t0 + s(599), 254, margin),
+            None
+        );
     }
 
     /// One row per rule: (name, known, window, provisioned, require_codes, count, expected).

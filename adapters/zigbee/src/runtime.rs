@@ -462,8 +462,10 @@ impl Runtime {
             p.set_step(Some("waiting for devices".into()));
             p.set_detail(detail);
         });
+        let opened = Instant::now();
         self.window = Some(Window {
-            until: Instant::now() + Duration::from_secs(u64::from(seconds)),
+            permit_until: opened + Duration::from_secs(u64::from(seconds.min(PERMIT_MAX))),
+            until: opened + Duration::from_secs(u64::from(seconds)),
             device: only,
             install_code_only: require,
             op,
@@ -1079,20 +1081,22 @@ impl Runtime {
     async fn tick(&mut self, dongle: &Arc<Dongle>) -> Result<(), AdapterError> {
         let now = Instant::now();
         // the join window: countdown, re-open past Zigbee's 254 s, close at the end
-        if let Some(w) = &self.window {
-            if now >= w.until {
-                let _ = dongle.permit_join(0).await;
-                self.end_window(OperationState::Done, "join window closed");
-            } else {
-                let left = w.until.duration_since(now).as_secs() as u32;
-                w.op.progress.update(|p| p.seconds_left = Some(left));
-                let elapsed_since_open = w.until.duration_since(now);
-                if left > 0
-                    && elapsed_since_open.as_secs() % u64::from(PERMIT_MAX - 14) == 0
-                    && left > PERMIT_MAX - 14
-                {
-                    let _ = dongle.permit_join(left.min(PERMIT_MAX) as u8).await;
-                }
+        if self.window.as_ref().is_some_and(|w| now >= w.until) {
+            let _ = dongle.permit_join(0).await;
+            self.end_window(OperationState::Done, "join window closed");
+        }
+        if let Some(w) = self.window.as_mut() {
+            let left = w.until.saturating_duration_since(now).as_secs() as u32;
+            w.op.progress.update(|p| p.seconds_left = Some(left));
+            if let Some(secs) = join::renew_permit(
+                now,
+                w.until,
+                w.permit_until,
+                PERMIT_MAX,
+                Duration::from_secs(10),
+            ) && dongle.permit_join(secs as u8).await.is_ok()
+            {
+                w.permit_until = now + Duration::from_secs(u64::from(secs));
             }
         }
         // commands nobody answered
