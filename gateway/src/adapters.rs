@@ -12,6 +12,7 @@ const KNOWN: &[(&str, Build)] = &[
     ("lorawan", warden_lorawan::build),
     ("modbus", warden_modbus::build),
     ("zigbee", warden_zigbee::build),
+    ("zwave", warden_zwave::build),
 ];
 
 pub fn names() -> Vec<&'static str> {

@@ -101,7 +101,7 @@ impl Frame {
         out.push(self.kind.byte());
         out.push(self.func);
         out.extend_from_slice(&self.data);
-        out.push(checksum(&out[1..]));
+        out.push(checksum(out.get(1..).unwrap_or_default()));
         Ok(out)
     }
 }

@@ -56,6 +56,12 @@ pub enum Expect {
     ResponseAndCallback {
         callback_id: u8,
     },
+    /// REQUEST_NODE_INFO: a non-zero response, then the APPLICATION_UPDATE that carries the
+    /// node's information (or says the request failed). The controller takes no other request
+    /// meanwhile, so the link holds the queue until it arrives.
+    ResponseAndNodeInfo {
+        node: u8,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,7 +89,8 @@ pub struct Reply {
     pub callback: Option<Frame>,
 }
 
-struct Call {
+/// One queued request (opaque outside the link).
+pub struct Call {
     frame: Frame,
     expect: Expect,
     reply: oneshot::Sender<Result<Reply, LinkError>>,
@@ -170,10 +177,35 @@ enum Phase {
         attempt: u8,
     },
     Response,
-    Callback {
-        id: u8,
-    },
+    Callback(Awaited),
 }
+
+#[derive(Clone, Copy)]
+enum Awaited {
+    /// A request frame of the same function whose first byte is this callback id.
+    Id(u8),
+    /// APPLICATION_UPDATE: node info received from this node, or request failed.
+    NodeInfo(u8),
+}
+
+impl Awaited {
+    fn matches(self, func: u8, frame: &Frame) -> bool {
+        match self {
+            Self::Id(id) => frame.func == func && frame.data.first() == Some(&id),
+            Self::NodeInfo(node) => {
+                frame.func == APPLICATION_UPDATE
+                    && match frame.data.first() {
+                        Some(0x84) => frame.data.get(1) == Some(&node),
+                        Some(0x81) => true,
+                        _ => false,
+                    }
+            }
+        }
+    }
+}
+
+/// The function id of APPLICATION_UPDATE, which answers REQUEST_NODE_INFO.
+const APPLICATION_UPDATE: u8 = 0x49;
 
 struct InFlight {
     call: Call,
@@ -237,7 +269,9 @@ where
                                 if matches!(f.phase, Phase::Ack { .. }) {
                                     match f.call.expect {
                                         Expect::Ack => f.finish(Ok(Reply::default())),
-                                        Expect::Response | Expect::ResponseAndCallback { .. } => {
+                                        Expect::Response
+                                        | Expect::ResponseAndCallback { .. }
+                                        | Expect::ResponseAndNodeInfo { .. } => {
                                             f.phase = Phase::Response;
                                             f.deadline = Instant::now() + timing.response;
                                             flight = Some(f);
@@ -295,7 +329,7 @@ where
                             }
                         }
                         Phase::Response => f.finish(Err(LinkError::ResponseTimeout(timing.response))),
-                        Phase::Callback { .. } => f.finish(Err(LinkError::CallbackTimeout(timing.callback))),
+                        Phase::Callback(_) => f.finish(Err(LinkError::CallbackTimeout(timing.callback))),
                     }
                 }
             }
@@ -350,28 +384,29 @@ fn deliver(
     if let Some(mut f) = flight {
         let func = f.call.frame.func;
         match (&f.phase, frame.kind) {
-            (Phase::Response, FrameType::Response) if frame.func == func => match f.call.expect {
-                Expect::ResponseAndCallback { callback_id } => {
-                    if frame.data.first().copied().unwrap_or(0) == 0 {
-                        f.finish(Err(LinkError::Refused));
-                        return None;
-                    }
-                    f.response = Some(frame);
-                    f.phase = Phase::Callback { id: callback_id };
-                    f.deadline = Instant::now() + timing.callback;
-                    return Some(f);
-                }
-                _ => {
+            (Phase::Response, FrameType::Response) if frame.func == func => {
+                let awaited = match f.call.expect {
+                    Expect::ResponseAndCallback { callback_id } => Some(Awaited::Id(callback_id)),
+                    Expect::ResponseAndNodeInfo { node } => Some(Awaited::NodeInfo(node)),
+                    Expect::Ack | Expect::Response => None,
+                };
+                let Some(awaited) = awaited else {
                     f.finish(Ok(Reply {
                         response: Some(frame),
                         callback: None,
                     }));
                     return None;
+                };
+                if frame.data.first().copied().unwrap_or(0) == 0 {
+                    f.finish(Err(LinkError::Refused));
+                    return None;
                 }
-            },
-            (Phase::Callback { id }, FrameType::Request)
-                if frame.func == func && frame.data.first() == Some(id) =>
-            {
+                f.response = Some(frame);
+                f.phase = Phase::Callback(awaited);
+                f.deadline = Instant::now() + timing.callback;
+                return Some(f);
+            }
+            (Phase::Callback(awaited), FrameType::Request) if awaited.matches(func, &frame) => {
                 let response = f.response.take();
                 f.finish(Ok(Reply {
                     response,
@@ -634,6 +669,45 @@ mod tests {
         r.peer.write_all(&good).await.unwrap();
         assert_eq!(read_unit(&mut r.peer, &mut dec).await, Unit::Ack);
         let _ = checksum(&[]);
+        r.task.abort();
+    }
+
+    #[tokio::test]
+    async fn request_node_info_holds_the_link_until_the_application_update_arrives() {
+        let mut r = rig(quick());
+        let mut dec = Decoder::new();
+        let h = r.handle.clone();
+        let call = tokio::spawn(async move {
+            h.call(0x60, vec![3], Expect::ResponseAndNodeInfo { node: 3 })
+                .await
+        });
+        read_frame(&mut r.peer, &mut dec).await;
+        // A second request queues behind it: nothing is written until the node info arrives.
+        let h = r.handle.clone();
+        let second = tokio::spawn(async move { h.ask(0x15, vec![]).await });
+        let mut out = vec![ACK];
+        out.extend(Frame::response(0x60, vec![1]).encode().unwrap());
+        // Another node's unsolicited NIF is not the answer; node 3's is.
+        out.extend(
+            Frame::request(0x49, vec![0x84, 2, 3, 4, 0x10, 1])
+                .encode()
+                .unwrap(),
+        );
+        out.extend(
+            Frame::request(0x49, vec![0x84, 3, 4, 4, 0x21, 1, 0x31])
+                .encode()
+                .unwrap(),
+        );
+        r.peer.write_all(&out).await.unwrap();
+        let reply = call.await.unwrap().unwrap();
+        assert_eq!(reply.callback.unwrap().data[1], 3);
+        assert_eq!(r.events.recv().await.unwrap().data[1], 2);
+        let f = read_frame(&mut r.peer, &mut dec).await;
+        assert_eq!(f.func, 0x15, "the queued request goes only now");
+        let mut out = vec![ACK];
+        out.extend(Frame::response(0x15, vec![0x5a, 1]).encode().unwrap());
+        r.peer.write_all(&out).await.unwrap();
+        assert!(second.await.unwrap().is_ok());
         r.task.abort();
     }
 

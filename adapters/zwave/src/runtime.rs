@@ -1,0 +1,1346 @@
+//! The adapter's run loop: opens the controller, starts it (version, home id, node list), then
+//! serves node reports, operator operations (inclusion windows, exclusion, failed-node removal)
+//! and downlinks until shutdown, reopening the controller whenever it goes away.
+//!
+//! The loop itself never waits on the controller: every Serial API request runs in a task of its
+//! own and reports back through [`Internal`], so a node that is slow to confirm a command delays
+//! only the requests queued behind it on the serial link, never the reports of other nodes.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_serial::SerialPortBuilderExt;
+use warden_core::{
+    AdapterContext, AdapterError, AdapterEvent, Announcement, Assurance, CommandOutcome,
+    CommandResult, DeviceId, Downlink, LinkHealth, LinkState, Membership, MembershipChange,
+    Message, Operation, OperationRequest, OperationState, Rejection, StateStore,
+};
+
+use crate::cc::{self, Report};
+use crate::config::Config;
+use crate::frame::Frame;
+use crate::func::{self, ApplicationUpdate, NodeId, add_mode, add_status};
+use crate::link::{self, Counters, Expect, LinkError, LinkHandle, Timing};
+use crate::nodes::{self, Node, Nodes};
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Rejections of one cause audited per 10 s; the rest are counted into the next one.
+const REJECTIONS_PER_WINDOW: u32 = 20;
+
+/// REMOVE_NODE_FROM_NETWORK statuses.
+mod remove_status {
+    pub const READY: u8 = 0x01;
+    pub const NODE_FOUND: u8 = 0x02;
+    pub const REMOVING_END_NODE: u8 = 0x03;
+    pub const REMOVING_CONTROLLER: u8 = 0x04;
+    pub const DONE: u8 = 0x06;
+    pub const FAILED: u8 = 0x07;
+}
+const IS_FAILED_NODE: u8 = 0x62;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum WaitFor {
+    Report(NodeId, u8, u8),
+}
+
+struct Waiter {
+    what: WaitFor,
+    tx: oneshot::Sender<Vec<u8>>,
+}
+
+/// Interview steps wait for frames the run loop receives; it hands them over here.
+#[derive(Clone, Default)]
+struct Waiters(Arc<Mutex<Vec<Waiter>>>);
+
+impl Waiters {
+    fn add(&self, what: WaitFor) -> oneshot::Receiver<Vec<u8>> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut w) = self.0.lock() {
+            w.retain(|w| !w.tx.is_closed());
+            // Bounded by the interview slots: one waiter per node being interviewed.
+            if w.len() < 256 {
+                w.push(Waiter { what, tx });
+            }
+        }
+        rx
+    }
+
+    fn fulfil(&self, what: WaitFor, data: &[u8]) {
+        if let Ok(mut w) = self.0.lock() {
+            let mut i = 0;
+            while i < w.len() {
+                if w.get(i).is_some_and(|x| x.what == what) {
+                    let x = w.swap_remove(i);
+                    let _ = x.tx.send(data.to_vec());
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+}
+
+enum Internal {
+    Started(Result<(), LinkError>, &'static str),
+    Interviewed(Node, Vec<String>),
+    Sent {
+        command_id: String,
+        device: DeviceId,
+        result: Result<u8, LinkError>,
+    },
+    FailedCheck {
+        op: Operation,
+        node: NodeId,
+        failed: Result<bool, LinkError>,
+    },
+    FailedRemoved {
+        op: Operation,
+        node: NodeId,
+        result: Result<u8, LinkError>,
+    },
+}
+
+struct Window {
+    op: Operation,
+    until: Instant,
+    callback_id: u8,
+    found: Option<func::NodeInfo>,
+    stopping: bool,
+    /// Inclusion is restarted after each node while the window lasts.
+    restart_pending: bool,
+}
+
+struct Exclusion {
+    op: Operation,
+    node: NodeId,
+    until: Instant,
+    callback_id: u8,
+    stopping: bool,
+}
+
+#[derive(Default)]
+struct RateLimit {
+    window_start: Option<Instant>,
+    counts: HashMap<&'static str, (u32, u64)>,
+}
+
+impl RateLimit {
+    /// Whether to audit this rejection now, and how many of its cause were counted unaudited.
+    fn admit(&mut self, cause: &'static str) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .window_start
+            .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(10))
+        {
+            self.window_start = Some(now);
+            for (n, _) in self.counts.values_mut() {
+                *n = 0;
+            }
+        }
+        let e = self.counts.entry(cause).or_insert((0, 0));
+        if e.0 < REJECTIONS_PER_WINDOW {
+            e.0 += 1;
+            Some(std::mem::take(&mut e.1))
+        } else {
+            e.1 += 1;
+            None
+        }
+    }
+}
+
+enum End {
+    Shutdown,
+    LinkLost(String),
+}
+
+pub struct Runtime {
+    cfg: Config,
+    events: mpsc::Sender<AdapterEvent>,
+    state: Arc<dyn StateStore>,
+    link_name: String,
+    counters: Arc<Counters>,
+    home: u32,
+    own: NodeId,
+    nodes: Nodes,
+    controller_nodes: BTreeSet<NodeId>,
+    waiters: Waiters,
+    internal_tx: mpsc::Sender<Internal>,
+    internal_rx: mpsc::Receiver<Internal>,
+    window: Option<Window>,
+    exclusion: Option<Exclusion>,
+    interviewing: HashSet<NodeId>,
+    rejections: RateLimit,
+    unhandled: u64,
+}
+
+impl Runtime {
+    pub fn new(cfg: Config, ctx: &AdapterContext) -> Self {
+        let (internal_tx, internal_rx) = mpsc::channel(256);
+        let link_name = format!("zwave:{}", cfg.port);
+        Self {
+            cfg,
+            events: ctx.events.clone(),
+            state: ctx.state.clone(),
+            link_name,
+            counters: Arc::new(Counters::default()),
+            home: 0,
+            own: 0,
+            nodes: Nodes::default(),
+            controller_nodes: BTreeSet::new(),
+            waiters: Waiters::default(),
+            internal_tx,
+            internal_rx,
+            window: None,
+            exclusion: None,
+            interviewing: HashSet::new(),
+            rejections: RateLimit::default(),
+            unhandled: 0,
+        }
+    }
+
+    async fn emit(&self, ev: AdapterEvent) -> Result<(), AdapterError> {
+        self.events.send(ev).await.map_err(|_| AdapterError::Closed)
+    }
+
+    async fn health(&self, state: LinkState, detail: String) -> Result<(), AdapterError> {
+        self.emit(AdapterEvent::Health(LinkHealth {
+            link: self.link_name.clone(),
+            state,
+            detail,
+        }))
+        .await
+    }
+
+    async fn result(
+        &self,
+        command_id: &str,
+        device: &DeviceId,
+        outcome: CommandOutcome,
+    ) -> Result<(), AdapterError> {
+        self.emit(AdapterEvent::CommandResult(CommandResult {
+            command_id: command_id.to_owned(),
+            device: device.clone(),
+            outcome,
+            points: Vec::new(),
+        }))
+        .await
+    }
+
+    async fn reject(
+        &mut self,
+        device: Option<DeviceId>,
+        cause: &'static str,
+        detail: String,
+    ) -> Result<(), AdapterError> {
+        let Some(unaudited) = self.rejections.admit(cause) else {
+            return Ok(());
+        };
+        let detail = if unaudited > 0 {
+            format!("{detail} ({unaudited} more `{cause}` frames since the last record)")
+        } else {
+            detail
+        };
+        self.emit(AdapterEvent::Rejected(Rejection {
+            protocol: crate::PROTOCOL,
+            device,
+            cause,
+            detail,
+        }))
+        .await
+    }
+
+    /// Opens, starts and serves the controller until shutdown; reopens it whenever it goes away.
+    pub async fn run(
+        mut self,
+        mut ops: mpsc::Receiver<Operation>,
+        mut downlinks: mpsc::Receiver<Downlink>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), AdapterError> {
+        let mut announced_down = false;
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let timing = Timing {
+                callback: Duration::from_millis(u64::from(self.cfg.send_timeout_ms)),
+                ..Timing::default()
+            };
+            match open(&self.cfg).await {
+                Ok(stream) => {
+                    // A fresh link per connection: requests of the old one fail with `Closed`.
+                    let (handle, mut calls) = link::new(32);
+                    let (etx, erx) = mpsc::channel(256);
+                    let counters = self.counters.clone();
+                    let link_task = tokio::spawn(async move {
+                        link::run(stream, timing, &mut calls, &etx, &counters).await
+                    });
+                    let end = match self.start(&handle).await {
+                        Ok(detail) => {
+                            self.health(LinkState::Up, detail).await?;
+                            announced_down = false;
+                            self.session(&handle, erx, &mut ops, &mut downlinks, &mut shutdown)
+                                .await?
+                        }
+                        Err(why) => End::LinkLost(why),
+                    };
+                    link_task.abort();
+                    match end {
+                        End::Shutdown => {
+                            self.end_operations(OperationState::Cancelled, "the gateway stopped");
+                            return Ok(());
+                        }
+                        End::LinkLost(why) => {
+                            self.end_operations(OperationState::Failed, "the controller went away");
+                            if !announced_down {
+                                self.health(LinkState::Down, why).await?;
+                                announced_down = true;
+                            }
+                        }
+                    }
+                }
+                Err(why) => {
+                    if !announced_down {
+                        self.health(LinkState::Down, why).await?;
+                        announced_down = true;
+                    }
+                }
+            }
+            // Operations and commands that arrive while the controller is away fail at once.
+            let wait = tokio::time::sleep(Duration::from_secs(u64::from(self.cfg.reconnect_s)));
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    _ = stopped(&mut shutdown) => return Ok(()),
+                    Some(op) = ops.recv() => op.progress.finish(
+                        OperationState::Failed, "the Z-Wave controller is not connected"),
+                    Some(d) = downlinks.recv() => self.result(&d.command_id, &d.device,
+                        CommandOutcome::DeviceError("the Z-Wave controller is not connected".into())).await?,
+                }
+            }
+        }
+    }
+
+    fn end_operations(&mut self, state: OperationState, detail: &str) {
+        if let Some(w) = self.window.take() {
+            w.op.progress.finish(state, detail);
+        }
+        if let Some(x) = self.exclusion.take() {
+            x.op.progress.finish(state, detail);
+        }
+        self.interviewing.clear();
+    }
+
+    /// The controller's start-up: version, network, node list; then the node table.
+    async fn start(&mut self, link: &LinkHandle) -> Result<String, String> {
+        let v = link
+            .ask(func::GET_VERSION, vec![])
+            .await
+            .map_err(|e| format!("GET_VERSION: {e}"))?;
+        let version = func::parse_version(&v).map_err(|e| e.to_string())?;
+        let id = link
+            .ask(func::MEMORY_GET_ID, vec![])
+            .await
+            .map_err(|e| format!("MEMORY_GET_ID: {e}"))?;
+        let (home, own) = func::parse_memory_id(&id).map_err(|e| e.to_string())?;
+        let stick = match link.ask(func::GET_CAPABILITIES, vec![]).await {
+            Ok(d) => func::parse_capabilities(&d)
+                .map(|s| {
+                    format!(
+                        ", stick {:04x}:{:04x}:{:04x} app {}.{}",
+                        s.manufacturer, s.product_type, s.product_id, s.app_version, s.app_revision
+                    )
+                })
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let init = link
+            .ask(func::GET_INIT_DATA, vec![])
+            .await
+            .map_err(|e| format!("GET_INIT_DATA: {e}"))?;
+        let listed = func::parse_init_data(&init).map_err(|e| e.to_string())?;
+        if home != self.home || self.nodes.by_id.is_empty() {
+            let (nodes, bad) = Nodes::load(self.state.as_ref(), home);
+            for k in bad {
+                tracing::warn!(key = %k, "zwave: unreadable node record skipped");
+            }
+            self.nodes = nodes;
+        }
+        self.home = home;
+        self.own = own;
+        self.controller_nodes = listed.iter().copied().filter(|n| *n != own).collect();
+
+        // Nodes this adapter knew that the controller no longer holds left the network elsewhere.
+        let gone: Vec<NodeId> = self
+            .nodes
+            .by_id
+            .keys()
+            .copied()
+            .filter(|n| !self.controller_nodes.contains(n))
+            .collect();
+        for n in gone {
+            let _ = self.nodes.forget(self.state.as_ref(), n);
+            let _ = self
+                .events
+                .send(AdapterEvent::Membership(Membership {
+                    device: nodes::device_id(home, n),
+                    change: MembershipChange::Left,
+                    detail: format!("node {n} is no longer in the controller's node list"),
+                }))
+                .await;
+        }
+        // Nodes the controller holds that were never interviewed here: interview them now.
+        let todo: Vec<NodeId> = self
+            .controller_nodes
+            .iter()
+            .copied()
+            .filter(|n| !self.nodes.by_id.get(n).is_some_and(|x| x.interviewed))
+            .collect();
+        for n in &todo {
+            self.spawn_interview(link, *n, None);
+        }
+        let detail = format!(
+            "{} (library {}){stick}, home {home:08x}, controller node {own}, {} nodes ({} to interview)",
+            version.text,
+            version.library_type,
+            self.controller_nodes.len(),
+            todo.len()
+        );
+        tracing::info!(%detail, "zwave controller up");
+        Ok(detail)
+    }
+
+    async fn session(
+        &mut self,
+        link: &LinkHandle,
+        mut frames: mpsc::Receiver<Frame>,
+        ops: &mut mpsc::Receiver<Operation>,
+        downlinks: &mut mpsc::Receiver<Downlink>,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<End, AdapterError> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                f = frames.recv() => match f {
+                    Some(f) => self.frame(link, f).await?,
+                    None => return Ok(End::LinkLost("the controller's link closed".into())),
+                },
+                Some(op) = ops.recv() => self.operation(link, op),
+                Some(d) = downlinks.recv() => self.downlink(link, d).await?,
+                Some(i) = self.internal_rx.recv() => self.internal(link, i).await?,
+                _ = tick.tick() => self.tick(link),
+                _ = stopped(shutdown) => {
+                    if let Some(w) = &self.window {
+                        let _ = tokio::time::timeout(Duration::from_secs(2),
+                            link.call(func::ADD_NODE_TO_NETWORK, vec![add_mode::STOP, w.callback_id], Expect::Ack)).await;
+                    }
+                    return Ok(End::Shutdown);
+                }
+            }
+        }
+    }
+
+    fn spawn_call(&self, link: &LinkHandle, func: u8, data: Vec<u8>, what: &'static str) {
+        let link = link.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let r = link.call(func, data, Expect::Ack).await.map(|_| ());
+            let _ = tx.send(Internal::Started(r, what)).await;
+        });
+    }
+
+    fn spawn_interview(&mut self, link: &LinkHandle, node: NodeId, nif: Option<func::NodeInfo>) {
+        if !self.interviewing.insert(node) {
+            return;
+        }
+        let link = link.clone();
+        let waiters = self.waiters.clone();
+        let tx = self.internal_tx.clone();
+        let step = Duration::from_millis(u64::from(self.cfg.interview_timeout_ms));
+        let known = self.nodes.by_id.get(&node).cloned();
+        tokio::spawn(async move {
+            let (n, notes) = interview(&link, &waiters, node, nif, known, step).await;
+            let _ = tx.send(Internal::Interviewed(n, notes)).await;
+        });
+    }
+
+    async fn frame(&mut self, link: &LinkHandle, f: Frame) -> Result<(), AdapterError> {
+        match f.func {
+            func::APPLICATION_COMMAND_HANDLER | func::APPLICATION_COMMAND_HANDLER_BRIDGE => {
+                let inc = match func::parse_command_handler(f.func, &f.data) {
+                    Ok(i) => i,
+                    Err(e) => return self.reject(None, "malformed", e.to_string()).await,
+                };
+                if let [c, cmd, ..] = inc.payload[..] {
+                    self.waiters
+                        .fulfil(WaitFor::Report(inc.source, c, cmd), &inc.payload);
+                }
+                self.incoming(inc).await
+            }
+            func::APPLICATION_UPDATE => {
+                match func::parse_application_update(&f.data) {
+                    // Node information the node sent on its own (its button): nothing to do; the
+                    // answers to REQUEST_NODE_INFO are taken by the link.
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.reject(None, "malformed", e.to_string()).await?;
+                    }
+                }
+                Ok(())
+            }
+            func::ADD_NODE_TO_NETWORK => self.inclusion(link, &f.data).await,
+            func::REMOVE_NODE_FROM_NETWORK => self.exclusion_callback(link, &f.data).await,
+            _ => {
+                self.unhandled += 1;
+                Ok(())
+            }
+        }
+    }
+
+    async fn incoming(&mut self, inc: func::Incoming) -> Result<(), AdapterError> {
+        let id = nodes::device_id(self.home, inc.source);
+        if inc.source == self.own {
+            return Ok(());
+        }
+        if !self.controller_nodes.contains(&inc.source) {
+            return self
+                .reject(
+                    Some(id),
+                    "unknown-node",
+                    format!(
+                        "a frame from node {}, which is not in the controller's node list (spoofed or excluded)",
+                        inc.source
+                    ),
+                )
+                .await;
+        }
+        match cc::decode(&inc.payload) {
+            Ok(Report::Points(points)) if !points.is_empty() => {
+                let mut m = Message::telemetry(id, points);
+                // Plain Z-Wave: anyone in radio range who knows the home id can send this frame.
+                m.assurance = Assurance::None;
+                m.fresh = false;
+                m.link.rssi = inc.rssi.map(f32::from);
+                m.raw = inc.payload;
+                self.emit(AdapterEvent::Uplink(m)).await
+            }
+            Ok(Report::Points(_)) | Ok(Report::Awake) => Ok(()),
+            Ok(Report::Manufacturer {
+                manufacturer,
+                product_type,
+                product_id,
+            }) => {
+                if let Some(n) = self.nodes.by_id.get(&inc.source).cloned() {
+                    let n = Node {
+                        manufacturer: Some(manufacturer),
+                        product_type: Some(product_type),
+                        product_id: Some(product_id),
+                        ..n
+                    };
+                    let _ = self.nodes.save(self.state.as_ref(), n);
+                }
+                Ok(())
+            }
+            Ok(Report::Firmware(fw)) => {
+                if let Some(n) = self.nodes.by_id.get(&inc.source).cloned() {
+                    let _ = self.nodes.save(
+                        self.state.as_ref(),
+                        Node {
+                            firmware: Some(fw),
+                            ..n
+                        },
+                    );
+                }
+                Ok(())
+            }
+            Ok(Report::Unhandled { .. }) => {
+                self.unhandled += 1;
+                Ok(())
+            }
+            Ok(Report::Encrypted { cc }) => {
+                self.reject(
+                    Some(id),
+                    "undecryptable",
+                    format!(
+                        "a {} encapsulated frame: this Warden does not decrypt Z-Wave security yet, so it is refused",
+                        if cc == cc::SECURITY_2 { "Security 2" } else { "Security 0" }
+                    ),
+                )
+                .await
+            }
+            Err(e) => self.reject(Some(id), "malformed", e.to_string()).await,
+        }
+    }
+
+    fn operation(&mut self, link: &LinkHandle, op: Operation) {
+        match op.request.clone() {
+            OperationRequest::Join {
+                seconds, device, ..
+            } => {
+                if device.is_some() {
+                    op.progress.finish(
+                        OperationState::Failed,
+                        "Z-Wave inclusion admits whichever node's button is pressed; a named device needs S2 SmartStart, which this Warden does not support yet",
+                    );
+                    return;
+                }
+                if self.exclusion.is_some() {
+                    op.progress
+                        .finish(OperationState::Failed, "an exclusion is running");
+                    return;
+                }
+                if let Some(old) = self.window.take() {
+                    // The controller is still in add mode: the new window carries on with it.
+                    old.op
+                        .progress
+                        .finish(OperationState::Cancelled, "replaced by a newer join window");
+                    let until = Instant::now() + Duration::from_secs(u64::from(seconds));
+                    op.progress.update(|p| {
+                        p.state = OperationState::Running;
+                        p.seconds_left = Some(seconds);
+                        p.set_step(Some(
+                            "waiting for a node: press its inclusion button".into(),
+                        ));
+                    });
+                    self.window = Some(Window { op, until, ..old });
+                    return;
+                }
+                let cb = link.callback_id();
+                op.progress.update(|p| {
+                    p.state = OperationState::Running;
+                    p.seconds_left = Some(seconds);
+                    p.set_step(Some("starting inclusion".into()));
+                });
+                self.window = Some(Window {
+                    op,
+                    until: Instant::now() + Duration::from_secs(u64::from(seconds)),
+                    callback_id: cb,
+                    found: None,
+                    stopping: false,
+                    restart_pending: false,
+                });
+                self.spawn_call(
+                    link,
+                    func::ADD_NODE_TO_NETWORK,
+                    vec![
+                        add_mode::ANY | add_mode::HIGH_POWER | add_mode::NETWORK_WIDE,
+                        cb,
+                    ],
+                    "inclusion",
+                );
+            }
+            OperationRequest::Close {} => {
+                if let Some(w) = self.window.as_mut() {
+                    w.until = Instant::now();
+                    op.progress
+                        .finish(OperationState::Done, "closing the inclusion window");
+                } else {
+                    op.progress
+                        .finish(OperationState::Done, "no inclusion window was open");
+                }
+            }
+            OperationRequest::Scan { .. } => op
+                .progress
+                .finish(OperationState::Failed, "the zwave adapter has no scan"),
+            OperationRequest::Remove { device } => {
+                let Some(node) = nodes::node_of(self.home, &device) else {
+                    op.progress.finish(
+                        OperationState::Failed,
+                        format!(
+                            "not a node of this network (zwave:{:08x}-<node>)",
+                            self.home
+                        ),
+                    );
+                    return;
+                };
+                if self.window.is_some() || self.exclusion.is_some() {
+                    op.progress.finish(
+                        OperationState::Failed,
+                        "an inclusion or exclusion is running; close it first",
+                    );
+                    return;
+                }
+                op.progress.update(|p| {
+                    p.state = OperationState::Running;
+                    p.set_step(Some(format!(
+                        "asking the controller whether node {node} has failed"
+                    )));
+                });
+                let link = link.clone();
+                let tx = self.internal_tx.clone();
+                tokio::spawn(async move {
+                    let failed = tokio::time::timeout(
+                        Duration::from_secs(3),
+                        link.ask(IS_FAILED_NODE, vec![node]),
+                    )
+                    .await
+                    .unwrap_or(Err(LinkError::ResponseTimeout(Duration::from_secs(3))))
+                    .map(|d| d.first().copied().unwrap_or(0) != 0);
+                    let _ = tx.send(Internal::FailedCheck { op, node, failed }).await;
+                });
+            }
+        }
+    }
+
+    async fn inclusion(&mut self, link: &LinkHandle, data: &[u8]) -> Result<(), AdapterError> {
+        let st = match func::parse_inclusion_callback(data) {
+            Ok(s) => s,
+            Err(e) => return self.reject(None, "malformed", e.to_string()).await,
+        };
+        let home = self.home;
+        let Some(w) = self.window.as_mut() else {
+            return Ok(());
+        };
+        if st.callback_id != w.callback_id {
+            return Ok(());
+        }
+        match st.status {
+            add_status::READY => w.op.progress.update(|p| {
+                p.set_step(Some(
+                    "waiting for a node: press its inclusion button".into(),
+                ))
+            }),
+            add_status::NODE_FOUND => w.op.progress.update(|p| {
+                p.devices_seen += 1;
+                p.set_step(Some("node found".into()));
+            }),
+            add_status::ADDING_END_NODE | add_status::ADDING_CONTROLLER => {
+                if let Some(info) = &st.info {
+                    let id = nodes::device_id(home, info.node);
+                    w.op.progress.update(|p| {
+                        p.device(&id, "protocol info");
+                        p.set_step(Some(format!(
+                            "protocol info: node {} (generic class {:#04x}, {} command classes)",
+                            info.node,
+                            info.generic,
+                            info.command_classes.len()
+                        )));
+                    });
+                }
+                w.found = st.info;
+            }
+            add_status::PROTOCOL_DONE => {
+                w.op.progress.update(|p| {
+                    p.set_step(Some(
+                        "security bootstrap: skipped — this Warden does not speak S0/S2 yet, the node is included without security".into(),
+                    ))
+                });
+                let cb = w.callback_id;
+                self.spawn_call(
+                    link,
+                    func::ADD_NODE_TO_NETWORK,
+                    vec![add_mode::STOP, cb],
+                    "inclusion stop",
+                );
+            }
+            add_status::DONE => {
+                let found = w.found.take();
+                let node = found.as_ref().map(|f| f.node).or(st.info.map(|i| i.node));
+                if let Some(node) = node.filter(|n| (1..=232).contains(n)) {
+                    let id = nodes::device_id(home, node);
+                    w.op.progress.update(|p| {
+                        p.devices_joined += 1;
+                        p.device(&id, "included; interviewing");
+                        p.set_step(Some(format!("interview: node {node}")));
+                    });
+                    w.restart_pending = !w.stopping;
+                    self.controller_nodes.insert(node);
+                    self.emit(AdapterEvent::Membership(Membership {
+                        device: id,
+                        change: MembershipChange::Joined,
+                        detail: format!("node {node} included without security (no S0/S2)"),
+                    }))
+                    .await?;
+                    self.spawn_interview(link, node, found);
+                } else {
+                    w.restart_pending = !w.stopping;
+                }
+                self.after_attempt(link);
+            }
+            add_status::FAILED => {
+                w.op.progress.update(|p| {
+                    if !w.stopping {
+                        p.devices_refused += 1;
+                        p.set_step(Some("inclusion failed; waiting for another node".into()));
+                    }
+                });
+                w.restart_pending = !w.stopping;
+                w.found = None;
+                self.after_attempt(link);
+            }
+            add_status::NOT_PRIMARY => {
+                if let Some(w) = self.window.take() {
+                    w.op.progress.finish(
+                        OperationState::Failed,
+                        "the controller is not the network's primary controller",
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// After a node was added or an attempt failed: restart inclusion while the window lasts.
+    fn after_attempt(&mut self, link: &LinkHandle) {
+        let Some(w) = self.window.as_mut() else {
+            return;
+        };
+        if w.stopping || Instant::now() >= w.until {
+            let joined = w.op.progress.current().devices_joined;
+            if let Some(w) = self.window.take() {
+                w.op.progress.finish(
+                    OperationState::Done,
+                    format!("inclusion window closed: {joined} node(s) included"),
+                );
+            }
+            return;
+        }
+        if std::mem::take(&mut w.restart_pending) {
+            let cb = link.callback_id();
+            w.callback_id = cb;
+            self.spawn_call(
+                link,
+                func::ADD_NODE_TO_NETWORK,
+                vec![
+                    add_mode::ANY | add_mode::HIGH_POWER | add_mode::NETWORK_WIDE,
+                    cb,
+                ],
+                "inclusion",
+            );
+        }
+    }
+
+    async fn exclusion_callback(
+        &mut self,
+        link: &LinkHandle,
+        data: &[u8],
+    ) -> Result<(), AdapterError> {
+        let st = match func::parse_inclusion_callback(data) {
+            Ok(s) => s,
+            Err(e) => return self.reject(None, "malformed", e.to_string()).await,
+        };
+        let home = self.home;
+        let Some(x) = self.exclusion.as_mut() else {
+            return Ok(());
+        };
+        if st.callback_id != x.callback_id {
+            return Ok(());
+        }
+        match st.status {
+            remove_status::READY => x.op.progress.update(|p| {
+                p.set_step(Some(format!(
+                    "waiting for node {}: press its exclusion button",
+                    x.node
+                )))
+            }),
+            remove_status::NODE_FOUND => x.op.progress.update(|p| {
+                p.devices_seen += 1;
+                p.set_step(Some("node found".into()));
+            }),
+            remove_status::REMOVING_END_NODE | remove_status::REMOVING_CONTROLLER => {
+                if let Some(info) = &st.info {
+                    x.op.progress
+                        .update(|p| p.device(&nodes::device_id(home, info.node), "excluding"));
+                    // Remember which node is leaving for the DONE callback.
+                    x.node = if info.node == x.node {
+                        x.node
+                    } else {
+                        info.node
+                    };
+                }
+            }
+            remove_status::DONE => {
+                let node = x.node;
+                let cb = x.callback_id;
+                let id = nodes::device_id(home, node);
+                if let Some(x) = self.exclusion.take() {
+                    x.op.progress.update(|p| p.device(&id, "excluded"));
+                    x.op.progress
+                        .finish(OperationState::Done, format!("node {node} excluded"));
+                }
+                self.spawn_call(
+                    link,
+                    func::REMOVE_NODE_FROM_NETWORK,
+                    vec![add_mode::STOP, cb],
+                    "exclusion stop",
+                );
+                self.removed(node, MembershipChange::Removed, "excluded by an operator")
+                    .await?;
+            }
+            remove_status::FAILED => {
+                if let Some(x) = self.exclusion.take() {
+                    x.op.progress.finish(
+                        OperationState::Failed,
+                        if x.stopping {
+                            format!(
+                                "no node was excluded: node {} did not respond in time",
+                                x.node
+                            )
+                        } else {
+                            "the controller reported the exclusion failed".into()
+                        },
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn removed(
+        &mut self,
+        node: NodeId,
+        change: MembershipChange,
+        how: &str,
+    ) -> Result<(), AdapterError> {
+        self.controller_nodes.remove(&node);
+        let _ = self.nodes.forget(self.state.as_ref(), node);
+        self.emit(AdapterEvent::Membership(Membership {
+            device: nodes::device_id(self.home, node),
+            change,
+            detail: format!("node {node} {how}"),
+        }))
+        .await
+    }
+
+    async fn downlink(&mut self, link: &LinkHandle, d: Downlink) -> Result<(), AdapterError> {
+        let Some(node) = nodes::node_of(self.home, &d.device) else {
+            return self
+                .result(
+                    &d.command_id,
+                    &d.device,
+                    CommandOutcome::DeviceError("not a node of this Z-Wave network".into()),
+                )
+                .await;
+        };
+        let Some(n) = self.nodes.by_id.get(&node) else {
+            return self
+                .result(
+                    &d.command_id,
+                    &d.device,
+                    CommandOutcome::DeviceError(format!(
+                        "node {node} has not been interviewed: its command classes are unknown"
+                    )),
+                )
+                .await;
+        };
+        let payload = match cc::command(&d.command, &n.command_classes) {
+            Ok(p) => p,
+            Err(e) => {
+                return self
+                    .result(
+                        &d.command_id,
+                        &d.device,
+                        CommandOutcome::DeviceError(e.to_string()),
+                    )
+                    .await;
+            }
+        };
+        let link = link.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let result = send_data(&link, node, &payload).await;
+            let _ = tx
+                .send(Internal::Sent {
+                    command_id: d.command_id,
+                    device: d.device,
+                    result,
+                })
+                .await;
+        });
+        Ok(())
+    }
+
+    async fn internal(&mut self, link: &LinkHandle, i: Internal) -> Result<(), AdapterError> {
+        match i {
+            Internal::Started(Ok(()), _) => Ok(()),
+            Internal::Started(Err(e), what) => {
+                if what.starts_with("inclusion")
+                    && let Some(w) = self.window.take()
+                {
+                    w.op.progress
+                        .finish(OperationState::Failed, format!("{what}: {e}"));
+                }
+                if what.starts_with("exclusion")
+                    && let Some(x) = self.exclusion.take()
+                {
+                    x.op.progress
+                        .finish(OperationState::Failed, format!("{what}: {e}"));
+                }
+                Ok(())
+            }
+            Internal::Interviewed(node, notes) => {
+                self.interviewing.remove(&node.id);
+                if !self.controller_nodes.contains(&node.id) {
+                    return Ok(());
+                }
+                let id = nodes::device_id(self.home, node.id);
+                let mut details = vec![
+                    ("node".to_owned(), node.id.to_string()),
+                    ("home_id".to_owned(), format!("{:08x}", self.home)),
+                    (
+                        "device_class".to_owned(),
+                        format!(
+                            "basic {:#04x} generic {:#04x} specific {:#04x}",
+                            node.basic, node.generic, node.specific
+                        ),
+                    ),
+                    ("listening".to_owned(), node.listening.to_string()),
+                    (
+                        "command_classes".to_owned(),
+                        node.command_classes
+                            .iter()
+                            .map(|c| format!("{c:#04x}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ),
+                    (
+                        "security".to_owned(),
+                        "none (S0/S2 not supported yet)".to_owned(),
+                    ),
+                ];
+                if !notes.is_empty() {
+                    details.push(("interview".to_owned(), notes.join("; ")));
+                }
+                let manufacturer = node.manufacturer.map(|m| format!("{m:#06x}"));
+                let model = match (node.product_type, node.product_id) {
+                    (Some(t), Some(p)) => Some(format!("{t:04x}:{p:04x}")),
+                    _ => None,
+                };
+                let ann = Announcement {
+                    device: Some(id.clone()),
+                    manufacturer: manufacturer.clone(),
+                    model: model.clone(),
+                    firmware: node.firmware.clone(),
+                    serial: None,
+                    details,
+                };
+                if let Some(w) = &self.window {
+                    w.op.progress.update(|p| {
+                        p.device(
+                            &id,
+                            format!(
+                                "interviewed{}: pending approval",
+                                if notes.is_empty() { "" } else { " (partly)" }
+                            ),
+                        );
+                        p.set_step(Some(
+                            "waiting for a node: press its inclusion button".into(),
+                        ));
+                    });
+                }
+                if let Err(e) = self.nodes.save(self.state.as_ref(), node) {
+                    tracing::warn!(error = %e, "zwave: cannot persist a node");
+                }
+                self.emit(AdapterEvent::Announce(ann)).await
+            }
+            Internal::Sent {
+                command_id,
+                device,
+                result,
+            } => {
+                let outcome = match result {
+                    Ok(0) => CommandOutcome::Delivered,
+                    Ok(s) => CommandOutcome::DeviceError(format!(
+                        "transmit status {s:#04x}: {}",
+                        func::tx_status_text(s)
+                    )),
+                    Err(LinkError::CallbackTimeout(_)) => CommandOutcome::Timeout,
+                    Err(e) => CommandOutcome::DeviceError(e.to_string()),
+                };
+                self.result(&command_id, &device, outcome).await
+            }
+            Internal::FailedCheck { op, node, failed } => {
+                if matches!(failed, Ok(true)) {
+                    op.progress
+                        .update(|p| p.set_step(Some(format!("removing failed node {node}"))));
+                    let link = link.clone();
+                    let tx = self.internal_tx.clone();
+                    tokio::spawn(async move {
+                        let cb = link.callback_id();
+                        let result = link
+                            .call(
+                                func::REMOVE_FAILED_NODE,
+                                vec![node, cb],
+                                Expect::ResponseAndCallback { callback_id: cb },
+                            )
+                            .await
+                            .map(|r| {
+                                r.callback
+                                    .and_then(|f| f.data.get(1).copied())
+                                    .unwrap_or(0xff)
+                            });
+                        let _ = tx.send(Internal::FailedRemoved { op, node, result }).await;
+                    });
+                    return Ok(());
+                }
+                // Not failed (or the controller cannot tell): exclusion needs the node's button.
+                if self.window.is_some() || self.exclusion.is_some() {
+                    op.progress.finish(
+                        OperationState::Failed,
+                        "an inclusion or exclusion started meanwhile",
+                    );
+                    return Ok(());
+                }
+                let cb = link.callback_id();
+                let secs = self.cfg.exclusion_s;
+                op.progress.update(|p| {
+                    p.seconds_left = Some(secs);
+                    p.set_step(Some(format!(
+                        "starting exclusion: press node {node}'s exclusion button"
+                    )));
+                });
+                self.exclusion = Some(Exclusion {
+                    op,
+                    node,
+                    until: Instant::now() + Duration::from_secs(u64::from(secs)),
+                    callback_id: cb,
+                    stopping: false,
+                });
+                self.spawn_call(
+                    link,
+                    func::REMOVE_NODE_FROM_NETWORK,
+                    vec![
+                        add_mode::ANY | add_mode::HIGH_POWER | add_mode::NETWORK_WIDE,
+                        cb,
+                    ],
+                    "exclusion",
+                );
+                Ok(())
+            }
+            Internal::FailedRemoved { op, node, result } => match result {
+                // REMOVE_FAILED_NODE callback: 0x01 node removed.
+                Ok(0x01) => {
+                    let id = nodes::device_id(self.home, node);
+                    op.progress.update(|p| p.device(&id, "removed"));
+                    op.progress.finish(
+                        OperationState::Done,
+                        format!("failed node {node} removed from the controller"),
+                    );
+                    self.removed(
+                        node,
+                        MembershipChange::Removed,
+                        "removed as failed by an operator",
+                    )
+                    .await
+                }
+                Ok(s) => {
+                    op.progress.finish(
+                        OperationState::Failed,
+                        format!("the controller did not remove node {node} (status {s:#04x})"),
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    op.progress.finish(
+                        OperationState::Failed,
+                        format!("removing failed node {node}: {e}"),
+                    );
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    fn tick(&mut self, link: &LinkHandle) {
+        let now = Instant::now();
+        if let Some(w) = self.window.as_mut() {
+            let left = w.until.saturating_duration_since(now).as_secs();
+            w.op.progress
+                .update(|p| p.seconds_left = Some(u32::try_from(left).unwrap_or(u32::MAX)));
+            if now >= w.until && !w.stopping {
+                w.stopping = true;
+                w.op.progress
+                    .update(|p| p.set_step(Some("closing the inclusion window".into())));
+                let cb = w.callback_id;
+                self.spawn_call(
+                    link,
+                    func::ADD_NODE_TO_NETWORK,
+                    vec![add_mode::STOP, cb],
+                    "inclusion stop",
+                );
+            }
+        }
+        if let Some(x) = self.exclusion.as_mut() {
+            let left = x.until.saturating_duration_since(now).as_secs();
+            x.op.progress
+                .update(|p| p.seconds_left = Some(u32::try_from(left).unwrap_or(u32::MAX)));
+            if now >= x.until && !x.stopping {
+                x.stopping = true;
+                let cb = x.callback_id;
+                self.spawn_call(
+                    link,
+                    func::REMOVE_NODE_FROM_NETWORK,
+                    vec![add_mode::STOP, cb],
+                    "exclusion stop",
+                );
+            }
+        }
+        let dropped = self.counters.dropped_events.load(Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::debug!(dropped, "zwave: reports dropped while the adapter was busy");
+        }
+    }
+}
+
+/// SEND_DATA with a callback; the transmit status (0 = delivered).
+async fn send_data(link: &LinkHandle, node: NodeId, payload: &[u8]) -> Result<u8, LinkError> {
+    let cb = link.callback_id();
+    let len =
+        u8::try_from(payload.len()).map_err(|_| LinkError::Encode("payload too long".into()))?;
+    let mut d = Vec::with_capacity(payload.len() + 4);
+    d.push(node);
+    d.push(len);
+    d.extend_from_slice(payload);
+    d.push(func::TX_OPTIONS);
+    d.push(cb);
+    let r = link
+        .call(
+            func::SEND_DATA,
+            d,
+            Expect::ResponseAndCallback { callback_id: cb },
+        )
+        .await?;
+    Ok(r.callback
+        .and_then(|f| f.data.get(1).copied())
+        .unwrap_or(0xff))
+}
+
+/// Learns what a node is: protocol info, its node information frame, manufacturer and firmware.
+/// Every step has its own deadline; a step that fails is noted and the interview goes on.
+async fn interview(
+    link: &LinkHandle,
+    waiters: &Waiters,
+    node: NodeId,
+    nif: Option<func::NodeInfo>,
+    known: Option<Node>,
+    step: Duration,
+) -> (Node, Vec<String>) {
+    let mut n = known.unwrap_or(Node {
+        id: node,
+        ..Node::default()
+    });
+    let mut notes = Vec::new();
+    match link.ask(func::GET_NODE_PROTOCOL_INFO, vec![node]).await {
+        Ok(d) => match func::parse_protocol_info(&d) {
+            Ok(p) => {
+                n.listening = p.listening || p.flirs;
+                n.basic = p.basic;
+                n.generic = p.generic;
+                n.specific = p.specific;
+            }
+            Err(e) => notes.push(format!("protocol info: {e}")),
+        },
+        Err(e) => notes.push(format!("protocol info: {e}")),
+    }
+    match nif.filter(|i| !i.command_classes.is_empty()) {
+        Some(info) => n.command_classes = info.command_classes,
+        None => {
+            let call = link.call(
+                func::REQUEST_NODE_INFO,
+                vec![node],
+                Expect::ResponseAndNodeInfo { node },
+            );
+            match tokio::time::timeout(step, call).await {
+                Ok(Ok(r)) => match r.callback.map(|f| func::parse_application_update(&f.data)) {
+                    Some(Ok(ApplicationUpdate::NodeInfo(info))) => {
+                        n.command_classes = info.command_classes
+                    }
+                    Some(Ok(_)) => notes.push("node information: the node did not answer".into()),
+                    Some(Err(e)) => notes.push(format!("node information: {e}")),
+                    None => notes.push("node information: no answer".into()),
+                },
+                Ok(Err(e)) => notes.push(format!("node information: {e}")),
+                Err(_) => notes.push(format!("node information: no answer within {step:?}")),
+            }
+        }
+    }
+    if n.supports(cc::MANUFACTURER_SPECIFIC) {
+        match ask_node(
+            link,
+            waiters,
+            node,
+            &[cc::MANUFACTURER_SPECIFIC, 0x04],
+            0x05,
+            step,
+        )
+        .await
+        {
+            Ok(p) => {
+                if let Ok(Report::Manufacturer {
+                    manufacturer,
+                    product_type,
+                    product_id,
+                }) = cc::decode(&p)
+                {
+                    n.manufacturer = Some(manufacturer);
+                    n.product_type = Some(product_type);
+                    n.product_id = Some(product_id);
+                }
+            }
+            Err(e) => notes.push(format!("manufacturer: {e}")),
+        }
+    }
+    if n.supports(cc::VERSION) {
+        match ask_node(link, waiters, node, &[cc::VERSION, 0x11], 0x12, step).await {
+            Ok(p) => {
+                if let Ok(Report::Firmware(fw)) = cc::decode(&p) {
+                    n.firmware = Some(fw);
+                }
+            }
+            Err(e) => notes.push(format!("version: {e}")),
+        }
+    }
+    n.interviewed = true;
+    (n, notes)
+}
+
+/// Sends a Get and waits for its Report.
+async fn ask_node(
+    link: &LinkHandle,
+    waiters: &Waiters,
+    node: NodeId,
+    get: &[u8],
+    report: u8,
+    step: Duration,
+) -> Result<Vec<u8>, String> {
+    let cc = *get.first().ok_or("empty get")?;
+    let rx = waiters.add(WaitFor::Report(node, cc, report));
+    match send_data(link, node, get).await {
+        Ok(0) => {}
+        Ok(s) => return Err(func::tx_status_text(s).to_owned()),
+        Err(e) => return Err(e.to_string()),
+    }
+    match tokio::time::timeout(step, rx).await {
+        Ok(Ok(p)) => Ok(p),
+        _ => Err(format!("no report within {step:?}")),
+    }
+}
+
+async fn open(cfg: &Config) -> Result<Box<dyn Stream>, String> {
+    if let Some(addr) = cfg.port.strip_prefix("tcp://") {
+        let s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| format!("cannot reach {}: timed out", cfg.port))?
+            .map_err(|e| format!("cannot reach {}: {e}", cfg.port))?;
+        let _ = s.set_nodelay(true);
+        return Ok(Box::new(s));
+    }
+    let s = tokio_serial::new(cfg.port.as_str(), cfg.baud)
+        .timeout(Duration::from_millis(100))
+        .open_native_async()
+        .map_err(|e| format!("cannot open {}: {e}", cfg.port))?;
+    Ok(Box::new(s))
+}
+
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await.map(|_| ());
+}

@@ -1,0 +1,204 @@
+#!/usr/bin/env node
+// Warden's Z-Wave test peer: zwave-js's own MockController and MockNodes (npm zwave-js and
+// @zwave-js/testing, pinned in package.json) behind a TCP port that speaks the Serial API, so the
+// adapter under test talks to zwave-js's controller emulation byte for byte.
+//
+// Loopback only, no mDNS (zwave-js's stock mock-server binary announces itself by multicast, which
+// these machines forbid). The host's byte stream is cut into single units (ACK/NAK/CAN or one
+// frame) before it reaches the mock, which expects one unit per write.
+//
+//   node zwave_mock.cjs --port P --control-port C [--host 127.0.0.1]
+//
+// Control port, one command per line, answered "OK …" or "ERR …":
+//   temp <node> <celsius>          node sends a Multilevel Sensor Report (air temperature, °C)
+//   switch <node> on|off           node sends a Binary Switch Report
+//   appcmd <node> <hex>            an Application Command Handler frame from <node> with these
+//                                  command-class bytes, valid or not (hostile input tests)
+//   rawframe <hex>                 these bytes as they are (bad checksums, garbage)
+//   include <node> sensor|switch   a node of that kind waits to be included by the next Add Node
+//   state                          JSON: switch states and the node list
+//   quit
+"use strict";
+const net = require("node:net");
+const { createAndOpenMockedZWaveSerialPort } = require("@zwave-js/serial/mock");
+const { Faucet, ZWaveSerialFrameType } = require("@zwave-js/serial");
+const { MockController, MockNode, createMockZWaveRequestFrame } = require("@zwave-js/testing");
+const { createDefaultMockControllerBehaviors, createDefaultMockNodeBehaviors } = require("zwave-js/Testing");
+const { CommandClasses } = require("@zwave-js/core");
+const cc = require("@zwave-js/cc");
+
+const opt = (name, dflt) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : dflt;
+};
+const HOST = opt("--host", "127.0.0.1");
+const PORT = Number(opt("--port", "5555"));
+const CONTROL = Number(opt("--control-port", "5556"));
+
+const HOME_ID = 0xc0ffee01;
+const temperatures = new Map();
+
+function kind(name, id) {
+  const common = [
+    { ccId: CommandClasses["Manufacturer Specific"], isSupported: true, version: 2 },
+    { ccId: CommandClasses.Version, isSupported: true, version: 3 },
+  ];
+  if (name === "switch") {
+    return {
+      genericDeviceClass: 0x10, specificDeviceClass: 0x01,
+      manufacturerId: 0x0086, productType: 0x0003, productId: 0x0006,
+      commandClasses: [{ ccId: CommandClasses["Binary Switch"], isSupported: true, version: 2 }, ...common],
+    };
+  }
+  if (name === "sensor") {
+    return {
+      genericDeviceClass: 0x21, specificDeviceClass: 0x01,
+      manufacturerId: 0x0371, productType: 0x0002, productId: 0x0005,
+      commandClasses: [{
+        ccId: CommandClasses["Multilevel Sensor"], isSupported: true, version: 11,
+        sensors: { 1: { supportedScales: [0] } },
+        getValue: () => temperatures.get(id) ?? 21.5,
+      }, ...common],
+    };
+  }
+  throw new Error(`unknown node kind ${name}`);
+}
+
+// SOF LEN body CHECKSUM around a Serial API body (type, function, data).
+function serialFrame(body) {
+  const len = body.length + 1;
+  let sum = 0xff ^ len;
+  for (const b of body) sum ^= b;
+  return Buffer.concat([Buffer.from([0x01, len]), body, Buffer.from([sum])]);
+}
+
+// One unit per write into the mock: ACK/NAK/CAN bytes alone, frames whole; an unfinished frame
+// is dropped after 1.5 s like a controller's receive timeout.
+function unitSplitter(deliver) {
+  let pending = Buffer.alloc(0);
+  let timer = null;
+  return (chunk) => {
+    pending = Buffer.concat([pending, chunk]);
+    if (timer) { clearTimeout(timer); timer = null; }
+    while (pending.length > 0) {
+      const first = pending[0];
+      if (first === 0x06 || first === 0x15 || first === 0x18) {
+        deliver(pending.subarray(0, 1));
+        pending = pending.subarray(1);
+      } else if (first !== 0x01) {
+        pending = pending.subarray(1);
+      } else if (pending.length >= 2 && pending.length >= pending[1] + 2) {
+        const n = pending[1] + 2;
+        deliver(pending.subarray(0, n));
+        pending = pending.subarray(n);
+      } else {
+        break;
+      }
+    }
+    if (pending.length > 0) timer = setTimeout(() => { pending = Buffer.alloc(0); }, 1500);
+  };
+}
+
+async function main() {
+  const { serial, port: mockPort } = await createAndOpenMockedZWaveSerialPort();
+  const controller = await MockController.create({ homeId: HOME_ID, ownNodeId: 1, mockPort, serial });
+  controller.defineBehavior(...createDefaultMockControllerBehaviors());
+  const addNode = async (id, name) => {
+    const node = await MockNode.create({ id, controller, capabilities: kind(name, id) });
+    node.defineBehavior(...createDefaultMockNodeBehaviors());
+    controller.addNode(node);
+    return node;
+  };
+  await addNode(2, "switch");
+  await addNode(3, "sensor");
+  const node = (id) => controller.nodes.get(Number(id));
+
+  const faucet = new Faucet(serial.readable);
+  const server = net.createServer((sock) => {
+    sock.setNoDelay(true);
+    const out = new WritableStream({
+      write(f) {
+        if (f.type !== ZWaveSerialFrameType.SerialAPI) return;
+        sock.write(typeof f.data === "number" ? Buffer.from([f.data]) : Buffer.from(f.data));
+      },
+    });
+    faucet.connect(out);
+    const split = unitSplitter((u) => serial.writeAsync(Uint8Array.from(u)).catch(() => {}));
+    sock.on("data", split);
+    sock.on("error", () => {});
+    sock.on("close", () => { faucet.disconnect(); out.close().catch(() => {}); });
+  });
+  server.maxConnections = 1;
+  server.listen(PORT, HOST);
+
+  const fromNode = async (n, report) =>
+    n.sendToController(createMockZWaveRequestFrame(report, { ackRequested: false }));
+
+  const commands = {
+    async temp(id, v) {
+      const n = node(id); if (!n) throw new Error(`no node ${id}`);
+      temperatures.set(n.id, Number(v));
+      await fromNode(n, new cc.MultilevelSensorCCReport({ nodeId: controller.ownNodeId, type: 1, scale: 0, value: Number(v) }));
+      return `temp ${n.id}`;
+    },
+    async switch(id, v) {
+      const n = node(id); if (!n) throw new Error(`no node ${id}`);
+      await fromNode(n, new cc.BinarySwitchCCReport({ nodeId: controller.ownNodeId, currentValue: v === "on" }));
+      return `switch ${n.id}`;
+    },
+    async appcmd(id, hex) {
+      // An Application Command Handler frame from node <id> carrying any bytes (malformed, or
+      // Security 2 encapsulated), built here rather than by zwave-js's CC classes, which refuse
+      // to build invalid commands.
+      const p = Buffer.from(hex, "hex");
+      await controller.sendToHost(serialFrame(Buffer.concat([Buffer.from([0x00, 0x04, 0x00, Number(id), p.length]), p])));
+      return `appcmd ${id}`;
+    },
+    async rawframe(hex) {
+      try {
+        await controller.sendToHost(Buffer.from(hex, "hex"));
+        return "rawframe acked";
+      } catch {
+        return "rawframe not acked";
+      }
+    },
+    async include(id, name) {
+      controller.nodePendingInclusion = { id: Number(id), capabilities: kind(name, Number(id)) };
+      return `include ${id}`;
+    },
+    async state() {
+      const switches = {};
+      for (const [id, n] of controller.nodes) {
+        const v = n.state.get("BinarySwitch_currentValue");
+        if (v !== undefined) switches[id] = v;
+      }
+      return JSON.stringify({ nodes: [...controller.nodes.keys()], switches });
+    },
+    async quit() { setTimeout(() => process.exit(0), 10); return "bye"; },
+  };
+
+  net.createServer((sock) => {
+    let buf = "";
+    sock.on("error", () => {});
+    sock.on("data", async (d) => {
+      buf += d.toString();
+      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+        const [cmd, ...args] = buf.slice(0, i).trim().split(/\s+/);
+        buf = buf.slice(i + 1);
+        if (!cmd) continue;
+        try {
+          const f = commands[cmd];
+          if (!f) throw new Error(`unknown command ${cmd}`);
+          sock.write(`OK ${await f(...args)}\n`);
+        } catch (e) {
+          sock.write(`ERR ${e.message}\n`);
+        }
+      }
+    });
+  }).listen(CONTROL, HOST, () => console.log(`zwave mock on ${HOST}:${PORT}, control ${CONTROL}`));
+  const stop = () => process.exit(0);
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });

@@ -1,0 +1,324 @@
+//! The Z-Wave adapter end to end against zwave-js's own MockController and MockNodes
+//! (tests/peers/zwave/zwave_mock.cjs, over a TCP Serial API port on loopback): controller start,
+//! the interview of the nodes the controller already holds, pending until approved, sensor reports
+//! to MQTT with their assurance, switch commands confirmed by the mock node's state, an inclusion
+//! window opened from the CLI with its progress, hostile frames refused and audited, and the
+//! controller going away and coming back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+#[path = "zigbee_support/mod.rs"]
+mod zigbee_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use warden_e2e::*;
+use zigbee_support::{Cli, T, audit_where, command, device_show, latest, values, wait_audit};
+
+const SWITCH: &str = "zwave:c0ffee01-2";
+const SENSOR: &str = "zwave:c0ffee01-3";
+const NEW_SENSOR: &str = "zwave:c0ffee01-4";
+
+fn peers() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/zwave")
+}
+
+/// zwave-js's mock controller on two free loopback ports, killed when dropped.
+struct Mock {
+    child: Child,
+    control: u16,
+}
+
+impl Mock {
+    fn start(dir: &Path, port: u16) -> Self {
+        assert!(
+            peers().join("node_modules/zwave-js").exists(),
+            "zwave-js missing: run tests/scripts/install-zwave.sh"
+        );
+        let control = free_port();
+        let log = dir.join(format!("zwave-mock-{port}.log"));
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new("node")
+            .arg(peers().join("zwave_mock.cjs"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--control-port",
+                &control.to_string(),
+            ])
+            .current_dir(peers())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("node");
+        let m = Self { child, control };
+        wait_for(T, "the mock controller's control port", || {
+            TcpStream::connect(("127.0.0.1", m.control))
+                .ok()
+                .map(|_| ())
+        });
+        m
+    }
+
+    fn ctl(&self, line: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.control)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut out = String::new();
+        BufReader::new(s).read_line(&mut out).unwrap();
+        out.trim().to_owned()
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let r = self.ctl("state");
+        json(r.strip_prefix("OK ").unwrap_or(&r))
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config(p: &Ports, port: u16) -> String {
+    format!(
+        r#"{base}
+[profiles.zwsensor]
+points = ["temperature", "battery", "battery_low"]
+min_assurance = "none"
+
+[profiles.zwswitch]
+points = ["switch"]
+commands = ["turn_on", "turn_off"]
+min_assurance = "none"
+
+[adapters.zwave]
+port = "tcp://127.0.0.1:{port}"
+reconnect_s = 1
+interview_timeout_ms = 3000
+"#,
+        base = base_config(p)
+    )
+}
+
+/// SOF LEN body CHECKSUM.
+fn serial_frame(body: &[u8]) -> Vec<u8> {
+    let len = u8::try_from(body.len() + 1).unwrap();
+    let sum = body.iter().fold(0xff ^ len, |a, b| a ^ b);
+    let mut f = vec![0x01, len];
+    f.extend_from_slice(body);
+    f.push(sum);
+    f
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn is(r: &serde_json::Value, action: &str, device: &str) -> bool {
+    r["action"] == action && r["device"] == device
+}
+
+fn zwave_link(r: &serde_json::Value, state: &str) -> bool {
+    r["action"] == "link-health"
+        && r["detail"]["state"] == state
+        && r["detail"]["link"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("zwave:"))
+}
+
+fn cause(r: &serde_json::Value) -> &str {
+    r["detail"]["cause"].as_str().unwrap_or_default()
+}
+
+fn approve(g: &Gateway, id: &str, profile: &str) {
+    let o = g.cli(&[
+        "devices",
+        "approve",
+        id,
+        "--profile",
+        profile,
+        "--reason",
+        "e2e",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let port = free_port();
+    let mut mock = Mock::start(dir, port);
+    let p = Ports::new();
+    let cfg = dir.join("w.toml");
+    std::fs::write(&cfg, config(&p, port)).unwrap();
+    let dd = dir.join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
+        &dir.join("sub.txt"),
+    );
+
+    // the controller started: version, home id, its two nodes
+    let up = wait_audit(&dd, "the Z-Wave link up", |r| zwave_link(r, "Up"));
+    let reason = up["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("home c0ffee01"), "{up}");
+    assert!(reason.contains("2 nodes"), "{up}");
+
+    // both nodes were interviewed and land pending, with what the interview learned
+    for (id, manufacturer, model) in [
+        (SWITCH, "0x0086", "0003:0006"),
+        (SENSOR, "0x0371", "0002:0005"),
+    ] {
+        let d = wait_for(T, &format!("{id} interviewed"), || {
+            let d = device_show(&g, id);
+            (!d["device"]["manufacturer"].is_null()).then_some(d)
+        });
+        assert_eq!(d["device"]["status"], "pending", "{d}");
+        assert_eq!(d["device"]["manufacturer"], manufacturer, "{d}");
+        assert_eq!(d["device"]["model"], model, "{d}");
+    }
+    let learned = wait_audit(&dd, "the sensor's interview on record", |r| {
+        is(r, "device-registered", SENSOR)
+    });
+    let reason = learned["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("command_classes: 0x31 0x72 0x86") && reason.contains("security: none"),
+        "{learned}"
+    );
+
+    // a pending node's report is denied; once approved, reports reach MQTT at assurance `none`
+    assert_eq!(mock.ctl("temp 3 19.5"), "OK temp 3");
+    wait_audit(&dd, "the pending sensor's report denied", |r| {
+        is(r, "uplink", SENSOR) && r["verdict"] == "deny"
+    });
+    approve(&g, SENSOR, "zwsensor");
+    assert_eq!(mock.ctl("temp 3 23.4"), "OK temp 3");
+    sub.wait_lines(T, "the sensor's temperature", |_| {
+        latest(&sub, SENSOR, "temperature").is_some()
+    });
+    let temp = latest(&sub, SENSOR, "temperature").unwrap();
+    assert_eq!(temp["value"], 23.4, "{temp}");
+    assert_eq!(temp["unit"], "°C", "{temp}");
+    assert_eq!(temp["assurance"], "none", "{temp}");
+    assert_eq!(
+        values(&sub, SENSOR, "temperature"),
+        vec![serde_json::json!(23.4)],
+        "the report sent while pending was never published"
+    );
+
+    // the switch: denied while pending, then on and off, confirmed by the mock node's own state
+    let res = command(&g, SWITCH, "turn_on");
+    assert_eq!(res["outcome"], "denied", "{res}");
+    assert!(mock.state()["switches"]["2"] != true);
+    approve(&g, SWITCH, "zwswitch");
+    let res = command(&g, SWITCH, "turn_on");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(mock.state()["switches"]["2"], true);
+    let res = command(&g, SWITCH, "turn_off");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(mock.state()["switches"]["2"], false);
+    assert_eq!(mock.ctl("switch 2 on"), "OK switch 2");
+    sub.wait_lines(T, "the switch's report", |_| {
+        latest(&sub, SWITCH, "switch").is_some_and(|e| e["value"] == true)
+    });
+
+    // inclusion: a sensor waits to be included; a window opened from the CLI takes it in, its
+    // progress is shown, it is interviewed and lands pending, and the join is audited
+    assert_eq!(mock.ctl("include 4 sensor"), "OK include 4");
+    let mut join = Cli::spawn(
+        &g,
+        &["adapter", "zwave", "join", "--seconds", "120"],
+        &dir.join("join.txt"),
+    );
+    let d = wait_for(T, "node 4 interviewed", || {
+        let d = device_show(&g, NEW_SENSOR);
+        (!d["device"]["manufacturer"].is_null()).then_some(d)
+    });
+    assert_eq!(d["device"]["status"], "pending", "{d}");
+    wait_audit(&dd, "node 4's inclusion audited", |r| {
+        is(r, "membership", NEW_SENSOR) && r["detail"]["change"] == "joined"
+    });
+    join.wait_text("the inclusion in the progress", |t| t.contains("1 joined"));
+    let o = g.cli(&["adapter", "zwave", "close"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(join.wait_exit(), "{}", join.text());
+    let text = join.text();
+    assert!(text.contains("1 joined"), "{text}");
+    assert!(text.contains(NEW_SENSOR), "{text}");
+    assert!(
+        mock.state()["nodes"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(4))
+    );
+
+    // hostile frames from the approved sensor: a truncated report, a Security 2 frame Warden
+    // cannot decrypt, and a frame from a node the controller does not hold; each is refused and
+    // audited with its cause, and the sensor's next good report still gets through
+    assert!(mock.ctl("appcmd 3 3105").starts_with("OK"));
+    let bad = wait_audit(&dd, "the truncated report refused", |r| {
+        is(r, "uplink", SENSOR) && cause(r) == "malformed"
+    });
+    assert_eq!(bad["verdict"], "deny", "{bad}");
+    assert!(mock.ctl("appcmd 3 9f03a1b2c3d4").starts_with("OK"));
+    wait_audit(&dd, "the S2 frame refused", |r| {
+        is(r, "uplink", SENSOR) && cause(r) == "undecryptable"
+    });
+    assert!(mock.ctl("appcmd 77 3105012200d7").starts_with("OK"));
+    wait_audit(&dd, "the unknown node refused", |r| {
+        is(r, "uplink", "zwave:c0ffee01-77") && cause(r) == "unknown-node"
+    });
+    assert!(
+        device_show(&g, "zwave:c0ffee01-77").is_null(),
+        "a refused node is not registered"
+    );
+    // a frame with a bad checksum is NAKed by the link (the mock sees no ACK); the same frame
+    // with its checksum right is ACKed (an unhandled command class: counted, nothing published)
+    let unhandled = serial_frame(&[0x00, 0x04, 0x00, 0x03, 0x02, 0x5e, 0x02]);
+    let mut corrupt = unhandled.clone();
+    *corrupt.last_mut().unwrap() ^= 0xff;
+    assert_eq!(
+        mock.ctl(&format!("rawframe {}", hex(&corrupt))),
+        "OK rawframe not acked"
+    );
+    assert_eq!(
+        mock.ctl(&format!("rawframe {}", hex(&unhandled))),
+        "OK rawframe acked"
+    );
+    assert_eq!(mock.ctl("temp 3 24.0"), "OK temp 3");
+    sub.wait_lines(T, "the sensor's report after the hostile frames", |_| {
+        latest(&sub, SENSOR, "temperature").is_some_and(|e| e["value"] == 24.0)
+    });
+    assert_eq!(
+        values(&sub, SENSOR, "temperature"),
+        vec![serde_json::json!(23.4), serde_json::json!(24.0)],
+        "nothing from the hostile frames was published"
+    );
+
+    // the controller goes away: link Down, a command fails fast; it comes back: link Up, reports flow
+    mock.stop();
+    wait_audit(&dd, "the Z-Wave link down", |r| zwave_link(r, "Down"));
+    let res = command(&g, SWITCH, "turn_on");
+    assert_eq!(res["outcome"], "device-error", "{res}");
+    let mock = Mock::start(dir, port);
+    wait_for(T, "the Z-Wave link up again", || {
+        (audit_where(&dd, |r| zwave_link(r, "Up")).len() >= 2).then_some(())
+    });
+    assert_eq!(mock.ctl("temp 3 25.5"), "OK temp 3");
+    sub.wait_lines(T, "the sensor's report after the reconnect", |_| {
+        latest(&sub, SENSOR, "temperature").is_some_and(|e| e["value"] == 25.5)
+    });
+    g.stop();
+}
