@@ -10,7 +10,13 @@ pub const MULTILEVEL_SWITCH: u8 = 0x26;
 pub const BINARY_SENSOR: u8 = 0x30;
 pub const MULTILEVEL_SENSOR: u8 = 0x31;
 pub const METER: u8 = 0x32;
+pub const THERMOSTAT_MODE: u8 = 0x40;
+pub const THERMOSTAT_SETPOINT: u8 = 0x43;
+pub const CENTRAL_SCENE: u8 = 0x5b;
+pub const DOOR_LOCK: u8 = 0x62;
+pub const CONFIGURATION: u8 = 0x70;
 pub const NOTIFICATION: u8 = 0x71;
+pub const ASSOCIATION: u8 = 0x85;
 pub const MANUFACTURER_SPECIFIC: u8 = 0x72;
 pub const BATTERY: u8 = 0x80;
 pub const WAKE_UP: u8 = 0x84;
@@ -114,6 +120,68 @@ pub fn decode(payload: &[u8]) -> Result<Report, CcError> {
             _ => Err(short("Version", payload)),
         },
         (WAKE_UP, 0x07) => Ok(Report::Awake),
+        (THERMOSTAT_MODE, 0x03) => {
+            let m = *params
+                .first()
+                .ok_or_else(|| short("Thermostat Mode", payload))?;
+            Ok(Report::Points(vec![Point::new(
+                "thermostat_mode",
+                Value::Text(thermostat_mode(m & 0x1f).to_owned()),
+            )]))
+        }
+        (THERMOSTAT_SETPOINT, 0x03) => {
+            let cc = "Thermostat Setpoint";
+            let (kind, pss, rest) = match params {
+                [k, p, rest @ ..] => (*k & 0x0f, *p, rest),
+                _ => return Err(short(cc, payload)),
+            };
+            let (v, scale, _) = scaled(cc, pss, rest)?;
+            let name = match kind {
+                1 => "heating_setpoint".to_owned(),
+                2 => "cooling_setpoint".to_owned(),
+                other => format!("setpoint_{other}"),
+            };
+            let unit = if scale == 1 { "°F" } else { "°C" };
+            Ok(Report::Points(vec![
+                Point::new(name, Value::Float(round(v))).with_unit(unit),
+            ]))
+        }
+        (DOOR_LOCK, 0x03) => {
+            let mode = *params.first().ok_or_else(|| short("Door Lock", payload))?;
+            let state = match mode {
+                0x00 => "unsecured",
+                0x01 | 0x10 | 0x11 | 0x20 | 0x21 => "unsecured_with_timeout",
+                0xff => "secured",
+                0xfe => "unknown",
+                _ => {
+                    return Err(CcError::Invalid {
+                        cc: "Door Lock",
+                        detail: "unknown door lock mode",
+                    });
+                }
+            };
+            Ok(Report::Points(vec![
+                Point::new("locked", Value::Bool(mode == 0xff)),
+                Point::new("lock_mode", Value::Text(state.to_owned())),
+            ]))
+        }
+        (CENTRAL_SCENE, 0x03) => match params {
+            [_seq, attr, scene, ..] => Ok(Report::Points(vec![Point::new(
+                format!("scene_{scene}"),
+                Value::Text(scene_action(attr & 0x07).to_owned()),
+            )])),
+            _ => Err(short("Central Scene", payload)),
+        },
+        (CONFIGURATION, 0x06) => match params {
+            [param, size, rest @ ..] => {
+                let (v, _, _) = scaled("Configuration", *size & 0x07, rest)?;
+                Ok(Report::Points(vec![Point::new(
+                    format!("config_{param}"),
+                    Value::Int(v as i64),
+                )]))
+            }
+            _ => Err(short("Configuration", payload)),
+        },
         (SECURITY_0 | SECURITY_2, _) => Ok(Report::Encrypted { cc }),
         _ => Ok(Report::Unhandled { cc, command: cmd }),
     }
@@ -132,6 +200,41 @@ fn level(name: &str, cc: &'static str, params: &[u8]) -> Result<Report, CcError>
             });
         }
     }))
+}
+
+fn thermostat_mode(m: u8) -> &'static str {
+    match m {
+        0 => "off",
+        1 => "heat",
+        2 => "cool",
+        3 => "auto",
+        4 => "auxiliary",
+        5 => "resume",
+        6 => "fan",
+        7 => "furnace",
+        8 => "dry",
+        9 => "moist",
+        10 => "auto_changeover",
+        11 => "energy_heat",
+        12 => "energy_cool",
+        13 => "away",
+        15 => "full_power",
+        31 => "manufacturer_specific",
+        _ => "unknown",
+    }
+}
+
+fn scene_action(attr: u8) -> &'static str {
+    match attr {
+        0 => "pressed",
+        1 => "released",
+        2 => "held",
+        3 => "pressed_2x",
+        4 => "pressed_3x",
+        5 => "pressed_4x",
+        6 => "pressed_5x",
+        _ => "unknown",
+    }
 }
 
 fn binary_sensor_name(kind: u8) -> &'static str {
@@ -320,7 +423,9 @@ fn notification(params: &[u8]) -> Result<Report, CcError> {
 /// Why a command cannot be sent to a node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
-    #[error("unknown command `{0}` (known: turn_on, turn_off, set_level level=0..99, refresh)")]
+    #[error(
+        "unknown command `{0}` (known: turn_on, turn_off, set_level level=0..99, lock, unlock, set_setpoint value=…, set_mode mode=…, set_config parameter=… value=…, refresh)"
+    )]
     Unknown(String),
     #[error("`{0}` needs the argument `{1}`")]
     Missing(&'static str, &'static str),
@@ -328,6 +433,46 @@ pub enum CommandError {
     Invalid { name: &'static str, detail: String },
     #[error("the node supports none of the command classes `{0}` needs")]
     Unsupported(&'static str),
+}
+
+fn no_args(c: &Command, name: &'static str) -> Result<(), CommandError> {
+    match c.args.first() {
+        Some(a) => Err(CommandError::Invalid {
+            name,
+            detail: format!("takes no arguments (got `{}`)", a.name),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A finite number argument `arg` of command `name`.
+fn number(c: &Command, name: &'static str, arg: &'static str) -> Result<f64, CommandError> {
+    let a = c
+        .args
+        .iter()
+        .find(|a| a.name == arg)
+        .ok_or(CommandError::Missing(name, arg))?;
+    let v = match &a.value {
+        Value::Int(i) => *i as f64,
+        Value::Float(f) => *f,
+        Value::Text(t) => t.trim().parse::<f64>().map_err(|_| CommandError::Invalid {
+            name,
+            detail: format!("`{arg}` must be a number"),
+        })?,
+        other => {
+            return Err(CommandError::Invalid {
+                name,
+                detail: format!("`{arg}` must be a number, not {}", other.type_name()),
+            });
+        }
+    };
+    if !v.is_finite() {
+        return Err(CommandError::Invalid {
+            name,
+            detail: format!("`{arg}` must be finite"),
+        });
+    }
+    Ok(v)
 }
 
 /// The command-class payload for `c`, given the node's supported command classes.
@@ -401,6 +546,78 @@ pub fn command(c: &Command, supported: &[u8]) -> Result<Vec<u8>, CommandError> {
             } else {
                 Err(CommandError::Unsupported("refresh"))
             }
+        }
+        "lock" | "unlock" => {
+            no_args(c, "lock/unlock")?;
+            if !has(DOOR_LOCK) {
+                return Err(CommandError::Unsupported("lock/unlock"));
+            }
+            Ok(vec![
+                DOOR_LOCK,
+                0x01,
+                if c.name == "lock" { 0xff } else { 0x00 },
+            ])
+        }
+        "set_setpoint" => {
+            if !has(THERMOSTAT_SETPOINT) {
+                return Err(CommandError::Unsupported("set_setpoint"));
+            }
+            let v = number(c, "set_setpoint", "value")?;
+            if !(-50.0..=100.0).contains(&v) {
+                return Err(CommandError::Invalid {
+                    name: "set_setpoint",
+                    detail: format!("`value` {v} °C is outside -50..=100"),
+                });
+            }
+            // Heating setpoint, °C, one decimal, two bytes.
+            let raw = (v * 10.0).round() as i16;
+            let [a, b] = raw.to_be_bytes();
+            Ok(vec![THERMOSTAT_SETPOINT, 0x01, 0x01, 0x22, a, b])
+        }
+        "set_mode" => {
+            if !has(THERMOSTAT_MODE) {
+                return Err(CommandError::Unsupported("set_mode"));
+            }
+            let arg = c
+                .args
+                .iter()
+                .find(|a| a.name == "mode")
+                .ok_or(CommandError::Missing("set_mode", "mode"))?;
+            let Value::Text(t) = &arg.value else {
+                return Err(CommandError::Invalid {
+                    name: "set_mode",
+                    detail: "`mode` must be text (off, heat, cool, auto, …)".into(),
+                });
+            };
+            let m = (0u8..=31)
+                .find(|m| thermostat_mode(*m) == t && t != "unknown")
+                .ok_or_else(|| CommandError::Invalid {
+                    name: "set_mode",
+                    detail: format!("unknown mode `{}`", t.chars().take(32).collect::<String>()),
+                })?;
+            Ok(vec![THERMOSTAT_MODE, 0x01, m])
+        }
+        "set_config" => {
+            if !has(CONFIGURATION) {
+                return Err(CommandError::Unsupported("set_config"));
+            }
+            let p = number(c, "set_config", "parameter")?;
+            let v = number(c, "set_config", "value")?;
+            let param = u8::try_from(p as i64)
+                .ok()
+                .filter(|_| p.fract() == 0.0 && p >= 1.0)
+                .ok_or_else(|| CommandError::Invalid {
+                    name: "set_config",
+                    detail: format!("`parameter` {p} is outside 1..=255"),
+                })?;
+            if v.fract() != 0.0 || !(f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&v) {
+                return Err(CommandError::Invalid {
+                    name: "set_config",
+                    detail: format!("`value` {v} is not a 32-bit integer"),
+                });
+            }
+            let [a, b, cc_, d] = (v as i32).to_be_bytes();
+            Ok(vec![CONFIGURATION, 0x04, param, 0x04, a, b, cc_, d])
         }
         other => Err(CommandError::Unknown(other.chars().take(64).collect())),
     }
