@@ -21,6 +21,7 @@ use zigbee_support::{Cli, T, audit_where, command, device_show, latest, values, 
 const SWITCH: &str = "zwave:c0ffee01-2";
 const SENSOR: &str = "zwave:c0ffee01-3";
 const NEW_SENSOR: &str = "zwave:c0ffee01-4";
+const SLEEPY: &str = "zwave:c0ffee01-5";
 
 fn peers() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/zwave")
@@ -95,6 +96,7 @@ fn config(p: &Ports, port: u16) -> String {
         r#"{base}
 [profiles.zwsensor]
 points = ["temperature", "battery", "battery_low"]
+commands = ["refresh"]
 min_assurance = "none"
 
 [profiles.zwswitch]
@@ -174,7 +176,7 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
     let up = wait_audit(&dd, "the Z-Wave link up", |r| zwave_link(r, "Up"));
     let reason = up["reason"].as_str().unwrap_or_default().to_owned();
     assert!(reason.contains("home c0ffee01"), "{up}");
-    assert!(reason.contains("2 nodes"), "{up}");
+    assert!(reason.contains("3 nodes"), "{up}");
 
     // both nodes were interviewed and land pending, with what the interview learned
     for (id, manufacturer, model) in [
@@ -232,6 +234,35 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
     assert_eq!(mock.ctl("switch 2 on"), "OK switch 2");
     sub.wait_lines(T, "the switch's report", |_| {
         latest(&sub, SWITCH, "switch").is_some_and(|e| e["value"] == true)
+    });
+
+    // a sleeping node's command is held until its Wake Up Notification; a command to a
+    // listening node meanwhile goes at once (the positive control)
+    wait_for(T, "the sleeping node interviewed", || {
+        (!device_show(&g, SLEEPY)["device"]["model"].is_null()).then_some(())
+    });
+    approve(&g, SLEEPY, "zwsensor");
+    let mut refresh = Cli::spawn(
+        &g,
+        &["command", SLEEPY, "refresh"],
+        &dir.join("refresh.txt"),
+    );
+    wait_audit(&dd, "the refresh allowed", |r| {
+        is(r, "command", SLEEPY) && r["verdict"] == "allow"
+    });
+    let res = command(&g, SWITCH, "turn_on");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert!(
+        !refresh.text().contains("delivered"),
+        "sent before the node woke: {}",
+        refresh.text()
+    );
+    assert!(latest(&sub, SLEEPY, "temperature").is_none());
+    assert_eq!(mock.ctl("wakeup 5"), "OK wakeup 5");
+    assert!(refresh.wait_exit(), "{}", refresh.text());
+    assert!(refresh.text().contains("delivered"), "{}", refresh.text());
+    sub.wait_lines(T, "the sleeping node's answer", |_| {
+        latest(&sub, SLEEPY, "temperature").is_some_and(|e| e["value"] == 18.0)
     });
 
     // inclusion: a sensor waits to be included; a window opened from the CLI takes it in, its

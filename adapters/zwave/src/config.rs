@@ -24,6 +24,9 @@ pub struct Config {
     /// Seconds an exclusion (operator `remove`) waits for the node's button.
     #[serde(default = "default_exclusion")]
     pub exclusion_s: u32,
+    /// Seconds a command to a sleeping node waits for the node's next wake-up before it times out.
+    #[serde(default = "default_sleep_queue")]
+    pub sleeping_command_s: u32,
 }
 
 fn default_baud() -> u32 {
@@ -40,6 +43,9 @@ fn default_reconnect() -> u32 {
 }
 fn default_exclusion() -> u32 {
     60
+}
+fn default_sleep_queue() -> u32 {
+    3_600
 }
 
 impl Config {
@@ -68,6 +74,9 @@ impl Config {
         }
         if !(5..=600).contains(&self.exclusion_s) {
             return Err("`exclusion_s` must be between 5 and 600".into());
+        }
+        if !(1..=86_400).contains(&self.sleeping_command_s) {
+            return Err("`sleeping_command_s` must be between 1 and 86400".into());
         }
         Ok(())
     }

@@ -31,6 +31,9 @@ use crate::nodes::{self, Node, Nodes};
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
+/// Commands held for one sleeping node; more are refused until it wakes.
+const SLEEP_QUEUE: usize = 8;
+
 /// Rejections of one cause audited per 10 s; the rest are counted into the next one.
 const REJECTIONS_PER_WINDOW: u32 = 20;
 
@@ -107,6 +110,14 @@ enum Internal {
     },
 }
 
+/// A command for a sleeping node, sent at its next Wake Up Notification.
+struct Held {
+    command_id: String,
+    device: DeviceId,
+    payload: Vec<u8>,
+    until: Instant,
+}
+
 struct Window {
     op: Operation,
     until: Instant,
@@ -178,6 +189,7 @@ pub struct Runtime {
     interviewing: HashSet<NodeId>,
     rejections: RateLimit,
     unhandled: u64,
+    asleep: HashMap<NodeId, std::collections::VecDeque<Held>>,
 }
 
 impl Runtime {
@@ -202,6 +214,7 @@ impl Runtime {
             interviewing: HashSet::new(),
             rejections: RateLimit::default(),
             unhandled: 0,
+            asleep: HashMap::new(),
         }
     }
 
@@ -465,8 +478,9 @@ impl Runtime {
         let tx = self.internal_tx.clone();
         let step = Duration::from_millis(u64::from(self.cfg.interview_timeout_ms));
         let known = self.nodes.by_id.get(&node).cloned();
+        let own = self.own;
         tokio::spawn(async move {
-            let (n, notes) = interview(&link, &waiters, node, nif, known, step).await;
+            let (n, notes) = interview(&link, &waiters, node, nif, known, own, step).await;
             let _ = tx.send(Internal::Interviewed(n, notes)).await;
         });
     }
@@ -482,7 +496,7 @@ impl Runtime {
                     self.waiters
                         .fulfil(WaitFor::Report(inc.source, c, cmd), &inc.payload);
                 }
-                self.incoming(inc).await
+                self.incoming(link, inc).await
             }
             func::APPLICATION_UPDATE => {
                 match func::parse_application_update(&f.data) {
@@ -504,7 +518,11 @@ impl Runtime {
         }
     }
 
-    async fn incoming(&mut self, inc: func::Incoming) -> Result<(), AdapterError> {
+    async fn incoming(
+        &mut self,
+        link: &LinkHandle,
+        inc: func::Incoming,
+    ) -> Result<(), AdapterError> {
         let id = nodes::device_id(self.home, inc.source);
         if inc.source == self.own {
             return Ok(());
@@ -531,7 +549,11 @@ impl Runtime {
                 m.raw = inc.payload;
                 self.emit(AdapterEvent::Uplink(m)).await
             }
-            Ok(Report::Points(_)) | Ok(Report::Awake) => Ok(()),
+            Ok(Report::Points(_)) => Ok(()),
+            Ok(Report::Awake) => {
+                self.woke(link, inc.source);
+                Ok(())
+            }
             Ok(Report::Manufacturer {
                 manufacturer,
                 product_type,
@@ -895,6 +917,27 @@ impl Runtime {
         Ok(())
     }
 
+    /// A sleeping node woke: send what it was held, in order, then let it sleep again.
+    fn woke(&mut self, link: &LinkHandle, node: NodeId) {
+        let link = link.clone();
+        let held: Vec<Held> = self.asleep.remove(&node).map(Vec::from).unwrap_or_default();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            for h in held {
+                let result = send_data(&link, node, &h.payload).await;
+                let _ = tx
+                    .send(Internal::Sent {
+                        command_id: h.command_id,
+                        device: h.device,
+                        result,
+                    })
+                    .await;
+            }
+            // Wake Up No More Information: the node may sleep again.
+            let _ = send_data(&link, node, &[cc::WAKE_UP, 0x08]).await;
+        });
+    }
+
     async fn removed(
         &mut self,
         node: NodeId,
@@ -944,6 +987,28 @@ impl Runtime {
                     .await;
             }
         };
+        if !n.listening {
+            let q = self.asleep.entry(node).or_default();
+            if q.len() >= SLEEP_QUEUE {
+                return self
+                    .result(
+                        &d.command_id,
+                        &d.device,
+                        CommandOutcome::DeviceError(format!(
+                            "node {node} is asleep and already holds {SLEEP_QUEUE} commands"
+                        )),
+                    )
+                    .await;
+            }
+            tracing::debug!(node, command = %d.command.name, "zwave: held until the node wakes");
+            q.push_back(Held {
+                command_id: d.command_id,
+                device: d.device,
+                payload,
+                until: Instant::now() + Duration::from_secs(u64::from(self.cfg.sleeping_command_s)),
+            });
+            return Ok(());
+        }
         let link = link.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
@@ -1184,6 +1249,20 @@ impl Runtime {
                 );
             }
         }
+        for q in self.asleep.values_mut() {
+            while q.front().is_some_and(|h| h.until <= now) {
+                if let Some(h) = q.pop_front() {
+                    let _ = self.internal_tx.try_send(Internal::Sent {
+                        command_id: h.command_id,
+                        device: h.device,
+                        result: Err(LinkError::CallbackTimeout(Duration::from_secs(u64::from(
+                            self.cfg.sleeping_command_s,
+                        )))),
+                    });
+                }
+            }
+        }
+        self.asleep.retain(|_, q| !q.is_empty());
         let dropped = self.counters.dropped_events.load(Ordering::Relaxed);
         if dropped > 0 {
             tracing::debug!(dropped, "zwave: reports dropped while the adapter was busy");
@@ -1222,6 +1301,7 @@ async fn interview(
     node: NodeId,
     nif: Option<func::NodeInfo>,
     known: Option<Node>,
+    own: NodeId,
     step: Duration,
 ) -> (Node, Vec<String>) {
     let mut n = known.unwrap_or(Node {
@@ -1287,6 +1367,14 @@ async fn interview(
                 }
             }
             Err(e) => notes.push(format!("manufacturer: {e}")),
+        }
+    }
+    if n.supports(cc::ASSOCIATION) && own != 0 {
+        // Lifeline: group 1 reports go to the controller.
+        match send_data(link, node, &[cc::ASSOCIATION, 0x01, 0x01, own]).await {
+            Ok(0) => {}
+            Ok(s) => notes.push(format!("lifeline: {}", func::tx_status_text(s))),
+            Err(e) => notes.push(format!("lifeline: {e}")),
         }
     }
     if n.supports(cc::VERSION) {

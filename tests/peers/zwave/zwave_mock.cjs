@@ -15,6 +15,7 @@
 //   appcmd <node> <hex>            an Application Command Handler frame from <node> with these
 //                                  command-class bytes, valid or not (hostile input tests)
 //   rawframe <hex>                 these bytes as they are (bad checksums, garbage)
+//   wakeup <node>                  node sends a Wake Up Notification
 //   include <node> sensor|switch   a node of that kind waits to be included by the next Add Node
 //   state                          JSON: switch states and the node list
 //   quit
@@ -59,6 +60,19 @@ function kind(name, id) {
         sensors: { 1: { supportedScales: [0] } },
         getValue: () => temperatures.get(id) ?? 21.5,
       }, ...common],
+    };
+  }
+  if (name === "sleepy") {
+    // A battery sensor: not listening, wakes up now and then (the `wakeup` control command).
+    return {
+      isListening: false, isFrequentListening: false,
+      genericDeviceClass: 0x21, specificDeviceClass: 0x01,
+      manufacturerId: 0x0371, productType: 0x0002, productId: 0x0007,
+      commandClasses: [{
+        ccId: CommandClasses["Multilevel Sensor"], isSupported: true, version: 11,
+        sensors: { 1: { supportedScales: [0] } },
+        getValue: () => temperatures.get(id) ?? 18.0,
+      }, { ccId: CommandClasses["Wake Up"], isSupported: true, version: 2 }, ...common],
     };
   }
   throw new Error(`unknown node kind ${name}`);
@@ -111,6 +125,7 @@ async function main() {
   };
   await addNode(2, "switch");
   await addNode(3, "sensor");
+  await addNode(5, "sleepy");
   const node = (id) => controller.nodes.get(Number(id));
 
   const faucet = new Faucet(serial.readable);
@@ -161,6 +176,11 @@ async function main() {
       } catch {
         return "rawframe not acked";
       }
+    },
+    async wakeup(id) {
+      const n = node(id); if (!n) throw new Error(`no node ${id}`);
+      await fromNode(n, new cc.WakeUpCCWakeUpNotification({ nodeId: controller.ownNodeId }));
+      return `wakeup ${n.id}`;
     },
     async include(id, name) {
       controller.nodePendingInclusion = { id: Number(id), capabilities: kind(name, Number(id)) };
