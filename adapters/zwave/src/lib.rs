@@ -19,6 +19,7 @@ pub mod func;
 pub mod link;
 pub mod nodes;
 pub mod runtime;
+pub mod s2;
 
 use warden_core::{Adapter, AdapterContext, AdapterError, BoxFuture, OperationKind};
 
