@@ -22,6 +22,7 @@ const SWITCH: &str = "zwave:c0ffee01-2";
 const SENSOR: &str = "zwave:c0ffee01-3";
 const NEW_SENSOR: &str = "zwave:c0ffee01-4";
 const SLEEPY: &str = "zwave:c0ffee01-5";
+const S2NODE: &str = "zwave:c0ffee01-6";
 
 fn peers() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/zwave")
@@ -103,6 +104,11 @@ min_assurance = "none"
 points = ["switch"]
 commands = ["turn_on", "turn_off"]
 min_assurance = "none"
+
+[profiles.zws2]
+points = ["temperature"]
+commands = ["refresh"]
+min_assurance = "shared-key"
 
 [adapters.zwave]
 port = "tcp://127.0.0.1:{port}"
@@ -295,6 +301,67 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
             .contains(&serde_json::json!(4))
     );
 
+    // S2: a node that asks for S2 Unauthenticated is included; Warden runs the key exchange
+    // (ECDH, temporary keys, its network key sent encrypted and verified) against zwave-js's own
+    // S2 implementation in the mock node, and the interview runs encrypted
+    assert_eq!(mock.ctl("include 6 s2sensor"), "OK include 6");
+    let mut join = Cli::spawn(
+        &g,
+        &["adapter", "zwave", "join", "--seconds", "120"],
+        &dir.join("join-s2.txt"),
+    );
+    let reg = wait_audit(&dd, "the S2 node registered", |r| {
+        is(r, "device-registered", S2NODE)
+    });
+    let reason = reg["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("security: s2-unauthenticated"), "{reg}");
+    assert_eq!(reg["detail"]["manufacturer"], "0x0371", "{reg}");
+    let o = g.cli(&["adapter", "zwave", "close"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(join.wait_exit(), "{}", join.text());
+    approve(&g, S2NODE, "zws2");
+    // its encrypted report reaches MQTT at `shared-key` (the profile requires it)
+    assert_eq!(mock.ctl("s2temp 6 21.5"), "OK s2temp 6");
+    sub.wait_lines(T, "the S2 node's temperature", |_| {
+        latest(&sub, S2NODE, "temperature").is_some()
+    });
+    let t6 = latest(&sub, S2NODE, "temperature").unwrap();
+    assert_eq!(t6["value"], 21.5, "{t6}");
+    assert_eq!(t6["assurance"], "shared-key", "{t6}");
+    // the same frame again is a replay; a frame with a bad tag does not decrypt; an unencrypted
+    // frame from this node is a downgrade: each refused and audited, none published
+    assert_eq!(mock.ctl("replay"), "OK replay");
+    wait_audit(&dd, "the replayed S2 frame refused", |r| {
+        is(r, "uplink", S2NODE) && cause(r) == "replay"
+    });
+    assert_eq!(mock.ctl("badmac"), "OK badmac");
+    wait_audit(&dd, "the S2 frame with a bad tag refused", |r| {
+        is(r, "uplink", S2NODE) && cause(r) == "s2-decrypt-failed"
+    });
+    assert_eq!(mock.ctl("temp 6 30.0"), "OK temp 6");
+    wait_audit(&dd, "the unencrypted frame refused", |r| {
+        is(r, "uplink", S2NODE) && cause(r) == "downgrade"
+    });
+    // the session recovers (new nonces), and a command goes encrypted and is answered encrypted
+    assert_eq!(mock.ctl("s2temp 6 22.5"), "OK s2temp 6");
+    sub.wait_lines(T, "the S2 node's report after the refusals", |_| {
+        latest(&sub, S2NODE, "temperature").is_some_and(|e| e["value"] == 22.5)
+    });
+    let res = command(&g, S2NODE, "refresh");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    sub.wait_lines(T, "the answer to the encrypted refresh", |_| {
+        values(&sub, S2NODE, "temperature").len() >= 3
+    });
+    let v6 = values(&sub, S2NODE, "temperature");
+    assert_eq!(
+        v6,
+        vec![
+            serde_json::json!(21.5),
+            serde_json::json!(22.5),
+            serde_json::json!(22.5)
+        ]
+    );
+
     // hostile frames from the approved sensor: a truncated report, a Security 2 frame Warden
     // cannot decrypt, and a frame from a node the controller does not hold; each is refused and
     // audited with its cause, and the sensor's next good report still gets through
@@ -303,9 +370,12 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
         is(r, "uplink", SENSOR) && cause(r) == "malformed"
     });
     assert_eq!(bad["verdict"], "deny", "{bad}");
-    assert!(mock.ctl("appcmd 3 9f03a1b2c3d4").starts_with("OK"));
+    assert!(
+        mock.ctl("appcmd 3 9f03a100000102030405060708090a0b")
+            .starts_with("OK")
+    );
     wait_audit(&dd, "the S2 frame refused", |r| {
-        is(r, "uplink", SENSOR) && cause(r) == "undecryptable"
+        is(r, "uplink", SENSOR) && cause(r) == "s2-decrypt-failed"
     });
     assert!(mock.ctl("appcmd 77 3105012200d7").starts_with("OK"));
     wait_audit(&dd, "the unknown node refused", |r| {

@@ -23,11 +23,20 @@ pub struct Node {
     pub firmware: Option<String>,
     /// The interview finished (every step answered or timed out).
     pub interviewed: bool,
+    /// The S2 class granted at inclusion (`s2-unauthenticated`…); `None`: included without security.
+    #[serde(default)]
+    pub security: Option<String>,
 }
 
 impl Node {
     pub fn supports(&self, cc: u8) -> bool {
         self.command_classes.contains(&cc)
+    }
+
+    pub fn class(&self) -> Option<crate::s2::session::Class> {
+        crate::s2::session::Class::ALL
+            .into_iter()
+            .find(|c| Some(c.as_str()) == self.security.as_deref())
     }
 }
 

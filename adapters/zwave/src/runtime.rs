@@ -27,6 +27,10 @@ use crate::frame::Frame;
 use crate::func::{self, ApplicationUpdate, NodeId, add_mode, add_status};
 use crate::link::{self, Counters, Expect, LinkError, LinkHandle, Timing};
 use crate::nodes::{self, Node, Nodes};
+use crate::s2::crypto::{self as s2crypto, KeyPair};
+use crate::s2::kex;
+use crate::s2::keys::NetworkKeys;
+use crate::s2::session::{self as s2s, Class, Keys, S2Error, Sessions};
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -50,42 +54,115 @@ const IS_FAILED_NODE: u8 = 0x62;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum WaitFor {
+    /// A plain (or decrypted) command-class frame `cc cmd …` from a node.
     Report(NodeId, u8, u8),
+    /// A Security 2 command that arrived *inside* S2 encapsulation.
+    Secure(NodeId, u8),
 }
+
+/// What a waiter receives: the command-class bytes and, when it was encrypted, the keys.
+type Waited = (Vec<u8>, Option<Keys>);
 
 struct Waiter {
     what: WaitFor,
-    tx: oneshot::Sender<Vec<u8>>,
+    tx: oneshot::Sender<Waited>,
 }
 
-/// Interview steps wait for frames the run loop receives; it hands them over here.
+/// Interview and bootstrap steps wait for frames the run loop receives; it hands them over here.
 #[derive(Clone, Default)]
 struct Waiters(Arc<Mutex<Vec<Waiter>>>);
 
 impl Waiters {
-    fn add(&self, what: WaitFor) -> oneshot::Receiver<Vec<u8>> {
+    fn add(&self, what: WaitFor) -> oneshot::Receiver<Waited> {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut w) = self.0.lock() {
             w.retain(|w| !w.tx.is_closed());
-            // Bounded by the interview slots: one waiter per node being interviewed.
-            if w.len() < 256 {
+            // Bounded: a few waiters per node being interviewed or bootstrapped.
+            if w.len() < 512 {
                 w.push(Waiter { what, tx });
             }
         }
         rx
     }
 
-    fn fulfil(&self, what: WaitFor, data: &[u8]) {
+    fn fulfil(&self, what: WaitFor, data: &[u8], keys: Option<Keys>) {
         if let Ok(mut w) = self.0.lock() {
             let mut i = 0;
             while i < w.len() {
                 if w.get(i).is_some_and(|x| x.what == what) {
                     let x = w.swap_remove(i);
-                    let _ = x.tx.send(data.to_vec());
+                    let _ = x.tx.send((data.to_vec(), keys));
                 } else {
                     i += 1;
                 }
             }
+        }
+    }
+}
+
+/// What a task needs to talk to nodes: the link, the S2 sessions, the waiters.
+#[derive(Clone)]
+struct Out {
+    link: LinkHandle,
+    sessions: Arc<Mutex<Sessions>>,
+    waiters: Waiters,
+    step: Duration,
+}
+
+impl Out {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends a command to a node: S2-encapsulated under its granted class if it has one.
+    async fn send(&self, node: NodeId, payload: &[u8]) -> Result<u8, LinkError> {
+        let granted = self.lock().granted(node);
+        match granted {
+            Some(c) => self.send_secure(node, Keys::Network(c), payload).await,
+            None => send_data(&self.link, node, payload).await,
+        }
+    }
+
+    /// Encapsulates under `keys`; without a session, asks the node for a nonce first.
+    async fn send_secure(&self, node: NodeId, keys: Keys, payload: &[u8]) -> Result<u8, LinkError> {
+        for _ in 0..2 {
+            let sealed = self.lock().seal(node, keys, payload);
+            match sealed {
+                Ok(frame) => return send_data(&self.link, node, &frame).await,
+                Err(_) => {
+                    let rx = self
+                        .waiters
+                        .add(WaitFor::Report(node, s2s::CC, s2s::NONCE_REPORT));
+                    let get = self.lock().nonce_get(node);
+                    let st = send_data(&self.link, node, &get).await?;
+                    if st != 0 {
+                        return Ok(st);
+                    }
+                    if tokio::time::timeout(self.step, rx).await.is_err() {
+                        return Err(LinkError::CallbackTimeout(self.step));
+                    }
+                }
+            }
+        }
+        Err(LinkError::Encode(
+            "no S2 session with the node after a nonce exchange".into(),
+        ))
+    }
+
+    /// Sends a Get (`cc cmd`) and waits for its report.
+    async fn ask(&self, node: NodeId, get: &[u8], report: u8) -> Result<Vec<u8>, String> {
+        let cc = *get.first().ok_or("empty get")?;
+        let rx = self.waiters.add(WaitFor::Report(node, cc, report));
+        match self.send(node, get).await {
+            Ok(0) => {}
+            Ok(s) => return Err(func::tx_status_text(s).to_owned()),
+            Err(e) => return Err(e.to_string()),
+        }
+        match tokio::time::timeout(self.step, rx).await {
+            Ok(Ok((p, _))) => Ok(p),
+            _ => Err(format!("no report within {:?}", self.step)),
         }
     }
 }
@@ -126,6 +203,8 @@ struct Window {
     stopping: bool,
     /// Inclusion is restarted after each node while the window lasts.
     restart_pending: bool,
+    /// A node just included whose bootstrap and interview run before the next inclusion.
+    waiting_for: Option<NodeId>,
 }
 
 struct Exclusion {
@@ -190,6 +269,8 @@ pub struct Runtime {
     rejections: RateLimit,
     unhandled: u64,
     asleep: HashMap<NodeId, std::collections::VecDeque<Held>>,
+    sessions: Arc<Mutex<Sessions>>,
+    keys: Option<NetworkKeys>,
 }
 
 impl Runtime {
@@ -215,6 +296,8 @@ impl Runtime {
             rejections: RateLimit::default(),
             unhandled: 0,
             asleep: HashMap::new(),
+            sessions: Arc::new(Mutex::new(Sessions::new(0, 0))),
+            keys: None,
         }
     }
 
@@ -388,6 +471,19 @@ impl Runtime {
         }
         self.home = home;
         self.own = own;
+        let keys = NetworkKeys::load_or_create(self.state.as_ref())
+            .map_err(|e| format!("S2 network keys: {e}"))?;
+        let mut sessions = Sessions::new(home, own);
+        for c in Class::ALL {
+            sessions.set_network_key(c, keys.get(c));
+        }
+        for n in self.nodes.by_id.values() {
+            if let Some(c) = n.class() {
+                sessions.grant(n.id, c);
+            }
+        }
+        self.sessions = Arc::new(Mutex::new(sessions));
+        self.keys = Some(keys);
         self.controller_nodes = listed.iter().copied().filter(|n| *n != own).collect();
 
         // Nodes this adapter knew that the controller no longer holds left the network elsewhere.
@@ -417,7 +513,7 @@ impl Runtime {
             .filter(|n| !self.nodes.by_id.get(n).is_some_and(|x| x.interviewed))
             .collect();
         for n in &todo {
-            self.spawn_interview(link, *n, None);
+            self.spawn_interview(link, *n, None, None);
         }
         let detail = format!(
             "{} (library {}){stick}, home {home:08x}, controller node {own}, {} nodes ({} to interview)",
@@ -469,18 +565,71 @@ impl Runtime {
         });
     }
 
-    fn spawn_interview(&mut self, link: &LinkHandle, node: NodeId, nif: Option<func::NodeInfo>) {
+    fn out(&self, link: &LinkHandle) -> Out {
+        Out {
+            link: link.clone(),
+            sessions: self.sessions.clone(),
+            waiters: self.waiters.clone(),
+            step: Duration::from_millis(u64::from(self.cfg.interview_timeout_ms)),
+        }
+    }
+
+    /// Interviews a node; with `bootstrap`, first runs the S2 key exchange (a node just included
+    /// whose node information lists Security 2).
+    fn spawn_interview(
+        &mut self,
+        link: &LinkHandle,
+        node: NodeId,
+        nif: Option<func::NodeInfo>,
+        bootstrap: Option<warden_core::ProgressSender>,
+    ) {
         if !self.interviewing.insert(node) {
             return;
         }
-        let link = link.clone();
-        let waiters = self.waiters.clone();
+        let out = self.out(link);
         let tx = self.internal_tx.clone();
-        let step = Duration::from_millis(u64::from(self.cfg.interview_timeout_ms));
         let known = self.nodes.by_id.get(&node).cloned();
         let own = self.own;
+        let keys = self.keys.clone();
         tokio::spawn(async move {
-            let (n, notes) = interview(&link, &waiters, node, nif, known, own, step).await;
+            let mut notes = Vec::new();
+            let mut security = known.as_ref().and_then(|k| k.security.clone());
+            if let (Some(progress), Some(keys)) = (bootstrap, keys) {
+                let id_note =
+                    |p: &mut warden_core::OperationProgress, t: String| p.set_step(Some(t));
+                progress.update(|p| {
+                    id_note(
+                        p,
+                        format!("security bootstrap: node {node} (S2 key exchange)"),
+                    )
+                });
+                match s2_bootstrap(&out, node, &keys).await {
+                    Ok(class) => {
+                        security = Some(class.as_str().to_owned());
+                        progress.update(|p| {
+                            id_note(
+                                p,
+                                format!(
+                                    "security bootstrap: node {node} granted {}",
+                                    class.as_str()
+                                ),
+                            )
+                        });
+                    }
+                    Err(e) => {
+                        out.lock().revoke(node);
+                        notes.push(format!(
+                            "security bootstrap failed ({e}): included without security"
+                        ));
+                        progress.update(|p| {
+                            id_note(p, format!("security bootstrap failed for node {node}: {e}"))
+                        });
+                    }
+                }
+            }
+            let (mut n, more) = interview(&out, node, nif, known, own).await;
+            n.security = security;
+            notes.extend(more);
             let _ = tx.send(Internal::Interviewed(n, notes)).await;
         });
     }
@@ -492,10 +641,6 @@ impl Runtime {
                     Ok(i) => i,
                     Err(e) => return self.reject(None, "malformed", e.to_string()).await,
                 };
-                if let [c, cmd, ..] = inc.payload[..] {
-                    self.waiters
-                        .fulfil(WaitFor::Report(inc.source, c, cmd), &inc.payload);
-                }
                 self.incoming(link, inc).await
             }
             func::APPLICATION_UPDATE => {
@@ -539,12 +684,201 @@ impl Runtime {
                 )
                 .await;
         }
+        if inc.payload.first() == Some(&s2s::CC) {
+            return self.security2(link, inc).await;
+        }
+        let granted = self
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.granted(inc.source));
+        if let Some(class) = granted {
+            return self
+                .reject(
+                    Some(id),
+                    "downgrade",
+                    format!(
+                        "an unencrypted frame (command class {:#04x}) from a node included with {}",
+                        inc.payload.first().copied().unwrap_or(0),
+                        class.as_str()
+                    ),
+                )
+                .await;
+        }
+        self.command_class(link, inc.source, inc.payload, inc.rssi, None)
+            .await
+    }
+
+    /// A Security 2 frame: nonce exchange, key exchange steps, or an encapsulated command.
+    async fn security2(
+        &mut self,
+        link: &LinkHandle,
+        inc: func::Incoming,
+    ) -> Result<(), AdapterError> {
+        let node = inc.source;
+        let id = nodes::device_id(self.home, node);
+        let cmd = inc.payload.get(1).copied().unwrap_or(0);
+        // Only a node that holds S2 keys (granted, or mid-bootstrap) gets nonces from Warden: a
+        // node included without S2 has no session to resynchronise, and answering it would let
+        // any node make the controller transmit on request.
+        let speaks_s2 = self
+            .sessions
+            .lock()
+            .map(|s| s.granted(node).is_some() || s.bootstrapping(node))
+            .unwrap_or(false);
+        match cmd {
+            s2s::NONCE_GET if !speaks_s2 => {
+                self.reject(
+                    Some(id),
+                    "s2-not-granted",
+                    format!("an S2 Nonce Get from node {node}, which holds no S2 keys"),
+                )
+                .await
+            }
+            s2s::NONCE_GET => {
+                let report = self
+                    .sessions
+                    .lock()
+                    .map(|mut s| s.nonce_report(node))
+                    .unwrap_or_default();
+                self.spawn_plain(link, node, report);
+                Ok(())
+            }
+            s2s::NONCE_REPORT => {
+                let r = match self.sessions.lock() {
+                    Ok(mut s) => s.on_nonce_report(node, &inc.payload),
+                    Err(_) => Ok(()),
+                };
+                if let Err(e) = r {
+                    return self.reject(Some(id), "malformed", e.to_string()).await;
+                }
+                self.waiters.fulfil(
+                    WaitFor::Report(node, s2s::CC, s2s::NONCE_REPORT),
+                    &inc.payload,
+                    None,
+                );
+                Ok(())
+            }
+            s2s::MESSAGE_ENCAPSULATION => {
+                let opened = match self.sessions.lock() {
+                    Ok(mut s) => s.open(node, &inc.payload),
+                    Err(_) => Err(S2Error::NoSpan),
+                };
+                match opened {
+                    Ok(o) => {
+                        if o.payload.first() == Some(&s2s::CC) {
+                            let inner = o.payload.get(1).copied().unwrap_or(0);
+                            self.waiters.fulfil(
+                                WaitFor::Secure(node, inner),
+                                &o.payload,
+                                Some(o.keys),
+                            );
+                            return Ok(());
+                        }
+                        let granted = self.sessions.lock().ok().and_then(|s| s.granted(node));
+                        match (o.keys, granted) {
+                            (Keys::Network(c), Some(g)) if c >= g => {
+                                self.command_class(link, node, o.payload, inc.rssi, Some(c))
+                                    .await
+                            }
+                            (keys, g) => {
+                                self.reject(
+                                    Some(id),
+                                    "downgrade",
+                                    format!(
+                                        "a frame encrypted under {} from a node granted {}",
+                                        match keys {
+                                            Keys::Temp => "bootstrap keys",
+                                            Keys::Network(c) => c.as_str(),
+                                        },
+                                        g.map_or("no S2 class", Class::as_str)
+                                    ),
+                                )
+                                .await
+                            }
+                        }
+                    }
+                    Err(S2Error::Replay(seq)) => {
+                        self.reject(
+                            Some(id),
+                            "replay",
+                            format!("a replayed S2 frame (sequence number {seq} seen before)"),
+                        )
+                        .await
+                    }
+                    Err(e @ (S2Error::NoSpan | S2Error::CannotDecode)) => {
+                        // Tell the node to start a new session; its next frame carries fresh entropy.
+                        if speaks_s2 {
+                            let report = self
+                                .sessions
+                                .lock()
+                                .map(|mut s| s.nonce_report(node))
+                                .unwrap_or_default();
+                            self.spawn_plain(link, node, report);
+                        }
+                        self.reject(Some(id), "s2-decrypt-failed", e.to_string())
+                            .await
+                    }
+                    Err(e) => self.reject(Some(id), "malformed", e.to_string()).await,
+                }
+            }
+            other => {
+                // Key exchange steps a node sends in the clear (KEX Report, Public Key Report, KEX
+                // Fail): only a bootstrap waiting for them takes them.
+                self.waiters
+                    .fulfil(WaitFor::Report(node, s2s::CC, other), &inc.payload, None);
+                Ok(())
+            }
+        }
+    }
+
+    fn spawn_plain(&self, link: &LinkHandle, node: NodeId, payload: Vec<u8>) {
+        if payload.is_empty() {
+            return;
+        }
+        let link = link.clone();
+        tokio::spawn(async move {
+            let _ = send_data(&link, node, &payload).await;
+        });
+    }
+
+    /// A node's command-class frame (decrypted when `secure` names its class).
+    async fn command_class(
+        &mut self,
+        link: &LinkHandle,
+        source: NodeId,
+        payload: Vec<u8>,
+        rssi: Option<i8>,
+        secure: Option<Class>,
+    ) -> Result<(), AdapterError> {
+        let id = nodes::device_id(self.home, source);
+        // Interview steps wait for reports; a node granted S2 answers only encrypted (plain frames
+        // from it never get here).
+        if let [c, cmd, ..] = payload[..] {
+            self.waiters
+                .fulfil(WaitFor::Report(source, c, cmd), &payload, None);
+        }
+        let inc = func::Incoming {
+            source,
+            rx_status: 0,
+            payload,
+            rssi,
+        };
         match cc::decode(&inc.payload) {
             Ok(Report::Points(points)) if !points.is_empty() => {
                 let mut m = Message::telemetry(id, points);
-                // Plain Z-Wave: anyone in radio range who knows the home id can send this frame.
-                m.assurance = Assurance::None;
-                m.fresh = false;
+                match secure {
+                    // S2: a MIC under the node's network key, and the SPAN makes it fresh.
+                    Some(_) => {
+                        m.assurance = Assurance::SharedKey;
+                        m.fresh = true;
+                    }
+                    // Plain Z-Wave: anyone in radio range who knows the home id can send it.
+                    None => {
+                        m.assurance = Assurance::None;
+                        m.fresh = false;
+                    }
+                }
                 m.link.rssi = inc.rssi.map(f32::from);
                 m.raw = inc.payload;
                 self.emit(AdapterEvent::Uplink(m)).await
@@ -647,6 +981,7 @@ impl Runtime {
                     found: None,
                     stopping: false,
                     restart_pending: false,
+                    waiting_for: None,
                 });
                 self.spawn_call(
                     link,
@@ -751,7 +1086,7 @@ impl Runtime {
             add_status::PROTOCOL_DONE => {
                 w.op.progress.update(|p| {
                     p.set_step(Some(
-                        "security bootstrap: skipped — this Warden does not speak S0/S2 yet, the node is included without security".into(),
+                        "protocol done: stopping the inclusion window before the security bootstrap".into(),
                     ))
                 });
                 let cb = w.callback_id;
@@ -772,15 +1107,28 @@ impl Runtime {
                         p.device(&id, "included; interviewing");
                         p.set_step(Some(format!("interview: node {node}")));
                     });
-                    w.restart_pending = !w.stopping;
+                    // The next inclusion starts once this node's bootstrap and interview are done.
+                    w.restart_pending = false;
+                    w.waiting_for = Some(node);
+                    let secure = found
+                        .as_ref()
+                        .is_some_and(|f| f.command_classes.contains(&cc::SECURITY_2));
+                    let progress = w.op.progress.clone();
                     self.controller_nodes.insert(node);
                     self.emit(AdapterEvent::Membership(Membership {
                         device: id,
                         change: MembershipChange::Joined,
-                        detail: format!("node {node} included without security (no S0/S2)"),
+                        detail: format!(
+                            "node {node} included{}",
+                            if secure {
+                                "; S2 bootstrap follows"
+                            } else {
+                                " without security (it does not support S2)"
+                            }
+                        ),
                     }))
                     .await?;
-                    self.spawn_interview(link, node, found);
+                    self.spawn_interview(link, node, found, secure.then_some(progress));
                 } else {
                     w.restart_pending = !w.stopping;
                 }
@@ -919,12 +1267,12 @@ impl Runtime {
 
     /// A sleeping node woke: send what it was held, in order, then let it sleep again.
     fn woke(&mut self, link: &LinkHandle, node: NodeId) {
-        let link = link.clone();
+        let out = self.out(link);
         let held: Vec<Held> = self.asleep.remove(&node).map(Vec::from).unwrap_or_default();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
             for h in held {
-                let result = send_data(&link, node, &h.payload).await;
+                let result = out.send(node, &h.payload).await;
                 let _ = tx
                     .send(Internal::Sent {
                         command_id: h.command_id,
@@ -934,7 +1282,7 @@ impl Runtime {
                     .await;
             }
             // Wake Up No More Information: the node may sleep again.
-            let _ = send_data(&link, node, &[cc::WAKE_UP, 0x08]).await;
+            let _ = out.send(node, &[cc::WAKE_UP, 0x08]).await;
         });
     }
 
@@ -1009,10 +1357,10 @@ impl Runtime {
             });
             return Ok(());
         }
-        let link = link.clone();
+        let out = self.out(link);
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
-            let result = send_data(&link, node, &payload).await;
+            let result = out.send(node, &payload).await;
             let _ = tx
                 .send(Internal::Sent {
                     command_id: d.command_id,
@@ -1044,6 +1392,18 @@ impl Runtime {
             }
             Internal::Interviewed(node, notes) => {
                 self.interviewing.remove(&node.id);
+                if let Some(class) = node.class()
+                    && let Ok(mut s) = self.sessions.lock()
+                {
+                    s.grant(node.id, class);
+                }
+                if let Some(w) = self.window.as_mut()
+                    && w.waiting_for == Some(node.id)
+                {
+                    w.waiting_for = None;
+                    w.restart_pending = !w.stopping;
+                    self.after_attempt(link);
+                }
                 if !self.controller_nodes.contains(&node.id) {
                     return Ok(());
                 }
@@ -1069,7 +1429,7 @@ impl Runtime {
                     ),
                     (
                         "security".to_owned(),
-                        "none (S0/S2 not supported yet)".to_owned(),
+                        node.security.clone().unwrap_or_else(|| "none".to_owned()),
                     ),
                 ];
                 if !notes.is_empty() {
@@ -1270,6 +1630,126 @@ impl Runtime {
     }
 }
 
+/// Waits for a waiter with the bootstrap's deadline (the S2 specification allows 10 s per step).
+async fn wait_step(rx: oneshot::Receiver<Waited>, what: &str) -> Result<Waited, String> {
+    match tokio::time::timeout(Duration::from_secs(10), rx).await {
+        Ok(Ok(v)) => Ok(v),
+        _ => Err(format!("no {what} within 10 s")),
+    }
+}
+
+/// The S2 key exchange as the including node (S2 specification, KEX scheme 1, Curve25519):
+/// KEX Get → Report → Set → public keys both ways → ECDH → temporary keys → the node's encrypted
+/// KEX Set echo → our encrypted KEX Report echo → for each granted class: Network Key Get →
+/// Report → the node's Verify under the new key → Transfer End → the node's final Transfer End.
+///
+/// Only S2 Unauthenticated is granted: Authenticated and Access Control need the DSK PIN from the
+/// device's label, which no operator input carries yet. S0 is not granted.
+async fn s2_bootstrap(out: &Out, node: NodeId, keys: &NetworkKeys) -> Result<Class, String> {
+    let fail = |kind: u8| async move {
+        let _ = send_data(&out.link, node, &kex::kex_fail(kind)).await;
+    };
+    let rx = out
+        .waiters
+        .add(WaitFor::Report(node, s2s::CC, kex::KEX_REPORT));
+    send_plain(out, node, &[s2s::CC, kex::KEX_GET]).await?;
+    let (p, _) = wait_step(rx, "KEX Report").await?;
+    let report = kex::parse_kex_report(&p).ok_or("malformed KEX Report")?;
+    if report.echo {
+        return Err("the node sent an echo KEX Report first".into());
+    }
+    if report.schemes & kex::SCHEME_1 == 0 {
+        fail(kex::fail::KEX_SCHEME).await;
+        return Err("the node does not support KEX scheme 1".into());
+    }
+    if report.profiles & kex::CURVE25519 == 0 {
+        fail(kex::fail::KEX_CURVES).await;
+        return Err("the node does not support Curve25519".into());
+    }
+    if report.requested & Class::Unauthenticated.bit() == 0 {
+        fail(kex::fail::KEX_KEY).await;
+        return Err(format!(
+            "the node requested keys {:#04x}; Warden grants only S2 Unauthenticated so far",
+            report.requested
+        ));
+    }
+    let class = Class::Unauthenticated;
+    let granted = class.bit();
+
+    let rx = out
+        .waiters
+        .add(WaitFor::Report(node, s2s::CC, kex::PUBLIC_KEY_REPORT));
+    send_plain(out, node, &kex::kex_set(granted)).await?;
+    let (p, _) = wait_step(rx, "Public Key Report").await?;
+    let node_public = kex::parse_public_key(&p).ok_or("malformed Public Key Report")?;
+
+    let pair = KeyPair::generate();
+    let shared = pair.agree(&node_public);
+    let prk = s2crypto::temp_prk(&shared, &pair.public, &node_public);
+    out.lock().set_temp_keys(node, s2crypto::temp_keys(&prk));
+    let rx = out.waiters.add(WaitFor::Secure(node, kex::KEX_SET));
+    send_plain(out, node, &kex::public_key_report(&pair.public)).await?;
+    let (p, k) = wait_step(rx, "encrypted KEX Set echo").await?;
+    match (kex::parse_kex_set(&p), k) {
+        (Some((true, kex::SCHEME_1, kex::CURVE25519, g)), Some(Keys::Temp)) if g == granted => {}
+        _ => {
+            fail(kex::fail::AUTH).await;
+            return Err("the node's KEX Set echo does not match what Warden sent".into());
+        }
+    }
+    let rx = out.waiters.add(WaitFor::Secure(node, kex::NETWORK_KEY_GET));
+    secure_step(out, node, &kex::kex_report_echo(&report)).await?;
+    let (p, k) = wait_step(rx, "Network Key Get").await?;
+    if kex::parse_network_key_get(&p) != Some(class) || k != Some(Keys::Temp) {
+        fail(kex::fail::KEY_GET).await;
+        return Err("the node asked for a key it was not granted".into());
+    }
+    let rx = out
+        .waiters
+        .add(WaitFor::Secure(node, kex::NETWORK_KEY_VERIFY));
+    secure_step(out, node, &kex::network_key_report(class, keys.get(class))).await?;
+    let (_, k) = wait_step(rx, "Network Key Verify").await?;
+    if k != Some(Keys::Network(class)) {
+        fail(kex::fail::KEY_VERIFY).await;
+        return Err(
+            "the node's Network Key Verify was not encrypted with the key it was sent".into(),
+        );
+    }
+    let rx = out.waiters.add(WaitFor::Secure(node, kex::TRANSFER_END));
+    secure_step(out, node, &kex::transfer_end_verified()).await?;
+    let (p, _) = wait_step(rx, "final Transfer End").await?;
+    if kex::parse_transfer_end(&p).map(|(_, done)| done) != Some(true) {
+        return Err("the node did not complete the key transfer".into());
+    }
+    let mut s = out.lock();
+    s.clear_temp_keys(node);
+    s.forget(node);
+    s.grant(node, class);
+    Ok(class)
+}
+
+async fn send_plain(out: &Out, node: NodeId, payload: &[u8]) -> Result<(), String> {
+    match send_data(&out.link, node, payload).await {
+        Ok(0) => Ok(()),
+        Ok(s) => Err(format!(
+            "sending to node {node}: {}",
+            func::tx_status_text(s)
+        )),
+        Err(e) => Err(format!("sending to node {node}: {e}")),
+    }
+}
+
+async fn secure_step(out: &Out, node: NodeId, payload: &[u8]) -> Result<(), String> {
+    match out.send_secure(node, Keys::Temp, payload).await {
+        Ok(0) => Ok(()),
+        Ok(s) => Err(format!(
+            "sending to node {node}: {}",
+            func::tx_status_text(s)
+        )),
+        Err(e) => Err(format!("sending to node {node}: {e}")),
+    }
+}
+
 /// SEND_DATA with a callback; the transmit status (0 = delivered).
 async fn send_data(link: &LinkHandle, node: NodeId, payload: &[u8]) -> Result<u8, LinkError> {
     let cb = link.callback_id();
@@ -1296,14 +1776,14 @@ async fn send_data(link: &LinkHandle, node: NodeId, payload: &[u8]) -> Result<u8
 /// Learns what a node is: protocol info, its node information frame, manufacturer and firmware.
 /// Every step has its own deadline; a step that fails is noted and the interview goes on.
 async fn interview(
-    link: &LinkHandle,
-    waiters: &Waiters,
+    out: &Out,
     node: NodeId,
     nif: Option<func::NodeInfo>,
     known: Option<Node>,
     own: NodeId,
-    step: Duration,
 ) -> (Node, Vec<String>) {
+    let link = &out.link;
+    let step = out.step;
     let mut n = known.unwrap_or(Node {
         id: node,
         ..Node::default()
@@ -1344,15 +1824,9 @@ async fn interview(
         }
     }
     if n.supports(cc::MANUFACTURER_SPECIFIC) {
-        match ask_node(
-            link,
-            waiters,
-            node,
-            &[cc::MANUFACTURER_SPECIFIC, 0x04],
-            0x05,
-            step,
-        )
-        .await
+        match out
+            .ask(node, &[cc::MANUFACTURER_SPECIFIC, 0x04], 0x05)
+            .await
         {
             Ok(p) => {
                 if let Ok(Report::Manufacturer {
@@ -1371,14 +1845,14 @@ async fn interview(
     }
     if n.supports(cc::ASSOCIATION) && own != 0 {
         // Lifeline: group 1 reports go to the controller.
-        match send_data(link, node, &[cc::ASSOCIATION, 0x01, 0x01, own]).await {
+        match out.send(node, &[cc::ASSOCIATION, 0x01, 0x01, own]).await {
             Ok(0) => {}
             Ok(s) => notes.push(format!("lifeline: {}", func::tx_status_text(s))),
             Err(e) => notes.push(format!("lifeline: {e}")),
         }
     }
     if n.supports(cc::VERSION) {
-        match ask_node(link, waiters, node, &[cc::VERSION, 0x11], 0x12, step).await {
+        match out.ask(node, &[cc::VERSION, 0x11], 0x12).await {
             Ok(p) => {
                 if let Ok(Report::Firmware(fw)) = cc::decode(&p) {
                     n.firmware = Some(fw);
@@ -1389,28 +1863,6 @@ async fn interview(
     }
     n.interviewed = true;
     (n, notes)
-}
-
-/// Sends a Get and waits for its Report.
-async fn ask_node(
-    link: &LinkHandle,
-    waiters: &Waiters,
-    node: NodeId,
-    get: &[u8],
-    report: u8,
-    step: Duration,
-) -> Result<Vec<u8>, String> {
-    let cc = *get.first().ok_or("empty get")?;
-    let rx = waiters.add(WaitFor::Report(node, cc, report));
-    match send_data(link, node, get).await {
-        Ok(0) => {}
-        Ok(s) => return Err(func::tx_status_text(s).to_owned()),
-        Err(e) => return Err(e.to_string()),
-    }
-    match tokio::time::timeout(step, rx).await {
-        Ok(Ok(p)) => Ok(p),
-        _ => Err(format!("no report within {step:?}")),
-    }
 }
 
 async fn open(cfg: &Config) -> Result<Box<dyn Stream>, String> {

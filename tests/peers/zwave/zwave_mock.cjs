@@ -16,16 +16,20 @@
 //                                  command-class bytes, valid or not (hostile input tests)
 //   rawframe <hex>                 these bytes as they are (bad checksums, garbage)
 //   wakeup <node>                  node sends a Wake Up Notification
-//   include <node> sensor|switch   a node of that kind waits to be included by the next Add Node
+//   s2temp <node> <celsius>        an S2-encapsulated sensor report (nonce exchange first if needed)
+//   replay                         the last node report sent to the host, again, byte for byte
+//   badmac                         the last (S2) report with a new sequence number and a bad tag
+//   include <node> sensor|switch|s2sensor   a node of that kind waits to be included by the next Add Node
 //   state                          JSON: switch states and the node list
 //   quit
+// ZWMOCK_TRACE=<file> appends every byte exchanged with the host to that file (debugging aid).
 "use strict";
 const net = require("node:net");
 const { createAndOpenMockedZWaveSerialPort } = require("@zwave-js/serial/mock");
 const { Faucet, ZWaveSerialFrameType } = require("@zwave-js/serial");
 const { MockController, MockNode, createMockZWaveRequestFrame } = require("@zwave-js/testing");
 const { createDefaultMockControllerBehaviors, createDefaultMockNodeBehaviors } = require("zwave-js/Testing");
-const { CommandClasses } = require("@zwave-js/core");
+const { CommandClasses, SecurityClass, SecurityManager2, SPANState } = require("@zwave-js/core");
 const cc = require("@zwave-js/cc");
 
 const opt = (name, dflt) => {
@@ -37,6 +41,8 @@ const PORT = Number(opt("--port", "5555"));
 const CONTROL = Number(opt("--control-port", "5556"));
 
 const HOME_ID = 0xc0ffee01;
+let lastAppCmd = null;
+const S2_CLASSES = [SecurityClass.S2_AccessControl, SecurityClass.S2_Authenticated, SecurityClass.S2_Unauthenticated];
 const temperatures = new Map();
 
 function kind(name, id) {
@@ -60,6 +66,22 @@ function kind(name, id) {
         sensors: { 1: { supportedScales: [0] } },
         getValue: () => temperatures.get(id) ?? 21.5,
       }, ...common],
+    };
+  }
+  if (name === "s2sensor") {
+    // A sensor that asks for S2 Unauthenticated when included; its keys come from the host's key
+    // exchange (zwave-js's own S2 bootstrap behaviours), never from this script.
+    return {
+      genericDeviceClass: 0x21, specificDeviceClass: 0x01,
+      manufacturerId: 0x0371, productType: 0x0002, productId: 0x0009,
+      securityClasses: new Set([SecurityClass.S2_Unauthenticated]),
+      commandClasses: [
+        { ccId: CommandClasses["Security 2"], isSupported: true, version: 1 },
+        { ccId: CommandClasses["Multilevel Sensor"], isSupported: true, version: 11, secure: true,
+          sensors: { 1: { supportedScales: [0] } }, getValue: () => temperatures.get(id) ?? 20.0 },
+        { ccId: CommandClasses["Manufacturer Specific"], isSupported: true, version: 2, secure: true },
+        { ccId: CommandClasses.Version, isSupported: true, version: 3, secure: true },
+      ],
     };
   }
   if (name === "sleepy") {
@@ -117,6 +139,13 @@ async function main() {
   const { serial, port: mockPort } = await createAndOpenMockedZWaveSerialPort();
   const controller = await MockController.create({ homeId: HOME_ID, ownNodeId: 1, mockPort, serial });
   controller.defineBehavior(...createDefaultMockControllerBehaviors());
+  // An S2-capable controller emulation. zwave-js's MockNode copies the controller's keys into every
+  // S2 node it creates, so these are throwaway random keys the host never knows; each node included
+  // here starts with no class granted towards the controller (see `include`) and gets the host's key
+  // only through the host's key exchange.
+  const sm2 = await SecurityManager2.create();
+  for (const c of S2_CLASSES) await sm2.setKey(c, require("node:crypto").randomBytes(16));
+  controller.securityManagers.securityManager2 = sm2;
   const addNode = async (id, name) => {
     const node = await MockNode.create({ id, controller, capabilities: kind(name, id) });
     node.defineBehavior(...createDefaultMockNodeBehaviors());
@@ -134,12 +163,16 @@ async function main() {
     const out = new WritableStream({
       write(f) {
         if (f.type !== ZWaveSerialFrameType.SerialAPI) return;
-        sock.write(typeof f.data === "number" ? Buffer.from([f.data]) : Buffer.from(f.data));
+        const bytes = typeof f.data === "number" ? Buffer.from([f.data]) : Buffer.from(f.data);
+        // The last node report handed to the host, for the replay and bad-MAC commands.
+        if (bytes.length > 4 && bytes[0] === 0x01 && bytes[2] === 0x00 && bytes[3] === 0x04) lastAppCmd = bytes;
+        if (process.env.ZWMOCK_TRACE) require("node:fs").appendFileSync(process.env.ZWMOCK_TRACE, `${Date.now()} M>H ${Buffer.from(bytes).toString("hex")}\n`);
+        sock.write(bytes);
       },
     });
     faucet.connect(out);
     const split = unitSplitter((u) => serial.writeAsync(Uint8Array.from(u)).catch(() => {}));
-    sock.on("data", split);
+    sock.on("data", (d) => { if (process.env.ZWMOCK_TRACE) require("node:fs").appendFileSync(process.env.ZWMOCK_TRACE, `${Date.now()} H>M ${d.toString("hex")}\n`); split(d); });
     sock.on("error", () => {});
     sock.on("close", () => { faucet.disconnect(); out.close().catch(() => {}); });
   });
@@ -170,6 +203,7 @@ async function main() {
       return `appcmd ${id}`;
     },
     async rawframe(hex) {
+      if (process.env.ZWMOCK_TRACE) require("node:fs").appendFileSync(process.env.ZWMOCK_TRACE, `${Date.now()} RAW ${hex}\n`);
       try {
         await controller.sendToHost(Buffer.from(hex, "hex"));
         return "rawframe acked";
@@ -177,13 +211,52 @@ async function main() {
         return "rawframe not acked";
       }
     },
+    async s2temp(id, v) {
+      // An S2-encapsulated Multilevel Sensor Report; asks the host for a nonce first when the
+      // node has no session with it.
+      const n = node(id); if (!n) throw new Error(`no node ${id}`);
+      const sm2 = n.securityManagers.securityManager2;
+      if (!sm2) throw new Error(`node ${id} has no S2`);
+      temperatures.set(n.id, Number(v));
+      if (sm2.getSPANState(controller.ownNodeId).type !== SPANState.SPAN) {
+        await fromNode(n, new cc.Security2CCNonceGet({ nodeId: controller.ownNodeId }));
+        await n.expectControllerFrame(
+          (f) => f.payload instanceof cc.Security2CCNonceReport && f.payload.SOS, { timeout: 3000 });
+      }
+      const report = new cc.MultilevelSensorCCReport({ nodeId: controller.ownNodeId, type: 1, scale: 0, value: Number(v) });
+      await fromNode(n, cc.Security2CC.encapsulate(report, n.id, n.securityManagers));
+      return `s2temp ${n.id}`;
+    },
+    async replay() {
+      if (!lastAppCmd) throw new Error("nothing to replay");
+      await controller.sendToHost(lastAppCmd);
+      return "replay";
+    },
+    async badmac() {
+      // The last report with its S2 sequence number changed and one tag byte flipped.
+      if (!lastAppCmd) throw new Error("no frame");
+      const f = Buffer.from(lastAppCmd);
+      if (f[7] !== 0x9f || f[8] !== 0x03) throw new Error("the last report is not S2");
+      f[9] = (f[9] + 128) & 0xff;
+      f[f.length - 2] ^= 0x5a;
+      let sum = 0xff;
+      for (let i = 1; i < f.length - 1; i++) sum ^= f[i];
+      f[f.length - 1] = sum;
+      await controller.sendToHost(f);
+      return "badmac";
+    },
     async wakeup(id) {
       const n = node(id); if (!n) throw new Error(`no node ${id}`);
       await fromNode(n, new cc.WakeUpCCWakeUpNotification({ nodeId: controller.ownNodeId }));
       return `wakeup ${n.id}`;
     },
     async include(id, name) {
-      controller.nodePendingInclusion = { id: Number(id), capabilities: kind(name, Number(id)) };
+      controller.nodePendingInclusion = {
+        id: Number(id),
+        capabilities: kind(name, Number(id)),
+        // Nothing granted before the bootstrap: the node must not use the throwaway keys.
+        setup: (n) => { for (const c of S2_CLASSES) n.encodingContext.setSecurityClass(controller.ownNodeId, c, false); },
+      };
       return `include ${id}`;
     },
     async state() {

@@ -1,0 +1,410 @@
+//! Security 2 singlecast sessions between Warden (the controller's host) and each node: the
+//! SPAN (a CTR_DRBG both ends step once per encrypted frame, seeded from both sides' entropy
+//! inputs), Nonce Get / Nonce Report, Message Encapsulation in both directions, and replay
+//! detection by sequence number.
+//!
+//! Frames are untrusted: every length is checked, a frame that does not decrypt leaves the session
+//! unestablished (the caller answers with a Nonce Report so the node resynchronises), and a frame
+//! is reported with the key class that decrypted it, so the caller can refuse a downgrade.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::crypto::{self, CtrDrbg, Expanded, Key};
+
+pub const CC: u8 = 0x9f;
+pub const NONCE_GET: u8 = 0x01;
+pub const NONCE_REPORT: u8 = 0x02;
+pub const MESSAGE_ENCAPSULATION: u8 = 0x03;
+
+/// How many frames of a peer's sequence numbers are remembered for replay detection.
+const SEEN: usize = 10;
+/// A receiver tries this many SPAN steps to catch up with a sender whose frames were lost.
+const CATCH_UP: usize = 5;
+
+/// An S2 key class (S0 is separate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Class {
+    Unauthenticated,
+    Authenticated,
+    AccessControl,
+}
+
+impl Class {
+    pub const ALL: [Class; 3] = [
+        Self::AccessControl,
+        Self::Authenticated,
+        Self::Unauthenticated,
+    ];
+
+    /// The bit of this class in KEX key bitmasks.
+    pub fn bit(self) -> u8 {
+        match self {
+            Self::Unauthenticated => 0x01,
+            Self::Authenticated => 0x02,
+            Self::AccessControl => 0x04,
+        }
+    }
+
+    pub fn from_bit(bit: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.bit() == bit)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "s2-unauthenticated",
+            Self::Authenticated => "s2-authenticated",
+            Self::AccessControl => "s2-access-control",
+        }
+    }
+}
+
+/// Which keys a SPAN runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// The temporary keys of a bootstrap in progress.
+    Temp,
+    Network(Class),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum S2Error {
+    #[error("S2 frame too short or malformed: {0}")]
+    Malformed(&'static str),
+    #[error("no S2 session with the node yet (its frame carried no entropy input Warden expected)")]
+    NoSpan,
+    #[error("the S2 frame did not decrypt (wrong key, corrupted, or out of step)")]
+    CannotDecode,
+    #[error("a replayed S2 frame (sequence number {0} seen before)")]
+    Replay(u8),
+    #[error("an S2 extension Warden must understand but does not (type {0})")]
+    CriticalExtension(u8),
+}
+
+enum Span {
+    None,
+    /// Warden sent its entropy input in a Nonce Report; the node's next frame carries its own.
+    LocalEi(Key),
+    /// The node sent its entropy input; Warden's next frame carries Warden's.
+    RemoteEi(Key),
+    Established {
+        drbg: CtrDrbg,
+        keys: Keys,
+    },
+}
+
+struct Peer {
+    span: Span,
+    seen: VecDeque<u8>,
+    own_seq: u8,
+}
+
+/// A decrypted frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The encapsulated command class bytes.
+    pub payload: Vec<u8>,
+    pub keys: Keys,
+}
+
+/// The host's S2 state for one network.
+pub struct Sessions {
+    home: u32,
+    own: u8,
+    network: HashMap<Class, Expanded>,
+    temp: HashMap<u8, Expanded>,
+    peers: HashMap<u8, Peer>,
+    granted: HashMap<u8, Class>,
+}
+
+fn random_key() -> Key {
+    rand::random()
+}
+
+impl Sessions {
+    pub fn new(home: u32, own: u8) -> Self {
+        Self {
+            home,
+            own,
+            network: HashMap::new(),
+            temp: HashMap::new(),
+            peers: HashMap::new(),
+            granted: HashMap::new(),
+        }
+    }
+
+    /// Records the highest class a node was granted; its frames must come under it from now on.
+    pub fn grant(&mut self, node: u8, class: Class) {
+        self.granted.insert(node, class);
+    }
+
+    pub fn revoke(&mut self, node: u8) {
+        self.granted.remove(&node);
+        self.temp.remove(&node);
+        self.peers.remove(&node);
+    }
+
+    pub fn granted(&self, node: u8) -> Option<Class> {
+        self.granted.get(&node).copied()
+    }
+
+    pub fn bootstrapping(&self, node: u8) -> bool {
+        self.temp.contains_key(&node)
+    }
+
+    /// Installs a network key of a class.
+    pub fn set_network_key(&mut self, class: Class, key: &Key) {
+        self.network.insert(class, crypto::network_keys(key));
+    }
+
+    /// Installs a bootstrap's temporary keys for a node (and forgets its session).
+    pub fn set_temp_keys(&mut self, node: u8, keys: Expanded) {
+        self.temp.insert(node, keys);
+        self.forget(node);
+    }
+
+    pub fn clear_temp_keys(&mut self, node: u8) {
+        self.temp.remove(&node);
+    }
+
+    /// Forgets a node's session (both ends start again with a Nonce Get/Report).
+    pub fn forget(&mut self, node: u8) {
+        if let Some(p) = self.peers.get_mut(&node) {
+            p.span = Span::None;
+        }
+    }
+
+    fn peer(&mut self, node: u8) -> &mut Peer {
+        self.peers.entry(node).or_insert_with(|| Peer {
+            span: Span::None,
+            seen: VecDeque::new(),
+            own_seq: rand::random(),
+        })
+    }
+
+    fn next_seq(&mut self, node: u8) -> u8 {
+        let p = self.peer(node);
+        p.own_seq = p.own_seq.wrapping_add(1);
+        p.own_seq
+    }
+
+    fn expanded(&self, node: u8, keys: Keys) -> Option<&Expanded> {
+        match keys {
+            Keys::Temp => self.temp.get(&node),
+            Keys::Network(c) => self.network.get(&c),
+        }
+    }
+
+    /// Nonce Get for a node (Warden wants to send and has no session).
+    pub fn nonce_get(&mut self, node: u8) -> Vec<u8> {
+        let seq = self.next_seq(node);
+        vec![CC, NONCE_GET, seq]
+    }
+
+    /// A Nonce Report with a fresh entropy input, as the answer to a node's Nonce Get or to a
+    /// frame that did not decrypt.
+    pub fn nonce_report(&mut self, node: u8) -> Vec<u8> {
+        let ei = random_key();
+        let seq = self.next_seq(node);
+        self.peer(node).span = Span::LocalEi(ei);
+        let mut out = vec![CC, NONCE_REPORT, seq, 0x01];
+        out.extend_from_slice(&ei);
+        out
+    }
+
+    /// A node's Nonce Report: with SOS, its entropy input for Warden's next frame.
+    pub fn on_nonce_report(&mut self, node: u8, payload: &[u8]) -> Result<(), S2Error> {
+        let flags = *payload.get(3).ok_or(S2Error::Malformed("nonce report"))?;
+        if flags & 0x01 != 0 {
+            let ei: Key = payload
+                .get(4..20)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(S2Error::Malformed("nonce report entropy input"))?;
+            self.peer(node).span = Span::RemoteEi(ei);
+        }
+        Ok(())
+    }
+
+    fn aad(&self, src: u8, dst: u8, len: usize, unencrypted: &[u8]) -> Vec<u8> {
+        let mut a = Vec::with_capacity(8 + unencrypted.len());
+        a.push(src);
+        a.push(dst);
+        a.extend_from_slice(&self.home.to_be_bytes());
+        a.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
+        a.extend_from_slice(unencrypted);
+        a
+    }
+
+    /// The key sets to try for a node's frame: its bootstrap's temporary keys while one runs,
+    /// then every installed network key, strongest first.
+    fn candidates(&self, node: u8) -> Vec<Keys> {
+        let mut c = Vec::new();
+        if self.temp.contains_key(&node) {
+            c.push(Keys::Temp);
+        }
+        for class in Class::ALL {
+            if self.network.contains_key(&class) {
+                c.push(Keys::Network(class));
+            }
+        }
+        c
+    }
+
+    /// Decrypts a Message Encapsulation (`9f 03 …`) from `node`.
+    pub fn open(&mut self, node: u8, frame: &[u8]) -> Result<Opened, S2Error> {
+        let (seq, flags) = match frame {
+            [CC, MESSAGE_ENCAPSULATION, seq, flags, ..] => (*seq, *flags),
+            _ => return Err(S2Error::Malformed("message encapsulation header")),
+        };
+        let mut off = 4;
+        let mut sender_ei: Option<Key> = None;
+        if flags & 0x01 != 0 {
+            loop {
+                let len = usize::from(*frame.get(off).ok_or(S2Error::Malformed("extension"))?);
+                let kind = *frame.get(off + 1).ok_or(S2Error::Malformed("extension"))?;
+                if len < 2 {
+                    return Err(S2Error::Malformed("extension length"));
+                }
+                let data = frame
+                    .get(off + 2..off + len)
+                    .ok_or(S2Error::Malformed("extension data"))?;
+                match kind & 0x3f {
+                    0x01 => {
+                        sender_ei = Some(
+                            data.try_into()
+                                .map_err(|_| S2Error::Malformed("SPAN extension"))?,
+                        )
+                    }
+                    // MGRP (multicast group) and MOS: not needed for singlecast decryption.
+                    0x03 | 0x04 => {}
+                    other if kind & 0x40 != 0 => return Err(S2Error::CriticalExtension(other)),
+                    _ => {}
+                }
+                off += len;
+                if kind & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+        if frame.len() < off + 8 {
+            return Err(S2Error::Malformed("no room for the tag"));
+        }
+        if self.peer(node).seen.contains(&seq) {
+            return Err(S2Error::Replay(seq));
+        }
+        let unencrypted = frame.get(2..off).unwrap_or_default();
+        let sealed = frame.get(off..).unwrap_or_default();
+        let aad = self.aad(node, self.own, frame.len(), unencrypted);
+        let candidates = self.candidates(node);
+
+        let opened = if let Some(sender_ei) = sender_ei {
+            let Span::LocalEi(receiver_ei) = self.peer(node).span else {
+                return Err(S2Error::NoSpan);
+            };
+            let mei = crypto::mei(&sender_ei, &receiver_ei);
+            let mut found = None;
+            for keys in candidates {
+                let Some(x) = self.expanded(node, keys) else {
+                    continue;
+                };
+                let mut drbg = CtrDrbg::new(&mei, &x.personalization);
+                let nonce = nonce13(&mut drbg);
+                if let Some(pt) = crypto::ccm_open(&x.key_ccm, &nonce, &aad, sealed) {
+                    found = Some((pt, keys, drbg));
+                    break;
+                }
+            }
+            found
+        } else {
+            let Span::Established { drbg, keys } = &self.peer(node).span else {
+                return Err(S2Error::NoSpan);
+            };
+            let (mut drbg, keys) = (drbg.clone(), *keys);
+            let x = self.expanded(node, keys).ok_or(S2Error::NoSpan)?;
+            let mut found = None;
+            for _ in 0..CATCH_UP {
+                let nonce = nonce13(&mut drbg);
+                if let Some(pt) = crypto::ccm_open(&x.key_ccm, &nonce, &aad, sealed) {
+                    found = Some((pt, keys, drbg));
+                    break;
+                }
+            }
+            found
+        };
+        let Some((plaintext, keys, drbg)) = opened else {
+            self.peer(node).span = Span::None;
+            return Err(S2Error::CannotDecode);
+        };
+        let p = self.peer(node);
+        p.span = Span::Established { drbg, keys };
+        p.seen.push_back(seq);
+        if p.seen.len() > SEEN {
+            p.seen.pop_front();
+        }
+        // Encrypted extensions (MPAN) come first in the plaintext; skip them.
+        let mut at = 0;
+        if flags & 0x02 != 0 {
+            loop {
+                let len = usize::from(
+                    *plaintext
+                        .get(at)
+                        .ok_or(S2Error::Malformed("encrypted extension"))?,
+                );
+                let kind = *plaintext
+                    .get(at + 1)
+                    .ok_or(S2Error::Malformed("encrypted extension"))?;
+                if len < 2 || plaintext.len() < at + len {
+                    return Err(S2Error::Malformed("encrypted extension length"));
+                }
+                at += len;
+                if kind & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(Opened {
+            payload: plaintext.get(at..).unwrap_or_default().to_vec(),
+            keys,
+        })
+    }
+
+    /// Encrypts `payload` for `node` under `keys`; `Err(NoSpan)` when Warden must send a Nonce
+    /// Get first (and try again once the node's Nonce Report arrived).
+    pub fn seal(&mut self, node: u8, keys: Keys, payload: &[u8]) -> Result<Vec<u8>, S2Error> {
+        let x = self.expanded(node, keys).ok_or(S2Error::NoSpan)?.clone();
+        let seq = self.next_seq(node);
+        let own = self.own;
+        let (nonce, ext) = match &mut self.peer(node).span {
+            Span::Established { drbg, keys: k } if *k == keys => (nonce13(drbg), None),
+            Span::RemoteEi(receiver_ei) => {
+                let sender_ei = random_key();
+                let mei = crypto::mei(&sender_ei, receiver_ei);
+                let mut drbg = CtrDrbg::new(&mei, &x.personalization);
+                let nonce = nonce13(&mut drbg);
+                self.peer(node).span = Span::Established { drbg, keys };
+                (nonce, Some(sender_ei))
+            }
+            _ => return Err(S2Error::NoSpan),
+        };
+        let mut unencrypted = vec![seq, if ext.is_some() { 0x01 } else { 0x00 }];
+        if let Some(ei) = ext {
+            // SPAN extension: length 18, critical, type 1.
+            unencrypted.push(18);
+            unencrypted.push(0x41);
+            unencrypted.extend_from_slice(&ei);
+        }
+        let len = 2 + unencrypted.len() + payload.len() + 8;
+        let aad = self.aad(own, node, len, &unencrypted);
+        let sealed = crypto::ccm_seal(&x.key_ccm, &nonce, &aad, payload);
+        let mut out = vec![CC, MESSAGE_ENCAPSULATION];
+        out.extend_from_slice(&unencrypted);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+}
+
+fn nonce13(drbg: &mut CtrDrbg) -> [u8; 13] {
+    let b = drbg.generate();
+    let mut n = [0u8; 13];
+    n.copy_from_slice(b.get(..13).unwrap_or(&[0; 13]));
+    n
+}
