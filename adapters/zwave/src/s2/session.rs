@@ -408,3 +408,151 @@ fn nonce13(drbg: &mut CtrDrbg) -> [u8; 13] {
     n.copy_from_slice(b.get(..13).unwrap_or(&[0; 13]));
     n
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    const HOME: u32 = 0xc0ff_ee01;
+    const HOST: u8 = 1;
+    const NODE: u8 = 6;
+
+    /// Warden's sessions and a node's, both holding `key` for S2 Unauthenticated.
+    fn pair(host_key: &Key, node_key: &Key) -> (Sessions, Sessions) {
+        let mut host = Sessions::new(HOME, HOST);
+        host.set_network_key(Class::Unauthenticated, host_key);
+        host.grant(NODE, Class::Unauthenticated);
+        let mut node = Sessions::new(HOME, NODE);
+        node.set_network_key(Class::Unauthenticated, node_key);
+        (host, node)
+    }
+
+    /// The node asks for a nonce (Warden answers with its entropy) and sends its first frame.
+    fn first_frame(host: &mut Sessions, node: &mut Sessions, payload: &[u8]) -> Vec<u8> {
+        let report = host.nonce_report(NODE);
+        node.on_nonce_report(HOST, &report).unwrap();
+        node.seal(HOST, Keys::Network(Class::Unauthenticated), payload)
+            .unwrap()
+    }
+
+    const UNAUTH: Keys = Keys::Network(Class::Unauthenticated);
+
+    #[test]
+    fn a_session_carries_frames_both_ways_under_the_granted_class() {
+        let k = [7u8; 16];
+        let (mut host, mut node) = pair(&k, &k);
+        let f = first_frame(&mut host, &mut node, &[0x31, 0x05, 1, 0x22, 0, 0xd7]);
+        let o = host.open(NODE, &f).unwrap();
+        assert_eq!(o.payload, [0x31, 0x05, 1, 0x22, 0, 0xd7]);
+        assert_eq!(o.keys, UNAUTH);
+        // later frames use the established SPAN (no extension), both directions
+        for i in 0..50u8 {
+            let f = node.seal(HOST, UNAUTH, &[0x80, 0x03, i]).unwrap();
+            assert_eq!(f[3] & 0x01, 0, "no SPAN extension once established");
+            assert_eq!(host.open(NODE, &f).unwrap().payload, [0x80, 0x03, i]);
+            let g = host.seal(NODE, UNAUTH, &[0x25, 0x01, i]).unwrap();
+            assert_eq!(node.open(HOST, &g).unwrap().payload, [0x25, 0x01, i]);
+        }
+    }
+
+    #[test]
+    fn a_replayed_frame_is_refused_and_the_session_goes_on() {
+        let k = [7u8; 16];
+        let (mut host, mut node) = pair(&k, &k);
+        let f = first_frame(&mut host, &mut node, &[0x80, 0x03, 1]);
+        host.open(NODE, &f).unwrap();
+        assert!(matches!(host.open(NODE, &f), Err(S2Error::Replay(_))));
+        let g = node.seal(HOST, UNAUTH, &[0x80, 0x03, 2]).unwrap();
+        assert_eq!(host.open(NODE, &g).unwrap().payload, [0x80, 0x03, 2]);
+        assert!(matches!(host.open(NODE, &g), Err(S2Error::Replay(_))));
+    }
+
+    #[test]
+    fn a_bad_tag_does_not_decrypt_and_a_new_nonce_exchange_recovers() {
+        let k = [7u8; 16];
+        let (mut host, mut node) = pair(&k, &k);
+        let f = first_frame(&mut host, &mut node, &[0x80, 0x03, 1]);
+        host.open(NODE, &f).unwrap();
+        let mut g = node.seal(HOST, UNAUTH, &[0x80, 0x03, 2]).unwrap();
+        *g.last_mut().unwrap() ^= 0x01;
+        assert_eq!(host.open(NODE, &g), Err(S2Error::CannotDecode));
+        // the session is gone: the node's next frame on the old SPAN is not taken
+        let h = node.seal(HOST, UNAUTH, &[0x80, 0x03, 3]).unwrap();
+        assert_eq!(host.open(NODE, &h), Err(S2Error::NoSpan));
+        // Warden's Nonce Report (with SOS) starts a new one
+        let f = first_frame(&mut host, &mut node, &[0x80, 0x03, 4]);
+        assert_eq!(host.open(NODE, &f).unwrap().payload, [0x80, 0x03, 4]);
+    }
+
+    #[test]
+    fn a_frame_under_another_key_does_not_decrypt() {
+        let (mut host, mut node) = pair(&[7u8; 16], &[8u8; 16]);
+        let f = first_frame(&mut host, &mut node, &[0x80, 0x03, 1]);
+        assert_eq!(host.open(NODE, &f), Err(S2Error::CannotDecode));
+    }
+
+    #[test]
+    fn lost_frames_are_caught_up_within_the_window_and_not_beyond() {
+        let k = [7u8; 16];
+        let (mut host, mut node) = pair(&k, &k);
+        let f = first_frame(&mut host, &mut node, &[0x80, 0x03, 0]);
+        host.open(NODE, &f).unwrap();
+        for _ in 0..CATCH_UP - 1 {
+            node.seal(HOST, UNAUTH, &[0x80, 0x03, 9]).unwrap();
+        }
+        let g = node.seal(HOST, UNAUTH, &[0x80, 0x03, 1]).unwrap();
+        assert_eq!(host.open(NODE, &g).unwrap().payload, [0x80, 0x03, 1]);
+        for _ in 0..CATCH_UP {
+            node.seal(HOST, UNAUTH, &[0x80, 0x03, 9]).unwrap();
+        }
+        let g = node.seal(HOST, UNAUTH, &[0x80, 0x03, 2]).unwrap();
+        assert_eq!(host.open(NODE, &g), Err(S2Error::CannotDecode));
+    }
+
+    #[test]
+    fn bootstrap_frames_are_reported_under_the_temporary_keys() {
+        let temp = crypto::temp_keys(&[3u8; 16]);
+        let mut host = Sessions::new(HOME, HOST);
+        host.set_network_key(Class::Unauthenticated, &[7u8; 16]);
+        host.set_temp_keys(NODE, temp.clone());
+        assert!(host.bootstrapping(NODE));
+        let mut node = Sessions::new(HOME, NODE);
+        node.set_temp_keys(HOST, temp);
+        let report = host.nonce_report(NODE);
+        node.on_nonce_report(HOST, &report).unwrap();
+        let f = node.seal(HOST, Keys::Temp, &[0x9f, 0x06, 0x01]).unwrap();
+        assert_eq!(host.open(NODE, &f).unwrap().keys, Keys::Temp);
+        host.clear_temp_keys(NODE);
+        assert!(!host.bootstrapping(NODE));
+    }
+
+    #[test]
+    fn short_and_malformed_frames_are_typed_errors() {
+        let mut host = Sessions::new(HOME, HOST);
+        host.set_network_key(Class::Unauthenticated, &[7u8; 16]);
+        for f in [
+            &[][..],
+            &[CC],
+            &[CC, MESSAGE_ENCAPSULATION, 1],
+            &[CC, MESSAGE_ENCAPSULATION, 1, 0x01],
+            &[CC, MESSAGE_ENCAPSULATION, 1, 0x01, 0x01, 0x41],
+            &[CC, MESSAGE_ENCAPSULATION, 1, 0x01, 18, 0x41, 0, 0],
+            &[CC, MESSAGE_ENCAPSULATION, 1, 0x00, 1, 2, 3],
+        ] {
+            assert!(
+                matches!(host.open(NODE, f), Err(S2Error::Malformed(_))),
+                "{f:?}"
+            );
+        }
+        assert!(host.on_nonce_report(NODE, &[CC, NONCE_REPORT, 1]).is_err());
+        assert!(
+            host.on_nonce_report(NODE, &[CC, NONCE_REPORT, 1, 0x01, 0])
+                .is_err()
+        );
+        // a well-formed frame with no session: NoSpan, never a panic
+        let mut f = vec![CC, MESSAGE_ENCAPSULATION, 1, 0x00];
+        f.extend_from_slice(&[0; 12]);
+        assert_eq!(host.open(NODE, &f), Err(S2Error::NoSpan));
+    }
+}
