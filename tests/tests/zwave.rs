@@ -362,6 +362,52 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
         ]
     );
 
+    // the gateway restarts: the S2 node's granted class and the network keys come back from the
+    // sealed state store. The node's next frame rides its old session, which Warden no longer
+    // holds: refused and answered with a Nonce Report; the frame after it decrypts at
+    // `shared-key` again (no re-inclusion)
+    g.stop();
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    wait_for(T, "the Z-Wave link up after the gateway restart", || {
+        (audit_where(&dd, |r| zwave_link(r, "Up")).len() >= 2).then_some(())
+    });
+    drop(sub);
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
+        &dir.join("sub-after-restart.txt"),
+    );
+    sub.wait_lines(T, "the new subscription's retained messages", |l| {
+        !l.is_empty()
+    });
+    let refused_before = audit_where(&dd, |r| {
+        is(r, "uplink", S2NODE) && cause(r) == "s2-decrypt-failed"
+    })
+    .len();
+    assert_eq!(mock.ctl("s2temp 6 23.0"), "OK s2temp 6");
+    wait_for(
+        T,
+        "the old session's frame refused after the restart",
+        || {
+            (audit_where(&dd, |r| {
+                is(r, "uplink", S2NODE) && cause(r) == "s2-decrypt-failed"
+            })
+            .len()
+                > refused_before)
+                .then_some(())
+        },
+    );
+    assert_eq!(mock.ctl("s2temp 6 23.5"), "OK s2temp 6");
+    sub.wait_lines(T, "the S2 node's report after the gateway restart", |_| {
+        latest(&sub, S2NODE, "temperature").is_some_and(|e| e["value"] == 23.5)
+    });
+    let t6 = latest(&sub, S2NODE, "temperature").unwrap();
+    assert_eq!(t6["assurance"], "shared-key", "{t6}");
+    assert_eq!(
+        values(&sub, S2NODE, "temperature"),
+        vec![serde_json::json!(23.5)],
+        "the frame on the lost session was not published"
+    );
+
     // hostile frames from the approved sensor: a truncated report, a Security 2 frame Warden
     // cannot decrypt, and a frame from a node the controller does not hold; each is refused and
     // audited with its cause, and the sensor's next good report still gets through
@@ -404,8 +450,8 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
     });
     assert_eq!(
         values(&sub, SENSOR, "temperature"),
-        vec![serde_json::json!(23.4), serde_json::json!(24.0)],
-        "nothing from the hostile frames was published"
+        vec![serde_json::json!(24.0)],
+        "nothing from the hostile frames was published (this subscription began at the restart)"
     );
 
     // the controller goes away: link Down, a command fails fast; it comes back: link Up, reports flow
@@ -415,7 +461,7 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
     assert_eq!(res["outcome"], "device-error", "{res}");
     let mock = Mock::start(dir, port);
     wait_for(T, "the Z-Wave link up again", || {
-        (audit_where(&dd, |r| zwave_link(r, "Up")).len() >= 2).then_some(())
+        (audit_where(&dd, |r| zwave_link(r, "Up")).len() >= 3).then_some(())
     });
     assert_eq!(mock.ctl("temp 3 25.5"), "OK temp 3");
     sub.wait_lines(T, "the sensor's report after the reconnect", |_| {
