@@ -736,12 +736,7 @@ impl Runtime {
                 .await
             }
             s2s::NONCE_GET => {
-                let report = self
-                    .sessions
-                    .lock()
-                    .map(|mut s| s.nonce_report(node))
-                    .unwrap_or_default();
-                self.spawn_plain(link, node, report);
+                self.spawn_nonce_report(link, node);
                 Ok(())
             }
             s2s::NONCE_REPORT => {
@@ -809,12 +804,7 @@ impl Runtime {
                     Err(e @ (S2Error::NoSpan | S2Error::CannotDecode)) => {
                         // Tell the node to start a new session; its next frame carries fresh entropy.
                         if speaks_s2 {
-                            let report = self
-                                .sessions
-                                .lock()
-                                .map(|mut s| s.nonce_report(node))
-                                .unwrap_or_default();
-                            self.spawn_plain(link, node, report);
+                            self.spawn_nonce_report(link, node);
                         }
                         self.reject(Some(id), "s2-decrypt-failed", e.to_string())
                             .await
@@ -832,13 +822,19 @@ impl Runtime {
         }
     }
 
-    fn spawn_plain(&self, link: &LinkHandle, node: NodeId, payload: Vec<u8>) {
-        if payload.is_empty() {
+    /// Sends a node a Nonce Report with a fresh entropy input (Warden's side of a new session).
+    fn spawn_nonce_report(&self, link: &LinkHandle, node: NodeId) {
+        let report = self
+            .sessions
+            .lock()
+            .map(|mut s| s.nonce_report(node))
+            .unwrap_or_default();
+        if report.is_empty() {
             return;
         }
         let link = link.clone();
         tokio::spawn(async move {
-            let _ = send_data(&link, node, &payload).await;
+            let _ = send_data(&link, node, &report).await;
         });
     }
 
