@@ -595,25 +595,19 @@ impl Runtime {
             let mut notes = Vec::new();
             let mut security = known.as_ref().and_then(|k| k.security.clone());
             if let (Some(progress), Some(keys)) = (bootstrap, keys) {
-                let id_note =
-                    |p: &mut warden_core::OperationProgress, t: String| p.set_step(Some(t));
                 progress.update(|p| {
-                    id_note(
-                        p,
-                        format!("security bootstrap: node {node} (S2 key exchange)"),
-                    )
+                    p.set_step(Some(format!(
+                        "security bootstrap: node {node} (S2 key exchange)"
+                    )))
                 });
                 match s2_bootstrap(&out, node, &keys).await {
                     Ok(class) => {
                         security = Some(class.as_str().to_owned());
                         progress.update(|p| {
-                            id_note(
-                                p,
-                                format!(
-                                    "security bootstrap: node {node} granted {}",
-                                    class.as_str()
-                                ),
-                            )
+                            p.set_step(Some(format!(
+                                "security bootstrap: node {node} granted {}",
+                                class.as_str()
+                            )))
                         });
                     }
                     Err(e) => {
@@ -622,7 +616,9 @@ impl Runtime {
                             "security bootstrap failed ({e}): included without security"
                         ));
                         progress.update(|p| {
-                            id_note(p, format!("security bootstrap failed for node {node}: {e}"))
+                            p.set_step(Some(format!(
+                                "security bootstrap failed for node {node}: {e}"
+                            )))
                         });
                     }
                 }
