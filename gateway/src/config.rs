@@ -121,8 +121,19 @@ pub struct PluginLimitsConfig {
     pub kv_quota_kib: Option<u64>,
     /// Host calls per decision. Default 10,000.
     pub host_calls: Option<u32>,
-    /// Consecutive failures before the plugin is disabled. Default 5.
+    /// Failures before the plugin is disabled: this many in a row, or this many within
+    /// `failure_window_s`. Default 5.
     pub max_failures: Option<u32>,
+    /// The failure-rate window, seconds. Default 60.
+    pub failure_window_s: Option<u64>,
+    /// Wall time the plugin may spend deciding per second, ms; beyond it the plugin is disabled
+    /// and a security record written. Default 500.
+    pub cpu_ms_per_sec: Option<u64>,
+    /// Fuel for `init` (at load and when a failed instance is replaced, off the message
+    /// thread). Default 200,000,000.
+    pub init_fuel: Option<u64>,
+    /// Wall-clock backstop for instantiation plus `init`, ms. Default 2000.
+    pub init_deadline_ms: Option<u64>,
 }
 
 /// `[[plugins.load]]`: one plugin.
@@ -684,6 +695,18 @@ impl Config {
             }
             if let Some(v) = l.max_failures {
                 bounded(&format!("{at}: max_failures"), v, 1..=1_000_000)?;
+            }
+            if let Some(v) = l.failure_window_s {
+                bounded(&format!("{at}: failure_window_s"), v, 1..=86_400)?;
+            }
+            if let Some(v) = l.cpu_ms_per_sec {
+                bounded(&format!("{at}: cpu_ms_per_sec"), v, 1..=1000)?;
+            }
+            if let Some(v) = l.init_fuel {
+                bounded(&format!("{at}: init_fuel"), v, 1..=100_000_000_000)?;
+            }
+            if let Some(v) = l.init_deadline_ms {
+                bounded(&format!("{at}: init_deadline_ms"), v, 1..=600_000)?;
             }
         }
         Ok(())

@@ -841,6 +841,7 @@ fn attack(
             HOSTILE_CONFIG,
             Limits {
                 max_failures: u32::MAX,
+                cpu_ms_per_sec: u64::MAX,
                 ..limits.clone()
             },
             Kv::default(),
@@ -931,6 +932,7 @@ fn attack(
                 to_disable - 1
             ));
         }
+        hostile.wait_ready(std::time::Duration::from_secs(10));
         hostile.decide(&evil);
     }
     let disabled_rounds = rounds * 10;

@@ -38,10 +38,19 @@ pub struct Limits {
     pub kv_quota_bytes: usize,
     /// Host calls per decision: every import (WASI included) and the runtime's own calls.
     pub host_calls: u32,
-    /// Consecutive failures before the plugin is disabled.
+    /// Failures before the plugin is disabled: this many in a row, or this many within
+    /// `failure_window_ms` however many successes come between them.
     pub max_failures: u32,
-    /// Fuel for `init`.
+    /// The window of the failure-rate rule, in ms.
+    pub failure_window_ms: u64,
+    /// Wall time the plugin may spend deciding (its code and its host calls) per second, in ms;
+    /// beyond it the plugin is disabled.
+    pub cpu_ms_per_sec: u64,
+    /// Fuel for `init` (which runs off the message thread, at load and when a failed instance
+    /// is replaced).
     pub init_fuel: u64,
+    /// Wall-clock backstop for instantiation plus `init`, in ms.
+    pub init_deadline_ms: u64,
 }
 
 impl Default for Limits {
@@ -53,7 +62,10 @@ impl Default for Limits {
             kv_quota_bytes: 1 << 20,
             host_calls: 10_000,
             max_failures: 5,
-            init_fuel: 2_000_000_000,
+            failure_window_ms: 60_000,
+            cpu_ms_per_sec: 500,
+            init_fuel: 200_000_000,
+            init_deadline_ms: 2_000,
         }
     }
 }

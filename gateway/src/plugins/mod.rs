@@ -73,7 +73,13 @@ pub fn limits(own: &PluginLimitsConfig, defaults: &PluginLimitsConfig) -> Limits
             .max_failures
             .or(defaults.max_failures)
             .unwrap_or(d.max_failures),
-        ..d
+        failure_window_ms: pick(own.failure_window_s, defaults.failure_window_s)
+            .map_or(d.failure_window_ms, |s| s.saturating_mul(1000)),
+        cpu_ms_per_sec: pick(own.cpu_ms_per_sec, defaults.cpu_ms_per_sec)
+            .unwrap_or(d.cpu_ms_per_sec),
+        init_fuel: pick(own.init_fuel, defaults.init_fuel).unwrap_or(d.init_fuel),
+        init_deadline_ms: pick(own.init_deadline_ms, defaults.init_deadline_ms)
+            .unwrap_or(d.init_deadline_ms),
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use warden_plugin_host::Host;
 
 use super::chain::PluginUpdate;
-use super::{PluginSpec, prepare_and_test};
+use super::{PluginSpec, Stage, prepare_and_test};
 use crate::audit::{AuditEntry, AuditSink, Category};
 use crate::metrics::{Metrics, PluginOutcomeLabels};
 use crate::pipeline::Control;
@@ -87,50 +87,65 @@ fn reload(
     audit: &AuditSink,
     metrics: &Metrics,
 ) {
-    let count = |outcome: &str| {
-        metrics
-            .plugin_loads
-            .get_or_create(&PluginOutcomeLabels {
-                plugin: spec.name.clone(),
-                outcome: outcome.to_owned(),
-            })
-            .inc();
+    let prepared = match prepare_and_test(host, spec, Some(audit)) {
+        Ok(p) => p,
+        Err((stage, why)) => return refused(spec, stage, &why, audit, metrics),
     };
-    match prepare_and_test(host, spec, Some(audit)) {
-        Ok(prepared) => {
-            tracing::info!(plugin = %spec.name, "plugin changed on disk: verified, compiled and tested");
-            count("ok");
-            let u = PluginUpdate {
-                spec: spec.clone(),
-                prepared,
-            };
-            if control.blocking_send(Control::Plugin(Box::new(u))).is_err() {
-                tracing::warn!("pipeline gone; plugin update dropped");
-            }
-        }
-        Err((stage, why)) => {
-            count(stage.as_str());
-            tracing::warn!(plugin = %spec.name, stage = stage.as_str(), error = %why,
-                "plugin reload refused; the running version stays");
-            let category = if stage == super::Stage::Prepare {
-                Category::Security
-            } else {
-                Category::System
-            };
-            audit.record(
-                AuditEntry::new(
-                    category,
-                    "plugin-reload",
-                    "gateway",
-                    format!(
-                        "reload of `{}` refused at {}, last-known-good kept: {why}",
-                        spec.name,
-                        stage.as_str()
-                    ),
-                )
-                .decision("builtin:plugins", "deny")
-                .detail(serde_json::json!({ "plugin": spec.name, "result": stage.as_str() })),
-            );
-        }
+    // instantiated here, off the message thread; the pipeline hands it the running version's
+    // key-value state when it swaps it in
+    let plugin = match host.instantiate(
+        &prepared,
+        &spec.config_json,
+        spec.limits.clone(),
+        warden_plugin_host::Kv::default(),
+    ) {
+        Ok(p) => p,
+        Err(e) => return refused(spec, Stage::Init, &super::load_error(&e), audit, metrics),
+    };
+    tracing::info!(plugin = %spec.name, "plugin changed on disk: verified, compiled, tested and instantiated");
+    count(metrics, spec, "ok");
+    let u = PluginUpdate {
+        spec: spec.clone(),
+        prepared,
+        plugin,
+    };
+    if control.blocking_send(Control::Plugin(Box::new(u))).is_err() {
+        tracing::warn!("pipeline gone; plugin update dropped");
     }
+}
+
+fn count(metrics: &Metrics, spec: &PluginSpec, outcome: &str) {
+    metrics
+        .plugin_loads
+        .get_or_create(&PluginOutcomeLabels {
+            plugin: spec.name.clone(),
+            outcome: outcome.to_owned(),
+        })
+        .inc();
+}
+
+/// A reload refused at `stage`: counted, logged and audited; the running version stays.
+fn refused(spec: &PluginSpec, stage: Stage, why: &str, audit: &AuditSink, metrics: &Metrics) {
+    count(metrics, spec, stage.as_str());
+    tracing::warn!(plugin = %spec.name, stage = stage.as_str(), error = %why,
+        "plugin reload refused; the running version stays");
+    let category = if stage == Stage::Prepare {
+        Category::Security
+    } else {
+        Category::System
+    };
+    audit.record(
+        AuditEntry::new(
+            category,
+            "plugin-reload",
+            "gateway",
+            format!(
+                "reload of `{}` refused at {}, last-known-good kept: {why}",
+                spec.name,
+                stage.as_str()
+            ),
+        )
+        .decision("builtin:plugins", "deny")
+        .detail(serde_json::json!({ "plugin": spec.name, "result": stage.as_str() })),
+    );
 }

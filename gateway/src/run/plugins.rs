@@ -110,14 +110,8 @@ pub(super) fn start_plugins(
         ),
         None => None,
     };
-    let chain = plugins::chain::PluginChain::new(
-        Some(host.clone()),
-        loaded,
-        &p.bind,
-        audit.clone(),
-        metrics.clone(),
-        recorder,
-    );
+    let chain =
+        plugins::chain::PluginChain::new(loaded, &p.bind, audit.clone(), metrics.clone(), recorder);
     pipeline.deciders.push(Box::new(chain));
     if !p.watch || specs.is_empty() {
         return Ok(None);
