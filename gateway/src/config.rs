@@ -151,6 +151,14 @@ pub struct PluginLoadConfig {
     /// Overrides of `[plugins.limits]` for this plugin.
     #[serde(default)]
     pub limits: PluginLimitsConfig,
+    /// WASI 0.2 packages the plugin may import (`cli`, `clocks`, `filesystem`, `io`, `random`,
+    /// `sockets`). Default none: Rust and C plugins need none; the load error of a Python or
+    /// JavaScript plugin names what its runtime imports. Granting a package grants no resources.
+    #[serde(default)]
+    pub wasi: Vec<String>,
+    /// `wasi:random` from the OS instead of a generator seeded per decision (default false).
+    #[serde(default)]
+    pub real_random: bool,
 }
 
 /// `[[plugins.bind]]`: which messages a plugin decides on. Empty selectors match everything;
@@ -739,6 +747,8 @@ impl Config {
                 ));
             }
             check_limits(&format!("plugins.load `{}`", l.name), &l.limits)?;
+            warden_plugin_host::WasiGrants::parse(&l.wasi)
+                .map_err(|e| format!("plugins.load `{}`: wasi: {e}", l.name))?;
         }
         check_limits("plugins.limits", &p.limits)?;
         for (i, b) in p.bind.iter().enumerate() {
@@ -814,6 +824,32 @@ mod tests {
         assert!(e.contains("min_assurence"), "{e}");
         let e = parse("[nonsense]\n").unwrap_err().to_string();
         assert!(e.contains("nonsense"), "{e}");
+    }
+
+    #[test]
+    fn plugin_wasi_grants_and_breaker_limits_are_checked() {
+        let base = "[plugins]\nrequire_signature = false\n[[plugins.load]]\nname = \"p\"\n";
+        let e = parse(&format!("{base}wasi = [\"net\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("plugins.load `p`: wasi: unknown WASI package `net`"),
+            "{e}"
+        );
+        let e = parse(&format!("{base}limits = {{ cpu_ms_per_sec = 2000 }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cpu_ms_per_sec"), "{e}");
+        let c = parse(&format!(
+            "{base}wasi = [\"io\", \"cli\"]\nreal_random = true\nlimits = {{ failure_window_s = 10, init_fuel = 5 }}\n"
+        ))
+        .unwrap();
+        let spec = crate::plugins::specs(&c).remove(0);
+        assert_eq!(spec.limits.wasi.names(), ["cli", "io"]);
+        assert!(spec.limits.real_random);
+        assert_eq!(spec.limits.failure_window_ms, 10_000);
+        assert_eq!(spec.limits.init_fuel, 5);
+        assert_eq!(spec.limits.cpu_ms_per_sec, 500);
     }
 
     #[test]

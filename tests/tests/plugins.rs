@@ -469,31 +469,49 @@ fn plugin_signing_cli_accepts_only_the_exact_signed_bytes() {
 #[test]
 fn every_example_passes_its_own_tests_in_the_host() {
     let t = tempfile::tempdir().unwrap();
-    for (module, example) in [
-        ("least_privilege", "least-privilege"),
-        ("rate_limit", "rate-limit"),
-        ("business_hours", "business-hours"),
-        ("assurance_floor", "assurance-floor"),
-        ("assurance_floor_py", "assurance-floor-py"),
-        ("assurance_floor_js", "assurance-floor-js"),
+    // WASI packages granted per plugin: only the Python runtime imports any
+    const PY_WASI: &str = "cli,clocks,filesystem,io,random,sockets";
+    for (module, example, wasi) in [
+        ("least_privilege", "least-privilege", ""),
+        ("rate_limit", "rate-limit", ""),
+        ("business_hours", "business-hours", ""),
+        ("assurance_floor", "assurance-floor", ""),
+        ("assurance_floor_py", "assurance-floor-py", PY_WASI),
+        ("assurance_floor_js", "assurance-floor-js", ""),
     ] {
         let dir = plugin_example(example);
         let tests = dir.join("tests.jsonl");
         let config = dir.join("config.json");
-        let run = |tests: &Path| {
-            warden(
-                t.path(),
-                &[
-                    "plugin",
-                    "test",
-                    plugin_module(module).to_str().unwrap(),
-                    "--messages",
-                    tests.to_str().unwrap(),
-                    "--config",
-                    config.to_str().unwrap(),
-                ],
-            )
+        let run_with = |tests: &Path, wasi: &str| {
+            let mut args = vec![
+                "plugin",
+                "test",
+                plugin_module(module).to_str().unwrap(),
+                "--messages",
+                tests.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+            if !wasi.is_empty() {
+                args.push(format!("--wasi={wasi}"));
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            warden(t.path(), &args)
         };
+        let run = |tests: &Path| run_with(tests, wasi);
+        if !wasi.is_empty() {
+            // without its grant the plugin is refused, naming what to grant
+            let o = run_with(&tests, "");
+            assert!(!o.status.success());
+            assert!(
+                stderr(&o).contains(&format!("--wasi {wasi}")),
+                "{example}: {}",
+                stderr(&o)
+            );
+        }
         let o = run(&tests);
         assert!(
             o.status.success(),

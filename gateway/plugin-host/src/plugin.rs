@@ -189,12 +189,17 @@ pub struct State {
     limiter: Limiter,
     log: LogLimiter,
     name: Arc<str>,
+    /// The module's SHA-256 (seeds the deterministic `wasi:random`).
+    module_sha: [u8; 32],
+    real_random: bool,
+    /// This decision's generator, seeded at its first use (`None`: not yet).
+    rng: Option<rand::rngs::StdRng>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl State {
-    fn new(limits: &Limits, name: Arc<str>, kv: Kv) -> Self {
+    fn new(limits: &Limits, name: Arc<str>, module_sha: [u8; 32], kv: Kv) -> Self {
         let now = wall_ms();
         let clock = Arc::new(AtomicU64::new(now));
         // WASI for Python/JavaScript guests, granting nothing: no preopened directories, no
@@ -233,6 +238,9 @@ impl State {
                 dropped: 0,
             },
             name,
+            module_sha,
+            real_random: limits.real_random,
+            rng: None,
             wasi,
             table: ResourceTable::new(),
         }
@@ -251,6 +259,7 @@ impl State {
         self.limiter.refused = false;
         self.now_ms = req.time_ms;
         self.clock.store(req.time_ms, Ordering::Relaxed);
+        self.rng = None;
     }
 
     /// Ends a `decide` call: the handle is no longer valid. Returns whether the memory limiter
@@ -312,9 +321,35 @@ impl State {
         }
         let n = usize::try_from(len).unwrap_or(0);
         let mut bytes = vec![0u8; n];
-        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+        if self.real_random {
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+        } else {
+            let seed = self.seed();
+            let rng = self
+                .rng
+                .get_or_insert_with(|| rand::SeedableRng::from_seed(seed));
+            rand::RngCore::fill_bytes(rng, &mut bytes);
+        }
         self.moved(n);
         Ok(bytes)
+    }
+
+    /// The deterministic generator's seed: the module's hash, and the device and time of the
+    /// decision (`init` gets one of its own), so a replayed decision sees the same bytes.
+    fn seed(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"warden plugin random v1\0");
+        h.update(self.module_sha);
+        if self.rep == 0 {
+            h.update(b"init");
+        } else {
+            h.update(b"decide\0");
+            h.update(self.req.device.id.as_bytes());
+            h.update(b"\0");
+            h.update(self.req.time_ms.to_le_bytes());
+        }
+        h.finalize().into()
     }
 
     /// Checks a request handle is the current one and charges the call.
@@ -764,7 +799,7 @@ impl Plugin {
         name: &Arc<str>,
         kv: Kv,
     ) -> Result<Live, (LoadError, Kv)> {
-        let state = State::new(limits, name.clone(), kv);
+        let state = State::new(limits, name.clone(), prepared.sha256, kv);
         let mut store = Store::new(host.engine(), state);
         store.limiter(|s| &mut s.limiter);
         // Strings and lists the guest hands the host (arguments, the verdict, `init`'s error) are
@@ -837,6 +872,7 @@ impl Plugin {
         kv: Kv,
     ) -> Result<Plugin, LoadError> {
         let name: Arc<str> = prepared.name.as_str().into();
+        crate::wasi::check(&prepared.wasi_imports, limits.wasi).map_err(LoadError::Contract)?;
         let live =
             Self::create(&host, &prepared, &config, &limits, &name, kv).map_err(|(e, _)| e)?;
         let deadline_ticks = limits.deadline_ms.max(1) + 1;
@@ -1215,7 +1251,7 @@ impl Plugin {
 #[cfg(test)]
 impl State {
     pub(crate) fn for_tests() -> Self {
-        Self::new(&Limits::default(), "test".into(), Kv::default())
+        Self::new(&Limits::default(), "test".into(), [0; 32], Kv::default())
     }
     pub(crate) fn begin_call_for_tests(&mut self, rep: u32, req: &Request) {
         self.begin_call(rep, req);

@@ -293,8 +293,17 @@ fn load_with(host: &Host, wat: &Wat, limits: Limits) -> Result<Plugin, LoadError
     host.instantiate(&prepared, "{}", limits, Kv::default())
 }
 
+/// Loads under the default limits (WASI granted to the WAT guests that import it).
 fn load(wat: &Wat) -> Plugin {
-    load_with(&unsigned_host(), wat, Limits::default()).unwrap()
+    let limits = Limits {
+        wasi: if wat.wasi {
+            WasiGrants::all()
+        } else {
+            WasiGrants::NONE
+        },
+        ..Limits::default()
+    };
+    load_with(&unsigned_host(), wat, limits).unwrap()
 }
 
 fn failure(o: Outcome) -> Failure {
@@ -1771,6 +1780,82 @@ fn wasi_calls_count_in_the_host_call_budget_and_random_is_capped() {
     assert_eq!(f.cause, FailureCause::HostCallBudget, "{f}");
     assert!(f.detail.contains("random bytes"), "{f}");
     assert!(allocated < 1 << 20, "{allocated}");
+}
+
+#[test]
+fn wasi_imports_need_a_grant_in_the_load_config() {
+    let w = Wat {
+        wasi: true,
+        ..Wat::default()
+    };
+    let e = load_with(&unsigned_host(), &w, Limits::default())
+        .err()
+        .expect("refused without a grant");
+    assert!(matches!(e, LoadError::Contract(_)), "{e}");
+    let e = e.to_string();
+    assert!(e.contains(r#"wasi = ["clocks", "io", "random"]"#), "{e}");
+    // one package short is still refused; exactly what it imports loads
+    let grants = |names: &[&str]| Limits {
+        wasi: WasiGrants::parse(names).unwrap(),
+        ..Limits::default()
+    };
+    let e = load_with(&unsigned_host(), &w, grants(&["clocks", "io"]))
+        .err()
+        .expect("random not granted");
+    assert!(e.to_string().contains("`wasi:random`"), "{e}");
+    assert!(load_with(&unsigned_host(), &w, grants(&["clocks", "io", "random"])).is_ok());
+    // a guest importing no WASI needs no grant (the positive control of the default)
+    assert!(load_with(&unsigned_host(), &good(), Limits::default()).is_ok());
+}
+
+/// Denies with 8 letters made from 8 `wasi:random` bytes.
+fn random_reason() -> Wat {
+    Wat {
+        wasi: true,
+        decide: "(call $random (i64.const 8) (i32.const 2000))
+                 (local.set 0 (i32.load (i32.const 2000)))
+                 (local.set 1 (i32.const 0))
+                 (loop $l
+                   (i32.store8 (i32.add (local.get 0) (local.get 1))
+                     (i32.add (i32.const 97)
+                       (i32.and (i32.load8_u (i32.add (local.get 0) (local.get 1))) (i32.const 15))))
+                   (local.set 1 (i32.add (local.get 1) (i32.const 1)))
+                   (br_if $l (i32.lt_u (local.get 1) (i32.const 8))))
+                 (call $ret (i32.const 1) (local.get 0) (i32.const 8))"
+            .into(),
+        ..Wat::default()
+    }
+}
+
+#[test]
+fn wasi_random_is_deterministic_per_decision_unless_real_randomness_is_granted() {
+    let reason = |p: &mut Plugin, r: &Request| match p.decide(r) {
+        Outcome::Deny(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let a = req("a", true);
+    let mut later = req("a", true);
+    later.time_ms += 1;
+    let mut p = load(&random_reason());
+    let first = reason(&mut p, &a);
+    assert_eq!(first.len(), 8);
+    // the same decision replayed, in this instance or a new one: the same bytes
+    assert_eq!(reason(&mut p, &a), first);
+    assert_eq!(reason(&mut load(&random_reason()), &a), first);
+    // another time (or device): other bytes
+    assert_ne!(reason(&mut p, &later), first);
+    // real randomness, when granted: two runs of the same decision differ
+    let mut real = load_with(
+        &unsigned_host(),
+        &random_reason(),
+        Limits {
+            wasi: WasiGrants::all(),
+            real_random: true,
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    assert_ne!(reason(&mut real, &a), reason(&mut real, &a));
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use warden_plugin_host::{Host, HostOptions, Kv, Limits, signing, testrun};
+use warden_plugin_host::{Host, HostOptions, Kv, Limits, WasiGrants, signing, testrun};
 
 #[derive(Subcommand)]
 pub enum PluginCmd {
@@ -47,6 +47,14 @@ pub enum PluginCmd {
         /// Per-decision fuel (default: the gateway default).
         #[arg(long)]
         fuel: Option<u64>,
+        /// WASI packages the plugin may import, comma-separated, as `wasi = [...]` in its
+        /// `[[plugins.load]]` (default none; Python and JavaScript runtimes need some: the
+        /// error names them).
+        #[arg(long, value_delimiter = ',')]
+        wasi: Vec<String>,
+        /// `wasi:random` from the OS (as `real_random = true`); otherwise seeded per decision.
+        #[arg(long)]
+        real_random: bool,
         /// One JSON result per line instead of text.
         #[arg(long)]
         json: bool,
@@ -96,15 +104,25 @@ pub fn main(cmd: PluginCmd) -> anyhow::Result<()> {
             expect,
             config,
             fuel,
+            wasi,
+            real_random,
             json,
-        } => test(
-            &plugin,
-            &messages,
-            expect.as_deref(),
-            config.as_deref(),
-            fuel,
-            json,
-        ),
+        } => {
+            let mut limits = Limits::default();
+            if let Some(f) = fuel {
+                limits.fuel = f;
+            }
+            limits.wasi = WasiGrants::parse(&wasi).map_err(anyhow::Error::msg)?;
+            limits.real_random = real_random;
+            test(
+                &plugin,
+                &messages,
+                expect.as_deref(),
+                config.as_deref(),
+                limits,
+                json,
+            )
+        }
     }
 }
 
@@ -130,7 +148,7 @@ fn test(
     messages: &Path,
     expect: Option<&Path>,
     config: Option<&Path>,
-    fuel: Option<u64>,
+    limits: Limits,
     json: bool,
 ) -> anyhow::Result<()> {
     let config_json = read_config(config)?;
@@ -148,10 +166,6 @@ fn test(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".into());
     let prepared = host.prepare(&name, plugin)?;
-    let mut limits = Limits::default();
-    if let Some(f) = fuel {
-        limits.fuel = f;
-    }
     let mut p = host.instantiate(&prepared, &config_json, limits, Kv::default())?;
     let cases = testrun::read_cases(messages, expect).map_err(anyhow::Error::msg)?;
     let report = testrun::run(&mut p, &cases);

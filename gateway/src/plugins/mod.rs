@@ -35,11 +35,15 @@ impl PluginSpec {
             .as_ref()
             .and_then(|t| serde_json::to_string(t).ok())
             .unwrap_or_else(|| "{}".into());
+        let mut limits = limits(&l.limits, defaults);
+        // validated with the config
+        limits.wasi = warden_plugin_host::WasiGrants::parse(&l.wasi).unwrap_or_default();
+        limits.real_random = l.real_random;
         Self {
             name: l.name.clone(),
             module,
             config_json,
-            limits: limits(&l.limits, defaults),
+            limits,
         }
     }
 
@@ -80,6 +84,7 @@ pub fn limits(own: &PluginLimitsConfig, defaults: &PluginLimitsConfig) -> Limits
         init_fuel: pick(own.init_fuel, defaults.init_fuel).unwrap_or(d.init_fuel),
         init_deadline_ms: pick(own.init_deadline_ms, defaults.init_deadline_ms)
             .unwrap_or(d.init_deadline_ms),
+        ..d
     }
 }
 
