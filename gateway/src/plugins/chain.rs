@@ -27,6 +27,8 @@ pub struct Slot {
     pub unavailable: String,
     /// `warden_plugin_decisions{plugin,outcome="allow"}`, looked up once.
     allowed: prometheus_client::metrics::counter::Counter,
+    /// `plugin:<name>`, as decisions name it.
+    label: String,
 }
 
 /// One `[[plugins.bind]]`, compiled.
@@ -118,6 +120,7 @@ impl PluginChain {
                     })
                     .clone();
                 Slot {
+                    label: format!("plugin:{}", l.spec.name),
                     spec: l.spec,
                     plugin,
                     unavailable,
@@ -343,6 +346,8 @@ impl Decider for PluginChain {
         if let Some(rec) = &mut self.recorder {
             rec.write(&self.req);
         }
+        // the plugins that allowed, named in the allow (`plugin:a+plugin:b`)
+        let mut consulted = String::new();
         for i in 0..self.bindings.len() {
             let Some(b) = self.bindings.get(i) else { break };
             if !b.matches(dr, &self.req.device.id, role) {
@@ -362,6 +367,13 @@ impl Decider for PluginChain {
             if matches!(outcome, Outcome::Allow) {
                 // the per-message path: a cached counter, no label strings
                 slot.allowed.inc();
+                // a plugin bound twice is named once
+                if !consulted.split('+').any(|c| c == slot.label) {
+                    if !consulted.is_empty() {
+                        consulted.push('+');
+                    }
+                    consulted.push_str(&slot.label);
+                }
                 continue;
             }
             let name = slot.spec.name.clone();
@@ -379,7 +391,7 @@ impl Decider for PluginChain {
                 Outcome::Failed(f) => return Ok(self.failed(slot_ix, &f)),
             }
         }
-        Ok(Decision::allow(""))
+        Ok(Decision::allow(consulted))
     }
 
     fn tick(&mut self) {
@@ -469,6 +481,7 @@ mod tests {
     #[test]
     fn selectors_match_zone_role_protocol_device_prefix_and_direction() {
         let slots = vec![Slot {
+            label: "plugin:p".into(),
             spec: spec("p"),
             plugin: None,
             unavailable: "x".into(),
