@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use warden_e2e::*;
 
+mod api_support;
+
 fn keygen(dir: &Path) {
     let o = warden(
         dir,
@@ -873,4 +875,129 @@ provision = true
     );
     // the gateway stops at once although nothing waits for the plugin any more
     g.stop();
+}
+
+/// A plugin's `config` in the gateway's config file changes: `POST /api/config/reload` reloads that
+/// plugin (verified, tested and instantiated off the message thread) and audits it; a config the
+/// plugin rejects is refused and the last-known-good version keeps deciding.
+#[test]
+fn a_plugin_config_change_is_reloaded_without_a_restart_and_audited() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let plugins = root.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    keygen(root);
+    install(
+        &plugins,
+        root,
+        &plugin_module("hostile"),
+        "sayer.wasm",
+        true,
+    );
+    let p = Ports::new();
+    let cfg = root.join("w.toml");
+    let write = |plugin_config: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"{base}
+[plugins]
+dir = "plugins"
+trusted_keys = ["keys/ci.pub"]
+watch = false
+
+[[plugins.load]]
+name = "sayer"
+module = "sayer.wasm"
+config = {plugin_config}
+
+[[plugins.bind]]
+plugin = "sayer"
+
+[[sim.devices]]
+address = "a"
+kind = "thermostat"
+interval_ms = 86400000
+profile = "thermostat"
+assurance = "shared-key"
+provision = true
+"#,
+                base = base_config(&p)
+            ),
+        )
+        .unwrap()
+    };
+    write(r#"{ mode = "deny", reason = "version one" }"#);
+    let dd = root.join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let token = std::fs::read_to_string(dd.join("api.token")).unwrap();
+    let reload = || {
+        api_support::http(
+            p.api,
+            "POST",
+            "/api/config/reload",
+            Some(&api_support::bearer(token.trim())),
+            "",
+        )
+    };
+    let denied_with = |n: usize, reason: &str| {
+        g.sim(&[format!("a temperature={n}")]);
+        audit_has(&dd, &format!("a denied with `{reason}`"), |r| {
+            r["device"] == "sim:a"
+                && r["action"] == "uplink"
+                && r["reason"].as_str().unwrap_or("") == reason
+                && r["detail"].as_str().unwrap_or("").contains("\"bytes\"")
+        })
+    };
+    denied_with(1, "version one");
+
+    write(r#"{ mode = "deny", reason = "version two" }"#);
+    let (status, body) = reload();
+    assert_eq!(status, 200, "{body}");
+    let r = audit_has(&dd, "the plugin reloaded for its config", |r| {
+        r["action"] == "plugin-reload" && detail(r)["result"] == "ok"
+    });
+    assert_eq!(detail(&r)["changed"], "config", "{r}");
+    let c = audit_has(&dd, "the config reload", |r| r["action"] == "config-reload");
+    assert!(
+        c["reason"]
+            .as_str()
+            .unwrap()
+            .contains("changed config: sayer"),
+        "{c}"
+    );
+    denied_with(2, "version two");
+
+    // a config the plugin's init rejects: refused, the running version stays
+    write(r#"{ mode = "nice" }"#);
+    let (status, body) = reload();
+    assert_eq!(status, 200, "{body}");
+    let refused = audit_has(&dd, "the bad plugin config refused", |r| {
+        r["action"] == "plugin-reload" && detail(r)["result"] != "ok"
+    });
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variant `nice`"),
+        "{refused}"
+    );
+    assert_eq!(detail(&refused)["changed"], "config");
+    let before = audit_records(&dd)
+        .iter()
+        .filter(|r| r["reason"].as_str() == Some("version two"))
+        .count();
+    g.sim(&["a temperature=3".into()]);
+    wait_for(
+        Duration::from_secs(10),
+        "the old config still deciding",
+        || {
+            (audit_records(&dd)
+                .iter()
+                .filter(|r| r["reason"].as_str() == Some("version two"))
+                .count()
+                > before)
+                .then_some(())
+        },
+    );
 }

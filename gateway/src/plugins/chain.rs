@@ -83,6 +83,7 @@ pub struct PluginUpdate {
     pub spec: PluginSpec,
     pub prepared: Prepared,
     pub plugin: Plugin,
+    pub why: super::watch::Why,
 }
 
 /// The plugins, their bindings and the reusable request they are asked about.
@@ -198,9 +199,11 @@ impl PluginChain {
                 Category::System,
                 "plugin-reload",
                 "gateway",
-                format!("plugin `{name}` reloaded"),
+                format!("plugin `{name}` reloaded ({} changed)", u.why.as_str()),
             )
-            .detail(serde_json::json!({ "plugin": name, "sha256": sha, "result": "ok" })),
+            .detail(serde_json::json!({
+                "plugin": name, "sha256": sha, "result": "ok", "changed": u.why.as_str(),
+            })),
         );
         self.set_active(&name, true);
         tracing::info!(plugin = %name, sha256 = %sha, "plugin reloaded");
