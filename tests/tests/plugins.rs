@@ -316,9 +316,15 @@ provision = true
     )
     .unwrap();
     sign_with_ci_key(root, &lp);
-    audit_has(&dd, "reload refused by the plugin's own tests", |r| {
+    let r = audit_has(&dd, "reload refused by the plugin's own tests", |r| {
         r["action"] == "plugin-reload" && detail(r)["result"] == "tests"
     });
+    // the refusal says which line, what it expected and what it got
+    let why = r["reason"].as_str().unwrap();
+    assert!(
+        why.contains("line 1: expected allow, got deny") && why.contains("debug_shell"),
+        "{r}"
+    );
 
     // Hot reload 3: correct tests, signed → swapped in.
     std::fs::write(

@@ -186,29 +186,30 @@ pub fn prepare_and_test(
         let cases = testrun::read_cases(&tests, None).map_err(|e| (Stage::Tests, e))?;
         let report = testrun::run(&mut probe, &cases);
         if !report.all_passed() {
+            let first = report.cases.iter().find(|c| c.passed == Some(false));
+            let missed = first.map_or_else(String::new, |c| {
+                let expected =
+                    c.expect
+                        .as_ref()
+                        .map_or_else(String::new, |e| match &e.reason_contains {
+                            Some(r) => format!("{} with a reason containing `{r}`", e.verdict),
+                            None => e.verdict.clone(),
+                        });
+                format!(
+                    "line {}: expected {expected}, got {} ({})",
+                    c.line,
+                    c.verdict(),
+                    c.reason()
+                )
+            });
             return Err((
                 Stage::Tests,
                 format!(
-                    "{} of {} cases in {} did not hold; first: line {}: {} ({})",
+                    "{} of {} cases in {} (the tests of module {}) did not hold; first: {missed}",
                     report.mismatched,
                     cases.len(),
                     tests.display(),
-                    report
-                        .cases
-                        .iter()
-                        .find(|c| c.passed == Some(false))
-                        .map_or(0, |c| c.line),
-                    report
-                        .cases
-                        .iter()
-                        .find(|c| c.passed == Some(false))
-                        .map_or("", |c| c.verdict()),
-                    report
-                        .cases
-                        .iter()
-                        .find(|c| c.passed == Some(false))
-                        .map(|c| c.reason())
-                        .unwrap_or_default(),
+                    spec.module.display(),
                 ),
             ));
         }

@@ -385,7 +385,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         broker_stats: broker_handle.as_ref().map(|h| h.stats_reader()),
         operations: operations.clone(),
         shutdown: shutdown_rx.clone(),
-        plugin_reloader: plugin_runtime.reloader.clone(),
+        plugin_reloader: plugin_runtime.reloader,
     });
     drop(control_tx);
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
