@@ -1,0 +1,3 @@
+//! Warden's BLE adapter.
+pub mod bthome;
+pub mod crypto;
