@@ -25,7 +25,7 @@ pub const MAX_OBJECTS: usize = 128;
 pub const MAX_TEXT: usize = 64;
 
 /// Why service data is not a usable BTHome v2 advert.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum BthomeError {
     #[error("empty service data")]
     Empty,
@@ -695,18 +695,18 @@ mod tests {
 
 #[cfg(test)]
 mod props {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use proptest::prelude::*;
 
     proptest! {
         #[test]
         fn any_bytes_never_panic(sd in proptest::collection::vec(any::<u8>(), 0..300)) {
-            if let Ok(f) = frame(&sd) {
-                if let Ok(p) = parse_objects(f.body) {
-                    prop_assert!(p.objects.len() <= MAX_OBJECTS);
-                    let _ = p.points();
-                }
+            if let Ok(f) = frame(&sd)
+                && let Ok(p) = parse_objects(f.body)
+            {
+                prop_assert!(p.objects.len() <= MAX_OBJECTS);
+                let _ = p.points();
             }
         }
 

@@ -187,7 +187,7 @@ mod tests {
 
 #[cfg(test)]
 mod props {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use proptest::prelude::*;
 
