@@ -1,6 +1,8 @@
 //! The `[adapters.ble]` configuration section. Unknown keys are errors and every number is bounded
 //! here, so `check-config` and `run` accept exactly the same files.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -31,6 +33,37 @@ pub struct Config {
     /// Deadline of a whole GATT command (connect, write, read back, disconnect), in milliseconds.
     #[serde(default = "default_gatt_ms")]
     pub gatt_timeout_ms: u32,
+    /// GATT commands by name (the names device profiles list): what each writes where. A device
+    /// is only ever connected to for one of these.
+    #[serde(default)]
+    pub commands: BTreeMap<String, GattCommand>,
+}
+
+/// One GATT command: connect, write `characteristic`, optionally read it back, disconnect.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GattCommand {
+    /// The characteristic's 128-bit UUID.
+    pub characteristic: String,
+    /// A fixed value to write, as hex (`"01"`). Without it the command's `value` argument is
+    /// written (hex text, or an integer 0-255 as one byte).
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Read the characteristic after writing and report the value (`value` point of the result);
+    /// a read-back that differs from what was written is a device error.
+    #[serde(default)]
+    pub read_back: bool,
+}
+
+/// Decodes hex text (even length, at most 512 bytes' worth).
+pub fn hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || s.len() > 1024 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect()
 }
 
 fn default_reconnect() -> u32 {
@@ -79,6 +112,18 @@ impl Config {
         if !(500..=120_000).contains(&self.gatt_timeout_ms) {
             return Err("`gatt_timeout_ms` must be between 500 and 120000".into());
         }
+        for (name, c) in &self.commands {
+            if uuid::Uuid::parse_str(&c.characteristic).is_err() {
+                return Err(format!(
+                    "commands.{name}: `characteristic` must be a UUID such as 0000ff01-0000-1000-8000-00805f9b34fb"
+                ));
+            }
+            if let Some(v) = &c.value
+                && hex(v).is_none_or(|b| b.is_empty())
+            {
+                return Err(format!("commands.{name}: `value` must be hex bytes"));
+            }
+        }
         Ok(())
     }
 }
@@ -93,6 +138,7 @@ impl Default for Config {
             new_devices_per_minute: default_new_per_minute(),
             announce: default_announce(),
             gatt_timeout_ms: default_gatt_ms(),
+            commands: BTreeMap::new(),
         }
     }
 }
@@ -111,7 +157,7 @@ pub fn parse(section: &toml::Value) -> Result<Config, String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     fn p(s: &str) -> Result<Config, String> {
@@ -130,6 +176,11 @@ mod tests {
         assert!(p("reconnect_s = 0").is_err());
         assert!(p("max_devices = 1").is_err());
         assert!(p(r#"announce = "none""#).is_err());
+        let c = p("[commands.led]\ncharacteristic = \"0000ff01-0000-1000-8000-00805f9b34fb\"\nvalue = \"01\"\nread_back = true").unwrap();
+        assert_eq!(c.commands["led"].value.as_deref(), Some("01"));
+        assert!(p("[commands.led]\ncharacteristic = \"ff01\"").is_err());
+        assert!(p("[commands.led]\ncharacteristic = \"0000ff01-0000-1000-8000-00805f9b34fb\"\nvalue = \"0\"").is_err());
+        assert_eq!(hex("0aFf"), Some(vec![0x0a, 0xff]));
         let e = p("adaptor = \"hci0\"").unwrap_err();
         assert!(e.contains("adaptor"), "{e}");
     }

@@ -8,7 +8,7 @@
 //!    manufacturer company id);
 //! 3. **frame** the BTHome service data (typed errors: truncated, oversized, bad version);
 //! 4. encrypted: **key** (a missing bind key is an audited `no-key`), **MIC**, then the **counter**
-//!    against the one persisted for the device (a replayed, stale or restarted-from-0 counter is
+//!    against the one persisted for the device (a replayed or restarted-from-0 counter is
 //!    refused), persisted before anything is published;
 //!    plain: refused as a `downgrade` when the device has a bind key, deduplicated by packet id;
 //! 5. **objects** → a message at `shared-key` + fresh (encrypted) or `none` (plain).
@@ -43,10 +43,8 @@ pub enum Cause {
     BadKey,
     /// The MIC does not verify: wrong key or tampered advert.
     BadMic,
-    /// The same counter as the last accepted advert, with other contents.
+    /// A counter at or below the last accepted one: an old advert sent again (or reordered).
     Replay,
-    /// A counter below the last accepted one.
-    StaleCounter,
     /// A counter back at 0 after higher ones (a reset device, or an attacker replaying its start).
     CounterRestart,
     /// A plain advert from a device provisioned with a bind key.
@@ -70,7 +68,6 @@ impl Cause {
             Self::BadKey => "bad-key",
             Self::BadMic => "bad-mic",
             Self::Replay => "replay",
-            Self::StaleCounter => "stale-counter",
             Self::CounterRestart => "counter-restart",
             Self::Downgrade => "downgrade",
             Self::MacMismatch => "mac-mismatch",
@@ -471,12 +468,10 @@ impl Engine {
             if let Some(last) = last
                 && opened.counter <= last
             {
-                let cause = if opened.counter == last {
-                    Cause::Replay
-                } else if opened.counter == 0 {
+                let cause = if opened.counter == 0 && last > 0 {
                     Cause::CounterRestart
                 } else {
-                    Cause::StaleCounter
+                    Cause::Replay
                 };
                 let d = format!(
                     "encrypted BTHome advert from {id} with counter {} after {last}",
@@ -746,7 +741,7 @@ mod tests {
                 10,
                 Some("replay"),
             ),
-            ("older counter: stale", &[10, 11], 10, Some("stale-counter")),
+            ("older counter: replay", &[10, 11], 10, Some("replay")),
             (
                 "back to 0: restart refused",
                 &[0x0011_2234],
@@ -754,11 +749,12 @@ mod tests {
                 Some("counter-restart"),
             ),
             (
-                "low counter after a restart: stale",
+                "low counter after higher: replay",
                 &[500],
                 1,
-                Some("stale-counter"),
+                Some("replay"),
             ),
+            ("0 again after 0: replay", &[0], 0, Some("replay")),
         ];
         for (name, before, ctr, want) in rows {
             let (mut e, _) = engine();
@@ -798,7 +794,7 @@ mod tests {
         );
         let mut e = engine_with(st, &cfg);
         let ev = e.advert(&adv(ENC, old), Instant::now());
-        assert_eq!(causes(&ev), ["stale-counter"]);
+        assert_eq!(causes(&ev), ["replay"]);
         let ev = e.advert(&adv(ENC, enc_sd(42, &OBJ)), Instant::now());
         assert_eq!(
             causes(&ev),

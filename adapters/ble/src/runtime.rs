@@ -1,0 +1,509 @@
+//! The run loop: finds the BlueZ adapter through btleplug, scans continuously (duplicates on, so
+//! every advert is seen), feeds each BTHome advert to the [`Engine`], serves scan operations and
+//! GATT commands, and watches the adapter: when BlueZ goes away or the adapter is removed the link
+//! goes Down, and it is looked for again every `reconnect_s` until it is back (link Up, scanning
+//! resumes).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use btleplug::api::bleuuid::uuid_from_u16;
+use btleplug::api::{
+    AddressType, Central, CentralEvent, Manager as _, Peripheral as _, ScanFilter, WriteType,
+};
+use btleplug::platform::{Adapter as BtAdapter, Manager, PeripheralId};
+use futures::StreamExt;
+use tokio::sync::{Mutex, mpsc, watch};
+use warden_core::{
+    AdapterContext, AdapterError, AdapterEvent, CommandOutcome, CommandResult, Downlink,
+    LinkHealth, LinkState, Operation, OperationRequest, OperationState, Point, Value,
+};
+
+use crate::bthome;
+use crate::config::{Config, GattCommand};
+use crate::engine::{AddressKind, Advert, Engine, device_id};
+
+/// The deadline of one D-Bus call on the advert path or in a health check.
+const DBUS_CALL: Duration = Duration::from_secs(3);
+/// The most distinct devices one scan operation counts.
+const MAX_SCAN_DEVICES: usize = 4_096;
+
+type EventStream = std::pin::Pin<Box<dyn futures::Stream<Item = CentralEvent> + Send>>;
+
+enum End {
+    Shutdown,
+    Lost(String),
+}
+
+struct Scan {
+    op: Operation,
+    until: Instant,
+    seen: HashSet<[u8; 6]>,
+}
+
+pub struct Runtime {
+    cfg: Config,
+    engine: Engine,
+    events: mpsc::Sender<AdapterEvent>,
+    link: String,
+    state: Option<LinkState>,
+    scan: Option<Scan>,
+    /// One GATT connection at a time per adapter.
+    gatt: Arc<Mutex<()>>,
+}
+
+impl Runtime {
+    pub fn new(cfg: Config, ctx: &AdapterContext) -> Self {
+        let engine = Engine::new(&cfg, ctx.state.clone(), ctx.credentials.clone());
+        let link = format!("ble:{}", cfg.adapter.as_deref().unwrap_or("default"));
+        Self {
+            cfg,
+            engine,
+            events: ctx.events.clone(),
+            link,
+            state: None,
+            scan: None,
+            gatt: Arc::new(Mutex::new(())),
+        }
+    }
+
+    async fn emit(&self, ev: AdapterEvent) -> Result<(), AdapterError> {
+        self.events.send(ev).await.map_err(|_| AdapterError::Closed)
+    }
+
+    async fn health(&mut self, state: LinkState, detail: String) -> Result<(), AdapterError> {
+        self.state = Some(state);
+        self.emit(AdapterEvent::Health(LinkHealth {
+            link: self.link.clone(),
+            state,
+            detail,
+        }))
+        .await
+    }
+
+    async fn unavailable(&self, d: Downlink) -> Result<(), AdapterError> {
+        self.emit(AdapterEvent::CommandResult(CommandResult {
+            command_id: d.command_id,
+            device: d.device,
+            outcome: CommandOutcome::DeviceError("the BLE adapter is unavailable".into()),
+            points: Vec::new(),
+        }))
+        .await
+    }
+
+    /// Serves until shutdown; finds the adapter again whenever it goes away.
+    pub async fn run(
+        mut self,
+        mut ops: mpsc::Receiver<Operation>,
+        mut downlinks: mpsc::Receiver<Downlink>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), AdapterError> {
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            match self.open().await {
+                Ok((_manager, central, name, stream)) => {
+                    self.health(
+                        LinkState::Up,
+                        format!("BlueZ adapter {name}: scanning (passive, duplicates on)"),
+                    )
+                    .await?;
+                    let end = self
+                        .serve(&central, stream, &mut ops, &mut downlinks, &mut shutdown)
+                        .await?;
+                    match end {
+                        End::Shutdown => {
+                            let _ = tokio::time::timeout(DBUS_CALL, central.stop_scan()).await;
+                            self.end_scan(OperationState::Cancelled, "the gateway stopped");
+                            return Ok(());
+                        }
+                        End::Lost(why) => {
+                            tracing::warn!(link = %self.link, %why, "BLE adapter lost");
+                            self.end_scan(OperationState::Failed, "the BLE adapter went away");
+                            self.health(LinkState::Down, why).await?;
+                        }
+                    }
+                }
+                Err(why) => {
+                    if self.state != Some(LinkState::Down) {
+                        tracing::warn!(link = %self.link, %why, "no BLE adapter");
+                        self.health(LinkState::Down, why).await?;
+                    }
+                }
+            }
+            let sleep = tokio::time::sleep(Duration::from_secs(u64::from(self.cfg.reconnect_s)));
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return Ok(()) },
+                    Some(op) = ops.recv() => {
+                        op.progress.finish(OperationState::Failed, "the BLE adapter is unavailable");
+                    }
+                    Some(d) = downlinks.recv() => self.unavailable(d).await?,
+                }
+            }
+        }
+    }
+
+    /// Connects to BlueZ, picks the adapter, subscribes to its events and starts scanning.
+    async fn open(&self) -> Result<(Manager, BtAdapter, String, EventStream), String> {
+        let call = |what: &'static str| move |_| format!("BlueZ did not answer {what} in time");
+        let manager = tokio::time::timeout(DBUS_CALL, Manager::new())
+            .await
+            .map_err(call("on D-Bus"))?
+            .map_err(|e| format!("D-Bus: {e}"))?;
+        let adapters = tokio::time::timeout(DBUS_CALL, manager.adapters())
+            .await
+            .map_err(call("the adapter list"))?
+            .map_err(|e| format!("BlueZ: {e}"))?;
+        let mut found = None;
+        let mut names = Vec::new();
+        for a in adapters {
+            let info = tokio::time::timeout(DBUS_CALL, a.adapter_info())
+                .await
+                .map_err(call("adapter info"))?
+                .map_err(|e| format!("BlueZ: {e}"))?;
+            let name = info
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            if found.is_none() && self.cfg.adapter.as_ref().is_none_or(|want| *want == name) {
+                found = Some((a, name));
+            } else {
+                names.push(name);
+            }
+        }
+        let (central, name) = found.ok_or_else(|| match &self.cfg.adapter {
+            Some(want) => format!(
+                "BlueZ has no adapter `{want}` (it has: {})",
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ),
+            None => "BlueZ has no adapter".to_owned(),
+        })?;
+        let stream = tokio::time::timeout(DBUS_CALL, central.events())
+            .await
+            .map_err(call("the event subscription"))?
+            .map_err(|e| format!("BlueZ events: {e}"))?;
+        tokio::time::timeout(DBUS_CALL, central.start_scan(ScanFilter::default()))
+            .await
+            .map_err(call("start discovery"))?
+            .map_err(|e| format!("BlueZ start discovery on {name}: {e}"))?;
+        Ok((manager, central, name, stream))
+    }
+
+    async fn serve(
+        &mut self,
+        central: &BtAdapter,
+        mut stream: EventStream,
+        ops: &mut mpsc::Receiver<Operation>,
+        downlinks: &mut mpsc::Receiver<Downlink>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<End, AdapterError> {
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(u64::from(self.cfg.health_check_ms)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return Ok(End::Shutdown) },
+                ev = stream.next() => match ev {
+                    Some(ev) => self.event(central, ev).await?,
+                    None => return Ok(End::Lost("BlueZ closed the event stream".into())),
+                },
+                _ = tick.tick() => {
+                    match tokio::time::timeout(DBUS_CALL, central.adapter_info()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Ok(End::Lost(format!("BlueZ adapter gone: {e}"))),
+                        Err(_) => return Ok(End::Lost("BlueZ stopped answering".into())),
+                    }
+                    self.scan_tick();
+                }
+                Some(op) = ops.recv() => self.operation(op),
+                Some(d) = downlinks.recv() => self.downlink(central, d).await?,
+            }
+        }
+    }
+
+    async fn event(&mut self, central: &BtAdapter, ev: CentralEvent) -> Result<(), AdapterError> {
+        let (id, bthome) = match ev {
+            CentralEvent::ServiceDataAdvertisement { id, service_data } => {
+                let sd = service_data.get(&uuid_from_u16(bthome::UUID16)).cloned();
+                (id, sd)
+            }
+            CentralEvent::DeviceDiscovered(id)
+            | CentralEvent::ManufacturerDataAdvertisement { id, .. }
+            | CentralEvent::RssiUpdate { id, .. } => (id, None),
+            _ => return Ok(()),
+        };
+        if bthome.is_none() && self.scan.is_none() && self.cfg.announce != "all" {
+            return Ok(());
+        }
+        let Some(mut adv) = properties(central, &id).await else {
+            return Ok(());
+        };
+        let has_bthome = bthome.is_some();
+        adv.bthome = bthome;
+        self.scan_saw(&adv);
+        if !has_bthome && self.cfg.announce != "all" {
+            return Ok(());
+        }
+        for ev in self.engine.advert(&adv, Instant::now()) {
+            self.emit(ev).await?;
+        }
+        Ok(())
+    }
+
+    fn operation(&mut self, op: Operation) {
+        match op.request {
+            OperationRequest::Scan { seconds } => {
+                if let Some(old) = self.scan.take() {
+                    old.op
+                        .progress
+                        .finish(OperationState::Cancelled, "a newer scan replaced it");
+                }
+                op.progress.update(|p| {
+                    p.state = OperationState::Running;
+                    p.seconds_left = Some(seconds);
+                    p.set_step(Some("listening for advertisements".into()));
+                });
+                self.scan = Some(Scan {
+                    op,
+                    until: Instant::now() + Duration::from_secs(u64::from(seconds)),
+                    seen: HashSet::new(),
+                });
+            }
+            _ => op.progress.finish(
+                OperationState::Failed,
+                "the BLE adapter only scans: devices are admitted by approving them",
+            ),
+        }
+    }
+
+    fn scan_saw(&mut self, a: &Advert) {
+        let Some(scan) = self.scan.as_mut() else {
+            return;
+        };
+        let Some(id) = device_id(&a.mac) else {
+            return;
+        };
+        let new = scan.seen.len() < MAX_SCAN_DEVICES && scan.seen.insert(a.mac);
+        let mut line = match a.rssi {
+            Some(r) => format!("rssi {r} dBm"),
+            None => "rssi ?".to_owned(),
+        };
+        if let Some(n) = &a.name {
+            line.push_str(&format!(", {}", n.chars().take(32).collect::<String>()));
+        }
+        if let Some(sd) = &a.bthome {
+            line.push_str(match bthome::frame(sd) {
+                Ok(f) if f.info.encrypted() => ", BTHome encrypted",
+                Ok(_) => ", BTHome",
+                Err(_) => ", BTHome (malformed)",
+            });
+        }
+        if let Some(c) = a.company {
+            line.push_str(&format!(", company 0x{c:04x}"));
+        }
+        if !a.address.stable() {
+            line.push_str(", address not stable");
+        }
+        scan.op.progress.update(|p| {
+            if new {
+                p.devices_seen = p.devices_seen.saturating_add(1);
+            }
+            p.device(&id, line);
+        });
+    }
+
+    fn scan_tick(&mut self) {
+        let Some(scan) = self.scan.as_ref() else {
+            return;
+        };
+        let now = Instant::now();
+        if now >= scan.until {
+            let n = scan.seen.len();
+            self.end_scan(
+                OperationState::Done,
+                &format!("scan finished: {n} devices seen"),
+            );
+            return;
+        }
+        let left = scan.until.saturating_duration_since(now).as_secs() as u32;
+        scan.op.progress.update(|p| p.seconds_left = Some(left));
+    }
+
+    fn end_scan(&mut self, state: OperationState, detail: &str) {
+        if let Some(s) = self.scan.take() {
+            s.op.progress.finish(state, detail);
+        }
+    }
+
+    async fn downlink(&mut self, central: &BtAdapter, d: Downlink) -> Result<(), AdapterError> {
+        let Some(cmd) = self.cfg.commands.get(&d.command.name).cloned() else {
+            let detail = format!(
+                "no GATT command `{}` in [adapters.ble.commands]",
+                d.command.name
+            );
+            return self
+                .emit(AdapterEvent::CommandResult(CommandResult {
+                    command_id: d.command_id,
+                    device: d.device,
+                    outcome: CommandOutcome::DeviceError(detail),
+                    points: Vec::new(),
+                }))
+                .await;
+        };
+        // serialised per adapter, off the advert path: adverts keep flowing during a command
+        let central = central.clone();
+        let lock = self.gatt.clone();
+        let events = self.events.clone();
+        let deadline = Duration::from_millis(u64::from(self.cfg.gatt_timeout_ms));
+        tokio::spawn(async move {
+            let _one = lock.lock().await;
+            let (outcome, points) = gatt(&central, &cmd, &d, deadline).await;
+            let _ = events
+                .send(AdapterEvent::CommandResult(CommandResult {
+                    command_id: d.command_id,
+                    device: d.device,
+                    outcome,
+                    points,
+                }))
+                .await;
+        });
+        Ok(())
+    }
+}
+
+/// What BlueZ knows of a peripheral, as an [`Advert`] without service data.
+async fn properties(central: &BtAdapter, id: &PeripheralId) -> Option<Advert> {
+    let p = tokio::time::timeout(DBUS_CALL, central.peripheral(id))
+        .await
+        .ok()?
+        .ok()?;
+    let props = tokio::time::timeout(DBUS_CALL, p.properties())
+        .await
+        .ok()?
+        .ok()??;
+    let mac = props.address.into_inner();
+    let address = match props.address_type {
+        Some(AddressType::Public) => AddressKind::Public,
+        Some(AddressType::Random) => AddressKind::random(&mac),
+        None => AddressKind::Unknown,
+    };
+    Some(Advert {
+        mac,
+        address,
+        name: props.local_name.or(props.advertisement_name),
+        rssi: props.rssi,
+        bthome: None,
+        company: props.manufacturer_data.keys().min().copied(),
+    })
+}
+
+/// The bytes a command writes: the configured value, else its `value` argument.
+fn payload(cmd: &GattCommand, d: &Downlink) -> Result<Vec<u8>, String> {
+    if let Some(v) = &cmd.value {
+        return crate::config::hex(v).ok_or_else(|| "bad configured value".to_owned());
+    }
+    let arg = d
+        .command
+        .args
+        .iter()
+        .find(|p| p.name == "value")
+        .ok_or_else(|| "the command needs a `value` argument".to_owned())?;
+    match &arg.value {
+        Value::Bytes(b) if !b.is_empty() && b.len() <= 512 => Ok(b.clone()),
+        Value::Text(t) => crate::config::hex(t)
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| "`value` must be hex bytes".to_owned()),
+        Value::Int(i) => u8::try_from(*i)
+            .map(|b| vec![b])
+            .map_err(|_| "an integer `value` must be 0-255".to_owned()),
+        _ => Err("`value` must be hex bytes or an integer 0-255".into()),
+    }
+}
+
+/// Connect, write, optionally read back, disconnect — within `deadline`.
+async fn gatt(
+    central: &BtAdapter,
+    cmd: &GattCommand,
+    d: &Downlink,
+    deadline: Duration,
+) -> (CommandOutcome, Vec<Point>) {
+    let value = match payload(cmd, d) {
+        Ok(v) => v,
+        Err(e) => return (CommandOutcome::DeviceError(e), Vec::new()),
+    };
+    let Some(mac) = mac_of(d.device.address()) else {
+        return (
+            CommandOutcome::DeviceError("not a BLE address".into()),
+            Vec::new(),
+        );
+    };
+    let Ok(uuid) = uuid::Uuid::parse_str(&cmd.characteristic) else {
+        return (
+            CommandOutcome::DeviceError("bad characteristic".into()),
+            Vec::new(),
+        );
+    };
+    let mut connected = None;
+    let r = tokio::time::timeout(deadline, async {
+        let peripherals = central
+            .peripherals()
+            .await
+            .map_err(|e| format!("BlueZ: {e}"))?;
+        let p = peripherals
+            .into_iter()
+            .find(|p| p.address().into_inner() == mac)
+            .ok_or_else(|| "BlueZ has not seen this device".to_owned())?;
+        connected = Some(p.clone());
+        p.connect().await.map_err(|e| format!("connect: {e}"))?;
+        p.discover_services()
+            .await
+            .map_err(|e| format!("service discovery: {e}"))?;
+        let ch = p
+            .characteristics()
+            .into_iter()
+            .find(|c| c.uuid == uuid)
+            .ok_or_else(|| format!("the device has no characteristic {uuid}"))?;
+        p.write(&ch, &value, WriteType::WithResponse)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut points = Vec::new();
+        if cmd.read_back {
+            let back = p.read(&ch).await.map_err(|e| format!("read back: {e}"))?;
+            if back != value {
+                return Err(format!(
+                    "read back {} bytes that differ from the {} written",
+                    back.len(),
+                    value.len()
+                ));
+            }
+            points.push(Point::new("value", Value::Bytes(back)));
+        }
+        Ok::<_, String>(points)
+    })
+    .await;
+    if let Some(p) = connected {
+        // always let go of the connection, whatever happened
+        let _ = tokio::time::timeout(DBUS_CALL, p.disconnect()).await;
+    }
+    match r {
+        Ok(Ok(points)) => (CommandOutcome::Delivered, points),
+        Ok(Err(e)) => (CommandOutcome::DeviceError(e), Vec::new()),
+        Err(_) => (CommandOutcome::Timeout, Vec::new()),
+    }
+}
+
+/// The MAC of a device id's address (12 hex digits).
+fn mac_of(address: &str) -> Option<[u8; 6]> {
+    let b = crate::config::hex(address)?;
+    <[u8; 6]>::try_from(b.as_slice()).ok()
+}

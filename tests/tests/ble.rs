@@ -1,0 +1,616 @@
+//! The BLE adapter end to end against real peers: a private dbus-daemon with python-dbusmock's
+//! BlueZ template playing bluetoothd (tests/peers/ble/bluez_peer.py pushes the adverts), the warden
+//! binary scanning it through btleplug, and bthome-ble (Home Assistant's BTHome parser) encoding
+//! the adverts with the test's own key and decoding the same bytes as the oracle the published
+//! values are checked against. Forgeries (wrong key, replayed counter, counter restart from 0,
+//! plain spoof of an encrypted device) are refused and audited with their cause; the BlueZ mock
+//! stopped and restarted, and its adapter removed and returned, take the link Down and Up again;
+//! GATT commands go to a connectable mock device.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+#[path = "zigbee_support/mod.rs"]
+mod zigbee_support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use warden_e2e::*;
+use zigbee_support::{Cli, T, audit_where, device_show, latest, values, wait_audit};
+
+/// The encrypted sensor (random resolvable address, as in BTHome's own examples).
+const ENC_MAC: &str = "54:48:E6:8F:80:A5";
+const ENC: &str = "ble:5448e68f80a5";
+/// The test's own bind key (not the published example key).
+const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+/// A plain sensor (random static address).
+const PLAIN_MAC: &str = "C4:7C:8D:6A:11:22";
+const PLAIN: &str = "ble:c47c8d6a1122";
+/// A device whose profile requires `shared-key` but which has no key: its plain adverts are
+/// refused by the profile.
+const STRICT_MAC: &str = "C4:7C:8D:6A:33:44";
+const STRICT: &str = "ble:c47c8d6a3344";
+/// A connectable actuator with GATT characteristics.
+const ACT_MAC: &str = "C4:7C:8D:6A:55:66";
+const ACT: &str = "ble:c47c8d6a5566";
+const SERVICE: &str = "0000ff00-0000-1000-8000-00805f9b34fb";
+const LEVEL: &str = "0000ff01-0000-1000-8000-00805f9b34fb";
+const LOCKED: &str = "0000ff02-0000-1000-8000-00805f9b34fb";
+
+fn peers() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/ble")
+}
+
+fn venv_python() -> PathBuf {
+    let p = peers().join("venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} missing: run tests/scripts/install-ble.sh",
+        p.display()
+    );
+    p
+}
+
+/// A private D-Bus bus and python-dbusmock's BlueZ on it; both killed when dropped.
+struct Bluez {
+    dir: PathBuf,
+    address: String,
+    daemon: Child,
+    mock: Option<Child>,
+}
+
+impl Bluez {
+    fn start(dir: &Path) -> Self {
+        let sock = dir.join("bus");
+        let address = format!("unix:path={}", sock.display());
+        let daemon = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile"])
+            .arg(format!("--address={address}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (run tests/scripts/install-ble.sh)");
+        wait_for(T, "the private D-Bus socket", || {
+            sock.exists().then_some(())
+        });
+        let mut b = Self {
+            dir: dir.to_owned(),
+            address,
+            daemon,
+            mock: None,
+        };
+        b.start_mock();
+        b
+    }
+
+    /// Starts dbusmock's bluez5 template and adds the adapter hci0.
+    fn start_mock(&mut self) {
+        let log = std::fs::File::create(self.dir.join("bluez-mock.log")).unwrap();
+        let child = Command::new("/usr/bin/python3")
+            .args(["-m", "dbusmock", "--system", "--template", "bluez5"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("python3-dbusmock");
+        self.mock = Some(child);
+        wait_for(T, "the BlueZ mock's adapter", || {
+            self.try_peer(&["setup"]).map(|_| ())
+        });
+    }
+
+    fn stop_mock(&mut self) {
+        if let Some(mut c) = self.mock.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn try_peer(&self, args: &[&str]) -> Option<String> {
+        let o = Command::new("/usr/bin/python3")
+            .arg(peers().join("bluez_peer.py"))
+            .args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .output()
+            .unwrap();
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    }
+
+    fn peer(&self, args: &[&str]) -> String {
+        self.try_peer(args)
+            .unwrap_or_else(|| panic!("bluez_peer.py {args:?} failed"))
+    }
+
+    fn adv(&self, mac: &str, service_data: &str) {
+        self.peer(&["adv", mac, service_data]);
+    }
+}
+
+impl Drop for Bluez {
+    fn drop(&mut self) {
+        self.stop_mock();
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// One advert for the oracle to build: object bytes, encrypted with a counter (and optionally
+/// another key), or plain.
+struct Want {
+    objects: &'static str,
+    counter: Option<u32>,
+    key: Option<&'static str>,
+}
+
+fn plain(objects: &'static str) -> Want {
+    Want {
+        objects,
+        counter: None,
+        key: None,
+    }
+}
+
+fn enc(objects: &'static str, counter: u32) -> Want {
+    Want {
+        objects,
+        counter: Some(counter),
+        key: None,
+    }
+}
+
+/// What bthome-ble made and decoded.
+struct Oracle {
+    service_data: String,
+    values: serde_json::Map<String, serde_json::Value>,
+    verified: bool,
+}
+
+/// Asks bthome-ble to encode `adverts` for `mac` and decode each with the test's key.
+fn oracle(mac: &str, adverts: &[Want]) -> Vec<Oracle> {
+    let req = serde_json::json!({
+        "mac": mac,
+        "key": KEY,
+        "adverts": adverts.iter().map(|a| {
+            let mut j = serde_json::json!({"objects": a.objects});
+            if let Some(c) = a.counter {
+                j["encrypt"] = true.into();
+                j["counter"] = c.into();
+            }
+            if let Some(k) = a.key {
+                j["key"] = k.into();
+            }
+            j
+        }).collect::<Vec<_>>(),
+    });
+    let mut child = Command::new(venv_python())
+        .arg(peers().join("bthome_oracle.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(req.to_string().as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "bthome_oracle.py failed");
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    v["adverts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| Oracle {
+            service_data: a["service_data"].as_str().unwrap().to_owned(),
+            values: a["values"].as_object().unwrap().clone(),
+            verified: a["verified"].as_bool().unwrap(),
+        })
+        .collect()
+}
+
+fn config(p: &Ports) -> String {
+    format!(
+        r#"{base}
+[profiles.blesensor]
+points = ["battery", "temperature", "humidity", "opening", "window", "motion", "button", "dimmer", "dimmer_steps", "illuminance"]
+min_assurance = "none"
+commands = ["set_level"]
+
+[profiles.bleenc]
+points = ["battery", "temperature", "humidity", "temperature_1", "temperature_2", "button", "power"]
+min_assurance = "shared-key"
+require_fresh = true
+
+[profiles.bleact]
+points = []
+commands = ["set_level", "locked"]
+min_assurance = "none"
+
+[adapters.ble]
+adapter = "hci0"
+reconnect_s = 1
+health_check_ms = 200
+gatt_timeout_ms = 3000
+
+[adapters.ble.commands.set_level]
+characteristic = "{LEVEL}"
+read_back = true
+
+[adapters.ble.commands.locked]
+characteristic = "{LOCKED}"
+value = "01"
+"#,
+        base = base_config(p)
+    )
+}
+
+fn ble_link(r: &serde_json::Value, state: &str) -> bool {
+    r["action"] == "link-health"
+        && r["detail"]["state"] == state
+        && r["detail"]["link"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("ble:"))
+}
+
+fn is(r: &serde_json::Value, action: &str, device: &str) -> bool {
+    r["action"] == action && r["device"] == device
+}
+
+fn cause(r: &serde_json::Value) -> &str {
+    r["detail"]["cause"].as_str().unwrap_or_default()
+}
+
+/// Every point value `device` published, per point name, in order: telemetry topics and the
+/// points of event envelopes.
+fn published(sub: &Subscriber, device: &str) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let mut out: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    let tele = format!("warden/devices/{device}/telemetry/");
+    let event = format!("warden/devices/{device}/event");
+    for (topic, payload) in sub.lines() {
+        if let Some(point) = topic.strip_prefix(&tele) {
+            out.entry(point.to_owned())
+                .or_default()
+                .push(json(&payload)["value"].clone());
+        } else if topic == event {
+            for p in json(&payload)["points"].as_array().into_iter().flatten() {
+                out.entry(p["name"].as_str().unwrap().to_owned())
+                    .or_default()
+                    .push(p["value"].clone());
+            }
+        }
+    }
+    out
+}
+
+/// Waits until `device` has published every value the oracle decoded from one advert, as its
+/// latest value of each point, and checks they are equal. (bthome-ble also reports the packet id
+/// as a sensor; Warden uses it to drop radio repeats and does not publish it.)
+fn wait_equal_to_oracle(sub: &Subscriber, device: &str, o: &Oracle, what: &str) {
+    let want: Vec<(&String, &serde_json::Value)> =
+        o.values.iter().filter(|(k, _)| *k != "packet_id").collect();
+    assert!(!want.is_empty(), "the oracle decoded nothing for {what}");
+    let start = std::time::Instant::now();
+    loop {
+        let p = published(sub, device);
+        if want
+            .iter()
+            .all(|(k, v)| p.get(*k).and_then(|vs| vs.last()) == Some(*v))
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < T,
+            "timed out waiting for {what}: bthome-ble decoded {want:?}, Warden published {p:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn approve(g: &Gateway, id: &str, profile: &str) {
+    let o = g.cli(&[
+        "devices",
+        "approve",
+        id,
+        "--profile",
+        profile,
+        "--reason",
+        "e2e",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn command(g: &Gateway, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["command"];
+    a.extend_from_slice(args);
+    let o = g.cli(&a);
+    let out = stdout(&o);
+    let start = out
+        .find('{')
+        .unwrap_or_else(|| panic!("no JSON from warden command: {out} {}", stderr(&o)));
+    json(&out[start..])
+}
+
+#[test]
+fn ble_bthome_adverts_forgeries_link_recovery_and_gatt() {
+    // WARDEN_KEEP_TEST_DIR=1 keeps the logs, audit and MQTT capture for a look after a failure
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().to_owned();
+    let _guard = if std::env::var_os("WARDEN_KEEP_TEST_DIR").is_some() {
+        eprintln!("test dir kept: {}", dir.display());
+        std::mem::forget(t);
+        None
+    } else {
+        Some(t)
+    };
+    ble_run(&dir);
+}
+
+fn ble_run(dir: &Path) {
+    // bthome-ble encodes every advert of the test, and decodes each as the oracle
+    let plains = oracle(
+        PLAIN_MAC,
+        &[
+            // packet id 1: battery, temperature, humidity, opening, window
+            plain("0001 0164 02ca09 03bf13 1101 2d00"),
+            // packet id 2: other values, motion, illuminance
+            plain("0002 0150 026aff 034a01 0513 8a01 2101"),
+            // packet id 3: a button event and a dimmer turned left 3 steps
+            plain("0003 3a04 3c0103"),
+        ],
+    );
+    let encs = oracle(
+        ENC_MAC,
+        &[
+            enc("0164 020e0a 033817", 100),
+            // two temperatures and a button: numbered temperature_1/_2 by both parsers
+            enc("02c409 02d007 3a01", 101),
+            // a wrong key (the oracle cannot verify it either)
+            Want {
+                objects: "0164 020000",
+                counter: Some(102),
+                key: Some("00000000000000000000000000000000"),
+            },
+            // a counter restart from 0 (valid MIC: a reset device, or its first advert replayed)
+            enc("0132 020000", 0),
+            // the positive control after the forgeries
+            enc("0163 02a00f", 102),
+            // after the BlueZ restart
+            enc("0162 02a40f", 103),
+            // after the adapter came back
+            enc("0161 02a80f", 104),
+        ],
+    );
+    assert!(encs[0].verified && encs[1].verified && !encs[2].verified);
+    let spoof = oracle(ENC_MAC, &[plain("0164 020000")]);
+    let strict = oracle(STRICT_MAC, &[plain("0164 020000")]);
+
+    let mut bluez = Bluez::start(dir);
+    let p = Ports::new();
+    let cfg = dir.join("w.toml");
+    std::fs::write(&cfg, config(&p)).unwrap();
+    let dd = dir.join("data");
+    let bus = bluez.address.clone();
+    let env = [("DBUS_SYSTEM_BUS_ADDRESS", bus.as_str())];
+    let g = Gateway::start_with_env(&dd, &cfg, &p, &[], &env);
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
+        &dir.join("sub.txt"),
+    );
+    let up = wait_audit(&dd, "the BLE link up", |r| ble_link(r, "Up"));
+    assert!(
+        up["reason"].as_str().unwrap_or_default().contains("hci0"),
+        "{up}"
+    );
+
+    // the encrypted sensor is provisioned with its bind key; the strict one with a profile only
+    let devs = dir.join("devices.toml");
+    std::fs::write(
+        &devs,
+        format!(
+            r#"[[devices]]
+id = "{ENC}"
+profile = "bleenc"
+credentials = {{ bindkey = "hex:{KEY}" }}
+
+[[devices]]
+id = "{STRICT}"
+profile = "bleenc"
+"#
+        ),
+    )
+    .unwrap();
+    let o = g.cli(&["devices", "import", devs.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // an unknown plain advertiser lands pending once, with what its advert tells, and nothing of
+    // it is published while pending
+    bluez.adv(PLAIN_MAC, &plains[0].service_data);
+    bluez.adv(PLAIN_MAC, &plains[0].service_data);
+    let reg = wait_audit(&dd, "the plain sensor registered", |r| {
+        is(r, "device-registered", PLAIN)
+    });
+    let reason = reg["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("name: BTHome sensor"), "{reg}");
+    assert!(reason.contains("bthome: v2, plain"), "{reg}");
+    assert!(reason.contains("address: random static"), "{reg}");
+    assert_eq!(device_show(&g, PLAIN)["device"]["status"], "pending");
+    approve(&g, PLAIN, "blesensor");
+    assert_eq!(
+        audit_where(&dd, |r| is(r, "device-registered", PLAIN)).len(),
+        1,
+        "registered once, not once per advert"
+    );
+    assert!(published(&sub, PLAIN).is_empty(), "published while pending");
+
+    // plain adverts after approval: the values equal bthome-ble's, at assurance `none`
+    bluez.adv(PLAIN_MAC, &plains[1].service_data);
+    wait_equal_to_oracle(&sub, PLAIN, &plains[1], "the plain sensor's values");
+    let temp = latest(&sub, PLAIN, "temperature").unwrap();
+    assert_eq!(temp["assurance"], "none", "{temp}");
+    assert_eq!(temp["unit"], "°C", "{temp}");
+    assert_eq!(temp["rssi"], -60.0, "{temp}");
+    bluez.adv(PLAIN_MAC, &plains[2].service_data);
+    wait_equal_to_oracle(&sub, PLAIN, &plains[2], "the button and dimmer events");
+    // the same packet id again is a radio repeat: not published twice
+    bluez.adv(PLAIN_MAC, &plains[2].service_data);
+    bluez.adv(PLAIN_MAC, &plains[1].service_data);
+    let pr = published(&sub, PLAIN);
+    assert_eq!(pr["button"].len(), 1, "{pr:?}");
+
+    // encrypted adverts: decrypted and published at `shared-key` + fresh, equal to bthome-ble's
+    bluez.adv(ENC_MAC, &encs[0].service_data);
+    wait_equal_to_oracle(&sub, ENC, &encs[0], "the encrypted sensor's values");
+    let t0 = latest(&sub, ENC, "temperature").unwrap();
+    assert_eq!(t0["assurance"], "shared-key", "{t0}");
+    assert_eq!(t0["fresh"], true, "{t0}");
+    bluez.adv(ENC_MAC, &encs[1].service_data);
+    wait_equal_to_oracle(&sub, ENC, &encs[1], "two temperatures and a button");
+    let before = published(&sub, ENC);
+
+    // forgeries: each refused and audited with its cause, nothing published
+    bluez.adv(ENC_MAC, &encs[2].service_data);
+    wait_audit(&dd, "the wrong key refused", |r| {
+        is(r, "uplink", ENC) && cause(r) == "bad-mic"
+    });
+    bluez.adv(ENC_MAC, &encs[0].service_data);
+    let replay = wait_audit(&dd, "the replayed counter refused", |r| {
+        is(r, "uplink", ENC) && cause(r) == "replay"
+    });
+    assert!(
+        replay["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("counter 100 after 101"),
+        "{replay}"
+    );
+    bluez.adv(ENC_MAC, &encs[3].service_data);
+    wait_audit(&dd, "the counter restart refused", |r| {
+        is(r, "uplink", ENC) && cause(r) == "counter-restart"
+    });
+    bluez.adv(ENC_MAC, &spoof[0].service_data);
+    wait_audit(&dd, "the plain spoof of the encrypted MAC refused", |r| {
+        is(r, "uplink", ENC) && cause(r) == "downgrade"
+    });
+    // a device whose profile requires shared-key: its plain advert is denied by the profile
+    bluez.adv(STRICT_MAC, &strict[0].service_data);
+    let denied = wait_audit(&dd, "the strict device's plain advert denied", |r| {
+        is(r, "uplink", STRICT) && r["verdict"] == "deny"
+    });
+    assert!(
+        denied["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("below the profile's minimum `shared-key`"),
+        "{denied}"
+    );
+    // positive control: the next genuine advert goes through, and only it was added
+    bluez.adv(ENC_MAC, &encs[4].service_data);
+    wait_equal_to_oracle(
+        &sub,
+        ENC,
+        &encs[4],
+        "the genuine advert after the forgeries",
+    );
+    let after = published(&sub, ENC);
+    for (point, vals) in &after {
+        let old = before.get(point).map_or(0, Vec::len);
+        let added = vals.len() - old;
+        let expected = usize::from(encs[4].values.contains_key(point.as_str()));
+        assert_eq!(added, expected, "{point}: {vals:?} (before {before:?})");
+    }
+    assert!(published(&sub, STRICT).is_empty());
+
+    // a scan through the operations seam lists what is around, with RSSI and progress
+    let mut scan = Cli::spawn(
+        &g,
+        &["adapter", "ble", "scan", "--seconds", "3"],
+        &dir.join("scan.txt"),
+    );
+    wait_for(T, "the scan running", || {
+        let t = scan.text();
+        (!t.is_empty()).then_some(())
+    });
+    bluez.adv(PLAIN_MAC, &plains[0].service_data);
+    assert!(scan.wait_exit(), "{}", scan.text());
+    let text = scan.text();
+    assert!(text.contains(PLAIN), "{text}");
+    assert!(text.contains("rssi -60 dBm"), "{text}");
+    assert!(text.contains("done"), "{text}");
+
+    // GATT: a connectable device; a write read back and confirmed by the mock's own state, a
+    // write the device refuses, and a device that never resolves its services (timeout)
+    bluez.peer(&["gatt-device", ACT_MAC, SERVICE, LEVEL, LOCKED]);
+    let devs2 = dir.join("devices2.toml");
+    std::fs::write(
+        &devs2,
+        format!("[[devices]]\nid = \"{ACT}\"\nprofile = \"bleact\"\n"),
+    )
+    .unwrap();
+    let o = g.cli(&["devices", "import", devs2.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(bluez.peer(&["gatt-value", ACT_MAC]), "-");
+    let res = command(&g, &[ACT, "set_level", "value=0a0b"]);
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(bluez.peer(&["gatt-value", ACT_MAC]), "0a0b");
+    let res = command(&g, &[ACT, "locked"]);
+    assert_eq!(res["outcome"], "device-error", "{res}");
+    assert!(
+        res["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Write not permitted"),
+        "{res}"
+    );
+    let res = command(&g, &[PLAIN, "set_level", "value=01ff"]);
+    assert_eq!(res["outcome"], "timeout", "{res}");
+    // the actuator still works after the timeout (the connection lock was released)
+    let res = command(&g, &[ACT, "set_level", "value=0c0d"]);
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(bluez.peer(&["gatt-value", ACT_MAC]), "0c0d");
+
+    // BlueZ stopped mid-scan: link Down; back: link Up and scanning resumes
+    bluez.stop_mock();
+    wait_audit(&dd, "the BLE link down", |r| ble_link(r, "Down"));
+    bluez.start_mock();
+    wait_for(T, "the BLE link up again", || {
+        (audit_where(&dd, |r| ble_link(r, "Up")).len() >= 2).then_some(())
+    });
+    bluez.adv(ENC_MAC, &encs[5].service_data);
+    wait_equal_to_oracle(&sub, ENC, &encs[5], "an advert after the BlueZ restart");
+
+    // the adapter removed (dongle unplugged) and returned
+    bluez.peer(&["remove-adapter"]);
+    wait_for(T, "the BLE link down again", || {
+        (audit_where(&dd, |r| ble_link(r, "Down")).len() >= 2).then_some(())
+    });
+    bluez.peer(&["setup"]);
+    wait_for(T, "the BLE link up a third time", || {
+        (audit_where(&dd, |r| ble_link(r, "Up")).len() >= 3).then_some(())
+    });
+    bluez.adv(ENC_MAC, &encs[6].service_data);
+    wait_equal_to_oracle(&sub, ENC, &encs[6], "an advert after the adapter returned");
+
+    // the counter is kept across a gateway restart: the last advert replayed is refused
+    g.stop();
+    let replays = audit_where(&dd, |r| is(r, "uplink", ENC) && cause(r) == "replay").len();
+    let g = Gateway::start_with_env(&dd, &cfg, &p, &[], &env);
+    wait_for(T, "the BLE link up after the gateway restart", || {
+        (audit_where(&dd, |r| ble_link(r, "Up")).len() >= 4).then_some(())
+    });
+    bluez.adv(ENC_MAC, &encs[5].service_data);
+    wait_for(T, "the old advert refused after the restart", || {
+        (audit_where(&dd, |r| is(r, "uplink", ENC) && cause(r) == "replay").len() > replays)
+            .then_some(())
+    });
+    assert_eq!(
+        values(&sub, ENC, "battery").last(),
+        encs[6].values.get("battery"),
+        "nothing published after the restart's replay"
+    );
+    g.stop();
+}
