@@ -110,13 +110,16 @@ def main():
         add_object(spath, "org.bluez.GattService1", {
             "UUID": dbus.String(service), "Primary": dbus.Boolean(True), "Device": dbus.ObjectPath(path),
             "Includes": dbus.Array([], signature="o"),
-        }, [])
+        # GattService1 has no methods; dbusmock then lists a property-only interface after the child
+        # nodes in its introspection XML, which bluez-async's parser refuses. One inert method keeps
+        # the interface in the usual place.
+        }, [("MockInert", "", "", "")])
         for i, (uuid, write_code) in enumerate([
             (char, "self.Set('org.bluez.GattCharacteristic1', 'Value', dbus.Array(args[0], signature='y'))\n"
 ),
             (locked, "raise dbus.exceptions.DBusException('Write not permitted', name='org.bluez.Error.NotPermitted')"),
         ]):
-            add_object(f"{spath}/char00{11 + i:02x}", CHAR, {
+            add_object(f"{spath}/char{0x11 + i:04x}", CHAR, {
                 "UUID": dbus.String(uuid), "Service": dbus.ObjectPath(spath),
                 "Value": dbus.Array([], signature="y"),
                 "Flags": dbus.Array(["read", "write"], signature="s"),
