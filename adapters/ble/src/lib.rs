@@ -17,6 +17,7 @@ pub mod bthome;
 pub mod config;
 pub mod crypto;
 pub mod engine;
+pub mod fuzzing;
 pub mod runtime;
 
 use warden_core::{Adapter, AdapterContext, AdapterError, BoxFuture, OperationKind};
