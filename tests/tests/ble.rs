@@ -383,6 +383,8 @@ fn ble_run(dir: &Path) {
             enc("0162 02a40f", 103),
             // after the adapter came back
             enc("0161 02a80f", 104),
+            // after it was powered on again
+            enc("0160 02ac0f", 105),
         ],
     );
     assert!(encs[0].verified && encs[1].verified && !encs[2].verified);
@@ -595,12 +597,29 @@ profile = "bleenc"
     bluez.adv(ENC_MAC, &encs[6].service_data);
     wait_equal_to_oracle(&sub, ENC, &encs[6], "an advert after the adapter returned");
 
+    // the adapter powered off and on: Down, then Up with scanning restarted
+    bluez.peer(&["power", "off"]);
+    wait_for(T, "the BLE link down when powered off", || {
+        (audit_where(&dd, |r| ble_link(r, "Down")).len() >= 3).then_some(())
+    });
+    bluez.peer(&["power", "on"]);
+    wait_for(T, "the BLE link up when powered on", || {
+        (audit_where(&dd, |r| ble_link(r, "Up")).len() >= 4).then_some(())
+    });
+    bluez.adv(ENC_MAC, &encs[7].service_data);
+    wait_equal_to_oracle(
+        &sub,
+        ENC,
+        &encs[7],
+        "an advert after the adapter powered on",
+    );
+
     // the counter is kept across a gateway restart: the last advert replayed is refused
     g.stop();
     let replays = audit_where(&dd, |r| is(r, "uplink", ENC) && cause(r) == "replay").len();
     let g = Gateway::start_with_env(&dd, &cfg, &p, &[], &env);
     wait_for(T, "the BLE link up after the gateway restart", || {
-        (audit_where(&dd, |r| ble_link(r, "Up")).len() >= 4).then_some(())
+        (audit_where(&dd, |r| ble_link(r, "Up")).len() >= 5).then_some(())
     });
     bluez.adv(ENC_MAC, &encs[5].service_data);
     wait_for(T, "the old advert refused after the restart", || {
@@ -609,7 +628,7 @@ profile = "bleenc"
     });
     assert_eq!(
         values(&sub, ENC, "battery").last(),
-        encs[6].values.get("battery"),
+        encs[7].values.get("battery"),
         "nothing published after the restart's replay"
     );
     g.stop();

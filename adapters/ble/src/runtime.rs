@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use btleplug::api::bleuuid::uuid_from_u16;
 use btleplug::api::{
-    AddressType, Central, CentralEvent, Manager as _, Peripheral as _, ScanFilter, WriteType,
+    AddressType, Central, CentralEvent, CentralState, Manager as _, Peripheral as _, ScanFilter,
+    WriteType,
 };
 use btleplug::platform::{Adapter as BtAdapter, Manager, PeripheralId};
 use futures::StreamExt;
@@ -107,7 +108,7 @@ impl Runtime {
                 Ok((_manager, central, name, stream)) => {
                     self.health(
                         LinkState::Up,
-                        format!("BlueZ adapter {name}: scanning (passive, duplicates on)"),
+                        format!("BlueZ adapter {name}: scanning (duplicates on)"),
                     )
                     .await?;
                     let end = self
@@ -240,6 +241,7 @@ impl Runtime {
             CentralEvent::DeviceDiscovered(id)
             | CentralEvent::ManufacturerDataAdvertisement { id, .. }
             | CentralEvent::RssiUpdate { id, .. } => (id, None),
+            CentralEvent::StateUpdate(state) => return self.powered(central, state).await,
             _ => return Ok(()),
         };
         if bthome.is_none() && self.scan.is_none() && self.cfg.announce != "all" {
@@ -258,6 +260,42 @@ impl Runtime {
             self.emit(ev).await?;
         }
         Ok(())
+    }
+
+    /// The adapter switched off (rfkill, `bluetoothctl power off`) or on again: the link follows,
+    /// and scanning is restarted when it is back.
+    async fn powered(
+        &mut self,
+        central: &BtAdapter,
+        state: CentralState,
+    ) -> Result<(), AdapterError> {
+        match state {
+            CentralState::PoweredOn if self.state != Some(LinkState::Up) => {
+                let scan =
+                    tokio::time::timeout(DBUS_CALL, central.start_scan(ScanFilter::default()))
+                        .await;
+                let (st, detail) = match scan {
+                    Ok(Ok(())) => (
+                        LinkState::Up,
+                        "adapter powered on: scanning again".to_owned(),
+                    ),
+                    Ok(Err(e)) => (
+                        LinkState::Degraded,
+                        format!("adapter powered on, but discovery failed: {e}"),
+                    ),
+                    Err(_) => (
+                        LinkState::Degraded,
+                        "adapter powered on, but discovery did not start in time".to_owned(),
+                    ),
+                };
+                self.health(st, detail).await
+            }
+            CentralState::PoweredOff => {
+                self.health(LinkState::Down, "adapter powered off".into())
+                    .await
+            }
+            _ => Ok(()),
+        }
     }
 
     fn operation(&mut self, op: Operation) {

@@ -5,6 +5,7 @@ DBUS_SYSTEM_BUS_ADDRESS, the way bluetoothd would look to a D-Bus client such as
 Run with Debian's /usr/bin/python3 (python3-dbus). One command per invocation:
   setup [ADAPTER]                      AddAdapter (default hci0), with the Roles property BlueZ >= 5.56 has
   remove-adapter [ADAPTER]             the adapter goes away (as when its dongle is unplugged)
+  power on|off                         hci0's Powered property changes (rfkill, bluetoothctl power off)
   adv MAC SERVICE_DATA_HEX [NAME] [RSSI] [COMPANY_ID]
                                        one advertisement: the device appears (InterfacesAdded) the first
                                        time, then its ServiceData (under 0xFCD2), RSSI and
@@ -86,6 +87,10 @@ def main():
     elif cmd == "remove-adapter":
         mock.RemoveAdapter(sys.argv[2] if len(sys.argv) > 2 else "hci0")
         print("removed")
+    elif cmd == "power":
+        ad = dbus.Interface(bus.get_object("org.bluez", "/org/bluez/hci0"), "org.freedesktop.DBus.Properties")
+        ad.Set("org.bluez.Adapter1", "Powered", dbus.Boolean(sys.argv[2] == "on"))
+        print("powered", sys.argv[2])
     elif cmd == "adv":
         mac, sd_hex = sys.argv[2], sys.argv[3]
         name = sys.argv[4] if len(sys.argv) > 4 else "BTHome sensor"
