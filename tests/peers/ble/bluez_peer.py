@@ -5,6 +5,8 @@ DBUS_SYSTEM_BUS_ADDRESS, the way bluetoothd would look to a D-Bus client such as
 Run with Debian's /usr/bin/python3 (python3-dbus). One command per invocation:
   setup [ADAPTER]                      AddAdapter (default hci0), with the Roles property BlueZ >= 5.56 has
   remove-adapter [ADAPTER]             the adapter goes away (as when its dongle is unplugged)
+  serve                                reads `adv MAC SERVICE_DATA_HEX` lines on stdin, answers `ok` per
+                                       advert once it is on the bus (for latency and load tests)
   power on|off                         hci0's Powered property changes (rfkill, bluetoothctl power off)
   adv MAC SERVICE_DATA_HEX [NAME] [RSSI] [COMPANY_ID]
                                        one advertisement: the device appears (InterfacesAdded) the first
@@ -76,6 +78,24 @@ def add_device(mac, name, rssi, connectable=False):
     return path
 
 
+KNOWN = set()
+
+
+def adv(mac, sd_hex, name="BTHome sensor", rssi=-60, company=None, quiet=False):
+    path = dev_path(mac)
+    if path not in KNOWN and not exists(path):
+        add_device(mac, name, rssi)
+    KNOWN.add(path)
+    props = dbus.Interface(bus.get_object("org.bluez", path), "org.freedesktop.DBus.Properties")
+    props.Set(DEVICE, "RSSI", dbus.Int16(rssi))
+    md = {} if company is None else {dbus.UInt16(company): dbus.Array(b"\x01\x02", signature="y")}
+    props.Set(DEVICE, "ManufacturerData", dbus.Dictionary(md, signature="qv"))
+    props.Set(DEVICE, "ServiceData",
+              dbus.Dictionary({BTHOME: dbus.Array(bytes.fromhex(sd_hex), signature="y")}, signature="sv"))
+    if not quiet:
+        print("advertised", path, sd_hex)
+
+
 def main():
     cmd = sys.argv[1]
     mock = dbus.Interface(root(), "org.bluez.Mock")
@@ -92,20 +112,16 @@ def main():
         ad.Set("org.bluez.Adapter1", "Powered", dbus.Boolean(sys.argv[2] == "on"))
         print("powered", sys.argv[2])
     elif cmd == "adv":
-        mac, sd_hex = sys.argv[2], sys.argv[3]
-        name = sys.argv[4] if len(sys.argv) > 4 else "BTHome sensor"
-        rssi = int(sys.argv[5]) if len(sys.argv) > 5 else -60
-        company = int(sys.argv[6], 16) if len(sys.argv) > 6 else None
-        path = dev_path(mac)
-        if not exists(path):
-            add_device(mac, name, rssi)
-        props = dbus.Interface(bus.get_object("org.bluez", path), "org.freedesktop.DBus.Properties")
-        props.Set(DEVICE, "RSSI", dbus.Int16(rssi))
-        md = {} if company is None else {dbus.UInt16(company): dbus.Array(b"\x01\x02", signature="y")}
-        props.Set(DEVICE, "ManufacturerData", dbus.Dictionary(md, signature="qv"))
-        props.Set(DEVICE, "ServiceData",
-                  dbus.Dictionary({BTHOME: dbus.Array(bytes.fromhex(sd_hex), signature="y")}, signature="sv"))
-        print("advertised", path, sd_hex)
+        adv(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "BTHome sensor",
+            int(sys.argv[5]) if len(sys.argv) > 5 else -60, int(sys.argv[6], 16) if len(sys.argv) > 6 else None)
+    elif cmd == "serve":
+        for line in sys.stdin:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "adv":
+                adv(parts[1], parts[2], quiet=True)
+                print("ok", flush=True)
+            else:
+                print("error", flush=True)
     elif cmd == "gatt-device":
         mac, service, char, locked = sys.argv[2:6]
         path = dev_path(mac)
