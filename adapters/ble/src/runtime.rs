@@ -256,7 +256,16 @@ impl Runtime {
         if !has_bthome && self.cfg.announce != "all" {
             return Ok(());
         }
-        for ev in self.engine.advert(&adv, Instant::now()) {
+        // the engine may write a counter durably (an fsync): tell tokio this worker blocks, so
+        // other tasks move off it (a current-thread runtime, as in unit tests, just runs it)
+        let engine = &mut self.engine;
+        let events = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| engine.advert(&adv, Instant::now()))
+            }
+            _ => engine.advert(&adv, Instant::now()),
+        };
+        for ev in events {
             self.emit(ev).await?;
         }
         Ok(())
