@@ -3,8 +3,9 @@
 #  - Debian: dbus (a private dbus-daemon stands in for the system bus), python3-dbusmock +
 #    python3-dbus (a mock org.bluez that plays bluetoothd: this kernel has no Bluetooth), and
 #    libdbus-1-dev + pkg-config, which btleplug (libdbus-sys) needs to build.
-#  - PyPI, in a venv at tests/peers/ble/venv: bthome-ble pinned — Home Assistant's BTHome v2 parser
-#    and its AES-CCM encoder, the oracle the e2e test checks Warden's decoding against.
+#  - PyPI, in a venv at tests/peers/ble/venv: bthome-ble pinned (its dependencies pinned by
+#    tests/peers/ble/constraints.txt) — Home Assistant's BTHome v2 parser and its AES-CCM encoder,
+#    the oracle the e2e test checks Warden's decoding against.
 # Safe to run again: each step is skipped when what it installs is already there.
 set -euo pipefail
 
@@ -45,7 +46,8 @@ fi
 have=$(have_versions)
 if [ "$have" != "$want" ]; then
     echo "install-ble.sh: installing $want (found '${have:-none}')"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "bthome-ble==$BTHOME_BLE_VERSION"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -c "$here/constraints.txt" \
+        "bthome-ble==$BTHOME_BLE_VERSION"
 fi
 "$venv/bin/python" -c 'import bthome_ble.bthome_v2_encryption, bthome_ble.parser'
 /usr/bin/python3 -c 'import dbus, dbusmock' \

@@ -342,6 +342,22 @@ profile = "bleenc"
     }
     assert!(published(&sub, STRICT).is_empty());
 
+    // hostile service data from the approved plain sensor: truncated, oversized, an unknown
+    // object id first, a BTHome version that is not 2: each refused with its cause, none published
+    let before = published(&sub, PLAIN);
+    for (sd, c) in [
+        ("4002ca".to_owned(), "truncated"),
+        (format!("40{}", "01".repeat(300)), "oversized"),
+        ("403001".to_owned(), "unknown-object"),
+        ("200164".to_owned(), "bad-version"),
+    ] {
+        bluez.adv(PLAIN_MAC, &sd);
+        wait_audit(&dd, &format!("the {c} advert refused"), |r| {
+            is(r, "uplink", PLAIN) && cause(r) == c
+        });
+    }
+    assert_eq!(published(&sub, PLAIN), before, "nothing of them published");
+
     // a scan through the operations seam lists what is around, with RSSI and progress
     let mut scan = Cli::spawn(
         &g,
