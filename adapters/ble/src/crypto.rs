@@ -88,6 +88,21 @@ pub fn open(
     })
 }
 
+/// A key check value: the first 8 bytes of AES-128 of a zero block under `key` (identifies a key
+/// without revealing it), `None` unless the key is 16 bytes.
+pub fn key_check(key: &[u8]) -> Option<[u8; 8]> {
+    use aes::cipher::{BlockEncrypt, KeyInit as _};
+    if key.len() != 16 {
+        return None;
+    }
+    let aes = Aes128::new(GenericArray::from_slice(key));
+    let mut block = GenericArray::from([0u8; 16]);
+    aes.encrypt_block(&mut block);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(block.get(..8)?);
+    Some(out)
+}
+
 /// Encrypts objects the way a BTHome device does (tests, benchmarks and the fuzz target's seeds).
 pub fn seal(
     key: &[u8; 16],

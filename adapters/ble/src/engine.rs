@@ -172,8 +172,9 @@ struct Tracked {
     last_packet_id: Option<u8>,
     last_hash: Option<u64>,
     last_at: Option<Instant>,
-    /// The last accepted counter (mirrors the state store).
-    counter: Option<u32>,
+    /// The last accepted counter and the check value of the key it was under (mirrors the state
+    /// store).
+    counter: Option<(u32, [u8; 8])>,
 }
 
 /// A map that forgets its oldest entry when full.
@@ -268,6 +269,12 @@ impl Budget {
 
 fn counter_key(id: &DeviceId) -> String {
     format!("counter/{}", id.address())
+}
+
+/// The counter of a stored record (counter LE ‖ key check value) if it was under the key `kcv`.
+fn stored_counter(v: &[u8], kcv: &[u8; 8]) -> Option<u32> {
+    let (ctr, k) = v.split_first_chunk::<4>()?;
+    (k == kcv).then(|| u32::from_le_bytes(*ctr))
 }
 
 fn hash(b: &[u8]) -> u64 {
@@ -452,12 +459,14 @@ impl Engine {
             let Some(t) = self.devices.get_mut(&a.mac) else {
                 return out;
             };
+            // the counter belongs to the key: a device re-provisioned with a new bind key (after a
+            // factory reset, say) starts a new counter; the old key's adverts no longer verify
+            let kcv = crypto::key_check(key.expose()).unwrap_or_default();
             let last = match t.counter {
-                Some(c) => Some(c),
+                Some((c, k)) if k == kcv => Some(c),
+                Some(_) => None,
                 None => match self.state.get(&counter_key(&id)) {
-                    Ok(v) => v
-                        .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
-                        .map(u32::from_le_bytes),
+                    Ok(v) => v.and_then(|v| stored_counter(&v, &kcv)),
                     Err(e) => {
                         let d = format!("{id}: counter unreadable: {e}");
                         self.reject(&mut out, Some(id), Cause::StateError, d, now);
@@ -478,22 +487,21 @@ impl Engine {
                     opened.counter
                 );
                 if let Some(t) = self.devices.get_mut(&a.mac) {
-                    t.counter = Some(last);
+                    t.counter = Some((last, kcv));
                 }
                 self.reject(&mut out, Some(id), cause, d, now);
                 return out;
             }
             // persisted before anything is published: a restart cannot accept it again
-            if let Err(e) = self
-                .state
-                .put(&counter_key(&id), &opened.counter.to_le_bytes())
-            {
+            let mut record = opened.counter.to_le_bytes().to_vec();
+            record.extend_from_slice(&kcv);
+            if let Err(e) = self.state.put(&counter_key(&id), &record) {
                 let d = format!("{id}: counter not persisted: {e}");
                 self.reject(&mut out, Some(id), Cause::StateError, d, now);
                 return out;
             }
             if let Some(t) = self.devices.get_mut(&a.mac) {
-                t.counter = Some(opened.counter);
+                t.counter = Some((opened.counter, kcv));
                 t.last_hash = Some(h);
                 t.last_at = Some(now);
             }
@@ -710,10 +718,9 @@ mod tests {
         assert_eq!(point(m[0], "temperature").value, Value::Float(25.06));
         assert_eq!(m[0].link.rssi, Some(-60.0));
         // the counter is on record before the message goes out
-        assert_eq!(
-            st.get("counter/c47c8d6a0102").unwrap(),
-            Some(5u32.to_le_bytes().to_vec())
-        );
+        let rec = st.get("counter/c47c8d6a0102").unwrap().unwrap();
+        assert_eq!(rec[..4], 5u32.to_le_bytes());
+        assert_eq!(rec[4..], crypto::key_check(&KEY).unwrap());
     }
 
     #[test]
@@ -805,6 +812,58 @@ mod tests {
             uplinks(&e.advert(&adv(ENC, enc_sd(43, &OBJ)), Instant::now())).len(),
             1
         );
+    }
+
+    #[test]
+    fn a_new_bind_key_starts_a_new_counter() {
+        let st = Arc::new(MemoryState::default());
+        let mut e = engine_with(st.clone(), &crate::Config::default());
+        let t = Instant::now();
+        assert_eq!(uplinks(&e.advert(&adv(ENC, enc_sd(500, &OBJ)), t)).len(), 1);
+        assert_eq!(
+            causes(&e.advert(&adv(ENC, enc_sd(0, &[0x01, 0x01])), t)),
+            ["counter-restart"]
+        );
+        // the operator re-provisions the device with a new key (state kept, engine restarted)
+        let new_key = [0x77u8; 16];
+        let creds = StaticCredentials::default().with(&device_id(&ENC).unwrap(), BINDKEY, &new_key);
+        let mut e = Engine::new(&crate::Config::default(), st, Arc::new(creds));
+        let sealed = |ctr: u32, k: &[u8; 16]| {
+            let mut sd = vec![0x41];
+            sd.extend(crypto::seal(k, &ENC, DeviceInfo(0x41), ctr, &OBJ));
+            adv(ENC, sd)
+        };
+        assert_eq!(
+            uplinks(&e.advert(&sealed(0, &new_key), t)).len(),
+            1,
+            "new key, counter from 0"
+        );
+        assert_eq!(
+            causes(&e.advert(&sealed(501, &KEY), t)),
+            ["bad-mic"],
+            "the old key is dead"
+        );
+        assert_eq!(
+            causes(&e.advert(&sealed(0, &new_key), t)).len(),
+            0,
+            "a radio repeat"
+        );
+        let mut again = sealed(0, &new_key);
+        if let Some(sd) = again.bthome.as_mut() {
+            // same counter under the new key, other ciphertext (other objects)
+            *sd = {
+                let mut v = vec![0x41];
+                v.extend(crypto::seal(
+                    &new_key,
+                    &ENC,
+                    DeviceInfo(0x41),
+                    0,
+                    &[0x01, 0x02],
+                ));
+                v
+            };
+        }
+        assert_eq!(causes(&e.advert(&again, t)), ["replay"]);
     }
 
     #[test]
