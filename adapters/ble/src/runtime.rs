@@ -554,3 +554,77 @@ fn mac_of(address: &str) -> Option<[u8; 6]> {
     let b = crate::config::hex(address)?;
     <[u8; 6]>::try_from(b.as_slice()).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use warden_core::{Command, DeviceId};
+
+    fn downlink(args: Vec<Point>) -> Downlink {
+        Downlink {
+            command_id: "c1".into(),
+            device: DeviceId::new("ble", "c47c8d6a5566").unwrap(),
+            command: Command {
+                name: "set_level".into(),
+                args,
+            },
+            principal: "operator:test".into(),
+        }
+    }
+
+    fn cmd(value: Option<&str>) -> GattCommand {
+        GattCommand {
+            characteristic: "0000ff01-0000-1000-8000-00805f9b34fb".into(),
+            value: value.map(str::to_owned),
+            read_back: false,
+        }
+    }
+
+    #[test]
+    fn the_written_bytes_come_from_config_or_the_value_argument() {
+        assert_eq!(
+            payload(&cmd(Some("0102")), &downlink(vec![])),
+            Ok(vec![1, 2])
+        );
+        let arg = |v| downlink(vec![Point::new("value", v)]);
+        assert_eq!(
+            payload(&cmd(None), &arg(Value::Text("0a0B".into()))),
+            Ok(vec![10, 11])
+        );
+        assert_eq!(payload(&cmd(None), &arg(Value::Int(255))), Ok(vec![255]));
+        assert_eq!(
+            payload(&cmd(None), &arg(Value::Bytes(vec![7]))),
+            Ok(vec![7])
+        );
+        for bad in [
+            Value::Int(256),
+            Value::Int(-1),
+            Value::Text("abc".into()),
+            Value::Text(String::new()),
+            Value::Bool(true),
+            Value::Bytes(vec![0; 513]),
+        ] {
+            assert!(payload(&cmd(None), &arg(bad.clone())).is_err(), "{bad:?}");
+        }
+        assert!(payload(&cmd(None), &downlink(vec![])).is_err());
+    }
+
+    #[test]
+    fn device_addresses_map_back_to_macs() {
+        assert_eq!(
+            mac_of("c47c8d6a5566"),
+            Some([0xc4, 0x7c, 0x8d, 0x6a, 0x55, 0x66])
+        );
+        assert_eq!(mac_of("c47c8d6a55"), None);
+        assert_eq!(mac_of("zz7c8d6a5566"), None);
+    }
+
+    #[test]
+    fn the_adapter_offers_scans_and_refuses_bad_sections() {
+        let a = crate::build(&toml::from_str("adapter = \"hci0\"").unwrap()).unwrap();
+        assert_eq!(a.protocol(), "ble");
+        assert_eq!(a.operations(), &[warden_core::OperationKind::Scan]);
+        assert!(crate::build(&toml::from_str("adapter = \"hci 0\"").unwrap()).is_err());
+    }
+}
