@@ -52,6 +52,8 @@ pub struct Runtime {
     scan: Option<Scan>,
     /// One GATT connection at a time per adapter.
     gatt: Arc<Mutex<()>>,
+    /// The D-Bus connection to BlueZ, reused across reconnect attempts.
+    manager: Option<Manager>,
 }
 
 impl Runtime {
@@ -66,6 +68,7 @@ impl Runtime {
             state: None,
             scan: None,
             gatt: Arc::new(Mutex::new(())),
+            manager: None,
         }
     }
 
@@ -105,7 +108,7 @@ impl Runtime {
                 return Ok(());
             }
             match self.open().await {
-                Ok((_manager, central, name, stream)) => {
+                Ok((central, name, stream)) => {
                     self.health(
                         LinkState::Up,
                         format!("BlueZ adapter {name}: scanning (duplicates on)"),
@@ -149,24 +152,35 @@ impl Runtime {
         }
     }
 
-    /// Connects to BlueZ, picks the adapter, subscribes to its events and starts scanning.
-    async fn open(&self) -> Result<(Manager, BtAdapter, String, EventStream), String> {
-        let call = |what: &'static str| move |_| format!("BlueZ did not answer {what} in time");
-        let manager = tokio::time::timeout(DBUS_CALL, Manager::new())
-            .await
-            .map_err(call("on D-Bus"))?
-            .map_err(|e| format!("D-Bus: {e}"))?;
-        let adapters = tokio::time::timeout(DBUS_CALL, manager.adapters())
-            .await
-            .map_err(call("the adapter list"))?
-            .map_err(|e| format!("BlueZ: {e}"))?;
+    /// Connects to BlueZ, picks the adapter, subscribes to its events and starts scanning. The D-Bus
+    /// connection is kept across attempts (each new one is a task btleplug never ends) and only
+    /// replaced when it is the connection itself that failed.
+    async fn open(&mut self) -> Result<(BtAdapter, String, EventStream), String> {
+        let late = |what: &str| format!("BlueZ did not answer {what} in time");
+        let manager = match &self.manager {
+            Some(m) => m.clone(),
+            None => {
+                let m = tokio::time::timeout(DBUS_CALL, Manager::new())
+                    .await
+                    .map_err(|_| late("on D-Bus"))?
+                    .map_err(|e| format!("D-Bus: {e}"))?;
+                self.manager = Some(m.clone());
+                m
+            }
+        };
+        let adapters = match tokio::time::timeout(DBUS_CALL, manager.adapters()).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => return Err(self.failed("BlueZ", e)),
+            Err(_) => return Err(late("the adapter list")),
+        };
         let mut found = None;
         let mut names = Vec::new();
         for a in adapters {
-            let info = tokio::time::timeout(DBUS_CALL, a.adapter_info())
-                .await
-                .map_err(call("adapter info"))?
-                .map_err(|e| format!("BlueZ: {e}"))?;
+            let info = match tokio::time::timeout(DBUS_CALL, a.adapter_info()).await {
+                Ok(Ok(i)) => i,
+                Ok(Err(e)) => return Err(self.failed("BlueZ", e)),
+                Err(_) => return Err(late("adapter info")),
+            };
             let name = info
                 .split_whitespace()
                 .next()
@@ -189,15 +203,25 @@ impl Runtime {
             ),
             None => "BlueZ has no adapter".to_owned(),
         })?;
-        let stream = tokio::time::timeout(DBUS_CALL, central.events())
-            .await
-            .map_err(call("the event subscription"))?
-            .map_err(|e| format!("BlueZ events: {e}"))?;
-        tokio::time::timeout(DBUS_CALL, central.start_scan(ScanFilter::default()))
-            .await
-            .map_err(call("start discovery"))?
-            .map_err(|e| format!("BlueZ start discovery on {name}: {e}"))?;
-        Ok((manager, central, name, stream))
+        let stream = match tokio::time::timeout(DBUS_CALL, central.events()).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(self.failed("BlueZ events", e)),
+            Err(_) => return Err(late("the event subscription")),
+        };
+        match tokio::time::timeout(DBUS_CALL, central.start_scan(ScanFilter::default())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(self.failed(&format!("BlueZ start discovery on {name}"), e)),
+            Err(_) => return Err(late("start discovery")),
+        }
+        Ok((central, name, stream))
+    }
+
+    /// A btleplug error as text; forgets the D-Bus connection when it is what failed.
+    fn failed(&mut self, what: &str, e: btleplug::Error) -> String {
+        if connection_lost(&e) {
+            self.manager = None;
+        }
+        format!("{what}: {e}")
     }
 
     async fn serve(
@@ -221,7 +245,7 @@ impl Runtime {
                 _ = tick.tick() => {
                     match tokio::time::timeout(DBUS_CALL, central.adapter_info()).await {
                         Ok(Ok(_)) => {}
-                        Ok(Err(e)) => return Ok(End::Lost(format!("BlueZ adapter gone: {e}"))),
+                        Ok(Err(e)) => return Ok(End::Lost(self.failed("BlueZ adapter gone", e))),
                         Err(_) => return Ok(End::Lost("BlueZ stopped answering".into())),
                     }
                     self.scan_tick();
@@ -425,6 +449,26 @@ impl Runtime {
                 .await;
         });
         Ok(())
+    }
+}
+
+/// Whether a btleplug error means the D-Bus connection itself is gone (rather than BlueZ, the
+/// adapter or a device), so a new connection is needed.
+fn connection_lost(e: &btleplug::Error) -> bool {
+    let btleplug::Error::Other(inner) = e else {
+        return false;
+    };
+    match inner.downcast_ref::<bluez_async::BluetoothError>() {
+        Some(bluez_async::BluetoothError::DbusError(d)) => matches!(
+            d.name(),
+            None | Some(
+                "org.freedesktop.DBus.Error.Disconnected"
+                    | "org.freedesktop.DBus.Error.NoServer"
+                    | "org.freedesktop.DBus.Error.IOError"
+                    | "org.freedesktop.DBus.Error.NoNetwork"
+            )
+        ),
+        _ => false,
     }
 }
 
