@@ -23,10 +23,12 @@ use warden_core::{
 
 use crate::bthome;
 use crate::config::{Config, GattCommand};
-use crate::engine::{AddressKind, Advert, Engine, device_id};
+use crate::engine::{AddressKind, Advert, Engine, Stats, device_id};
 
 /// The deadline of one D-Bus call on the advert path or in a health check.
 const DBUS_CALL: Duration = Duration::from_secs(3);
+/// How often the engine's counters may be logged.
+const STATS_EVERY: Duration = Duration::from_secs(60);
 /// The most distinct devices one scan operation counts.
 const MAX_SCAN_DEVICES: usize = 4_096;
 
@@ -54,6 +56,8 @@ pub struct Runtime {
     gatt: Arc<Mutex<()>>,
     /// The D-Bus connection to BlueZ, reused across reconnect attempts.
     manager: Option<Manager>,
+    stats_at: Option<Instant>,
+    stats_logged: Stats,
 }
 
 impl Runtime {
@@ -69,6 +73,8 @@ impl Runtime {
             scan: None,
             gatt: Arc::new(Mutex::new(())),
             manager: None,
+            stats_at: None,
+            stats_logged: Stats::default(),
         }
     }
 
@@ -249,6 +255,7 @@ impl Runtime {
                         Err(_) => return Ok(End::Lost("BlueZ stopped answering".into())),
                     }
                     self.scan_tick();
+                    self.log_stats();
                 }
                 Some(op) = ops.recv() => self.operation(op),
                 Some(d) = downlinks.recv() => self.downlink(central, d).await?,
@@ -391,6 +398,26 @@ impl Runtime {
             }
             p.device(&id, line);
         });
+    }
+
+    /// Logs the engine's counters (adverts, duplicates, unknown objects, flood drops…) once a
+    /// minute when they changed.
+    fn log_stats(&mut self) {
+        let now = Instant::now();
+        if self
+            .stats_at
+            .is_some_and(|t| now.saturating_duration_since(t) < STATS_EVERY)
+            || self.engine.stats == self.stats_logged
+        {
+            return;
+        }
+        self.stats_at = Some(now);
+        self.stats_logged = self.engine.stats.clone();
+        let s = &self.stats_logged;
+        tracing::info!(link = %self.link, adverts = s.adverts, published = s.published,
+            duplicates = s.duplicates, rejected = s.rejected, unknown_objects = s.unknown_objects,
+            flood_dropped = s.flood_dropped, announced = s.announced, evicted = s.evicted,
+            tracked = self.engine.tracked(), "BLE adverts");
     }
 
     fn scan_tick(&mut self) {
