@@ -29,6 +29,9 @@ const PLAIN: &str = "ble:c47c8d6a1122";
 /// refused by the profile.
 const STRICT_MAC: &str = "C4:7C:8D:6A:33:44";
 const STRICT: &str = "ble:c47c8d6a3344";
+/// An encrypted advertiser nobody provisioned.
+const UNKNOWN_ENC_MAC: &str = "C4:7C:8D:6A:77:88";
+const UNKNOWN_ENC: &str = "ble:c47c8d6a7788";
 /// A connectable actuator with GATT characteristics.
 const ACT_MAC: &str = "C4:7C:8D:6A:55:66";
 const ACT: &str = "ble:c47c8d6a5566";
@@ -313,6 +316,22 @@ profile = "bleenc"
     wait_audit(&dd, "the plain spoof of the encrypted MAC refused", |r| {
         is(r, "uplink", ENC) && cause(r) == "downgrade"
     });
+    // an unknown encrypted advertiser: registered pending once (as encrypted), its advert refused
+    // for want of a key
+    bluez.adv(UNKNOWN_ENC_MAC, &encs[0].service_data);
+    let reg = wait_audit(&dd, "the unknown encrypted sensor registered", |r| {
+        is(r, "device-registered", UNKNOWN_ENC)
+    });
+    assert!(
+        reg["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bthome: v2, encrypted"),
+        "{reg}"
+    );
+    wait_audit(&dd, "the unknown encrypted advert refused", |r| {
+        is(r, "uplink", UNKNOWN_ENC) && cause(r) == "no-key"
+    });
     // a device whose profile requires shared-key: its plain advert is denied by the profile
     bluez.adv(STRICT_MAC, &strict[0].service_data);
     let denied = wait_audit(&dd, "the strict device's plain advert denied", |r| {
@@ -341,6 +360,7 @@ profile = "bleenc"
         assert_eq!(added, expected, "{point}: {vals:?} (before {before:?})");
     }
     assert!(published(&sub, STRICT).is_empty());
+    assert!(published(&sub, UNKNOWN_ENC).is_empty());
 
     // hostile service data from the approved plain sensor: truncated, oversized, an unknown
     // object id first, a BTHome version that is not 2: each refused with its cause, none published
