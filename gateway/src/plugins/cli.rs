@@ -8,6 +8,23 @@ use warden_plugin_host::{Host, HostOptions, Kv, Limits, WasiGrants, signing, tes
 
 #[derive(Subcommand)]
 pub enum PluginCmd {
+    /// Create a plugin project that builds and tests out of the box (in DIR, default ./NAME).
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: super::scaffold::Lang,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build the plugin crate in DIR (default .) into a component: DIR/target/plugin/NAME.wasm.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Cargo target dir to share between plugin projects (the wasm standard library is built
+        /// once per target dir). Default DIR/target.
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+    },
     /// Create a plugin-signing key pair: DIR/NAME.key (private, 0600) and DIR/NAME.pub.
     Keygen {
         #[arg(long)]
@@ -63,6 +80,15 @@ pub enum PluginCmd {
 
 pub fn main(cmd: PluginCmd) -> anyhow::Result<()> {
     match cmd {
+        PluginCmd::New { name, lang, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            super::scaffold::new(&name, lang, &dir)
+        }
+        PluginCmd::Build { dir, target_dir } => {
+            let out = super::scaffold::build(&dir, target_dir.as_deref())?;
+            println!("{}", out.display());
+            Ok(())
+        }
         PluginCmd::Keygen { out, name } => {
             let (private, public) = signing::keygen(&out, &name)
                 .with_context(|| format!("cannot write keys in {}", out.display()))?;

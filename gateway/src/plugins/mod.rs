@@ -5,6 +5,7 @@
 pub mod chain;
 pub mod cli;
 pub mod recorder;
+pub mod scaffold;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
