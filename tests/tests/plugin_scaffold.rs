@@ -202,3 +202,101 @@ provision = true
     });
     g.stop();
 }
+
+/// `plugin new --lang python|js`, then `plugin build` with the repository's pinned componentizer,
+/// then the project's own test file through `warden plugin test` in the real host (Python with the
+/// WASI grant its runtime needs; the refusal without it names the grant).
+fn scaffold_builds_and_passes_its_tests(lang: &str, tool: &Path, wasi: Option<&str>) {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let project = root.join("guard");
+    ok(
+        &warden(
+            root,
+            &[
+                "plugin",
+                "new",
+                "door-guard",
+                "--lang",
+                lang,
+                "--dir",
+                project.to_str().unwrap(),
+            ],
+        ),
+        "plugin new",
+    );
+    assert!(
+        tool.exists(),
+        "{} missing: run tests/scripts/install-wasm-langs.sh",
+        tool.display()
+    );
+    let o = warden(
+        root,
+        &[
+            "plugin",
+            "build",
+            project.to_str().unwrap(),
+            "--tool",
+            tool.to_str().unwrap(),
+        ],
+    );
+    ok(&o, "plugin build");
+    let module = project.join("target/plugin/door_guard.wasm");
+    // the last line of the output is the module's path
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().last(),
+        module.to_str()
+    );
+    let test = |wasi: Option<&str>| {
+        let mut args = vec![
+            "plugin".to_owned(),
+            "test".into(),
+            module.to_str().unwrap().into(),
+            "--messages".into(),
+            project.join("tests.jsonl").to_str().unwrap().into(),
+            "--config".into(),
+            project.join("config.json").to_str().unwrap().into(),
+        ];
+        if let Some(w) = wasi {
+            args.push(format!("--wasi={w}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        warden(root, &args)
+    };
+    let o = test(wasi);
+    ok(&o, "plugin test");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("3 passed, 0 mismatched"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    if let Some(w) = wasi {
+        let o = test(None);
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains(&format!("--wasi {w}")),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn a_scaffolded_python_plugin_builds_and_passes_its_tests() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    scaffold_builds_and_passes_its_tests(
+        "python",
+        &repo.join("target/wasm-langs/venv/bin/componentize-py"),
+        Some("cli,clocks,filesystem,io,random,sockets"),
+    );
+}
+
+#[test]
+fn a_scaffolded_javascript_plugin_builds_and_passes_its_tests() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    scaffold_builds_and_passes_its_tests(
+        "js",
+        &repo.join("plugins/examples/assurance-floor-js/node_modules/.bin/componentize-js"),
+        None,
+    );
+}

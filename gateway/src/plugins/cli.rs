@@ -16,7 +16,8 @@ pub enum PluginCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Build the plugin crate in DIR (default .) into a component: DIR/target/plugin/NAME.wasm.
+    /// Build the plugin in DIR (default .: a Rust crate, or a Python/JavaScript project made by
+    /// `plugin new`) into a component: DIR/target/plugin/NAME.wasm.
     Build {
         #[arg(default_value = ".")]
         dir: PathBuf,
@@ -24,6 +25,9 @@ pub enum PluginCmd {
         /// once per target dir). Default DIR/target.
         #[arg(long)]
         target_dir: Option<PathBuf>,
+        /// The componentizer of a Python or JavaScript project (componentize-py / componentize-js).
+        #[arg(long)]
+        tool: Option<PathBuf>,
     },
     /// Create a plugin-signing key pair: DIR/NAME.key (private, 0600) and DIR/NAME.pub.
     Keygen {
@@ -84,8 +88,12 @@ pub fn main(cmd: PluginCmd) -> anyhow::Result<()> {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             super::scaffold::new(&name, lang, &dir)
         }
-        PluginCmd::Build { dir, target_dir } => {
-            let out = super::scaffold::build(&dir, target_dir.as_deref())?;
+        PluginCmd::Build {
+            dir,
+            target_dir,
+            tool,
+        } => {
+            let out = super::scaffold::build(&dir, target_dir.as_deref(), tool.as_deref())?;
             println!("{}", out.display());
             Ok(())
         }
