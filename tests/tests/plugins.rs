@@ -1007,3 +1007,138 @@ provision = true
         },
     );
 }
+
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap()
+}
+
+/// The memory cap in the real gateway: a plugin that keeps 4 MiB more on every decision for one
+/// device fills its 32 MiB cap, traps `memory-cap`, is replaced, fills it again, many times over
+/// (~400 MiB asked for in all); the gateway's peak RSS grows by about one cap, not by what the
+/// plugin asked for, while another device keeps flowing.
+#[test]
+fn a_growing_plugin_is_held_to_its_memory_cap_in_the_gateway() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let plugins = root.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    keygen(root);
+    install(&plugins, root, &plugin_module("hostile"), "hog.wasm", true);
+    let p = Ports::new();
+    let cfg = root.join("w.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{base}
+[plugins]
+dir = "plugins"
+trusted_keys = ["keys/ci.pub"]
+watch = false
+
+[[plugins.load]]
+name = "hog"
+module = "hog.wasm"
+config = {{ mode = "grow", grow_bytes = 4194304, targets = ["sim:evil"] }}
+limits = {{ memory_mib = 32, max_failures = 100000, fuel = 200000000, cpu_ms_per_sec = 1000 }}
+
+[[plugins.bind]]
+plugin = "hog"
+devices = ["sim:evil"]
+
+[[sim.devices]]
+address = "good"
+kind = "thermostat"
+interval_ms = 86400000
+profile = "thermostat"
+provision = true
+
+[[sim.devices]]
+address = "evil"
+kind = "thermostat"
+interval_ms = 86400000
+profile = "thermostat"
+provision = true
+"#,
+            base = base_config(&p)
+        ),
+    )
+    .unwrap();
+    let dd = root.join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let pid = g.pid();
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/devices/+/telemetry/#"]),
+        &root.join("sub.txt"),
+    );
+    let published = |who: &str| {
+        let topic = format!("warden/devices/sim:{who}/telemetry/temperature");
+        sub.lines().iter().filter(|(t, _)| *t == topic).count()
+    };
+    // evil's decisions: allowed ones are published, denied ones audited one by one
+    let evil_decisions = || {
+        published("evil")
+            + audit_records(&dd)
+                .into_iter()
+                .filter(|r| r["device"] == "sim:evil" && r["action"] == "uplink")
+                .count()
+    };
+    // warm-up (until the subscription is up and each device has been seen), then the baseline
+    wait_for(Duration::from_secs(15), "first readings", || {
+        g.sim(&["evil temperature=0".into(), "good temperature=0".into()]);
+        std::thread::sleep(Duration::from_millis(200));
+        (published("evil") > 0 && published("good") > 0).then_some(())
+    });
+    let good_before = published("good");
+    let warm = evil_decisions();
+    let base = proc_kib(pid, "VmRSS:");
+    let mut caps = 0;
+    for i in 2..=100 {
+        g.sim(&[
+            format!("good temperature={i}"),
+            format!("evil temperature={i}"),
+        ]);
+        let n = i;
+        wait_for(Duration::from_secs(10), "evil's decision", || {
+            (evil_decisions() >= n).then_some(())
+        });
+    }
+    for r in audit_records(&dd) {
+        if r["device"] == "sim:evil" && detail(&r)["cause"] == "memory-cap" {
+            caps += 1;
+        }
+    }
+    // good, not bound to the plugin, kept flowing to the end (its last reading published)
+    wait_for(Duration::from_secs(10), "good's last reading", || {
+        sub.lines()
+            .iter()
+            .any(|(t, v)| {
+                t == "warden/devices/sim:good/telemetry/temperature" && json(v)["value"] == 100
+            })
+            .then_some(())
+    });
+    assert!(
+        published("good") > good_before + 90,
+        "{}",
+        published("good")
+    );
+    let peak = proc_kib(pid, "VmHWM:");
+    let now = proc_kib(pid, "VmRSS:");
+    eprintln!(
+        "gateway RSS: {base} KiB after warm-up, peak {peak} KiB, {now} KiB at the end; {caps} memory-cap traps"
+    );
+    // the plugin hit its cap many times (each fill is 8 decisions of 4 MiB)
+    assert!(caps >= 8, "only {caps} memory-cap traps");
+    // ~400 MiB asked for; the peak grew by at most one cap (32 MiB) plus 32 MiB of overhead
+    // (the replacement instance, allocator slack, audit and MQTT buffers)
+    assert!(
+        peak.saturating_sub(base) < 64 * 1024,
+        "peak RSS grew by {} KiB",
+        peak - base
+    );
+    g.stop();
+}
