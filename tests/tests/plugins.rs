@@ -1097,14 +1097,13 @@ provision = true
     let warm = evil_decisions();
     let base = proc_kib(pid, "VmRSS:");
     let mut caps = 0;
-    for i in 2..=100 {
+    for i in 1..=100 {
         g.sim(&[
             format!("good temperature={i}"),
             format!("evil temperature={i}"),
         ]);
-        let n = i;
         wait_for(Duration::from_secs(10), "evil's decision", || {
-            (evil_decisions() >= n).then_some(())
+            (evil_decisions() >= warm + i).then_some(())
         });
     }
     for r in audit_records(&dd) {
@@ -1112,20 +1111,10 @@ provision = true
             caps += 1;
         }
     }
-    // good, not bound to the plugin, kept flowing to the end (its last reading published)
-    wait_for(Duration::from_secs(10), "good's last reading", || {
-        sub.lines()
-            .iter()
-            .any(|(t, v)| {
-                t == "warden/devices/sim:good/telemetry/temperature" && json(v)["value"] == 100
-            })
-            .then_some(())
+    // good, not bound to the plugin, was published every time
+    wait_for(Duration::from_secs(10), "good's 100 readings", || {
+        (published("good") >= good_before + 100).then_some(())
     });
-    assert!(
-        published("good") > good_before + 90,
-        "{}",
-        published("good")
-    );
     let peak = proc_kib(pid, "VmHWM:");
     let now = proc_kib(pid, "VmRSS:");
     eprintln!(
