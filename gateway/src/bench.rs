@@ -316,7 +316,11 @@ fn bench_chain(
         name: "bench".into(),
         module: module.to_owned(),
         config_json,
-        limits: warden_plugin_host::Limits::default(),
+        // the benchmark drives the plugin flat out on purpose: no per-second CPU budget
+        limits: warden_plugin_host::Limits {
+            cpu_ms_per_sec: u64::MAX,
+            ..warden_plugin_host::Limits::default()
+        },
     };
     let prepared = host.prepare("bench", module)?;
     let plugin = host.instantiate(
