@@ -58,3 +58,67 @@ impl Adapter for BacnetAdapter {
         Box::pin(runtime::run(self.config, ctx))
     }
 }
+
+/// Runs every decoder the receive path would run on one datagram and throws the results away:
+/// the fuzz targets' and the never-panic property tests' entry point.
+pub fn decode_everything(datagram: &[u8]) {
+    let Ok(b) = bvlc::decode(datagram) else {
+        return;
+    };
+    let Some(Ok(n)) = b.npdu().map(npdu::decode) else {
+        return;
+    };
+    let npdu::Body::Apdu(a) = n.body else {
+        return;
+    };
+    let data = match apdu::decode(a) {
+        Ok(apdu::Apdu::Confirmed { data, .. })
+        | Ok(apdu::Apdu::Unconfirmed { data, .. })
+        | Ok(apdu::Apdu::ComplexAck { data, .. }) => data,
+        _ => return,
+    };
+    let _ = services::decode_i_am(data);
+    let _ = services::decode_i_have(data);
+    let _ = services::decode_who_is(data);
+    let _ = services::decode_who_has(data);
+    let _ = services::decode_cov_notification(data);
+    let _ = services::decode_read_property_ack(data);
+    let _ = services::decode_read_property_multiple_ack(data);
+    let _ = services::decode_write_property(data);
+    let _ = tag::data(data, None);
+}
+
+#[cfg(test)]
+mod props {
+    #![allow(clippy::indexing_slicing)]
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Random bodies behind valid BVLC/NPDU/APDU headers reach every service decoder.
+        #[test]
+        fn whole_datagrams_never_panic(
+            function in prop_oneof![Just(0x0au8), Just(0x0b), Just(0x04)],
+            pdu in 0u8..8,
+            service in prop_oneof![Just(0u8), Just(1), Just(2), Just(12), Just(14), Just(15)],
+            body in proptest::collection::vec(any::<u8>(), 0..120),
+        ) {
+            let mut apdu = match pdu {
+                0 => vec![0x00, 0x05, 0x01, service],
+                1 => vec![0x10, service],
+                3 => vec![0x30, 0x01, service],
+                p => vec![p << 4, 0x01, service],
+            };
+            apdu.extend_from_slice(&body);
+            let mut n = vec![0x01, 0x00];
+            n.extend_from_slice(&apdu);
+            let mut d = vec![0x81, function, 0, 0];
+            if function == 0x04 {
+                d.extend_from_slice(&[127, 0, 0, 2, 0xba, 0xc0]);
+            }
+            d.extend_from_slice(&n);
+            let len = d.len() as u16;
+            d[2..4].copy_from_slice(&len.to_be_bytes());
+            super::decode_everything(&d);
+        }
+    }
+}
