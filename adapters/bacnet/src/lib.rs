@@ -85,6 +85,9 @@ pub fn decode_everything(datagram: &[u8]) {
     let _ = services::decode_read_property_ack(data);
     let _ = services::decode_read_property_multiple_ack(data);
     let _ = services::decode_write_property(data);
+    let _ = services::decode_read_property_multiple(data);
+    let _ = services::decode_read_property(data);
+    let _ = services::decode_subscribe_cov(data);
     let _ = tag::data(data, None);
 }
 

@@ -25,7 +25,7 @@ use crate::transport::{self, Event, Fail, Incoming, Net, Peer, Reply};
 
 /// Warden's subscriber process identifier in SubscribeCOV ("WA").
 pub const PROCESS_ID: u32 = 0x5741;
-/// Devices interviewed at the same time; further unknown I-Ams wait for a later Who-Is.
+/// Devices interviewed at the same time; the others wait for a free slot.
 const MAX_INTERVIEWS: usize = 8;
 /// Audit records per rejection cause per window (the rest are counted into the next record).
 const REJECTIONS_PER_WINDOW: u32 = 5;
@@ -73,6 +73,7 @@ struct Shared {
     net: Arc<Net>,
     events: mpsc::Sender<AdapterEvent>,
     limits: Arc<Mutex<RateLimit>>,
+    interviews: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -253,6 +254,7 @@ pub async fn run(cfg: Config, ctx: AdapterContext) -> Result<(), AdapterError> {
         net,
         events,
         limits: Arc::new(Mutex::new(RateLimit::default())),
+        interviews: Arc::new(tokio::sync::Semaphore::new(MAX_INTERVIEWS)),
     };
     shared
         .emit(AdapterEvent::Health(LinkHealth {
@@ -484,8 +486,7 @@ impl Main {
             }
             return Ok(());
         }
-        let interviewing = self.devices.values().filter(|d| !d.ready).count();
-        if self.devices.len() >= self.s.cfg.max_devices || interviewing >= MAX_INTERVIEWS {
+        if self.devices.len() >= self.s.cfg.max_devices {
             if let Some(s) = self.scan.as_mut() {
                 s.op.progress.update(|p| p.devices_refused += 1);
             }
@@ -495,11 +496,10 @@ impl Main {
                     Some(id),
                     "i-am-flood",
                     format!(
-                        "I-Am from {} ignored: {} devices tracked (max {}), {} interviews running",
+                        "I-Am from {} ignored: {} devices tracked or being interviewed (max {})",
                         from.addr,
                         self.devices.len(),
                         self.s.cfg.max_devices,
-                        interviewing
                     ),
                 )
                 .await;
@@ -689,6 +689,9 @@ impl DeviceTask {
     async fn run(mut self, mut rx: mpsc::Receiver<DevMsg>) {
         let mut attempt = 0;
         let ann = loop {
+            let Ok(_slot) = self.s.interviews.clone().acquire_owned().await else {
+                return;
+            };
             match self.interview().await {
                 Ok(a) => break a,
                 Err(e) => {

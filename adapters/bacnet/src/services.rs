@@ -251,6 +251,61 @@ pub fn read_property_multiple(specs: &[ReadSpec]) -> Vec<u8> {
     o
 }
 
+/// At most this many object/property pairs are taken from one ReadPropertyMultiple request.
+pub const MAX_RPM_REQUESTS: usize = 1024;
+
+/// ReadPropertyMultiple parameters as a device receives them (test devices, fuzzing).
+pub fn decode_read_property_multiple(d: &[u8]) -> Result<Vec<ReadSpec>, DecodeError> {
+    let mut out = Vec::new();
+    let mut pairs = 0usize;
+    let mut r = d;
+    while !r.is_empty() {
+        let (x, object) = finish(tag::context_object_id(r, 0))?;
+        let (mut x, ()) = finish(tag::opening(x, 1))?;
+        let mut properties = Vec::new();
+        while tag::peek_context(x, 1) != Some(Lvt::Close) {
+            pairs += 1;
+            if pairs > MAX_RPM_REQUESTS {
+                return Err(DecodeError::TooMany(MAX_RPM_REQUESTS));
+            }
+            let (y, p) = finish(enum_ctx(x, 0))?;
+            let (y, idx) = finish(tag::opt_context_u32(y, 1))?;
+            properties.push((p, idx));
+            x = y;
+        }
+        let (x, ()) = finish(tag::closing(x, 1))?;
+        out.push(ReadSpec { object, properties });
+        r = x;
+    }
+    Ok(out)
+}
+
+/// ReadProperty parameters as a device receives them.
+pub fn decode_read_property(d: &[u8]) -> Result<(ObjectId, u32, Option<u32>), DecodeError> {
+    let (r, object) = finish(tag::context_object_id(d, 0))?;
+    let (r, property) = finish(enum_ctx(r, 1))?;
+    let (r, index) = finish(tag::opt_context_u32(r, 2))?;
+    done(r)?;
+    Ok((object, property, index))
+}
+
+/// SubscribeCOV parameters: process, object, and (confirmed, lifetime) unless it is a
+/// cancellation.
+pub type Subscription = (u32, ObjectId, Option<(bool, u32)>);
+
+/// SubscribeCOV parameters as a device receives them.
+pub fn decode_subscribe_cov(d: &[u8]) -> Result<Subscription, DecodeError> {
+    let (r, process) = finish(tag::context_u32(d, 0))?;
+    let (r, object) = finish(tag::context_object_id(r, 1))?;
+    if r.is_empty() {
+        return Ok((process, object, None));
+    }
+    let (r, confirmed) = finish(tag::context_bool(r, 2))?;
+    let (r, lifetime) = finish(tag::context_u32(r, 3))?;
+    done(r)?;
+    Ok((process, object, Some((confirmed, lifetime))))
+}
+
 /// One result of a ReadPropertyMultiple-ACK: the value, or the error class and code.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpmResult {
@@ -611,6 +666,18 @@ mod tests {
         }
 
         #[test]
+        fn device_side_requests_round_trip(
+            specs in proptest::collection::vec((oid(), proptest::collection::vec((any::<u32>(), proptest::option::of(any::<u32>())), 0..5)), 0..5),
+            o in oid(), p in any::<u32>(), idx in proptest::option::of(any::<u32>()),
+            pid in any::<u32>(), sub in proptest::option::of((any::<bool>(), any::<u32>())),
+        ) {
+            let specs: Vec<ReadSpec> = specs.into_iter().map(|(object, properties)| ReadSpec { object, properties }).collect();
+            prop_assert_eq!(decode_read_property_multiple(&read_property_multiple(&specs)).unwrap(), specs);
+            prop_assert_eq!(decode_read_property(&read_property(o, p, idx)).unwrap(), (o, p, idx));
+            prop_assert_eq!(decode_subscribe_cov(&subscribe_cov(pid, o, sub)).unwrap(), (pid, o, sub));
+        }
+
+        #[test]
         fn decoders_never_panic(b in proptest::collection::vec(any::<u8>(), 0..120)) {
             let _ = decode_i_am(&b);
             let _ = decode_i_have(&b);
@@ -620,6 +687,9 @@ mod tests {
             let _ = decode_write_property(&b);
             let _ = decode_who_has(&b);
             let _ = decode_who_is(&b);
+            let _ = decode_read_property_multiple(&b);
+            let _ = decode_read_property(&b);
+            let _ = decode_subscribe_cov(&b);
         }
     }
 }
