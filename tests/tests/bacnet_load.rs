@@ -1,7 +1,7 @@
 //! BACnet at scale (a measurement, `#[ignore]`d): 100 devices × 50 analog inputs, each device a
-//! UDP socket of its own on 127.0.1.1–100:47808 answered by a small responder built on
-//! warden-bacnet's own codecs (Who-Is, ReadProperty, ReadPropertyMultiple, SubscribeCOV) — the
-//! end-to-end test against bacpypes3 proves the protocol; this measures Warden: RSS once every
+//! UDP socket of its own on 127.0.1.1–100:47808 answered by `warden_bacnet::testing::Responder`
+//! (the adapter's own codecs answering Who-Is, ReadProperty, ReadPropertyMultiple and
+//! SubscribeCOV). The end-to-end test against bacpypes3 proves the protocol; this measures Warden: RSS once every
 //! device is interviewed and every object subscribed, and the latency from an Unconfirmed COV
 //! notification leaving a device's socket to its MQTT publish at a subscriber.
 //!
@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use warden_bacnet::apdu::{self, Apdu};
-use warden_bacnet::services::{self, IAm, PropertyValue, RpmResult, confirmed, prop, unconfirmed};
+use warden_bacnet::apdu::Apdu;
+use warden_bacnet::services::{self, prop, unconfirmed};
 use warden_bacnet::tag::{AppValue, Datum, ObjectId};
-use warden_bacnet::{bvlc, npdu};
+use warden_bacnet::testing::{Responder, datagram};
 use warden_e2e::*;
 
 const DEVICES: u32 = 100;
@@ -32,114 +32,6 @@ const WARDEN: &str = "127.0.0.29:47808";
 
 fn instance(i: u32) -> u32 {
     20_000 + i
-}
-
-fn datagram(a: &Apdu<'_>) -> Vec<u8> {
-    let ap = apdu::encode(a);
-    let n = npdu::encode(&npdu::Npdu::local(&ap, false));
-    bvlc::encode(&bvlc::Bvlc::OriginalUnicast(&n)).unwrap()
-}
-
-fn text(s: String) -> Vec<Datum> {
-    vec![Datum::App(AppValue::Text(s))]
-}
-
-/// What device `inst` answers for one property.
-fn property(inst: u32, o: ObjectId, p: u32) -> Result<Vec<Datum>, (u32, u32)> {
-    let device = o.kind == 8;
-    Ok(match p {
-        prop::OBJECT_NAME if device => text(format!("farm-{inst}")),
-        prop::OBJECT_NAME => text(format!("T{}", o.instance)),
-        prop::VENDOR_NAME => text("Warden test farm".into()),
-        prop::MODEL_NAME => text("F50".into()),
-        prop::FIRMWARE_REVISION | prop::APPLICATION_SOFTWARE_VERSION => text("1.0".into()),
-        prop::SYSTEM_STATUS => vec![Datum::App(AppValue::Enumerated(0))],
-        prop::UNITS => vec![Datum::App(AppValue::Enumerated(62))],
-        prop::PRESENT_VALUE => vec![Datum::App(AppValue::Real(20.0))],
-        prop::OBJECT_LIST if device => std::iter::once(o)
-            .chain((1..=OBJECTS).map(|i| ObjectId::new(0, i)))
-            .map(|x| Datum::App(AppValue::ObjectId(x)))
-            .collect(),
-        _ => return Err((2, 32)),
-    })
-}
-
-fn answer(inst: u32, req: &[u8], subscribed: &AtomicUsize) -> Option<Vec<u8>> {
-    let b = bvlc::decode(req).ok()?;
-    let n = npdu::decode(b.npdu()?).ok()?;
-    let npdu::Body::Apdu(a) = n.body else {
-        return None;
-    };
-    match apdu::decode(a).ok()? {
-        Apdu::Unconfirmed {
-            service: unconfirmed::WHO_IS,
-            ..
-        } => Some(datagram(&Apdu::Unconfirmed {
-            service: unconfirmed::I_AM,
-            data: &services::i_am(&IAm {
-                device: ObjectId::new(8, inst),
-                max_apdu: 1476,
-                segmentation: 3,
-                vendor: 999,
-            }),
-        })),
-        Apdu::Confirmed {
-            invoke_id,
-            service,
-            data,
-            ..
-        } => {
-            let ack = |d: &[u8]| {
-                datagram(&Apdu::ComplexAck {
-                    invoke_id,
-                    segment: None,
-                    service,
-                    data: d,
-                })
-            };
-            match service {
-                confirmed::READ_PROPERTY => {
-                    let (o, p, index) = services::decode_read_property(data).ok()?;
-                    Some(match property(inst, o, p) {
-                        Ok(value) => ack(&services::read_property_ack(&PropertyValue {
-                            object: o,
-                            property: p,
-                            index,
-                            value,
-                        })),
-                        Err((class, code)) => datagram(&Apdu::Error {
-                            invoke_id,
-                            service,
-                            class,
-                            code,
-                        }),
-                    })
-                }
-                confirmed::READ_PROPERTY_MULTIPLE => {
-                    let specs = services::decode_read_property_multiple(data).ok()?;
-                    let results: Vec<RpmResult> = specs
-                        .iter()
-                        .flat_map(|s| {
-                            s.properties.iter().map(|(p, index)| RpmResult {
-                                object: s.object,
-                                property: *p,
-                                index: *index,
-                                value: property(inst, s.object, *p),
-                            })
-                        })
-                        .collect();
-                    Some(ack(&services::read_property_multiple_ack(&results)))
-                }
-                confirmed::SUBSCRIBE_COV => {
-                    services::decode_subscribe_cov(data).ok()?;
-                    subscribed.fetch_add(1, Ordering::Relaxed);
-                    Some(datagram(&Apdu::SimpleAck { invoke_id, service }))
-                }
-                _ => None,
-            }
-        }
-        _ => None,
-    }
 }
 
 /// 100 responders, one thread each.
@@ -166,7 +58,15 @@ impl Farm {
                     let Ok((n, from)) = s.recv_from(&mut buf) else {
                         continue;
                     };
-                    if let Some(a) = answer(instance(i), &buf[..n], &subscribed) {
+                    let r = Responder {
+                        instance: instance(i),
+                        objects: OBJECTS,
+                        routed: None,
+                    };
+                    let count = |_| {
+                        subscribed.fetch_add(1, Ordering::Relaxed);
+                    };
+                    if let Some(a) = r.answer(&buf[..n], count) {
                         let _ = s.send_to(&a, from);
                     }
                 }
@@ -193,10 +93,13 @@ impl Farm {
                 None,
             )],
         });
-        let d = datagram(&Apdu::Unconfirmed {
-            service: unconfirmed::COV_NOTIFICATION,
-            data: &data,
-        });
+        let d = datagram(
+            &Apdu::Unconfirmed {
+                service: unconfirmed::COV_NOTIFICATION,
+                data: &data,
+            },
+            None,
+        );
         self.sockets[(i - 1) as usize].send_to(&d, to).unwrap();
     }
 }

@@ -20,6 +20,7 @@ pub mod points;
 pub mod runtime;
 pub mod services;
 pub mod tag;
+pub mod testing;
 pub mod transport;
 
 use warden_core::{Adapter, AdapterContext, AdapterError, BoxFuture, OperationKind};
