@@ -23,6 +23,8 @@ const WARDEN_IP: &str = "127.0.0.19";
 const D2: &str = "bacnet:0-1002";
 const D3: &str = "bacnet:0-1003";
 const D4: &str = "bacnet:0-1004";
+/// Approved under a profile that requires `certificate`: plain BACnet/IP cannot satisfy it.
+const D5: &str = "bacnet:0-1005";
 
 fn peers() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/bacnet")
@@ -145,6 +147,10 @@ impl Drop for Capture {
 fn config(p: &Ports) -> String {
     format!(
         r#"{base}
+[profiles.bacsecure]
+points = ["zonetemp", "setpoint", "fan", "alarm", "mode"]
+min_assurance = "certificate"
+
 [profiles.bacdev]
 points = ["zonetemp", "setpoint", "fan", "alarm", "mode"]
 commands = ["write_setpoint", "write_fan", "relinquish_fan", "write_mode", "write_zonetemp", "relinquish_setpoint"]
@@ -160,7 +166,7 @@ apdu_timeout_ms = 400
 retries = 1
 cov = "confirmed"
 cov_lifetime_s = 6
-max_devices = 5
+max_devices = 6
 
 [adapters.bacnet.cov_per_device]
 "1003" = "unconfirmed"
@@ -250,6 +256,7 @@ fn bacnet_ip_discovery_cov_polling_writes_silence_and_hostile_frames() {
     let _d2 = Device::start(dir, 1002, "127.0.0.2");
     let mut d3 = Device::start(dir, 1003, "127.0.0.3");
     let _d4 = Device::start(dir, 1004, "127.0.0.4");
+    let _d5 = Device::start(dir, 1005, "127.0.0.5");
     let mut cap = Capture::start(dir);
     let p = Ports::new();
     let cfg = dir.join("w.toml");
@@ -295,11 +302,11 @@ fn bacnet_ip_discovery_cov_polling_writes_silence_and_hostile_frames() {
     );
     assert!(scan.wait_exit(), "{}", scan.text());
     let text = scan.text();
-    assert!(text.contains("3 devices answered"), "{text}");
-    for id in [D2, D3, D4] {
+    assert!(text.contains("4 devices answered"), "{text}");
+    for id in [D2, D3, D4, D5] {
         assert!(text.contains(id), "{id} not in the scan: {text}");
     }
-    for id in [D2, D4] {
+    for id in [D2, D4, D5] {
         wait_for(T, &format!("{id} interviewed"), || {
             let d = device_show(&g, id);
             (d["device"]["status"] == "pending").then_some(())
@@ -314,6 +321,13 @@ fn bacnet_ip_discovery_cov_polling_writes_silence_and_hostile_frames() {
     for id in [D2, D3, D4] {
         approve(&g, id);
     }
+    let approved_at = audit_where(&dd, |_| true)
+        .iter()
+        .filter_map(|r| r["ts"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let o = g.cli(&["devices", "approve", D5, "--profile", "bacsecure", "--reason", "e2e"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     for id in [D2, D3, D4] {
         sub.wait_lines(T, &format!("{id}'s present values"), |_| {
             ["zonetemp", "setpoint", "fan", "alarm", "mode"]
@@ -328,6 +342,18 @@ fn bacnet_ip_discovery_cov_polling_writes_silence_and_hostile_frames() {
         assert_eq!(latest(&sub, id, "alarm").unwrap()["value"], false);
         assert_eq!(latest(&sub, id, "mode").unwrap()["value"], 1);
     }
+
+    // 1005's profile requires `certificate`: its BACnet/IP values (assurance `none`) are denied
+    // though it is approved, while the other three's reach MQTT (checked above). (Commands are
+    // not gated on the device channel's assurance by the gateway yet: see the adapter README.)
+    let denied = wait_audit(&dd, "an approved 1005's BACnet/IP value denied", |r| {
+        is(r, "uplink", D5) && r["verdict"] == "deny" && r["ts"].as_u64() > Some(approved_at)
+    });
+    assert!(
+        denied["reason"].as_str().unwrap_or_default().contains("certificate"),
+        "{denied}"
+    );
+    assert!(latest(&sub, D5, "setpoint").is_none(), "1005 published");
 
     // COV: ZoneTemp steps +0.5 every second; on 1002 (confirmed) and 1003 (unconfirmed) it is
     // subscribed, so it is never polled — its values come from notifications. The lifetime is
@@ -506,7 +532,7 @@ fn bacnet_ip_discovery_cov_polling_writes_silence_and_hostile_frames() {
     let before = audit_where(&dd, |r| r["action"] == "uplink" && r["verdict"] == "deny").len();
     evil.send_to(&[0x81, 0x0a, 0x00, 0x07, 0x01, 0x80, 0x00], &to)
         .unwrap();
-    // an I-Am flood from invented instances: at most `max_devices` tracked (3 real + 2), the
+    // an I-Am flood from invented instances: at most `max_devices` tracked (4 real + 2), the
     // rest refused and audited at a bounded rate; the flood's interviews fail (nobody answers
     // at the stranger's address) and none is registered
     for inst in 5000..5200u32 {
