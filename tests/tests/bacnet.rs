@@ -326,7 +326,15 @@ fn bacnet_ip_discovery_cov_polling_writes_silence_and_hostile_frames() {
         .filter_map(|r| r["ts"].as_u64())
         .max()
         .unwrap_or(0);
-    let o = g.cli(&["devices", "approve", D5, "--profile", "bacsecure", "--reason", "e2e"]);
+    let o = g.cli(&[
+        "devices",
+        "approve",
+        D5,
+        "--profile",
+        "bacsecure",
+        "--reason",
+        "e2e",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     for id in [D2, D3, D4] {
         sub.wait_lines(T, &format!("{id}'s present values"), |_| {
@@ -350,7 +358,10 @@ fn bacnet_ip_discovery_cov_polling_writes_silence_and_hostile_frames() {
         is(r, "uplink", D5) && r["verdict"] == "deny" && r["ts"].as_u64() > Some(approved_at)
     });
     assert!(
-        denied["reason"].as_str().unwrap_or_default().contains("certificate"),
+        denied["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("certificate"),
         "{denied}"
     );
     assert!(latest(&sub, D5, "setpoint").is_none(), "1005 published");
