@@ -167,6 +167,8 @@ retries = 1
 cov = "confirmed"
 cov_lifetime_s = 6
 max_devices = 6
+# small enough that bacpypes3 segments its longer answers (interviews, polls)
+max_apdu = 50
 
 [adapters.bacnet.cov_per_device]
 "1003" = "unconfirmed"
@@ -635,6 +637,16 @@ fn bacnet_ip_discovery_cov_polling_writes_silence_and_hostile_frames() {
             "{from_warden} && bacapp.type==0 && bacapp.confirmed_service==15"
         )),
         5
+    );
+    // bacpypes3 segmented answers longer than the 50-octet max APDU Warden announced; Warden
+    // acknowledged each segment and reassembled them (the interviews above needed them)
+    let segmented =
+        cap.count("bacapp.type==3 && bacapp.segmented_request==1 && ip.dst==127.0.0.19");
+    let seg_acks = cap.count(&format!("{from_warden} && bacapp.type==4"));
+    assert!(segmented >= 4, "{segmented} segmented Complex-ACKs");
+    assert!(
+        seg_acks >= segmented,
+        "{seg_acks} Segment-ACKs for {segmented} segments"
     );
     // the devices' notifications were of both kinds
     assert!(cap.count("ip.src==127.0.0.2 && bacapp.type==0 && bacapp.confirmed_service==1") >= 3);

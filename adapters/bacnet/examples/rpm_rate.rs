@@ -21,7 +21,13 @@ async fn main() {
     let n: usize = args.get(3).map_or(2000, |s| s.parse().unwrap());
     let bind = args.get(4).map_or("127.0.0.21:47808", String::as_str);
     let (sock, _) = transport::bind(bind.parse().unwrap(), None).unwrap();
-    let net = Arc::new(Net::new(sock.clone(), 1 << 20).unwrap());
+    // MAX_APDU=128 makes the device segment its answers (reassembly measured too)
+    let max_apdu = std::env::var("MAX_APDU").map_or(1476, |v| v.parse().unwrap());
+    let net = Arc::new(
+        Net::new(sock.clone(), 1 << 20)
+            .unwrap()
+            .with_max_apdu(max_apdu),
+    );
     let (tx, _rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(transport::receive(net.clone(), sock, tx));
     let peer = Peer::direct(target);

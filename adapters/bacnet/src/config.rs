@@ -65,6 +65,10 @@ pub struct Config {
     /// The most objects read from one device's object list.
     #[serde(default = "default_max_objects")]
     pub max_objects: usize,
+    /// The max APDU Warden accepts, announced in its requests: 50, 128, 206, 480, 1024 or 1476
+    /// octets; a device segments longer answers.
+    #[serde(default = "default_max_apdu")]
+    pub max_apdu: usize,
     /// The largest reassembled segmented response, in bytes.
     #[serde(default = "default_max_response")]
     pub max_response_bytes: usize,
@@ -102,6 +106,9 @@ fn default_max_devices() -> usize {
 }
 fn default_max_objects() -> usize {
     1_000
+}
+fn default_max_apdu() -> usize {
+    1476
 }
 fn default_max_response() -> usize {
     256 * 1024
@@ -145,6 +152,9 @@ impl Config {
         }
         if !(1..=10_000).contains(&self.max_objects) {
             return Err("`max_objects` must be between 1 and 10000".into());
+        }
+        if ![50, 128, 206, 480, 1024, 1476].contains(&self.max_apdu) {
+            return Err("`max_apdu` must be 50, 128, 206, 480, 1024 or 1476".into());
         }
         if !(1_476..=16 * 1024 * 1024).contains(&self.max_response_bytes) {
             return Err("`max_response_bytes` must be between 1476 and 16777216".into());

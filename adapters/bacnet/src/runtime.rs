@@ -233,8 +233,11 @@ pub async fn run(cfg: Config, ctx: AdapterContext) -> Result<(), AdapterError> {
             return Err(AdapterError::Transport(detail));
         }
     };
-    let net =
-        Arc::new(Net::new(sock.clone(), cfg.max_response_bytes).map_err(AdapterError::Transport)?);
+    let net = Arc::new(
+        Net::new(sock.clone(), cfg.max_response_bytes)
+            .map_err(AdapterError::Transport)?
+            .with_max_apdu(cfg.max_apdu),
+    );
     let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(1024);
     let mut receivers = vec![tokio::spawn(transport::receive(
         net.clone(),

@@ -175,6 +175,8 @@ pub struct Net {
     pending: Mutex<HashMap<(SocketAddr, u8), Pending>>,
     next_id: Mutex<HashMap<SocketAddr, u8>>,
     max_response: usize,
+    /// The max-APDU code Warden announces in its requests (0 = 50 … 5 = 1476 octets).
+    max_apdu_code: u8,
     pub counters: Counters,
 }
 
@@ -214,8 +216,19 @@ impl Net {
             pending: Mutex::new(HashMap::new()),
             next_id: Mutex::new(HashMap::new()),
             max_response,
+            max_apdu_code: 5,
             counters: Counters::default(),
         })
+    }
+
+    /// Announces a smaller max APDU in requests (octets: 50, 128, 206, 480, 1024 or 1476), so
+    /// peers segment longer answers.
+    pub fn with_max_apdu(mut self, octets: usize) -> Self {
+        self.max_apdu_code = (0..=5u8)
+            .rev()
+            .find(|c| apdu::max_apdu_octets(*c) <= octets)
+            .unwrap_or(0);
+        self
     }
 
     pub fn local(&self) -> SocketAddr {
@@ -321,7 +334,7 @@ impl Net {
         let apdu = apdu::encode(&Apdu::Confirmed {
             segmented_response_accepted: true,
             max_segments: 7,
-            max_apdu: 5,
+            max_apdu: self.max_apdu_code,
             invoke_id,
             segment: None,
             service,
