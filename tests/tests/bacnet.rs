@@ -541,6 +541,15 @@ fn bacnet_ip_discovery_cov_polling_writes_silence_and_hostile_frames() {
         floats(&sub, D2, "zonetemp").iter().all(|v| *v != 100.0),
         "the spoofed value (100.0) was not published"
     );
+    // an I-Am claiming 1002's instance from the stranger's address: 1002 still answers where it
+    // is, so it keeps its address and the claim is refused
+    let mut claim = vec![0x10, 0x00, 0xc4];
+    claim.extend_from_slice(&((8u32 << 22) | 1002).to_be_bytes());
+    claim.extend_from_slice(&[0x22, 0x05, 0xc4, 0x91, 0x03, 0x21, 0x0f]);
+    evil.send_to(&bip(&claim), &to).unwrap();
+    wait_audit(&dd, "a claim on 1002's instance refused", |r| {
+        is(r, "uplink", D2) && cause(r) == "address-conflict"
+    });
     // a network-layer message (Who-Is-Router-To-Network) is ignored without an audit record
     let before = audit_where(&dd, |r| r["action"] == "uplink" && r["verdict"] == "deny").len();
     evil.send_to(&[0x81, 0x0a, 0x00, 0x07, 0x01, 0x80, 0x00], &to)

@@ -475,7 +475,7 @@ impl Main {
         };
         if let Some(d) = self.devices.get_mut(&key) {
             if d.peer != from {
-                d.peer = from.clone();
+                // the device task decides: a device that still answers at its address keeps it
                 let _ = d.tx.try_send(DevMsg::Seen(from));
             }
             let ready = d.ready;
@@ -733,7 +733,7 @@ impl DeviceTask {
                     let r = match msg {
                         DevMsg::Downlink(d) => self.downlink(d).await,
                         DevMsg::Cov { note, invoke_id, from, raw } => self.cov(note, invoke_id, from, raw).await,
-                        DevMsg::Seen(p) => { self.peer = p; Ok(()) }
+                        DevMsg::Seen(p) => self.seen_at(p).await,
                     };
                     if r.is_err() { return; }
                 }
@@ -748,6 +748,31 @@ impl DeviceTask {
                 }
             }
         }
+    }
+
+    /// An I-Am for this device from another address: a device that moved, or someone claiming
+    /// its instance. While the device answers at its known address it keeps it (the claim is
+    /// refused and audited); once it has stopped answering, the new address is taken.
+    async fn seen_at(&mut self, p: Peer) -> Result<(), AdapterError> {
+        if p == self.peer {
+            return Ok(());
+        }
+        if self.up {
+            return self
+                .s
+                .reject(
+                    Some(self.id.clone()),
+                    "address-conflict",
+                    format!(
+                        "I-Am for {} from {} while the device answers at {}",
+                        self.id, p.addr, self.peer.addr
+                    ),
+                )
+                .await;
+        }
+        tracing::info!(device = %self.id, from = %self.peer.addr, to = %p.addr, "bacnet: device moved");
+        self.peer = p;
+        Ok(())
     }
 
     async fn interview(&mut self) -> Result<Announcement, Fail> {
