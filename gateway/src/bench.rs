@@ -326,7 +326,6 @@ fn bench_chain(
         warden_plugin_host::Kv::default(),
     )?;
     Ok(PluginChain::new(
-        Some(host),
         vec![LoadedPlugin {
             spec,
             result: Ok(plugin),

@@ -121,8 +121,19 @@ pub struct PluginLimitsConfig {
     pub kv_quota_kib: Option<u64>,
     /// Host calls per decision. Default 10,000.
     pub host_calls: Option<u32>,
-    /// Consecutive failures before the plugin is disabled. Default 5.
+    /// Failures before the plugin is disabled: this many in a row, or this many within
+    /// `failure_window_s`. Default 5.
     pub max_failures: Option<u32>,
+    /// The failure-rate window, seconds. Default 60.
+    pub failure_window_s: Option<u64>,
+    /// Wall time the plugin may spend deciding per second, ms; beyond it the plugin is disabled
+    /// and a security record written. Default 500.
+    pub cpu_ms_per_sec: Option<u64>,
+    /// Fuel for `init` (at load and when a failed instance is replaced, off the message
+    /// thread). Default 200,000,000.
+    pub init_fuel: Option<u64>,
+    /// Wall-clock backstop for instantiation plus `init`, ms. Default 2000.
+    pub init_deadline_ms: Option<u64>,
 }
 
 /// `[[plugins.load]]`: one plugin.
@@ -140,6 +151,14 @@ pub struct PluginLoadConfig {
     /// Overrides of `[plugins.limits]` for this plugin.
     #[serde(default)]
     pub limits: PluginLimitsConfig,
+    /// WASI 0.2 packages the plugin may import (`cli`, `clocks`, `filesystem`, `io`, `random`,
+    /// `sockets`). Default none: Rust and C plugins need none; the load error of a Python or
+    /// JavaScript plugin names what its runtime imports. Granting a package grants no resources.
+    #[serde(default)]
+    pub wasi: Vec<String>,
+    /// `wasi:random` from the OS instead of a generator seeded per decision (default false).
+    #[serde(default)]
+    pub real_random: bool,
 }
 
 /// `[[plugins.bind]]`: which messages a plugin decides on. Empty selectors match everything;
@@ -685,6 +704,18 @@ impl Config {
             if let Some(v) = l.max_failures {
                 bounded(&format!("{at}: max_failures"), v, 1..=1_000_000)?;
             }
+            if let Some(v) = l.failure_window_s {
+                bounded(&format!("{at}: failure_window_s"), v, 1..=86_400)?;
+            }
+            if let Some(v) = l.cpu_ms_per_sec {
+                bounded(&format!("{at}: cpu_ms_per_sec"), v, 1..=1000)?;
+            }
+            if let Some(v) = l.init_fuel {
+                bounded(&format!("{at}: init_fuel"), v, 1..=100_000_000_000)?;
+            }
+            if let Some(v) = l.init_deadline_ms {
+                bounded(&format!("{at}: init_deadline_ms"), v, 1..=600_000)?;
+            }
         }
         Ok(())
     }
@@ -716,6 +747,8 @@ impl Config {
                 ));
             }
             check_limits(&format!("plugins.load `{}`", l.name), &l.limits)?;
+            warden_plugin_host::WasiGrants::parse(&l.wasi)
+                .map_err(|e| format!("plugins.load `{}`: wasi: {e}", l.name))?;
         }
         check_limits("plugins.limits", &p.limits)?;
         for (i, b) in p.bind.iter().enumerate() {
@@ -791,6 +824,32 @@ mod tests {
         assert!(e.contains("min_assurence"), "{e}");
         let e = parse("[nonsense]\n").unwrap_err().to_string();
         assert!(e.contains("nonsense"), "{e}");
+    }
+
+    #[test]
+    fn plugin_wasi_grants_and_breaker_limits_are_checked() {
+        let base = "[plugins]\nrequire_signature = false\n[[plugins.load]]\nname = \"p\"\n";
+        let e = parse(&format!("{base}wasi = [\"net\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("plugins.load `p`: wasi: unknown WASI package `net`"),
+            "{e}"
+        );
+        let e = parse(&format!("{base}limits = {{ cpu_ms_per_sec = 2000 }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cpu_ms_per_sec"), "{e}");
+        let c = parse(&format!(
+            "{base}wasi = [\"io\", \"cli\"]\nreal_random = true\nlimits = {{ failure_window_s = 10, init_fuel = 5 }}\n"
+        ))
+        .unwrap();
+        let spec = crate::plugins::specs(&c).remove(0);
+        assert_eq!(spec.limits.wasi.names(), ["cli", "io"]);
+        assert!(spec.limits.real_random);
+        assert_eq!(spec.limits.failure_window_ms, 10_000);
+        assert_eq!(spec.limits.init_fuel, 5);
+        assert_eq!(spec.limits.cpu_ms_per_sec, 500);
     }
 
     #[test]

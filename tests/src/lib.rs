@@ -111,6 +111,17 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `warden run` and waits until its API answers.
     pub fn start(data_dir: &Path, config: &Path, ports: &Ports, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, config, ports, extra, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables (e.g. the D-Bus bus a BLE test uses).
+    pub fn start_with_env(
+        data_dir: &Path,
+        config: &Path,
+        ports: &Ports,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = data_dir.with_extension(format!("log{}", free_port()));
         let logf = std::fs::File::create(&log).unwrap();
         let child = Command::new(warden_bin())
@@ -121,6 +132,7 @@ impl Gateway {
             .arg(config)
             .args(extra)
             .env("WARDEN_LOG", "info,warden::northbound::broker=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()

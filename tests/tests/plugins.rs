@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use warden_e2e::*;
 
+mod api_support;
+
 fn keygen(dir: &Path) {
     let o = warden(
         dir,
@@ -211,19 +213,35 @@ provision = true
         "{unavailable}"
     );
 
-    // evil: the guard loops for it; every message is denied out-of-fuel, then the guard is
-    // disabled, while good's messages keep flowing.
-    for i in 0..5 {
+    // evil: the guard loops for it; every message is denied out-of-fuel (or `restarting` while
+    // the failed instance is being replaced, off the message thread), until the third failure
+    // disables the guard, while good's messages keep flowing.
+    let mut sent = 0;
+    while !audit_records(&dd)
+        .iter()
+        .any(|r| r["action"] == "plugin-disabled")
+    {
+        assert!(sent < 40, "the guard is not disabled after {sent} messages");
         g.sim(&[
-            format!("evil temperature={i}"),
-            format!("good temperature={}", 30 + i),
+            format!("evil temperature={sent}"),
+            format!("good temperature={}", 30 + sent),
         ]);
+        sent += 1;
+        wait_for(Duration::from_secs(10), "evil's decision", || {
+            (audit_records(&dd)
+                .iter()
+                .filter(|r| r["device"] == "sim:evil" && r["action"] == "uplink")
+                .count()
+                == sent)
+                .then_some(())
+        });
     }
+    g.sim(&["evil temperature=99".into()]);
     sub.wait_lines(
         Duration::from_secs(15),
         "good's messages during the hostile plugin's failures",
         |l| {
-            (30..35).all(|i| {
+            (30..30 + sent).all(|i| {
                 l.iter().any(|(t, v)| {
                     t == "warden/devices/sim:good/telemetry/temperature"
                         && v.contains(&format!("{i}"))
@@ -236,11 +254,13 @@ provision = true
     });
     assert_eq!(detail(&disabled)["plugin"], "guard");
     assert_eq!(detail(&disabled)["cause"], "out-of-fuel");
-    let evil: Vec<_> = audit_records(&dd)
-        .into_iter()
-        .filter(|r| r["device"] == "sim:evil" && r["action"] == "uplink")
-        .collect();
-    assert_eq!(evil.len(), 5, "{evil:?}");
+    let evil = wait_for(Duration::from_secs(10), "evil's last decision", || {
+        let v: Vec<_> = audit_records(&dd)
+            .into_iter()
+            .filter(|r| r["device"] == "sim:evil" && r["action"] == "uplink")
+            .collect();
+        (v.len() == sent + 1).then_some(v)
+    });
     assert!(
         evil.iter()
             .all(|r| r["verdict"] == "deny" && r["decider"] == "plugin:guard")
@@ -249,15 +269,10 @@ provision = true
         .iter()
         .map(|r| detail(r)["cause"].as_str().unwrap().to_owned())
         .collect();
+    let failures: Vec<_> = causes.iter().filter(|c| *c != "restarting").collect();
     assert_eq!(
-        causes,
-        [
-            "out-of-fuel",
-            "out-of-fuel",
-            "out-of-fuel",
-            "disabled",
-            "disabled"
-        ],
+        failures,
+        ["out-of-fuel", "out-of-fuel", "out-of-fuel", "disabled"],
         "{causes:?}"
     );
     assert!(
@@ -301,9 +316,15 @@ provision = true
     )
     .unwrap();
     sign_with_ci_key(root, &lp);
-    audit_has(&dd, "reload refused by the plugin's own tests", |r| {
+    let r = audit_has(&dd, "reload refused by the plugin's own tests", |r| {
         r["action"] == "plugin-reload" && detail(r)["result"] == "tests"
     });
+    // the refusal says which line, what it expected and what it got
+    let why = r["reason"].as_str().unwrap();
+    assert!(
+        why.contains("line 1: expected allow, got deny") && why.contains("debug_shell"),
+        "{r}"
+    );
 
     // Hot reload 3: correct tests, signed → swapped in.
     std::fs::write(
@@ -334,7 +355,7 @@ provision = true
             audit_records(&dd)
                 .iter()
                 .filter(|r| r["device"] == "sim:evil" && r["action"] == "uplink")
-                .nth(5)
+                .nth(sent + 1)
                 .map(|r| detail(r)["cause"].as_str().unwrap_or("").to_owned())
                 .filter(|c| c == "out-of-fuel")
         },
@@ -456,31 +477,49 @@ fn plugin_signing_cli_accepts_only_the_exact_signed_bytes() {
 #[test]
 fn every_example_passes_its_own_tests_in_the_host() {
     let t = tempfile::tempdir().unwrap();
-    for (module, example) in [
-        ("least_privilege", "least-privilege"),
-        ("rate_limit", "rate-limit"),
-        ("business_hours", "business-hours"),
-        ("assurance_floor", "assurance-floor"),
-        ("assurance_floor_py", "assurance-floor-py"),
-        ("assurance_floor_js", "assurance-floor-js"),
+    // WASI packages granted per plugin: only the Python runtime imports any
+    const PY_WASI: &str = "cli,clocks,filesystem,io,random,sockets";
+    for (module, example, wasi) in [
+        ("least_privilege", "least-privilege", ""),
+        ("rate_limit", "rate-limit", ""),
+        ("business_hours", "business-hours", ""),
+        ("assurance_floor", "assurance-floor", ""),
+        ("assurance_floor_py", "assurance-floor-py", PY_WASI),
+        ("assurance_floor_js", "assurance-floor-js", ""),
     ] {
         let dir = plugin_example(example);
         let tests = dir.join("tests.jsonl");
         let config = dir.join("config.json");
-        let run = |tests: &Path| {
-            warden(
-                t.path(),
-                &[
-                    "plugin",
-                    "test",
-                    plugin_module(module).to_str().unwrap(),
-                    "--messages",
-                    tests.to_str().unwrap(),
-                    "--config",
-                    config.to_str().unwrap(),
-                ],
-            )
+        let run_with = |tests: &Path, wasi: &str| {
+            let mut args = vec![
+                "plugin",
+                "test",
+                plugin_module(module).to_str().unwrap(),
+                "--messages",
+                tests.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+            if !wasi.is_empty() {
+                args.push(format!("--wasi={wasi}"));
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            warden(t.path(), &args)
         };
+        let run = |tests: &Path| run_with(tests, wasi);
+        if !wasi.is_empty() {
+            // without its grant the plugin is refused, naming what to grant
+            let o = run_with(&tests, "");
+            assert!(!o.status.success());
+            assert!(
+                stderr(&o).contains(&format!("--wasi {wasi}")),
+                "{example}: {}",
+                stderr(&o)
+            );
+        }
         let o = run(&tests);
         assert!(
             o.status.success(),
@@ -678,4 +717,293 @@ provision = true
             .then_some(())
     });
     g.stop();
+}
+
+/// The stall attack: a plugin traps on one device and allows the others it is bound to, and its
+/// `init` is slow (~a second), so each failure means a slow re-instantiation. The failed instance
+/// is replaced off the message thread: a device bound to another plugin is decided and published
+/// while the replacement is still running (the evil device's next message, sent after it, is
+/// still denied `restarting`), and the failure-rate rule disables the plugin although a success
+/// (a device it allows) comes between each two of its failures.
+#[test]
+fn a_plugin_that_traps_on_one_device_neither_stalls_the_others_nor_escapes_the_breaker() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let plugins = root.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    keygen(root);
+    install(
+        &plugins,
+        root,
+        &plugin_module("hostile"),
+        "guard.wasm",
+        true,
+    );
+    install(&plugins, root, &plugin_module("hostile"), "fine.wasm", true);
+    let p = Ports::new();
+    let cfg = root.join("w.toml");
+    // ~16 fuel per iteration: 600 M iterations is ~10 G fuel, about a second of init here
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{base}
+[plugins]
+dir = "plugins"
+trusted_keys = ["keys/ci.pub"]
+watch = false
+
+[[plugins.load]]
+name = "guard"
+module = "guard.wasm"
+config = {{ mode = "unreachable", targets = ["sim:evil"], init_iterations = 600000000 }}
+limits = {{ max_failures = 3, init_fuel = 20000000000, init_deadline_ms = 30000 }}
+
+[[plugins.load]]
+name = "fine"
+module = "fine.wasm"
+config = {{ mode = "ok" }}
+
+[[plugins.bind]]
+plugin = "guard"
+devices = ["sim:evil", "sim:other"]
+
+[[plugins.bind]]
+plugin = "fine"
+devices = ["sim:good"]
+
+[[sim.devices]]
+address = "good"
+kind = "thermostat"
+interval_ms = 86400000
+profile = "thermostat"
+assurance = "shared-key"
+provision = true
+
+[[sim.devices]]
+address = "evil"
+kind = "thermostat"
+interval_ms = 86400000
+profile = "thermostat"
+assurance = "shared-key"
+provision = true
+
+[[sim.devices]]
+address = "other"
+kind = "thermostat"
+interval_ms = 86400000
+profile = "thermostat"
+assurance = "shared-key"
+provision = true
+"#,
+            base = base_config(&p)
+        ),
+    )
+    .unwrap();
+    let dd = root.join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/devices/+/telemetry/#"]),
+        &root.join("sub.txt"),
+    );
+    // positive control: good flows through the plugin (sent again until the subscription is up)
+    wait_for(Duration::from_secs(15), "good's first reading", || {
+        g.sim(&["good temperature=1".into()]);
+        std::thread::sleep(Duration::from_millis(200));
+        sub.lines()
+            .iter()
+            .any(|(t, _)| t == "warden/devices/sim:good/telemetry/temperature")
+            .then_some(())
+    });
+    // Rounds of: good's message (published?), then evil's (decided how?), until the guard is
+    // disabled. Only evil traps; good's decisions between the traps are successes.
+    let mut causes: Vec<String> = Vec::new();
+    let mut good_ms = Vec::new();
+    for round in 0..600 {
+        let value = 1000 + round;
+        let sent = std::time::Instant::now();
+        g.sim(&[format!("good temperature={value}")]);
+        sub.wait_lines(Duration::from_secs(15), "good's reading", |l| {
+            l.iter().any(|(t, v)| {
+                t == "warden/devices/sim:good/telemetry/temperature"
+                    && v.contains(&value.to_string())
+            })
+        });
+        good_ms.push(sent.elapsed().as_secs_f64() * 1e3);
+        // other shares the guard: allowed while it has an instance, `restarting` meanwhile
+        g.sim(&[
+            format!("other temperature={round}"),
+            format!("evil temperature={round}"),
+        ]);
+        let cause = wait_for(Duration::from_secs(20), "evil's decision", || {
+            audit_records(&dd)
+                .into_iter()
+                .filter(|r| r["device"] == "sim:evil" && r["action"] == "uplink")
+                .nth(round)
+                .map(|r| detail(&r)["cause"].as_str().unwrap_or("").to_owned())
+        });
+        causes.push(cause);
+        if audit_records(&dd)
+            .iter()
+            .any(|r| r["action"] == "plugin-disabled")
+        {
+            break;
+        }
+    }
+    let failures: Vec<_> = causes.iter().filter(|c| *c != "restarting").collect();
+    assert_eq!(failures, ["trap", "trap", "trap"], "{causes:?}");
+    // right after the first trap, evil's next message found the replacement still running
+    // although good's message, sent between the two, had been decided and published
+    let first = causes.iter().position(|c| c == "trap").unwrap();
+    assert_eq!(causes[first + 1], "restarting", "{causes:?}");
+    good_ms.sort_by(f64::total_cmp);
+    let pct = |q: f64| good_ms[((good_ms.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "good's round trip (sim → MQTT) over {} rounds next to the trapping plugin: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; evil's causes: {causes:?}",
+        good_ms.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    let disabled = audit_has(&dd, "the guard disabled", |r| {
+        r["action"] == "plugin-disabled"
+    });
+    assert_eq!(disabled["category"], "security");
+    assert!(
+        disabled["reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 failures within 60 s"),
+        "{disabled}"
+    );
+    assert!(
+        !sub.lines().iter().any(|(t, _)| t.contains("sim:evil")),
+        "evil got through"
+    );
+    // the gateway stops at once although nothing waits for the plugin any more
+    g.stop();
+}
+
+/// A plugin's `config` in the gateway's config file changes: `POST /api/config/reload` reloads that
+/// plugin (verified, tested and instantiated off the message thread) and audits it; a config the
+/// plugin rejects is refused and the last-known-good version keeps deciding.
+#[test]
+fn a_plugin_config_change_is_reloaded_without_a_restart_and_audited() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let plugins = root.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    keygen(root);
+    install(
+        &plugins,
+        root,
+        &plugin_module("hostile"),
+        "sayer.wasm",
+        true,
+    );
+    let p = Ports::new();
+    let cfg = root.join("w.toml");
+    let write = |plugin_config: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"{base}
+[plugins]
+dir = "plugins"
+trusted_keys = ["keys/ci.pub"]
+watch = false
+
+[[plugins.load]]
+name = "sayer"
+module = "sayer.wasm"
+config = {plugin_config}
+
+[[plugins.bind]]
+plugin = "sayer"
+
+[[sim.devices]]
+address = "a"
+kind = "thermostat"
+interval_ms = 86400000
+profile = "thermostat"
+assurance = "shared-key"
+provision = true
+"#,
+                base = base_config(&p)
+            ),
+        )
+        .unwrap()
+    };
+    write(r#"{ mode = "deny", reason = "version one" }"#);
+    let dd = root.join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let token = std::fs::read_to_string(dd.join("api.token")).unwrap();
+    let reload = || {
+        api_support::http(
+            p.api,
+            "POST",
+            "/api/config/reload",
+            Some(&api_support::bearer(token.trim())),
+            "",
+        )
+    };
+    let denied_with = |n: usize, reason: &str| {
+        g.sim(&[format!("a temperature={n}")]);
+        audit_has(&dd, &format!("a denied with `{reason}`"), |r| {
+            r["device"] == "sim:a"
+                && r["action"] == "uplink"
+                && r["reason"].as_str().unwrap_or("") == reason
+                && r["detail"].as_str().unwrap_or("").contains("\"bytes\"")
+        })
+    };
+    denied_with(1, "version one");
+
+    write(r#"{ mode = "deny", reason = "version two" }"#);
+    let (status, body) = reload();
+    assert_eq!(status, 200, "{body}");
+    let r = audit_has(&dd, "the plugin reloaded for its config", |r| {
+        r["action"] == "plugin-reload" && detail(r)["result"] == "ok"
+    });
+    assert_eq!(detail(&r)["changed"], "config", "{r}");
+    let c = audit_has(&dd, "the config reload", |r| r["action"] == "config-reload");
+    assert!(
+        c["reason"]
+            .as_str()
+            .unwrap()
+            .contains("changed config: sayer"),
+        "{c}"
+    );
+    denied_with(2, "version two");
+
+    // a config the plugin's init rejects: refused, the running version stays
+    write(r#"{ mode = "nice" }"#);
+    let (status, body) = reload();
+    assert_eq!(status, 200, "{body}");
+    let refused = audit_has(&dd, "the bad plugin config refused", |r| {
+        r["action"] == "plugin-reload" && detail(r)["result"] != "ok"
+    });
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variant `nice`"),
+        "{refused}"
+    );
+    assert_eq!(detail(&refused)["changed"], "config");
+    let before = audit_records(&dd)
+        .iter()
+        .filter(|r| r["reason"].as_str() == Some("version two"))
+        .count();
+    g.sim(&["a temperature=3".into()]);
+    wait_for(
+        Duration::from_secs(10),
+        "the old config still deciding",
+        || {
+            (audit_records(&dd)
+                .iter()
+                .filter(|r| r["reason"].as_str() == Some("version two"))
+                .count()
+                > before)
+                .then_some(())
+        },
+    );
 }

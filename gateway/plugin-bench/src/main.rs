@@ -150,7 +150,7 @@ fn load(host: &Host, env: &Env, name: &str, config: &str) -> Result<Loaded, Stri
     let prepare_ms = ms(t);
     let t = Instant::now();
     let plugin = host
-        .instantiate(&prepared, config, Limits::default(), Kv::default())
+        .instantiate(&prepared, config, granted(&prepared), Kv::default())
         .map_err(|e| format!("{name}: {e}"))?;
     let cache_bytes = host
         .cache_path(&prepared.sha256)
@@ -670,7 +670,7 @@ fn run(args: Args) -> Result<(), String> {
             host.instantiate(
                 &prepared,
                 &env.config(dir)?,
-                Limits::default(),
+                granted(&prepared),
                 Kv::default(),
             )
             .map_err(|e| format!("{name}: {e}"))?
@@ -841,6 +841,7 @@ fn attack(
             HOSTILE_CONFIG,
             Limits {
                 max_failures: u32::MAX,
+                cpu_ms_per_sec: u64::MAX,
                 ..limits.clone()
             },
             Kv::default(),
@@ -895,7 +896,7 @@ fn attack(
     );
     println!(
         "{:<52} {:>7.0} µs {:>7.0} µs {:>7.0} µs",
-        "hostile call (burns its fuel, fails, is recreated)",
+        "hostile call (burns its fuel and fails, or `restarting`)",
         h.median_ns / 1e3,
         h.p99_ns / 1e3,
         h.max_ns / 1e3
@@ -931,6 +932,7 @@ fn attack(
                 to_disable - 1
             ));
         }
+        hostile.wait_ready(std::time::Duration::from_secs(10));
         hostile.decide(&evil);
     }
     let disabled_rounds = rounds * 10;
@@ -984,5 +986,14 @@ fn main() -> ExitCode {
             eprintln!("plugin-bench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The default limits, with exactly the WASI packages the plugin imports granted (the gateway
+/// takes them from each plugin's load config; here the plugins are the project's own).
+fn granted(prepared: &warden_plugin_host::Prepared) -> Limits {
+    Limits {
+        wasi: warden_plugin_host::WasiGrants::required(&prepared.wasi_imports),
+        ..Limits::default()
     }
 }

@@ -50,7 +50,7 @@ impl fmt::Display for Failure {
             write!(f, ": {}", self.detail)?;
         }
         if self.disabled_now {
-            write!(f, " (plugin disabled after too many consecutive failures)")?;
+            write!(f, " (plugin disabled by its failure breaker)")?;
         }
         Ok(())
     }
@@ -76,6 +76,10 @@ pub enum FailureCause {
     Disabled,
     /// The instance could not be recreated after an earlier failure.
     Restart,
+    /// A replacement instance is being prepared after a failure; the plugin was not run.
+    Restarting,
+    /// The plugin spent more wall time per second than `Limits::cpu_ms_per_sec`.
+    CpuBudget,
 }
 
 impl FailureCause {
@@ -90,11 +94,13 @@ impl FailureCause {
             Self::MalformedReturn => "malformed-return",
             Self::Disabled => "disabled",
             Self::Restart => "restart-failed",
+            Self::Restarting => "restarting",
+            Self::CpuBudget => "cpu-budget",
         }
     }
 
     /// All causes, for metrics that want a zero for every label.
-    pub const ALL: [FailureCause; 9] = [
+    pub const ALL: [FailureCause; 11] = [
         Self::Trap,
         Self::OutOfFuel,
         Self::Deadline,
@@ -104,6 +110,8 @@ impl FailureCause {
         Self::MalformedReturn,
         Self::Disabled,
         Self::Restart,
+        Self::Restarting,
+        Self::CpuBudget,
     ];
 }
 

@@ -38,10 +38,24 @@ pub struct Limits {
     pub kv_quota_bytes: usize,
     /// Host calls per decision: every import (WASI included) and the runtime's own calls.
     pub host_calls: u32,
-    /// Consecutive failures before the plugin is disabled.
+    /// Failures before the plugin is disabled: this many in a row, or this many within
+    /// `failure_window_ms` however many successes come between them.
     pub max_failures: u32,
-    /// Fuel for `init`.
+    /// The window of the failure-rate rule, in ms.
+    pub failure_window_ms: u64,
+    /// Wall time the plugin may spend deciding (its code and its host calls) per second, in ms;
+    /// beyond it the plugin is disabled.
+    pub cpu_ms_per_sec: u64,
+    /// Fuel for `init` (which runs off the message thread, at load and when a failed instance
+    /// is replaced).
     pub init_fuel: u64,
+    /// Wall-clock backstop for instantiation plus `init`, in ms.
+    pub init_deadline_ms: u64,
+    /// The WASI packages the plugin may import (none by default).
+    pub wasi: crate::WasiGrants,
+    /// `wasi:random` from the OS; otherwise a generator seeded per decision from the module's
+    /// hash, the device and the decision's time (replays decide the same).
+    pub real_random: bool,
 }
 
 impl Default for Limits {
@@ -53,7 +67,12 @@ impl Default for Limits {
             kv_quota_bytes: 1 << 20,
             host_calls: 10_000,
             max_failures: 5,
-            init_fuel: 2_000_000_000,
+            failure_window_ms: 60_000,
+            cpu_ms_per_sec: 500,
+            init_fuel: 200_000_000,
+            init_deadline_ms: 2_000,
+            wasi: crate::WasiGrants::NONE,
+            real_random: false,
         }
     }
 }
@@ -155,6 +174,8 @@ pub struct Prepared {
     pub cache_refused: Option<String>,
     /// Time spent compiling or loading from the cache.
     pub compile_ms: f64,
+    /// The component's WASI imports (checked against `Limits::wasi` at instantiation).
+    pub wasi_imports: Vec<String>,
     pub(crate) pre: bindings::PluginPre<State>,
 }
 
@@ -312,7 +333,7 @@ impl Host {
         let started = Instant::now();
         let (component, cache, cache_refused) = self.compile(&sha256, &bytes)?;
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-        check_contract(&self.inner.engine, &component)?;
+        let wasi_imports = check_contract(&self.inner.engine, &component)?;
         let pre = self
             .inner
             .linker
@@ -328,6 +349,7 @@ impl Host {
             cache,
             cache_refused,
             compile_ms,
+            wasi_imports,
             pre,
         })
     }
@@ -459,9 +481,11 @@ fn is_core_module(bytes: &[u8]) -> bool {
 
 /// Checks the component's imports and exports name this gateway's contract, so a plugin built
 /// against another version of the WIT gets an error naming both versions.
-fn check_contract(engine: &Engine, component: &Component) -> Result<(), LoadError> {
+/// Returns the component's WASI imports.
+fn check_contract(engine: &Engine, component: &Component) -> Result<Vec<String>, LoadError> {
     let ty = component.component_type();
     let expected = format!("{CONTRACT_PACKAGE}@{CONTRACT_VERSION}");
+    let mut wasi = Vec::new();
     for (name, item) in ty.imports(engine) {
         // A world-level `use host.{request}` shows up as a type import aliasing the host's
         // resource: a type, not a capability (instantiation checks it matches).
@@ -480,7 +504,9 @@ fn check_contract(engine: &Engine, component: &Component) -> Result<(), LoadErro
                     version.unwrap_or("<unversioned>")
                 )));
             }
-        } else if !name.starts_with("wasi:") {
+        } else if name.starts_with("wasi:") {
+            wasi.push(name.to_owned());
+        } else {
             return Err(LoadError::Contract(format!(
                 "plugin imports `{name}`, which this gateway does not provide (plugins may import only {CONTRACT_PACKAGE}/host@{CONTRACT_VERSION} and WASI 0.2)"
             )));
@@ -495,5 +521,5 @@ fn check_contract(engine: &Engine, component: &Component) -> Result<(), LoadErro
             )));
         }
     }
-    Ok(())
+    Ok(wasi)
 }

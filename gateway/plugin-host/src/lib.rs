@@ -28,6 +28,7 @@ mod plugin;
 pub mod request;
 pub mod signing;
 pub mod testrun;
+pub mod wasi;
 /// Sanitising plugin-made text (shared with the gateway's audit output).
 pub use warden_core::text;
 
@@ -44,6 +45,7 @@ pub use plugin::{
     RANDOM_MAX_BYTES, TABLE_ELEMENT_BYTES, TABLES_MAX,
 };
 pub use request::{DeviceInfo, DeviceStatus, Observed, Request};
+pub use wasi::WasiGrants;
 
 // The gateway shares hosts and prepared plugins across threads and moves plugins between them.
 const _: () = {

@@ -1,8 +1,9 @@
 //! A running plugin: its store (request copy, symbols, key-value state, limiter, counters), the
 //! host functions it imports, and the decision loop with failure handling.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Resource, ResourceTable};
@@ -20,8 +21,6 @@ use crate::request::{DeviceStatus, Request};
 use crate::{RequestRef, bindings};
 use warden_core::text::sanitize;
 
-/// Wall-clock backstop for `init` (fuel is the real budget there: `Limits::init_fuel`).
-const INIT_DEADLINE: Duration = Duration::from_secs(10);
 /// Host calls allowed during `init` (interning up to 4096 symbols, seeding state, logging).
 const INIT_HOST_CALLS: u32 = 100_000;
 /// Refused `kv-set` calls tolerated per decision before the plugin is stopped.
@@ -190,12 +189,17 @@ pub struct State {
     limiter: Limiter,
     log: LogLimiter,
     name: Arc<str>,
+    /// The module's SHA-256 (seeds the deterministic `wasi:random`).
+    module_sha: [u8; 32],
+    real_random: bool,
+    /// This decision's generator, seeded at its first use (`None`: not yet).
+    rng: Option<rand::rngs::StdRng>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl State {
-    fn new(limits: &Limits, name: Arc<str>, kv: Kv) -> Self {
+    fn new(limits: &Limits, name: Arc<str>, module_sha: [u8; 32], kv: Kv) -> Self {
         let now = wall_ms();
         let clock = Arc::new(AtomicU64::new(now));
         // WASI for Python/JavaScript guests, granting nothing: no preopened directories, no
@@ -234,6 +238,9 @@ impl State {
                 dropped: 0,
             },
             name,
+            module_sha,
+            real_random: limits.real_random,
+            rng: None,
             wasi,
             table: ResourceTable::new(),
         }
@@ -252,6 +259,7 @@ impl State {
         self.limiter.refused = false;
         self.now_ms = req.time_ms;
         self.clock.store(req.time_ms, Ordering::Relaxed);
+        self.rng = None;
     }
 
     /// Ends a `decide` call: the handle is no longer valid. Returns whether the memory limiter
@@ -313,9 +321,35 @@ impl State {
         }
         let n = usize::try_from(len).unwrap_or(0);
         let mut bytes = vec![0u8; n];
-        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+        if self.real_random {
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+        } else {
+            let seed = self.seed();
+            let rng = self
+                .rng
+                .get_or_insert_with(|| rand::SeedableRng::from_seed(seed));
+            rand::RngCore::fill_bytes(rng, &mut bytes);
+        }
         self.moved(n);
         Ok(bytes)
+    }
+
+    /// The deterministic generator's seed: the module's hash, and the device and time of the
+    /// decision (`init` gets one of its own), so a replayed decision sees the same bytes.
+    fn seed(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"warden plugin random v1\0");
+        h.update(self.module_sha);
+        if self.rep == 0 {
+            h.update(b"init");
+        } else {
+            h.update(b"decide\0");
+            h.update(self.req.device.id.as_bytes());
+            h.update(b"\0");
+            h.update(self.req.time_ms.to_le_bytes());
+        }
+        h.finalize().into()
     }
 
     /// Checks a request handle is the current one and charges the call.
@@ -557,14 +591,17 @@ impl wit::Host for State {}
 /// Counters of one plugin (across restarts of its instance).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PluginStats {
+    /// Decisions the plugin's code ran for.
     pub calls: u64,
     pub allows: u64,
     pub denies: u64,
     pub quarantines: u64,
     pub failures: u64,
     pub consecutive_failures: u32,
-    /// Instances recreated after a failure.
+    /// Instances replaced after a failure.
     pub restarts: u64,
+    /// Decisions denied with `restarting` while a replacement instance was being prepared.
+    pub denied_restarting: u64,
     /// Fuel used by the last decision that ran.
     pub last_fuel_used: u64,
 }
@@ -575,18 +612,55 @@ struct Live {
     bindings: bindings::Plugin,
 }
 
-/// A loaded plugin: a warm instance, recreated after any failure.
+/// What a background replacement hands back: the instance and the wall time its creation took,
+/// or why it failed and the key-value state it was given.
+type Replacement = Result<(Live, Duration), (LoadError, Kv)>;
+
+/// The plugin's instance.
+enum Instance {
+    Live(Live),
+    /// A replacement is being instantiated (and its `init` run) on a thread of its own.
+    Replacing(mpsc::Receiver<Replacement>),
+    /// No instance and none on the way (a replacement failed, or the plugin is disabled);
+    /// the key-value state waits here.
+    Parked(Kv),
+}
+
+/// Wall time spent in the plugin per one-second window.
+struct CpuMeter {
+    window_start: Instant,
+    used: Duration,
+}
+
+impl CpuMeter {
+    /// Adds `spent` at `now`; returns the window's total.
+    fn add(&mut self, now: Instant, spent: Duration) -> Duration {
+        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.used = Duration::ZERO;
+        }
+        self.used = self.used.saturating_add(spent);
+        self.used
+    }
+}
+
+/// A loaded plugin: a warm instance, replaced in the background after any failure.
 pub struct Plugin {
     host: Host,
     prepared: Prepared,
     config: Arc<str>,
     limits: Limits,
     name: Arc<str>,
-    live: Option<Live>,
-    /// The key-value state while there is no live instance.
-    parked_kv: Option<Kv>,
+    instance: Instance,
     stats: PluginStats,
-    disabled: bool,
+    /// Why the plugin was disabled; `None` while it is enabled.
+    disabled: Option<String>,
+    /// When the most recent failures happened (at most `max_failures`, oldest first).
+    recent_failures: VecDeque<Instant>,
+    cpu: CpuMeter,
+    /// A failed replacement noticed outside `decide` (waiting, taking the state), reported by
+    /// the next decision so that the caller sees it (and a disabling audit is not lost).
+    unreported: Option<Outcome>,
     seq: u32,
     deadline_ticks: u64,
 }
@@ -715,7 +789,8 @@ fn meter(
 }
 
 impl Plugin {
-    /// Creates the instance and runs `init`. On failure, hands back the key-value state.
+    /// Creates the instance and runs `init` under `Limits::init_fuel` and
+    /// `Limits::init_deadline_ms`. On failure, hands back the key-value state.
     fn create(
         host: &Host,
         prepared: &Prepared,
@@ -724,7 +799,7 @@ impl Plugin {
         name: &Arc<str>,
         kv: Kv,
     ) -> Result<Live, (LoadError, Kv)> {
-        let state = State::new(limits, name.clone(), kv);
+        let state = State::new(limits, name.clone(), prepared.sha256, kv);
         let mut store = Store::new(host.engine(), state);
         store.limiter(|s| &mut s.limiter);
         // Strings and lists the guest hands the host (arguments, the verdict, `init`'s error) are
@@ -732,11 +807,10 @@ impl Plugin {
         store.set_hostcall_fuel(lift_cap(limits));
         store.call_hook(meter);
         let give_back = |store: Store<State>, e: LoadError| (e, store.into_data().kv);
-        let init_ticks = u64::try_from(INIT_DEADLINE.as_millis()).unwrap_or(u64::MAX);
         if let Err(e) = store.set_fuel(limits.init_fuel) {
             return Err(give_back(store, LoadError::Compile(format!("{e:#}"))));
         }
-        store.set_epoch_deadline(init_ticks);
+        store.set_epoch_deadline(limits.init_deadline_ms.max(1).saturating_add(1));
         let bindings = match prepared.pre.instantiate(&mut store) {
             Ok(b) => b,
             Err(e) => {
@@ -755,7 +829,15 @@ impl Plugin {
                 ));
             }
         };
-        match bindings.call_init(&mut store, config) {
+        let started = Instant::now();
+        let init = bindings.call_init(&mut store, config);
+        tracing::debug!(
+            plugin = %name,
+            fuel = limits.init_fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "plugin init ran"
+        );
+        match init {
             Ok(Ok(())) => {}
             Ok(Err(msg)) => {
                 let msg = sanitize(&msg, REASON_MAX_BYTES);
@@ -780,6 +862,8 @@ impl Plugin {
         Ok(Live { store, bindings })
     }
 
+    /// Instantiates and runs `init` on the calling thread (loading is never on the message
+    /// thread: the gateway loads at start-up and the reload watcher loads on its own thread).
     pub(crate) fn start(
         host: Host,
         prepared: Prepared,
@@ -788,6 +872,7 @@ impl Plugin {
         kv: Kv,
     ) -> Result<Plugin, LoadError> {
         let name: Arc<str> = prepared.name.as_str().into();
+        crate::wasi::check(&prepared.wasi_imports, limits.wasi).map_err(LoadError::Contract)?;
         let live =
             Self::create(&host, &prepared, &config, &limits, &name, kv).map_err(|(e, _)| e)?;
         let deadline_ticks = limits.deadline_ms.max(1) + 1;
@@ -797,10 +882,15 @@ impl Plugin {
             config,
             limits,
             name,
-            live: Some(live),
-            parked_kv: None,
+            instance: Instance::Live(live),
             stats: PluginStats::default(),
-            disabled: false,
+            disabled: None,
+            recent_failures: VecDeque::new(),
+            cpu: CpuMeter {
+                window_start: Instant::now(),
+                used: Duration::ZERO,
+            },
+            unreported: None,
             seq: 0,
             deadline_ticks,
         })
@@ -823,70 +913,148 @@ impl Plugin {
     }
 
     pub fn is_disabled(&self) -> bool {
-        self.disabled
+        self.disabled.is_some()
+    }
+
+    /// Why the plugin was disabled.
+    pub fn disabled_reason(&self) -> Option<&str> {
+        self.disabled.as_deref()
     }
 
     pub fn stats(&self) -> PluginStats {
         self.stats
     }
 
-    /// The plugin's key-value state (for hot-reload carry-over).
+    /// Whether a replacement instance is being prepared (decisions deny with `restarting`).
+    pub fn is_replacing(&mut self) -> bool {
+        if let Some(failed) = self.poll_replacement() {
+            self.unreported = Some(failed);
+        }
+        matches!(self.instance, Instance::Replacing(_))
+    }
+
+    /// Waits up to `timeout` for a replacement in progress to finish (tests and `plugin test`,
+    /// which replay cases one after another; never the message path). Returns whether the
+    /// plugin has a live instance now.
+    pub fn wait_ready(&mut self, timeout: Duration) -> bool {
+        if let Instance::Replacing(rx) = &self.instance {
+            let failed = match rx.recv_timeout(timeout) {
+                Ok(r) => self.replaced(r),
+                Err(mpsc::RecvTimeoutError::Timeout) => return false,
+                Err(mpsc::RecvTimeoutError::Disconnected) => self.replacement_lost(),
+            };
+            if failed.is_some() {
+                self.unreported = failed;
+            }
+        }
+        matches!(self.instance, Instance::Live(_))
+    }
+
+    /// The plugin's key-value state. A replacement still on its way (it holds the state) is
+    /// waited for up to the init deadline.
     pub fn into_kv(mut self) -> Kv {
-        match self.live.take() {
-            Some(live) => live.store.into_data().kv,
-            None => self.parked_kv.take().unwrap_or_default(),
+        let wait = Duration::from_millis(self.limits.init_deadline_ms.saturating_add(1000));
+        self.wait_ready(wait);
+        self.take_kv().unwrap_or_else(|| {
+            tracing::error!(plugin = %self.name, "replacement instance did not finish; its key-value state is lost");
+            Kv::default()
+        })
+    }
+
+    /// Takes the key-value state out (for a reloaded version to adopt), leaving this plugin
+    /// without an instance. `None`, and nothing changed, while a replacement holds the state.
+    pub fn take_kv(&mut self) -> Option<Kv> {
+        if let Some(failed) = self.poll_replacement() {
+            self.unreported = Some(failed);
+        }
+        if matches!(self.instance, Instance::Replacing(_)) {
+            return None;
+        }
+        match std::mem::replace(&mut self.instance, Instance::Parked(Kv::default())) {
+            Instance::Live(live) => Some(live.store.into_data().kv),
+            Instance::Parked(kv) => Some(kv),
+            Instance::Replacing(_) => None,
+        }
+    }
+
+    /// Gives this (freshly loaded) plugin the key-value state of the version it replaces.
+    pub fn adopt_kv(&mut self, kv: Kv) {
+        match &mut self.instance {
+            Instance::Live(live) => live.store.data_mut().kv = kv,
+            Instance::Parked(k) => *k = kv,
+            Instance::Replacing(_) => {
+                tracing::warn!(plugin = %self.name, "cannot adopt state while replacing");
+            }
         }
     }
 
     /// Number of symbols the plugin interned.
     pub fn symbols(&self) -> usize {
-        self.live
-            .as_ref()
-            .map_or(0, |l| l.store.data().interner.len())
-    }
-
-    /// A read-only view of the plugin's key-value state.
-    pub fn kv(&self) -> Option<&Kv> {
-        match &self.live {
-            Some(live) => Some(&live.store.data().kv),
-            None => self.parked_kv.as_ref(),
+        match &self.instance {
+            Instance::Live(l) => l.store.data().interner.len(),
+            _ => 0,
         }
     }
 
-    /// One decision.
+    /// A read-only view of the plugin's key-value state (`None` while a replacement holds it).
+    pub fn kv(&self) -> Option<&Kv> {
+        match &self.instance {
+            Instance::Live(live) => Some(&live.store.data().kv),
+            Instance::Parked(kv) => Some(kv),
+            Instance::Replacing(_) => None,
+        }
+    }
+
+    /// One decision. Never waits for anything but the plugin's own call (bounded by its fuel
+    /// and deadline): while a failed instance is being replaced, the answer is `restarting`.
     pub fn decide(&mut self, req: &Request) -> Outcome {
-        if self.disabled {
+        if let Some(failed) = self.unreported.take() {
+            return failed;
+        }
+        if let Some(why) = &self.disabled {
             return Outcome::Failed(Failure {
                 cause: FailureCause::Disabled,
-                detail: format!(
-                    "plugin `{}` is disabled after {} consecutive failures",
-                    self.name, self.stats.consecutive_failures
-                ),
+                detail: format!("plugin `{}` is disabled: {why}", self.name),
                 disabled_now: false,
             });
         }
-        self.stats.calls += 1;
-        if self.live.is_none()
-            && let Err(e) = self.restart()
-        {
-            return self.failed(FailureCause::Restart, e.to_string(), false);
+        if let Some(failed) = self.poll_replacement() {
+            return failed;
         }
-        let Some(live) = self.live.as_mut() else {
-            return self.failed(FailureCause::Restart, "no instance".into(), false);
+        if matches!(self.instance, Instance::Parked(_)) {
+            // the previous replacement failed (and was counted): try again, in the background
+            self.replace();
+        }
+        let Instance::Live(live) = &mut self.instance else {
+            self.stats.denied_restarting += 1;
+            return Outcome::Failed(Failure {
+                cause: FailureCause::Restarting,
+                detail: format!(
+                    "plugin `{}` is replacing its instance after a failure",
+                    self.name
+                ),
+                disabled_now: false,
+            });
         };
+        self.stats.calls += 1;
         self.seq = self.seq.wrapping_add(1).max(1);
         let rep = self.seq;
         live.store.data_mut().begin_call(rep, req);
         let fuel = self.limits.fuel;
         if let Err(e) = live.store.set_fuel(fuel) {
-            return self.failed(FailureCause::Trap, format!("{e:#}"), true);
+            return self.failed(FailureCause::Trap, format!("{e:#}"));
         }
         live.store.set_epoch_deadline(self.deadline_ticks);
+        let started = Instant::now();
         let result =
             live.bindings
                 .call_decide(&mut live.store, header(req), Resource::new_borrow(rep));
+        let ended = Instant::now();
         let refused = live.store.data_mut().end_call();
         self.stats.last_fuel_used = fuel.saturating_sub(live.store.get_fuel().unwrap_or(0));
+        if let Some(over) = self.over_cpu_budget(ended, ended.duration_since(started)) {
+            return self.failed(FailureCause::CpuBudget, over);
+        }
         match result {
             Ok(verdict) => {
                 self.stats.consecutive_failures = 0;
@@ -907,21 +1075,78 @@ impl Plugin {
             }
             Err(e) => {
                 let (cause, detail) = classify(&e, refused);
-                self.failed(cause, detail, true)
+                self.failed(cause, detail)
             }
         }
     }
 
-    /// Records a failure, discards the instance, and (unless now disabled) recreates it.
-    fn failed(&mut self, cause: FailureCause, detail: String, restart: bool) -> Outcome {
+    /// Adds wall time spent in the plugin to this second's total; past the budget, says so.
+    fn over_cpu_budget(&mut self, now: Instant, spent: Duration) -> Option<String> {
+        let used = self.cpu.add(now, spent);
+        let budget = Duration::from_millis(self.limits.cpu_ms_per_sec);
+        (used > budget).then(|| {
+            format!(
+                "spent {} ms in one second (budget {} ms per second)",
+                used.as_millis(),
+                budget.as_millis()
+            )
+        })
+    }
+
+    /// Picks up a finished replacement. A failed one is a failure of the plugin (returned, so the
+    /// caller reports it with this decision).
+    fn poll_replacement(&mut self) -> Option<Outcome> {
+        let Instance::Replacing(rx) = &self.instance else {
+            return None;
+        };
+        match rx.try_recv() {
+            Ok(r) => self.replaced(r),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => self.replacement_lost(),
+        }
+    }
+
+    fn replaced(&mut self, r: Replacement) -> Option<Outcome> {
+        match r {
+            Ok((live, took)) => {
+                self.instance = Instance::Live(live);
+                self.stats.restarts += 1;
+                // `init` has a budget of its own (`init_fuel`, `init_deadline_ms`) and runs at
+                // most once per failure, which the breaker bounds: not charged to the per-second
+                // CPU budget of decisions
+                tracing::debug!(plugin = %self.name, ms = took.as_secs_f64() * 1e3, "plugin instance replaced");
+                None
+            }
+            Err((e, kv)) => {
+                self.instance = Instance::Parked(kv);
+                Some(self.failed(FailureCause::Restart, e.to_string()))
+            }
+        }
+    }
+
+    fn replacement_lost(&mut self) -> Option<Outcome> {
+        self.instance = Instance::Parked(Kv::default());
+        Some(self.failed(
+            FailureCause::Restart,
+            "the replacement thread ended without an instance (key-value state lost)".into(),
+        ))
+    }
+
+    /// Records a failure, drops the instance and (unless the plugin is now disabled) starts
+    /// preparing a replacement in the background.
+    fn failed(&mut self, cause: FailureCause, detail: String) -> Outcome {
         // the detail may quote guest-chosen names (its name section) or guest-made errors
         let detail = sanitize(&detail, REASON_MAX_BYTES);
         self.stats.failures += 1;
-        self.stats.consecutive_failures += 1;
-        if let Some(live) = self.live.take() {
-            self.parked_kv = Some(live.store.into_data().kv);
+        self.stats.consecutive_failures = self.stats.consecutive_failures.saturating_add(1);
+        if let Instance::Live(_) = self.instance
+            && let Instance::Live(live) =
+                std::mem::replace(&mut self.instance, Instance::Parked(Kv::default()))
+        {
+            self.instance = Instance::Parked(live.store.into_data().kv);
         }
-        let disabled_now = self.stats.consecutive_failures >= self.limits.max_failures.max(1);
+        let why = self.breaker(cause);
+        let disabled_now = why.is_some();
         tracing::warn!(
             plugin = %self.name,
             cause = cause.as_str(),
@@ -929,10 +1154,11 @@ impl Plugin {
             disabled = disabled_now,
             "plugin call failed: {detail}"
         );
-        if disabled_now {
-            self.disabled = true;
-        } else if restart && let Err(e) = self.restart() {
-            tracing::warn!(plugin = %self.name, "cannot recreate the plugin instance: {e}");
+        match why {
+            Some(why) => self.disabled = Some(why),
+            None if cause != FailureCause::Restart => self.replace(),
+            // a failed replacement is retried at the next decision, not in a loop
+            None => {}
         }
         Outcome::Failed(Failure {
             cause,
@@ -941,24 +1167,82 @@ impl Plugin {
         })
     }
 
-    fn restart(&mut self) -> Result<(), LoadError> {
-        let kv = self.parked_kv.take().unwrap_or_default();
-        match Self::create(
-            &self.host,
-            &self.prepared,
-            &self.config,
-            &self.limits,
-            &self.name,
-            kv,
-        ) {
-            Ok(live) => {
-                self.live = Some(live);
-                self.stats.restarts += 1;
-                Ok(())
-            }
-            Err((e, kv)) => {
-                self.parked_kv = Some(kv);
-                Err(e)
+    /// The breaker: disables on `max_failures` in a row, on `max_failures` within
+    /// `failure_window_ms` (successes in between do not reset it), or at once on the CPU budget.
+    fn breaker(&mut self, cause: FailureCause) -> Option<String> {
+        let now = Instant::now();
+        let max = self.limits.max_failures.max(1);
+        let window = Duration::from_millis(self.limits.failure_window_ms);
+        self.recent_failures.push_back(now);
+        while self.recent_failures.len() > max as usize
+            || self
+                .recent_failures
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.recent_failures.pop_front();
+        }
+        if cause == FailureCause::CpuBudget {
+            return Some(format!(
+                "over its CPU budget of {} ms per second",
+                self.limits.cpu_ms_per_sec
+            ));
+        }
+        if self.stats.consecutive_failures >= max {
+            return Some(format!("{max} failures in a row"));
+        }
+        if self.recent_failures.len() >= max as usize {
+            return Some(format!(
+                "{max} failures within {} s",
+                self.limits.failure_window_ms.div_ceil(1000)
+            ));
+        }
+        None
+    }
+
+    /// Starts preparing a fresh instance on a thread of its own, handing it the key-value state.
+    fn replace(&mut self) {
+        let Instance::Parked(kv) =
+            std::mem::replace(&mut self.instance, Instance::Parked(Kv::default()))
+        else {
+            return;
+        };
+        let (tx, rx) = mpsc::sync_channel(1);
+        let host = self.host.clone();
+        let prepared = self.prepared.clone();
+        let config = self.config.clone();
+        let limits = self.limits.clone();
+        let name = self.name.clone();
+        // the state travels through a slot so that a thread that cannot be spawned loses nothing
+        let slot = Arc::new(std::sync::Mutex::new(Some(kv)));
+        let theirs = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!(
+                "plugin-{}",
+                self.name.chars().take(8).collect::<String>()
+            ))
+            .spawn(move || {
+                let kv = theirs
+                    .lock()
+                    .ok()
+                    .and_then(|mut k| k.take())
+                    .unwrap_or_default();
+                let started = Instant::now();
+                let r = Self::create(&host, &prepared, &config, &limits, &name, kv)
+                    .map(|live| (live, started.elapsed()));
+                // the plugin may be gone (reloaded, shut down): nobody is waiting then
+                let _ = tx.send(r);
+            });
+        match spawned {
+            Ok(_) => self.instance = Instance::Replacing(rx),
+            Err(e) => {
+                tracing::error!(plugin = %self.name, "cannot start a replacement thread: {e}");
+                let kv = slot
+                    .lock()
+                    .ok()
+                    .and_then(|mut k| k.take())
+                    .unwrap_or_default();
+                self.instance = Instance::Parked(kv);
             }
         }
     }
@@ -967,7 +1251,7 @@ impl Plugin {
 #[cfg(test)]
 impl State {
     pub(crate) fn for_tests() -> Self {
-        Self::new(&Limits::default(), "test".into(), Kv::default())
+        Self::new(&Limits::default(), "test".into(), [0; 32], Kv::default())
     }
     pub(crate) fn begin_call_for_tests(&mut self, rep: u32, req: &Request) {
         self.begin_call(rep, req);

@@ -79,10 +79,35 @@ pub struct Request {
     /// Who issued a downlink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
-    /// ms since the Unix epoch (UTC).
+    /// ms since the Unix epoch (UTC). In a test file also an RFC 3339 time
+    /// (`"2026-12-06T08:30:00Z"`, `"…+01:00"`), under this name or `time`.
+    #[serde(alias = "time", deserialize_with = "time_ms")]
     pub time_ms: u64,
     #[serde(default)]
     pub observed: Observed,
+}
+
+/// `time_ms`: a number of ms since the epoch, or an RFC 3339 time (with its offset).
+fn time_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum T {
+        Ms(u64),
+        Text(String),
+    }
+    match T::deserialize(d)? {
+        T::Ms(ms) => Ok(ms),
+        T::Text(s) => {
+            let t = time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "time `{s}` is neither ms since the epoch nor an RFC 3339 time like 2026-12-06T08:30:00Z ({e})"
+                    ))
+                })?;
+            u64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+                .map_err(|_| serde::de::Error::custom(format!("time `{s}` is before 1970")))
+        }
+    }
 }
 
 impl Default for Request {
@@ -179,6 +204,37 @@ mod tests {
             r.copy_from(src);
             assert_eq!(&r, src);
         }
+    }
+
+    #[test]
+    fn times_are_ms_or_rfc3339() {
+        let at = |t: &str| {
+            Request::from_json(&format!(
+                r#"{{"device":{{"id":"a:b"}},"direction":"uplink","kind":"telemetry",{t}}}"#
+            ))
+        };
+        assert_eq!(
+            at(r#""time_ms":1700000000000"#).unwrap().time_ms,
+            1_700_000_000_000
+        );
+        assert_eq!(
+            at(r#""time":"2023-11-14T22:13:20Z""#).unwrap().time_ms,
+            1_700_000_000_000
+        );
+        assert_eq!(
+            at(r#""time_ms":"2023-11-14T23:13:20.250+01:00""#)
+                .unwrap()
+                .time_ms,
+            1_700_000_000_250
+        );
+        let e = at(r#""time":"yesterday""#).unwrap_err().to_string();
+        assert!(e.contains("RFC 3339"), "{e}");
+        let e = at(r#""time":"1969-12-31T23:59:59Z""#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("before 1970"), "{e}");
+        let e = at(r#""fresh":true"#).unwrap_err().to_string();
+        assert!(e.contains("missing field `time_ms`"), "{e}");
     }
 
     #[test]

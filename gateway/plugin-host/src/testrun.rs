@@ -250,7 +250,12 @@ impl fmt::Display for Report {
 /// traffic).
 pub fn run(plugin: &mut Plugin, cases: &[Case]) -> Report {
     let mut report = Report::default();
+    // Cases run one after another: a case after a failure waits for the replacement instance
+    // (in traffic, messages meanwhile are denied `restarting`).
+    let wait =
+        std::time::Duration::from_millis(plugin.limits().init_deadline_ms.saturating_add(1000));
     for case in cases {
+        plugin.wait_ready(wait);
         let outcome = plugin.decide(&case.request);
         match &outcome {
             Outcome::Allow => report.allows += 1,

@@ -293,8 +293,17 @@ fn load_with(host: &Host, wat: &Wat, limits: Limits) -> Result<Plugin, LoadError
     host.instantiate(&prepared, "{}", limits, Kv::default())
 }
 
+/// Loads under the default limits (WASI granted to the WAT guests that import it).
 fn load(wat: &Wat) -> Plugin {
-    load_with(&unsigned_host(), wat, Limits::default()).unwrap()
+    let limits = Limits {
+        wasi: if wat.wasi {
+            WasiGrants::all()
+        } else {
+            WasiGrants::NONE
+        },
+        ..Limits::default()
+    };
+    load_with(&unsigned_host(), wat, limits).unwrap()
 }
 
 fn failure(o: Outcome) -> Failure {
@@ -410,6 +419,7 @@ fn memory_growth_stops_at_the_cap() {
     let f = failure(p.decide(&req("a", true)));
     assert_eq!(f.cause, FailureCause::MemoryCap, "{f}");
     // The instance was recreated with fresh memory: growth works again.
+    settle(&mut p);
     assert_eq!(p.decide(&req("a", true)), Outcome::Allow);
 }
 
@@ -683,10 +693,14 @@ fn request_handle_used_during_init_traps() {
     let mut p = load(&w);
     let f = failure(p.decide(&req("a", true)));
     assert_eq!(f.cause, FailureCause::Trap, "{f}");
-    // The restart ran init, which used the stale handle and trapped: no instance now.
+    // The replacement ran init, which used the stale handle and trapped: no instance now, and
+    // the next decision reports that failure.
+    assert!(!p.wait_ready(std::time::Duration::from_secs(10)));
     let f = failure(p.decide(&req("a", true)));
     assert_eq!(f.cause, FailureCause::Restart, "{f}");
+    assert!(f.detail.contains("init failed"), "{f}");
     assert_eq!(p.stats().restarts, 0);
+    assert_eq!(p.stats().failures, 2);
 }
 
 #[test]
@@ -715,6 +729,7 @@ fn failure_recreates_the_instance_and_next_call_works() {
     assert_eq!(p.decide(&req("a", true)), Outcome::Allow);
     let f = failure(p.decide(&req("a", false)));
     assert_eq!(f.cause, FailureCause::Trap);
+    settle(&mut p);
     assert_eq!(p.stats().restarts, 1);
     assert_eq!(p.stats().consecutive_failures, 1);
     assert_eq!(p.decide(&req("a", true)), Outcome::Allow);
@@ -724,35 +739,211 @@ fn failure_recreates_the_instance_and_next_call_works() {
     // The recreated instance ran init again: the good plugin still knows its "hvac" symbol.
     let mut p = load(&good());
     let _ = p.decide(&req("a", true));
+    settle(&mut p);
     let mut bad = req("hvac", true);
     bad.points.clear();
     assert_eq!(p.decide(&bad), Outcome::Quarantine("hvac zone".into()));
+}
+
+/// Waits for a replacement instance in progress (tests replay calls one after another).
+fn settle(p: &mut Plugin) {
+    assert!(
+        p.wait_ready(std::time::Duration::from_secs(10)),
+        "no live instance: {:?}",
+        p.stats()
+    );
 }
 
 #[test]
 fn consecutive_failures_disable_the_plugin() {
     let limits = Limits {
         max_failures: 3,
+        // only the in-a-row rule here
+        failure_window_ms: 0,
         ..Limits::default()
     };
     let mut p = load_with(&unsigned_host(), &trap_unless_fresh(), limits).unwrap();
     let f1 = failure(p.decide(&req("a", false)));
+    settle(&mut p);
     let f2 = failure(p.decide(&req("a", false)));
+    settle(&mut p);
     // A success in between resets the count.
     assert_eq!(p.decide(&req("a", true)), Outcome::Allow);
     let f3 = failure(p.decide(&req("a", false)));
+    settle(&mut p);
     let f4 = failure(p.decide(&req("a", false)));
+    settle(&mut p);
     assert!(!f1.disabled_now && !f2.disabled_now && !f3.disabled_now && !f4.disabled_now);
     assert!(!p.is_disabled());
     let f5 = failure(p.decide(&req("a", false)));
     assert_eq!(f5.cause, FailureCause::Trap);
     assert!(f5.disabled_now);
     assert!(p.is_disabled());
+    assert!(p.disabled_reason().unwrap().contains("3 failures in a row"));
     let calls = p.stats().calls;
     let f6 = failure(p.decide(&req("a", true)));
     assert_eq!(f6.cause, FailureCause::Disabled);
     assert!(!f6.disabled_now);
     assert_eq!(p.stats().calls, calls, "a disabled plugin does not run");
+}
+
+#[test]
+fn failures_between_successes_disable_on_the_failure_rate() {
+    // The attack: trap on one device, allow the others, so no two failures are consecutive.
+    let limits = Limits {
+        max_failures: 4,
+        ..Limits::default()
+    };
+    let mut p = load_with(&unsigned_host(), &trap_unless_fresh(), limits).unwrap();
+    let mut failures = Vec::new();
+    for _ in 0..4 {
+        settle(&mut p);
+        assert_eq!(p.decide(&req("a", true)), Outcome::Allow);
+        assert_eq!(p.decide(&req("a", true)), Outcome::Allow);
+        failures.push(failure(p.decide(&req("a", false))));
+    }
+    assert_eq!(p.stats().consecutive_failures, 1);
+    assert!(failures[..3].iter().all(|f| !f.disabled_now));
+    assert!(failures[3].disabled_now, "{:?}", failures[3]);
+    assert!(p.is_disabled());
+    assert!(
+        p.disabled_reason()
+            .unwrap()
+            .contains("4 failures within 60 s"),
+        "{:?}",
+        p.disabled_reason()
+    );
+    // positive control: the same pattern spread beyond a (tiny) window is never disabled
+    let limits = Limits {
+        max_failures: 4,
+        failure_window_ms: 1,
+        ..Limits::default()
+    };
+    let mut p = load_with(&unsigned_host(), &trap_unless_fresh(), limits).unwrap();
+    for _ in 0..6 {
+        settle(&mut p);
+        assert_eq!(p.decide(&req("a", true)), Outcome::Allow);
+        // every failure is at least one replacement (>1 ms) after the previous one
+        let f = failure(p.decide(&req("a", false)));
+        assert!(!f.disabled_now, "{f}");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(!p.is_disabled());
+}
+
+#[test]
+fn a_failed_instance_is_replaced_off_the_calling_thread() {
+    // The replacement's init burns ~80 M fuel (tens of milliseconds); meanwhile
+    // decisions are answered at once with `restarting`, then the new instance decides.
+    let w = Wat {
+        init: "(local.set 0 (i32.const 0))
+               (loop $l (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+                 (br_if $l (i32.lt_u (local.get 0) (i32.const 20000000))))
+               (call $ret (i32.const 0) (i32.const 0) (i32.const 0))",
+        ..trap_unless_fresh()
+    };
+    let mut p = load_with(&unsigned_host(), &w, Limits::default()).unwrap();
+    assert_eq!(p.decide(&req("a", true)), Outcome::Allow);
+    let f = failure(p.decide(&req("a", false)));
+    assert_eq!(f.cause, FailureCause::Trap);
+    let f = failure(p.decide(&req("a", true)));
+    assert_eq!(f.cause, FailureCause::Restarting, "{f}");
+    assert!(!f.disabled_now);
+    assert!(p.is_replacing());
+    settle(&mut p);
+    assert_eq!(p.decide(&req("a", true)), Outcome::Allow);
+    let s = p.stats();
+    assert_eq!(
+        (s.restarts, s.failures),
+        (1, 1),
+        "restarting is not a failure: {s:?}"
+    );
+    assert!(s.denied_restarting >= 1, "{s:?}");
+}
+
+#[test]
+fn init_has_a_budget_of_its_own() {
+    // The same slow init refused by a small init budget: at load, and so in every replacement.
+    let w = Wat {
+        init: "(local.set 0 (i32.const 0))
+               (loop $l (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+                 (br_if $l (i32.lt_u (local.get 0) (i32.const 50000000))))
+               (call $ret (i32.const 0) (i32.const 0) (i32.const 0))",
+        ..Wat::default()
+    };
+    let e = load_with(
+        &unsigned_host(),
+        &w,
+        Limits {
+            init_fuel: 1_000_000,
+            ..Limits::default()
+        },
+    )
+    .err()
+    .expect("init over its fuel");
+    assert!(e.to_string().contains("out-of-fuel"), "{e}");
+    let e = load_with(
+        &unsigned_host(),
+        &w,
+        Limits {
+            init_fuel: u64::MAX / 4,
+            init_deadline_ms: 1,
+            ..Limits::default()
+        },
+    )
+    .err()
+    .expect("init over its deadline");
+    assert!(e.to_string().contains("deadline"), "{e}");
+}
+
+#[test]
+fn a_plugin_over_its_cpu_budget_is_disabled() {
+    // Each decision spins ~20 M instructions (milliseconds), within its fuel and deadline; the
+    // plugin may spend 5 ms per second.
+    let w = decide(
+        "(local.set 0 (i32.const 0))
+         (loop $l (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+           (br_if $l (i32.lt_u (local.get 0) (i32.const 20000000))))
+         (call $ret (i32.const 0) (i32.const 0) (i32.const 0))",
+    );
+    let limits = Limits {
+        fuel: 1_000_000_000,
+        deadline_ms: 10_000,
+        cpu_ms_per_sec: 5,
+        ..Limits::default()
+    };
+    let mut p = load_with(&unsigned_host(), &w, limits).unwrap();
+    let mut outcomes = Vec::new();
+    for _ in 0..50 {
+        let o = p.decide(&req("a", true));
+        let done = matches!(&o, Outcome::Failed(f) if f.disabled_now);
+        outcomes.push(o);
+        if done {
+            break;
+        }
+    }
+    let last = failure(outcomes.pop().unwrap());
+    assert_eq!(last.cause, FailureCause::CpuBudget, "{last}");
+    assert!(last.detail.contains("budget 5 ms per second"), "{last}");
+    assert!(
+        outcomes.iter().all(|o| *o == Outcome::Allow),
+        "{outcomes:?}"
+    );
+    assert!(p.is_disabled());
+    // positive control: the same plugin with the default budget keeps allowing
+    let mut p = load_with(
+        &unsigned_host(),
+        &w,
+        Limits {
+            fuel: 1_000_000_000,
+            deadline_ms: 10_000,
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    for _ in 0..5 {
+        assert_eq!(p.decide(&req("a", true)), Outcome::Allow);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1589,6 +1780,82 @@ fn wasi_calls_count_in_the_host_call_budget_and_random_is_capped() {
     assert_eq!(f.cause, FailureCause::HostCallBudget, "{f}");
     assert!(f.detail.contains("random bytes"), "{f}");
     assert!(allocated < 1 << 20, "{allocated}");
+}
+
+#[test]
+fn wasi_imports_need_a_grant_in_the_load_config() {
+    let w = Wat {
+        wasi: true,
+        ..Wat::default()
+    };
+    let e = load_with(&unsigned_host(), &w, Limits::default())
+        .err()
+        .expect("refused without a grant");
+    assert!(matches!(e, LoadError::Contract(_)), "{e}");
+    let e = e.to_string();
+    assert!(e.contains(r#"wasi = ["clocks", "io", "random"]"#), "{e}");
+    // one package short is still refused; exactly what it imports loads
+    let grants = |names: &[&str]| Limits {
+        wasi: WasiGrants::parse(names).unwrap(),
+        ..Limits::default()
+    };
+    let e = load_with(&unsigned_host(), &w, grants(&["clocks", "io"]))
+        .err()
+        .expect("random not granted");
+    assert!(e.to_string().contains("`wasi:random`"), "{e}");
+    assert!(load_with(&unsigned_host(), &w, grants(&["clocks", "io", "random"])).is_ok());
+    // a guest importing no WASI needs no grant (the positive control of the default)
+    assert!(load_with(&unsigned_host(), &good(), Limits::default()).is_ok());
+}
+
+/// Denies with 8 letters made from 8 `wasi:random` bytes.
+fn random_reason() -> Wat {
+    Wat {
+        wasi: true,
+        decide: "(call $random (i64.const 8) (i32.const 2000))
+                 (local.set 0 (i32.load (i32.const 2000)))
+                 (local.set 1 (i32.const 0))
+                 (loop $l
+                   (i32.store8 (i32.add (local.get 0) (local.get 1))
+                     (i32.add (i32.const 97)
+                       (i32.and (i32.load8_u (i32.add (local.get 0) (local.get 1))) (i32.const 15))))
+                   (local.set 1 (i32.add (local.get 1) (i32.const 1)))
+                   (br_if $l (i32.lt_u (local.get 1) (i32.const 8))))
+                 (call $ret (i32.const 1) (local.get 0) (i32.const 8))"
+            .into(),
+        ..Wat::default()
+    }
+}
+
+#[test]
+fn wasi_random_is_deterministic_per_decision_unless_real_randomness_is_granted() {
+    let reason = |p: &mut Plugin, r: &Request| match p.decide(r) {
+        Outcome::Deny(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let a = req("a", true);
+    let mut later = req("a", true);
+    later.time_ms += 1;
+    let mut p = load(&random_reason());
+    let first = reason(&mut p, &a);
+    assert_eq!(first.len(), 8);
+    // the same decision replayed, in this instance or a new one: the same bytes
+    assert_eq!(reason(&mut p, &a), first);
+    assert_eq!(reason(&mut load(&random_reason()), &a), first);
+    // another time (or device): other bytes
+    assert_ne!(reason(&mut p, &later), first);
+    // real randomness, when granted: two runs of the same decision differ
+    let mut real = load_with(
+        &unsigned_host(),
+        &random_reason(),
+        Limits {
+            wasi: WasiGrants::all(),
+            real_random: true,
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    assert_ne!(reason(&mut real, &a), reason(&mut real, &a));
 }
 
 #[test]

@@ -121,24 +121,36 @@ fn status_gate(r: &DeviceRecord) -> Result<(), Decision> {
     }
 }
 
+/// Runs the deciders bound to the request; an allow names the built-in rules and every decider
+/// that allowed and said so (the plugin chain names each plugin it consulted).
 fn run_deciders(deciders: &mut [Box<dyn Decider>], req: &DecisionRequest<'_>) -> Decision {
+    let mut by = String::from("builtin:profile");
     for d in deciders.iter_mut() {
         if !d.applies(req) {
             continue;
         }
-        let name = format!("plugin:{}", d.name());
         match d.decide(req) {
-            Ok(dec) if dec.verdict == Verdict::Allow => {}
+            Ok(dec) if dec.verdict == Verdict::Allow => {
+                if !dec.decider.is_empty() {
+                    by.push('+');
+                    by.push_str(&dec.decider);
+                }
+            }
             Ok(mut dec) => {
                 if dec.decider.is_empty() {
-                    dec.decider = name;
+                    dec.decider = format!("plugin:{}", d.name());
                 }
                 return dec;
             }
-            Err(e) => return Decision::deny(name, format!("decider error: {e}")),
+            Err(e) => {
+                return Decision::deny(
+                    format!("plugin:{}", d.name()),
+                    format!("decider error: {e}"),
+                );
+            }
         }
     }
-    Decision::allow("builtin:profile")
+    Decision::allow(by)
 }
 
 pub fn uplink(
@@ -438,5 +450,21 @@ commands = ["set_setpoint"]
         // an allowing decider cannot admit a point the profile forbids
         let mut ds: Vec<Box<dyn Decider>> = vec![Box::new(Fixed(Ok(Decision::allow("a"))))];
         assert!(!uplink(&p, &mut ds, &r, &tele("debug_shell"), stats(), 0).is_allow());
+    }
+
+    #[test]
+    fn an_allow_names_the_deciders_that_allowed() {
+        let p = policy();
+        let r = rec(Status::Active, Some("thermo"));
+        let mut none: Vec<Box<dyn Decider>> = vec![];
+        let d = uplink(&p, &mut none, &r, &tele("temperature"), stats(), 0);
+        assert_eq!(d.decider, "builtin:profile");
+        let mut ds: Vec<Box<dyn Decider>> = vec![
+            Box::new(Fixed(Ok(Decision::allow("plugin:a+plugin:b")))),
+            Box::new(Fixed(Ok(Decision::allow("")))),
+        ];
+        let d = uplink(&p, &mut ds, &r, &tele("temperature"), stats(), 0);
+        assert!(d.is_allow());
+        assert_eq!(d.decider, "builtin:profile+plugin:a+plugin:b");
     }
 }

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use warden_core::{Assurance, Decision, Direction, Kind};
-use warden_plugin_host::{DeviceStatus, Failure, Host, Outcome, Plugin, Prepared, Request};
+use warden_plugin_host::{DeviceStatus, Failure, Kv, Outcome, Plugin, Prepared, Request};
 
 use super::recorder::Recorder;
 use super::{LoadedPlugin, PluginSpec};
@@ -27,6 +27,8 @@ pub struct Slot {
     pub unavailable: String,
     /// `warden_plugin_decisions{plugin,outcome="allow"}`, looked up once.
     allowed: prometheus_client::metrics::counter::Counter,
+    /// `plugin:<name>`, as decisions name it.
+    label: String,
 }
 
 /// One `[[plugins.bind]]`, compiled.
@@ -74,27 +76,30 @@ impl Binding {
     }
 }
 
-/// A hot-reloaded plugin on its way to the pipeline thread: compiled, verified and tested
-/// already; instantiated here so that it keeps the running plugin's key-value state.
+/// A hot-reloaded plugin on its way to the pipeline thread: verified, compiled, tested and
+/// instantiated (its `init` run) on the watcher's thread already; the pipeline only swaps it in
+/// and hands it the running version's key-value state.
 pub struct PluginUpdate {
     pub spec: PluginSpec,
     pub prepared: Prepared,
+    pub plugin: Plugin,
+    pub why: super::watch::Why,
 }
 
 /// The plugins, their bindings and the reusable request they are asked about.
 pub struct PluginChain {
-    host: Option<Host>,
     slots: Vec<Slot>,
     bindings: Vec<Binding>,
     req: Request,
     audit: AuditSink,
     metrics: Arc<Metrics>,
     recorder: Option<Recorder>,
+    /// Reloads waiting for their running version to finish replacing an instance.
+    deferred: Vec<PluginUpdate>,
 }
 
 impl PluginChain {
     pub fn new(
-        host: Option<Host>,
         loaded: Vec<LoadedPlugin>,
         binds: &[PluginBindConfig],
         audit: AuditSink,
@@ -116,6 +121,7 @@ impl PluginChain {
                     })
                     .clone();
                 Slot {
+                    label: format!("plugin:{}", l.spec.name),
                     spec: l.spec,
                     plugin,
                     unavailable,
@@ -128,13 +134,13 @@ impl PluginChain {
             .filter_map(|b| Binding::new(b, &slots))
             .collect();
         let chain = Self {
-            host,
             slots,
             bindings,
             req: Request::default(),
             audit,
             metrics,
             recorder,
+            deferred: Vec::new(),
         };
         for s in &chain.slots {
             chain.set_active(&s.spec.name, s.plugin.is_some());
@@ -165,51 +171,42 @@ impl PluginChain {
             .inc();
     }
 
-    /// Swaps in a reloaded plugin, keeping the running one's key-value state. On failure the
-    /// last-known-good plugin stays.
-    pub fn apply(&mut self, u: PluginUpdate) {
-        let Some(host) = &self.host else { return };
+    /// Swaps in a reloaded plugin, handing it the running one's key-value state. While the
+    /// running one is replacing a failed instance (the replacement holds the state), the update
+    /// waits for the next tick: nothing here blocks the message thread.
+    pub fn apply(&mut self, mut u: PluginUpdate) {
         let Some(slot) = self.slots.iter_mut().find(|s| s.spec.name == u.spec.name) else {
             return;
         };
-        let kv = slot
-            .plugin
-            .as_ref()
-            .and_then(|p| p.kv().cloned())
-            .unwrap_or_default();
+        let kv = match slot.plugin.as_mut() {
+            Some(old) => match old.take_kv() {
+                Some(kv) => kv,
+                None => {
+                    self.deferred.push(u);
+                    return;
+                }
+            },
+            None => Kv::default(),
+        };
+        u.plugin.adopt_kv(kv);
         let name = u.spec.name.clone();
         let sha = hex::encode(u.prepared.sha256);
-        match host.instantiate(&u.prepared, &u.spec.config_json, u.spec.limits.clone(), kv) {
-            Ok(p) => {
-                slot.plugin = Some(p);
-                slot.unavailable.clear();
-                slot.spec = u.spec;
-                self.audit.record(
-                    AuditEntry::new(
-                        Category::System,
-                        "plugin-reload",
-                        "gateway",
-                        format!("plugin `{name}` reloaded"),
-                    )
-                    .detail(serde_json::json!({ "plugin": name, "sha256": sha, "result": "ok" })),
-                );
-                self.set_active(&name, true);
-                tracing::info!(plugin = %name, sha256 = %sha, "plugin reloaded");
-            }
-            Err(e) => {
-                self.audit.record(
-                    AuditEntry::new(
-                        Category::System,
-                        "plugin-reload",
-                        "gateway",
-                        format!("reload of `{name}` refused, previous version kept: {e}"),
-                    )
-                    .decision("builtin:plugins", "deny")
-                    .detail(serde_json::json!({ "plugin": name, "sha256": sha, "result": "instantiate" })),
-                );
-                tracing::warn!(plugin = %name, error = %e, "plugin reload refused");
-            }
-        }
+        slot.plugin = Some(u.plugin);
+        slot.unavailable.clear();
+        slot.spec = u.spec;
+        self.audit.record(
+            AuditEntry::new(
+                Category::System,
+                "plugin-reload",
+                "gateway",
+                format!("plugin `{name}` reloaded ({} changed)", u.why.as_str()),
+            )
+            .detail(serde_json::json!({
+                "plugin": name, "sha256": sha, "result": "ok", "changed": u.why.as_str(),
+            })),
+        );
+        self.set_active(&name, true);
+        tracing::info!(plugin = %name, sha256 = %sha, "plugin reloaded");
     }
 
     fn fill(&mut self, dr: &DecisionRequest<'_>, role: Option<&str>) {
@@ -264,29 +261,37 @@ impl PluginChain {
     }
 
     fn failed(&mut self, slot: usize, f: &Failure) -> Decision {
-        let name = self
+        let (name, rule) = self
             .slots
             .get(slot)
-            .map(|s| s.spec.name.clone())
+            .map(|s| {
+                let rule = s
+                    .plugin
+                    .as_ref()
+                    .and_then(|p| p.disabled_reason())
+                    .unwrap_or("repeated failures")
+                    .to_owned();
+                (s.spec.name.clone(), rule)
+            })
             .unwrap_or_default();
         let cause = f.cause.as_str();
         self.count(&name, cause);
         if f.disabled_now {
             self.set_active(&name, false);
-            tracing::error!(plugin = %name, cause, detail = %f.detail,
-                "plugin disabled after repeated failures; its bindings deny until it is fixed");
+            tracing::error!(plugin = %name, cause, rule = %rule, detail = %f.detail,
+                "plugin disabled by its breaker; its bindings deny until it is fixed");
             self.audit.record(
                 AuditEntry::new(
                     Category::Security,
                     "plugin-disabled",
                     "gateway",
                     format!(
-                        "plugin `{name}` disabled after repeated failures (last: {cause}: {}); its bindings deny until a fixed version is loaded",
+                        "plugin `{name}` disabled after {rule} (last: {cause}: {}); its bindings deny until a fixed version is loaded",
                         f.detail
                     ),
                 )
                 .decision("builtin:plugins", "deny")
-                .detail(serde_json::json!({ "plugin": name, "cause": cause })),
+                .detail(serde_json::json!({ "plugin": name, "cause": cause, "rule": rule })),
             );
         }
         Decision::deny(
@@ -344,6 +349,8 @@ impl Decider for PluginChain {
         if let Some(rec) = &mut self.recorder {
             rec.write(&self.req);
         }
+        // the plugins that allowed, named in the allow (`plugin:a+plugin:b`)
+        let mut consulted = String::new();
         for i in 0..self.bindings.len() {
             let Some(b) = self.bindings.get(i) else { break };
             if !b.matches(dr, &self.req.device.id, role) {
@@ -363,6 +370,13 @@ impl Decider for PluginChain {
             if matches!(outcome, Outcome::Allow) {
                 // the per-message path: a cached counter, no label strings
                 slot.allowed.inc();
+                // a plugin bound twice is named once
+                if !consulted.split('+').any(|c| c == slot.label) {
+                    if !consulted.is_empty() {
+                        consulted.push('+');
+                    }
+                    consulted.push_str(&slot.label);
+                }
                 continue;
             }
             let name = slot.spec.name.clone();
@@ -380,11 +394,14 @@ impl Decider for PluginChain {
                 Outcome::Failed(f) => return Ok(self.failed(slot_ix, &f)),
             }
         }
-        Ok(Decision::allow(""))
+        Ok(Decision::allow(consulted))
     }
 
     fn tick(&mut self) {
         self.flush();
+        for u in std::mem::take(&mut self.deferred) {
+            self.apply(u);
+        }
     }
 
     fn offer(&mut self, update: PluginUpdate) -> Option<PluginUpdate> {
@@ -467,6 +484,7 @@ mod tests {
     #[test]
     fn selectors_match_zone_role_protocol_device_prefix_and_direction() {
         let slots = vec![Slot {
+            label: "plugin:p".into(),
             spec: spec("p"),
             plugin: None,
             unavailable: "x".into(),
@@ -531,7 +549,6 @@ mod tests {
         let (audit, _h) = AuditSink::start(s, 16).unwrap();
         let metrics = Arc::new(Metrics::new());
         let mut chain = PluginChain::new(
-            None,
             vec![LoadedPlugin {
                 spec: spec("guard"),
                 result: Err("signature: no MODULE.sig".into()),
@@ -569,7 +586,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(d.path(), &MasterKey::from_bytes([1; 32])).unwrap();
         let (audit, _h) = AuditSink::start(s, 16).unwrap();
-        let mut chain = PluginChain::new(None, vec![], &[], audit, Arc::new(Metrics::new()), None);
+        let mut chain = PluginChain::new(vec![], &[], audit, Arc::new(Metrics::new()), None);
         let r = rec("sim:a", "hvac", Some("sensor"));
         let mut m = msg(&r.id);
         m.assurance = Assurance::SharedKey;

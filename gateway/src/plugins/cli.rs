@@ -4,10 +4,31 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use warden_plugin_host::{Host, HostOptions, Kv, Limits, signing, testrun};
+use warden_plugin_host::{Host, HostOptions, Kv, Limits, WasiGrants, signing, testrun};
 
 #[derive(Subcommand)]
 pub enum PluginCmd {
+    /// Create a plugin project that builds and tests out of the box (in DIR, default ./NAME).
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: super::scaffold::Lang,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build the plugin in DIR (default .: a Rust crate, or a Python/JavaScript project made by
+    /// `plugin new`) into a component: DIR/target/plugin/NAME.wasm.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Cargo target dir to share between plugin projects (the wasm standard library is built
+        /// once per target dir). Default DIR/target.
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+        /// The componentizer of a Python or JavaScript project (componentize-py / componentize-js).
+        #[arg(long)]
+        tool: Option<PathBuf>,
+    },
     /// Create a plugin-signing key pair: DIR/NAME.key (private, 0600) and DIR/NAME.pub.
     Keygen {
         #[arg(long)]
@@ -47,6 +68,14 @@ pub enum PluginCmd {
         /// Per-decision fuel (default: the gateway default).
         #[arg(long)]
         fuel: Option<u64>,
+        /// WASI packages the plugin may import, comma-separated, as `wasi = [...]` in its
+        /// `[[plugins.load]]` (default none; Python and JavaScript runtimes need some: the
+        /// error names them).
+        #[arg(long, value_delimiter = ',')]
+        wasi: Vec<String>,
+        /// `wasi:random` from the OS (as `real_random = true`); otherwise seeded per decision.
+        #[arg(long)]
+        real_random: bool,
         /// One JSON result per line instead of text.
         #[arg(long)]
         json: bool,
@@ -55,6 +84,19 @@ pub enum PluginCmd {
 
 pub fn main(cmd: PluginCmd) -> anyhow::Result<()> {
     match cmd {
+        PluginCmd::New { name, lang, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            super::scaffold::new(&name, lang, &dir)
+        }
+        PluginCmd::Build {
+            dir,
+            target_dir,
+            tool,
+        } => {
+            let out = super::scaffold::build(&dir, target_dir.as_deref(), tool.as_deref())?;
+            println!("{}", out.display());
+            Ok(())
+        }
         PluginCmd::Keygen { out, name } => {
             let (private, public) = signing::keygen(&out, &name)
                 .with_context(|| format!("cannot write keys in {}", out.display()))?;
@@ -96,15 +138,25 @@ pub fn main(cmd: PluginCmd) -> anyhow::Result<()> {
             expect,
             config,
             fuel,
+            wasi,
+            real_random,
             json,
-        } => test(
-            &plugin,
-            &messages,
-            expect.as_deref(),
-            config.as_deref(),
-            fuel,
-            json,
-        ),
+        } => {
+            let mut limits = Limits::default();
+            if let Some(f) = fuel {
+                limits.fuel = f;
+            }
+            limits.wasi = WasiGrants::parse(&wasi).map_err(anyhow::Error::msg)?;
+            limits.real_random = real_random;
+            test(
+                &plugin,
+                &messages,
+                expect.as_deref(),
+                config.as_deref(),
+                limits,
+                json,
+            )
+        }
     }
 }
 
@@ -130,7 +182,7 @@ fn test(
     messages: &Path,
     expect: Option<&Path>,
     config: Option<&Path>,
-    fuel: Option<u64>,
+    limits: Limits,
     json: bool,
 ) -> anyhow::Result<()> {
     let config_json = read_config(config)?;
@@ -148,10 +200,6 @@ fn test(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".into());
     let prepared = host.prepare(&name, plugin)?;
-    let mut limits = Limits::default();
-    if let Some(f) = fuel {
-        limits.fuel = f;
-    }
     let mut p = host.instantiate(&prepared, &config_json, limits, Kv::default())?;
     let cases = testrun::read_cases(messages, expect).map_err(anyhow::Error::msg)?;
     let report = testrun::run(&mut p, &cases);

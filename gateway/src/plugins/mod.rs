@@ -5,6 +5,7 @@
 pub mod chain;
 pub mod cli;
 pub mod recorder;
+pub mod scaffold;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -35,11 +36,15 @@ impl PluginSpec {
             .as_ref()
             .and_then(|t| serde_json::to_string(t).ok())
             .unwrap_or_else(|| "{}".into());
+        let mut limits = limits(&l.limits, defaults);
+        // validated with the config
+        limits.wasi = warden_plugin_host::WasiGrants::parse(&l.wasi).unwrap_or_default();
+        limits.real_random = l.real_random;
         Self {
             name: l.name.clone(),
             module,
             config_json,
-            limits: limits(&l.limits, defaults),
+            limits,
         }
     }
 
@@ -73,6 +78,13 @@ pub fn limits(own: &PluginLimitsConfig, defaults: &PluginLimitsConfig) -> Limits
             .max_failures
             .or(defaults.max_failures)
             .unwrap_or(d.max_failures),
+        failure_window_ms: pick(own.failure_window_s, defaults.failure_window_s)
+            .map_or(d.failure_window_ms, |s| s.saturating_mul(1000)),
+        cpu_ms_per_sec: pick(own.cpu_ms_per_sec, defaults.cpu_ms_per_sec)
+            .unwrap_or(d.cpu_ms_per_sec),
+        init_fuel: pick(own.init_fuel, defaults.init_fuel).unwrap_or(d.init_fuel),
+        init_deadline_ms: pick(own.init_deadline_ms, defaults.init_deadline_ms)
+            .unwrap_or(d.init_deadline_ms),
         ..d
     }
 }
@@ -175,29 +187,30 @@ pub fn prepare_and_test(
         let cases = testrun::read_cases(&tests, None).map_err(|e| (Stage::Tests, e))?;
         let report = testrun::run(&mut probe, &cases);
         if !report.all_passed() {
+            let first = report.cases.iter().find(|c| c.passed == Some(false));
+            let missed = first.map_or_else(String::new, |c| {
+                let expected =
+                    c.expect
+                        .as_ref()
+                        .map_or_else(String::new, |e| match &e.reason_contains {
+                            Some(r) => format!("{} with a reason containing `{r}`", e.verdict),
+                            None => e.verdict.clone(),
+                        });
+                format!(
+                    "line {}: expected {expected}, got {} ({})",
+                    c.line,
+                    c.verdict(),
+                    c.reason()
+                )
+            });
             return Err((
                 Stage::Tests,
                 format!(
-                    "{} of {} cases in {} did not hold; first: line {}: {} ({})",
+                    "{} of {} cases in {} (the tests of module {}) did not hold; first: {missed}",
                     report.mismatched,
                     cases.len(),
                     tests.display(),
-                    report
-                        .cases
-                        .iter()
-                        .find(|c| c.passed == Some(false))
-                        .map_or(0, |c| c.line),
-                    report
-                        .cases
-                        .iter()
-                        .find(|c| c.passed == Some(false))
-                        .map_or("", |c| c.verdict()),
-                    report
-                        .cases
-                        .iter()
-                        .find(|c| c.passed == Some(false))
-                        .map(|c| c.reason())
-                        .unwrap_or_default(),
+                    spec.module.display(),
                 ),
             ));
         }

@@ -141,6 +141,8 @@ pub struct Shared {
     pub operations: Arc<Operations>,
     /// Turns true at shutdown (long-lived API streams end on it).
     pub shutdown: watch::Receiver<bool>,
+    /// Reloads plugins whose config changed (`warden reload`); `None` without plugins.
+    pub plugin_reloader: Option<crate::plugins::watch::Reloader>,
 }
 
 async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
@@ -287,7 +289,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         northbound.clone(),
     );
     pipeline.offline_after_ms = cfg.registry.offline_after_s.saturating_mul(1000);
-    let plugin_watcher = start_plugins(
+    let plugin_runtime = start_plugins(
         &cfg,
         &data_dir,
         plugin_cache_key,
@@ -383,6 +385,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         broker_stats: broker_handle.as_ref().map(|h| h.stats_reader()),
         operations: operations.clone(),
         shutdown: shutdown_rx.clone(),
+        plugin_reloader: plugin_runtime.reloader,
     });
     drop(control_tx);
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
@@ -401,7 +404,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
-    if let Some(w) = plugin_watcher {
+    if let Some(w) = plugin_runtime.watcher {
         w.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = tokio::task::spawn_blocking(move || w.handle.join()).await;
     }

@@ -23,12 +23,12 @@ pub(super) fn start_plugins(
     metrics: &Arc<Metrics>,
     control: &mpsc::Sender<Control>,
     pipeline: &mut Pipeline,
-) -> anyhow::Result<Option<crate::plugins::watch::Watcher>> {
+) -> anyhow::Result<PluginRuntime> {
     use crate::metrics::PluginOutcomeLabels;
     use crate::plugins::{self, LoadedPlugin};
     let p = &cfg.plugins;
     if p.load.is_empty() && p.record.is_none() {
-        return Ok(None);
+        return Ok(PluginRuntime::default());
     }
     let started = std::time::Instant::now();
     let cache_dir = p
@@ -110,26 +110,34 @@ pub(super) fn start_plugins(
         ),
         None => None,
     };
-    let chain = plugins::chain::PluginChain::new(
-        Some(host.clone()),
-        loaded,
-        &p.bind,
-        audit.clone(),
-        metrics.clone(),
-        recorder,
-    );
+    let chain =
+        plugins::chain::PluginChain::new(loaded, &p.bind, audit.clone(), metrics.clone(), recorder);
     pipeline.deciders.push(Box::new(chain));
-    if !p.watch || specs.is_empty() {
-        return Ok(None);
+    if specs.is_empty() {
+        return Ok(PluginRuntime::default());
     }
-    Ok(Some(plugins::watch::spawn(
-        host,
-        specs,
-        std::time::Duration::from_millis(p.watch_interval_ms),
-        control.clone(),
-        audit.clone(),
-        metrics.clone(),
-    )?))
+    let reloader =
+        plugins::watch::Reloader::new(host, specs, control.clone(), audit.clone(), metrics.clone());
+    let watcher = if p.watch {
+        Some(plugins::watch::spawn(
+            reloader.clone(),
+            std::time::Duration::from_millis(p.watch_interval_ms),
+        )?)
+    } else {
+        None
+    };
+    Ok(PluginRuntime {
+        reloader: Some(reloader),
+        watcher,
+    })
+}
+
+/// What runs the plugins beside the pipeline: the reloader (for `warden reload`) and the file
+/// watcher.
+#[derive(Default)]
+pub(super) struct PluginRuntime {
+    pub reloader: Option<crate::plugins::watch::Reloader>,
+    pub watcher: Option<crate::plugins::watch::Watcher>,
 }
 
 /// `warden check-config`: the file, and every plugin it loads (signature, compile, config,

@@ -27,11 +27,16 @@ pub async fn reload(shared: &Shared, actor: &str) -> anyhow::Result<()> {
                 ))
                 .await
                 .map_err(|_| anyhow::anyhow!("pipeline is not running"))?;
+            let plugins = match &shared.plugin_reloader {
+                Some(r) => reload_plugins(r.clone(), &cfg).await,
+                None if cfg.plugins.load.is_empty() => String::new(),
+                None => "; plugins listed but none loaded at start-up: restart to load them".into(),
+            };
             shared.audit.record(AuditEntry::new(
                 Category::Operator,
                 "config-reload",
                 actor,
-                "profiles, zones, models and controllers reloaded",
+                format!("profiles, zones, models and controllers reloaded{plugins}"),
             ));
             Ok(())
         }
@@ -48,4 +53,32 @@ pub async fn reload(shared: &Shared, actor: &str) -> anyhow::Result<()> {
             Err(e)
         }
     }
+}
+
+/// Reloads every plugin whose `config`, limits or module changed, off the async runtime (each
+/// is verified, tested and instantiated like a file change, and audited as `plugin-reload`).
+/// Returns what to add to the config-reload record.
+async fn reload_plugins(r: crate::plugins::watch::Reloader, cfg: &crate::config::Config) -> String {
+    let (changed, restart) = r.update_specs(crate::plugins::specs(cfg));
+    let names: Vec<String> = changed.iter().map(|s| s.name.clone()).collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        for spec in &changed {
+            r.reload(spec, crate::plugins::watch::Why::Config);
+        }
+    })
+    .await;
+    let mut s = String::new();
+    if !names.is_empty() {
+        s.push_str(&format!(
+            "; plugins with a changed config: {}",
+            names.join(", ")
+        ));
+    }
+    if !restart.is_empty() {
+        s.push_str(&format!(
+            "; plugins added or removed (applied at the next restart): {}",
+            restart.join(", ")
+        ));
+    }
+    s
 }

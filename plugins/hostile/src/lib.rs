@@ -26,6 +26,8 @@
 //! - `targets` (default: every device): the device ids that get the behaviour; every other
 //!   device is allowed at once.
 //! - `iterations`, `grow_bytes`, `reason`: see `slow`, `grow` and `deny`.
+//! - `init_iterations` (default 0): rounds of the same arithmetic `init` does before it returns,
+//!   so that every (re)instantiation is slow.
 //!
 //! Verdicts: `allow` for non-targets and for `slow`/`ok` targets; the other modes never return.
 #![cfg_attr(target_arch = "wasm32", no_std)]
@@ -63,6 +65,8 @@ struct Config {
     grow_bytes: usize,
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    init_iterations: u64,
 }
 
 fn default_iterations() -> u64 {
@@ -127,6 +131,7 @@ impl Hostile {
 impl Policy for Hostile {
     fn init(config: &str) -> Result<Self, String> {
         let c: Config = config::parse(config)?;
+        black_box(burn(c.init_iterations));
         Ok(Self {
             mode: c.mode,
             targets: c.targets,
