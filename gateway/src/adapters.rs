@@ -9,6 +9,7 @@ pub type Build = fn(&toml::Value) -> Result<Box<dyn Adapter>, String>;
 
 /// `(section name, constructor)`.
 const KNOWN: &[(&str, Build)] = &[
+    ("bacnet", warden_bacnet::build),
     ("ble", warden_ble::build),
     ("lorawan", warden_lorawan::build),
     ("modbus", warden_modbus::build),
