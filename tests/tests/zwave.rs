@@ -304,7 +304,11 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
     // S2: a node that asks for S2 Unauthenticated is included; Warden runs the key exchange
     // (ECDH, temporary keys, its network key sent encrypted and verified) against zwave-js's own
     // S2 implementation in the mock node, and the interview runs encrypted
-    assert_eq!(mock.ctl("include 6 s2sensor"), "OK include 6");
+    // (an S2 node's answer carries its PIN; S2 Unauthenticated needs none)
+    assert!(
+        mock.ctl("include 6 s2sensor")
+            .starts_with("OK include 6 pin=")
+    );
     let mut join = Cli::spawn(
         &g,
         &["adapter", "zwave", "join", "--seconds", "120"],
@@ -467,5 +471,175 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
     sub.wait_lines(T, "the sensor's report after the reconnect", |_| {
         latest(&sub, SENSOR, "temperature").is_some_and(|e| e["value"] == 25.5)
     });
+    g.stop();
+}
+
+/// The PIN the mock's `include` answered (`OK include N pin=NNNNN`).
+fn pin_of(answer: &str) -> String {
+    let pin = answer
+        .split_once("pin=")
+        .map(|(_, p)| p.trim().to_owned())
+        .unwrap_or_default();
+    assert!(
+        pin.len() == 5 && pin.bytes().all(|b| b.is_ascii_digit()),
+        "{answer}"
+    );
+    pin
+}
+
+/// Includes the node the mock holds ready through a join window with these extra arguments, waits
+/// for its registration record and closes the window; returns the record.
+fn include_with(
+    g: &Gateway,
+    dd: &Path,
+    dir: &Path,
+    device: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let mut args = vec!["adapter", "zwave", "join", "--seconds", "120"];
+    args.extend_from_slice(extra);
+    let out = dir.join(format!("join-{}.txt", device.replace(':', "_")));
+    let mut join = Cli::spawn(g, &args, &out);
+    let reg = wait_audit(dd, &format!("{device} registered"), |r| {
+        is(r, "device-registered", device)
+    });
+    let o = g.cli(&["adapter", "zwave", "close"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(join.wait_exit(), "{}", join.text());
+    reg
+}
+
+#[test]
+fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let port = free_port();
+    let mock = Mock::start(dir, port);
+    let p = Ports::new();
+    let cfg = dir.join("w.toml");
+    std::fs::write(&cfg, config(&p, port)).unwrap();
+    let dd = dir.join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
+        &dir.join("sub.txt"),
+    );
+    wait_audit(&dd, "the Z-Wave link up", |r| zwave_link(r, "Up"));
+
+    // no PIN: a node asking only for S2 Authenticated gets no S2 class (KEX Fail), audited
+    let a7 = mock.ctl("include 7 s2auth");
+    pin_of(&a7);
+    let reg = include_with(&g, &dd, dir, "zwave:c0ffee01-7", &[]);
+    assert!(
+        reg["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("security: none"),
+        "{reg}"
+    );
+    let f = wait_audit(&dd, "node 7's bootstrap refused", |r| {
+        is(r, "uplink", "zwave:c0ffee01-7") && cause(r) == "s2-bootstrap-failed"
+    });
+    assert!(f.to_string().contains("need the DSK PIN"), "{f}");
+
+    // a wrong PIN: Warden's temporary keys differ from the node's, its KEX Set echo does not
+    // decrypt, KEX Fail; the node is included without security, refused and audited
+    let a8 = mock.ctl("include 8 s2auth");
+    let right8: u32 = pin_of(&a8).parse().unwrap();
+    let wrong8 = format!("{:05}", (right8 + 1) % 65536);
+    let reg = include_with(&g, &dd, dir, "zwave:c0ffee01-8", &["--pin", &wrong8]);
+    assert!(
+        reg["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("security: none"),
+        "{reg}"
+    );
+    let f = wait_audit(&dd, "node 8's bootstrap refused", |r| {
+        is(r, "uplink", "zwave:c0ffee01-8") && cause(r) == "s2-bootstrap-failed"
+    });
+    assert!(f.to_string().contains("DSK PIN does not match"), "{f}");
+    wait_audit(&dd, "node 8's KEX Set echo did not decrypt", |r| {
+        is(r, "uplink", "zwave:c0ffee01-8") && cause(r) == "s2-decrypt-failed"
+    });
+    // no S2 keys: its S2 frames are refused as from a node without S2
+    assert_eq!(
+        mock.ctl("s2temp 8 19.0").split(' ').next(),
+        Some("ERR"),
+        "the mock node holds no session with Warden"
+    );
+
+    // the right PIN (the positive control): S2 Authenticated granted, encrypted reports at
+    // shared-key
+    let a10 = mock.ctl("include 10 s2auth");
+    let pin10 = pin_of(&a10);
+    let reg = include_with(&g, &dd, dir, "zwave:c0ffee01-10", &["--pin", &pin10]);
+    assert!(
+        reg["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("security: s2-authenticated"),
+        "{reg}"
+    );
+
+    // a lock-like node asking for Access Control and Authenticated: both keys sent and verified,
+    // its frames under Access Control
+    let a9 = mock.ctl("include 9 s2lock");
+    let pin9 = pin_of(&a9);
+    let reg = include_with(&g, &dd, dir, "zwave:c0ffee01-9", &["--pin", &pin9]);
+    assert!(
+        reg["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("security: s2-access-control"),
+        "{reg}"
+    );
+    for (node, id, v) in [
+        (10, "zwave:c0ffee01-10", 20.5),
+        (9, "zwave:c0ffee01-9", 21.25),
+    ] {
+        approve(&g, id, "zws2");
+        assert_eq!(
+            mock.ctl(&format!("s2temp {node} {v}")),
+            format!("OK s2temp {node}")
+        );
+        sub.wait_lines(T, &format!("{id}'s temperature"), |_| {
+            latest(&sub, id, "temperature").is_some()
+        });
+        let t = latest(&sub, id, "temperature").unwrap();
+        assert_eq!(t["value"], v, "{t}");
+        assert_eq!(t["assurance"], "shared-key", "{t}");
+        let res = command(&g, id, "refresh");
+        assert_eq!(res["outcome"], "delivered", "{res}");
+    }
+    // a plain frame from the Access Control node is a downgrade
+    assert_eq!(mock.ctl("temp 9 30.0"), "OK temp 9");
+    wait_audit(&dd, "node 9's plain frame refused", |r| {
+        is(r, "uplink", "zwave:c0ffee01-9") && cause(r) == "downgrade"
+    });
+
+    // the PIN was taken but never written back: the audited requests say one was given, no more
+    let ops = audit_where(&dd, |r| {
+        r["action"] == "adapter-operation" && r["detail"]["request"]["op"] == "join"
+    });
+    assert!(ops.len() >= 4, "{ops:?}");
+    let with_pin: Vec<_> = ops
+        .iter()
+        .filter(|r| {
+            r["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("with a DSK PIN")
+        })
+        .collect();
+    assert_eq!(with_pin.len(), 3, "{ops:?}");
+    for r in &ops {
+        assert!(r["detail"]["request"].get("pin").is_none(), "{r}");
+        let s = r.to_string();
+        for pin in [&wrong8, &pin10, &pin9] {
+            assert!(!s.contains(&format!("\"{pin}\"")), "{s}");
+        }
+    }
+    assert!(values(&sub, "zwave:c0ffee01-8", "temperature").is_empty());
     g.stop();
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_serial::SerialPortBuilderExt;
 use warden_core::{
     AdapterContext, AdapterError, AdapterEvent, Announcement, Assurance, CommandOutcome,
-    CommandResult, DeviceId, Downlink, LinkHealth, LinkState, Membership, MembershipChange,
+    CommandResult, DeviceId, Downlink, DskPin, LinkHealth, LinkState, Membership, MembershipChange,
     Message, Operation, OperationRequest, OperationState, Rejection, StateStore,
 };
 
@@ -170,6 +170,8 @@ impl Out {
 enum Internal {
     Started(Result<(), LinkError>, &'static str),
     Interviewed(Node, Vec<String>),
+    /// A security bootstrap that failed: audited as `s2-bootstrap-failed`.
+    BootstrapFailed(NodeId, String),
     Sent {
         command_id: String,
         device: DeviceId,
@@ -271,6 +273,9 @@ pub struct Runtime {
     asleep: HashMap<NodeId, std::collections::VecDeque<Held>>,
     sessions: Arc<Mutex<Sessions>>,
     keys: Option<NetworkKeys>,
+    /// The DSK PIN of the newest join window (None when it was opened without one): read by a
+    /// bootstrap when the node asks for its keys, so a PIN given during the window counts.
+    pin: Arc<Mutex<Option<DskPin>>>,
 }
 
 impl Runtime {
@@ -298,6 +303,7 @@ impl Runtime {
             asleep: HashMap::new(),
             sessions: Arc::new(Mutex::new(Sessions::new(0, 0))),
             keys: None,
+            pin: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -591,6 +597,7 @@ impl Runtime {
         let known = self.nodes.by_id.get(&node).cloned();
         let own = self.own;
         let keys = self.keys.clone();
+        let pin = self.pin.clone();
         tokio::spawn(async move {
             let mut notes = Vec::new();
             let mut security = known.as_ref().and_then(|k| k.security.clone());
@@ -600,7 +607,7 @@ impl Runtime {
                         "security bootstrap: node {node} (S2 key exchange)"
                     )))
                 });
-                match s2_bootstrap(&out, node, &keys).await {
+                match s2_bootstrap(&out, node, &keys, &pin).await {
                     Ok(class) => {
                         security = Some(class.as_str().to_owned());
                         progress.update(|p| {
@@ -612,6 +619,7 @@ impl Runtime {
                     }
                     Err(e) => {
                         out.lock().revoke(node);
+                        let _ = tx.send(Internal::BootstrapFailed(node, e.clone())).await;
                         notes.push(format!(
                             "security bootstrap failed ({e}): included without security"
                         ));
@@ -798,6 +806,13 @@ impl Runtime {
                         .await
                     }
                     Err(e @ (S2Error::NoSpan | S2Error::CannotDecode)) => {
+                        // Mid-bootstrap, the only frame the node encrypts before our echo is its
+                        // KEX Set echo: one that does not decrypt under the temporary keys means
+                        // the ECDH secrets differ (a wrong DSK PIN, or someone else's key).
+                        if self.sessions.lock().is_ok_and(|s| s.bootstrapping(node)) {
+                            self.waiters
+                                .fulfil(WaitFor::Secure(node, kex::KEX_SET), &[], None);
+                        }
                         // Tell the node to start a new session; its next frame carries fresh entropy.
                         if speaks_s2 {
                             self.spawn_nonce_report(link, node);
@@ -930,7 +945,10 @@ impl Runtime {
     fn operation(&mut self, link: &LinkHandle, op: Operation) {
         match op.request.clone() {
             OperationRequest::Join {
-                seconds, device, ..
+                seconds,
+                device,
+                pin,
+                ..
             } => {
                 if device.is_some() {
                     op.progress.finish(
@@ -943,6 +961,9 @@ impl Runtime {
                     op.progress
                         .finish(OperationState::Failed, "an exclusion is running");
                     return;
+                }
+                if let Ok(mut p) = self.pin.lock() {
+                    *p = pin;
                 }
                 if let Some(old) = self.window.take() {
                     // The controller is still in add mode: the new window carries on with it.
@@ -1382,6 +1403,15 @@ impl Runtime {
                 }
                 Ok(())
             }
+            Internal::BootstrapFailed(node, why) => {
+                let id = nodes::device_id(self.home, node);
+                self.reject(
+                    Some(id),
+                    "s2-bootstrap-failed",
+                    format!("node {node}: S2 key exchange failed, no S2 class granted: {why}"),
+                )
+                .await
+            }
             Internal::Interviewed(node, notes) => {
                 self.interviewing.remove(&node.id);
                 if let Some(class) = node.class()
@@ -1630,14 +1660,39 @@ async fn wait_step(rx: oneshot::Receiver<Waited>, what: &str) -> Result<Waited, 
     }
 }
 
+/// The classes Warden grants a node that requested `requested` (KEX key bitmask): S2
+/// Unauthenticated whenever asked for; Authenticated and Access Control only with the DSK PIN the
+/// operator typed from the device's label. S0 (0x80) is never granted.
+fn grantable(requested: u8, pin: bool) -> u8 {
+    let allowed = Class::Unauthenticated.bit()
+        | if pin {
+            Class::Authenticated.bit() | Class::AccessControl.bit()
+        } else {
+            0
+        };
+    requested & allowed
+}
+
+/// The highest class in a KEX key bitmask.
+fn highest(bits: u8) -> Option<Class> {
+    Class::ALL.into_iter().find(|c| bits & c.bit() != 0)
+}
+
 /// The S2 key exchange as the including node (S2 specification, KEX scheme 1, Curve25519):
 /// KEX Get → Report → Set → public keys both ways → ECDH → temporary keys → the node's encrypted
 /// KEX Set echo → our encrypted KEX Report echo → for each granted class: Network Key Get →
 /// Report → the node's Verify under the new key → Transfer End → the node's final Transfer End.
 ///
-/// Only S2 Unauthenticated is granted: Authenticated and Access Control need the DSK PIN from the
-/// device's label, which no operator input carries yet. S0 is not granted.
-async fn s2_bootstrap(out: &Out, node: NodeId, keys: &NetworkKeys) -> Result<Class, String> {
+/// For S2 Authenticated and Access Control the node hides the first two bytes of its public key
+/// (its DSK); Warden puts in the PIN the operator gave. A wrong PIN gives Warden other temporary
+/// keys than the node's, so the node's KEX Set echo does not decrypt: KEX Fail (decrypt), no class
+/// granted. Returns the highest class granted.
+async fn s2_bootstrap(
+    out: &Out,
+    node: NodeId,
+    keys: &NetworkKeys,
+    pin: &Mutex<Option<DskPin>>,
+) -> Result<Class, String> {
     let fail = |kind: u8| async move {
         let _ = send_data(&out.link, node, &kex::kex_fail(kind)).await;
     };
@@ -1658,22 +1713,35 @@ async fn s2_bootstrap(out: &Out, node: NodeId, keys: &NetworkKeys) -> Result<Cla
         fail(kex::fail::KEX_CURVES).await;
         return Err("the node does not support Curve25519".into());
     }
-    if report.requested & Class::Unauthenticated.bit() == 0 {
+    let pin = pin.lock().ok().and_then(|p| *p);
+    let granted = grantable(report.requested, pin.is_some());
+    let Some(top) = highest(granted) else {
         fail(kex::fail::KEX_KEY).await;
-        return Err(format!(
-            "the node requested keys {:#04x}; Warden grants only S2 Unauthenticated so far",
-            report.requested
-        ));
-    }
-    let class = Class::Unauthenticated;
-    let granted = class.bit();
+        return Err(if report.requested & 0x06 != 0 && pin.is_none() {
+            format!(
+                "the node requested keys {:#04x}: S2 Authenticated and Access Control need the DSK PIN from its label (join --pin)",
+                report.requested
+            )
+        } else {
+            format!(
+                "the node requested keys {:#04x}, none of which Warden grants",
+                report.requested
+            )
+        });
+    };
+    let authenticated = granted & (Class::Authenticated.bit() | Class::AccessControl.bit()) != 0;
 
     let rx = out
         .waiters
         .add(WaitFor::Report(node, s2s::CC, kex::PUBLIC_KEY_REPORT));
     send_plain(out, node, &kex::kex_set(granted)).await?;
     let (p, _) = wait_step(rx, "Public Key Report").await?;
-    let node_public = kex::parse_public_key(&p).ok_or("malformed Public Key Report")?;
+    let mut node_public = kex::parse_public_key(&p).ok_or("malformed Public Key Report")?;
+    if let (true, Some(pin)) = (authenticated, pin) {
+        let [a, b] = pin.bytes();
+        node_public[0] = a;
+        node_public[1] = b;
+    }
 
     let pair = KeyPair::generate();
     let shared = pair.agree(&node_public);
@@ -1684,28 +1752,49 @@ async fn s2_bootstrap(out: &Out, node: NodeId, keys: &NetworkKeys) -> Result<Cla
     let (p, k) = wait_step(rx, "encrypted KEX Set echo").await?;
     match (kex::parse_kex_set(&p), k) {
         (Some((true, kex::SCHEME_1, kex::CURVE25519, g)), Some(Keys::Temp)) if g == granted => {}
+        (None, None) => {
+            fail(kex::fail::DECRYPT).await;
+            return Err(if authenticated {
+                "the node's KEX Set echo did not decrypt: the DSK PIN does not match the node's key"
+                    .into()
+            } else {
+                "the node's KEX Set echo did not decrypt".into()
+            });
+        }
         _ => {
             fail(kex::fail::AUTH).await;
             return Err("the node's KEX Set echo does not match what Warden sent".into());
         }
     }
-    let rx = out.waiters.add(WaitFor::Secure(node, kex::NETWORK_KEY_GET));
+    let mut rx = out.waiters.add(WaitFor::Secure(node, kex::NETWORK_KEY_GET));
     secure_step(out, node, &kex::kex_report_echo(&report)).await?;
-    let (p, k) = wait_step(rx, "Network Key Get").await?;
-    if kex::parse_network_key_get(&p) != Some(class) || k != Some(Keys::Temp) {
-        fail(kex::fail::KEY_GET).await;
-        return Err("the node asked for a key it was not granted".into());
-    }
-    let rx = out
-        .waiters
-        .add(WaitFor::Secure(node, kex::NETWORK_KEY_VERIFY));
-    secure_step(out, node, &kex::network_key_report(class, keys.get(class))).await?;
-    let (_, k) = wait_step(rx, "Network Key Verify").await?;
-    if k != Some(Keys::Network(class)) {
-        fail(kex::fail::KEY_VERIFY).await;
-        return Err(
-            "the node's Network Key Verify was not encrypted with the key it was sent".into(),
-        );
+    let mut left = granted;
+    loop {
+        let (p, k) = wait_step(rx, "Network Key Get").await?;
+        let class = match (kex::parse_network_key_get(&p), k) {
+            (Some(c), Some(Keys::Temp)) if left & c.bit() != 0 => c,
+            _ => {
+                fail(kex::fail::KEY_GET).await;
+                return Err("the node asked for a key it was not granted".into());
+            }
+        };
+        left &= !class.bit();
+        let verify = out
+            .waiters
+            .add(WaitFor::Secure(node, kex::NETWORK_KEY_VERIFY));
+        secure_step(out, node, &kex::network_key_report(class, keys.get(class))).await?;
+        let (_, k) = wait_step(verify, "Network Key Verify").await?;
+        if k != Some(Keys::Network(class)) {
+            fail(kex::fail::KEY_VERIFY).await;
+            return Err(
+                "the node's Network Key Verify was not encrypted with the key it was sent".into(),
+            );
+        }
+        if left == 0 {
+            break;
+        }
+        rx = out.waiters.add(WaitFor::Secure(node, kex::NETWORK_KEY_GET));
+        secure_step(out, node, &kex::transfer_end_verified()).await?;
     }
     let rx = out.waiters.add(WaitFor::Secure(node, kex::TRANSFER_END));
     secure_step(out, node, &kex::transfer_end_verified()).await?;
@@ -1716,8 +1805,8 @@ async fn s2_bootstrap(out: &Out, node: NodeId, keys: &NetworkKeys) -> Result<Cla
     let mut s = out.lock();
     s.clear_temp_keys(node);
     s.forget(node);
-    s.grant(node, class);
-    Ok(class)
+    s.grant(node, top);
+    Ok(top)
 }
 
 async fn send_plain(out: &Out, node: NodeId, payload: &[u8]) -> Result<(), String> {
@@ -1875,4 +1964,36 @@ async fn open(cfg: &Config) -> Result<Box<dyn Stream>, String> {
 
 async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await.map(|_| ());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authenticated_classes_are_granted_only_with_a_pin() {
+        // (requested, pin given) → granted
+        let rows = [
+            (0x01, false, 0x01), // Unauthenticated asked: granted without a PIN
+            (0x02, false, 0x00), // Authenticated alone without a PIN: nothing
+            (0x06, false, 0x00), // Access Control + Authenticated without a PIN: nothing
+            (0x07, false, 0x01), // all three without a PIN: only Unauthenticated
+            (0x02, true, 0x02),  // Authenticated with the PIN
+            (0x06, true, 0x06),  // Access Control + Authenticated with the PIN
+            (0x87, true, 0x07),  // S0 (0x80) is never granted
+            (0x80, true, 0x00),
+            (0x78, true, 0x00), // reserved bits are not classes
+        ];
+        for (requested, pin, want) in rows {
+            assert_eq!(
+                grantable(requested, pin),
+                want,
+                "{requested:#04x} pin={pin}"
+            );
+        }
+        assert_eq!(highest(0x07), Some(Class::AccessControl));
+        assert_eq!(highest(0x03), Some(Class::Authenticated));
+        assert_eq!(highest(0x01), Some(Class::Unauthenticated));
+        assert_eq!(highest(0x00), None);
+    }
 }

@@ -19,7 +19,12 @@
 //   s2temp <node> <celsius>        an S2-encapsulated sensor report (nonce exchange first if needed)
 //   replay                         the last node report sent to the host, again, byte for byte
 //   badmac                         the last (S2) report with a new sequence number and a bad tag
-//   include <node> sensor|switch|s2sensor   a node of that kind waits to be included by the next Add Node
+//   include <node> sensor|switch|s2sensor|s2auth|s2lock   a node of that kind waits to be included
+//                                  by the next Add Node; an S2 kind answers "OK include <node> pin=NNNNN"
+//                                  with the PIN of its DSK (first two bytes of its public key), as
+//                                  printed on a real device's label. s2auth asks for S2 Authenticated,
+//                                  s2lock for S2 Access Control and Authenticated; both hide those two
+//                                  bytes in their Public Key Report as the S2 specification requires.
 //   state                          JSON: switch states and the node list
 //   quit
 // ZWMOCK_TRACE=<file> appends every byte exchanged with the host to that file (debugging aid).
@@ -29,7 +34,7 @@ const { createAndOpenMockedZWaveSerialPort } = require("@zwave-js/serial/mock");
 const { Faucet, ZWaveSerialFrameType } = require("@zwave-js/serial");
 const { MockController, MockNode, createMockZWaveRequestFrame } = require("@zwave-js/testing");
 const { createDefaultMockControllerBehaviors, createDefaultMockNodeBehaviors } = require("zwave-js/Testing");
-const { CommandClasses, SecurityClass, SecurityManager2, SPANState } = require("@zwave-js/core");
+const { CommandClasses, SecurityClass, SecurityManager2, SPANState, generateECDHKeyPair } = require("@zwave-js/core");
 const cc = require("@zwave-js/cc");
 
 const opt = (name, dflt) => {
@@ -75,6 +80,23 @@ function kind(name, id) {
       genericDeviceClass: 0x21, specificDeviceClass: 0x01,
       manufacturerId: 0x0371, productType: 0x0002, productId: 0x0009,
       securityClasses: new Set([SecurityClass.S2_Unauthenticated]),
+      commandClasses: [
+        { ccId: CommandClasses["Security 2"], isSupported: true, version: 1 },
+        { ccId: CommandClasses["Multilevel Sensor"], isSupported: true, version: 11, secure: true,
+          sensors: { 1: { supportedScales: [0] } }, getValue: () => temperatures.get(id) ?? 20.0 },
+        { ccId: CommandClasses["Manufacturer Specific"], isSupported: true, version: 2, secure: true },
+        { ccId: CommandClasses.Version, isSupported: true, version: 3, secure: true },
+      ],
+    };
+  }
+  if (name === "s2auth" || name === "s2lock") {
+    // Like s2sensor, but asking for the classes that need the DSK PIN.
+    return {
+      genericDeviceClass: 0x21, specificDeviceClass: 0x01,
+      manufacturerId: 0x0371, productType: 0x0002, productId: name === "s2auth" ? 0x000a : 0x000b,
+      securityClasses: new Set(name === "s2auth"
+        ? [SecurityClass.S2_Authenticated]
+        : [SecurityClass.S2_AccessControl, SecurityClass.S2_Authenticated]),
       commandClasses: [
         { ccId: CommandClasses["Security 2"], isSupported: true, version: 1 },
         { ccId: CommandClasses["Multilevel Sensor"], isSupported: true, version: 11, secure: true,
@@ -251,13 +273,36 @@ async function main() {
       return `wakeup ${n.id}`;
     },
     async include(id, name) {
+      const capabilities = kind(name, Number(id));
+      // The node's key pair is made here so the PIN on its "label" is known before inclusion.
+      const pair = capabilities.securityClasses ? await generateECDHKeyPair() : null;
       controller.nodePendingInclusion = {
         id: Number(id),
-        capabilities: kind(name, Number(id)),
-        // Nothing granted before the bootstrap: the node must not use the throwaway keys.
-        setup: (n) => { for (const c of S2_CLASSES) n.encodingContext.setSecurityClass(controller.ownNodeId, c, false); },
+        capabilities,
+        setup: (n) => {
+          // Nothing granted before the bootstrap: the node must not use the throwaway keys.
+          for (const c of S2_CLASSES) n.encodingContext.setSecurityClass(controller.ownNodeId, c, false);
+          if (!pair) return;
+          n.ecdhKeyPair = pair;
+          // A node granted Authenticated or Access Control sends its public key with the first two
+          // bytes (the PIN) zeroed; zwave-js's mock node sends them, so hide them here.
+          n.defineBehavior({
+            transformResponse(ctrl, self, received, response) {
+              const authed = received instanceof cc.Security2CCKEXSet && !received.echo
+                && received.grantedKeys.some((k) => k === SecurityClass.S2_Authenticated || k === SecurityClass.S2_AccessControl);
+              if (authed && response.action === "sendCC" && response.cc instanceof cc.Security2CCPublicKeyReport) {
+                const hidden = Uint8Array.from(response.cc.publicKey);
+                hidden[0] = 0; hidden[1] = 0;
+                response.cc = new cc.Security2CCPublicKeyReport({ nodeId: ctrl.ownNodeId, includingNode: false, publicKey: hidden });
+              }
+              return response;
+            },
+          });
+        },
       };
-      return `include ${id}`;
+      if (!pair) return `include ${id}`;
+      const pin = String((pair.publicKey[0] << 8) | pair.publicKey[1]).padStart(5, "0");
+      return `include ${id} pin=${pin}`;
     },
     async state() {
       const switches = {};
