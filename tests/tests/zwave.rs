@@ -618,6 +618,44 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
         is(r, "uplink", "zwave:c0ffee01-9") && cause(r) == "downgrade"
     });
 
+    // Nonce floods: a granted node asking for nonces in a loop gets a few Nonce Reports, then one
+    // per refill period; the rest are dropped and audited. Counted by the mock, which sees every
+    // SEND_DATA the host makes.
+    let sent = |m: &Mock| -> usize {
+        let r = m.ctl("sent 10 9f02");
+        r.strip_prefix("OK ").unwrap().parse().unwrap()
+    };
+    let before = sent(&mock);
+    // the positive control: one Nonce Get is answered
+    assert!(mock.ctl("appcmd 10 9f0101").starts_with("OK"));
+    wait_for(T, "a Nonce Report to node 10", || {
+        (sent(&mock) > before).then_some(())
+    });
+    let started = std::time::Instant::now();
+    for i in 0..60u8 {
+        assert!(
+            mock.ctl(&format!("appcmd 10 9f01{:02x}", i.wrapping_add(2)))
+                .starts_with("OK")
+        );
+    }
+    wait_audit(&dd, "the nonce flood audited", |r| {
+        is(r, "uplink", "zwave:c0ffee01-10") && cause(r) == "s2-nonce-flood"
+    });
+    // a command to another node goes through the same link queue after any queued Nonce Report
+    let res = command(&g, "zwave:c0ffee01-9", "refresh");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    let answered = sent(&mock) - before;
+    let elapsed = started.elapsed();
+    let bound = 1 + 6 + usize::try_from(elapsed.as_secs() / 2).unwrap() + 1;
+    eprintln!(
+        "nonce flood: 61 Nonce Gets in {elapsed:?}, {answered} Nonce Reports sent (bound {bound})"
+    );
+    assert!(answered >= 2, "the flood got no answer at all: {answered}");
+    assert!(
+        answered <= bound,
+        "{answered} Nonce Reports for 61 Nonce Gets in {elapsed:?}"
+    );
+
     // the PIN was taken but never written back: the audited requests say one was given, no more
     let ops = audit_where(&dd, |r| {
         r["action"] == "adapter-operation" && r["detail"]["request"]["op"] == "join"

@@ -14,6 +14,7 @@
 
 pub mod cc;
 pub mod config;
+pub mod flood;
 pub mod frame;
 pub mod func;
 pub mod link;

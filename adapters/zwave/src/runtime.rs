@@ -276,6 +276,8 @@ pub struct Runtime {
     /// The DSK PIN of the newest join window (None when it was opened without one): read by a
     /// bootstrap when the node asks for its keys, so a PIN given during the window counts.
     pin: Arc<Mutex<Option<DskPin>>>,
+    /// How many Nonce Reports each node can still make Warden send.
+    nonce_budget: crate::flood::NonceBudget,
 }
 
 impl Runtime {
@@ -304,6 +306,7 @@ impl Runtime {
             sessions: Arc::new(Mutex::new(Sessions::new(0, 0))),
             keys: None,
             pin: Arc::new(Mutex::new(None)),
+            nonce_budget: Default::default(),
         }
     }
 
@@ -739,10 +742,7 @@ impl Runtime {
                 )
                 .await
             }
-            s2s::NONCE_GET => {
-                self.spawn_nonce_report(link, node);
-                Ok(())
-            }
+            s2s::NONCE_GET => self.nonce_report(link, node, "a Nonce Get").await,
             s2s::NONCE_REPORT => {
                 let r = match self.sessions.lock() {
                     Ok(mut s) => s.on_nonce_report(node, &inc.payload),
@@ -814,11 +814,13 @@ impl Runtime {
                                 .fulfil(WaitFor::Secure(node, kex::KEX_SET), &[], None);
                         }
                         // Tell the node to start a new session; its next frame carries fresh entropy.
-                        if speaks_s2 {
-                            self.spawn_nonce_report(link, node);
-                        }
                         self.reject(Some(id), "s2-decrypt-failed", e.to_string())
-                            .await
+                            .await?;
+                        if speaks_s2 {
+                            self.nonce_report(link, node, "an undecryptable frame")
+                                .await?;
+                        }
+                        Ok(())
                     }
                     Err(e) => self.reject(Some(id), "malformed", e.to_string()).await,
                 }
@@ -831,6 +833,32 @@ impl Runtime {
                 Ok(())
             }
         }
+    }
+
+    /// Answers a node's Nonce Get (or a frame of it that did not decrypt) with a Nonce Report,
+    /// within the node's budget; beyond it the request is dropped and audited as
+    /// `s2-nonce-flood`.
+    async fn nonce_report(
+        &mut self,
+        link: &LinkHandle,
+        node: NodeId,
+        what: &str,
+    ) -> Result<(), AdapterError> {
+        if self.nonce_budget.take(node, std::time::Instant::now()) {
+            self.spawn_nonce_report(link, node);
+            return Ok(());
+        }
+        let id = nodes::device_id(self.home, node);
+        self.reject(
+            Some(id),
+            "s2-nonce-flood",
+            format!(
+                "{what} from node {node} not answered: more than {} Nonce Reports, then one per {} s",
+                crate::flood::BURST,
+                crate::flood::REFILL.as_secs()
+            ),
+        )
+        .await
     }
 
     /// Sends a node a Nonce Report with a fresh entropy input (Warden's side of a new session).

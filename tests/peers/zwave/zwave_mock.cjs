@@ -26,6 +26,8 @@
 //                                  s2lock for S2 Access Control and Authenticated; both hide those two
 //                                  bytes in their Public Key Report as the S2 specification requires.
 //   state                          JSON: switch states and the node list
+//   sent <node> <hex>              how many SEND_DATA requests the host sent <node> whose payload
+//                                  starts with <hex> (e.g. 9f02: S2 Nonce Reports)
 //   quit
 // ZWMOCK_TRACE=<file> appends every byte exchanged with the host to that file (debugging aid).
 "use strict";
@@ -47,6 +49,16 @@ const CONTROL = Number(opt("--control-port", "5556"));
 
 const HOME_ID = 0xc0ffee01;
 let lastAppCmd = null;
+// What the host sent each node (SEND_DATA payloads as hex), newest 5,000.
+const sentToNodes = [];
+function noteHostFrame(u) {
+  // SOF len REQ SEND_DATA(0x13) node plen payload…
+  if (u.length > 6 && u[0] === 0x01 && u[2] === 0x00 && u[3] === 0x13) {
+    const plen = u[5];
+    sentToNodes.push({ node: u[4], hex: Buffer.from(u.subarray(6, 6 + plen)).toString("hex") });
+    if (sentToNodes.length > 5000) sentToNodes.shift();
+  }
+}
 const S2_CLASSES = [SecurityClass.S2_AccessControl, SecurityClass.S2_Authenticated, SecurityClass.S2_Unauthenticated];
 const temperatures = new Map();
 
@@ -193,7 +205,7 @@ async function main() {
       },
     });
     faucet.connect(out);
-    const split = unitSplitter((u) => serial.writeAsync(Uint8Array.from(u)).catch(() => {}));
+    const split = unitSplitter((u) => { noteHostFrame(u); serial.writeAsync(Uint8Array.from(u)).catch(() => {}); });
     sock.on("data", (d) => { if (process.env.ZWMOCK_TRACE) require("node:fs").appendFileSync(process.env.ZWMOCK_TRACE, `${Date.now()} H>M ${d.toString("hex")}\n`); split(d); });
     sock.on("error", () => {});
     sock.on("close", () => { faucet.disconnect(); out.close().catch(() => {}); });
@@ -311,6 +323,10 @@ async function main() {
         if (v !== undefined) switches[id] = v;
       }
       return JSON.stringify({ nodes: [...controller.nodes.keys()], switches });
+    },
+    async sent(id, prefix) {
+      const p = String(prefix).toLowerCase();
+      return String(sentToNodes.filter((x) => x.node === Number(id) && x.hex.startsWith(p)).length);
     },
     async quit() { setTimeout(() => process.exit(0), 10); return "bye"; },
   };
