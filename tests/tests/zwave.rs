@@ -230,6 +230,9 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
     let res = command(&g, SWITCH, "turn_on");
     assert_eq!(res["outcome"], "denied", "{res}");
     assert!(mock.state()["switches"]["2"] != true);
+    wait_for(T, "the switch interviewed", || {
+        (!device_show(&g, SWITCH)["device"]["manufacturer"].is_null()).then_some(())
+    });
     approve(&g, SWITCH, "zwswitch");
     let res = command(&g, SWITCH, "turn_on");
     assert_eq!(res["outcome"], "delivered", "{res}");
@@ -679,5 +682,109 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
         }
     }
     assert!(values(&sub, "zwave:c0ffee01-8", "temperature").is_empty());
+    g.stop();
+}
+
+/// `warden command` with arguments; the printed result JSON.
+fn command_with(g: &Gateway, id: &str, name: &str, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["command", id, name];
+    a.extend_from_slice(args);
+    let o = g.cli(&a);
+    let out = stdout(&o);
+    let start = out
+        .find('{')
+        .unwrap_or_else(|| panic!("no JSON from warden command: {out} {}", stderr(&o)));
+    json(&out[start..])
+}
+
+#[test]
+fn zwave_supervision_status_is_the_command_result() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let port = free_port();
+    let mock = Mock::start(dir, port);
+    let p = Ports::new();
+    let cfg = dir.join("w.toml");
+    let mut text = config(&p, port);
+    text.push_str(
+        r#"
+[profiles.zwsup]
+points = ["switch"]
+commands = ["turn_on", "turn_off", "set_config"]
+min_assurance = "none"
+"#,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let dd = dir.join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    wait_audit(&dd, "the Z-Wave link up", |r| zwave_link(r, "Up"));
+
+    const SUP: &str = "zwave:c0ffee01-11";
+    assert_eq!(mock.ctl("include 11 supswitch"), "OK include 11");
+    let reg = include_with(&g, &dd, dir, SUP, &[]);
+    assert!(
+        reg["reason"].as_str().unwrap_or_default().contains("0x6c"),
+        "Supervision in its command classes: {reg}"
+    );
+    approve(&g, SUP, "zwsup");
+
+    // a supervised Set the node carries out: delivered, with the node's own status
+    let res = command(&g, SUP, "turn_on");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(
+        res["points"],
+        serde_json::json!([{"name": "supervision", "value": "success"}]),
+        "{res}"
+    );
+    assert_eq!(mock.state()["switches"]["11"], true);
+    let res = command_with(&g, SUP, "set_config", &["parameter=1", "value=5"]);
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    // the node refuses these (no parameter 9; 99 is over the parameter's maximum): the radio
+    // delivered them, but the result is the node's status, a device error
+    for args in [["parameter=9", "value=1"], ["parameter=1", "value=99"]] {
+        let res = command_with(&g, SUP, "set_config", &args);
+        assert_eq!(res["outcome"], "device-error", "{args:?}: {res}");
+        assert!(
+            res.to_string().contains("supervision status: fail"),
+            "{args:?}: {res}"
+        );
+    }
+    // the switch on a node without Supervision (positive control for the wrapping): delivered
+    // from the transmit status alone, no supervision status
+    wait_for(T, "the switch interviewed", || {
+        (!device_show(&g, SWITCH)["device"]["manufacturer"].is_null()).then_some(())
+    });
+    approve(&g, SWITCH, "zwswitch");
+    let res = command(&g, SWITCH, "turn_on");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert!(!res.to_string().contains("supervision"), "{res}");
+    let res = command(&g, SUP, "turn_off");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(mock.state()["switches"]["11"], false);
+
+    // a report the node supervises itself: its temperature is taken and Warden answers
+    // Supervision Report (session 5, success)
+    wait_for(T, "the sensor interviewed", || {
+        (!device_show(&g, SENSOR)["device"]["manufacturer"].is_null()).then_some(())
+    });
+    approve(&g, SENSOR, "zwsensor");
+    assert_eq!(mock.ctl("sent 3 6c0205ff"), "OK 0");
+    assert!(mock.ctl("appcmd 3 6c0105063105012200d7").starts_with("OK"));
+    wait_audit(&dd, "the supervised report allowed", |r| {
+        is(r, "uplink", SENSOR) && r["verdict"] == "allow"
+    });
+    wait_for(T, "the Supervision Report to node 3", || {
+        (mock.ctl("sent 3 6c0205ff") == "OK 1").then_some(())
+    });
+    // a Supervision Get whose length byte claims more than it carries is refused
+    assert!(mock.ctl("appcmd 3 6c0106093105").starts_with("OK"));
+    wait_audit(&dd, "the truncated Supervision Get refused", |r| {
+        is(r, "uplink", SENSOR) && cause(r) == "malformed"
+    });
+    assert_eq!(
+        mock.ctl("sent 3 6c02"),
+        "OK 1",
+        "the malformed one was not answered"
+    );
     g.stop();
 }

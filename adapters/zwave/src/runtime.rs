@@ -58,6 +58,8 @@ enum WaitFor {
     Report(NodeId, u8, u8),
     /// A Security 2 command that arrived *inside* S2 encapsulation.
     Secure(NodeId, u8),
+    /// A Supervision Report for this session id.
+    Supervision(NodeId, u8),
 }
 
 /// What a waiter receives: the command-class bytes and, when it was encrypted, the keys.
@@ -177,6 +179,14 @@ enum Internal {
         device: DeviceId,
         result: Result<u8, LinkError>,
     },
+    /// A supervised command: its transmit status, then the node's Supervision Report (None: none
+    /// came in time).
+    Supervised {
+        command_id: String,
+        device: DeviceId,
+        result: Result<u8, LinkError>,
+        report: Option<cc::supervision::Report>,
+    },
     FailedCheck {
         op: Operation,
         node: NodeId,
@@ -278,6 +288,11 @@ pub struct Runtime {
     pin: Arc<Mutex<Option<DskPin>>>,
     /// How many Nonce Reports each node can still make Warden send.
     nonce_budget: crate::flood::NonceBudget,
+    /// How many Supervision Reports each node can make Warden send (answers to its supervised
+    /// reports), bounded like Nonce Reports.
+    answer_budget: crate::flood::NonceBudget,
+    /// The next Supervision session id (0..63).
+    supervision_session: u8,
 }
 
 impl Runtime {
@@ -307,6 +322,8 @@ impl Runtime {
             keys: None,
             pin: Arc::new(Mutex::new(None)),
             nonce_budget: Default::default(),
+            answer_budget: Default::default(),
+            supervision_session: 0,
         }
     }
 
@@ -835,6 +852,60 @@ impl Runtime {
         }
     }
 
+    /// A Supervision frame from a node: the Report to one of Warden's supervised commands, or a
+    /// report the node supervises itself (Supervision Get around it): the inner command is handled
+    /// like any frame and, within the node's budget, answered with Success under the same security.
+    async fn supervision(
+        &mut self,
+        link: &LinkHandle,
+        source: NodeId,
+        payload: Vec<u8>,
+        rssi: Option<i8>,
+        secure: Option<Class>,
+    ) -> Result<(), AdapterError> {
+        let id = nodes::device_id(self.home, source);
+        if let Some(r) = cc::supervision::parse_report(&payload) {
+            self.waiters
+                .fulfil(WaitFor::Supervision(source, r.session), &payload, None);
+            return Ok(());
+        }
+        let Some((session, inner)) = cc::supervision::parse_get(&payload) else {
+            return self
+                .reject(
+                    Some(id),
+                    "malformed",
+                    format!("a malformed Supervision frame from node {source}"),
+                )
+                .await;
+        };
+        if inner.first() == Some(&cc::SUPERVISION) {
+            return self
+                .reject(
+                    Some(id),
+                    "malformed",
+                    format!("a Supervision Get nested in another from node {source}"),
+                )
+                .await;
+        }
+        let inner = inner.to_vec();
+        Box::pin(self.command_class(link, source, inner, rssi, secure)).await?;
+        if self.answer_budget.take(source, std::time::Instant::now()) {
+            let out = self.out(link);
+            let answer = cc::supervision::report(session, 0xff);
+            tokio::spawn(async move {
+                let _ = out.send(source, &answer).await;
+            });
+            Ok(())
+        } else {
+            self.reject(
+                Some(id),
+                "supervision-flood",
+                format!("a Supervision Get from node {source} not answered: over its budget"),
+            )
+            .await
+        }
+    }
+
     /// Answers a node's Nonce Get (or a frame of it that did not decrypt) with a Nonce Report,
     /// within the node's budget; beyond it the request is dropped and audited as
     /// `s2-nonce-flood`.
@@ -887,6 +958,9 @@ impl Runtime {
         secure: Option<Class>,
     ) -> Result<(), AdapterError> {
         let id = nodes::device_id(self.home, source);
+        if payload.first() == Some(&cc::SUPERVISION) {
+            return self.supervision(link, source, payload, rssi, secure).await;
+        }
         // Interview steps wait for reports; a node granted S2 answers only encrypted (plain frames
         // from it never get here).
         if let [c, cmd, ..] = payload[..] {
@@ -1400,6 +1474,44 @@ impl Runtime {
         }
         let out = self.out(link);
         let tx = self.internal_tx.clone();
+        // A node that supports Supervision is asked to report what it did with a Set; Gets
+        // (refresh) are answered by their report instead.
+        let supervised =
+            n.command_classes.contains(&cc::SUPERVISION) && d.command.name != "refresh";
+        if supervised {
+            let session = self.supervision_session;
+            self.supervision_session = (session + 1) & 0x3f;
+            let Some(wrapped) = cc::supervision::get(session, &payload) else {
+                return self
+                    .result(
+                        &d.command_id,
+                        &d.device,
+                        CommandOutcome::DeviceError("the command is too long to supervise".into()),
+                    )
+                    .await;
+            };
+            let wait = Duration::from_millis(u64::from(self.cfg.send_timeout_ms));
+            tokio::spawn(async move {
+                let rx = out.waiters.add(WaitFor::Supervision(node, session));
+                let result = out.send(node, &wrapped).await;
+                let report = match result {
+                    Ok(0) => match tokio::time::timeout(wait, rx).await {
+                        Ok(Ok((p, _))) => cc::supervision::parse_report(&p),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let _ = tx
+                    .send(Internal::Supervised {
+                        command_id: d.command_id,
+                        device: d.device,
+                        result,
+                        report,
+                    })
+                    .await;
+            });
+            return Ok(());
+        }
         tokio::spawn(async move {
             let result = out.send(node, &payload).await;
             let _ = tx
@@ -1532,6 +1644,62 @@ impl Runtime {
                     Err(e) => CommandOutcome::DeviceError(e.to_string()),
                 };
                 self.result(&command_id, &device, outcome).await
+            }
+            Internal::Supervised {
+                command_id,
+                device,
+                result,
+                report,
+            } => {
+                use cc::supervision::Status;
+                let (outcome, points) = match (result, report) {
+                    (Ok(0), Some(r)) => match r.status {
+                        Status::Success | Status::Working => {
+                            let mut points = vec![warden_core::Point::new(
+                                "supervision",
+                                warden_core::Value::Text(r.status.as_str().into()),
+                            )];
+                            if let (Status::Working, Some(d)) = (r.status, r.duration_s) {
+                                let mut p = warden_core::Point::new(
+                                    "supervision_duration",
+                                    warden_core::Value::Int(i64::from(d)),
+                                );
+                                p.unit = Some("s".into());
+                                points.push(p);
+                            }
+                            (CommandOutcome::Delivered, points)
+                        }
+                        other => (
+                            CommandOutcome::DeviceError(format!(
+                                "the node's supervision status: {}",
+                                match other {
+                                    Status::Other(b) => format!("unknown ({b:#04x})"),
+                                    s => s.as_str().to_owned(),
+                                }
+                            )),
+                            Vec::new(),
+                        ),
+                    },
+                    (Ok(0), None) => (CommandOutcome::Timeout, Vec::new()),
+                    (Ok(s), _) => (
+                        CommandOutcome::DeviceError(format!(
+                            "transmit status {s:#04x}: {}",
+                            func::tx_status_text(s)
+                        )),
+                        Vec::new(),
+                    ),
+                    (Err(LinkError::CallbackTimeout(_)), _) => {
+                        (CommandOutcome::Timeout, Vec::new())
+                    }
+                    (Err(e), _) => (CommandOutcome::DeviceError(e.to_string()), Vec::new()),
+                };
+                self.emit(AdapterEvent::CommandResult(CommandResult {
+                    command_id,
+                    device,
+                    outcome,
+                    points,
+                }))
+                .await
             }
             Internal::FailedCheck { op, node, failed } => {
                 if matches!(failed, Ok(true)) {

@@ -19,7 +19,7 @@
 //   s2temp <node> <celsius>        an S2-encapsulated sensor report (nonce exchange first if needed)
 //   replay                         the last node report sent to the host, again, byte for byte
 //   badmac                         the last (S2) report with a new sequence number and a bad tag
-//   include <node> sensor|switch|s2sensor|s2auth|s2lock   a node of that kind waits to be included
+//   include <node> sensor|switch|supswitch|s2sensor|s2auth|s2lock   a node of that kind waits to be included
 //                                  by the next Add Node; an S2 kind answers "OK include <node> pin=NNNNN"
 //                                  with the PIN of its DSK (first two bytes of its public key), as
 //                                  printed on a real device's label. s2auth asks for S2 Authenticated,
@@ -98,6 +98,21 @@ function kind(name, id) {
           sensors: { 1: { supportedScales: [0] } }, getValue: () => temperatures.get(id) ?? 20.0 },
         { ccId: CommandClasses["Manufacturer Specific"], isSupported: true, version: 2, secure: true },
         { ccId: CommandClasses.Version, isSupported: true, version: 3, secure: true },
+      ],
+    };
+  }
+  if (name === "supswitch") {
+    // A relay that supports Supervision: zwave-js's mock answers a supervised Set with Success, or
+    // Fail when it refuses it (a configuration parameter it lacks or a value out of range).
+    return {
+      genericDeviceClass: 0x10, specificDeviceClass: 0x01,
+      manufacturerId: 0x0086, productType: 0x0003, productId: 0x0010,
+      commandClasses: [
+        { ccId: CommandClasses["Binary Switch"], isSupported: true, version: 2 },
+        { ccId: CommandClasses.Supervision, isSupported: true, version: 2 },
+        { ccId: CommandClasses.Configuration, isSupported: true, version: 4,
+          parameters: [{ "#": 1, valueSize: 4, minValue: 0, maxValue: 10, defaultValue: 0 }] },
+        ...common,
       ],
     };
   }
