@@ -17,6 +17,7 @@ pub mod config;
 pub mod flood;
 pub mod frame;
 pub mod func;
+pub mod fuzzing;
 pub mod link;
 pub mod nodes;
 pub mod runtime;

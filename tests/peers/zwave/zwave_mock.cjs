@@ -7,7 +7,8 @@
 // these machines forbid). The host's byte stream is cut into single units (ACK/NAK/CAN or one
 // frame) before it reaches the mock, which expects one unit per write.
 //
-//   node zwave_mock.cjs --port P --control-port C [--host 127.0.0.1]
+//   node zwave_mock.cjs --port P --control-port C [--host 127.0.0.1] [--sensors N]
+// --sensors N adds N more multilevel sensors, node ids 10 … 9+N (at most 200), for load tests.
 //
 // Control port, one command per line, answered "OK …" or "ERR …":
 //   temp <node> <celsius>          node sends a Multilevel Sensor Report (air temperature, °C)
@@ -204,6 +205,8 @@ async function main() {
   await addNode(2, "switch");
   await addNode(3, "sensor");
   await addNode(5, "sleepy");
+  const extra = Math.min(Number(opt("--sensors", "0")) || 0, 200);
+  for (let i = 0; i < extra; i++) await addNode(10 + i, "sensor");
   const node = (id) => controller.nodes.get(Number(id));
 
   const faucet = new Faucet(serial.readable);
