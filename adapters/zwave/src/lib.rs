@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod link;
 pub mod nodes;
 pub mod runtime;
+pub mod s0;
 pub mod s2;
 
 use warden_core::{Adapter, AdapterContext, AdapterError, BoxFuture, OperationKind};
