@@ -788,3 +788,71 @@ min_assurance = "none"
     );
     g.stop();
 }
+
+#[test]
+fn zwave_s0_node_included_and_its_encrypted_reports_taken() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let port = free_port();
+    let mock = Mock::start(dir, port);
+    let p = Ports::new();
+    let cfg = dir.join("w.toml");
+    std::fs::write(&cfg, config(&p, port)).unwrap();
+    let dd = dir.join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
+        &dir.join("sub.txt"),
+    );
+    wait_audit(&dd, "the Z-Wave link up", |r| zwave_link(r, "Up"));
+
+    const S0NODE: &str = "zwave:c0ffee01-12";
+    assert!(mock.ctl("include 12 s0sensor").starts_with("OK include 12"));
+    let reg = include_with(&g, &dd, dir, S0NODE, &[]);
+    let reason = reg["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("security: s0"), "{reg}");
+    // the interview ran encrypted: the mock answers its secure command classes only under S0
+    assert_eq!(reg["detail"]["manufacturer"], "0x0371", "{reg}");
+    approve(&g, S0NODE, "zws2");
+    assert_eq!(mock.ctl("s0temp 12 17.5"), "OK s0temp 12");
+    sub.wait_lines(T, "the S0 node's temperature", |_| {
+        latest(&sub, S0NODE, "temperature").is_some()
+    });
+    let t12 = latest(&sub, S0NODE, "temperature").unwrap();
+    assert_eq!(t12["value"], 17.5, "{t12}");
+    assert_eq!(t12["assurance"], "shared-key", "{t12}");
+    // the same frame again: its nonce was used up
+    assert_eq!(mock.ctl("replay"), "OK replay");
+    wait_audit(&dd, "the replayed S0 frame refused", |r| {
+        is(r, "uplink", S0NODE) && cause(r) == "replay"
+    });
+    // a plain frame from the S0 node is a downgrade
+    assert_eq!(mock.ctl("temp 12 30.0"), "OK temp 12");
+    wait_audit(&dd, "the plain frame refused", |r| {
+        is(r, "uplink", S0NODE) && cause(r) == "downgrade"
+    });
+    // the session goes on, and a command goes encrypted and is answered encrypted
+    assert_eq!(mock.ctl("s0temp 12 18.25"), "OK s0temp 12");
+    sub.wait_lines(T, "the next S0 report", |_| {
+        latest(&sub, S0NODE, "temperature").is_some_and(|e| e["value"] == 18.25)
+    });
+    let res = command(&g, S0NODE, "refresh");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    sub.wait_lines(T, "the answer to the S0 refresh", |_| {
+        values(&sub, S0NODE, "temperature").len() >= 3
+    });
+    assert_eq!(
+        values(&sub, S0NODE, "temperature"),
+        vec![
+            serde_json::json!(17.5),
+            serde_json::json!(18.25),
+            serde_json::json!(18.25)
+        ]
+    );
+    // an S0 frame from a node without S0 is refused
+    assert!(mock.ctl("appcmd 3 9840").starts_with("OK"));
+    wait_audit(&dd, "an S0 Nonce Get from a plain node refused", |r| {
+        is(r, "uplink", SENSOR) && cause(r) == "s0-not-granted"
+    });
+    g.stop();
+}

@@ -27,6 +27,7 @@ use crate::frame::Frame;
 use crate::func::{self, ApplicationUpdate, NodeId, add_mode, add_status};
 use crate::link::{self, Counters, Expect, LinkError, LinkHandle, Timing};
 use crate::nodes::{self, Node, Nodes};
+use crate::s0;
 use crate::s2::crypto::{self as s2crypto, KeyPair};
 use crate::s2::kex;
 use crate::s2::keys::NetworkKeys;
@@ -60,6 +61,42 @@ enum WaitFor {
     Secure(NodeId, u8),
     /// A Supervision Report for this session id.
     Supervision(NodeId, u8),
+    /// A Security 0 command that arrived inside S0 encapsulation (with the keys that opened it).
+    S0(NodeId, u8),
+}
+
+/// How a frame reached Warden encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secured {
+    S0,
+    S2(Class),
+}
+
+/// Security 0 state: the network's S0 keys, bootstrap keys per node, the nodes granted S0 and
+/// the nonces Warden handed out.
+#[derive(Default)]
+struct S0State {
+    /// The network key itself, sent to a node at its S0 bootstrap.
+    key: Option<[u8; 16]>,
+    keys: Option<s0::Keys>,
+    temp: HashMap<NodeId, s0::Keys>,
+    granted: HashSet<NodeId>,
+    nonces: s0::Nonces,
+}
+
+const S0_KEY: &str = "s0/network-key";
+
+/// The network's S0 key, created and sealed in the state store on first use.
+fn s0_key(state: &dyn StateStore) -> Result<[u8; 16], String> {
+    if let Some(v) = state.get(S0_KEY).map_err(|e| e.to_string())? {
+        return v
+            .as_slice()
+            .try_into()
+            .map_err(|_| "the stored S0 network key is not 16 bytes".to_owned());
+    }
+    let k: [u8; 16] = rand::random();
+    state.put(S0_KEY, &k).map_err(|e| e.to_string())?;
+    Ok(k)
 }
 
 /// What a waiter receives: the command-class bytes and, when it was encrypted, the keys.
@@ -107,11 +144,44 @@ impl Waiters {
 struct Out {
     link: LinkHandle,
     sessions: Arc<Mutex<Sessions>>,
+    s0: Arc<Mutex<S0State>>,
+    own: NodeId,
     waiters: Waiters,
     step: Duration,
 }
 
 impl Out {
+    fn s0(&self) -> std::sync::MutexGuard<'_, S0State> {
+        self.s0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// S0: asks the node for a nonce, then sends `payload` encapsulated under `keys` (the
+    /// network's, or a bootstrap's temporary keys).
+    async fn send_s0(
+        &self,
+        node: NodeId,
+        keys: &s0::Keys,
+        payload: &[u8],
+    ) -> Result<u8, LinkError> {
+        let rx = self
+            .waiters
+            .add(WaitFor::Report(node, s0::CC, s0::NONCE_REPORT));
+        let st = send_data(&self.link, node, &[s0::CC, s0::NONCE_GET]).await?;
+        if st != 0 {
+            return Ok(st);
+        }
+        let Ok(Ok((p, _))) = tokio::time::timeout(self.step, rx).await else {
+            return Err(LinkError::CallbackTimeout(self.step));
+        };
+        let receiver = s0::parse_nonce_report(&p)
+            .ok_or_else(|| LinkError::Encode("malformed S0 Nonce Report".into()))?;
+        let sender: s0::Nonce = rand::random();
+        let frame = keys.seal(&sender, &receiver, self.own, node, payload);
+        send_data(&self.link, node, &frame).await
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions
             .lock()
@@ -121,8 +191,18 @@ impl Out {
     /// Sends a command to a node: S2-encapsulated under its granted class if it has one.
     async fn send(&self, node: NodeId, payload: &[u8]) -> Result<u8, LinkError> {
         let granted = self.lock().granted(node);
-        match granted {
-            Some(c) => self.send_secure(node, Keys::Network(c), payload).await,
+        if let Some(c) = granted {
+            return self.send_secure(node, Keys::Network(c), payload).await;
+        }
+        let s0 = {
+            let st = self.s0();
+            st.granted
+                .contains(&node)
+                .then(|| st.keys.clone())
+                .flatten()
+        };
+        match s0 {
+            Some(k) => self.send_s0(node, &k, payload).await,
             None => send_data(&self.link, node, payload).await,
         }
     }
@@ -288,6 +368,7 @@ pub struct Runtime {
     pin: Arc<Mutex<Option<DskPin>>>,
     /// How many Nonce Reports each node can still make Warden send.
     nonce_budget: crate::flood::NonceBudget,
+    s0: Arc<Mutex<S0State>>,
     /// How many Supervision Reports each node can make Warden send (answers to its supervised
     /// reports), bounded like Nonce Reports.
     answer_budget: crate::flood::NonceBudget,
@@ -324,6 +405,7 @@ impl Runtime {
             nonce_budget: Default::default(),
             answer_budget: Default::default(),
             supervision_session: 0,
+            s0: Arc::new(Mutex::new(S0State::default())),
         }
     }
 
@@ -510,6 +592,19 @@ impl Runtime {
         }
         self.sessions = Arc::new(Mutex::new(sessions));
         self.keys = Some(keys);
+        let k0 = s0_key(self.state.as_ref()).map_err(|e| format!("S0 network key: {e}"))?;
+        self.s0 = Arc::new(Mutex::new(S0State {
+            key: Some(k0),
+            keys: Some(s0::Keys::new(&k0)),
+            granted: self
+                .nodes
+                .by_id
+                .values()
+                .filter(|n| n.security.as_deref() == Some("s0"))
+                .map(|n| n.id)
+                .collect(),
+            ..Default::default()
+        }));
         self.controller_nodes = listed.iter().copied().filter(|n| *n != own).collect();
 
         // Nodes this adapter knew that the controller no longer holds left the network elsewhere.
@@ -595,6 +690,8 @@ impl Runtime {
         Out {
             link: link.clone(),
             sessions: self.sessions.clone(),
+            s0: self.s0.clone(),
+            own: self.own,
             waiters: self.waiters.clone(),
             step: Duration::from_millis(u64::from(self.cfg.interview_timeout_ms)),
         }
@@ -621,7 +718,36 @@ impl Runtime {
         tokio::spawn(async move {
             let mut notes = Vec::new();
             let mut security = known.as_ref().and_then(|k| k.security.clone());
-            if let (Some(progress), Some(keys)) = (bootstrap, keys) {
+            let s2 = nif
+                .as_ref()
+                .is_some_and(|f| f.command_classes.contains(&cc::SECURITY_2));
+            let s0_only = !s2
+                && nif
+                    .as_ref()
+                    .is_some_and(|f| f.command_classes.contains(&cc::SECURITY_0));
+            if let (true, Some(progress)) = (s0_only, bootstrap.as_ref()) {
+                progress.update(|p| {
+                    p.set_step(Some(format!(
+                        "security bootstrap: node {node} (S0 network key)"
+                    )))
+                });
+                match s0_bootstrap(&out, node).await {
+                    Ok(()) => {
+                        security = Some("s0".to_owned());
+                        progress.update(|p| {
+                            p.set_step(Some(format!("security bootstrap: node {node} granted s0")))
+                        });
+                    }
+                    Err(e) => {
+                        out.s0().temp.remove(&node);
+                        let _ = tx.send(Internal::BootstrapFailed(node, e.clone())).await;
+                        notes.push(format!(
+                            "S0 bootstrap failed ({e}): included without security"
+                        ));
+                    }
+                }
+            }
+            if let (true, Some(progress), Some(keys)) = (s2, bootstrap, keys) {
                 progress.update(|p| {
                     p.set_step(Some(format!(
                         "security bootstrap: node {node} (S2 key exchange)"
@@ -711,6 +837,25 @@ impl Runtime {
         if inc.payload.first() == Some(&s2s::CC) {
             return self.security2(link, inc).await;
         }
+        if inc.payload.first() == Some(&s0::CC) {
+            return self.security0(link, inc).await;
+        }
+        if self
+            .s0
+            .lock()
+            .is_ok_and(|s| s.granted.contains(&inc.source))
+        {
+            return self
+                .reject(
+                    Some(id),
+                    "downgrade",
+                    format!(
+                        "an unencrypted frame (command class {:#04x}) from a node included with s0",
+                        inc.payload.first().copied().unwrap_or(0)
+                    ),
+                )
+                .await;
+        }
         let granted = self
             .sessions
             .lock()
@@ -794,8 +939,14 @@ impl Runtime {
                         let granted = self.sessions.lock().ok().and_then(|s| s.granted(node));
                         match (o.keys, granted) {
                             (Keys::Network(c), Some(g)) if c >= g => {
-                                self.command_class(link, node, o.payload, inc.rssi, Some(c))
-                                    .await
+                                self.command_class(
+                                    link,
+                                    node,
+                                    o.payload,
+                                    inc.rssi,
+                                    Some(Secured::S2(c)),
+                                )
+                                .await
                             }
                             (keys, g) => {
                                 self.reject(
@@ -852,6 +1003,151 @@ impl Runtime {
         }
     }
 
+    /// A Security 0 frame: a nonce exchange, or an encapsulated command (decrypted with the nonce
+    /// Warden handed the node, used once).
+    async fn security0(
+        &mut self,
+        link: &LinkHandle,
+        inc: func::Incoming,
+    ) -> Result<(), AdapterError> {
+        let node = inc.source;
+        let id = nodes::device_id(self.home, node);
+        let (speaks, granted) = self
+            .s0
+            .lock()
+            .map(|s| {
+                (
+                    s.granted.contains(&node) || s.temp.contains_key(&node),
+                    s.granted.contains(&node),
+                )
+            })
+            .unwrap_or((false, false));
+        let cmd = inc.payload.get(1).copied().unwrap_or(0);
+        match cmd {
+            s0::NONCE_GET | s0::ENCAPSULATION | s0::ENCAPSULATION_NONCE_GET if !speaks => {
+                self.reject(
+                    Some(id),
+                    "s0-not-granted",
+                    format!("an S0 frame ({cmd:#04x}) from node {node}, which holds no S0 key"),
+                )
+                .await
+            }
+            s0::NONCE_GET => self.s0_nonce(link, node).await,
+            s0::NONCE_REPORT => {
+                self.waiters.fulfil(
+                    WaitFor::Report(node, s0::CC, s0::NONCE_REPORT),
+                    &inc.payload,
+                    None,
+                );
+                Ok(())
+            }
+            s0::ENCAPSULATION | s0::ENCAPSULATION_NONCE_GET => {
+                let opened = {
+                    let Ok(mut st) = self.s0.lock() else {
+                        return Ok(());
+                    };
+                    match s0::parse_encapsulated(&inc.payload) {
+                        Err(e) => Err(e),
+                        Ok(e) => {
+                            match st
+                                .nonces
+                                .take(node, e.receiver_id, std::time::Instant::now())
+                            {
+                                None => Err(s0::S0Error::UnknownNonce(e.receiver_id)),
+                                Some(n) => {
+                                    let net = st
+                                        .keys
+                                        .as_ref()
+                                        .map(|k| (k.open(&e, &n, node, self.own), false));
+                                    let temp = st
+                                        .temp
+                                        .get(&node)
+                                        .map(|k| (k.open(&e, &n, node, self.own), true));
+                                    match (net, temp) {
+                                        (Some((Ok(p), _)), _) => Ok((p, false)),
+                                        (_, Some((Ok(p), _))) => Ok((p, true)),
+                                        (Some((Err(e), _)), _) | (None, Some((Err(e), _))) => {
+                                            Err(e)
+                                        }
+                                        (None, None) => Err(s0::S0Error::BadMac),
+                                    }
+                                }
+                            }
+                        }
+                    }
+                };
+                if cmd == s0::ENCAPSULATION_NONCE_GET {
+                    self.s0_nonce(link, node).await?;
+                }
+                match opened {
+                    Ok((p, temp)) if p.first() == Some(&s0::CC) => {
+                        let inner = p.get(1).copied().unwrap_or(0);
+                        // whether the bootstrap's temporary keys opened it travels in the waiter
+                        let keys = temp.then_some(Keys::Temp);
+                        self.waiters.fulfil(WaitFor::S0(node, inner), &p, keys);
+                        Ok(())
+                    }
+                    Ok((p, false)) if granted => {
+                        self.command_class(link, node, p, inc.rssi, Some(Secured::S0))
+                            .await
+                    }
+                    Ok(_) => {
+                        self.reject(
+                            Some(id),
+                            "downgrade",
+                            format!("an S0 frame under bootstrap keys from node {node}"),
+                        )
+                        .await
+                    }
+                    Err(s0::S0Error::UnknownNonce(n)) => {
+                        self.reject(
+                            Some(id),
+                            "replay",
+                            format!("an S0 frame for nonce {n:#04x}, which Warden did not hand out, already used or expired"),
+                        )
+                        .await
+                    }
+                    Err(s0::S0Error::BadMac) => {
+                        self.reject(Some(id), "s0-decrypt-failed", "an S0 frame with a bad MAC".into())
+                            .await
+                    }
+                    Err(e) => self.reject(Some(id), "malformed", e.to_string()).await,
+                }
+            }
+            _ => {
+                self.waiters
+                    .fulfil(WaitFor::Report(node, s0::CC, cmd), &inc.payload, None);
+                Ok(())
+            }
+        }
+    }
+
+    /// Hands a node a fresh S0 nonce, within its Nonce Report budget.
+    async fn s0_nonce(&mut self, link: &LinkHandle, node: NodeId) -> Result<(), AdapterError> {
+        if !self.nonce_budget.take(node, std::time::Instant::now()) {
+            let id = nodes::device_id(self.home, node);
+            return self
+                .reject(
+                    Some(id),
+                    "s0-nonce-flood",
+                    format!("an S0 Nonce Get from node {node} not answered: over its budget"),
+                )
+                .await;
+        }
+        let Ok(n) = self
+            .s0
+            .lock()
+            .map(|mut s| s.nonces.issue(node, std::time::Instant::now()))
+        else {
+            return Ok(());
+        };
+        let link = link.clone();
+        tokio::spawn(async move {
+            let _ = send_data(&link, node, &s0::nonce_report(&n)).await;
+        });
+        Ok(())
+    }
+
     /// A Supervision frame from a node: the Report to one of Warden's supervised commands, or a
     /// report the node supervises itself (Supervision Get around it): the inner command is handled
     /// like any frame and, within the node's budget, answered with Success under the same security.
@@ -861,7 +1157,7 @@ impl Runtime {
         source: NodeId,
         payload: Vec<u8>,
         rssi: Option<i8>,
-        secure: Option<Class>,
+        secure: Option<Secured>,
     ) -> Result<(), AdapterError> {
         let id = nodes::device_id(self.home, source);
         if let Some(r) = cc::supervision::parse_report(&payload) {
@@ -955,7 +1251,7 @@ impl Runtime {
         source: NodeId,
         payload: Vec<u8>,
         rssi: Option<i8>,
-        secure: Option<Class>,
+        secure: Option<Secured>,
     ) -> Result<(), AdapterError> {
         let id = nodes::device_id(self.home, source);
         if payload.first() == Some(&cc::SUPERVISION) {
@@ -1034,8 +1330,12 @@ impl Runtime {
                     Some(id),
                     "undecryptable",
                     format!(
-                        "a {} encapsulated frame: this Warden does not decrypt Z-Wave security yet, so it is refused",
-                        if cc == cc::SECURITY_2 { "Security 2" } else { "Security 0" }
+                        "a {} encapsulated frame nested inside another encapsulation: refused",
+                        if cc == cc::SECURITY_2 {
+                            "Security 2"
+                        } else {
+                            "Security 0"
+                        }
                     ),
                 )
                 .await
@@ -1225,9 +1525,10 @@ impl Runtime {
                     // The next inclusion starts once this node's bootstrap and interview are done.
                     w.restart_pending = false;
                     w.waiting_for = Some(node);
-                    let secure = found
-                        .as_ref()
-                        .is_some_and(|f| f.command_classes.contains(&cc::SECURITY_2));
+                    let secure = found.as_ref().is_some_and(|f| {
+                        f.command_classes.contains(&cc::SECURITY_2)
+                            || f.command_classes.contains(&cc::SECURITY_0)
+                    });
                     let progress = w.op.progress.clone();
                     self.controller_nodes.insert(node);
                     self.emit(AdapterEvent::Membership(Membership {
@@ -2003,6 +2304,43 @@ async fn s2_bootstrap(
     s.forget(node);
     s.grant(node, top);
     Ok(top)
+}
+
+/// The S0 bootstrap as the including controller: Scheme Get/Report in the clear, the network key
+/// sent in a Network Key Set encapsulated under the temporary all-zero key, and the node's Network
+/// Key Verify, which must come under the network key.
+async fn s0_bootstrap(out: &Out, node: NodeId) -> Result<(), String> {
+    let rx = out
+        .waiters
+        .add(WaitFor::Report(node, s0::CC, s0::SCHEME_REPORT));
+    send_plain(out, node, &[s0::CC, s0::SCHEME_GET, 0x00]).await?;
+    wait_step(rx, "S0 Scheme Report").await?;
+    let key = out.s0().key.ok_or("no S0 network key")?;
+    let temp = s0::Keys::new(&[0; 16]);
+    out.s0().temp.insert(node, temp.clone());
+    let rx = out.waiters.add(WaitFor::S0(node, s0::NETWORK_KEY_VERIFY));
+    let mut set = vec![s0::CC, s0::NETWORK_KEY_SET];
+    set.extend_from_slice(&key);
+    match out.send_s0(node, &temp, &set).await {
+        Ok(0) => {}
+        Ok(s) => {
+            return Err(format!(
+                "sending the network key: {}",
+                func::tx_status_text(s)
+            ));
+        }
+        Err(e) => return Err(format!("sending the network key: {e}")),
+    }
+    let (_, k) = wait_step(rx, "S0 Network Key Verify").await?;
+    let mut st = out.s0();
+    st.temp.remove(&node);
+    if k.is_some() {
+        return Err(
+            "the node's Network Key Verify was under the temporary key, not the network key".into(),
+        );
+    }
+    st.granted.insert(node);
+    Ok(())
 }
 
 async fn send_plain(out: &Out, node: NodeId, payload: &[u8]) -> Result<(), String> {

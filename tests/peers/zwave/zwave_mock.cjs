@@ -20,7 +20,8 @@
 //   s2temp <node> <celsius>        an S2-encapsulated sensor report (nonce exchange first if needed)
 //   replay                         the last node report sent to the host, again, byte for byte
 //   badmac                         the last (S2) report with a new sequence number and a bad tag
-//   include <node> sensor|switch|supswitch|s2sensor|s2auth|s2lock   a node of that kind waits to be included
+//   s0temp <node> <celsius>        an S0-encapsulated sensor report (a nonce asked of the host first)
+//   include <node> sensor|switch|supswitch|s0sensor|s2sensor|s2auth|s2lock   a node of that kind waits to be included
 //                                  by the next Add Node; an S2 kind answers "OK include <node> pin=NNNNN"
 //                                  with the PIN of its DSK (first two bytes of its public key), as
 //                                  printed on a real device's label. s2auth asks for S2 Authenticated,
@@ -99,6 +100,21 @@ function kind(name, id) {
           sensors: { 1: { supportedScales: [0] } }, getValue: () => temperatures.get(id) ?? 20.0 },
         { ccId: CommandClasses["Manufacturer Specific"], isSupported: true, version: 2, secure: true },
         { ccId: CommandClasses.Version, isSupported: true, version: 3, secure: true },
+      ],
+    };
+  }
+  if (name === "s0sensor") {
+    // A legacy S0 sensor: zwave-js's mock runs the S0 side (Scheme Report, the network key from the
+    // host's Network Key Set, nonces, encapsulation).
+    return {
+      genericDeviceClass: 0x21, specificDeviceClass: 0x01,
+      manufacturerId: 0x0371, productType: 0x0002, productId: 0x000c,
+      securityClasses: new Set([SecurityClass.S0_Legacy]),
+      commandClasses: [
+        { ccId: CommandClasses.Security, isSupported: true, version: 1 },
+        { ccId: CommandClasses["Multilevel Sensor"], isSupported: true, version: 11, secure: true,
+          sensors: { 1: { supportedScales: [0] } }, getValue: () => temperatures.get(id) ?? 19.0 },
+        ...common,
       ],
     };
   }
@@ -278,6 +294,20 @@ async function main() {
       const report = new cc.MultilevelSensorCCReport({ nodeId: controller.ownNodeId, type: 1, scale: 0, value: Number(v) });
       await fromNode(n, cc.Security2CC.encapsulate(report, n.id, n.securityManagers));
       return `s2temp ${n.id}`;
+    },
+    async s0temp(id, v) {
+      // An S0-encapsulated sensor report, with a nonce asked of the host first.
+      const n = node(id); if (!n) throw new Error(`no node ${id}`);
+      const sm0 = n.securityManagers.securityManager;
+      if (!sm0) throw new Error(`node ${id} has no S0`);
+      temperatures.set(n.id, Number(v));
+      await fromNode(n, new cc.SecurityCCNonceGet({ nodeId: controller.ownNodeId }));
+      const r = await n.expectControllerFrame((f) => f.payload instanceof cc.SecurityCCNonceReport, { timeout: 3000 });
+      const report = new cc.MultilevelSensorCCReport({ nodeId: controller.ownNodeId, type: 1, scale: 0, value: Number(v) });
+      const enc = cc.SecurityCC.encapsulate(n.id, sm0, report);
+      enc.nonce = r.payload.nonce;
+      await fromNode(n, enc);
+      return `s0temp ${n.id}`;
     },
     async replay() {
       if (!lastAppCmd) throw new Error("nothing to replay");
