@@ -1,6 +1,7 @@
 //! One fuzz input through every parser of untrusted input: the Serial API stream decoder (the
 //! input split in two at a point the input chooses), every Serial API function parser on each frame
-//! it yields, and on each command payload: the command-class decoder, Supervision, the S2 key
+//! it yields, and on each command payload: the command-class decoder, Supervision, S0
+//! decapsulation, the S2 key
 //! exchange parsers and S2 decapsulation against a session that expects a SPAN (so frames reach the
 //! AES-CCM step) and one that holds none. Used by the cargo-fuzz target in `fuzz/` and, on stable,
 //! by `tests/fuzz_parsers.rs`. Nothing here may panic.
@@ -8,6 +9,7 @@
 use crate::cc;
 use crate::frame::{Decoder, Unit};
 use crate::func;
+use crate::s0;
 use crate::s2::kex;
 use crate::s2::session::{Class, Sessions};
 
@@ -56,6 +58,13 @@ fn payload(p: &[u8]) {
     let _ = kex::parse_public_key(p);
     let _ = kex::parse_network_key_get(p);
     let _ = kex::parse_transfer_end(p);
+    let _ = s0::parse_nonce_report(p);
+    if let Ok(e) = s0::parse_encapsulated(p) {
+        let k = s0::Keys::new(&FUZZ_KEY);
+        if let Ok(inner) = k.open(&e, &[0x11; 8], 6, 1) {
+            let _ = cc::decode(&inner);
+        }
+    }
 
     const NODE: u8 = 6;
     // a node Warden has just sent a Nonce Report: a frame carrying a SPAN extension is decrypted
