@@ -4,9 +4,9 @@
 //! start-up, the gateway's memory with them, and the latency from a node's report (the mock's
 //! control command that makes the node send it) to its MQTT publish, p50/p99.
 //!
-//! Run with the release binary built first:
-//! `cargo build --release -p warden --bins && cargo test --release -p warden-e2e --test zwave_load
-//! -- --ignored --nocapture`
+//! Run against the release binary (the harness itself may stay a debug build):
+//! `cargo build --release -p warden --bins && WARDEN_BIN=target/release/warden cargo test -p
+//! warden-e2e --test zwave_load -- --ignored --nocapture`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "zigbee_support/mod.rs"]
