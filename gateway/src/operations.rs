@@ -110,6 +110,7 @@ fn describe(r: &OperationRequest) -> String {
             seconds,
             device,
             install_code_only,
+            pin,
         } => {
             let mut s = format!("join window for {seconds} s");
             if let Some(d) = device {
@@ -117,6 +118,10 @@ fn describe(r: &OperationRequest) -> String {
             }
             if *install_code_only {
                 s.push_str(", install-code devices only");
+            }
+            if pin.is_some() {
+                // that one was given, never the PIN itself
+                s.push_str(", with a DSK PIN");
             }
             s
         }
@@ -369,6 +374,7 @@ mod tests {
         seconds: 60,
         device: None,
         install_code_only: false,
+        pin: None,
     };
 
     #[tokio::test]

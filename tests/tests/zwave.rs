@@ -230,6 +230,9 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
     let res = command(&g, SWITCH, "turn_on");
     assert_eq!(res["outcome"], "denied", "{res}");
     assert!(mock.state()["switches"]["2"] != true);
+    wait_for(T, "the switch interviewed", || {
+        (!device_show(&g, SWITCH)["device"]["manufacturer"].is_null()).then_some(())
+    });
     approve(&g, SWITCH, "zwswitch");
     let res = command(&g, SWITCH, "turn_on");
     assert_eq!(res["outcome"], "delivered", "{res}");
@@ -304,7 +307,11 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
     // S2: a node that asks for S2 Unauthenticated is included; Warden runs the key exchange
     // (ECDH, temporary keys, its network key sent encrypted and verified) against zwave-js's own
     // S2 implementation in the mock node, and the interview runs encrypted
-    assert_eq!(mock.ctl("include 6 s2sensor"), "OK include 6");
+    // (an S2 node's answer carries its PIN; S2 Unauthenticated needs none)
+    assert!(
+        mock.ctl("include 6 s2sensor")
+            .starts_with("OK include 6 pin=")
+    );
     let mut join = Cli::spawn(
         &g,
         &["adapter", "zwave", "join", "--seconds", "120"],
@@ -466,6 +473,386 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
     assert_eq!(mock.ctl("temp 3 25.5"), "OK temp 3");
     sub.wait_lines(T, "the sensor's report after the reconnect", |_| {
         latest(&sub, SENSOR, "temperature").is_some_and(|e| e["value"] == 25.5)
+    });
+    g.stop();
+}
+
+/// The PIN the mock's `include` answered (`OK include N pin=NNNNN`).
+fn pin_of(answer: &str) -> String {
+    let pin = answer
+        .split_once("pin=")
+        .map(|(_, p)| p.trim().to_owned())
+        .unwrap_or_default();
+    assert!(
+        pin.len() == 5 && pin.bytes().all(|b| b.is_ascii_digit()),
+        "{answer}"
+    );
+    pin
+}
+
+/// Includes the node the mock holds ready through a join window with these extra arguments, waits
+/// for its registration record and closes the window; returns the record.
+fn include_with(
+    g: &Gateway,
+    dd: &Path,
+    dir: &Path,
+    device: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let mut args = vec!["adapter", "zwave", "join", "--seconds", "120"];
+    args.extend_from_slice(extra);
+    let out = dir.join(format!("join-{}.txt", device.replace(':', "_")));
+    let mut join = Cli::spawn(g, &args, &out);
+    let reg = wait_audit(dd, &format!("{device} registered"), |r| {
+        is(r, "device-registered", device)
+    });
+    let o = g.cli(&["adapter", "zwave", "close"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(join.wait_exit(), "{}", join.text());
+    reg
+}
+
+#[test]
+fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let port = free_port();
+    let mock = Mock::start(dir, port);
+    let p = Ports::new();
+    let cfg = dir.join("w.toml");
+    std::fs::write(&cfg, config(&p, port)).unwrap();
+    let dd = dir.join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
+        &dir.join("sub.txt"),
+    );
+    wait_audit(&dd, "the Z-Wave link up", |r| zwave_link(r, "Up"));
+
+    // no PIN: a node asking only for S2 Authenticated gets no S2 class (KEX Fail), audited
+    let a7 = mock.ctl("include 7 s2auth");
+    pin_of(&a7);
+    let reg = include_with(&g, &dd, dir, "zwave:c0ffee01-7", &[]);
+    assert!(
+        reg["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("security: none"),
+        "{reg}"
+    );
+    let f = wait_audit(&dd, "node 7's bootstrap refused", |r| {
+        is(r, "uplink", "zwave:c0ffee01-7") && cause(r) == "s2-bootstrap-failed"
+    });
+    assert!(f.to_string().contains("need the DSK PIN"), "{f}");
+
+    // a wrong PIN: Warden's temporary keys differ from the node's, its KEX Set echo does not
+    // decrypt, KEX Fail; the node is included without security, refused and audited
+    let a8 = mock.ctl("include 8 s2auth");
+    let right8: u32 = pin_of(&a8).parse().unwrap();
+    let wrong8 = format!("{:05}", (right8 + 1) % 65536);
+    let reg = include_with(&g, &dd, dir, "zwave:c0ffee01-8", &["--pin", &wrong8]);
+    assert!(
+        reg["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("security: none"),
+        "{reg}"
+    );
+    let f = wait_audit(&dd, "node 8's bootstrap refused", |r| {
+        is(r, "uplink", "zwave:c0ffee01-8") && cause(r) == "s2-bootstrap-failed"
+    });
+    assert!(f.to_string().contains("DSK PIN does not match"), "{f}");
+    wait_audit(&dd, "node 8's KEX Set echo did not decrypt", |r| {
+        is(r, "uplink", "zwave:c0ffee01-8") && cause(r) == "s2-decrypt-failed"
+    });
+    // no S2 keys: its S2 frames are refused as from a node without S2
+    assert_eq!(
+        mock.ctl("s2temp 8 19.0").split(' ').next(),
+        Some("ERR"),
+        "the mock node holds no session with Warden"
+    );
+
+    // the right PIN (the positive control): S2 Authenticated granted, encrypted reports at
+    // shared-key
+    let a10 = mock.ctl("include 10 s2auth");
+    let pin10 = pin_of(&a10);
+    let reg = include_with(&g, &dd, dir, "zwave:c0ffee01-10", &["--pin", &pin10]);
+    assert!(
+        reg["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("security: s2-authenticated"),
+        "{reg}"
+    );
+
+    // a lock-like node asking for Access Control and Authenticated: both keys sent and verified,
+    // its frames under Access Control
+    let a9 = mock.ctl("include 9 s2lock");
+    let pin9 = pin_of(&a9);
+    let reg = include_with(&g, &dd, dir, "zwave:c0ffee01-9", &["--pin", &pin9]);
+    assert!(
+        reg["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("security: s2-access-control"),
+        "{reg}"
+    );
+    for (node, id, v) in [
+        (10, "zwave:c0ffee01-10", 20.5),
+        (9, "zwave:c0ffee01-9", 21.25),
+    ] {
+        approve(&g, id, "zws2");
+        assert_eq!(
+            mock.ctl(&format!("s2temp {node} {v}")),
+            format!("OK s2temp {node}")
+        );
+        sub.wait_lines(T, &format!("{id}'s temperature"), |_| {
+            latest(&sub, id, "temperature").is_some()
+        });
+        let t = latest(&sub, id, "temperature").unwrap();
+        assert_eq!(t["value"], v, "{t}");
+        assert_eq!(t["assurance"], "shared-key", "{t}");
+        let res = command(&g, id, "refresh");
+        assert_eq!(res["outcome"], "delivered", "{res}");
+    }
+    // a plain frame from the Access Control node is a downgrade
+    assert_eq!(mock.ctl("temp 9 30.0"), "OK temp 9");
+    wait_audit(&dd, "node 9's plain frame refused", |r| {
+        is(r, "uplink", "zwave:c0ffee01-9") && cause(r) == "downgrade"
+    });
+
+    // Nonce floods: a granted node asking for nonces in a loop gets a few Nonce Reports, then one
+    // per refill period; the rest are dropped and audited. Counted by the mock, which sees every
+    // SEND_DATA the host makes.
+    let sent = |m: &Mock| -> usize {
+        let r = m.ctl("sent 10 9f02");
+        r.strip_prefix("OK ").unwrap().parse().unwrap()
+    };
+    let before = sent(&mock);
+    // the positive control: one Nonce Get is answered
+    assert!(mock.ctl("appcmd 10 9f0101").starts_with("OK"));
+    wait_for(T, "a Nonce Report to node 10", || {
+        (sent(&mock) > before).then_some(())
+    });
+    let started = std::time::Instant::now();
+    for i in 0..60u8 {
+        assert!(
+            mock.ctl(&format!("appcmd 10 9f01{:02x}", i.wrapping_add(2)))
+                .starts_with("OK")
+        );
+    }
+    wait_audit(&dd, "the nonce flood audited", |r| {
+        is(r, "uplink", "zwave:c0ffee01-10") && cause(r) == "s2-nonce-flood"
+    });
+    // a command to another node goes through the same link queue after any queued Nonce Report
+    let res = command(&g, "zwave:c0ffee01-9", "refresh");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    let answered = sent(&mock) - before;
+    let elapsed = started.elapsed();
+    let bound = 1 + 6 + usize::try_from(elapsed.as_secs() / 2).unwrap() + 1;
+    eprintln!(
+        "nonce flood: 61 Nonce Gets in {elapsed:?}, {answered} Nonce Reports sent (bound {bound})"
+    );
+    assert!(answered >= 2, "the flood got no answer at all: {answered}");
+    assert!(
+        answered <= bound,
+        "{answered} Nonce Reports for 61 Nonce Gets in {elapsed:?}"
+    );
+
+    // the PIN was taken but never written back: the audited requests say one was given, no more
+    let ops = audit_where(&dd, |r| {
+        r["action"] == "adapter-operation" && r["detail"]["request"]["op"] == "join"
+    });
+    assert!(ops.len() >= 4, "{ops:?}");
+    let with_pin: Vec<_> = ops
+        .iter()
+        .filter(|r| {
+            r["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("with a DSK PIN")
+        })
+        .collect();
+    assert_eq!(with_pin.len(), 3, "{ops:?}");
+    for r in &ops {
+        assert!(r["detail"]["request"].get("pin").is_none(), "{r}");
+        let s = r.to_string();
+        for pin in [&wrong8, &pin10, &pin9] {
+            assert!(!s.contains(&format!("\"{pin}\"")), "{s}");
+        }
+    }
+    assert!(values(&sub, "zwave:c0ffee01-8", "temperature").is_empty());
+    g.stop();
+}
+
+/// `warden command` with arguments; the printed result JSON.
+fn command_with(g: &Gateway, id: &str, name: &str, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["command", id, name];
+    a.extend_from_slice(args);
+    let o = g.cli(&a);
+    let out = stdout(&o);
+    let start = out
+        .find('{')
+        .unwrap_or_else(|| panic!("no JSON from warden command: {out} {}", stderr(&o)));
+    json(&out[start..])
+}
+
+#[test]
+fn zwave_supervision_status_is_the_command_result() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let port = free_port();
+    let mock = Mock::start(dir, port);
+    let p = Ports::new();
+    let cfg = dir.join("w.toml");
+    let mut text = config(&p, port);
+    text.push_str(
+        r#"
+[profiles.zwsup]
+points = ["switch"]
+commands = ["turn_on", "turn_off", "set_config"]
+min_assurance = "none"
+"#,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let dd = dir.join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    wait_audit(&dd, "the Z-Wave link up", |r| zwave_link(r, "Up"));
+
+    const SUP: &str = "zwave:c0ffee01-11";
+    assert_eq!(mock.ctl("include 11 supswitch"), "OK include 11");
+    let reg = include_with(&g, &dd, dir, SUP, &[]);
+    assert!(
+        reg["reason"].as_str().unwrap_or_default().contains("0x6c"),
+        "Supervision in its command classes: {reg}"
+    );
+    approve(&g, SUP, "zwsup");
+
+    // a supervised Set the node carries out: delivered, with the node's own status
+    let res = command(&g, SUP, "turn_on");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(
+        res["points"],
+        serde_json::json!([{"name": "supervision", "value": "success"}]),
+        "{res}"
+    );
+    assert_eq!(mock.state()["switches"]["11"], true);
+    let res = command_with(&g, SUP, "set_config", &["parameter=1", "value=5"]);
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    // the node refuses these (no parameter 9; 99 is over the parameter's maximum): the radio
+    // delivered them, but the result is the node's status, a device error
+    for args in [["parameter=9", "value=1"], ["parameter=1", "value=99"]] {
+        let res = command_with(&g, SUP, "set_config", &args);
+        assert_eq!(res["outcome"], "device-error", "{args:?}: {res}");
+        assert!(
+            res.to_string().contains("supervision status: fail"),
+            "{args:?}: {res}"
+        );
+    }
+    // the switch on a node without Supervision (positive control for the wrapping): delivered
+    // from the transmit status alone, no supervision status
+    wait_for(T, "the switch interviewed", || {
+        (!device_show(&g, SWITCH)["device"]["manufacturer"].is_null()).then_some(())
+    });
+    approve(&g, SWITCH, "zwswitch");
+    let res = command(&g, SWITCH, "turn_on");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert!(!res.to_string().contains("supervision"), "{res}");
+    let res = command(&g, SUP, "turn_off");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(mock.state()["switches"]["11"], false);
+
+    // a report the node supervises itself: its temperature is taken and Warden answers
+    // Supervision Report (session 5, success)
+    wait_for(T, "the sensor interviewed", || {
+        (!device_show(&g, SENSOR)["device"]["manufacturer"].is_null()).then_some(())
+    });
+    approve(&g, SENSOR, "zwsensor");
+    assert_eq!(mock.ctl("sent 3 6c0205ff"), "OK 0");
+    assert!(mock.ctl("appcmd 3 6c0105063105012200d7").starts_with("OK"));
+    wait_audit(&dd, "the supervised report allowed", |r| {
+        is(r, "uplink", SENSOR) && r["verdict"] == "allow"
+    });
+    wait_for(T, "the Supervision Report to node 3", || {
+        (mock.ctl("sent 3 6c0205ff") == "OK 1").then_some(())
+    });
+    // a Supervision Get whose length byte claims more than it carries is refused
+    assert!(mock.ctl("appcmd 3 6c0106093105").starts_with("OK"));
+    wait_audit(&dd, "the truncated Supervision Get refused", |r| {
+        is(r, "uplink", SENSOR) && cause(r) == "malformed"
+    });
+    assert_eq!(
+        mock.ctl("sent 3 6c02"),
+        "OK 1",
+        "the malformed one was not answered"
+    );
+    g.stop();
+}
+
+#[test]
+fn zwave_s0_node_included_and_its_encrypted_reports_taken() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let port = free_port();
+    let mock = Mock::start(dir, port);
+    let p = Ports::new();
+    let cfg = dir.join("w.toml");
+    std::fs::write(&cfg, config(&p, port)).unwrap();
+    let dd = dir.join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
+        &dir.join("sub.txt"),
+    );
+    wait_audit(&dd, "the Z-Wave link up", |r| zwave_link(r, "Up"));
+
+    const S0NODE: &str = "zwave:c0ffee01-12";
+    assert!(mock.ctl("include 12 s0sensor").starts_with("OK include 12"));
+    let reg = include_with(&g, &dd, dir, S0NODE, &[]);
+    let reason = reg["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("security: s0"), "{reg}");
+    // the interview ran encrypted: the mock answers its secure command classes only under S0
+    assert_eq!(reg["detail"]["manufacturer"], "0x0371", "{reg}");
+    approve(&g, S0NODE, "zws2");
+    assert_eq!(mock.ctl("s0temp 12 17.5"), "OK s0temp 12");
+    sub.wait_lines(T, "the S0 node's temperature", |_| {
+        latest(&sub, S0NODE, "temperature").is_some()
+    });
+    let t12 = latest(&sub, S0NODE, "temperature").unwrap();
+    assert_eq!(t12["value"], 17.5, "{t12}");
+    assert_eq!(t12["assurance"], "shared-key", "{t12}");
+    // the same frame again: its nonce was used up
+    assert_eq!(mock.ctl("replay"), "OK replay");
+    wait_audit(&dd, "the replayed S0 frame refused", |r| {
+        is(r, "uplink", S0NODE) && cause(r) == "replay"
+    });
+    // a plain frame from the S0 node is a downgrade
+    assert_eq!(mock.ctl("temp 12 30.0"), "OK temp 12");
+    wait_audit(&dd, "the plain frame refused", |r| {
+        is(r, "uplink", S0NODE) && cause(r) == "downgrade"
+    });
+    // the session goes on, and a command goes encrypted and is answered encrypted
+    assert_eq!(mock.ctl("s0temp 12 18.25"), "OK s0temp 12");
+    sub.wait_lines(T, "the next S0 report", |_| {
+        latest(&sub, S0NODE, "temperature").is_some_and(|e| e["value"] == 18.25)
+    });
+    let res = command(&g, S0NODE, "refresh");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    sub.wait_lines(T, "the answer to the S0 refresh", |_| {
+        values(&sub, S0NODE, "temperature").len() >= 3
+    });
+    assert_eq!(
+        values(&sub, S0NODE, "temperature"),
+        vec![
+            serde_json::json!(17.5),
+            serde_json::json!(18.25),
+            serde_json::json!(18.25)
+        ]
+    );
+    // an S0 frame from a node without S0 is refused
+    assert!(mock.ctl("appcmd 3 9840").starts_with("OK"));
+    wait_audit(&dd, "an S0 Nonce Get from a plain node refused", |r| {
+        is(r, "uplink", SENSOR) && cause(r) == "s0-not-granted"
     });
     g.stop();
 }

@@ -308,6 +308,7 @@ impl Runtime {
                 seconds,
                 device,
                 install_code_only,
+                ..
             } => {
                 self.open_window(dongle, op, seconds, device, install_code_only)
                     .await

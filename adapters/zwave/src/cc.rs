@@ -23,6 +23,7 @@ pub const WAKE_UP: u8 = 0x84;
 pub const VERSION: u8 = 0x86;
 pub const SECURITY_0: u8 = 0x98;
 pub const SECURITY_2: u8 = 0x9f;
+pub const SUPERVISION: u8 = 0x6c;
 
 /// What a node's frame said.
 #[derive(Debug, Clone, PartialEq)]
@@ -620,6 +621,138 @@ pub fn command(c: &Command, supported: &[u8]) -> Result<Vec<u8>, CommandError> {
             Ok(vec![CONFIGURATION, 0x04, param, 0x04, a, b, cc_, d])
         }
         other => Err(CommandError::Unknown(other.chars().take(64).collect())),
+    }
+}
+
+/// Supervision (0x6C): a Set wrapped in a Supervision Get makes the node report whether it did it.
+pub mod supervision {
+    use super::SUPERVISION;
+
+    pub const GET: u8 = 0x01;
+    pub const REPORT: u8 = 0x02;
+
+    /// What a node says it did with a supervised command.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Status {
+        /// The node does not support the command it was sent.
+        NoSupport,
+        /// Started; more reports may follow (`duration` seconds left, if known).
+        Working,
+        Fail,
+        Success,
+        /// A status byte the specification does not define.
+        Other(u8),
+    }
+
+    impl Status {
+        pub fn from_byte(b: u8) -> Self {
+            match b {
+                0x00 => Self::NoSupport,
+                0x01 => Self::Working,
+                0x02 => Self::Fail,
+                0xff => Self::Success,
+                other => Self::Other(other),
+            }
+        }
+
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Self::NoSupport => "no-support",
+                Self::Working => "working",
+                Self::Fail => "fail",
+                Self::Success => "success",
+                Self::Other(_) => "unknown",
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Report {
+        pub session: u8,
+        pub more_follow: bool,
+        pub status: Status,
+        /// The Z-Wave duration byte as seconds (None: unknown or not given).
+        pub duration_s: Option<u32>,
+    }
+
+    /// Supervision Get around `inner` (session id 0..63, no status updates asked).
+    pub fn get(session: u8, inner: &[u8]) -> Option<Vec<u8>> {
+        let len = u8::try_from(inner.len()).ok()?;
+        let mut v = Vec::with_capacity(inner.len() + 4);
+        v.extend_from_slice(&[SUPERVISION, GET, session & 0x3f, len]);
+        v.extend_from_slice(inner);
+        Some(v)
+    }
+
+    /// A Supervision Get from a node: (session, the command inside), checked against its length.
+    pub fn parse_get(p: &[u8]) -> Option<(u8, &[u8])> {
+        match p {
+            [SUPERVISION, GET, flags, len, rest @ ..] => rest
+                .get(..usize::from(*len))
+                .map(|inner| (flags & 0x3f, inner)),
+            _ => None,
+        }
+    }
+
+    /// Supervision Report: `status` for `session`.
+    pub fn report(session: u8, status: u8) -> Vec<u8> {
+        vec![SUPERVISION, REPORT, session & 0x3f, status, 0x00]
+    }
+
+    pub fn parse_report(p: &[u8]) -> Option<Report> {
+        match p {
+            [SUPERVISION, REPORT, flags, status, rest @ ..] => Some(Report {
+                session: flags & 0x3f,
+                more_follow: flags & 0x80 != 0,
+                status: Status::from_byte(*status),
+                duration_s: rest.first().and_then(|d| duration(*d)),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The Z-Wave duration encoding: 0x00..0x7f seconds, 0x80..0xfd minutes (1..126), 0xfe unknown.
+    fn duration(b: u8) -> Option<u32> {
+        match b {
+            0x00..=0x7f => Some(u32::from(b)),
+            0x80..=0xfd => Some((u32::from(b) - 0x7f) * 60),
+            _ => None,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn get_and_report_round_trip_and_truncations_are_refused() {
+            let g = get(0x45, &[0x25, 0x01, 0xff]).unwrap_or_default();
+            assert_eq!(g, vec![0x6c, 0x01, 0x05, 0x03, 0x25, 0x01, 0xff]);
+            assert_eq!(parse_get(&g), Some((0x05, &[0x25u8, 0x01, 0xff][..])));
+            assert_eq!(
+                parse_get(g.get(..6).unwrap_or_default()),
+                None,
+                "inner shorter than its length byte"
+            );
+            assert_eq!(get(1, &[0u8; 256]), None);
+            let r = parse_report(&[0x6c, 0x02, 0x85, 0x01, 0x81]).unwrap_or(Report {
+                session: 0,
+                more_follow: false,
+                status: Status::Other(9),
+                duration_s: None,
+            });
+            assert_eq!(r.session, 5);
+            assert!(r.more_follow);
+            assert_eq!(r.status, Status::Working);
+            assert_eq!(r.duration_s, Some(120));
+            let r = parse_report(&report(7, 0xff));
+            assert_eq!(r.map(|r| (r.session, r.status)), Some((7, Status::Success)));
+            assert_eq!(parse_report(&[0x6c, 0x02, 0x01]), None);
+            assert_eq!(Status::from_byte(0x02), Status::Fail);
+            assert_eq!(Status::from_byte(0x00).as_str(), "no-support");
+            assert_eq!(Status::from_byte(0x33), Status::Other(0x33));
+            assert_eq!(duration(0xfe), None);
+        }
     }
 }
 

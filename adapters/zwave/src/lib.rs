@@ -8,17 +8,21 @@
 //! - [`config`]: the `[adapters.zwave]` section; [`nodes`]: the durable node table;
 //!   [`runtime`]: the run loop (start-up, inclusion/exclusion, interviews, downlinks).
 //!
-//! Not yet: S0/S2 security (secured frames are refused and audited as `undecryptable`; nodes are
-//! included without security), SmartStart, multi-channel endpoints, queued commands for sleeping
-//! nodes.
+//! - [`s2`]: Security 2 (key exchange, sessions, keys); [`s0`]: legacy Security 0; [`flood`]: the
+//!   per-node budget of answers a node can draw; [`fuzzing`]: the fuzz target's body.
+//!
+//! Not yet: SmartStart, multi-channel endpoints, MPAN (S2 multicast).
 
 pub mod cc;
 pub mod config;
+pub mod flood;
 pub mod frame;
 pub mod func;
+pub mod fuzzing;
 pub mod link;
 pub mod nodes;
 pub mod runtime;
+pub mod s0;
 pub mod s2;
 
 use warden_core::{Adapter, AdapterContext, AdapterError, BoxFuture, OperationKind};

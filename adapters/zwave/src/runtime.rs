@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_serial::SerialPortBuilderExt;
 use warden_core::{
     AdapterContext, AdapterError, AdapterEvent, Announcement, Assurance, CommandOutcome,
-    CommandResult, DeviceId, Downlink, LinkHealth, LinkState, Membership, MembershipChange,
+    CommandResult, DeviceId, Downlink, DskPin, LinkHealth, LinkState, Membership, MembershipChange,
     Message, Operation, OperationRequest, OperationState, Rejection, StateStore,
 };
 
@@ -27,6 +27,7 @@ use crate::frame::Frame;
 use crate::func::{self, ApplicationUpdate, NodeId, add_mode, add_status};
 use crate::link::{self, Counters, Expect, LinkError, LinkHandle, Timing};
 use crate::nodes::{self, Node, Nodes};
+use crate::s0;
 use crate::s2::crypto::{self as s2crypto, KeyPair};
 use crate::s2::kex;
 use crate::s2::keys::NetworkKeys;
@@ -58,6 +59,44 @@ enum WaitFor {
     Report(NodeId, u8, u8),
     /// A Security 2 command that arrived *inside* S2 encapsulation.
     Secure(NodeId, u8),
+    /// A Supervision Report for this session id.
+    Supervision(NodeId, u8),
+    /// A Security 0 command that arrived inside S0 encapsulation (with the keys that opened it).
+    S0(NodeId, u8),
+}
+
+/// How a frame reached Warden encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secured {
+    S0,
+    S2(Class),
+}
+
+/// Security 0 state: the network's S0 keys, bootstrap keys per node, the nodes granted S0 and
+/// the nonces Warden handed out.
+#[derive(Default)]
+struct S0State {
+    /// The network key itself, sent to a node at its S0 bootstrap.
+    key: Option<[u8; 16]>,
+    keys: Option<s0::Keys>,
+    temp: HashMap<NodeId, s0::Keys>,
+    granted: HashSet<NodeId>,
+    nonces: s0::Nonces,
+}
+
+const S0_KEY: &str = "s0/network-key";
+
+/// The network's S0 key, created and sealed in the state store on first use.
+fn s0_key(state: &dyn StateStore) -> Result<[u8; 16], String> {
+    if let Some(v) = state.get(S0_KEY).map_err(|e| e.to_string())? {
+        return v
+            .as_slice()
+            .try_into()
+            .map_err(|_| "the stored S0 network key is not 16 bytes".to_owned());
+    }
+    let k: [u8; 16] = rand::random();
+    state.put(S0_KEY, &k).map_err(|e| e.to_string())?;
+    Ok(k)
 }
 
 /// What a waiter receives: the command-class bytes and, when it was encrypted, the keys.
@@ -105,11 +144,44 @@ impl Waiters {
 struct Out {
     link: LinkHandle,
     sessions: Arc<Mutex<Sessions>>,
+    s0: Arc<Mutex<S0State>>,
+    own: NodeId,
     waiters: Waiters,
     step: Duration,
 }
 
 impl Out {
+    fn s0(&self) -> std::sync::MutexGuard<'_, S0State> {
+        self.s0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// S0: asks the node for a nonce, then sends `payload` encapsulated under `keys` (the
+    /// network's, or a bootstrap's temporary keys).
+    async fn send_s0(
+        &self,
+        node: NodeId,
+        keys: &s0::Keys,
+        payload: &[u8],
+    ) -> Result<u8, LinkError> {
+        let rx = self
+            .waiters
+            .add(WaitFor::Report(node, s0::CC, s0::NONCE_REPORT));
+        let st = send_data(&self.link, node, &[s0::CC, s0::NONCE_GET]).await?;
+        if st != 0 {
+            return Ok(st);
+        }
+        let Ok(Ok((p, _))) = tokio::time::timeout(self.step, rx).await else {
+            return Err(LinkError::CallbackTimeout(self.step));
+        };
+        let receiver = s0::parse_nonce_report(&p)
+            .ok_or_else(|| LinkError::Encode("malformed S0 Nonce Report".into()))?;
+        let sender: s0::Nonce = rand::random();
+        let frame = keys.seal(&sender, &receiver, self.own, node, payload);
+        send_data(&self.link, node, &frame).await
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions
             .lock()
@@ -119,8 +191,18 @@ impl Out {
     /// Sends a command to a node: S2-encapsulated under its granted class if it has one.
     async fn send(&self, node: NodeId, payload: &[u8]) -> Result<u8, LinkError> {
         let granted = self.lock().granted(node);
-        match granted {
-            Some(c) => self.send_secure(node, Keys::Network(c), payload).await,
+        if let Some(c) = granted {
+            return self.send_secure(node, Keys::Network(c), payload).await;
+        }
+        let s0 = {
+            let st = self.s0();
+            st.granted
+                .contains(&node)
+                .then(|| st.keys.clone())
+                .flatten()
+        };
+        match s0 {
+            Some(k) => self.send_s0(node, &k, payload).await,
             None => send_data(&self.link, node, payload).await,
         }
     }
@@ -170,10 +252,20 @@ impl Out {
 enum Internal {
     Started(Result<(), LinkError>, &'static str),
     Interviewed(Node, Vec<String>),
+    /// A security bootstrap that failed: audited as `s2-bootstrap-failed`.
+    BootstrapFailed(NodeId, String),
     Sent {
         command_id: String,
         device: DeviceId,
         result: Result<u8, LinkError>,
+    },
+    /// A supervised command: its transmit status, then the node's Supervision Report (None: none
+    /// came in time).
+    Supervised {
+        command_id: String,
+        device: DeviceId,
+        result: Result<u8, LinkError>,
+        report: Option<cc::supervision::Report>,
     },
     FailedCheck {
         op: Operation,
@@ -271,6 +363,17 @@ pub struct Runtime {
     asleep: HashMap<NodeId, std::collections::VecDeque<Held>>,
     sessions: Arc<Mutex<Sessions>>,
     keys: Option<NetworkKeys>,
+    /// The DSK PIN of the newest join window (None when it was opened without one): read by a
+    /// bootstrap when the node asks for its keys, so a PIN given during the window counts.
+    pin: Arc<Mutex<Option<DskPin>>>,
+    /// How many Nonce Reports each node can still make Warden send.
+    nonce_budget: crate::flood::NonceBudget,
+    s0: Arc<Mutex<S0State>>,
+    /// How many Supervision Reports each node can make Warden send (answers to its supervised
+    /// reports), bounded like Nonce Reports.
+    answer_budget: crate::flood::NonceBudget,
+    /// The next Supervision session id (0..63).
+    supervision_session: u8,
 }
 
 impl Runtime {
@@ -298,6 +401,11 @@ impl Runtime {
             asleep: HashMap::new(),
             sessions: Arc::new(Mutex::new(Sessions::new(0, 0))),
             keys: None,
+            pin: Arc::new(Mutex::new(None)),
+            nonce_budget: Default::default(),
+            answer_budget: Default::default(),
+            supervision_session: 0,
+            s0: Arc::new(Mutex::new(S0State::default())),
         }
     }
 
@@ -484,6 +592,19 @@ impl Runtime {
         }
         self.sessions = Arc::new(Mutex::new(sessions));
         self.keys = Some(keys);
+        let k0 = s0_key(self.state.as_ref()).map_err(|e| format!("S0 network key: {e}"))?;
+        self.s0 = Arc::new(Mutex::new(S0State {
+            key: Some(k0),
+            keys: Some(s0::Keys::new(&k0)),
+            granted: self
+                .nodes
+                .by_id
+                .values()
+                .filter(|n| n.security.as_deref() == Some("s0"))
+                .map(|n| n.id)
+                .collect(),
+            ..Default::default()
+        }));
         self.controller_nodes = listed.iter().copied().filter(|n| *n != own).collect();
 
         // Nodes this adapter knew that the controller no longer holds left the network elsewhere.
@@ -569,6 +690,8 @@ impl Runtime {
         Out {
             link: link.clone(),
             sessions: self.sessions.clone(),
+            s0: self.s0.clone(),
+            own: self.own,
             waiters: self.waiters.clone(),
             step: Duration::from_millis(u64::from(self.cfg.interview_timeout_ms)),
         }
@@ -591,16 +714,46 @@ impl Runtime {
         let known = self.nodes.by_id.get(&node).cloned();
         let own = self.own;
         let keys = self.keys.clone();
+        let pin = self.pin.clone();
         tokio::spawn(async move {
             let mut notes = Vec::new();
             let mut security = known.as_ref().and_then(|k| k.security.clone());
-            if let (Some(progress), Some(keys)) = (bootstrap, keys) {
+            let s2 = nif
+                .as_ref()
+                .is_some_and(|f| f.command_classes.contains(&cc::SECURITY_2));
+            let s0_only = !s2
+                && nif
+                    .as_ref()
+                    .is_some_and(|f| f.command_classes.contains(&cc::SECURITY_0));
+            if let (true, Some(progress)) = (s0_only, bootstrap.as_ref()) {
+                progress.update(|p| {
+                    p.set_step(Some(format!(
+                        "security bootstrap: node {node} (S0 network key)"
+                    )))
+                });
+                match s0_bootstrap(&out, node).await {
+                    Ok(()) => {
+                        security = Some("s0".to_owned());
+                        progress.update(|p| {
+                            p.set_step(Some(format!("security bootstrap: node {node} granted s0")))
+                        });
+                    }
+                    Err(e) => {
+                        out.s0().temp.remove(&node);
+                        let _ = tx.send(Internal::BootstrapFailed(node, e.clone())).await;
+                        notes.push(format!(
+                            "S0 bootstrap failed ({e}): included without security"
+                        ));
+                    }
+                }
+            }
+            if let (true, Some(progress), Some(keys)) = (s2, bootstrap, keys) {
                 progress.update(|p| {
                     p.set_step(Some(format!(
                         "security bootstrap: node {node} (S2 key exchange)"
                     )))
                 });
-                match s2_bootstrap(&out, node, &keys).await {
+                match s2_bootstrap(&out, node, &keys, &pin).await {
                     Ok(class) => {
                         security = Some(class.as_str().to_owned());
                         progress.update(|p| {
@@ -612,6 +765,7 @@ impl Runtime {
                     }
                     Err(e) => {
                         out.lock().revoke(node);
+                        let _ = tx.send(Internal::BootstrapFailed(node, e.clone())).await;
                         notes.push(format!(
                             "security bootstrap failed ({e}): included without security"
                         ));
@@ -683,6 +837,25 @@ impl Runtime {
         if inc.payload.first() == Some(&s2s::CC) {
             return self.security2(link, inc).await;
         }
+        if inc.payload.first() == Some(&s0::CC) {
+            return self.security0(link, inc).await;
+        }
+        if self
+            .s0
+            .lock()
+            .is_ok_and(|s| s.granted.contains(&inc.source))
+        {
+            return self
+                .reject(
+                    Some(id),
+                    "downgrade",
+                    format!(
+                        "an unencrypted frame (command class {:#04x}) from a node included with s0",
+                        inc.payload.first().copied().unwrap_or(0)
+                    ),
+                )
+                .await;
+        }
         let granted = self
             .sessions
             .lock()
@@ -731,10 +904,7 @@ impl Runtime {
                 )
                 .await
             }
-            s2s::NONCE_GET => {
-                self.spawn_nonce_report(link, node);
-                Ok(())
-            }
+            s2s::NONCE_GET => self.nonce_report(link, node, "a Nonce Get").await,
             s2s::NONCE_REPORT => {
                 let r = match self.sessions.lock() {
                     Ok(mut s) => s.on_nonce_report(node, &inc.payload),
@@ -769,8 +939,14 @@ impl Runtime {
                         let granted = self.sessions.lock().ok().and_then(|s| s.granted(node));
                         match (o.keys, granted) {
                             (Keys::Network(c), Some(g)) if c >= g => {
-                                self.command_class(link, node, o.payload, inc.rssi, Some(c))
-                                    .await
+                                self.command_class(
+                                    link,
+                                    node,
+                                    o.payload,
+                                    inc.rssi,
+                                    Some(Secured::S2(c)),
+                                )
+                                .await
                             }
                             (keys, g) => {
                                 self.reject(
@@ -798,12 +974,21 @@ impl Runtime {
                         .await
                     }
                     Err(e @ (S2Error::NoSpan | S2Error::CannotDecode)) => {
-                        // Tell the node to start a new session; its next frame carries fresh entropy.
-                        if speaks_s2 {
-                            self.spawn_nonce_report(link, node);
+                        // Mid-bootstrap, the only frame the node encrypts before our echo is its
+                        // KEX Set echo: one that does not decrypt under the temporary keys means
+                        // the ECDH secrets differ (a wrong DSK PIN, or someone else's key).
+                        if self.sessions.lock().is_ok_and(|s| s.bootstrapping(node)) {
+                            self.waiters
+                                .fulfil(WaitFor::Secure(node, kex::KEX_SET), &[], None);
                         }
+                        // Tell the node to start a new session; its next frame carries fresh entropy.
                         self.reject(Some(id), "s2-decrypt-failed", e.to_string())
-                            .await
+                            .await?;
+                        if speaks_s2 {
+                            self.nonce_report(link, node, "an undecryptable frame")
+                                .await?;
+                        }
+                        Ok(())
                     }
                     Err(e) => self.reject(Some(id), "malformed", e.to_string()).await,
                 }
@@ -816,6 +1001,231 @@ impl Runtime {
                 Ok(())
             }
         }
+    }
+
+    /// A Security 0 frame: a nonce exchange, or an encapsulated command (decrypted with the nonce
+    /// Warden handed the node, used once).
+    async fn security0(
+        &mut self,
+        link: &LinkHandle,
+        inc: func::Incoming,
+    ) -> Result<(), AdapterError> {
+        let node = inc.source;
+        let id = nodes::device_id(self.home, node);
+        let (speaks, granted) = self
+            .s0
+            .lock()
+            .map(|s| {
+                (
+                    s.granted.contains(&node) || s.temp.contains_key(&node),
+                    s.granted.contains(&node),
+                )
+            })
+            .unwrap_or((false, false));
+        let cmd = inc.payload.get(1).copied().unwrap_or(0);
+        match cmd {
+            s0::NONCE_GET | s0::ENCAPSULATION | s0::ENCAPSULATION_NONCE_GET if !speaks => {
+                self.reject(
+                    Some(id),
+                    "s0-not-granted",
+                    format!("an S0 frame ({cmd:#04x}) from node {node}, which holds no S0 key"),
+                )
+                .await
+            }
+            s0::NONCE_GET => self.s0_nonce(link, node).await,
+            s0::NONCE_REPORT => {
+                self.waiters.fulfil(
+                    WaitFor::Report(node, s0::CC, s0::NONCE_REPORT),
+                    &inc.payload,
+                    None,
+                );
+                Ok(())
+            }
+            s0::ENCAPSULATION | s0::ENCAPSULATION_NONCE_GET => {
+                let opened = {
+                    let Ok(mut st) = self.s0.lock() else {
+                        return Ok(());
+                    };
+                    match s0::parse_encapsulated(&inc.payload) {
+                        Err(e) => Err(e),
+                        Ok(e) => {
+                            match st
+                                .nonces
+                                .take(node, e.receiver_id, std::time::Instant::now())
+                            {
+                                None => Err(s0::S0Error::UnknownNonce(e.receiver_id)),
+                                Some(n) => {
+                                    let net = st
+                                        .keys
+                                        .as_ref()
+                                        .map(|k| (k.open(&e, &n, node, self.own), false));
+                                    let temp = st
+                                        .temp
+                                        .get(&node)
+                                        .map(|k| (k.open(&e, &n, node, self.own), true));
+                                    match (net, temp) {
+                                        (Some((Ok(p), _)), _) => Ok((p, false)),
+                                        (_, Some((Ok(p), _))) => Ok((p, true)),
+                                        (Some((Err(e), _)), _) | (None, Some((Err(e), _))) => {
+                                            Err(e)
+                                        }
+                                        (None, None) => Err(s0::S0Error::BadMac),
+                                    }
+                                }
+                            }
+                        }
+                    }
+                };
+                if cmd == s0::ENCAPSULATION_NONCE_GET {
+                    self.s0_nonce(link, node).await?;
+                }
+                match opened {
+                    Ok((p, temp)) if p.first() == Some(&s0::CC) => {
+                        let inner = p.get(1).copied().unwrap_or(0);
+                        // whether the bootstrap's temporary keys opened it travels in the waiter
+                        let keys = temp.then_some(Keys::Temp);
+                        self.waiters.fulfil(WaitFor::S0(node, inner), &p, keys);
+                        Ok(())
+                    }
+                    Ok((p, false)) if granted => {
+                        self.command_class(link, node, p, inc.rssi, Some(Secured::S0))
+                            .await
+                    }
+                    Ok(_) => {
+                        self.reject(
+                            Some(id),
+                            "downgrade",
+                            format!("an S0 frame under bootstrap keys from node {node}"),
+                        )
+                        .await
+                    }
+                    Err(s0::S0Error::UnknownNonce(n)) => {
+                        self.reject(
+                            Some(id),
+                            "replay",
+                            format!("an S0 frame for nonce {n:#04x}, which Warden did not hand out, already used or expired"),
+                        )
+                        .await
+                    }
+                    Err(s0::S0Error::BadMac) => {
+                        self.reject(Some(id), "s0-decrypt-failed", "an S0 frame with a bad MAC".into())
+                            .await
+                    }
+                    Err(e) => self.reject(Some(id), "malformed", e.to_string()).await,
+                }
+            }
+            _ => {
+                self.waiters
+                    .fulfil(WaitFor::Report(node, s0::CC, cmd), &inc.payload, None);
+                Ok(())
+            }
+        }
+    }
+
+    /// Hands a node a fresh S0 nonce, within its Nonce Report budget.
+    async fn s0_nonce(&mut self, link: &LinkHandle, node: NodeId) -> Result<(), AdapterError> {
+        if !self.nonce_budget.take(node, std::time::Instant::now()) {
+            let id = nodes::device_id(self.home, node);
+            return self
+                .reject(
+                    Some(id),
+                    "s0-nonce-flood",
+                    format!("an S0 Nonce Get from node {node} not answered: over its budget"),
+                )
+                .await;
+        }
+        let Ok(n) = self
+            .s0
+            .lock()
+            .map(|mut s| s.nonces.issue(node, std::time::Instant::now()))
+        else {
+            return Ok(());
+        };
+        let link = link.clone();
+        tokio::spawn(async move {
+            let _ = send_data(&link, node, &s0::nonce_report(&n)).await;
+        });
+        Ok(())
+    }
+
+    /// A Supervision frame from a node: the Report to one of Warden's supervised commands, or a
+    /// report the node supervises itself (Supervision Get around it): the inner command is handled
+    /// like any frame and, within the node's budget, answered with Success under the same security.
+    async fn supervision(
+        &mut self,
+        link: &LinkHandle,
+        source: NodeId,
+        payload: Vec<u8>,
+        rssi: Option<i8>,
+        secure: Option<Secured>,
+    ) -> Result<(), AdapterError> {
+        let id = nodes::device_id(self.home, source);
+        if let Some(r) = cc::supervision::parse_report(&payload) {
+            self.waiters
+                .fulfil(WaitFor::Supervision(source, r.session), &payload, None);
+            return Ok(());
+        }
+        let Some((session, inner)) = cc::supervision::parse_get(&payload) else {
+            return self
+                .reject(
+                    Some(id),
+                    "malformed",
+                    format!("a malformed Supervision frame from node {source}"),
+                )
+                .await;
+        };
+        if inner.first() == Some(&cc::SUPERVISION) {
+            return self
+                .reject(
+                    Some(id),
+                    "malformed",
+                    format!("a Supervision Get nested in another from node {source}"),
+                )
+                .await;
+        }
+        let inner = inner.to_vec();
+        Box::pin(self.command_class(link, source, inner, rssi, secure)).await?;
+        if self.answer_budget.take(source, std::time::Instant::now()) {
+            let out = self.out(link);
+            let answer = cc::supervision::report(session, 0xff);
+            tokio::spawn(async move {
+                let _ = out.send(source, &answer).await;
+            });
+            Ok(())
+        } else {
+            self.reject(
+                Some(id),
+                "supervision-flood",
+                format!("a Supervision Get from node {source} not answered: over its budget"),
+            )
+            .await
+        }
+    }
+
+    /// Answers a node's Nonce Get (or a frame of it that did not decrypt) with a Nonce Report,
+    /// within the node's budget; beyond it the request is dropped and audited as
+    /// `s2-nonce-flood`.
+    async fn nonce_report(
+        &mut self,
+        link: &LinkHandle,
+        node: NodeId,
+        what: &str,
+    ) -> Result<(), AdapterError> {
+        if self.nonce_budget.take(node, std::time::Instant::now()) {
+            self.spawn_nonce_report(link, node);
+            return Ok(());
+        }
+        let id = nodes::device_id(self.home, node);
+        self.reject(
+            Some(id),
+            "s2-nonce-flood",
+            format!(
+                "{what} from node {node} not answered: more than {} Nonce Reports, then one per {} s",
+                crate::flood::BURST,
+                crate::flood::REFILL.as_secs()
+            ),
+        )
+        .await
     }
 
     /// Sends a node a Nonce Report with a fresh entropy input (Warden's side of a new session).
@@ -841,9 +1251,12 @@ impl Runtime {
         source: NodeId,
         payload: Vec<u8>,
         rssi: Option<i8>,
-        secure: Option<Class>,
+        secure: Option<Secured>,
     ) -> Result<(), AdapterError> {
         let id = nodes::device_id(self.home, source);
+        if payload.first() == Some(&cc::SUPERVISION) {
+            return self.supervision(link, source, payload, rssi, secure).await;
+        }
         // Interview steps wait for reports; a node granted S2 answers only encrypted (plain frames
         // from it never get here).
         if let [c, cmd, ..] = payload[..] {
@@ -917,8 +1330,12 @@ impl Runtime {
                     Some(id),
                     "undecryptable",
                     format!(
-                        "a {} encapsulated frame: this Warden does not decrypt Z-Wave security yet, so it is refused",
-                        if cc == cc::SECURITY_2 { "Security 2" } else { "Security 0" }
+                        "a {} encapsulated frame nested inside another encapsulation: refused",
+                        if cc == cc::SECURITY_2 {
+                            "Security 2"
+                        } else {
+                            "Security 0"
+                        }
                     ),
                 )
                 .await
@@ -930,7 +1347,10 @@ impl Runtime {
     fn operation(&mut self, link: &LinkHandle, op: Operation) {
         match op.request.clone() {
             OperationRequest::Join {
-                seconds, device, ..
+                seconds,
+                device,
+                pin,
+                ..
             } => {
                 if device.is_some() {
                     op.progress.finish(
@@ -943,6 +1363,9 @@ impl Runtime {
                     op.progress
                         .finish(OperationState::Failed, "an exclusion is running");
                     return;
+                }
+                if let Ok(mut p) = self.pin.lock() {
+                    *p = pin;
                 }
                 if let Some(old) = self.window.take() {
                     // The controller is still in add mode: the new window carries on with it.
@@ -1102,9 +1525,10 @@ impl Runtime {
                     // The next inclusion starts once this node's bootstrap and interview are done.
                     w.restart_pending = false;
                     w.waiting_for = Some(node);
-                    let secure = found
-                        .as_ref()
-                        .is_some_and(|f| f.command_classes.contains(&cc::SECURITY_2));
+                    let secure = found.as_ref().is_some_and(|f| {
+                        f.command_classes.contains(&cc::SECURITY_2)
+                            || f.command_classes.contains(&cc::SECURITY_0)
+                    });
                     let progress = w.op.progress.clone();
                     self.controller_nodes.insert(node);
                     self.emit(AdapterEvent::Membership(Membership {
@@ -1351,6 +1775,44 @@ impl Runtime {
         }
         let out = self.out(link);
         let tx = self.internal_tx.clone();
+        // A node that supports Supervision is asked to report what it did with a Set; Gets
+        // (refresh) are answered by their report instead.
+        let supervised =
+            n.command_classes.contains(&cc::SUPERVISION) && d.command.name != "refresh";
+        if supervised {
+            let session = self.supervision_session;
+            self.supervision_session = (session + 1) & 0x3f;
+            let Some(wrapped) = cc::supervision::get(session, &payload) else {
+                return self
+                    .result(
+                        &d.command_id,
+                        &d.device,
+                        CommandOutcome::DeviceError("the command is too long to supervise".into()),
+                    )
+                    .await;
+            };
+            let wait = Duration::from_millis(u64::from(self.cfg.send_timeout_ms));
+            tokio::spawn(async move {
+                let rx = out.waiters.add(WaitFor::Supervision(node, session));
+                let result = out.send(node, &wrapped).await;
+                let report = match result {
+                    Ok(0) => match tokio::time::timeout(wait, rx).await {
+                        Ok(Ok((p, _))) => cc::supervision::parse_report(&p),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let _ = tx
+                    .send(Internal::Supervised {
+                        command_id: d.command_id,
+                        device: d.device,
+                        result,
+                        report,
+                    })
+                    .await;
+            });
+            return Ok(());
+        }
         tokio::spawn(async move {
             let result = out.send(node, &payload).await;
             let _ = tx
@@ -1381,6 +1843,15 @@ impl Runtime {
                         .finish(OperationState::Failed, format!("{what}: {e}"));
                 }
                 Ok(())
+            }
+            Internal::BootstrapFailed(node, why) => {
+                let id = nodes::device_id(self.home, node);
+                self.reject(
+                    Some(id),
+                    "s2-bootstrap-failed",
+                    format!("node {node}: S2 key exchange failed, no S2 class granted: {why}"),
+                )
+                .await
             }
             Internal::Interviewed(node, notes) => {
                 self.interviewing.remove(&node.id);
@@ -1474,6 +1945,62 @@ impl Runtime {
                     Err(e) => CommandOutcome::DeviceError(e.to_string()),
                 };
                 self.result(&command_id, &device, outcome).await
+            }
+            Internal::Supervised {
+                command_id,
+                device,
+                result,
+                report,
+            } => {
+                use cc::supervision::Status;
+                let (outcome, points) = match (result, report) {
+                    (Ok(0), Some(r)) => match r.status {
+                        Status::Success | Status::Working => {
+                            let mut points = vec![warden_core::Point::new(
+                                "supervision",
+                                warden_core::Value::Text(r.status.as_str().into()),
+                            )];
+                            if let (Status::Working, Some(d)) = (r.status, r.duration_s) {
+                                let mut p = warden_core::Point::new(
+                                    "supervision_duration",
+                                    warden_core::Value::Int(i64::from(d)),
+                                );
+                                p.unit = Some("s".into());
+                                points.push(p);
+                            }
+                            (CommandOutcome::Delivered, points)
+                        }
+                        other => (
+                            CommandOutcome::DeviceError(format!(
+                                "the node's supervision status: {}",
+                                match other {
+                                    Status::Other(b) => format!("unknown ({b:#04x})"),
+                                    s => s.as_str().to_owned(),
+                                }
+                            )),
+                            Vec::new(),
+                        ),
+                    },
+                    (Ok(0), None) => (CommandOutcome::Timeout, Vec::new()),
+                    (Ok(s), _) => (
+                        CommandOutcome::DeviceError(format!(
+                            "transmit status {s:#04x}: {}",
+                            func::tx_status_text(s)
+                        )),
+                        Vec::new(),
+                    ),
+                    (Err(LinkError::CallbackTimeout(_)), _) => {
+                        (CommandOutcome::Timeout, Vec::new())
+                    }
+                    (Err(e), _) => (CommandOutcome::DeviceError(e.to_string()), Vec::new()),
+                };
+                self.emit(AdapterEvent::CommandResult(CommandResult {
+                    command_id,
+                    device,
+                    outcome,
+                    points,
+                }))
+                .await
             }
             Internal::FailedCheck { op, node, failed } => {
                 if matches!(failed, Ok(true)) {
@@ -1630,14 +2157,39 @@ async fn wait_step(rx: oneshot::Receiver<Waited>, what: &str) -> Result<Waited, 
     }
 }
 
+/// The classes Warden grants a node that requested `requested` (KEX key bitmask): S2
+/// Unauthenticated whenever asked for; Authenticated and Access Control only with the DSK PIN the
+/// operator typed from the device's label. S0 (0x80) is never granted.
+fn grantable(requested: u8, pin: bool) -> u8 {
+    let allowed = Class::Unauthenticated.bit()
+        | if pin {
+            Class::Authenticated.bit() | Class::AccessControl.bit()
+        } else {
+            0
+        };
+    requested & allowed
+}
+
+/// The highest class in a KEX key bitmask.
+fn highest(bits: u8) -> Option<Class> {
+    Class::ALL.into_iter().find(|c| bits & c.bit() != 0)
+}
+
 /// The S2 key exchange as the including node (S2 specification, KEX scheme 1, Curve25519):
 /// KEX Get → Report → Set → public keys both ways → ECDH → temporary keys → the node's encrypted
 /// KEX Set echo → our encrypted KEX Report echo → for each granted class: Network Key Get →
 /// Report → the node's Verify under the new key → Transfer End → the node's final Transfer End.
 ///
-/// Only S2 Unauthenticated is granted: Authenticated and Access Control need the DSK PIN from the
-/// device's label, which no operator input carries yet. S0 is not granted.
-async fn s2_bootstrap(out: &Out, node: NodeId, keys: &NetworkKeys) -> Result<Class, String> {
+/// For S2 Authenticated and Access Control the node hides the first two bytes of its public key
+/// (its DSK); Warden puts in the PIN the operator gave. A wrong PIN gives Warden other temporary
+/// keys than the node's, so the node's KEX Set echo does not decrypt: KEX Fail (decrypt), no class
+/// granted. Returns the highest class granted.
+async fn s2_bootstrap(
+    out: &Out,
+    node: NodeId,
+    keys: &NetworkKeys,
+    pin: &Mutex<Option<DskPin>>,
+) -> Result<Class, String> {
     let fail = |kind: u8| async move {
         let _ = send_data(&out.link, node, &kex::kex_fail(kind)).await;
     };
@@ -1658,22 +2210,35 @@ async fn s2_bootstrap(out: &Out, node: NodeId, keys: &NetworkKeys) -> Result<Cla
         fail(kex::fail::KEX_CURVES).await;
         return Err("the node does not support Curve25519".into());
     }
-    if report.requested & Class::Unauthenticated.bit() == 0 {
+    let pin = pin.lock().ok().and_then(|p| *p);
+    let granted = grantable(report.requested, pin.is_some());
+    let Some(top) = highest(granted) else {
         fail(kex::fail::KEX_KEY).await;
-        return Err(format!(
-            "the node requested keys {:#04x}; Warden grants only S2 Unauthenticated so far",
-            report.requested
-        ));
-    }
-    let class = Class::Unauthenticated;
-    let granted = class.bit();
+        return Err(if report.requested & 0x06 != 0 && pin.is_none() {
+            format!(
+                "the node requested keys {:#04x}: S2 Authenticated and Access Control need the DSK PIN from its label (join --pin)",
+                report.requested
+            )
+        } else {
+            format!(
+                "the node requested keys {:#04x}, none of which Warden grants",
+                report.requested
+            )
+        });
+    };
+    let authenticated = granted & (Class::Authenticated.bit() | Class::AccessControl.bit()) != 0;
 
     let rx = out
         .waiters
         .add(WaitFor::Report(node, s2s::CC, kex::PUBLIC_KEY_REPORT));
     send_plain(out, node, &kex::kex_set(granted)).await?;
     let (p, _) = wait_step(rx, "Public Key Report").await?;
-    let node_public = kex::parse_public_key(&p).ok_or("malformed Public Key Report")?;
+    let mut node_public = kex::parse_public_key(&p).ok_or("malformed Public Key Report")?;
+    if let (true, Some(pin)) = (authenticated, pin) {
+        let [a, b] = pin.bytes();
+        node_public[0] = a;
+        node_public[1] = b;
+    }
 
     let pair = KeyPair::generate();
     let shared = pair.agree(&node_public);
@@ -1684,28 +2249,49 @@ async fn s2_bootstrap(out: &Out, node: NodeId, keys: &NetworkKeys) -> Result<Cla
     let (p, k) = wait_step(rx, "encrypted KEX Set echo").await?;
     match (kex::parse_kex_set(&p), k) {
         (Some((true, kex::SCHEME_1, kex::CURVE25519, g)), Some(Keys::Temp)) if g == granted => {}
+        (None, None) => {
+            fail(kex::fail::DECRYPT).await;
+            return Err(if authenticated {
+                "the node's KEX Set echo did not decrypt: the DSK PIN does not match the node's key"
+                    .into()
+            } else {
+                "the node's KEX Set echo did not decrypt".into()
+            });
+        }
         _ => {
             fail(kex::fail::AUTH).await;
             return Err("the node's KEX Set echo does not match what Warden sent".into());
         }
     }
-    let rx = out.waiters.add(WaitFor::Secure(node, kex::NETWORK_KEY_GET));
+    let mut rx = out.waiters.add(WaitFor::Secure(node, kex::NETWORK_KEY_GET));
     secure_step(out, node, &kex::kex_report_echo(&report)).await?;
-    let (p, k) = wait_step(rx, "Network Key Get").await?;
-    if kex::parse_network_key_get(&p) != Some(class) || k != Some(Keys::Temp) {
-        fail(kex::fail::KEY_GET).await;
-        return Err("the node asked for a key it was not granted".into());
-    }
-    let rx = out
-        .waiters
-        .add(WaitFor::Secure(node, kex::NETWORK_KEY_VERIFY));
-    secure_step(out, node, &kex::network_key_report(class, keys.get(class))).await?;
-    let (_, k) = wait_step(rx, "Network Key Verify").await?;
-    if k != Some(Keys::Network(class)) {
-        fail(kex::fail::KEY_VERIFY).await;
-        return Err(
-            "the node's Network Key Verify was not encrypted with the key it was sent".into(),
-        );
+    let mut left = granted;
+    loop {
+        let (p, k) = wait_step(rx, "Network Key Get").await?;
+        let class = match (kex::parse_network_key_get(&p), k) {
+            (Some(c), Some(Keys::Temp)) if left & c.bit() != 0 => c,
+            _ => {
+                fail(kex::fail::KEY_GET).await;
+                return Err("the node asked for a key it was not granted".into());
+            }
+        };
+        left &= !class.bit();
+        let verify = out
+            .waiters
+            .add(WaitFor::Secure(node, kex::NETWORK_KEY_VERIFY));
+        secure_step(out, node, &kex::network_key_report(class, keys.get(class))).await?;
+        let (_, k) = wait_step(verify, "Network Key Verify").await?;
+        if k != Some(Keys::Network(class)) {
+            fail(kex::fail::KEY_VERIFY).await;
+            return Err(
+                "the node's Network Key Verify was not encrypted with the key it was sent".into(),
+            );
+        }
+        if left == 0 {
+            break;
+        }
+        rx = out.waiters.add(WaitFor::Secure(node, kex::NETWORK_KEY_GET));
+        secure_step(out, node, &kex::transfer_end_verified()).await?;
     }
     let rx = out.waiters.add(WaitFor::Secure(node, kex::TRANSFER_END));
     secure_step(out, node, &kex::transfer_end_verified()).await?;
@@ -1716,8 +2302,45 @@ async fn s2_bootstrap(out: &Out, node: NodeId, keys: &NetworkKeys) -> Result<Cla
     let mut s = out.lock();
     s.clear_temp_keys(node);
     s.forget(node);
-    s.grant(node, class);
-    Ok(class)
+    s.grant(node, top);
+    Ok(top)
+}
+
+/// The S0 bootstrap as the including controller: Scheme Get/Report in the clear, the network key
+/// sent in a Network Key Set encapsulated under the temporary all-zero key, and the node's Network
+/// Key Verify, which must come under the network key.
+async fn s0_bootstrap(out: &Out, node: NodeId) -> Result<(), String> {
+    let rx = out
+        .waiters
+        .add(WaitFor::Report(node, s0::CC, s0::SCHEME_REPORT));
+    send_plain(out, node, &[s0::CC, s0::SCHEME_GET, 0x00]).await?;
+    wait_step(rx, "S0 Scheme Report").await?;
+    let key = out.s0().key.ok_or("no S0 network key")?;
+    let temp = s0::Keys::new(&[0; 16]);
+    out.s0().temp.insert(node, temp.clone());
+    let rx = out.waiters.add(WaitFor::S0(node, s0::NETWORK_KEY_VERIFY));
+    let mut set = vec![s0::CC, s0::NETWORK_KEY_SET];
+    set.extend_from_slice(&key);
+    match out.send_s0(node, &temp, &set).await {
+        Ok(0) => {}
+        Ok(s) => {
+            return Err(format!(
+                "sending the network key: {}",
+                func::tx_status_text(s)
+            ));
+        }
+        Err(e) => return Err(format!("sending the network key: {e}")),
+    }
+    let (_, k) = wait_step(rx, "S0 Network Key Verify").await?;
+    let mut st = out.s0();
+    st.temp.remove(&node);
+    if k.is_some() {
+        return Err(
+            "the node's Network Key Verify was under the temporary key, not the network key".into(),
+        );
+    }
+    st.granted.insert(node);
+    Ok(())
 }
 
 async fn send_plain(out: &Out, node: NodeId, payload: &[u8]) -> Result<(), String> {
@@ -1875,4 +2498,36 @@ async fn open(cfg: &Config) -> Result<Box<dyn Stream>, String> {
 
 async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await.map(|_| ());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authenticated_classes_are_granted_only_with_a_pin() {
+        // (requested, pin given) → granted
+        let rows = [
+            (0x01, false, 0x01), // Unauthenticated asked: granted without a PIN
+            (0x02, false, 0x00), // Authenticated alone without a PIN: nothing
+            (0x06, false, 0x00), // Access Control + Authenticated without a PIN: nothing
+            (0x07, false, 0x01), // all three without a PIN: only Unauthenticated
+            (0x02, true, 0x02),  // Authenticated with the PIN
+            (0x06, true, 0x06),  // Access Control + Authenticated with the PIN
+            (0x87, true, 0x07),  // S0 (0x80) is never granted
+            (0x80, true, 0x00),
+            (0x78, true, 0x00), // reserved bits are not classes
+        ];
+        for (requested, pin, want) in rows {
+            assert_eq!(
+                grantable(requested, pin),
+                want,
+                "{requested:#04x} pin={pin}"
+            );
+        }
+        assert_eq!(highest(0x07), Some(Class::AccessControl));
+        assert_eq!(highest(0x03), Some(Class::Authenticated));
+        assert_eq!(highest(0x01), Some(Class::Unauthenticated));
+        assert_eq!(highest(0x00), None);
+    }
 }

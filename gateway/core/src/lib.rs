@@ -24,6 +24,7 @@ pub use message::{
     Value, now_ms,
 };
 pub use operation::{
-    Operation, OperationKind, OperationProgress, OperationRequest, OperationState, ProgressSender,
+    DskPin, Operation, OperationKind, OperationProgress, OperationRequest, OperationState,
+    ProgressSender,
 };
 pub use verdict::{Decision, Verdict};

@@ -72,6 +72,11 @@ pub enum OperationRequest {
         device: Option<DeviceId>,
         #[serde(default)]
         install_code_only: bool,
+        /// A Z-Wave S2 DSK PIN from the joining device's label, for S2 Authenticated and Access
+        /// Control. Taken in, never serialised back out (progress, MQTT state, audit) nor shown
+        /// by `Debug`.
+        #[serde(default, skip_serializing)]
+        pin: Option<DskPin>,
     },
     Close {},
     Scan {
@@ -80,6 +85,44 @@ pub enum OperationRequest {
     Remove {
         device: DeviceId,
     },
+}
+
+/// The five-digit PIN printed on a Z-Wave S2 device's label: the first two bytes of its DSK
+/// (device-specific key, the node's public key), as a big-endian number 00000..65535.
+#[derive(Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DskPin(u16);
+
+impl DskPin {
+    /// The two DSK bytes the PIN stands for.
+    pub fn bytes(self) -> [u8; 2] {
+        self.0.to_be_bytes()
+    }
+}
+
+impl fmt::Debug for DskPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DskPin(…)")
+    }
+}
+
+impl TryFrom<String> for DskPin {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl std::str::FromStr for DskPin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.len() != 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("a DSK PIN is five digits (the first group of the device's DSK)".into());
+        }
+        s.parse::<u16>()
+            .map(Self)
+            .map_err(|_| "a DSK PIN is at most 65535".into())
+    }
 }
 
 /// Why a request is refused before it reaches an adapter.
@@ -305,7 +348,8 @@ mod tests {
             OperationRequest::Join {
                 seconds: 120,
                 device: None,
-                install_code_only: true
+                install_code_only: true,
+                pin: None,
             }
         );
         assert_eq!(r.kind(), OperationKind::Join);
@@ -320,11 +364,42 @@ mod tests {
     }
 
     #[test]
+    fn a_dsk_pin_is_five_digits_and_never_shown_again() {
+        let r: OperationRequest =
+            serde_json::from_str(r#"{"op":"join","seconds":60,"pin":"04660"}"#).unwrap();
+        let OperationRequest::Join { pin: Some(pin), .. } = &r else {
+            panic!("no pin in {r:?}");
+        };
+        assert_eq!(pin.bytes(), [0x12, 0x34]);
+        assert!(!format!("{r:?}").contains("04660"));
+        assert!(!format!("{r:?}").contains("4660"));
+        let out = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            out,
+            r#"{"op":"join","seconds":60,"install_code_only":false}"#
+        );
+        for bad in [
+            "1234", "123456", "65536", "99999", "12a45", " 1234", "-1234",
+        ] {
+            let j = format!(r#"{{"op":"join","seconds":60,"pin":"{bad}"}}"#);
+            assert!(
+                serde_json::from_str::<OperationRequest>(&j).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            serde_json::from_str::<OperationRequest>(r#"{"op":"join","seconds":60,"pin":4660}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn validation_bounds_seconds_and_checks_the_protocol() {
         let join = |s| OperationRequest::Join {
             seconds: s,
             device: None,
             install_code_only: false,
+            pin: None,
         };
         assert_eq!(join(0).validate("zigbee"), Err(RequestError::Seconds));
         assert_eq!(

@@ -23,6 +23,11 @@ pub enum AdapterCmd {
         /// Only devices provisioned with an install code may join.
         #[arg(long)]
         install_code_only: bool,
+        /// Z-Wave S2: the five-digit PIN on the joining device's label (the first group of its
+        /// DSK), needed to grant S2 Authenticated or Access Control. Giving it again while a
+        /// window is open replaces the window with one that carries it.
+        #[arg(long)]
+        pin: Option<String>,
         /// Return once the window is open instead of following it.
         #[arg(long)]
         no_wait: bool,
@@ -120,12 +125,16 @@ pub fn main(
             seconds,
             device,
             install_code_only,
+            pin,
             no_wait,
-        } => (
-            serde_json::json!({"op": "join", "seconds": seconds, "device": device,
-                "install_code_only": install_code_only}),
-            !no_wait,
-        ),
+        } => {
+            let mut j = serde_json::json!({"op": "join", "seconds": seconds, "device": device,
+                "install_code_only": install_code_only});
+            if let (Some(p), Some(o)) = (pin, j.as_object_mut()) {
+                o.insert("pin".into(), serde_json::Value::String(p));
+            }
+            (j, !no_wait)
+        }
         AdapterCmd::Close => (serde_json::json!({"op": "close"}), true),
         AdapterCmd::Scan { seconds, no_wait } => (
             serde_json::json!({"op": "scan", "seconds": seconds}),

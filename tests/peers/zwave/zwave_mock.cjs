@@ -7,7 +7,8 @@
 // these machines forbid). The host's byte stream is cut into single units (ACK/NAK/CAN or one
 // frame) before it reaches the mock, which expects one unit per write.
 //
-//   node zwave_mock.cjs --port P --control-port C [--host 127.0.0.1]
+//   node zwave_mock.cjs --port P --control-port C [--host 127.0.0.1] [--sensors N]
+// --sensors N adds N more multilevel sensors, node ids 10 … 9+N (at most 200), for load tests.
 //
 // Control port, one command per line, answered "OK …" or "ERR …":
 //   temp <node> <celsius>          node sends a Multilevel Sensor Report (air temperature, °C)
@@ -19,8 +20,16 @@
 //   s2temp <node> <celsius>        an S2-encapsulated sensor report (nonce exchange first if needed)
 //   replay                         the last node report sent to the host, again, byte for byte
 //   badmac                         the last (S2) report with a new sequence number and a bad tag
-//   include <node> sensor|switch|s2sensor   a node of that kind waits to be included by the next Add Node
+//   s0temp <node> <celsius>        an S0-encapsulated sensor report (a nonce asked of the host first)
+//   include <node> sensor|switch|supswitch|s0sensor|s2sensor|s2auth|s2lock   a node of that kind waits to be included
+//                                  by the next Add Node; an S2 kind answers "OK include <node> pin=NNNNN"
+//                                  with the PIN of its DSK (first two bytes of its public key), as
+//                                  printed on a real device's label. s2auth asks for S2 Authenticated,
+//                                  s2lock for S2 Access Control and Authenticated; both hide those two
+//                                  bytes in their Public Key Report as the S2 specification requires.
 //   state                          JSON: switch states and the node list
+//   sent <node> <hex>              how many SEND_DATA requests the host sent <node> whose payload
+//                                  starts with <hex> (e.g. 9f02: S2 Nonce Reports)
 //   quit
 // ZWMOCK_TRACE=<file> appends every byte exchanged with the host to that file (debugging aid).
 "use strict";
@@ -29,7 +38,7 @@ const { createAndOpenMockedZWaveSerialPort } = require("@zwave-js/serial/mock");
 const { Faucet, ZWaveSerialFrameType } = require("@zwave-js/serial");
 const { MockController, MockNode, createMockZWaveRequestFrame } = require("@zwave-js/testing");
 const { createDefaultMockControllerBehaviors, createDefaultMockNodeBehaviors } = require("zwave-js/Testing");
-const { CommandClasses, SecurityClass, SecurityManager2, SPANState } = require("@zwave-js/core");
+const { CommandClasses, SecurityClass, SecurityManager2, SPANState, generateECDHKeyPair } = require("@zwave-js/core");
 const cc = require("@zwave-js/cc");
 
 const opt = (name, dflt) => {
@@ -42,6 +51,16 @@ const CONTROL = Number(opt("--control-port", "5556"));
 
 const HOME_ID = 0xc0ffee01;
 let lastAppCmd = null;
+// What the host sent each node (SEND_DATA payloads as hex), newest 5,000.
+const sentToNodes = [];
+function noteHostFrame(u) {
+  // SOF len REQ SEND_DATA(0x13) node plen payload…
+  if (u.length > 6 && u[0] === 0x01 && u[2] === 0x00 && u[3] === 0x13) {
+    const plen = u[5];
+    sentToNodes.push({ node: u[4], hex: Buffer.from(u.subarray(6, 6 + plen)).toString("hex") });
+    if (sentToNodes.length > 5000) sentToNodes.shift();
+  }
+}
 const S2_CLASSES = [SecurityClass.S2_AccessControl, SecurityClass.S2_Authenticated, SecurityClass.S2_Unauthenticated];
 const temperatures = new Map();
 
@@ -75,6 +94,53 @@ function kind(name, id) {
       genericDeviceClass: 0x21, specificDeviceClass: 0x01,
       manufacturerId: 0x0371, productType: 0x0002, productId: 0x0009,
       securityClasses: new Set([SecurityClass.S2_Unauthenticated]),
+      commandClasses: [
+        { ccId: CommandClasses["Security 2"], isSupported: true, version: 1 },
+        { ccId: CommandClasses["Multilevel Sensor"], isSupported: true, version: 11, secure: true,
+          sensors: { 1: { supportedScales: [0] } }, getValue: () => temperatures.get(id) ?? 20.0 },
+        { ccId: CommandClasses["Manufacturer Specific"], isSupported: true, version: 2, secure: true },
+        { ccId: CommandClasses.Version, isSupported: true, version: 3, secure: true },
+      ],
+    };
+  }
+  if (name === "s0sensor") {
+    // A legacy S0 sensor: zwave-js's mock runs the S0 side (Scheme Report, the network key from the
+    // host's Network Key Set, nonces, encapsulation).
+    return {
+      genericDeviceClass: 0x21, specificDeviceClass: 0x01,
+      manufacturerId: 0x0371, productType: 0x0002, productId: 0x000c,
+      securityClasses: new Set([SecurityClass.S0_Legacy]),
+      commandClasses: [
+        { ccId: CommandClasses.Security, isSupported: true, version: 1 },
+        { ccId: CommandClasses["Multilevel Sensor"], isSupported: true, version: 11, secure: true,
+          sensors: { 1: { supportedScales: [0] } }, getValue: () => temperatures.get(id) ?? 19.0 },
+        ...common,
+      ],
+    };
+  }
+  if (name === "supswitch") {
+    // A relay that supports Supervision: zwave-js's mock answers a supervised Set with Success, or
+    // Fail when it refuses it (a configuration parameter it lacks or a value out of range).
+    return {
+      genericDeviceClass: 0x10, specificDeviceClass: 0x01,
+      manufacturerId: 0x0086, productType: 0x0003, productId: 0x0010,
+      commandClasses: [
+        { ccId: CommandClasses["Binary Switch"], isSupported: true, version: 2 },
+        { ccId: CommandClasses.Supervision, isSupported: true, version: 2 },
+        { ccId: CommandClasses.Configuration, isSupported: true, version: 4,
+          parameters: [{ "#": 1, valueSize: 4, minValue: 0, maxValue: 10, defaultValue: 0 }] },
+        ...common,
+      ],
+    };
+  }
+  if (name === "s2auth" || name === "s2lock") {
+    // Like s2sensor, but asking for the classes that need the DSK PIN.
+    return {
+      genericDeviceClass: 0x21, specificDeviceClass: 0x01,
+      manufacturerId: 0x0371, productType: 0x0002, productId: name === "s2auth" ? 0x000a : 0x000b,
+      securityClasses: new Set(name === "s2auth"
+        ? [SecurityClass.S2_Authenticated]
+        : [SecurityClass.S2_AccessControl, SecurityClass.S2_Authenticated]),
       commandClasses: [
         { ccId: CommandClasses["Security 2"], isSupported: true, version: 1 },
         { ccId: CommandClasses["Multilevel Sensor"], isSupported: true, version: 11, secure: true,
@@ -155,6 +221,8 @@ async function main() {
   await addNode(2, "switch");
   await addNode(3, "sensor");
   await addNode(5, "sleepy");
+  const extra = Math.min(Number(opt("--sensors", "0")) || 0, 200);
+  for (let i = 0; i < extra; i++) await addNode(10 + i, "sensor");
   const node = (id) => controller.nodes.get(Number(id));
 
   const faucet = new Faucet(serial.readable);
@@ -171,7 +239,7 @@ async function main() {
       },
     });
     faucet.connect(out);
-    const split = unitSplitter((u) => serial.writeAsync(Uint8Array.from(u)).catch(() => {}));
+    const split = unitSplitter((u) => { noteHostFrame(u); serial.writeAsync(Uint8Array.from(u)).catch(() => {}); });
     sock.on("data", (d) => { if (process.env.ZWMOCK_TRACE) require("node:fs").appendFileSync(process.env.ZWMOCK_TRACE, `${Date.now()} H>M ${d.toString("hex")}\n`); split(d); });
     sock.on("error", () => {});
     sock.on("close", () => { faucet.disconnect(); out.close().catch(() => {}); });
@@ -227,6 +295,20 @@ async function main() {
       await fromNode(n, cc.Security2CC.encapsulate(report, n.id, n.securityManagers));
       return `s2temp ${n.id}`;
     },
+    async s0temp(id, v) {
+      // An S0-encapsulated sensor report, with a nonce asked of the host first.
+      const n = node(id); if (!n) throw new Error(`no node ${id}`);
+      const sm0 = n.securityManagers.securityManager;
+      if (!sm0) throw new Error(`node ${id} has no S0`);
+      temperatures.set(n.id, Number(v));
+      await fromNode(n, new cc.SecurityCCNonceGet({ nodeId: controller.ownNodeId }));
+      const r = await n.expectControllerFrame((f) => f.payload instanceof cc.SecurityCCNonceReport, { timeout: 3000 });
+      const report = new cc.MultilevelSensorCCReport({ nodeId: controller.ownNodeId, type: 1, scale: 0, value: Number(v) });
+      const enc = cc.SecurityCC.encapsulate(n.id, sm0, report);
+      enc.nonce = r.payload.nonce;
+      await fromNode(n, enc);
+      return `s0temp ${n.id}`;
+    },
     async replay() {
       if (!lastAppCmd) throw new Error("nothing to replay");
       await controller.sendToHost(lastAppCmd);
@@ -251,13 +333,36 @@ async function main() {
       return `wakeup ${n.id}`;
     },
     async include(id, name) {
+      const capabilities = kind(name, Number(id));
+      // The node's key pair is made here so the PIN on its "label" is known before inclusion.
+      const pair = capabilities.securityClasses ? await generateECDHKeyPair() : null;
       controller.nodePendingInclusion = {
         id: Number(id),
-        capabilities: kind(name, Number(id)),
-        // Nothing granted before the bootstrap: the node must not use the throwaway keys.
-        setup: (n) => { for (const c of S2_CLASSES) n.encodingContext.setSecurityClass(controller.ownNodeId, c, false); },
+        capabilities,
+        setup: (n) => {
+          // Nothing granted before the bootstrap: the node must not use the throwaway keys.
+          for (const c of S2_CLASSES) n.encodingContext.setSecurityClass(controller.ownNodeId, c, false);
+          if (!pair) return;
+          n.ecdhKeyPair = pair;
+          // A node granted Authenticated or Access Control sends its public key with the first two
+          // bytes (the PIN) zeroed; zwave-js's mock node sends them, so hide them here.
+          n.defineBehavior({
+            transformResponse(ctrl, self, received, response) {
+              const authed = received instanceof cc.Security2CCKEXSet && !received.echo
+                && received.grantedKeys.some((k) => k === SecurityClass.S2_Authenticated || k === SecurityClass.S2_AccessControl);
+              if (authed && response.action === "sendCC" && response.cc instanceof cc.Security2CCPublicKeyReport) {
+                const hidden = Uint8Array.from(response.cc.publicKey);
+                hidden[0] = 0; hidden[1] = 0;
+                response.cc = new cc.Security2CCPublicKeyReport({ nodeId: ctrl.ownNodeId, includingNode: false, publicKey: hidden });
+              }
+              return response;
+            },
+          });
+        },
       };
-      return `include ${id}`;
+      if (!pair) return `include ${id}`;
+      const pin = String((pair.publicKey[0] << 8) | pair.publicKey[1]).padStart(5, "0");
+      return `include ${id} pin=${pin}`;
     },
     async state() {
       const switches = {};
@@ -266,6 +371,10 @@ async function main() {
         if (v !== undefined) switches[id] = v;
       }
       return JSON.stringify({ nodes: [...controller.nodes.keys()], switches });
+    },
+    async sent(id, prefix) {
+      const p = String(prefix).toLowerCase();
+      return String(sentToNodes.filter((x) => x.node === Number(id) && x.hex.startsWith(p)).length);
     },
     async quit() { setTimeout(() => process.exit(0), 10); return "bye"; },
   };
