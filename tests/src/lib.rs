@@ -575,3 +575,85 @@ pub fn audit_records(data_dir: &Path) -> Vec<serde_json::Value> {
         .map(json)
         .collect()
 }
+
+/// One line a [`TimedSubscriber`] received: when, topic, payload.
+pub type TimedLine = (Instant, String, String);
+
+/// `mosquitto_sub -v` whose lines are stamped with the moment they arrived (for latency figures).
+pub struct TimedSubscriber {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<TimedLine>>>,
+}
+
+impl TimedSubscriber {
+    pub fn spawn(args: &[String]) -> Self {
+        let mut child = Command::new("mosquitto_sub")
+            .args(["-V", "mqttv311", "-v"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub (install mosquitto-clients: tests/scripts/install.sh)");
+        let out = child.stdout.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let at = Instant::now();
+                if let Some((t, p)) = line.split_once(' ') {
+                    sink.lock().unwrap().push((at, t.to_owned(), p.to_owned()));
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The lines from index `from` on.
+    pub fn since(&self, from: usize) -> Vec<TimedLine> {
+        let l = self.lines.lock().unwrap();
+        l.get(from..).unwrap_or_default().to_vec()
+    }
+
+    /// When a publish on `topic` with this `value` arrived.
+    pub fn find(&self, topic: &str, value: f64) -> Option<Instant> {
+        self.lines.lock().unwrap().iter().find_map(|(at, t, p)| {
+            let v: serde_json::Value = serde_json::from_str(p).ok()?;
+            (t == topic && v["value"].as_f64() == Some(value)).then_some(*at)
+        })
+    }
+}
+
+impl Drop for TimedSubscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// VmRSS and VmHWM (peak) of a process, in KiB.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The `q`-th percentile (0–100) of sorted values, nearest rank.
+pub fn percentile(sorted: &[f64], q: usize) -> f64 {
+    let rank = (sorted.len() * q).div_ceil(100).max(1);
+    sorted[rank.min(sorted.len()) - 1]
+}

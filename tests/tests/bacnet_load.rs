@@ -12,11 +12,10 @@
 mod zigbee_support;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use warden_bacnet::apdu::Apdu;
@@ -110,76 +109,6 @@ impl Drop for Farm {
     }
 }
 
-type Line = (Instant, String, String);
-
-/// `mosquitto_sub -v`, every line timestamped as it arrives.
-struct TimedSub {
-    child: Child,
-    lines: Arc<Mutex<Vec<Line>>>,
-}
-
-impl TimedSub {
-    fn spawn(args: &[String]) -> Self {
-        let mut child = Command::new("mosquitto_sub")
-            .args(["-V", "mqttv311", "-v"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto_sub");
-        let out = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                let at = Instant::now();
-                if let Some((t, p)) = line.split_once(' ') {
-                    sink.lock().unwrap().push((at, t.to_owned(), p.to_owned()));
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    fn len(&self) -> usize {
-        self.lines.lock().unwrap().len()
-    }
-
-    fn since(&self, from: usize) -> Vec<Line> {
-        self.lines
-            .lock()
-            .unwrap()
-            .get(from..)
-            .unwrap_or_default()
-            .to_vec()
-    }
-}
-
-impl Drop for TimedSub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let f = |n: &str| -> u64 {
-        s.lines()
-            .find_map(|l| l.strip_prefix(n))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
-    (f("VmRSS:"), f("VmHWM:"))
-}
-
-fn percentile(sorted: &[f64], q: usize) -> f64 {
-    let rank = (sorted.len() * q).div_ceil(100).max(1);
-    sorted[rank.min(sorted.len()) - 1]
-}
-
 #[test]
 #[ignore = "a measurement: run with --release -- --ignored --nocapture"]
 fn bacnet_100_devices_50_objects_rss_and_cov_latency() {
@@ -219,7 +148,7 @@ max_devices = 200
     .unwrap();
     let dd = dir.join("data");
     let g = Gateway::start(&dd, &cfg, &p, &[]);
-    let (idle, _) = rss_kib(g.pid());
+    let (idle, _) = memory_kib(g.pid());
     let t0 = Instant::now();
     let mut last = String::new();
     let done = (0..1200).any(|_| {
@@ -249,9 +178,9 @@ max_devices = 200
         (farm.subscribed.load(Ordering::Relaxed) >= (DEVICES * OBJECTS) as usize).then_some(())
     });
     let subscribed = t0.elapsed();
-    let (rss_all, _) = rss_kib(g.pid());
+    let (rss_all, _) = memory_kib(g.pid());
 
-    let sub = TimedSub::spawn(&operator_args(
+    let sub = TimedSubscriber::spawn(&operator_args(
         &dd,
         p.mqtt,
         &["-t", "warden/devices/+/telemetry/+"],
@@ -294,7 +223,7 @@ max_devices = 200
         lat.push(at.duration_since(sent).as_secs_f64() * 1e3);
     }
     lat.sort_by(f64::total_cmp);
-    let (rss_after, hwm) = rss_kib(g.pid());
+    let (rss_after, hwm) = memory_kib(g.pid());
     println!(
         "{}",
         serde_json::json!({

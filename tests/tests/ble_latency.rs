@@ -24,15 +24,6 @@ use zigbee_support::{T, audit_where, wait_audit};
 const MAC: &str = "54:48:E6:8F:80:A5";
 const DEV: &str = "ble:5448e68f80a5";
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap()
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -149,7 +140,7 @@ fn ble_advert_to_mqtt_latency_and_rss_with_1000_advertisers() {
 
     // RSS with 1,000 distinct advertisers (plain adverts from random static addresses)
     let pid = g.pid();
-    let idle = rss_kib(pid);
+    let idle = memory_kib(pid).0;
     for i in 0..MANY {
         let mac = format!(
             "C4:7C:8D:{:02X}:{:02X}:{:02X}",
@@ -170,7 +161,7 @@ fn ble_advert_to_mqtt_latency_and_rss_with_1000_advertisers() {
             >= MANY)
             .then_some(())
     });
-    let many = rss_kib(pid);
+    let many = memory_kib(pid).0;
 
     drop(to_peer);
     let _ = peer.wait();

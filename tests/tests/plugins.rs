@@ -1008,15 +1008,6 @@ provision = true
     );
 }
 
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-        .unwrap()
-}
-
 /// The memory cap in the real gateway: a plugin that keeps 4 MiB more on every decision for one
 /// device fills its 32 MiB cap, traps `memory-cap`, is replaced, fills it again, many times over
 /// (~400 MiB asked for in all); the gateway's peak RSS grows by about one cap, not by what the
@@ -1095,7 +1086,7 @@ provision = true
     });
     let good_before = published("good");
     let warm = evil_decisions();
-    let base = proc_kib(pid, "VmRSS:");
+    let base = memory_kib(pid).0;
     let mut caps = 0;
     for i in 1..=100 {
         g.sim(&[
@@ -1115,8 +1106,8 @@ provision = true
     wait_for(Duration::from_secs(10), "good's 100 readings", || {
         (published("good") >= good_before + 100).then_some(())
     });
-    let peak = proc_kib(pid, "VmHWM:");
-    let now = proc_kib(pid, "VmRSS:");
+    let peak = memory_kib(pid).1;
+    let now = memory_kib(pid).0;
     eprintln!(
         "gateway RSS: {base} KiB after warm-up, peak {peak} KiB, {now} KiB at the end; {caps} memory-cap traps"
     );

@@ -14,8 +14,6 @@ mod zigbee_support;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use warden_e2e::*;
@@ -47,57 +45,6 @@ fn temperature_topic(id: &str) -> String {
     format!("warden/devices/{id}/telemetry/temperature")
 }
 
-/// A received MQTT message: when the reader thread saw the line, its topic and payload.
-type Line = (Instant, String, String);
-
-/// `mosquitto_sub -v` read line by line on a thread that timestamps every line as it arrives.
-struct TimedSub {
-    child: Child,
-    lines: Arc<Mutex<Vec<Line>>>,
-}
-
-impl TimedSub {
-    fn spawn(args: &[String]) -> Self {
-        let mut child = Command::new("mosquitto_sub")
-            .args(["-V", "mqttv311", "-v"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto_sub (install mosquitto-clients: tests/scripts/install.sh)");
-        let out = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                let at = Instant::now();
-                if let Some((t, p)) = line.split_once(' ') {
-                    sink.lock().unwrap().push((at, t.to_owned(), p.to_owned()));
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    fn len(&self) -> usize {
-        self.lines.lock().unwrap().len()
-    }
-
-    /// The lines from index `from` on.
-    fn since(&self, from: usize) -> Vec<Line> {
-        let l = self.lines.lock().unwrap();
-        l.get(from..).unwrap_or_default().to_vec()
-    }
-}
-
-impl Drop for TimedSub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// One persistent connection to the simulator's control port.
 struct Control {
     w: TcpStream,
@@ -123,19 +70,6 @@ impl Control {
     }
 }
 
-/// VmRSS and VmHWM of a process, in KiB.
-fn memory(pid: u32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        s.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -154,12 +88,6 @@ fn emit(stack: &str, mut v: serde_json::Value) {
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e5).round() / 100.0
-}
-
-/// The `q`-th percentile (0–100) of sorted values, nearest rank.
-fn percentile(sorted: &[f64], q: usize) -> f64 {
-    let rank = (sorted.len() * q).div_ceil(100).max(1);
-    sorted[rank.min(sorted.len()) - 1]
 }
 
 /// How many sensors the device list shows interviewed (with the simulator's model), active in
@@ -181,7 +109,7 @@ fn load(stack: &str) {
     std::fs::write(&cfg, config(&p, &sim.link)).unwrap();
     let dd = dir.join("data");
     let g = Gateway::start(&dd, &cfg, &p, &[]);
-    let sub = TimedSub::spawn(&operator_args(
+    let sub = TimedSubscriber::spawn(&operator_args(
         &dd,
         p.mqtt,
         &["-t", "warden/devices/+/telemetry/#"],
@@ -198,7 +126,7 @@ fn load(stack: &str) {
                 .as_str()
                 .is_some_and(|l| l.starts_with("zigbee:"))
     });
-    let (rss, hwm) = memory(g.pid());
+    let (rss, hwm) = memory_kib(g.pid());
     emit(
         stack,
         serde_json::json!({ "metric": "rss", "phase": "idle", "vm_rss_kib": rss, "vm_hwm_kib": hwm }),
@@ -331,7 +259,7 @@ fn load(stack: &str) {
         usize::from(N),
         "one membership record per join"
     );
-    let (rss, hwm) = memory(g.pid());
+    let (rss, hwm) = memory_kib(g.pid());
     emit(
         stack,
         serde_json::json!({ "metric": "rss", "phase": "joined", "vm_rss_kib": rss, "vm_hwm_kib": hwm }),
@@ -391,7 +319,7 @@ fn load(stack: &str) {
             "per_s": (want.len() as f64 / published.as_secs_f64()).round(),
         }),
     );
-    let (rss, hwm) = memory(g.pid());
+    let (rss, hwm) = memory_kib(g.pid());
     emit(
         stack,
         serde_json::json!({ "metric": "rss", "phase": "after-2000-reports", "vm_rss_kib": rss, "vm_hwm_kib": hwm }),

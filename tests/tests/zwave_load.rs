@@ -16,7 +16,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use warden_e2e::*;
@@ -99,74 +98,11 @@ impl Control {
     }
 }
 
-/// `mosquitto_sub -v`, every line timestamped as it arrives.
-struct TimedSub {
-    child: Child,
-    lines: Arc<Mutex<Vec<(Instant, String, String)>>>,
-}
-
-impl TimedSub {
-    fn spawn(args: &[String]) -> Self {
-        let mut child = Command::new("mosquitto_sub")
-            .args(["-V", "mqttv311", "-v"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto_sub");
-        let out = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                let at = Instant::now();
-                if let Some((t, p)) = line.split_once(' ') {
-                    sink.lock().unwrap().push((at, t.to_owned(), p.to_owned()));
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// When a publish on `topic` with this value arrived.
-    fn find(&self, topic: &str, value: f64) -> Option<Instant> {
-        self.lines.lock().unwrap().iter().find_map(|(at, t, p)| {
-            let v: serde_json::Value = serde_json::from_str(p).ok()?;
-            (t == topic && v["value"].as_f64() == Some(value)).then_some(*at)
-        })
-    }
-}
-
-impl Drop for TimedSub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        s.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn emit(mut v: serde_json::Value) {
     v.as_object_mut()
         .unwrap()
         .insert("bench".into(), "zwave-e2e".into());
     println!("{v}");
-}
-
-fn percentile(sorted: &[f64], q: usize) -> f64 {
-    let rank = (sorted.len() * q).div_ceil(100).max(1);
-    sorted[rank.min(sorted.len()) - 1]
 }
 
 #[test]
@@ -191,7 +127,7 @@ fn zwave_100_nodes_report_latency_and_memory() {
     let dd = dir.join("data");
     let t0 = Instant::now();
     let g = Gateway::start(&dd, &cfg, &p, &[]);
-    let sub = TimedSub::spawn(&operator_args(
+    let sub = TimedSubscriber::spawn(&operator_args(
         &dd,
         p.mqtt,
         &["-t", "warden/devices/+/telemetry/temperature"],
@@ -210,7 +146,7 @@ fn zwave_100_nodes_report_latency_and_memory() {
         (n >= ids.len()).then_some(())
     });
     let interviewed = t0.elapsed();
-    let (rss, hwm) = rss_kib(g.pid());
+    let (rss, hwm) = memory_kib(g.pid());
     emit(serde_json::json!({
         "metric": "start", "nodes": N + 3, "mock_ready_s": mock_ready.as_secs_f64(),
         "all_interviewed_s": interviewed.as_secs_f64(), "vm_rss_kib": rss, "vm_hwm_kib": hwm,
@@ -246,7 +182,7 @@ fn zwave_100_nodes_report_latency_and_memory() {
         lat.push(at.saturating_duration_since(sent).as_secs_f64() * 1000.0);
     }
     lat.sort_by(f64::total_cmp);
-    let (rss2, hwm2) = rss_kib(g.pid());
+    let (rss2, hwm2) = memory_kib(g.pid());
     emit(serde_json::json!({
         "metric": "report-to-mqtt", "samples": SAMPLES, "nodes": N,
         "p50_ms": percentile(&lat, 50), "p99_ms": percentile(&lat, 99),
