@@ -2,7 +2,7 @@
 //!
 //! An entry is `<dir>/<module-sha256>-<wasmtime version>-<engine fingerprint>.cwasm`: a header
 //! (format tag, the SHA-256 of the module it was compiled from, the engine fingerprint), the bytes
-//! of `Component::serialize`, and a 32-byte HMAC-SHA256 trailer (key: `HostOptions::cache_key`)
+//! of `Component::serialize` (or `Module::serialize` for a 0.2.0 core module), and a 32-byte HMAC-SHA256 trailer (key: `HostOptions::cache_key`)
 //! over the entry's file name, the header and the bytes. Deserializing precompiled code is
 //! `unsafe` in wasmtime (the bytes become executable code), so an entry is used only when the
 //! module digest it records is the digest of the bytes whose signature was just verified (read
@@ -24,8 +24,10 @@ use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
+
+use crate::host::Code;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -155,7 +157,7 @@ impl Cache {
     /// Loads the entry for `sha256` — the digest of the module bytes whose signature was just
     /// checked — if it exists, records that very digest and this engine's fingerprint, and its
     /// MAC checks out.
-    pub(crate) fn load(&self, engine: &Engine, sha256: &[u8; 32]) -> Result<Component, Refused> {
+    pub(crate) fn load(&self, engine: &Engine, sha256: &[u8; 32]) -> Result<Code, Refused> {
         let name = self.file_name(sha256);
         let path = self.dir.join(&name);
         let data = match crate::files::read(&path, self.max_entry_bytes, "cache entry", None) {
@@ -194,9 +196,13 @@ impl Cache {
             .map_err(|e| Refused::Bad(format!("{}: {e:#}", path.display())))
     }
 
-    /// Stores `component`'s compiled form for `sha256`, atomically.
-    pub(crate) fn store(&self, sha256: &[u8; 32], component: &Component) -> std::io::Result<()> {
-        let bytes = component.serialize().map_err(std::io::Error::other)?;
+    /// Stores the compiled form of `code` for `sha256`, atomically.
+    pub(crate) fn store(&self, sha256: &[u8; 32], code: &Code) -> std::io::Result<()> {
+        let bytes = match code {
+            Code::Component(c) => c.serialize(),
+            Code::Core(m) => m.serialize(),
+        }
+        .map_err(std::io::Error::other)?;
         let name = self.file_name(sha256);
         let header = self.header(sha256);
         let tag = self.mac(&name, &header, &bytes).finalize().into_bytes();
@@ -225,21 +231,27 @@ impl Cache {
     }
 }
 
-/// Deserializes precompiled component bytes.
+/// Deserializes precompiled component or module bytes.
 ///
 /// Only called by [`Cache::load`] after the entry's recorded module digest was found equal to the
 /// digest of the module bytes whose signature was just checked, its engine fingerprint equal to
 /// this engine's, and its HMAC (keyed with the operator's cache key and bound to the entry name,
 /// the header and the bytes) verified.
 #[allow(unsafe_code)]
-fn deserialize_authenticated(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+fn deserialize_authenticated(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Code> {
     // SAFETY: `Component::deserialize` requires bytes produced by `serialize`/`precompile` of a
     // compatible engine and not tampered with, since they are mapped as executable code. These
-    // bytes were written by `Cache::store` from `Component::serialize` of an engine with the same
+    // bytes were written by `Cache::store` from `serialize` of an engine with the same
     // wasmtime version and configuration fingerprint (both part of the MAC'd name and header),
     // for the module digest that was just signature-checked (recorded in the MAC'd header), and
     // their HMAC-SHA256 under the operator's secret cache key was verified just before this call,
     // so they are what a holder of that key produced for this signed module. wasmtime additionally checks the header,
     // version and engine compatibility and returns an error (not UB) on mismatch.
-    unsafe { Component::deserialize(engine, bytes) }
+    match Engine::detect_precompiled(bytes) {
+        Some(wasmtime::Precompiled::Module) => unsafe { Module::deserialize(engine, bytes) }.map(Code::Core),
+        Some(wasmtime::Precompiled::Component) => {
+            unsafe { Component::deserialize(engine, bytes) }.map(Code::Component)
+        }
+        None => Err(wasmtime::Error::msg("not precompiled Wasm")),
+    }
 }

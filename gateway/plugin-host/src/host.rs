@@ -17,9 +17,25 @@ use crate::kv::Kv;
 use crate::plugin::{Plugin, State};
 use crate::{files, signing};
 
-/// The contract version this gateway hosts (the WIT package version).
+/// The contracts this gateway hosts: 0.1.0, the component world (WIT package version; any
+/// language), and 0.2.0, core modules with the request laid out in their memory
+/// (`warden-plugin-abi`; Rust, C, Zig).
 pub const CONTRACT_PACKAGE: &str = "warden:policy";
 pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CORE_CONTRACT_VERSION: &str = warden_plugin_abi::VERSION;
+
+/// Compiled plugin code: a 0.1.0 component or a 0.2.0 core module.
+pub(crate) enum Code {
+    Component(Component),
+    Core(wasmtime::Module),
+}
+
+/// Code linked and type-checked, ready to instantiate.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    Component(bindings::PluginPre<State>),
+    Core(wasmtime::InstancePre<State>),
+}
 
 /// Epoch ticks per second (the ticker increments the epoch every millisecond).
 const TICK: Duration = Duration::from_millis(1);
@@ -149,6 +165,8 @@ impl Drop for Ticker {
 pub(crate) struct Inner {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<State>,
+    /// The 0.2.0 imports (core modules).
+    core_linker: wasmtime::Linker<State>,
     cache: Option<Cache>,
     opts: HostOptions,
     _ticker: Ticker,
@@ -176,7 +194,9 @@ pub struct Prepared {
     pub compile_ms: f64,
     /// The component's WASI imports (checked against `Limits::wasi` at instantiation).
     pub wasi_imports: Vec<String>,
-    pub(crate) pre: bindings::PluginPre<State>,
+    /// The contract version the plugin was built against (`0.1.0` or `0.2.0`).
+    pub contract: &'static str,
+    pub(crate) pre: Pre,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -188,6 +208,7 @@ impl std::fmt::Debug for Prepared {
             .field("signer", &self.signer)
             .field("cache", &self.cache)
             .field("compile_ms", &self.compile_ms)
+            .field("contract", &self.contract)
             .finish_non_exhaustive()
     }
 }
@@ -265,6 +286,8 @@ impl Host {
         let engine =
             Engine::new(&engine_config()).map_err(|e| HostError::Engine(format!("{e:#}")))?;
         let linker = link(&engine).map_err(|e| HostError::Link(format!("{e:#}")))?;
+        let mut core_linker = wasmtime::Linker::<State>::new(&engine);
+        crate::core_abi::link(&mut core_linker).map_err(|e| HostError::Link(format!("{e:#}")))?;
         let cache = match &opts.cache_dir {
             Some(dir) => Some(
                 Cache::new(dir.clone(), opts.cache_key, &engine, opts.max_module_bytes)
@@ -290,6 +313,7 @@ impl Host {
             inner: Arc::new(Inner {
                 engine,
                 linker,
+                core_linker,
                 cache,
                 opts,
                 _ticker: Ticker {
@@ -331,16 +355,30 @@ impl Host {
         let sha256 = signing::sha256(&bytes);
         let signer = self.check_signature(module_path, &sha256)?;
         let started = Instant::now();
-        let (component, cache, cache_refused) = self.compile(&sha256, &bytes)?;
+        let (code, cache, cache_refused) = self.compile(&sha256, &bytes)?;
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-        let wasi_imports = check_contract(&self.inner.engine, &component)?;
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
-        let pre =
-            bindings::PluginPre::new(pre).map_err(|e| LoadError::Contract(format!("{e:#}")))?;
+        let (pre, wasi_imports, contract) = match code {
+            Code::Component(component) => {
+                let wasi_imports = check_contract(&self.inner.engine, &component)?;
+                let pre = self
+                    .inner
+                    .linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
+                let pre = bindings::PluginPre::new(pre)
+                    .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
+                (Pre::Component(pre), wasi_imports, CONTRACT_VERSION)
+            }
+            Code::Core(module) => {
+                check_core_contract(&module)?;
+                let pre = self
+                    .inner
+                    .core_linker
+                    .instantiate_pre(&module)
+                    .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
+                (Pre::Core(pre), Vec::new(), CORE_CONTRACT_VERSION)
+            }
+        };
         Ok(Prepared {
             name: name.to_owned(),
             path: module_path.to_owned(),
@@ -350,6 +388,7 @@ impl Host {
             cache_refused,
             compile_ms,
             wasi_imports,
+            contract,
             pre,
         })
     }
@@ -442,7 +481,7 @@ impl Host {
         &self,
         sha256: &[u8; 32],
         bytes: &[u8],
-    ) -> Result<(Component, CacheOutcome, Option<String>), LoadError> {
+    ) -> Result<(Code, CacheOutcome, Option<String>), LoadError> {
         let engine = &self.inner.engine;
         let (outcome, refused) = match &self.inner.cache {
             None => (CacheOutcome::Disabled, None),
@@ -455,28 +494,88 @@ impl Host {
                 }
             },
         };
-        let component = Component::from_binary(engine, bytes).map_err(|e| {
-            if is_core_module(bytes) {
-                LoadError::Contract(
-                    "this is a core Wasm module, not a component of the warden:policy/plugin world"
-                        .into(),
-                )
-            } else {
-                LoadError::Compile(format!("{e:#}"))
-            }
-        })?;
+        let code = if is_core_module(bytes) {
+            wasmtime::Module::from_binary(engine, bytes).map(Code::Core)
+        } else {
+            Component::from_binary(engine, bytes).map(Code::Component)
+        }
+        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         if let Some(cache) = &self.inner.cache
-            && let Err(e) = cache.store(sha256, &component)
+            && let Err(e) = cache.store(sha256, &code)
         {
             tracing::warn!(dir = %cache.dir().display(), "cannot write the plugin cache: {e}");
         }
-        Ok((component, outcome, refused))
+        Ok((code, outcome, refused))
     }
 }
 
 /// A core module starts with the magic and version 1; a component has layer 1 in the header.
 fn is_core_module(bytes: &[u8]) -> bool {
     bytes.get(..8) == Some(b"\0asm\x01\0\0\0")
+}
+
+/// Checks a core module speaks contract 0.2.0: imports only from its host module, exports one
+/// memory and the three entry points with their types. Another version gets an error naming
+/// both.
+fn check_core_contract(module: &wasmtime::Module) -> Result<(), LoadError> {
+    use warden_plugin_abi as abi;
+    let expected = format!("{CONTRACT_PACKAGE}@{CORE_CONTRACT_VERSION}");
+    for import in module.imports() {
+        let m = import.module();
+        if m == abi::IMPORT_MODULE {
+            continue;
+        }
+        if let Some(rest) = m.strip_prefix(CONTRACT_PACKAGE) {
+            let version = rest.rsplit_once('@').map_or("<unversioned>", |(_, v)| v);
+            return Err(LoadError::Contract(format!(
+                "plugin was built against {CONTRACT_PACKAGE}@{version} (imports from `{m}`); this gateway hosts {expected} for core modules and {CONTRACT_PACKAGE}@{CONTRACT_VERSION} for components"
+            )));
+        }
+        return Err(LoadError::Contract(format!(
+            "plugin imports `{m}::{}`, which this gateway does not provide (a {expected} core module may import only from `{}`; WASI is for components)",
+            import.name(),
+            abi::IMPORT_MODULE
+        )));
+    }
+    let exports: Vec<String> = module.exports().map(|e| e.name().to_owned()).collect();
+    if let Some(other) = exports.iter().find(|n| {
+        n.starts_with(abi::EXPORT_PREFIX) && !n.starts_with(&format!("{expected}#"))
+    }) {
+        let version = other
+            .strip_prefix(abi::EXPORT_PREFIX)
+            .and_then(|r| r.split_once('#'))
+            .map_or("<unversioned>", |(v, _)| v);
+        return Err(LoadError::Contract(format!(
+            "plugin was built against {CONTRACT_PACKAGE}@{version} (export `{other}`); this gateway hosts {expected} for core modules and {CONTRACT_PACKAGE}@{CONTRACT_VERSION} for components"
+        )));
+    }
+    let func = |name: &str, results: usize| -> Result<(), LoadError> {
+        let ty = module.get_export(name).and_then(|e| e.func().cloned());
+        match ty {
+            Some(f) if f.params().len() == 0
+                && f.results().len() == results
+                && f.results().all(|r| matches!(r, wasmtime::ValType::I32)) => Ok(()),
+            Some(f) => Err(LoadError::Contract(format!(
+                "export `{name}` has type {f}, not the {expected} `() -> i32`"
+            ))),
+            None => Err(LoadError::Contract(format!(
+                "this core module is not a {expected} plugin: it does not export `{name}` (exports: [{}]); a component of the {CONTRACT_PACKAGE}@{CONTRACT_VERSION} world is a different file format",
+                exports.join(", ")
+            ))),
+        }
+    };
+    func(abi::EXPORT_AREA, 1)?;
+    func(abi::EXPORT_INIT, 1)?;
+    func(abi::EXPORT_DECIDE, 1)?;
+    if !matches!(
+        module.get_export("memory"),
+        Some(wasmtime::ExternType::Memory(_))
+    ) {
+        return Err(LoadError::Contract(format!(
+            "a {expected} plugin must export its memory as `memory`"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the component's imports and exports name this gateway's contract, so a plugin built

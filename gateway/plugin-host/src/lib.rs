@@ -1,6 +1,7 @@
 //! Warden's Wasm policy-plugin host.
 //!
-//! Hosts components of the world `warden:policy/plugin` (`plugins/wit/policy.wit`) with wasmtime:
+//! Hosts plugins of contract 0.2.0 (core modules, `warden-plugin-abi`, `core_abi.rs`) and of
+//! 0.1.0 (components of the world `warden:policy/plugin`, `plugins/wit/policy.wit`) with wasmtime:
 //! signature check and an authenticated AOT cache at load time ([`Host::prepare`]), a warm
 //! instance per plugin with fuel, an epoch deadline, a memory cap and a host-call budget per
 //! decision ([`Plugin::decide`]), and a fresh instance after any failure.
@@ -19,6 +20,7 @@ pub mod bindings {
 }
 
 mod cache;
+mod core_abi;
 mod error;
 pub mod files;
 mod host;
@@ -34,10 +36,12 @@ pub use warden_core::text;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_core;
 
 pub use cache::{CacheOutcome, WASMTIME_VERSION};
 pub use error::{Failure, FailureCause, HostError, LoadError, Outcome};
-pub use host::{CONTRACT_PACKAGE, CONTRACT_VERSION, Host, HostOptions, Limits, Prepared};
+pub use host::{CONTRACT_PACKAGE, CONTRACT_VERSION, CORE_CONTRACT_VERSION, Host, HostOptions, Limits, Prepared};
 pub use intern::{MAX_SYMBOL_BYTES, MAX_SYMBOLS};
 pub use kv::{ENTRY_OVERHEAD_BYTES, Kv, KvError, MAX_KEY_BYTES, entry_cost};
 pub use plugin::{

@@ -14,7 +14,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::bindings::warden::policy::host as wit_host;
 use crate::bindings::warden::policy::types as wit;
 use crate::error::{Failure, FailureCause, LoadError, Outcome};
-use crate::host::{Host, Limits, Prepared};
+use crate::core_abi::CoreExports;
+use crate::host::{Host, Limits, Pre, Prepared};
 use crate::intern::Interner;
 use crate::kv::{Kv, KvError};
 use crate::request::{DeviceStatus, Request};
@@ -26,11 +27,11 @@ const INIT_HOST_CALLS: u32 = 100_000;
 /// Refused `kv-set` calls tolerated per decision before the plugin is stopped.
 const KV_REFUSALS_PER_CALL: u32 = 64;
 /// Longest log line forwarded (bytes).
-const LOG_MAX_BYTES: usize = 512;
+pub(crate) const LOG_MAX_BYTES: usize = 512;
 /// Log lines per second per plugin.
 const LOG_PER_SECOND: u32 = 20;
 /// Longest deny/quarantine reason or failure detail kept (bytes).
-const REASON_MAX_BYTES: usize = 1024;
+pub(crate) const REASON_MAX_BYTES: usize = 1024;
 /// Fuel every host call costs, whatever it moves (an accessor call takes ~110–170 ns).
 pub const HOST_CALL_FUEL: u64 = 100;
 /// Plus one unit of fuel per this many bytes a host call moves in either direction.
@@ -43,10 +44,12 @@ pub const LIFT_MIN_BYTES: usize = 64 << 10;
 
 /// A host-side reason to stop the guest, distinguished from guest traps when classifying.
 #[derive(Debug)]
-enum HostTrap {
+pub(crate) enum HostTrap {
     Budget(String),
     Fuel(u64),
     StaleHandle,
+    /// A 0.2.0 plugin passed an address outside its memory, or malformed text.
+    Malformed(String),
 }
 
 impl std::fmt::Display for HostTrap {
@@ -57,6 +60,7 @@ impl std::fmt::Display for HostTrap {
             Self::StaleHandle => {
                 f.write_str("request handle used outside the decide call that received it")
             }
+            Self::Malformed(s) => f.write_str(s),
         }
     }
 }
@@ -168,11 +172,11 @@ struct LogLimiter {
 
 /// A store's data.
 pub struct State {
-    req: Request,
+    pub(crate) req: Request,
     /// The rep of the request handle valid right now; 0 outside `decide`.
-    rep: u32,
-    interner: Interner,
-    kv: Kv,
+    pub(crate) rep: u32,
+    pub(crate) interner: Interner,
+    pub(crate) kv: Kv,
     kv_quota: usize,
     kv_refusals: u32,
     host_calls: u32,
@@ -196,10 +200,16 @@ pub struct State {
     rng: Option<rand::rngs::StdRng>,
     wasi: WasiCtx,
     table: ResourceTable,
+    /// A 0.2.0 core plugin's memory (set right after instantiation).
+    pub(crate) memory: Option<wasmtime::Memory>,
+    /// The plugin's config, for the 0.2.0 `config` import.
+    pub(crate) config: Arc<str>,
+    /// The text a 0.2.0 plugin set with `verdict-text` during the current call.
+    pub(crate) verdict_text: String,
 }
 
 impl State {
-    fn new(limits: &Limits, name: Arc<str>, module_sha: [u8; 32], kv: Kv) -> Self {
+    fn new(limits: &Limits, name: Arc<str>, module_sha: [u8; 32], kv: Kv, config: Arc<str>) -> Self {
         let now = wall_ms();
         let clock = Arc::new(AtomicU64::new(now));
         // WASI for Python/JavaScript guests, granting nothing: no preopened directories, no
@@ -243,6 +253,9 @@ impl State {
             rng: None,
             wasi,
             table: ResourceTable::new(),
+            memory: None,
+            config,
+            verdict_text: String::new(),
         }
     }
 
@@ -260,6 +273,7 @@ impl State {
         self.now_ms = req.time_ms;
         self.clock.store(req.time_ms, Ordering::Relaxed);
         self.rng = None;
+        self.verdict_text.clear();
     }
 
     /// Ends a `decide` call: the handle is no longer valid. Returns whether the memory limiter
@@ -291,7 +305,7 @@ impl State {
     /// next return from the host (the call's own, or a nested one such as the `memory.grow`
     /// that the guest's allocator makes while the result is copied in).
     #[inline]
-    fn moved(&mut self, bytes: usize) {
+    pub(crate) fn moved(&mut self, bytes: usize) {
         self.moved = self
             .moved
             .saturating_add(u64::try_from(bytes).unwrap_or(u64::MAX));
@@ -524,29 +538,7 @@ impl wit_host::Host for State {
     }
     fn log(&mut self, level: wit::Level, message: String) -> wasmtime::Result<()> {
         self.moved(message.len());
-        let now = Instant::now();
-        let l = &mut self.log;
-        if now.duration_since(l.window_start) >= Duration::from_secs(1) {
-            if l.dropped > 0 {
-                tracing::warn!(plugin = %self.name, dropped = l.dropped, "plugin log lines dropped (rate limit)");
-            }
-            l.window_start = now;
-            l.in_window = 0;
-            l.dropped = 0;
-        }
-        if l.in_window >= LOG_PER_SECOND {
-            l.dropped += 1;
-            return Ok(());
-        }
-        l.in_window += 1;
-        let message = sanitize(&message, LOG_MAX_BYTES);
-        let plugin = &*self.name;
-        match level {
-            wit::Level::Debug => tracing::debug!(target: "warden::plugin", plugin, "{message}"),
-            wit::Level::Info => tracing::info!(target: "warden::plugin", plugin, "{message}"),
-            wit::Level::Warn => tracing::warn!(target: "warden::plugin", plugin, "{message}"),
-            wit::Level::Error => tracing::error!(target: "warden::plugin", plugin, "{message}"),
-        }
+        self.log_line(level, &message);
         Ok(())
     }
     fn now_ms(&mut self) -> wasmtime::Result<u64> {
@@ -563,7 +555,45 @@ impl wit_host::Host for State {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wit::KvError>> {
         self.moved(key.len().saturating_add(value.len()));
-        match self.kv.set(&key, &value, self.kv_quota) {
+        Ok(self.kv_set_counted(&key, &value)?.map_err(|e| match e {
+            KvError::KeyTooLarge => wit::KvError::KeyTooLarge,
+            KvError::QuotaExceeded => wit::KvError::QuotaExceeded,
+        }))
+    }
+    fn kv_delete(&mut self, key: String) -> wasmtime::Result<()> {
+        self.moved(key.len());
+        self.kv.delete(&key);
+        Ok(())
+    }
+}
+
+impl State {
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    pub(crate) fn kv_quota(&self) -> usize {
+        self.kv_quota
+    }
+
+    /// A `kv-set` refused before anything was copied, counted like any refusal.
+    pub(crate) fn kv_refused(&mut self, e: KvError) -> wasmtime::Result<Result<(), KvError>> {
+        self.kv_refusals += 1;
+        if self.kv_refusals > KV_REFUSALS_PER_CALL {
+            return Err(wasmtime::Error::new(HostTrap::Budget(format!(
+                "more than {KV_REFUSALS_PER_CALL} refused kv-set calls in one call"
+            ))));
+        }
+        Ok(Err(e))
+    }
+
+    /// A `kv-set`, refused ones counted: past [`KV_REFUSALS_PER_CALL`] the call is stopped.
+    pub(crate) fn kv_set_counted(
+        &mut self,
+        key: &str,
+        value: &[u8],
+    ) -> wasmtime::Result<Result<(), KvError>> {
+        match self.kv.set(key, value, self.kv_quota) {
             Ok(()) => Ok(Ok(())),
             Err(e) => {
                 self.kv_refusals += 1;
@@ -572,17 +602,36 @@ impl wit_host::Host for State {
                         "more than {KV_REFUSALS_PER_CALL} refused kv-set calls in one call"
                     ))));
                 }
-                Ok(Err(match e {
-                    KvError::KeyTooLarge => wit::KvError::KeyTooLarge,
-                    KvError::QuotaExceeded => wit::KvError::QuotaExceeded,
-                }))
+                Ok(Err(e))
             }
         }
     }
-    fn kv_delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.moved(key.len());
-        self.kv.delete(&key);
-        Ok(())
+
+    /// Forwards a plugin's log line: rate-limited, sanitised, truncated.
+    pub(crate) fn log_line(&mut self, level: wit::Level, message: &str) {
+        let now = Instant::now();
+        let l = &mut self.log;
+        if now.duration_since(l.window_start) >= Duration::from_secs(1) {
+            if l.dropped > 0 {
+                tracing::warn!(plugin = %self.name, dropped = l.dropped, "plugin log lines dropped (rate limit)");
+            }
+            l.window_start = now;
+            l.in_window = 0;
+            l.dropped = 0;
+        }
+        if l.in_window >= LOG_PER_SECOND {
+            l.dropped += 1;
+            return;
+        }
+        l.in_window += 1;
+        let message = sanitize(message, LOG_MAX_BYTES);
+        let plugin = &*self.name;
+        match level {
+            wit::Level::Debug => tracing::debug!(target: "warden::plugin", plugin, "{message}"),
+            wit::Level::Info => tracing::info!(target: "warden::plugin", plugin, "{message}"),
+            wit::Level::Warn => tracing::warn!(target: "warden::plugin", plugin, "{message}"),
+            wit::Level::Error => tracing::error!(target: "warden::plugin", plugin, "{message}"),
+        }
     }
 }
 
@@ -609,7 +658,13 @@ pub struct PluginStats {
 /// A live instance and its store.
 struct Live {
     store: Store<State>,
-    bindings: bindings::Plugin,
+    code: LiveCode,
+}
+
+/// The entry points of a live instance, by contract.
+enum LiveCode {
+    Component(bindings::Plugin),
+    Core(CoreExports),
 }
 
 /// What a background replacement hands back: the instance and the wall time its creation took,
@@ -693,6 +748,7 @@ fn classify(err: &wasmtime::Error, memory_refused: bool) -> (FailureCause, Strin
             HostTrap::Budget(_) => FailureCause::HostCallBudget,
             HostTrap::Fuel(_) => FailureCause::OutOfFuel,
             HostTrap::StaleHandle => FailureCause::Trap,
+            HostTrap::Malformed(_) => FailureCause::MalformedReturn,
         };
         return (cause, h.to_string());
     }
@@ -788,6 +844,74 @@ fn meter(
     }
 }
 
+/// Finds a 0.2.0 module's entry points and asks for its request area (checked to lie inside
+/// its memory, aligned).
+fn core_exports(
+    store: &mut Store<State>,
+    instance: &wasmtime::Instance,
+) -> wasmtime::Result<CoreExports> {
+    use warden_plugin_abi as abi;
+    let memory = instance
+        .get_memory(&mut *store, "memory")
+        .ok_or_else(|| wasmtime::Error::msg("the plugin exports no memory"))?;
+    store.data_mut().memory = Some(memory);
+    let area_fn = instance.get_typed_func::<(), i32>(&mut *store, abi::EXPORT_AREA)?;
+    let init = instance.get_typed_func::<(), i32>(&mut *store, abi::EXPORT_INIT)?;
+    let decide = instance.get_typed_func::<(), i32>(&mut *store, abi::EXPORT_DECIDE)?;
+    let area = area_fn.call(&mut *store, ())? as u32 as usize;
+    let size = memory.data_size(&*store);
+    if area % 8 != 0 || area.checked_add(abi::AREA_BYTES).is_none_or(|end| end > size) {
+        return Err(wasmtime::Error::new(HostTrap::Malformed(format!(
+            "request area at {area:#x} is not {} bytes, 8-aligned, inside the plugin's memory ({size} bytes)",
+            abi::AREA_BYTES
+        ))));
+    }
+    Ok(CoreExports {
+        memory,
+        area,
+        init,
+        decide,
+    })
+}
+
+/// A 0.2.0 decision: the request laid out in the plugin's area, one call, the verdict code.
+#[inline]
+fn decide_core(
+    store: &mut Store<State>,
+    c: &CoreExports,
+    req: &Request,
+) -> wasmtime::Result<wit::Verdict> {
+    use warden_plugin_abi as abi;
+    {
+        let (data, st) = c.memory.data_and_store_mut(&mut *store);
+        let area = data
+            .get_mut(c.area..c.area + abi::AREA_BYTES)
+            .ok_or_else(|| wasmtime::Error::new(HostTrap::Malformed("request area outside memory".into())))?;
+        crate::core_abi::write_area(area, req, &st.interner);
+    }
+    let bytes = crate::core_abi::area_bytes_written(req);
+    // the layout is paid like bytes a host call moves (charged up front from the fuel)
+    let fuel = store.get_fuel()?;
+    store.set_fuel(fuel.saturating_sub(bytes.div_ceil(BYTES_PER_FUEL as usize) as u64))?;
+    let code = c.decide.call(&mut *store, ())?;
+    let mut text = || {
+        let t = std::mem::take(&mut store.data_mut().verdict_text);
+        if t.is_empty() {
+            "(the plugin gave no reason)".to_owned()
+        } else {
+            t
+        }
+    };
+    match code {
+        abi::verdict::ALLOW => Ok(wit::Verdict::Allow),
+        abi::verdict::DENY => Ok(wit::Verdict::Deny(text())),
+        abi::verdict::QUARANTINE => Ok(wit::Verdict::Quarantine(text())),
+        other => Err(wasmtime::Error::new(HostTrap::Malformed(format!(
+            "decide returned {other}, not a verdict (0 allow, 1 deny, 2 quarantine)"
+        )))),
+    }
+}
+
 impl Plugin {
     /// Creates the instance and runs `init` under `Limits::init_fuel` and
     /// `Limits::init_deadline_ms`. On failure, hands back the key-value state.
@@ -799,7 +923,13 @@ impl Plugin {
         name: &Arc<str>,
         kv: Kv,
     ) -> Result<Live, (LoadError, Kv)> {
-        let state = State::new(limits, name.clone(), prepared.sha256, kv);
+        let state = State::new(
+            limits,
+            name.clone(),
+            prepared.sha256,
+            kv,
+            config.into(),
+        );
         let mut store = Store::new(host.engine(), state);
         store.limiter(|s| &mut s.limiter);
         // Strings and lists the guest hands the host (arguments, the verdict, `init`'s error) are
@@ -811,8 +941,14 @@ impl Plugin {
             return Err(give_back(store, LoadError::Compile(format!("{e:#}"))));
         }
         store.set_epoch_deadline(limits.init_deadline_ms.max(1).saturating_add(1));
-        let bindings = match prepared.pre.instantiate(&mut store) {
-            Ok(b) => b,
+        let instantiated = match &prepared.pre {
+            Pre::Component(pre) => pre.instantiate(&mut store).map(LiveCode::Component),
+            Pre::Core(pre) => pre
+                .instantiate(&mut store)
+                .and_then(|i| core_exports(&mut store, &i).map(LiveCode::Core)),
+        };
+        let code = match instantiated {
+            Ok(c) => c,
             Err(e) => {
                 let refused = store.data().limiter.refused;
                 let (cause, detail) = classify(&e, refused);
@@ -830,7 +966,21 @@ impl Plugin {
             }
         };
         let started = Instant::now();
-        let init = bindings.call_init(&mut store, config);
+        let init = match &code {
+            LiveCode::Component(b) => b.call_init(&mut store, config),
+            LiveCode::Core(c) => c.init.call(&mut store, ()).map(|r| {
+                if r == 0 {
+                    Ok(())
+                } else {
+                    let msg = std::mem::take(&mut store.data_mut().verdict_text);
+                    Err(if msg.is_empty() {
+                        format!("init returned {r} without a message")
+                    } else {
+                        msg
+                    })
+                }
+            }),
+        };
         tracing::debug!(
             plugin = %name,
             fuel = limits.init_fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
@@ -859,7 +1009,7 @@ impl Plugin {
         let st = store.data_mut();
         st.host_call_budget = limits.host_calls;
         st.limiter.refused = false;
-        Ok(Live { store, bindings })
+        Ok(Live { store, code })
     }
 
     /// Instantiates and runs `init` on the calling thread (loading is never on the message
@@ -1046,9 +1196,12 @@ impl Plugin {
         }
         live.store.set_epoch_deadline(self.deadline_ticks);
         let started = Instant::now();
-        let result =
-            live.bindings
-                .call_decide(&mut live.store, header(req), Resource::new_borrow(rep));
+        let result = match &live.code {
+            LiveCode::Component(b) => {
+                b.call_decide(&mut live.store, header(req), Resource::new_borrow(rep))
+            }
+            LiveCode::Core(c) => decide_core(&mut live.store, c, req),
+        };
         let ended = Instant::now();
         let refused = live.store.data_mut().end_call();
         self.stats.last_fuel_used = fuel.saturating_sub(live.store.get_fuel().unwrap_or(0));
@@ -1251,7 +1404,13 @@ impl Plugin {
 #[cfg(test)]
 impl State {
     pub(crate) fn for_tests() -> Self {
-        Self::new(&Limits::default(), "test".into(), [0; 32], Kv::default())
+        Self::new(
+            &Limits::default(),
+            "test".into(),
+            [0; 32],
+            Kv::default(),
+            "{}".into(),
+        )
     }
     pub(crate) fn begin_call_for_tests(&mut self, rep: u32, req: &Request) {
         self.begin_call(rep, req);

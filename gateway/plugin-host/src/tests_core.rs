@@ -1,0 +1,235 @@
+//! Contract 0.2.0: hand-written core modules, well-behaved and hostile.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use warden_core::{Direction, Kind, Point, Value};
+
+use crate::*;
+
+const IMPORTS: &str = r#"
+  (import "warden:policy/host@0.2.0" "intern" (func $intern (param i32 i32) (result i32)))
+  (import "warden:policy/host@0.2.0" "verdict-text" (func $verdict_text (param i32 i32)))
+  (import "warden:policy/host@0.2.0" "config" (func $config (param i32 i32) (result i32)))
+  (import "warden:policy/host@0.2.0" "text" (func $text (param i32 i32 i32 i32) (result i32)))
+"#;
+
+/// A core plugin: request area at 4096; data "hvac"@64, "not hvac"@80, config copied to 512.
+/// `$hvac` holds the symbol interned in init.
+fn module(init: &str, decide: &str, area: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module {IMPORTS}
+  (memory (export "memory") 1)
+  (global $hvac (mut i32) (i32.const 0))
+  (data (i32.const 64) "hvac")
+  (data (i32.const 80) "not hvac")
+  (func (export "warden:policy@0.2.0#request-area") (result i32) {area})
+  (func (export "warden:policy@0.2.0#init") (result i32)
+    (global.set $hvac (call $intern (i32.const 64) (i32.const 4)))
+    {init})
+  (func (export "warden:policy@0.2.0#decide") (result i32) {decide}))"#
+    ))
+    .unwrap()
+}
+
+/// Allows zone `hvac`, denies the rest with "not hvac".
+fn zone_rule() -> Vec<u8> {
+    module(
+        "(i32.const 0)",
+        "(if (result i32) (i32.eq (i32.load (i32.const 4124)) (global.get $hvac))
+           (then (i32.const 0))
+           (else (call $verdict_text (i32.const 80) (i32.const 8)) (i32.const 1)))",
+        "(i32.const 4096)",
+    )
+}
+
+fn req(zone: &str) -> Request {
+    Request {
+        device: DeviceInfo {
+            id: "modbus:tcp-1-u1".into(),
+            protocol: "modbus".into(),
+            zone: zone.into(),
+            ..DeviceInfo::default()
+        },
+        direction: Direction::Uplink,
+        kind: Kind::Telemetry,
+        points: vec![Point::new("temp", Value::Float(21.5))],
+        time_ms: 1_700_000_000_000,
+        ..Request::default()
+    }
+}
+
+fn host() -> Host {
+    Host::new(HostOptions {
+        require_signature: false,
+        ..HostOptions::default()
+    })
+    .unwrap()
+}
+
+fn load(bytes: &[u8]) -> Result<Plugin, LoadError> {
+    let host = host();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.wasm");
+    std::fs::write(&path, bytes).unwrap();
+    let prepared = host.prepare("p", &path)?;
+    assert_eq!(prepared.contract, "0.2.0");
+    host.instantiate(&prepared, r#"{"x":1}"#, Limits::default(), Kv::default())
+}
+
+fn failure(o: Outcome) -> Failure {
+    match o {
+        Outcome::Failed(f) => f,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_core_plugin_reads_its_request_area() {
+    let mut p = load(&zone_rule()).unwrap();
+    for _ in 0..3 {
+        assert_eq!(p.decide(&req("hvac")), Outcome::Allow);
+        assert_eq!(p.decide(&req("lobby")), Outcome::Deny("not hvac".into()));
+    }
+    assert!(p.stats().last_fuel_used > 0);
+}
+
+#[test]
+fn init_reads_its_config_and_its_error_reaches_the_operator() {
+    // copies the config to 512 and fails with it as the message
+    let m = module(
+        "(drop (call $config (i32.const 512) (i32.const 64)))
+         (call $verdict_text (i32.const 512) (i32.const 7)) (i32.const 1)",
+        "(i32.const 0)",
+        "(i32.const 4096)",
+    );
+    let e = load(&m).err().unwrap();
+    assert!(
+        matches!(&e, LoadError::Config(m) if m == r#"{"x":1}"#),
+        "{e}"
+    );
+}
+
+#[test]
+fn addresses_outside_memory_are_malformed_not_a_crash() {
+    // a reason "at" the last byte of memory, 8 bytes long
+    let m = module(
+        "(i32.const 0)",
+        "(call $verdict_text (i32.const 65535) (i32.const 8)) (i32.const 1)",
+        "(i32.const 4096)",
+    );
+    let mut p = load(&m).unwrap();
+    let f = failure(p.decide(&req("hvac")));
+    assert_eq!(f.cause, FailureCause::MalformedReturn, "{}", f.detail);
+    assert!(f.detail.contains("outside the plugin's memory"), "{}", f.detail);
+    // a text copied to an address past the end
+    let m = module(
+        "(i32.const 0)",
+        "(drop (call $text (i32.const 0) (i32.const 0) (i32.const -16) (i32.const 64))) (i32.const 0)",
+        "(i32.const 4096)",
+    );
+    let f = failure(load(&m).unwrap().decide(&req("hvac")));
+    assert_eq!(f.cause, FailureCause::MalformedReturn, "{}", f.detail);
+}
+
+#[test]
+fn a_huge_reason_is_cut_before_it_is_copied() {
+    // claims a 2 GiB reason from address 0 of a 64 KiB memory: only the first KiB is read
+    let m = module(
+        "(i32.const 0)",
+        "(call $verdict_text (i32.const 64) (i32.const 0x7fffffff)) (i32.const 2)",
+        "(i32.const 4096)",
+    );
+    let mut p = load(&m).unwrap();
+    match p.decide(&req("hvac")) {
+        Outcome::Quarantine(r) => {
+            assert!(r.starts_with("hvac"), "{r:?}");
+            assert!(r.len() <= 1024, "{}", r.len());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_unknown_verdict_code_is_malformed() {
+    let m = module("(i32.const 0)", "(i32.const 7)", "(i32.const 4096)");
+    let f = failure(load(&m).unwrap().decide(&req("hvac")));
+    assert_eq!(f.cause, FailureCause::MalformedReturn);
+    assert!(f.detail.contains("not a verdict"), "{}", f.detail);
+}
+
+#[test]
+fn a_request_area_outside_memory_is_refused_at_load() {
+    for area in ["(i32.const 65500)", "(i32.const -8)", "(i32.const 4097)"] {
+        let e = load(&module("(i32.const 0)", "(i32.const 0)", area))
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e, LoadError::Init(f) if f.detail.contains("request area")),
+            "{area}: {e}"
+        );
+    }
+}
+
+#[test]
+fn request_text_outside_decide_is_refused() {
+    let m = module(
+        "(drop (call $text (i32.const 0) (i32.const 0) (i32.const 512) (i32.const 64))) (i32.const 0)",
+        "(i32.const 0)",
+        "(i32.const 4096)",
+    );
+    let e = load(&m).err().unwrap();
+    assert!(
+        matches!(&e, LoadError::Init(f) if f.detail.contains("outside decide")),
+        "{e}"
+    );
+}
+
+#[test]
+fn other_versions_and_imports_are_refused_with_a_clear_message() {
+    let other = wat::parse_str(
+        r#"(module
+  (import "warden:policy/host@0.3.0" "intern" (func (param i32 i32) (result i32)))
+  (memory (export "memory") 1))"#,
+    )
+    .unwrap();
+    let e = load(&other).err().unwrap();
+    assert!(
+        matches!(&e, LoadError::Contract(m) if m.contains("0.3.0") && m.contains("0.2.0")),
+        "{e}"
+    );
+    let wasi = wat::parse_str(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1))"#,
+    )
+    .unwrap();
+    let e = load(&wasi).err().unwrap();
+    assert!(
+        matches!(&e, LoadError::Contract(m) if m.contains("wasi_snapshot_preview1")),
+        "{e}"
+    );
+    let future = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+  (func (export "warden:policy@0.9.0#decide") (result i32) (i32.const 0)))"#,
+    )
+    .unwrap();
+    let e = load(&future).err().unwrap();
+    assert!(
+        matches!(&e, LoadError::Contract(m) if m.contains("0.9.0")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_core_plugin_that_loops_runs_out_of_fuel_and_is_replaced() {
+    let m = module(
+        "(i32.const 0)",
+        "(loop $l (br $l)) (i32.const 0)",
+        "(i32.const 4096)",
+    );
+    let mut p = load(&m).unwrap();
+    let f = failure(p.decide(&req("hvac")));
+    assert_eq!(f.cause, FailureCause::OutOfFuel, "{}", f.detail);
+    assert!(p.wait_ready(std::time::Duration::from_secs(10)));
+    assert_eq!(p.stats().restarts, 1);
+}
