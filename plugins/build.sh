@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Builds every Rust policy plugin (plugins/examples/* with a Cargo.toml, and plugins/hostile) for
-# wasm32-wasip2 into $WARDEN_PLUGIN_OUT/<crate_name>.wasm (dashes become underscores:
-# least_privilege.wasm, hostile.wasm, …), then the Python and JavaScript examples if their build
-# scripts are there, then runs the SDK's and the examples' native unit tests.
+# Builds every Rust policy plugin into $WARDEN_PLUGIN_OUT/<crate_name>.wasm (dashes become
+# underscores: least_privilege.wasm, hostile.wasm, …): the examples (plugins/examples/* with a
+# Cargo.toml) as contract 0.2.0 core modules (wasm32-unknown-unknown), the hostile test guest and
+# a second least-privilege (least_privilege_component.wasm, for the benchmark and the 0.1.0
+# compatibility test) as contract 0.1.0 components (wasm32-wasip2); then the C example, the
+# Python and JavaScript examples if their build scripts are there, then runs the SDK's and the
+# examples' native unit tests.
 #
 #   bash plugins/build.sh               # everything
 #   bash plugins/build.sh --no-test     # skip the native unit tests
@@ -48,6 +51,7 @@ deb_cargo() {
     env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u RUSTC_WRAPPER \
         RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
         CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-Clink-arg=--wasm-ld-path=/usr/bin/wasm-ld-19" \
+        CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/bin/wasm-ld-19 \
         /usr/bin/cargo "$@"
 }
 
@@ -58,29 +62,39 @@ t0=$t_all
 step() { echo "=== build.sh: $1"; t0=$(now_ms); }
 done_() { echo "    ($(secs "$t0"))"; }
 
-# The plugin crates: every example with a Cargo.toml, and the hostile test guest.
+# The example crates (contract 0.2.0) and the hostile test guest (0.1.0).
 crates=()
-for manifest in "$plugins"/examples/*/Cargo.toml "$plugins"/hostile/Cargo.toml; do
+for manifest in "$plugins"/examples/*/Cargo.toml; do
     [ -f "$manifest" ] || continue
     name=$(sed -n 's/^name *= *"\([^"]*\)".*/\1/p' "$manifest" | head -1)
     [ -n "$name" ] || { echo "build.sh: no package name in $manifest" >&2; exit 1; }
     crates+=("$name")
 done
+build_std=(-Zbuild-std=core,alloc -Zbuild-std-features=compiler-builtins-mem)
+mkdir -p "$out"
+copy() { # target file [name]
+    cp "$wasm_target/$1/release/$2" "$out/${3:-$2}"
+    printf '    %-32s %8d bytes\n' "${3:-$2}" "$(stat -c %s "$out/${3:-$2}")"
+}
 
-step "wasm32-wasip2 release build of ${crates[*]} ($(/usr/bin/rustc -V | awk '{print $1, $2}'))"
+step "contract 0.2.0 (wasm32-unknown-unknown) release build of ${crates[*]} ($(/usr/bin/rustc -V | awk '{print $1, $2}'))"
 pkg_args=()
 for c in "${crates[@]}"; do pkg_args+=(-p "$c"); done
-deb_cargo build --release --locked --target wasm32-wasip2 \
-    -Zbuild-std=core,alloc -Zbuild-std-features=compiler-builtins-mem \
+deb_cargo build --release --locked --target wasm32-unknown-unknown "${build_std[@]}" \
     --manifest-path "$plugins/Cargo.toml" --target-dir "$wasm_target" "${pkg_args[@]}"
+for c in "${crates[@]}"; do copy wasm32-unknown-unknown "${c//-/_}.wasm"; done
 done_
 
-mkdir -p "$out"
-for c in "${crates[@]}"; do
-    file=${c//-/_}.wasm
-    cp "$wasm_target/wasm32-wasip2/release/$file" "$out/$file"
-    printf '    %-24s %8d bytes\n' "$file" "$(stat -c %s "$out/$file")"
-done
+step "contract 0.1.0 (wasm32-wasip2) release build of hostile and least-privilege"
+deb_cargo build --release --locked --target wasm32-wasip2 "${build_std[@]}" \
+    --manifest-path "$plugins/Cargo.toml" --target-dir "$wasm_target" -p hostile -p least-privilege
+copy wasm32-wasip2 hostile.wasm
+copy wasm32-wasip2 least_privilege.wasm least_privilege_component.wasm
+done_
+
+step "C example (clang-19, contract 0.2.0)"
+bash "$plugins/examples/least-privilege-c/build.sh" "$out"
+done_
 
 # Hooks for the other languages' examples: each build script takes the output directory, and
 # WIT_DIR names the contract (plugins/wit).

@@ -3,11 +3,11 @@
 # idempotently: rustc-web/cargo-web (a newer rustc than Debian's default), rust-web-src (the
 # standard library's source, for -Zbuild-std: there is no prebuilt wasm32 std here), rust-web-llvm
 # (wasm-component-ld, which turns the linked module into a component; only a Recommends of
-# rustc-web, so named here), lld-19 (wasm-ld) and wasi-libc. Safe to run again: apt is skipped when everything is present.
+# rustc-web, so named here), lld-19 (wasm-ld), wasi-libc and clang-19 (the C plugins). Safe to run again: apt is skipped when everything is present.
 # plugins/build.sh uses these through their full paths (/usr/bin/cargo, /usr/bin/rustc).
 set -euo pipefail
 
-pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-19 wasi-libc)
+pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-19 wasi-libc clang-19)
 need=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
@@ -23,7 +23,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # What build.sh relies on, checked so a broken install fails here and not mid-build.
-for f in /usr/bin/rustc /usr/bin/cargo /usr/bin/wasm-ld-19 \
+for f in /usr/bin/rustc /usr/bin/cargo /usr/bin/wasm-ld-19 /usr/bin/clang-19 \
     /usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld; do
     [ -x "$f" ] || { echo "install-wasm.sh: $f missing after install" >&2; exit 1; }
 done

@@ -1,5 +1,5 @@
 //! A plugin author outside this repository: `warden plugin new` makes a Rust project in a
-//! temporary directory, its native tests pass, `warden plugin build` makes the component,
+//! temporary directory, its native tests pass, `warden plugin build` makes the 0.2.0 core module,
 //! `warden plugin test` passes its test file in the real host, and a running gateway, whose
 //! config already names the plugin (denying its bindings while the module is missing), hot-loads
 //! it once it is signed and copied into the plugin directory.
@@ -51,7 +51,7 @@ fn a_scaffolded_plugin_builds_tests_signs_and_hot_loads() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
-    // the component; the repository's wasm target dir is shared so the standard library is reused
+    // the core module; the repository's wasm target dir is shared so the standard library is reused
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm");
     let o = warden(
         root,
@@ -203,7 +203,8 @@ provision = true
     g.stop();
 }
 
-/// `plugin new --lang python|js`, then `plugin build` with the repository's pinned componentizer,
+/// `plugin new --lang c|python|js`, then `plugin build` with the repository's pinned compiler or
+/// componentizer,
 /// then the project's own test file through `warden plugin test` in the real host (Python with the
 /// WASI grant its runtime needs; the refusal without it names the grant).
 fn scaffold_builds_and_passes_its_tests(lang: &str, tool: &Path, wasi: Option<&str>) {
@@ -227,7 +228,7 @@ fn scaffold_builds_and_passes_its_tests(lang: &str, tool: &Path, wasi: Option<&s
     );
     assert!(
         tool.exists(),
-        "{} missing: run tests/scripts/install-wasm-langs.sh",
+        "{} missing: run tests/scripts/install-wasm-langs.sh (clang-19: install-wasm.sh)",
         tool.display()
     );
     let o = warden(
@@ -299,4 +300,9 @@ fn a_scaffolded_javascript_plugin_builds_and_passes_its_tests() {
         &repo.join("plugins/examples/assurance-floor-js/node_modules/.bin/componentize-js"),
         None,
     );
+}
+
+#[test]
+fn a_scaffolded_c_plugin_builds_and_passes_its_tests() {
+    scaffold_builds_and_passes_its_tests("c", Path::new("/usr/bin/clang-19"), None);
 }

@@ -481,6 +481,9 @@ fn every_example_passes_its_own_tests_in_the_host() {
     const PY_WASI: &str = "cli,clocks,filesystem,io,random,sockets";
     for (module, example, wasi) in [
         ("least_privilege", "least-privilege", ""),
+        // the same rule, same tests: built against contract 0.1.0 (a component), and in C
+        ("least_privilege_component", "least-privilege", ""),
+        ("least_privilege_c", "least-privilege-c", ""),
         ("rate_limit", "rate-limit", ""),
         ("business_hours", "business-hours", ""),
         ("assurance_floor", "assurance-floor", ""),

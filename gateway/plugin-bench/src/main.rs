@@ -55,10 +55,12 @@ struct Args {
 
 /// The example plugins: (module name in the output dir, example directory).
 const EXAMPLES: &[(&str, &str, &str)] = &[
-    ("least_privilege", "least-privilege", "Rust"),
-    ("rate_limit", "rate-limit", "Rust"),
-    ("business_hours", "business-hours", "Rust"),
-    ("assurance_floor", "assurance-floor", "Rust"),
+    ("least_privilege", "least-privilege", "Rust 0.2.0"),
+    ("least_privilege_component", "least-privilege", "Rust 0.1.0"),
+    ("least_privilege_c", "least-privilege-c", "C 0.2.0"),
+    ("rate_limit", "rate-limit", "Rust 0.2.0"),
+    ("business_hours", "business-hours", "Rust 0.2.0"),
+    ("assurance_floor", "assurance-floor", "Rust 0.2.0"),
     ("assurance_floor_py", "assurance-floor-py", "Python"),
     ("assurance_floor_js", "assurance-floor-js", "JavaScript"),
 ];
@@ -691,7 +693,7 @@ fn run(args: Args) -> Result<(), String> {
         print_row(&subject, &s, Some(fuel));
         let mut fig = decision_figure(
             name,
-            &format!("wasm-{}", lang.to_lowercase()),
+            &format!("wasm-{}", lang.to_lowercase().replace(' ', "-")),
             &s,
             Some(fuel),
         );

@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
     Rust,
+    C,
     Python,
     #[value(name = "js")]
     Javascript,
@@ -23,6 +24,7 @@ impl Lang {
     fn as_str(self) -> &'static str {
         match self {
             Self::Rust => "rust",
+            Self::C => "c",
             Self::Python => "python",
             Self::Javascript => "js",
         }
@@ -57,7 +59,20 @@ const SDK_FILES: &[(&str, &str)] = &[
         include_str!("../../../plugins/sdk/src/types.rs"),
     ),
     ("wasm.rs", include_str!("../../../plugins/sdk/src/wasm.rs")),
+    (
+        "core_abi.rs",
+        include_str!("../../../plugins/sdk/src/core_abi.rs"),
+    ),
+    (
+        "runtime.rs",
+        include_str!("../../../plugins/sdk/src/runtime.rs"),
+    ),
 ];
+const SDK_BUILD_RS: &str = include_str!("../../../plugins/sdk/build.rs");
+const ABI_LIB: &str = include_str!("../../plugin-abi/src/lib.rs");
+const ABI_MANIFEST: &str = include_str!("../../plugin-abi/Cargo.toml");
+const C_HEADER: &str = include_str!("../../../plugins/sdk-c/warden_policy.h");
+const C_PLUGIN: &str = include_str!("scaffold/c_plugin.c.txt");
 const WIT: &str = include_str!("../../../plugins/wit/policy.wit");
 const LOCK: &str = include_str!("../../../plugins/Cargo.lock");
 const RUST_LIB: &str = include_str!("scaffold/rust_lib.rs.txt");
@@ -82,10 +97,14 @@ runtime = ["dep:dlmalloc"]
 [dependencies]
 serde = { version = "1", default-features = false, features = ["derive", "alloc"] }
 serde_json = { version = "1", default-features = false, features = ["alloc"] }
+warden-plugin-abi = { path = "../warden-plugin-abi" }
 
 [target.'cfg(target_arch = "wasm32")'.dependencies]
-wit-bindgen = { version = "0.61", default-features = false, features = ["macros"] }
 dlmalloc = { version = "0.2", features = ["global"], optional = true }
+
+# Only for the 0.1.0 component contract (wasm32-wasip2).
+[target.'cfg(all(target_arch = "wasm32", target_env = "p2"))'.dependencies]
+wit-bindgen = { version = "0.61", default-features = false, features = ["macros"] }
 
 [target.'cfg(not(target_arch = "wasm32"))'.dependencies]
 serde = { version = "1", features = ["std"] }
@@ -117,6 +136,7 @@ pub fn new(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<()> {
     let module = name.replace('-', "_");
     let files: Vec<(PathBuf, String)> = match lang {
         Lang::Rust => rust_files(name, &module),
+        Lang::C => c_files(name, &module),
         Lang::Python | Lang::Javascript => other_files(name, &module, lang),
     };
     for (rel, text) in &files {
@@ -134,6 +154,7 @@ pub fn new(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<()> {
         Lang::Rust => {
             println!("  cargo test                    # native unit tests and tests.jsonl")
         }
+        Lang::C => println!("  (needs clang-19 and wasm-ld-19: apt install clang-19 lld-19)"),
         Lang::Python => {
             println!("  pip install {COMPONENTIZE_PY}   # the build tool (or --tool PATH)")
         }
@@ -222,6 +243,31 @@ beside it as `{{module}}.tests.jsonl`, sign it (`warden plugin sign {{module}}.w
 and add a `[[plugins.load]]` (name `{{name}}`, module `{{module}}.wasm`) and a `[[plugins.bind]]`.
 "#;
 
+/// A C project: the plugin, the contract's header, config, tests, README, marker.
+fn c_files(name: &str, module: &str) -> Vec<(PathBuf, String)> {
+    let fill = |t: &str| t.replace("{{name}}", name).replace("{{module}}", module);
+    vec![
+        (
+            MARKER.into(),
+            format!(
+                "# Read by `warden plugin build`.\nname = \"{name}\"\nlang = \"c\"\nentry = \"plugin.c\"\n"
+            ),
+        ),
+        ("plugin.c".into(), fill(C_PLUGIN)),
+        ("warden_policy.h".into(), C_HEADER.to_owned()),
+        (
+            "config.json".into(),
+            "{\"blocked_points\": [\"debug_shell\"]}\n".into(),
+        ),
+        ("tests.jsonl".into(), TESTS.to_owned()),
+        (".gitignore".into(), "/target\n".into()),
+        (
+            "README.md".into(),
+            fill(OTHER_README).replace("{{entry}}", "plugin.c"),
+        ),
+    ]
+}
+
 fn rust_files(name: &str, module: &str) -> Vec<(PathBuf, String)> {
     let fill = |t: &str| t.replace("{{name}}", name).replace("{{module}}", module);
     let mut files = vec![
@@ -243,7 +289,7 @@ serde = {{ version = "1", default-features = false, features = ["derive", "alloc
 
 # A workspace of its own (also when the directory sits inside another one).
 [workspace]
-members = [".", "warden-sdk"]
+members = [".", "warden-sdk", "warden-plugin-abi"]
 
 [profile.release]
 opt-level = 3
@@ -263,6 +309,12 @@ strip = "debuginfo"
         ("tests.jsonl".into(), TESTS.to_owned()),
         ("wit/policy.wit".into(), WIT.to_owned()),
         ("warden-sdk/Cargo.toml".into(), SDK_MANIFEST.to_owned()),
+        ("warden-sdk/build.rs".into(), SDK_BUILD_RS.to_owned()),
+        (
+            "warden-plugin-abi/Cargo.toml".into(),
+            ABI_MANIFEST.to_owned(),
+        ),
+        ("warden-plugin-abi/src/lib.rs".into(), ABI_LIB.to_owned()),
         (".gitignore".into(), "/target\n".into()),
         ("README.md".into(), fill(RUST_README)),
     ];
@@ -278,7 +330,7 @@ A Warden policy plugin in Rust, made by `warden plugin new`.
 
 ```sh
 cargo test                                   # native: unit tests and tests.jsonl
-warden plugin build                          # wasm component: target/plugin/{{module}}.wasm
+warden plugin build                          # contract 0.2.0 core module: target/plugin/{{module}}.wasm
 warden plugin test target/plugin/{{module}}.wasm --messages tests.jsonl --config config.json
 ```
 
@@ -297,7 +349,9 @@ plugin = "{{name}}"
 ```
 
 A changed module (with its `.sig`) is hot-reloaded; a changed `config` takes effect on a config
-reload. `warden-sdk/` and `wit/` are the SDK and the contract of the gateway that made this project.
+reload. `warden-sdk/` and `warden-plugin-abi/` are the SDK and the contract (0.2.0) of the gateway
+that made this project; `wit/` is the older component contract (0.1.0), used only when the crate
+is built for wasm32-wasip2.
 "#;
 
 /// The Debian wasm toolchain `plugin build` uses (tests/scripts/install-wasm.sh installs it).
@@ -305,7 +359,8 @@ const DEB_RUSTC: &str = "/usr/bin/rustc";
 const DEB_CARGO: &str = "/usr/bin/cargo";
 const WASM_LD: &str = "/usr/bin/wasm-ld-19";
 
-/// `warden plugin build [DIR]`: builds the Rust plugin crate in `dir` into a component,
+/// `warden plugin build [DIR]`: builds the Rust plugin crate in `dir` into a contract 0.2.0
+/// core module,
 /// `DIR/target/plugin/<crate with _>.wasm`, and returns its path. `target_dir` shares a cargo
 /// target dir between projects (the standard library is compiled once per target dir).
 pub fn build(
@@ -348,15 +403,12 @@ pub fn build(
         .env("RUSTC_BOOTSTRAP", "1")
         .env("RUSTC", DEB_RUSTC)
         .env("RUSTDOC", "/usr/bin/rustdoc")
-        .env(
-            "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
-            format!("-Clink-arg=--wasm-ld-path={WASM_LD}"),
-        )
+        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", WASM_LD)
         .args([
             "build",
             "--release",
             "--target",
-            "wasm32-wasip2",
+            "wasm32-unknown-unknown",
             "-Zbuild-std=core,alloc",
             "-Zbuild-std-features=compiler-builtins-mem",
             "-p",
@@ -370,7 +422,7 @@ pub fn build(
         bail!("cargo build failed ({status})");
     }
     let module = format!("{}.wasm", name.replace('-', "_"));
-    let built = target.join("wasm32-wasip2/release").join(&module);
+    let built = target.join("wasm32-unknown-unknown/release").join(&module);
     let out_dir = dir.join("target/plugin");
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
@@ -422,6 +474,26 @@ fn build_other(dir: &Path, tool: Option<&Path>) -> anyhow::Result<PathBuf> {
                 .arg(&out);
             c
         }
+        "c" => {
+            let tool = tool
+                .map(Path::to_owned)
+                .or_else(|| from_env("WARDEN_CC"))
+                .unwrap_or_else(|| PathBuf::from("clang-19"));
+            let mut c = Command::new(tool);
+            c.args([
+                "--target=wasm32",
+                "-O2",
+                "-std=c11",
+                "-Wall",
+                "-nostdlib",
+                "-ffreestanding",
+            ])
+            .arg(format!("-fuse-ld={WASM_LD}"))
+            .args(["-Wl,--no-entry", "-Wl,--export-dynamic", "-Wl,--strip-debug", "-o"])
+            .arg(&out)
+            .arg(&entry);
+            c
+        }
         "js" => {
             let tool = tool
                 .map(Path::to_owned)
@@ -447,7 +519,7 @@ fn build_other(dir: &Path, tool: Option<&Path>) -> anyhow::Result<PathBuf> {
             c
         }
         other => bail!(
-            "{}: unknown lang `{other}` (python or js)",
+            "{}: unknown lang `{other}` (c, python or js)",
             marker.display()
         ),
     };
@@ -458,6 +530,7 @@ fn build_other(dir: &Path, tool: Option<&Path>) -> anyhow::Result<PathBuf> {
             "python" => format!(
                 "cannot run componentize-py: `pip install {COMPONENTIZE_PY}`, or pass --tool PATH"
             ),
+            "c" => "cannot run clang-19: `apt install clang-19 lld-19`, or pass --tool PATH".into(),
             _ => "cannot run componentize-js: `npm install` in the project, or pass --tool PATH"
                 .into(),
         })?;
@@ -487,6 +560,18 @@ mod tests {
         assert!(lib.starts_with("//! # speed-limit"), "{lib}");
         assert!(lib.contains("target/plugin/speed_limit.wasm"));
         assert!(dir.join("warden-sdk/src/wasm.rs").is_file());
+        assert!(dir.join("warden-sdk/src/core_abi.rs").is_file());
+        assert!(dir.join("warden-plugin-abi/src/lib.rs").is_file());
+        // C: the plugin and the contract's header
+        let c = d.path().join("c");
+        new("door-guard", Lang::C, &c).unwrap();
+        let src = std::fs::read_to_string(c.join("plugin.c")).unwrap();
+        assert!(src.contains("door_guard.wasm") && !src.contains("{{"), "{src}");
+        assert!(
+            std::fs::read_to_string(c.join("warden_policy.h"))
+                .unwrap()
+                .contains("warden:policy/host@0.2.0")
+        );
         assert!(dir.join("wit/policy.wit").is_file());
         let cargo: toml::Table =
             toml::from_str(&std::fs::read_to_string(dir.join("Cargo.toml")).unwrap()).unwrap();

@@ -43,7 +43,7 @@ pub(super) fn start_plugins(
             Ok((plugin, prepared)) => {
                 let sha = hex::encode(prepared.sha256);
                 tracing::info!(plugin = %spec.name, sha256 = %sha, signer = ?prepared.signer,
-                    cache = ?prepared.cache, "plugin loaded");
+                    contract = prepared.contract, cache = ?prepared.cache, "plugin loaded");
                 audit.record(
                     AuditEntry::new(
                         Category::System,
@@ -53,7 +53,7 @@ pub(super) fn start_plugins(
                     )
                     .detail(serde_json::json!({
                         "plugin": spec.name, "sha256": sha, "signer": prepared.signer,
-                        "result": "ok",
+                        "contract": prepared.contract, "result": "ok",
                     })),
                 );
                 (Ok(plugin), "ok")

@@ -1,9 +1,13 @@
 //! # Warden plugin SDK
 //!
 //! Write a Warden policy plugin in Rust: implement [`Policy`], export it with
-//! [`export_policy!`], build it for `wasm32-wasip2` (see `plugins/build.sh`), and load the
-//! `.wasm` with a `[[plugins.load]]` entry in the gateway's config. The contract underneath is the
-//! WIT world `warden:policy/plugin` in `plugins/wit/policy.wit`; this crate hides the bindings.
+//! [`export_policy!`], build it (see `plugins/build.sh` or `warden plugin build`), and load the
+//! `.wasm` with a `[[plugins.load]]` entry in the gateway's config.
+//!
+//! The target picks the contract underneath, from the same source: `wasm32-unknown-unknown`
+//! gives a **0.2.0** core module (the request laid out in the plugin's memory before each call;
+//! `warden-plugin-abi`), `wasm32-wasip2` a **0.1.0** component of the WIT world
+//! `warden:policy/plugin` (`plugins/wit/policy.wit`). This crate hides both.
 //!
 //! ```
 //! #![cfg_attr(target_arch = "wasm32", no_std)]
@@ -48,8 +52,11 @@
 //!
 //! The gateway keeps one warm instance per plugin and calls `decide` once per message and
 //! direction. The [`Header`] (direction, kind, assurance, freshness, point count, time) is passed
-//! by value; everything else is read through [`Request`]'s accessors, each a call into the host,
-//! so a decision pays only for what it reads. Names are [`Symbol`]s: intern the names you care
+//! by value; everything else is read through [`Request`]'s accessors. Under 0.2.0 the symbols
+//! (protocol, zone, role, command name), status, counters and the first 16 points' names and
+//! values are plain reads of the request area; texts (`*_text`, device id, text values, units)
+//! are host calls. Under 0.1.0 every accessor is a host call. Either way a decision pays only
+//! for what it reads. Names are [`Symbol`]s: intern the names you care
 //! about in `init` (with [`symbol`], [`config::SymbolSet`] or [`config::SymbolMap`]) and compare
 //! integers in `decide`. A name the plugin never interned reads as [`Symbol::OTHER`]; turn a
 //! symbol back into text with the `*_text` accessors or [`symbol_text`] when you build a
@@ -85,9 +92,14 @@ mod types;
 mod mock;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
-#[cfg(target_arch = "wasm32")]
+#[cfg(warden_component)]
 #[doc(hidden)]
 pub mod wasm;
+#[cfg(warden_core_abi)]
+#[doc(hidden)]
+pub mod core_abi;
+#[cfg(all(target_arch = "wasm32", feature = "runtime"))]
+mod runtime;
 
 pub use config::{SymbolMap, SymbolSet};
 pub use host::{kv_delete, kv_get, kv_set, log, now_ms, symbol, symbol_text};
@@ -129,7 +141,51 @@ pub mod prelude {
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
-        #[cfg(target_arch = "wasm32")]
+        $crate::__export_policy_for_target!($policy);
+    };
+}
+
+/// `export_policy!` for a 0.2.0 core module: the three exports of the contract.
+#[cfg(warden_core_abi)]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_policy_for_target {
+    ($policy:ty) => {
+        const _: () = {
+            static __WARDEN_SLOT: $crate::core_abi::Slot<$policy> = $crate::core_abi::Slot::new();
+
+            #[unsafe(export_name = "warden:policy@0.2.0#request-area")]
+            extern "C" fn __warden_request_area() -> *mut u8 {
+                $crate::core_abi::area_ptr()
+            }
+
+            #[unsafe(export_name = "warden:policy@0.2.0#init")]
+            extern "C" fn __warden_init() -> i32 {
+                __WARDEN_SLOT.init()
+            }
+
+            #[unsafe(export_name = "warden:policy@0.2.0#decide")]
+            extern "C" fn __warden_decide() -> i32 {
+                __WARDEN_SLOT.decide()
+            }
+        };
+    };
+}
+
+/// Natively (unit tests) `export_policy!` expands to nothing.
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_policy_for_target {
+    ($policy:ty) => {};
+}
+
+/// `export_policy!` for a 0.1.0 component (wasm32-wasip2).
+#[cfg(warden_component)]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_policy_for_target {
+    ($policy:ty) => {
         const _: () = {
             static __WARDEN_SLOT: $crate::wasm::Slot<$policy> = $crate::wasm::Slot::new();
 

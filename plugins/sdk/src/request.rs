@@ -12,9 +12,20 @@ use crate::types::{Header, Observed, Status, Symbol, Value};
 
 /// One message: the device, the command name (downlink), the points or arguments, who issued it.
 /// Valid only during the `decide` call that received it.
-#[cfg(target_arch = "wasm32")]
+#[cfg(warden_component)]
 #[repr(transparent)]
 pub struct Request(crate::wasm::wit::host::Request);
+
+/// One message: the device, the command name (downlink), the points or arguments, who issued it.
+/// Valid only during the `decide` call that received it (it reads the request area the host
+/// wrote for that call).
+#[cfg(warden_core_abi)]
+pub struct Request {
+    _only_one: (),
+}
+
+#[cfg(warden_core_abi)]
+pub(crate) static REQUEST: Request = Request { _only_one: () };
 
 /// One message: the device, the command name (downlink), the points or arguments, who issued it.
 #[cfg(not(target_arch = "wasm32"))]
@@ -72,7 +83,87 @@ impl Request {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(warden_core_abi)]
+impl Request {
+    /// The device's id, `protocol:address`.
+    pub fn device_id(&self) -> String {
+        crate::core_abi::request_text(field::DEVICE_ID, 0).unwrap_or_default()
+    }
+    #[inline]
+    pub fn protocol(&self) -> Symbol {
+        crate::core_abi::sym(off::PROTOCOL)
+    }
+    #[inline]
+    pub fn zone(&self) -> Symbol {
+        crate::core_abi::sym(off::ZONE)
+    }
+    /// `None` when the device has no role; `Some(Symbol::OTHER)` for a role the plugin never
+    /// interned.
+    #[inline]
+    pub fn role(&self) -> Option<Symbol> {
+        crate::core_abi::has(off::HAS_ROLE).then(|| crate::core_abi::sym(off::ROLE))
+    }
+    #[inline]
+    pub fn status(&self) -> Status {
+        crate::core_abi::status()
+    }
+    pub fn manufacturer(&self) -> Option<String> {
+        crate::core_abi::request_text(field::MANUFACTURER, 0)
+    }
+    pub fn model(&self) -> Option<String> {
+        crate::core_abi::request_text(field::MODEL, 0)
+    }
+    pub fn firmware(&self) -> Option<String> {
+        crate::core_abi::request_text(field::FIRMWARE, 0)
+    }
+    /// The command's name (downlink); [`Symbol::OTHER`] for uplinks.
+    #[inline]
+    pub fn name(&self) -> Symbol {
+        crate::core_abi::sym(off::NAME)
+    }
+    /// Who issued a downlink (e.g. `mqtt:operator`); `None` for uplinks.
+    pub fn principal(&self) -> Option<String> {
+        crate::core_abi::request_text(field::PRINCIPAL, 0)
+    }
+    #[inline]
+    pub fn observed(&self) -> Observed {
+        crate::core_abi::observed()
+    }
+    /// The `index`-th point's (argument's) name; [`Symbol::OTHER`] past the end.
+    #[inline]
+    pub fn point_name(&self, index: u32) -> Symbol {
+        crate::core_abi::point_name(index)
+    }
+    pub fn point_value(&self, index: u32) -> Option<Value> {
+        crate::core_abi::point_value(index)
+    }
+    pub fn point_unit(&self, index: u32) -> Option<String> {
+        crate::core_abi::request_text(field::POINT_UNIT, index)
+    }
+    /// The index of the first point (argument) named `name`.
+    #[inline]
+    pub fn find_point(&self, name: Symbol) -> Option<u32> {
+        crate::core_abi::find(name)
+    }
+    pub fn zone_text(&self) -> String {
+        crate::core_abi::request_text(field::ZONE, 0).unwrap_or_default()
+    }
+    pub fn role_text(&self) -> Option<String> {
+        crate::core_abi::request_text(field::ROLE, 0)
+    }
+    /// The command's name as text (empty for uplinks).
+    pub fn name_text(&self) -> String {
+        crate::core_abi::request_text(field::NAME, 0).unwrap_or_default()
+    }
+    pub fn point_name_text(&self, index: u32) -> Option<String> {
+        crate::core_abi::request_text(field::POINT_NAME, index)
+    }
+}
+
+#[cfg(warden_core_abi)]
+use warden_plugin_abi::{field, off};
+
+#[cfg(warden_component)]
 impl Request {
     #[inline]
     pub(crate) fn from_wit(r: &crate::wasm::wit::host::Request) -> &Request {
