@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use warden_plugin_abi::*;
 
 fn header() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins/sdk-c/warden_policy.h");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../plugins/sdk-c/warden_policy.h"
+    );
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

@@ -248,7 +248,9 @@ fn deserialize_authenticated(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<
     // so they are what a holder of that key produced for this signed module. wasmtime additionally checks the header,
     // version and engine compatibility and returns an error (not UB) on mismatch.
     match Engine::detect_precompiled(bytes) {
-        Some(wasmtime::Precompiled::Module) => unsafe { Module::deserialize(engine, bytes) }.map(Code::Core),
+        Some(wasmtime::Precompiled::Module) => {
+            unsafe { Module::deserialize(engine, bytes) }.map(Code::Core)
+        }
         Some(wasmtime::Precompiled::Component) => {
             unsafe { Component::deserialize(engine, bytes) }.map(Code::Component)
         }

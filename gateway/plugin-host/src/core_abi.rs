@@ -5,9 +5,9 @@
 //! read or written; lengths are capped *before* text is copied out of the guest (reasons, logs,
 //! names, keys); every copy is charged as moved bytes, like the component path's host calls.
 
-use wasmtime::{Caller, Linker, Memory};
 use warden_core::Value;
 use warden_plugin_abi::{self as abi, field, import, off, point, tag};
+use wasmtime::{Caller, Linker, Memory};
 
 use crate::bindings::warden::policy::types as wit;
 use crate::intern::MAX_SYMBOL_BYTES;
@@ -20,7 +20,12 @@ fn malformed(what: String) -> wasmtime::Error {
 }
 
 /// The byte range `[ptr, ptr + len)` of guest memory, checked.
-fn range(data_len: usize, ptr: u32, len: u32, what: &str) -> wasmtime::Result<std::ops::Range<usize>> {
+fn range(
+    data_len: usize,
+    ptr: u32,
+    len: u32,
+    what: &str,
+) -> wasmtime::Result<std::ops::Range<usize>> {
     let start = ptr as usize;
     let end = start.checked_add(len as usize).filter(|&e| e <= data_len);
     match end {
@@ -32,9 +37,13 @@ fn range(data_len: usize, ptr: u32, len: u32, what: &str) -> wasmtime::Result<st
 }
 
 /// The plugin's memory and its store data.
-fn memory<'a>(caller: &'a mut Caller<'_, State>) -> wasmtime::Result<(&'a mut [u8], &'a mut State)> {
+fn memory<'a>(
+    caller: &'a mut Caller<'_, State>,
+) -> wasmtime::Result<(&'a mut [u8], &'a mut State)> {
     let Some(m) = caller.data().memory else {
-        return Err(malformed("host called before the plugin's memory was known".into()));
+        return Err(malformed(
+            "host called before the plugin's memory was known".into(),
+        ));
     };
     Ok(m.data_and_store_mut(caller))
 }
@@ -183,7 +192,11 @@ pub(crate) fn write_area(area: &mut [u8], req: &Request, interner: &crate::inter
         },
     );
     put_u8(header, off::HAS_ROLE, u8::from(req.device.role.is_some()));
-    put_u8(header, off::HAS_PRINCIPAL, u8::from(req.principal.is_some()));
+    put_u8(
+        header,
+        off::HAS_PRINCIPAL,
+        u8::from(req.principal.is_some()),
+    );
     put_u32(
         header,
         off::POINT_COUNT,
@@ -193,8 +206,20 @@ pub(crate) fn write_area(area: &mut [u8], req: &Request, interner: &crate::inter
     put_u32(header, off::PROTOCOL, sym(&req.device.protocol));
     put_u32(header, off::ZONE, sym(&req.device.zone));
     put_u32(header, off::ROLE, req.device.role.as_deref().map_or(0, sym));
-    put_u32(header, off::NAME, if req.name.is_empty() { 0 } else { sym(&req.name) });
-    put_u32(header, off::PRINCIPAL, req.principal.as_deref().map_or(0, sym));
+    put_u32(
+        header,
+        off::NAME,
+        if req.name.is_empty() {
+            0
+        } else {
+            sym(&req.name)
+        },
+    );
+    put_u32(
+        header,
+        off::PRINCIPAL,
+        req.principal.as_deref().map_or(0, sym),
+    );
     let o = &req.observed;
     if let Some(score) = o.anomaly_score {
         put_u8(header, off::HAS_ANOMALY, 1);
@@ -224,17 +249,21 @@ pub(crate) fn area_bytes_written(req: &Request) -> usize {
 /// The functions of module [`abi::IMPORT_MODULE`].
 pub(crate) fn link(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     let m = abi::IMPORT_MODULE;
-    linker.func_wrap(m, import::INTERN, |mut c: Caller<'_, State>, ptr: u32, len: u32| {
-        if len as usize > MAX_SYMBOL_BYTES {
-            // not copied: such a name cannot be a symbol
-            return Ok(0u32);
-        }
-        let (data, st) = memory(&mut c)?;
-        let name = read_str(data, ptr, len, "intern")?;
-        let sym = st.interner.intern(name);
-        st.moved(len as usize);
-        Ok(sym)
-    })?;
+    linker.func_wrap(
+        m,
+        import::INTERN,
+        |mut c: Caller<'_, State>, ptr: u32, len: u32| {
+            if len as usize > MAX_SYMBOL_BYTES {
+                // not copied: such a name cannot be a symbol
+                return Ok(0u32);
+            }
+            let (data, st) = memory(&mut c)?;
+            let name = read_str(data, ptr, len, "intern")?;
+            let sym = st.interner.intern(name);
+            st.moved(len as usize);
+            Ok(sym)
+        },
+    )?;
     linker.func_wrap(
         m,
         import::SYMBOL_TEXT,
@@ -262,17 +291,21 @@ pub(crate) fn link(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             Ok(len)
         },
     )?;
-    linker.func_wrap(m, import::POINT, |mut c: Caller<'_, State>, index: u32, ptr: u32| {
-        let (data, st) = memory(&mut c)?;
-        in_decide(st, "point")?;
-        let Some(p) = st.req.points.get(index as usize) else {
-            return Ok(-1i32);
-        };
-        let r = range(data.len(), ptr, abi::POINT_BYTES as u32, "point")?;
-        write_point(data.get_mut(r).unwrap_or_default(), p, &st.interner);
-        st.moved(abi::POINT_BYTES);
-        Ok(0)
-    })?;
+    linker.func_wrap(
+        m,
+        import::POINT,
+        |mut c: Caller<'_, State>, index: u32, ptr: u32| {
+            let (data, st) = memory(&mut c)?;
+            in_decide(st, "point")?;
+            let Some(p) = st.req.points.get(index as usize) else {
+                return Ok(-1i32);
+            };
+            let r = range(data.len(), ptr, abi::POINT_BYTES as u32, "point")?;
+            write_point(data.get_mut(r).unwrap_or_default(), p, &st.interner);
+            st.moved(abi::POINT_BYTES);
+            Ok(0)
+        },
+    )?;
     linker.func_wrap(m, import::FIND_POINT, |c: Caller<'_, State>, sym: u32| {
         let st = c.data();
         in_decide(st, "find-point")?;
@@ -372,13 +405,17 @@ pub(crate) fn link(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             Ok(())
         },
     )?;
-    linker.func_wrap(m, import::CONFIG, |mut c: Caller<'_, State>, ptr: u32, cap: u32| {
-        let (data, st) = memory(&mut c)?;
-        let config = st.config.clone();
-        let (len, n) = copy_out(data, ptr, cap, config.as_bytes(), "config")?;
-        st.moved(n);
-        Ok(len)
-    })?;
+    linker.func_wrap(
+        m,
+        import::CONFIG,
+        |mut c: Caller<'_, State>, ptr: u32, cap: u32| {
+            let (data, st) = memory(&mut c)?;
+            let config = st.config.clone();
+            let (len, n) = copy_out(data, ptr, cap, config.as_bytes(), "config")?;
+            st.moved(n);
+            Ok(len)
+        },
+    )?;
     linker.func_wrap(
         m,
         import::VERDICT_TEXT,

@@ -169,6 +169,9 @@ pub(crate) struct Inner {
     core_linker: wasmtime::Linker<State>,
     cache: Option<Cache>,
     opts: HostOptions,
+    /// Milliseconds since the host started, as the ticker saw them at its last tick: a coarse
+    /// clock (one atomic load to read) for the per-second CPU budget.
+    pub(crate) coarse_ms: Arc<std::sync::atomic::AtomicU64>,
     _ticker: Ticker,
 }
 
@@ -296,15 +299,21 @@ impl Host {
             None => None,
         };
         let stop = Arc::new(AtomicBool::new(false));
+        let coarse_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let handle = {
             let stop = stop.clone();
             let engine = engine.clone();
+            let coarse = coarse_ms.clone();
+            let started = Instant::now();
             std::thread::Builder::new()
                 .name("warden-wasm-epoch".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::park_timeout(TICK);
                         engine.increment_epoch();
+                        // the real elapsed time, so a late tick does not slow this clock down
+                        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        coarse.store(ms, Ordering::Relaxed);
                     }
                 })
                 .map_err(|e| HostError::Ticker(e.to_string()))?
@@ -316,6 +325,7 @@ impl Host {
                 core_linker,
                 cache,
                 opts,
+                coarse_ms,
                 _ticker: Ticker {
                     stop,
                     handle: Some(handle),
@@ -538,9 +548,10 @@ fn check_core_contract(module: &wasmtime::Module) -> Result<(), LoadError> {
         )));
     }
     let exports: Vec<String> = module.exports().map(|e| e.name().to_owned()).collect();
-    if let Some(other) = exports.iter().find(|n| {
-        n.starts_with(abi::EXPORT_PREFIX) && !n.starts_with(&format!("{expected}#"))
-    }) {
+    if let Some(other) = exports
+        .iter()
+        .find(|n| n.starts_with(abi::EXPORT_PREFIX) && !n.starts_with(&format!("{expected}#")))
+    {
         let version = other
             .strip_prefix(abi::EXPORT_PREFIX)
             .and_then(|r| r.split_once('#'))
@@ -552,9 +563,13 @@ fn check_core_contract(module: &wasmtime::Module) -> Result<(), LoadError> {
     let func = |name: &str, results: usize| -> Result<(), LoadError> {
         let ty = module.get_export(name).and_then(|e| e.func().cloned());
         match ty {
-            Some(f) if f.params().len() == 0
-                && f.results().len() == results
-                && f.results().all(|r| matches!(r, wasmtime::ValType::I32)) => Ok(()),
+            Some(f)
+                if f.params().len() == 0
+                    && f.results().len() == results
+                    && f.results().all(|r| matches!(r, wasmtime::ValType::I32)) =>
+            {
+                Ok(())
+            }
             Some(f) => Err(LoadError::Contract(format!(
                 "export `{name}` has type {f}, not the {expected} `() -> i32`"
             ))),

@@ -41,7 +41,9 @@ mod tests_core;
 
 pub use cache::{CacheOutcome, WASMTIME_VERSION};
 pub use error::{Failure, FailureCause, HostError, LoadError, Outcome};
-pub use host::{CONTRACT_PACKAGE, CONTRACT_VERSION, CORE_CONTRACT_VERSION, Host, HostOptions, Limits, Prepared};
+pub use host::{
+    CONTRACT_PACKAGE, CONTRACT_VERSION, CORE_CONTRACT_VERSION, Host, HostOptions, Limits, Prepared,
+};
 pub use intern::{MAX_SYMBOL_BYTES, MAX_SYMBOLS};
 pub use kv::{ENTRY_OVERHEAD_BYTES, Kv, KvError, MAX_KEY_BYTES, entry_cost};
 pub use plugin::{

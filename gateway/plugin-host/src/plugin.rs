@@ -13,8 +13,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::warden::policy::host as wit_host;
 use crate::bindings::warden::policy::types as wit;
-use crate::error::{Failure, FailureCause, LoadError, Outcome};
 use crate::core_abi::CoreExports;
+use crate::error::{Failure, FailureCause, LoadError, Outcome};
 use crate::host::{Host, Limits, Pre, Prepared};
 use crate::intern::Interner;
 use crate::kv::{Kv, KvError};
@@ -172,7 +172,8 @@ struct LogLimiter {
 
 /// A store's data.
 pub struct State {
-    pub(crate) req: Request,
+    /// Boxed so that a request lent in place is swapped as one pointer.
+    pub(crate) req: Box<Request>,
     /// The rep of the request handle valid right now; 0 outside `decide`.
     pub(crate) rep: u32,
     pub(crate) interner: Interner,
@@ -209,7 +210,13 @@ pub struct State {
 }
 
 impl State {
-    fn new(limits: &Limits, name: Arc<str>, module_sha: [u8; 32], kv: Kv, config: Arc<str>) -> Self {
+    fn new(
+        limits: &Limits,
+        name: Arc<str>,
+        module_sha: [u8; 32],
+        kv: Kv,
+        config: Arc<str>,
+    ) -> Self {
         let now = wall_ms();
         let clock = Arc::new(AtomicU64::new(now));
         // WASI for Python/JavaScript guests, granting nothing: no preopened directories, no
@@ -224,7 +231,7 @@ impl State {
             .allow_udp(false)
             .build();
         State {
-            req: Request::default(),
+            req: Box::default(),
             rep: 0,
             interner: Interner::default(),
             kv,
@@ -259,10 +266,15 @@ impl State {
         }
     }
 
-    /// Prepares for a `decide` call lending the request handle `rep`.
+    /// Prepares for a `decide` call lending the request handle `rep`: the request is copied in,
+    /// or swapped in (and must be swapped back with [`State::give_back`]).
     #[inline]
-    fn begin_call(&mut self, rep: u32, req: &Request) {
-        self.req.copy_from(req);
+    fn begin_call(&mut self, rep: u32, lend: &mut Lend<'_>) {
+        match lend {
+            Lend::Copy(req) => self.req.copy_from(req),
+            Lend::Swap(req) => std::mem::swap(&mut self.req, *req),
+        }
+        let time_ms = self.req.time_ms;
         self.rep = rep;
         self.host_calls = 0;
         self.moved = 0;
@@ -270,10 +282,18 @@ impl State {
         self.depth = 0;
         self.kv_refusals = 0;
         self.limiter.refused = false;
-        self.now_ms = req.time_ms;
-        self.clock.store(req.time_ms, Ordering::Relaxed);
+        self.now_ms = time_ms;
+        self.clock.store(time_ms, Ordering::Relaxed);
         self.rng = None;
         self.verdict_text.clear();
+    }
+
+    /// Returns a swapped-in request to its owner.
+    #[inline]
+    fn give_back(&mut self, lend: &mut Lend<'_>) {
+        if let Lend::Swap(req) = lend {
+            std::mem::swap(&mut self.req, *req);
+        }
     }
 
     /// Ends a `decide` call: the handle is no longer valid. Returns whether the memory limiter
@@ -681,21 +701,27 @@ enum Instance {
     Parked(Kv),
 }
 
-/// Wall time spent in the plugin per one-second window.
+/// Wall time spent in the plugin per one-second window, in ms of the host's coarse clock.
+///
+/// The coarse clock (`Inner::coarse_ms`, set by the epoch ticker about every millisecond from the
+/// real elapsed time) costs one atomic load where `Instant::now` costs a clock read (~20 ns, two
+/// per decision). A decision shorter than a tick mostly reads 0 and sometimes 1 (or the ticker's
+/// lateness), with the probability of a tick falling inside it, so the per-second sum is the
+/// plugin's real time in expectation — and a plugin cannot tell which of its calls a tick hits.
 struct CpuMeter {
-    window_start: Instant,
-    used: Duration,
+    window_start_ms: u64,
+    used_ms: u64,
 }
 
 impl CpuMeter {
-    /// Adds `spent` at `now`; returns the window's total.
-    fn add(&mut self, now: Instant, spent: Duration) -> Duration {
-        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
-            self.window_start = now;
-            self.used = Duration::ZERO;
+    /// Adds `spent_ms` at `now_ms`; returns the window's total.
+    fn add(&mut self, now_ms: u64, spent_ms: u64) -> u64 {
+        if now_ms.saturating_sub(self.window_start_ms) >= 1000 {
+            self.window_start_ms = now_ms;
+            self.used_ms = 0;
         }
-        self.used = self.used.saturating_add(spent);
-        self.used
+        self.used_ms = self.used_ms.saturating_add(spent_ms);
+        self.used_ms
     }
 }
 
@@ -860,7 +886,11 @@ fn core_exports(
     let decide = instance.get_typed_func::<(), i32>(&mut *store, abi::EXPORT_DECIDE)?;
     let area = area_fn.call(&mut *store, ())? as u32 as usize;
     let size = memory.data_size(&*store);
-    if area % 8 != 0 || area.checked_add(abi::AREA_BYTES).is_none_or(|end| end > size) {
+    if area % 8 != 0
+        || area
+            .checked_add(abi::AREA_BYTES)
+            .is_none_or(|end| end > size)
+    {
         return Err(wasmtime::Error::new(HostTrap::Malformed(format!(
             "request area at {area:#x} is not {} bytes, 8-aligned, inside the plugin's memory ({size} bytes)",
             abi::AREA_BYTES
@@ -874,25 +904,26 @@ fn core_exports(
     })
 }
 
-/// A 0.2.0 decision: the request laid out in the plugin's area, one call, the verdict code.
+/// How a decision gets its request: copied into the store, or swapped in and back (no copy).
+enum Lend<'a> {
+    Copy(&'a Request),
+    Swap(&'a mut Box<Request>),
+}
+
+/// A 0.2.0 decision: the request (in the store) laid out in the plugin's area, one call, the
+/// verdict code.
 #[inline]
-fn decide_core(
-    store: &mut Store<State>,
-    c: &CoreExports,
-    req: &Request,
-) -> wasmtime::Result<wit::Verdict> {
+fn decide_core(store: &mut Store<State>, c: &CoreExports) -> wasmtime::Result<wit::Verdict> {
     use warden_plugin_abi as abi;
     {
         let (data, st) = c.memory.data_and_store_mut(&mut *store);
         let area = data
             .get_mut(c.area..c.area + abi::AREA_BYTES)
-            .ok_or_else(|| wasmtime::Error::new(HostTrap::Malformed("request area outside memory".into())))?;
-        crate::core_abi::write_area(area, req, &st.interner);
+            .ok_or_else(|| {
+                wasmtime::Error::new(HostTrap::Malformed("request area outside memory".into()))
+            })?;
+        crate::core_abi::write_area(area, &st.req, &st.interner);
     }
-    let bytes = crate::core_abi::area_bytes_written(req);
-    // the layout is paid like bytes a host call moves (charged up front from the fuel)
-    let fuel = store.get_fuel()?;
-    store.set_fuel(fuel.saturating_sub(bytes.div_ceil(BYTES_PER_FUEL as usize) as u64))?;
     let code = c.decide.call(&mut *store, ())?;
     let mut text = || {
         let t = std::mem::take(&mut store.data_mut().verdict_text);
@@ -923,13 +954,7 @@ impl Plugin {
         name: &Arc<str>,
         kv: Kv,
     ) -> Result<Live, (LoadError, Kv)> {
-        let state = State::new(
-            limits,
-            name.clone(),
-            prepared.sha256,
-            kv,
-            config.into(),
-        );
+        let state = State::new(limits, name.clone(), prepared.sha256, kv, config.into());
         let mut store = Store::new(host.engine(), state);
         store.limiter(|s| &mut s.limiter);
         // Strings and lists the guest hands the host (arguments, the verdict, `init`'s error) are
@@ -1026,6 +1051,7 @@ impl Plugin {
         let live =
             Self::create(&host, &prepared, &config, &limits, &name, kv).map_err(|(e, _)| e)?;
         let deadline_ticks = limits.deadline_ms.max(1) + 1;
+        let now_ms = host.inner.coarse_ms.load(Ordering::Relaxed);
         Ok(Plugin {
             host,
             prepared,
@@ -1037,8 +1063,8 @@ impl Plugin {
             disabled: None,
             recent_failures: VecDeque::new(),
             cpu: CpuMeter {
-                window_start: Instant::now(),
-                used: Duration::ZERO,
+                window_start_ms: now_ms,
+                used_ms: 0,
             },
             unreported: None,
             seq: 0,
@@ -1157,7 +1183,18 @@ impl Plugin {
 
     /// One decision. Never waits for anything but the plugin's own call (bounded by its fuel
     /// and deadline): while a failed instance is being replaced, the answer is `restarting`.
+    /// The request is copied into the plugin's store; see [`Plugin::decide_in_place`].
     pub fn decide(&mut self, req: &Request) -> Outcome {
+        self.decide_lent(Lend::Copy(req))
+    }
+
+    /// [`Plugin::decide`] without copying the request: the box is swapped into the plugin's store
+    /// for the call and swapped back (the caller gets it back unchanged).
+    pub fn decide_in_place(&mut self, req: &mut Box<Request>) -> Outcome {
+        self.decide_lent(Lend::Swap(req))
+    }
+
+    fn decide_lent(&mut self, mut lend: Lend<'_>) -> Outcome {
         if let Some(failed) = self.unreported.take() {
             return failed;
         }
@@ -1189,23 +1226,34 @@ impl Plugin {
         self.stats.calls += 1;
         self.seq = self.seq.wrapping_add(1).max(1);
         let rep = self.seq;
-        live.store.data_mut().begin_call(rep, req);
+        live.store.data_mut().begin_call(rep, &mut lend);
         let fuel = self.limits.fuel;
-        if let Err(e) = live.store.set_fuel(fuel) {
+        // a 0.2.0 request area is paid like bytes a host call moves, up front
+        let upfront = match &live.code {
+            LiveCode::Core(_) => (crate::core_abi::area_bytes_written(&live.store.data().req)
+                as u64)
+                .div_ceil(BYTES_PER_FUEL),
+            LiveCode::Component(_) => 0,
+        };
+        if let Err(e) = live.store.set_fuel(fuel.saturating_sub(upfront)) {
+            live.store.data_mut().give_back(&mut lend);
             return self.failed(FailureCause::Trap, format!("{e:#}"));
         }
         live.store.set_epoch_deadline(self.deadline_ticks);
-        let started = Instant::now();
+        let clock = &self.host.inner.coarse_ms;
+        let started = clock.load(Ordering::Relaxed);
         let result = match &live.code {
             LiveCode::Component(b) => {
-                b.call_decide(&mut live.store, header(req), Resource::new_borrow(rep))
+                let h = header(&live.store.data().req);
+                b.call_decide(&mut live.store, h, Resource::new_borrow(rep))
             }
-            LiveCode::Core(c) => decide_core(&mut live.store, c, req),
+            LiveCode::Core(c) => decide_core(&mut live.store, c),
         };
-        let ended = Instant::now();
+        let ended = clock.load(Ordering::Relaxed);
+        live.store.data_mut().give_back(&mut lend);
         let refused = live.store.data_mut().end_call();
         self.stats.last_fuel_used = fuel.saturating_sub(live.store.get_fuel().unwrap_or(0));
-        if let Some(over) = self.over_cpu_budget(ended, ended.duration_since(started)) {
+        if let Some(over) = self.over_cpu_budget(ended, ended.saturating_sub(started)) {
             return self.failed(FailureCause::CpuBudget, over);
         }
         match result {
@@ -1234,16 +1282,11 @@ impl Plugin {
     }
 
     /// Adds wall time spent in the plugin to this second's total; past the budget, says so.
-    fn over_cpu_budget(&mut self, now: Instant, spent: Duration) -> Option<String> {
-        let used = self.cpu.add(now, spent);
-        let budget = Duration::from_millis(self.limits.cpu_ms_per_sec);
-        (used > budget).then(|| {
-            format!(
-                "spent {} ms in one second (budget {} ms per second)",
-                used.as_millis(),
-                budget.as_millis()
-            )
-        })
+    fn over_cpu_budget(&mut self, now_ms: u64, spent_ms: u64) -> Option<String> {
+        let used = self.cpu.add(now_ms, spent_ms);
+        let budget = self.limits.cpu_ms_per_sec;
+        (used > budget)
+            .then(|| format!("spent {used} ms in one second (budget {budget} ms per second)"))
     }
 
     /// Picks up a finished replacement. A failed one is a failure of the plugin (returned, so the
@@ -1413,7 +1456,7 @@ impl State {
         )
     }
     pub(crate) fn begin_call_for_tests(&mut self, rep: u32, req: &Request) {
-        self.begin_call(rep, req);
+        self.begin_call(rep, &mut Lend::Copy(req));
     }
     pub(crate) fn end_call_for_tests(&mut self) {
         self.end_call();

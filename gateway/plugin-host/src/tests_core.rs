@@ -120,7 +120,11 @@ fn addresses_outside_memory_are_malformed_not_a_crash() {
     let mut p = load(&m).unwrap();
     let f = failure(p.decide(&req("hvac")));
     assert_eq!(f.cause, FailureCause::MalformedReturn, "{}", f.detail);
-    assert!(f.detail.contains("outside the plugin's memory"), "{}", f.detail);
+    assert!(
+        f.detail.contains("outside the plugin's memory"),
+        "{}",
+        f.detail
+    );
     // a text copied to an address past the end
     let m = module(
         "(i32.const 0)",
@@ -232,4 +236,23 @@ fn a_core_plugin_that_loops_runs_out_of_fuel_and_is_replaced() {
     assert_eq!(f.cause, FailureCause::OutOfFuel, "{}", f.detail);
     assert!(p.wait_ready(std::time::Duration::from_secs(10)));
     assert_eq!(p.stats().restarts, 1);
+}
+
+#[test]
+fn deciding_in_place_gives_the_request_back_unchanged() {
+    let mut p = load(&zone_rule()).unwrap();
+    for zone in ["lobby", "hvac", "lobby"] {
+        let mut r = Box::new(req(zone));
+        let before = r.clone();
+        let want = p.decide(&before);
+        assert_eq!(p.decide_in_place(&mut r), want, "{zone}");
+        assert_eq!(r, before, "{zone}");
+    }
+    // a failure gives it back too
+    let m = module("(i32.const 0)", "(i32.const 7)", "(i32.const 4096)");
+    let mut p = load(&m).unwrap();
+    let mut r = Box::new(req("hvac"));
+    let before = r.clone();
+    assert!(matches!(p.decide_in_place(&mut r), Outcome::Failed(_)));
+    assert_eq!(r, before);
 }

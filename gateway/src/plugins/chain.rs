@@ -90,7 +90,8 @@ pub struct PluginUpdate {
 pub struct PluginChain {
     slots: Vec<Slot>,
     bindings: Vec<Binding>,
-    req: Request,
+    /// Boxed: lent to each plugin by swapping the box (`decide_in_place`), not copied.
+    req: Box<Request>,
     audit: AuditSink,
     metrics: Arc<Metrics>,
     recorder: Option<Recorder>,
@@ -136,7 +137,7 @@ impl PluginChain {
         let chain = Self {
             slots,
             bindings,
-            req: Request::default(),
+            req: Box::default(),
             audit,
             metrics,
             recorder,
@@ -366,7 +367,7 @@ impl Decider for PluginChain {
                 self.count(&name, "unavailable");
                 return Ok(Decision::deny(format!("plugin:{name}"), why).with_cause("unavailable"));
             };
-            let outcome = p.decide(&self.req);
+            let outcome = p.decide_in_place(&mut self.req);
             if matches!(outcome, Outcome::Allow) {
                 // the per-message path: a cached counter, no label strings
                 slot.allowed.inc();

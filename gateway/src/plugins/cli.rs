@@ -142,7 +142,12 @@ pub fn main(cmd: PluginCmd) -> anyhow::Result<()> {
             real_random,
             json,
         } => {
-            let mut limits = Limits::default();
+            let mut limits = Limits {
+                // a replay runs flat out by design: the per-second CPU budget (the plugin's share
+                // of a live pipeline) would disable any plugin on a long recording
+                cpu_ms_per_sec: u64::MAX,
+                ..Limits::default()
+            };
             if let Some(f) = fuel {
                 limits.fuel = f;
             }

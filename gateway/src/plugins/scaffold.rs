@@ -489,7 +489,12 @@ fn build_other(dir: &Path, tool: Option<&Path>) -> anyhow::Result<PathBuf> {
                 "-ffreestanding",
             ])
             .arg(format!("-fuse-ld={WASM_LD}"))
-            .args(["-Wl,--no-entry", "-Wl,--export-dynamic", "-Wl,--strip-debug", "-o"])
+            .args([
+                "-Wl,--no-entry",
+                "-Wl,--export-dynamic",
+                "-Wl,--strip-debug",
+                "-o",
+            ])
             .arg(&out)
             .arg(&entry);
             c
@@ -566,7 +571,10 @@ mod tests {
         let c = d.path().join("c");
         new("door-guard", Lang::C, &c).unwrap();
         let src = std::fs::read_to_string(c.join("plugin.c")).unwrap();
-        assert!(src.contains("door_guard.wasm") && !src.contains("{{"), "{src}");
+        assert!(
+            src.contains("door_guard.wasm") && !src.contains("{{"),
+            "{src}"
+        );
         assert!(
             std::fs::read_to_string(c.join("warden_policy.h"))
                 .unwrap()
