@@ -493,8 +493,9 @@ profile = "bleenc"
         "an advert after the adapter powered on",
     );
 
-    // the monitor was registered again on the returned adapter, still without discovery
-    assert_eq!(bluez.calls("RegisterMonitor"), 1);
+    // a monitor was registered again on the returned adapter, and again when it was powered on,
+    // still without discovery
+    assert_eq!(bluez.calls("RegisterMonitor"), 2);
     assert_eq!(bluez.calls("StartDiscovery"), 0, "passive: no discovery");
 
     // the counter is kept across a gateway restart: the last advert replayed is refused

@@ -61,6 +61,8 @@ pub struct Runtime {
     manager: Option<Manager>,
     /// The advertisement monitor while scanning passively (`None`: BlueZ discovery).
     monitor: Option<Monitor>,
+    /// The BlueZ name of the adapter in use (`hci0`).
+    adapter_name: String,
     stats_at: Option<Instant>,
     stats_logged: Stats,
 }
@@ -79,6 +81,7 @@ impl Runtime {
             gatt: Arc::new(Mutex::new(())),
             manager: None,
             monitor: None,
+            adapter_name: String::new(),
             stats_at: None,
             stats_logged: Stats::default(),
         }
@@ -121,6 +124,7 @@ impl Runtime {
             }
             match self.open().await {
                 Ok((central, name, stream)) => {
+                    self.adapter_name.clone_from(&name);
                     let detail = self.listen(&central, &name).await;
                     let detail = match detail {
                         Ok(d) => d,
@@ -378,39 +382,21 @@ impl Runtime {
     }
 
     /// The adapter switched off (rfkill, `bluetoothctl power off`) or on again: the link follows,
-    /// and scanning is restarted when it is back.
+    /// and listening is started again when it is back (a new monitor, or discovery).
     async fn powered(
         &mut self,
         central: &BtAdapter,
         state: CentralState,
     ) -> Result<(), AdapterError> {
         match state {
-            CentralState::PoweredOn
-                if self.state != Some(LinkState::Up) && self.monitor.is_some() =>
-            {
-                // the monitor stays registered with the adapter across a power cycle
-                self.health(
-                    LinkState::Up,
-                    "adapter powered on: passive scanning again".to_owned(),
-                )
-                .await
-            }
             CentralState::PoweredOn if self.state != Some(LinkState::Up) => {
-                let scan =
-                    tokio::time::timeout(DBUS_CALL, central.start_scan(ScanFilter::default()))
-                        .await;
-                let (st, detail) = match scan {
-                    Ok(Ok(())) => (
-                        LinkState::Up,
-                        "adapter powered on: scanning again".to_owned(),
-                    ),
-                    Ok(Err(e)) => (
+                // listen afresh: a new monitor (the old one is let go) or discovery again
+                let name = self.adapter_name.clone();
+                let (st, detail) = match self.listen(central, &name).await {
+                    Ok(d) => (LinkState::Up, format!("adapter powered on: {d}")),
+                    Err(e) => (
                         LinkState::Degraded,
-                        format!("adapter powered on, but discovery failed: {e}"),
-                    ),
-                    Err(_) => (
-                        LinkState::Degraded,
-                        "adapter powered on, but discovery did not start in time".to_owned(),
+                        format!("adapter powered on, but listening failed: {e}"),
                     ),
                 };
                 self.health(st, detail).await
