@@ -208,6 +208,8 @@ fn ble_run(dir: &Path) {
             enc("0161 02a80f", 104),
             // after it was powered on again
             enc("0160 02ac0f", 105),
+            // after BlueZ released the monitor
+            enc("015f 02b00f", 106),
         ],
     );
     assert!(encs[0].verified && encs[1].verified && !encs[2].verified);
@@ -493,9 +495,33 @@ profile = "bleenc"
         "an advert after the adapter powered on",
     );
 
-    // a monitor was registered again on the returned adapter, and again when it was powered on,
-    // still without discovery
-    assert_eq!(bluez.calls("RegisterMonitor"), 2);
+    // BlueZ releases the monitor (deactivated): link Down, then a new monitor and Up again
+    assert_eq!(bluez.peer(&["release-monitors"]), "1");
+    wait_for(T, "the BLE link down when the monitor is released", || {
+        (audit_where(&dd, |r| ble_link(r, "Down")).len() >= 4).then_some(())
+    });
+    wait_for(T, "the BLE link up with a new monitor", || {
+        (audit_where(&dd, |r| ble_link(r, "Up")).len() >= 5).then_some(())
+    });
+    let down = audit_where(&dd, |r| ble_link(r, "Down"));
+    assert!(
+        down.last().unwrap()["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("released the advertisement monitor"),
+        "{down:?}"
+    );
+    bluez.adv(ENC_MAC, &encs[8].service_data);
+    wait_equal_to_oracle(
+        &sub,
+        ENC,
+        &encs[8],
+        "an advert after the monitor was released",
+    );
+
+    // a monitor was registered again on the returned adapter, when it was powered on and after
+    // the release, all without discovery
+    assert_eq!(bluez.calls("RegisterMonitor"), 3);
     assert_eq!(bluez.calls("StartDiscovery"), 0, "passive: no discovery");
 
     // the counter is kept across a gateway restart: the last advert replayed is refused
@@ -503,7 +529,7 @@ profile = "bleenc"
     let replays = audit_where(&dd, |r| is(r, "uplink", ENC) && cause(r) == "replay").len();
     let g = Gateway::start_with_env(&dd, &cfg, &p, &[], &env);
     wait_for(T, "the BLE link up after the gateway restart", || {
-        (audit_where(&dd, |r| ble_link(r, "Up")).len() >= 5).then_some(())
+        (audit_where(&dd, |r| ble_link(r, "Up")).len() >= 6).then_some(())
     });
     bluez.adv(ENC_MAC, &encs[5].service_data);
     wait_for(T, "the old advert refused after the restart", || {
@@ -512,7 +538,7 @@ profile = "bleenc"
     });
     assert_eq!(
         values(&sub, ENC, "battery").last(),
-        encs[7].values.get("battery"),
+        encs[8].values.get("battery"),
         "nothing published after the restart's replay"
     );
     g.stop();

@@ -18,6 +18,7 @@ Run with Debian's /usr/bin/python3 (python3-dbus). One command per invocation:
   calls METHOD [ADAPTER]               how many times hci0's METHOD was called (dbusmock's call log:
                                        StartDiscovery, SetDiscoveryFilter, RegisterMonitor…)
   filter                               the arguments of hci0's last SetDiscoveryFilter, as key=value
+  release-monitors                     BlueZ releases every monitor on hci0; prints how many
   device-exists MAC                    `yes` if BlueZ has a device object for MAC, else `no`
   gatt-device MAC SERVICE_UUID CHAR_UUID LOCKED_CHAR_UUID
                                        a connectable device with one GATT service holding a writable,
@@ -120,6 +121,8 @@ def main():
         if calls:
             show = lambda v: str(bool(v)).lower() if isinstance(v, dbus.Boolean) else str(v)  # noqa: E731
             print(" ".join(f"{k}={show(v)}" for k, v in sorted(calls[-1][1][0].items())))
+    elif cmd == "release-monitors":
+        print(int(mock.ReleaseMonitors("hci0")))
     elif cmd == "device-exists":
         print("yes" if exists(dev_path(sys.argv[2])) else "no")
     elif cmd == "serve":

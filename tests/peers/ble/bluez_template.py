@@ -13,6 +13,7 @@ bluetoothd, following BlueZ's documented D-Bus API:
   (InterfacesAdded), DeviceFound goes to each matching monitor the first time, then its RSSI,
   ManufacturerData and ServiceData change (PropertiesChanged). A monitor with RSSISamplingPeriod
   255 gets only a device's first advert propagated. Returns "reported" or "dropped".
+- org.bluez.Mock.ReleaseMonitors(adapter): BlueZ deactivating the adapter's monitors (Release).
 
 Every call stays in dbusmock's call log of the adapter object (GetMethodCalls), so a test can tell
 whether discovery was ever started and with which filter.
@@ -121,6 +122,20 @@ def unregister_monitor(adapter, root, sender=None):
         raise dbus.exceptions.DBusException('not registered', name='org.bluez.Error.DoesNotExist')
     for m in monitors:
         notify(adapter.connection, sender, m['path'], 'Release')
+
+
+@dbus.service.method(BLUEZ_MOCK_IFACE, in_signature='s', out_signature='u')
+def ReleaseMonitors(self, adapter_name):
+    """BlueZ deactivating every monitor of the adapter (Release to each); how many."""
+    adapter = mockobject.objects.get('/org/bluez/' + adapter_name)
+    monitors = getattr(adapter, 'monitors', {})
+    n = 0
+    for (sender, _root), ms in list(monitors.items()):
+        for m in ms:
+            notify(adapter.connection, sender, m['path'], 'Release')
+            n += 1
+    monitors.clear()
+    return dbus.UInt32(n)
 
 
 def matches(patterns, ads):
