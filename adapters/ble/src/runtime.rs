@@ -130,7 +130,9 @@ impl Runtime {
                         Ok(d) => d,
                         Err(why) => {
                             self.health(LinkState::Down, why).await?;
-                            self.pause(&mut ops, &mut downlinks, &mut shutdown).await?;
+                            if self.pause(&mut ops, &mut downlinks, &mut shutdown).await? {
+                                return Ok(());
+                            }
                             continue;
                         }
                     };
