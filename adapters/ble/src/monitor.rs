@@ -442,4 +442,42 @@ mod tests {
         .unwrap();
         assert_eq!(r.msg_type(), MessageType::Error);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever a caller sends to the monitor's objects (any member of the interfaces it
+            /// serves, with string, path or byte arguments), the answer is a reply or a typed
+            /// D-Bus error, never a panic; a caller that is not BlueZ only ever gets an error and
+            /// nothing reaches the run loop.
+            #[test]
+            fn any_call_is_answered_without_panic(
+                from_bluez in any::<bool>(),
+                path in prop::sample::select(vec![ROOT, MONITOR_PATH, "/", "/org/warden"]),
+                iface in prop::sample::select(vec![OBJECT_MANAGER, PROPERTIES, MONITOR, INTROSPECTABLE, "org.example.X"]),
+                member in prop::sample::select(vec!["GetManagedObjects", "Get", "GetAll", "Set", "Activate", "Release", "DeviceFound", "DeviceLost", "Introspect", "Other"]),
+                text in "\\PC{0,40}",
+                bytes in proptest::collection::vec(any::<u8>(), 0..40),
+                arg in 0u8..4,
+            ) {
+                let (tx, mut rx) = mpsc::channel(4);
+                let sender = if from_bluez { ":1.2" } else { ":1.9" };
+                let mut m = call(sender, path, iface, member);
+                m = match arg {
+                    0 => m,
+                    1 => m.append1(text.as_str()),
+                    2 => m.append2(MONITOR, text.as_str()),
+                    _ => m.append1(bytes),
+                };
+                let r = answer(&m, ":1.2", &tx);
+                prop_assert!(r.is_some());
+                if !from_bluez {
+                    prop_assert_eq!(r.map(|r| r.msg_type()), Some(MessageType::Error));
+                    prop_assert!(rx.try_recv().is_err());
+                }
+            }
+        }
+    }
 }
