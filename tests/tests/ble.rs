@@ -1,11 +1,13 @@
 //! The BLE adapter end to end against real peers: a private dbus-daemon with python-dbusmock's
-//! BlueZ template playing bluetoothd (tests/peers/ble/bluez_peer.py pushes the adverts), the warden
-//! binary scanning it through btleplug, and bthome-ble (Home Assistant's BTHome parser) encoding
+//! BlueZ template playing bluetoothd, extended with BlueZ's advertisement monitor manager
+//! (tests/peers/ble/bluez_template.py; tests/peers/ble/bluez_peer.py puts the adverts on the air),
+//! the warden binary scanning it passively (its BTHome monitor) through btleplug, and bthome-ble (Home Assistant's BTHome parser) encoding
 //! the adverts with the test's own key and decoding the same bytes as the oracle the published
 //! values are checked against. Forgeries (wrong key, replayed counter, counter restart from 0,
 //! plain spoof of an encrypted device) are refused and audited with their cause; the BlueZ mock
 //! stopped and restarted, and its adapter removed and returned, take the link Down and Up again;
-//! GATT commands go to a connectable mock device.
+//! GATT commands go to a connectable mock device. Without the monitor manager (or with
+//! `scan = "active"`) the adapter uses BlueZ discovery with duplicates on, and says so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod ble_support;
@@ -32,6 +34,9 @@ const STRICT: &str = "ble:c47c8d6a3344";
 /// An encrypted advertiser nobody provisioned.
 const UNKNOWN_ENC_MAC: &str = "C4:7C:8D:6A:77:88";
 const UNKNOWN_ENC: &str = "ble:c47c8d6a7788";
+/// An advertiser whose first advert is not BTHome (another service data UUID).
+const OTHER_MAC: &str = "C4:7C:8D:6A:99:AA";
+const OTHER: &str = "ble:c47c8d6a99aa";
 /// A connectable actuator with GATT characteristics.
 const ACT_MAC: &str = "C4:7C:8D:6A:55:66";
 const ACT: &str = "ble:c47c8d6a5566";
@@ -203,6 +208,8 @@ fn ble_run(dir: &Path) {
             enc("0161 02a80f", 104),
             // after it was powered on again
             enc("0160 02ac0f", 105),
+            // after BlueZ released the monitor
+            enc("015f 02b00f", 106),
         ],
     );
     assert!(encs[0].verified && encs[1].verified && !encs[2].verified);
@@ -222,9 +229,23 @@ fn ble_run(dir: &Path) {
         &dir.join("sub.txt"),
     );
     let up = wait_audit(&dd, "the BLE link up", |r| ble_link(r, "Up"));
-    assert!(
-        up["reason"].as_str().unwrap_or_default().contains("hci0"),
-        "{up}"
+    let why = up["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("hci0"), "{up}");
+    assert!(why.contains("passive scanning"), "{up}");
+    assert_eq!(bluez.calls("RegisterMonitor"), 1, "one monitor registered");
+
+    // passive: BlueZ reports only what Warden's BTHome monitor matches. Service data under
+    // another UUID (Xiaomi's 0xFE95) is dropped and makes no device object; the same address
+    // sending BTHome (the positive control) is reported, becomes a device and lands pending
+    let other = oracle(OTHER_MAC, &[plain("0001 0164")]);
+    assert_eq!(bluez.adv_other(OTHER_MAC, "fe95", "3020aa01"), "dropped");
+    assert_eq!(bluez.peer(&["device-exists", OTHER_MAC]), "no");
+    bluez.adv(OTHER_MAC, &other[0].service_data);
+    assert_eq!(bluez.peer(&["device-exists", OTHER_MAC]), "yes");
+    wait_audit(
+        &dd,
+        "the BTHome advertiser found by the monitor registered",
+        |r| is(r, "device-registered", OTHER),
     );
 
     // the encrypted sensor is provisioned with its bind key; the strict one with a profile only
@@ -426,6 +447,15 @@ profile = "bleenc"
     assert_eq!(res["outcome"], "delivered", "{res}");
     assert_eq!(bluez.peer(&["gatt-value", ACT_MAC]), "0c0d");
 
+    // passive all along: discovery (active scanning) was never started, and the adverts above,
+    // the same device's repeated ones included, all came through the monitor
+    assert_eq!(bluez.calls("StartDiscovery"), 0, "passive: no discovery");
+    assert_eq!(
+        bluez.calls("SetDiscoveryFilter"),
+        0,
+        "passive: no discovery"
+    );
+
     // BlueZ stopped mid-scan: link Down; back: link Up and scanning resumes
     bluez.stop_mock();
     wait_audit(&dd, "the BLE link down", |r| ble_link(r, "Down"));
@@ -465,12 +495,41 @@ profile = "bleenc"
         "an advert after the adapter powered on",
     );
 
+    // BlueZ releases the monitor (deactivated): link Down, then a new monitor and Up again
+    assert_eq!(bluez.peer(&["release-monitors"]), "1");
+    wait_for(T, "the BLE link down when the monitor is released", || {
+        (audit_where(&dd, |r| ble_link(r, "Down")).len() >= 4).then_some(())
+    });
+    wait_for(T, "the BLE link up with a new monitor", || {
+        (audit_where(&dd, |r| ble_link(r, "Up")).len() >= 5).then_some(())
+    });
+    let down = audit_where(&dd, |r| ble_link(r, "Down"));
+    assert!(
+        down.last().unwrap()["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("released the advertisement monitor"),
+        "{down:?}"
+    );
+    bluez.adv(ENC_MAC, &encs[8].service_data);
+    wait_equal_to_oracle(
+        &sub,
+        ENC,
+        &encs[8],
+        "an advert after the monitor was released",
+    );
+
+    // a monitor was registered again on the returned adapter, when it was powered on and after
+    // the release, all without discovery
+    assert_eq!(bluez.calls("RegisterMonitor"), 3);
+    assert_eq!(bluez.calls("StartDiscovery"), 0, "passive: no discovery");
+
     // the counter is kept across a gateway restart: the last advert replayed is refused
     g.stop();
     let replays = audit_where(&dd, |r| is(r, "uplink", ENC) && cause(r) == "replay").len();
     let g = Gateway::start_with_env(&dd, &cfg, &p, &[], &env);
     wait_for(T, "the BLE link up after the gateway restart", || {
-        (audit_where(&dd, |r| ble_link(r, "Up")).len() >= 5).then_some(())
+        (audit_where(&dd, |r| ble_link(r, "Up")).len() >= 6).then_some(())
     });
     bluez.adv(ENC_MAC, &encs[5].service_data);
     wait_for(T, "the old advert refused after the restart", || {
@@ -479,8 +538,101 @@ profile = "bleenc"
     });
     assert_eq!(
         values(&sub, ENC, "battery").last(),
-        encs[7].values.get("battery"),
+        encs[8].values.get("battery"),
         "nothing published after the restart's replay"
     );
+    g.stop();
+}
+
+fn fallback_config(p: &Ports, scan: &str) -> String {
+    format!(
+        r#"{base}
+[profiles.blesensor]
+points = ["battery", "temperature", "humidity"]
+min_assurance = "none"
+
+[adapters.ble]
+adapter = "hci0"
+reconnect_s = 1
+health_check_ms = 200
+{scan}
+"#,
+        base = base_config(p)
+    )
+}
+
+/// Without BlueZ's advertisement monitor manager the adapter falls back to discovery (active
+/// scanning) with duplicates on, says so on the link (audited), and adverts still flow; with
+/// `scan = "active"` it uses discovery even where the manager exists, and registers no monitor.
+#[test]
+fn ble_falls_back_to_active_discovery_without_a_monitor_manager() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let plains = oracle(
+        PLAIN_MAC,
+        &[plain("0001 0164 02ca09"), plain("0002 0150 026aff")],
+    );
+
+    // default `scan` (passive), BlueZ without the manager
+    let bluez = Bluez::start_with(dir, false);
+    let p = Ports::new();
+    let cfg = dir.join("w.toml");
+    std::fs::write(&cfg, fallback_config(&p, "")).unwrap();
+    let dd = dir.join("data");
+    let bus = bluez.address.clone();
+    let env = [("DBUS_SYSTEM_BUS_ADDRESS", bus.as_str())];
+    let g = Gateway::start_with_env(&dd, &cfg, &p, &[], &env);
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
+        &dir.join("sub.txt"),
+    );
+    let up = wait_audit(&dd, "the BLE link up", |r| ble_link(r, "Up"));
+    let why = up["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("active discovery (duplicates on)"), "{up}");
+    assert!(why.contains("passive scanning unavailable"), "{up}");
+    assert!(why.contains("no advertisement monitor manager"), "{up}");
+    assert!(bluez.calls("StartDiscovery") >= 1);
+    let filter = bluez.peer(&["filter"]);
+    assert!(filter.contains("DuplicateData=true"), "{filter}");
+    // adverts flow: registered pending, approved, values equal bthome-ble's
+    bluez.adv(PLAIN_MAC, &plains[0].service_data);
+    wait_audit(&dd, "the plain sensor registered", |r| {
+        is(r, "device-registered", PLAIN)
+    });
+    approve(&g, PLAIN, "blesensor");
+    bluez.adv(PLAIN_MAC, &plains[1].service_data);
+    wait_equal_to_oracle(&sub, PLAIN, &plains[1], "values under active discovery");
+    // discovery reports what the passive monitor would not (the control for the passive test)
+    assert_eq!(bluez.adv_other(OTHER_MAC, "fe95", "3020aa01"), "reported");
+    g.stop();
+    drop(bluez);
+
+    // `scan = "active"` where BlueZ has the manager: discovery, no monitor
+    let dir2 = dir.join("forced");
+    std::fs::create_dir_all(&dir2).unwrap();
+    let bluez = Bluez::start_with(&dir2, true);
+    let p = Ports::new();
+    let cfg = dir2.join("w.toml");
+    std::fs::write(&cfg, fallback_config(&p, "scan = \"active\"")).unwrap();
+    let dd = dir2.join("data");
+    let bus = bluez.address.clone();
+    let env = [("DBUS_SYSTEM_BUS_ADDRESS", bus.as_str())];
+    let g = Gateway::start_with_env(&dd, &cfg, &p, &[], &env);
+    let up = wait_audit(&dd, "the BLE link up (forced active)", |r| {
+        ble_link(r, "Up")
+    });
+    let why = up["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("active discovery (duplicates on)"), "{up}");
+    assert!(!why.contains("unavailable"), "{up}");
+    assert!(bluez.calls("StartDiscovery") >= 1);
+    assert_eq!(
+        bluez.calls("RegisterMonitor"),
+        0,
+        "no monitor when active is asked"
+    );
+    bluez.adv(PLAIN_MAC, &plains[0].service_data);
+    wait_audit(&dd, "the plain sensor registered (forced active)", |r| {
+        is(r, "device-registered", PLAIN)
+    });
     g.stop();
 }

@@ -3,7 +3,8 @@
 //! adapter (AES-CCM, counter persisted in the sealed state store), the pipeline, signing and the
 //! broker — and the gateway's RSS before and after 1,000 distinct advertisers land pending.
 //! Adverts are encrypted by bthome-ble with the test's key and sent one at a time by one
-//! long-running bluez_peer.py. It asserts that every advert is published and every advertiser
+//! long-running bluez_peer.py; the gateway scans passively (its BTHome advertisement monitor, the
+//! default), so each advert is matched against the monitor's pattern by the mock BlueZ. It asserts that every advert is published and every advertiser
 //! registered, and prints p50/p99, the RSS and a JSON line; the figures are a measurement (run it
 //! with a release build for the README), never a pass/fail bound.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -68,7 +69,14 @@ fn ble_advert_to_mqtt_latency_and_rss_with_1000_advertisers() {
     let dd = dir.join("data");
     let bus = bluez.address.clone();
     let g = Gateway::start_with_env(&dd, &cfg, &p, &[], &[("DBUS_SYSTEM_BUS_ADDRESS", &bus)]);
-    wait_audit(&dd, "the BLE link up", |r| ble_link(r, "Up"));
+    let up = wait_audit(&dd, "the BLE link up", |r| ble_link(r, "Up"));
+    assert!(
+        up["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("passive scanning"),
+        "{up}"
+    );
     let devs = dir.join("d.toml");
     std::fs::write(
         &devs,

@@ -11,6 +11,11 @@ pub struct Config {
     /// The BlueZ adapter to scan with (`hci0`); the first one BlueZ lists when absent.
     #[serde(default)]
     pub adapter: Option<String>,
+    /// `passive`: an advertisement monitor for BTHome service data, no scan requests on the air
+    /// (active discovery instead, noted on the link, when BlueZ has no monitor manager);
+    /// `active`: BlueZ discovery.
+    #[serde(default)]
+    pub scan: ScanMode,
     /// Seconds between attempts to find the adapter again after BlueZ or the adapter went away.
     #[serde(default = "default_reconnect")]
     pub reconnect_s: u32,
@@ -37,6 +42,26 @@ pub struct Config {
     /// is only ever connected to for one of these.
     #[serde(default)]
     pub commands: BTreeMap<String, GattCommand>,
+}
+
+/// How the adapter listens for adverts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanMode {
+    /// BlueZ's advertisement monitor (passive scanning), every advert reported.
+    #[default]
+    Passive,
+    /// BlueZ discovery (active scanning: scan requests are sent), duplicates on.
+    Active,
+}
+
+impl ScanMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passive => "passive",
+            Self::Active => "active",
+        }
+    }
 }
 
 /// One GATT command: connect, write `characteristic`, optionally read it back, disconnect.
@@ -109,6 +134,12 @@ impl Config {
         if !matches!(self.announce.as_str(), "bthome" | "all") {
             return Err("`announce` must be `bthome` or `all`".into());
         }
+        if self.announce == "all" && self.scan == ScanMode::Passive {
+            return Err(
+                "`announce = \"all\"` needs `scan = \"active\"`: the passive monitor only hears BTHome adverts"
+                    .into(),
+            );
+        }
         if !(500..=120_000).contains(&self.gatt_timeout_ms) {
             return Err("`gatt_timeout_ms` must be between 500 and 120000".into());
         }
@@ -132,6 +163,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             adapter: None,
+            scan: ScanMode::Passive,
             reconnect_s: default_reconnect(),
             health_check_ms: default_health_ms(),
             max_devices: default_max_devices(),
@@ -176,6 +208,14 @@ mod tests {
         assert!(p("reconnect_s = 0").is_err());
         assert!(p("max_devices = 1").is_err());
         assert!(p(r#"announce = "none""#).is_err());
+        assert_eq!(c.scan, ScanMode::Passive, "passive by default");
+        assert_eq!(p(r#"scan = "active""#).unwrap().scan, ScanMode::Active);
+        assert!(p(r#"scan = "loud""#).is_err());
+        assert!(
+            p(r#"announce = "all""#).is_err(),
+            "the passive monitor hears BTHome only"
+        );
+        assert!(p("announce = \"all\"\nscan = \"active\"").is_ok());
         let c = p("[commands.led]\ncharacteristic = \"0000ff01-0000-1000-8000-00805f9b34fb\"\nvalue = \"01\"\nread_back = true").unwrap();
         assert_eq!(c.commands["led"].value.as_deref(), Some("01"));
         assert!(p("[commands.led]\ncharacteristic = \"ff01\"").is_err());

@@ -8,8 +8,8 @@
 //!    manufacturer company id);
 //! 3. **frame** the BTHome service data (typed errors: truncated, oversized, bad version);
 //! 4. encrypted: **key** (a missing bind key is an audited `no-key`), **MIC**, then the **counter**
-//!    against the one persisted for the device (a replayed or restarted-from-0 counter is
-//!    refused), persisted before anything is published;
+//!    against the one persisted for the device (a replayed counter, or one gone back near its
+//!    start, is refused — [`counter_cause`] tells which), persisted before anything is published;
 //!    plain: refused as a `downgrade` when the device has a bind key, deduplicated by packet id;
 //! 5. **objects** → a message at `shared-key` + fresh (encrypted) or `none` (plain).
 
@@ -43,9 +43,11 @@ pub enum Cause {
     BadKey,
     /// The MIC does not verify: wrong key or tampered advert.
     BadMic,
-    /// A counter at or below the last accepted one: an old advert sent again (or reordered).
+    /// A counter at or below the last accepted one, recently seen or not near the start: an old
+    /// advert sent again (or reordered).
     Replay,
-    /// A counter back at 0 after higher ones (a reset device, or an attacker replaying its start).
+    /// A counter back at 0, or back near its start from far above (a reset device, or an attacker
+    /// replaying its first adverts).
     CounterRestart,
     /// A plain advert from a device provisioned with a bind key.
     Downgrade,
@@ -267,6 +269,26 @@ impl Budget {
     }
 }
 
+/// A counter at most this far below the last accepted one is a recently seen one: a replay.
+pub const RECENT_COUNTERS: u32 = 256;
+/// Counters below this are near the start, where a reset device counts from again.
+pub const RESTART_BELOW: u32 = 256;
+
+/// Why `counter` is refused after `last` (only called for `counter <= last`): back at 0 after
+/// higher ones, or back near the start from more than [`RECENT_COUNTERS`] above, is a
+/// `counter-restart` (a reset device or its first adverts replayed); anything else — the last
+/// counter itself, one just below it, an old counter far from the start — is a `replay`. Both
+/// are refused; the cause tells an operator which to look for. Only the last counter is kept
+/// (it survives a restart), so the rule is arithmetic and the same before and after one.
+pub fn counter_cause(counter: u32, last: u32) -> Cause {
+    let below = last.saturating_sub(counter);
+    if (counter == 0 && last > 0) || (counter < RESTART_BELOW && below > RECENT_COUNTERS) {
+        Cause::CounterRestart
+    } else {
+        Cause::Replay
+    }
+}
+
 fn counter_key(id: &DeviceId) -> String {
     format!("counter/{}", id.address())
 }
@@ -477,13 +499,15 @@ impl Engine {
             if let Some(last) = last
                 && opened.counter <= last
             {
-                let cause = if opened.counter == 0 && last > 0 {
-                    Cause::CounterRestart
-                } else {
-                    Cause::Replay
+                let cause = counter_cause(opened.counter, last);
+                let why = match cause {
+                    Cause::CounterRestart => {
+                        "the counter went back near its start (a reset device, or its first adverts replayed); refused until the device is re-provisioned with a new bind key"
+                    }
+                    _ => "a counter already used (an advert sent again, or reordered)",
                 };
                 let d = format!(
-                    "encrypted BTHome advert from {id} with counter {} after {last}",
+                    "encrypted BTHome advert from {id} with counter {} after {last}: {why}",
                     opened.counter
                 );
                 if let Some(t) = self.devices.get_mut(&a.mac) {
@@ -756,9 +780,46 @@ mod tests {
                 Some("counter-restart"),
             ),
             (
-                "low counter after higher: replay",
+                "back near the start from far above: restart",
                 &[500],
                 1,
+                Some("counter-restart"),
+            ),
+            (
+                "3 after 5000: restart, not replay",
+                &[5000],
+                3,
+                Some("counter-restart"),
+            ),
+            (
+                "a recently accepted counter: replay",
+                &[4990, 5000],
+                4990,
+                Some("replay"),
+            ),
+            ("just below the last: replay", &[5000], 4999, Some("replay")),
+            (
+                "far below but not near the start: replay",
+                &[5000],
+                2000,
+                Some("replay"),
+            ),
+            (
+                "low but within the recent window: replay",
+                &[100],
+                3,
+                Some("replay"),
+            ),
+            (
+                "255 after 512 (257 below, near the start): restart",
+                &[512],
+                255,
+                Some("counter-restart"),
+            ),
+            (
+                "256 after 10000 (not near the start): replay",
+                &[10_000],
+                256,
                 Some("replay"),
             ),
             ("0 again after 0: replay", &[0], 0, Some("replay")),
@@ -812,6 +873,46 @@ mod tests {
             uplinks(&e.advert(&adv(ENC, enc_sd(43, &OBJ)), Instant::now())).len(),
             1
         );
+    }
+
+    #[test]
+    fn the_restart_rule_is_the_same_after_an_engine_restart() {
+        let st = Arc::new(MemoryState::default());
+        let cfg = crate::Config::default();
+        let mut e = engine_with(st.clone(), &cfg);
+        let t = Instant::now();
+        let recent = enc_sd(4_999, &OBJ);
+        assert_eq!(uplinks(&e.advert(&adv(ENC, recent.clone()), t)).len(), 1);
+        assert_eq!(
+            uplinks(&e.advert(&adv(ENC, enc_sd(5_000, &OBJ)), t)).len(),
+            1
+        );
+        // only the last counter is kept: the rule reads it from the store after a restart
+        let mut e = engine_with(st, &cfg);
+        assert_eq!(causes(&e.advert(&adv(ENC, recent), t)), ["replay"]);
+        let ev = e.advert(&adv(ENC, enc_sd(3, &[0x02, 0x00, 0x01])), t);
+        assert_eq!(causes(&ev), ["counter-restart"]);
+        assert!(uplinks(&ev).is_empty());
+        let reason = ev
+            .iter()
+            .find_map(|ev| match ev {
+                AdapterEvent::Rejected(r) => Some(r.detail.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(reason.contains("counter 3 after 5000"), "{reason}");
+        assert!(reason.contains("near its start"), "{reason}");
+    }
+
+    #[test]
+    fn counter_causes_at_the_edges() {
+        assert_eq!(counter_cause(0, 1), Cause::CounterRestart);
+        assert_eq!(counter_cause(0, 0), Cause::Replay);
+        assert_eq!(counter_cause(u32::MAX, u32::MAX), Cause::Replay);
+        assert_eq!(counter_cause(255, u32::MAX), Cause::CounterRestart);
+        assert_eq!(counter_cause(1, 1 + RECENT_COUNTERS), Cause::Replay);
+        assert_eq!(counter_cause(1, 2 + RECENT_COUNTERS), Cause::CounterRestart);
+        assert_eq!(counter_cause(RESTART_BELOW, u32::MAX), Cause::Replay);
     }
 
     #[test]

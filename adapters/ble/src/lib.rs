@@ -7,7 +7,8 @@
 //!   the adapter's sealed state store (replayed and restarted-from-0 counters refused),
 //!   downgrade and spoof checks, deduplication, bounded tracking under a flood.
 //! - [`config`]: the `[adapters.ble]` section; [`runtime`]: the btleplug loop (adapter selection,
-//!   continuous scanning, link health, scan operations, serialised GATT commands).
+//!   continuous scanning, link health, scan operations, serialised GATT commands);
+//!   [`monitor`]: passive scanning through BlueZ's advertisement monitor API.
 //!
 //! Identity is the advertiser's MAC (`ble:5448e68f80a5`). Random resolvable and non-resolvable
 //! addresses change over time: a device using one is announced as "not a stable identity", and
@@ -18,6 +19,7 @@ pub mod config;
 pub mod crypto;
 pub mod engine;
 pub mod fuzzing;
+pub mod monitor;
 pub mod runtime;
 
 use warden_core::{Adapter, AdapterContext, AdapterError, BoxFuture, OperationKind};

@@ -1,5 +1,7 @@
-//! The run loop: finds the BlueZ adapter through btleplug, scans continuously (duplicates on, so
-//! every advert is seen), feeds each BTHome advert to the [`Engine`], serves scan operations and
+//! The run loop: finds the BlueZ adapter through btleplug, listens continuously — passively
+//! through BlueZ's advertisement monitor ([`crate::monitor`]) by default, or with BlueZ discovery
+//! (active scanning) when asked or when BlueZ has no monitor manager — with every advert reported
+//! (duplicates on), feeds each BTHome advert to the [`Engine`], serves scan operations and
 //! GATT commands, and watches the adapter: when BlueZ goes away or the adapter is removed the link
 //! goes Down, and it is looked for again every `reconnect_s` until it is back (link Up, scanning
 //! resumes).
@@ -22,8 +24,9 @@ use warden_core::{
 };
 
 use crate::bthome;
-use crate::config::{Config, GattCommand};
+use crate::config::{Config, GattCommand, ScanMode};
 use crate::engine::{AddressKind, Advert, Engine, Stats, device_id};
+use crate::monitor::{Monitor, MonitorEvent};
 
 /// The deadline of one D-Bus call on the advert path or in a health check.
 const DBUS_CALL: Duration = Duration::from_secs(3);
@@ -56,6 +59,10 @@ pub struct Runtime {
     gatt: Arc<Mutex<()>>,
     /// The D-Bus connection to BlueZ, reused across reconnect attempts.
     manager: Option<Manager>,
+    /// The advertisement monitor while scanning passively (`None`: BlueZ discovery).
+    monitor: Option<Monitor>,
+    /// The BlueZ name of the adapter in use (`hci0`).
+    adapter_name: String,
     stats_at: Option<Instant>,
     stats_logged: Stats,
 }
@@ -73,6 +80,8 @@ impl Runtime {
             scan: None,
             gatt: Arc::new(Mutex::new(())),
             manager: None,
+            monitor: None,
+            adapter_name: String::new(),
             stats_at: None,
             stats_logged: Stats::default(),
         }
@@ -115,21 +124,36 @@ impl Runtime {
             }
             match self.open().await {
                 Ok((central, name, stream)) => {
-                    self.health(
-                        LinkState::Up,
-                        format!("BlueZ adapter {name}: scanning (duplicates on)"),
-                    )
-                    .await?;
+                    self.adapter_name.clone_from(&name);
+                    let detail = self.listen(&central, &name).await;
+                    let detail = match detail {
+                        Ok(d) => d,
+                        Err(why) => {
+                            self.health(LinkState::Down, why).await?;
+                            if self.pause(&mut ops, &mut downlinks, &mut shutdown).await? {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                    };
+                    self.health(LinkState::Up, detail).await?;
                     let end = self
                         .serve(&central, stream, &mut ops, &mut downlinks, &mut shutdown)
                         .await?;
                     match end {
                         End::Shutdown => {
-                            let _ = tokio::time::timeout(DBUS_CALL, central.stop_scan()).await;
+                            match self.monitor.take() {
+                                Some(m) => m.unregister(DBUS_CALL).await,
+                                None => {
+                                    let _ =
+                                        tokio::time::timeout(DBUS_CALL, central.stop_scan()).await;
+                                }
+                            }
                             self.end_scan(OperationState::Cancelled, "the gateway stopped");
                             return Ok(());
                         }
                         End::Lost(why) => {
+                            self.monitor = None;
                             tracing::warn!(link = %self.link, %why, "BLE adapter lost");
                             self.end_scan(OperationState::Failed, "the BLE adapter went away");
                             self.health(LinkState::Down, why).await?;
@@ -143,22 +167,69 @@ impl Runtime {
                     }
                 }
             }
-            let sleep = tokio::time::sleep(Duration::from_secs(u64::from(self.cfg.reconnect_s)));
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    _ = &mut sleep => break,
-                    r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return Ok(()) },
-                    Some(op) = ops.recv() => {
-                        op.progress.finish(OperationState::Failed, "the BLE adapter is unavailable");
-                    }
-                    Some(d) = downlinks.recv() => self.unavailable(d).await?,
-                }
+            if self.pause(&mut ops, &mut downlinks, &mut shutdown).await? {
+                return Ok(());
             }
         }
     }
 
-    /// Connects to BlueZ, picks the adapter, subscribes to its events and starts scanning. The D-Bus
+    /// Waits `reconnect_s` before the next attempt, refusing operations and commands meanwhile;
+    /// `true` when the gateway is stopping.
+    async fn pause(
+        &mut self,
+        ops: &mut mpsc::Receiver<Operation>,
+        downlinks: &mut mpsc::Receiver<Downlink>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<bool, AdapterError> {
+        let sleep = tokio::time::sleep(Duration::from_secs(u64::from(self.cfg.reconnect_s)));
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return Ok(false),
+                r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return Ok(true) },
+                Some(op) = ops.recv() => {
+                    op.progress.finish(OperationState::Failed, "the BLE adapter is unavailable");
+                }
+                Some(d) = downlinks.recv() => self.unavailable(d).await?,
+            }
+        }
+    }
+
+    /// Starts listening on adapter `name`: the BTHome advertisement monitor when `scan` is
+    /// passive and BlueZ offers it, BlueZ discovery otherwise. Returns the link's Up detail (which
+    /// says how it listens, and why not passively when it could not), or why it failed.
+    async fn listen(&mut self, central: &BtAdapter, name: &str) -> Result<String, String> {
+        self.monitor = None;
+        let mut note = String::new();
+        if self.cfg.scan == ScanMode::Passive {
+            match Monitor::register(name, DBUS_CALL).await {
+                Ok(m) => {
+                    self.monitor = Some(m);
+                    return Ok(format!(
+                        "BlueZ adapter {name}: passive scanning (advertisement monitor for BTHome service data, every advert reported)"
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(link = %self.link, error = %e,
+                        "passive scanning unavailable: falling back to active discovery");
+                    note = format!(
+                        "; passive scanning unavailable ({e}): active discovery instead (BlueZ's advertisement monitor API may need bluetoothd --experimental)"
+                    );
+                }
+            }
+        }
+        match tokio::time::timeout(DBUS_CALL, central.start_scan(ScanFilter::default())).await {
+            Ok(Ok(())) => Ok(format!(
+                "BlueZ adapter {name}: active discovery (duplicates on){note}"
+            )),
+            Ok(Err(e)) => Err(self.failed(&format!("BlueZ start discovery on {name}"), e)),
+            Err(_) => Err(format!(
+                "BlueZ did not answer start discovery on {name} in time"
+            )),
+        }
+    }
+
+    /// Connects to BlueZ, picks the adapter and subscribes to its events. The D-Bus
     /// connection is kept across attempts (each new one is a task btleplug never ends) and only
     /// replaced when it is the connection itself that failed.
     async fn open(&mut self) -> Result<(BtAdapter, String, EventStream), String> {
@@ -214,11 +285,6 @@ impl Runtime {
             Ok(Err(e)) => return Err(self.failed("BlueZ events", e)),
             Err(_) => return Err(late("the event subscription")),
         };
-        match tokio::time::timeout(DBUS_CALL, central.start_scan(ScanFilter::default())).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(self.failed(&format!("BlueZ start discovery on {name}"), e)),
-            Err(_) => return Err(late("start discovery")),
-        }
         Ok((central, name, stream))
     }
 
@@ -242,8 +308,23 @@ impl Runtime {
             tokio::time::interval(Duration::from_millis(u64::from(self.cfg.health_check_ms)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let monitor = async {
+                match self.monitor.as_mut() {
+                    Some(m) => m.events.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return Ok(End::Shutdown) },
+                ev = monitor => match ev {
+                    Some(MonitorEvent::Released) => {
+                        return Ok(End::Lost("BlueZ released the advertisement monitor".into()));
+                    }
+                    Some(MonitorEvent::ConnectionLost) | None => {
+                        return Ok(End::Lost("the advertisement monitor's D-Bus connection closed".into()));
+                    }
+                    Some(ev) => tracing::debug!(link = %self.link, ?ev, "advertisement monitor"),
+                },
                 ev = stream.next() => match ev {
                     Some(ev) => self.event(central, ev).await?,
                     None => return Ok(End::Lost("BlueZ closed the event stream".into())),
@@ -303,7 +384,7 @@ impl Runtime {
     }
 
     /// The adapter switched off (rfkill, `bluetoothctl power off`) or on again: the link follows,
-    /// and scanning is restarted when it is back.
+    /// and listening is started again when it is back (a new monitor, or discovery).
     async fn powered(
         &mut self,
         central: &BtAdapter,
@@ -311,21 +392,13 @@ impl Runtime {
     ) -> Result<(), AdapterError> {
         match state {
             CentralState::PoweredOn if self.state != Some(LinkState::Up) => {
-                let scan =
-                    tokio::time::timeout(DBUS_CALL, central.start_scan(ScanFilter::default()))
-                        .await;
-                let (st, detail) = match scan {
-                    Ok(Ok(())) => (
-                        LinkState::Up,
-                        "adapter powered on: scanning again".to_owned(),
-                    ),
-                    Ok(Err(e)) => (
+                // listen afresh: a new monitor (the old one is let go) or discovery again
+                let name = self.adapter_name.clone();
+                let (st, detail) = match self.listen(central, &name).await {
+                    Ok(d) => (LinkState::Up, format!("adapter powered on: {d}")),
+                    Err(e) => (
                         LinkState::Degraded,
-                        format!("adapter powered on, but discovery failed: {e}"),
-                    ),
-                    Err(_) => (
-                        LinkState::Degraded,
-                        "adapter powered on, but discovery did not start in time".to_owned(),
+                        format!("adapter powered on, but listening failed: {e}"),
                     ),
                 };
                 self.health(st, detail).await

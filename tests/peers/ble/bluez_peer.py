@@ -8,17 +8,25 @@ Run with Debian's /usr/bin/python3 (python3-dbus). One command per invocation:
   serve                                reads `adv MAC SERVICE_DATA_HEX` lines on stdin, answers `ok` per
                                        advert once it is on the bus (for latency and load tests)
   power on|off                         hci0's Powered property changes (rfkill, bluetoothctl power off)
-  adv MAC SERVICE_DATA_HEX [NAME] [RSSI] [COMPANY_ID]
-                                       one advertisement: the device appears (InterfacesAdded) the first
-                                       time, then its ServiceData (under 0xFCD2), RSSI and
-                                       ManufacturerData change (PropertiesChanged), as bluetoothd
-                                       reports every received advert while discovering
+  adv MAC SERVICE_DATA_HEX [NAME] [RSSI] [COMPANY_ID] [UUID16]
+                                       one advertisement (BTHome's UUID 0xFCD2 unless UUID16 is given,
+                                       as hex), through the template's org.bluez.Mock.Advertise:
+                                       reported while discovery is on or when a registered monitor's
+                                       pattern matches it (the device appears the first time, then its
+                                       ServiceData, RSSI and ManufacturerData change), else dropped;
+                                       prints `reported` or `dropped`
+  calls METHOD [ADAPTER]               how many times hci0's METHOD was called (dbusmock's call log:
+                                       StartDiscovery, SetDiscoveryFilter, RegisterMonitor…)
+  filter                               the arguments of hci0's last SetDiscoveryFilter, as key=value
+  release-monitors                     BlueZ releases every monitor on hci0; prints how many
+  device-exists MAC                    `yes` if BlueZ has a device object for MAC, else `no`
   gatt-device MAC SERVICE_UUID CHAR_UUID LOCKED_CHAR_UUID
                                        a connectable device with one GATT service holding a writable,
                                        readable characteristic (the value is kept) and one whose writes
                                        fail with org.bluez.Error.NotPermitted; Connect resolves services
   gatt-value MAC                       prints the writable characteristic's value as hex (`-` if empty)
-The template (dbusmock 0.28) declares ServiceData/ManufacturerData with the wrong D-Bus type and has
+The mock runs tests/peers/ble/bluez_template.py (dbusmock's bluez5 template plus the advertisement
+monitor manager and Advertise). The bluez5 template (dbusmock 0.28) declares ServiceData/ManufacturerData with the wrong D-Bus type and has
 no GATT objects, so devices are added here with correctly typed properties (a{sv}, a{qv}) and the
 GATT objects follow BlueZ's documented org.bluez.GattService1 / GattCharacteristic1 API.
 """
@@ -78,22 +86,10 @@ def add_device(mac, name, rssi, connectable=False):
     return path
 
 
-KNOWN = set()
-
-
-def adv(mac, sd_hex, name="BTHome sensor", rssi=-60, company=None, quiet=False):
-    path = dev_path(mac)
-    if path not in KNOWN and not exists(path):
-        add_device(mac, name, rssi)
-    KNOWN.add(path)
-    props = dbus.Interface(bus.get_object("org.bluez", path), "org.freedesktop.DBus.Properties")
-    props.Set(DEVICE, "RSSI", dbus.Int16(rssi))
-    md = {} if company is None else {dbus.UInt16(company): dbus.Array(b"\x01\x02", signature="y")}
-    props.Set(DEVICE, "ManufacturerData", dbus.Dictionary(md, signature="qv"))
-    props.Set(DEVICE, "ServiceData",
-              dbus.Dictionary({BTHOME: dbus.Array(bytes.fromhex(sd_hex), signature="y")}, signature="sv"))
-    if not quiet:
-        print("advertised", path, sd_hex)
+def adv(mac, sd_hex, name="BTHome sensor", rssi=-60, company=None, uuid16=0xFCD2):
+    mock = dbus.Interface(root(), "org.bluez.Mock")
+    return str(mock.Advertise("hci0", mac, dbus.UInt16(uuid16), dbus.Array(bytes.fromhex(sd_hex), signature="y"),
+                              name, dbus.Int16(rssi), dbus.Int32(-1 if company is None else company)))
 
 
 def main():
@@ -112,14 +108,28 @@ def main():
         ad.Set("org.bluez.Adapter1", "Powered", dbus.Boolean(sys.argv[2] == "on"))
         print("powered", sys.argv[2])
     elif cmd == "adv":
-        adv(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "BTHome sensor",
-            int(sys.argv[5]) if len(sys.argv) > 5 else -60, int(sys.argv[6], 16) if len(sys.argv) > 6 else None)
+        a = sys.argv
+        print(adv(a[2], a[3], a[4] if len(a) > 4 else "BTHome sensor", int(a[5]) if len(a) > 5 else -60,
+                  int(a[6], 16) if len(a) > 6 and a[6] != "-" else None, int(a[7], 16) if len(a) > 7 else 0xFCD2))
+    elif cmd == "calls":
+        name = sys.argv[3] if len(sys.argv) > 3 else "hci0"
+        ad = dbus.Interface(bus.get_object("org.bluez", f"/org/bluez/{name}"), "org.freedesktop.DBus.Mock")
+        print(len(ad.GetMethodCalls(sys.argv[2])))
+    elif cmd == "filter":
+        ad = dbus.Interface(bus.get_object("org.bluez", "/org/bluez/hci0"), "org.freedesktop.DBus.Mock")
+        calls = ad.GetMethodCalls("SetDiscoveryFilter")
+        if calls:
+            show = lambda v: str(bool(v)).lower() if isinstance(v, dbus.Boolean) else str(v)  # noqa: E731
+            print(" ".join(f"{k}={show(v)}" for k, v in sorted(calls[-1][1][0].items())))
+    elif cmd == "release-monitors":
+        print(int(mock.ReleaseMonitors("hci0")))
+    elif cmd == "device-exists":
+        print("yes" if exists(dev_path(sys.argv[2])) else "no")
     elif cmd == "serve":
         for line in sys.stdin:
             parts = line.split()
             if len(parts) == 3 and parts[0] == "adv":
-                adv(parts[1], parts[2], quiet=True)
-                print("ok", flush=True)
+                print("ok" if adv(parts[1], parts[2]) == "reported" else "dropped", flush=True)
             else:
                 print("error", flush=True)
     elif cmd == "gatt-device":

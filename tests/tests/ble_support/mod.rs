@@ -1,5 +1,6 @@
 //! Helpers for the BLE end-to-end tests: a private dbus-daemon with python-dbusmock's BlueZ
-//! template on it (driven by tests/peers/ble/bluez_peer.py), and bthome-ble as the encoding and
+//! template on it, extended by tests/peers/ble/bluez_template.py with BlueZ's advertisement
+//! monitor manager (driven by tests/peers/ble/bluez_peer.py), and bthome-ble as the encoding and
 //! decoding oracle (tests/peers/ble/bthome_oracle.py, in the venv install-ble.sh makes).
 #![allow(
     dead_code,
@@ -39,10 +40,18 @@ pub struct Bluez {
     pub address: String,
     daemon: Child,
     mock: Option<Child>,
+    /// Whether the adapters offer org.bluez.AdvertisementMonitorManager1 (passive scanning).
+    monitor_manager: bool,
 }
 
 impl Bluez {
+    /// BlueZ with the advertisement monitor manager (passive scanning possible).
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, true)
+    }
+
+    /// BlueZ with or without the advertisement monitor manager.
+    pub fn start_with(dir: &Path, monitor_manager: bool) -> Self {
         let sock = dir.join("bus");
         let address = format!("unix:path={}", sock.display());
         let daemon = Command::new("dbus-daemon")
@@ -60,16 +69,24 @@ impl Bluez {
             address,
             daemon,
             mock: None,
+            monitor_manager,
         };
         b.start_mock();
         b
     }
 
-    /// Starts dbusmock's bluez5 template and adds the adapter hci0.
+    /// Starts the BlueZ template (dbusmock's bluez5 plus the monitor manager) and adds hci0.
     pub fn start_mock(&mut self) {
-        let log = std::fs::File::create(self.dir.join("bluez-mock.log")).unwrap();
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("bluez-mock.log"))
+            .unwrap();
+        let params = format!("{{\"monitor_manager\": {}}}", self.monitor_manager);
         let child = Command::new("/usr/bin/python3")
-            .args(["-m", "dbusmock", "--system", "--template", "bluez5"])
+            .args(["-m", "dbusmock", "--system", "--template"])
+            .arg(peers().join("bluez_template.py"))
+            .args(["--parameters", &params])
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -105,8 +122,21 @@ impl Bluez {
             .unwrap_or_else(|| panic!("bluez_peer.py {args:?} failed"))
     }
 
+    /// One BTHome advert on the air, which BlueZ must report (to a monitor or to discovery).
     pub fn adv(&self, mac: &str, service_data: &str) {
-        self.peer(&["adv", mac, service_data]);
+        let r = self.peer(&["adv", mac, service_data]);
+        assert_eq!(r, "reported", "BlueZ did not report {mac}'s advert");
+    }
+
+    /// One advert with service data under another 16-bit UUID (hex, `fe95`); whether BlueZ
+    /// reported it (`reported`) or not (`dropped`).
+    pub fn adv_other(&self, mac: &str, uuid16: &str, service_data: &str) -> String {
+        self.peer(&["adv", mac, service_data, "Other sensor", "-70", "-", uuid16])
+    }
+
+    /// How many times the mock's hci0 had `method` called (StartDiscovery, RegisterMonitor…).
+    pub fn calls(&self, method: &str) -> usize {
+        self.peer(&["calls", method]).parse().unwrap()
     }
 }
 
