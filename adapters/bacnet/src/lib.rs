@@ -13,6 +13,7 @@
 
 pub mod apdu;
 pub mod bvlc;
+pub mod bvlc_sc;
 pub mod config;
 pub mod error;
 pub mod npdu;
@@ -66,7 +67,25 @@ pub fn decode_everything(datagram: &[u8]) {
     let Ok(b) = bvlc::decode(datagram) else {
         return;
     };
-    let Some(Ok(n)) = b.npdu().map(npdu::decode) else {
+    if let Some(n) = b.npdu() {
+        decode_npdu_everything(n);
+    }
+}
+
+/// As [`decode_everything`] for one BACnet/SC WebSocket message: BVLC-SC, then for an
+/// Encapsulated-NPDU everything below it.
+pub fn decode_everything_sc(message: &[u8]) {
+    if let Ok(bvlc_sc::Message {
+        body: bvlc_sc::Body::EncapsulatedNpdu(n),
+        ..
+    }) = bvlc_sc::decode(message)
+    {
+        decode_npdu_everything(n);
+    }
+}
+
+fn decode_npdu_everything(n: &[u8]) {
+    let Ok(n) = npdu::decode(n) else {
         return;
     };
     let npdu::Body::Apdu(a) = n.body else {
@@ -123,6 +142,10 @@ mod props {
             let len = d.len() as u16;
             d[2..4].copy_from_slice(&len.to_be_bytes());
             super::decode_everything(&d);
+            // the same NPDU inside a BVLC-SC Encapsulated-NPDU with both VMACs
+            let mut sc = vec![0x01, 0x0c, 0, 0, 2, 0, 0, 0, 0, 9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+            sc.extend_from_slice(&n);
+            super::decode_everything_sc(&sc);
         }
     }
 }
