@@ -641,6 +641,7 @@ mod tests {
                 args,
             },
             principal: "operator:test".into(),
+            min_assurance: warden_core::Assurance::None,
         }
     }
 
