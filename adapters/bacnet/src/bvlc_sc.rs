@@ -654,6 +654,7 @@ mod tests {
 
 #[cfg(test)]
 mod props {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
     use super::*;
     use proptest::prelude::*;
 

@@ -19,6 +19,7 @@ pub mod error;
 pub mod npdu;
 pub mod points;
 pub mod runtime;
+pub mod sc;
 pub mod services;
 pub mod tag;
 pub mod testing;
