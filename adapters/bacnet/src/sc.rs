@@ -523,20 +523,20 @@ impl ScLink {
             Err(e) => {
                 // answer what the clause asks a NAK for, when the message id is readable
                 let code = match e {
-                    DecodeError::ScOptionNotUnderstood(_) => {
-                        Some(error_code::HEADER_NOT_UNDERSTOOD)
+                    DecodeError::ScOptionNotUnderstood(marker) => {
+                        Some((marker, error_code::HEADER_NOT_UNDERSTOOD))
                     }
-                    DecodeError::ScFunction(_) => Some(error_code::BVLC_FUNCTION_UNKNOWN),
+                    DecodeError::ScFunction(_) => Some((0, error_code::BVLC_FUNCTION_UNKNOWN)),
                     _ => None,
                 };
-                if let (Some(code), Some(&f), Some(id)) = (
+                if let (Some((marker, code)), Some(&f), Some(id)) = (
                     code,
                     data.first(),
                     data.get(2..4)
                         .and_then(|b| <[u8; 2]>::try_from(b).ok())
                         .map(u16::from_be_bytes),
                 ) {
-                    let nak = self.nak(f, id, code);
+                    let nak = self.nak(f, id, marker, code);
                     ws.send(WsMessage::Binary(nak.into())).await?;
                 }
                 self.refused(hub, e).await;
@@ -612,7 +612,7 @@ impl ScLink {
         Ok(true)
     }
 
-    fn nak(&self, function: u8, message_id: u16, code: u16) -> Vec<u8> {
+    fn nak(&self, function: u8, message_id: u16, header_marker: u8, code: u16) -> Vec<u8> {
         bvlc_sc::encode(&Message {
             message_id,
             origin: None,
@@ -620,7 +620,7 @@ impl ScLink {
             body: Body::Result {
                 function,
                 nak: Some(Nak {
-                    header_marker: 0,
+                    header_marker,
                     class: error_code::CLASS_COMMUNICATION,
                     code,
                     details: String::new(),
