@@ -1,15 +1,17 @@
-//! Warden's BACnet adapter: BACnet/IP (Annex J) over one UDP port, with its own nom codecs.
+//! Warden's BACnet adapter: BACnet/IP (Annex J) over one UDP port and BACnet Secure Connect
+//! (Annex AB) as a node of a hub, with its own nom codecs.
 //!
-//! - [`bvlc`], [`npdu`], [`apdu`], [`tag`]: the wire layers, each decoder total (typed
-//!   [`error::DecodeError`], never a panic) and each encoder its exact inverse.
+//! - [`bvlc`], [`bvlc_sc`], [`npdu`], [`apdu`], [`tag`]: the wire layers, each decoder total
+//!   (typed [`error::DecodeError`], never a panic) and each encoder its exact inverse.
 //! - [`services`]: Who-Is/I-Am, Who-Has/I-Have, ReadProperty(-Multiple), WriteProperty,
 //!   SubscribeCOV and COV notifications.
-//! - [`transport`]: the socket, invoke ids, APDU timeouts and retries, segment reassembly.
+//! - [`transport`]: the network layer over both datalinks: the UDP socket, invoke ids, APDU
+//!   timeouts and retries, segment reassembly; [`sc`]: the BACnet/SC hub connection.
 //! - [`points`]: objects ↔ points; the checks a write passes before it is sent.
 //! - [`config`]: the `[adapters.bacnet]` section; [`runtime`]: discovery, per-device tasks.
 //!
-//! Not yet: BACnet Secure Connect (Annex AB), segmented *requests*, routing for devices behind
-//! MS/TP routers beyond addressing them through the router.
+//! Not yet: Warden as a BACnet/SC hub or with direct connections, segmented *requests*, routing
+//! for devices behind MS/TP routers beyond addressing them through the router.
 
 pub mod apdu;
 pub mod bvlc;
