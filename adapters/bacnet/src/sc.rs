@@ -224,6 +224,10 @@ fn upgrade_failure(e: tungstenite::Error) -> ScError {
         tungstenite::Error::Protocol(tungstenite::error::ProtocolError::HandshakeIncomplete)
         | tungstenite::Error::ConnectionClosed
         | tungstenite::Error::AlreadyClosed => ScError::ClosedAfterTls("connection closed".into()),
+        // tungstenite checks the subprotocol answer itself
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::SecWebSocketSubProtocolError(_),
+        ) => ScError::Subprotocol,
         e => ScError::Upgrade(e.to_string()),
     }
 }
