@@ -331,7 +331,7 @@ fn bacnet_sc_through_a_bac_py_hub_with_certificates() {
     let dir = t.path();
     pki(dir);
     let hub_port = free_port();
-    let _hub = hub(dir, "hub", hub_port, "hub", "ca");
+    let first_hub = hub(dir, "hub", hub_port, "hub", "ca");
     let mut dev_args = vec![
         "device".to_owned(),
         "--hub".into(),
@@ -466,6 +466,31 @@ fn bacnet_sc_through_a_bac_py_hub_with_certificates() {
         why.contains("reached over BACnet/IP (assurance none)") && why.contains("certificate"),
         "{res}"
     );
+
+    // the hub goes away: the SC link and the device go Down; back on the same port, Warden
+    // reconnects on its own, the device is Up again and its values flow
+    drop(first_hub);
+    wait_for(T, "the SC link down after the hub stopped", || {
+        (audit_where(&dd, |r| link(r, "Down")).len() >= 2).then_some(())
+    });
+    wait_audit(&dd, "the SC device down", |r| {
+        r["action"] == "link-health"
+            && r["detail"]["link"] == SC_DEV
+            && r["detail"]["state"] == "Down"
+    });
+    let _hub = hub(dir, "hub-again", hub_port, "hub", "ca");
+    wait_for(T, "the SC link up again", || {
+        (audit_where(&dd, |r| link(r, "Up")).len() >= 2).then_some(())
+    });
+    wait_audit(&dd, "the SC device up again", |r| {
+        r["action"] == "link-health"
+            && r["detail"]["link"] == SC_DEV
+            && r["detail"]["state"] == "Up"
+    });
+    let seen = values(&sub, SC_DEV, "zonetemp").len();
+    sub.wait_lines(T, "ZoneTemp flowing after the reconnection", |_| {
+        values(&sub, SC_DEV, "zonetemp").len() >= seen + 2
+    });
     drop(dev);
     g.stop();
 

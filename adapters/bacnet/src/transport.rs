@@ -482,7 +482,13 @@ impl Net {
         });
         let n = npdu_for(Some(peer), &apdu, true);
         for _ in 0..=retries {
-            self.send_npdu(Dest::Peer(peer), &n).await?;
+            match self.send_npdu(Dest::Peer(peer), &n).await {
+                // while the hub connection is down an SC device is as silent as a device that
+                // does not answer: the attempt times out, so device tasks mark it Down and
+                // resubscribe when it answers again, exactly as on BACnet/IP
+                Ok(()) | Err(Fail::ScDown) => {}
+                Err(e) => return Err(e),
+            }
             match tokio::time::timeout(timeout, &mut rx).await {
                 Ok(Ok(r)) => return r,
                 Ok(Err(_)) => return Err(Fail::Io("the receive loop stopped".into())),
