@@ -1,7 +1,8 @@
 //! The BACnet/SC datalink (Annex AB) as a node: one WebSocket over TLS 1.3 to the primary hub,
 //! or to the failover hub when the primary cannot be reached, with mutual certificate
 //! authentication against the configured CA. Connect-Request/Accept, Heartbeat-Request/ACK when
-//! the connection is idle, Disconnect both ways, reconnection with a doubling backoff.
+//! the connection is idle, Disconnect both ways, reconnection with a doubling backoff, and back to
+//! the primary hub once it accepts again.
 //! Encapsulated-NPDUs go to [`Net::handle_sc`] — the same network layer BACnet/IP feeds — so
 //! every service runs unchanged over either datalink.
 //!
@@ -39,6 +40,18 @@ const MAX_INCOMING: usize = 64 * 1024;
 const OPTIONAL_FUNCTIONALITY_NOT_SUPPORTED: u16 = 45;
 
 type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+/// A connected hub: the WebSocket, the hub certificate's subject, its Connect-Accept.
+type Connected = (Ws, String, ConnectInfo);
+
+/// How serving one hub connection ended.
+enum End {
+    Closed(String),
+    /// On the failover hub, the primary accepted again: switch to it.
+    Failback(Box<Connected>, Duration),
+}
+
+/// A connection attempt to the primary hub running beside the failover connection.
+type Probe<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Connected, ScError>> + Send + 'a>>;
 
 /// Why a hub connection could not be made or ended.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -246,7 +259,7 @@ pub async fn connect(
     vmac: Vmac,
     uuid: [u8; 16],
     message_id: u16,
-) -> Result<(Ws, String, ConnectInfo), ScError> {
+) -> Result<Connected, ScError> {
     let tcp = TcpStream::connect((hub.host.as_str(), hub.port))
         .await
         .map_err(|e| ScError::Connect(e.to_string()))?;
@@ -351,24 +364,42 @@ impl ScLink {
                 .await
                 .unwrap_or(Err(ScError::Timeout(self.connect_timeout)));
                 match attempt {
-                    Ok((ws, subject, accept)) => {
-                        *self
-                            .port
-                            .hub_subject
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner()) = Some(subject.clone());
+                    Ok(mut conn) => {
                         // whatever was queued while down is stale: requests retry on their own
                         while out.try_recv().is_ok() {}
-                        self.port.up.store(true, Ordering::Relaxed);
-                        self.status(Status::Up {
-                            hub: hub.text.clone(),
-                            failover: i > 0,
-                            subject,
-                            vmac: self.vmac,
-                            took: started.elapsed(),
-                        })
-                        .await;
-                        let why = self.serve(ws, &mut out, &mut shutdown, accept, hub).await;
+                        let (mut hub, mut i, mut took) = (hub, i, started.elapsed());
+                        let why = loop {
+                            let (ws, subject, accept) = conn;
+                            *self
+                                .port
+                                .hub_subject
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner()) = Some(subject.clone());
+                            self.port.up.store(true, Ordering::Relaxed);
+                            self.status(Status::Up {
+                                hub: hub.text.clone(),
+                                failover: i > 0,
+                                subject,
+                                vmac: self.vmac,
+                                took,
+                            })
+                            .await;
+                            // on the failover hub, the primary is tried again now and then
+                            let primary = self.hubs.first().filter(|_| i > 0);
+                            match self
+                                .serve(ws, &mut out, &mut shutdown, accept, hub, primary)
+                                .await
+                            {
+                                End::Closed(why) => break why,
+                                End::Failback(c, t) => {
+                                    tracing::info!(hub = %hub.text, "bacnet/sc: back to the primary hub");
+                                    (conn, took) = (*c, t);
+                                    i = 0;
+                                    hub = self.hubs.first().unwrap_or(hub);
+                                }
+                            }
+                        };
+                        let which = if i == 0 { "primary" } else { "failover" };
                         self.port.up.store(false, Ordering::Relaxed);
                         if *shutdown.borrow() {
                             return;
@@ -411,7 +442,9 @@ impl ScLink {
         }
     }
 
-    /// Serves one connected hub until it ends; returns why it ended.
+    /// Serves one connected hub until it ends. With `primary` (while on the failover hub), the
+    /// primary is tried every `reconnect_max`; once it accepts, the failover connection is
+    /// closed with a Disconnect-Request and the primary's returned.
     async fn serve(
         &self,
         mut ws: Ws,
@@ -419,10 +452,14 @@ impl ScLink {
         shutdown: &mut watch::Receiver<bool>,
         accept: ConnectInfo,
         hub: &HubUri,
-    ) -> String {
+        primary: Option<&HubUri>,
+    ) -> End {
         let max_out = usize::from(accept.max_bvlc.max(600));
         let mut last_rx = Instant::now();
         let mut heartbeat_sent = false;
+        let mut next_probe = Instant::now() + self.reconnect_max;
+        let mut probe: Option<Probe<'_>> = None;
+        let mut probe_started = std::time::Instant::now();
         loop {
             let deadline = last_rx
                 + if heartbeat_sent {
@@ -433,10 +470,10 @@ impl ScLink {
             tokio::select! {
                 m = ws.next() => {
                     let data = match m {
-                        None => return "the hub closed the connection".into(),
-                        Some(Err(e)) => return format!("connection lost: {e}"),
+                        None => return End::Closed("the hub closed the connection".into()),
+                        Some(Err(e)) => return End::Closed(format!("connection lost: {e}")),
                         Some(Ok(WsMessage::Binary(b))) => b,
-                        Some(Ok(WsMessage::Close(_))) => return "the hub closed the connection".into(),
+                        Some(Ok(WsMessage::Close(_))) => return End::Closed("the hub closed the connection".into()),
                         Some(Ok(WsMessage::Text(_))) => {
                             last_rx = Instant::now();
                             self.refused(hub, DecodeError::Unexpected {
@@ -451,28 +488,56 @@ impl ScLink {
                     heartbeat_sent = false;
                     match self.incoming(&mut ws, &data, hub).await {
                         Ok(true) => {}
-                        Ok(false) => return "the hub asked to disconnect (Disconnect-Request)".into(),
-                        Err(e) => return format!("send failed: {e}"),
+                        Ok(false) => return End::Closed("the hub asked to disconnect (Disconnect-Request)".into()),
+                        Err(e) => return End::Closed(format!("send failed: {e}")),
                     }
                 }
                 o = out.recv() => {
-                    let Some(o) = o else { return "the adapter stopped".into() };
+                    let Some(o) = o else { return End::Closed("the adapter stopped".into()) };
                     if o.len() > max_out {
                         self.net.counters.sc_dropped.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     if let Err(e) = ws.send(WsMessage::Binary(o.into())).await {
-                        return format!("send failed: {e}");
+                        return End::Closed(format!("send failed: {e}"));
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     if heartbeat_sent {
-                        return format!("no answer to a Heartbeat-Request within {:?}", self.heartbeat);
+                        return End::Closed(format!("no answer to a Heartbeat-Request within {:?}", self.heartbeat));
                     }
                     heartbeat_sent = true;
                     let hb = self.control(Body::HeartbeatRequest, self.port.message_id(), None);
                     if let Err(e) = ws.send(WsMessage::Binary(hb.into())).await {
-                        return format!("send failed: {e}");
+                        return End::Closed(format!("send failed: {e}"));
+                    }
+                }
+                _ = tokio::time::sleep_until(next_probe), if primary.is_some() && probe.is_none() => {
+                    if let Some(p) = primary {
+                        probe_started = std::time::Instant::now();
+                        probe = Some(Box::pin(async move {
+                            tokio::time::timeout(
+                                self.connect_timeout,
+                                connect(p, self.tls.clone(), self.vmac, self.uuid, self.port.message_id()),
+                            )
+                            .await
+                            .unwrap_or(Err(ScError::Timeout(self.connect_timeout)))
+                        }));
+                    }
+                }
+                r = async { match probe.as_mut() { Some(f) => f.await, None => std::future::pending().await } }, if probe.is_some() => {
+                    probe = None;
+                    next_probe = Instant::now() + self.reconnect_max;
+                    match r {
+                        Ok(c) => {
+                            let d = self.control(Body::DisconnectRequest, self.port.message_id(), None);
+                            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                                let _ = ws.send(WsMessage::Binary(d.into())).await;
+                                let _ = ws.close(None).await;
+                            }).await;
+                            return End::Failback(Box::new(c), probe_started.elapsed());
+                        }
+                        Err(e) => tracing::debug!(error = %e, "bacnet/sc: the primary hub is still unreachable"),
                     }
                 }
                 _ = shutdown.changed() => {
@@ -482,7 +547,7 @@ impl ScLink {
                             let _ = ws.send(WsMessage::Binary(d.into())).await;
                             let _ = ws.close(None).await;
                         }).await;
-                        return "the gateway is stopping".into();
+                        return End::Closed("the gateway is stopping".into());
                     }
                 }
             }

@@ -360,3 +360,54 @@ fn a_key_others_can_read_is_refused() {
     assert!(matches!(e, ScError::Setup(_)), "{e}");
     assert!(e.to_string().contains("BACnet/SC private key"), "{e}");
 }
+
+#[tokio::test]
+async fn on_the_failover_hub_the_primary_is_tried_again_and_taken_back() {
+    let pki = pki();
+    // the primary's port, closed for now
+    let primary_port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let primary = format!("wss://127.0.0.1:{primary_port}");
+    let (l2, failover) = listener().await;
+    let mut node = start(
+        &pki,
+        vec![primary.clone(), failover.clone()],
+        Duration::from_secs(30),
+    );
+    let Status::Down { detail, .. } = node.status().await else {
+        panic!()
+    };
+    assert!(detail.starts_with("primary hub"), "{detail}");
+    let mut fws = accept(&l2, &pki.server, true).await;
+    handshake(&mut fws).await;
+    let Status::Up {
+        hub, failover: f, ..
+    } = node.status().await
+    else {
+        panic!()
+    };
+    assert_eq!((hub.as_str(), f), (failover.as_str(), true));
+    // the primary comes back: Warden connects to it and leaves the failover hub
+    let l = TcpListener::bind(("127.0.0.1", primary_port))
+        .await
+        .unwrap();
+    let mut pws = accept(&l, &pki.server, true).await;
+    handshake(&mut pws).await;
+    let Status::Up {
+        hub, failover: f, ..
+    } = node.status().await
+    else {
+        panic!()
+    };
+    assert_eq!((hub.as_str(), f), (primary.as_str(), false));
+    let b = recv(&mut fws).await;
+    assert_eq!(bvlc_sc::decode(&b).unwrap().body, Body::DisconnectRequest);
+    // and it is served: a heartbeat on the primary is answered
+    send(&mut pws, plain(9, Body::HeartbeatRequest)).await;
+    let b = recv(&mut pws).await;
+    assert_eq!(bvlc_sc::decode(&b).unwrap(), plain(9, Body::HeartbeatAck));
+}
