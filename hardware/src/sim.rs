@@ -579,6 +579,7 @@ mod tests {
                     args: vec![Point::new("value", Value::Float(23.5))],
                 },
                 principal: "p".into(),
+                min_assurance: warden_core::Assurance::None,
             })
             .await
             .unwrap();
@@ -591,6 +592,7 @@ mod tests {
                     args: vec![],
                 },
                 principal: "p".into(),
+                min_assurance: warden_core::Assurance::None,
             })
             .await
             .unwrap();

@@ -349,8 +349,9 @@ fn bacnet_ip_discovery_cov_polling_writes_silence_and_hostile_frames() {
     }
 
     // 1005's profile requires `certificate`: its BACnet/IP values (assurance `none`) are denied
-    // though it is approved, while the other three's reach MQTT (checked above). (Commands are
-    // not gated on the device channel's assurance by the gateway yet: see the adapter README.)
+    // though it is approved, while the other three's reach MQTT (checked above). A command its
+    // profile allowed would be refused by the adapter too (BACnet/IP is below `certificate`):
+    // tests/tests/bacnet_sc.rs checks that beside a BACnet/SC device that gets its write.
     let denied = wait_audit(&dd, "an approved 1005's BACnet/IP value denied", |r| {
         is(r, "uplink", D5)
             && r["verdict"] == "deny"

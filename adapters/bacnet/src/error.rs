@@ -37,6 +37,12 @@ pub enum DecodeError {
     Trailing(usize),
     #[error("segmented response larger than {0} bytes")]
     SegmentsTooLarge(usize),
+    #[error("BVLC-SC control flags {0:#04x} set reserved bits")]
+    ScControl(u8),
+    #[error("BVLC-SC function {0:#04x} is not defined")]
+    ScFunction(u8),
+    #[error("BVLC-SC header option {0:#04x} must be understood and is not")]
+    ScOptionNotUnderstood(u8),
     #[error("parser: {0:?}")]
     Nom(ErrorKind),
 }
@@ -52,6 +58,8 @@ impl DecodeError {
             Self::ApduType(_) | Self::Unexpected { .. } | Self::Nom(_) | Self::Charset(_) => {
                 "malformed"
             }
+            Self::ScControl(_) | Self::ScFunction(_) => "malformed",
+            Self::ScOptionNotUnderstood(_) => "header-not-understood",
             Self::Tag(_) => "bad-tag",
             Self::TooDeep(_) | Self::TooMany(_) => "nesting",
             Self::SegmentsTooLarge(_) => "oversized-segments",

@@ -1,23 +1,27 @@
-//! Warden's BACnet adapter: BACnet/IP (Annex J) over one UDP port, with its own nom codecs.
+//! Warden's BACnet adapter: BACnet/IP (Annex J) over one UDP port and BACnet Secure Connect
+//! (Annex AB) as a node of a hub, with its own nom codecs.
 //!
-//! - [`bvlc`], [`npdu`], [`apdu`], [`tag`]: the wire layers, each decoder total (typed
-//!   [`error::DecodeError`], never a panic) and each encoder its exact inverse.
+//! - [`bvlc`], [`bvlc_sc`], [`npdu`], [`apdu`], [`tag`]: the wire layers, each decoder total
+//!   (typed [`error::DecodeError`], never a panic) and each encoder its exact inverse.
 //! - [`services`]: Who-Is/I-Am, Who-Has/I-Have, ReadProperty(-Multiple), WriteProperty,
 //!   SubscribeCOV and COV notifications.
-//! - [`transport`]: the socket, invoke ids, APDU timeouts and retries, segment reassembly.
+//! - [`transport`]: the network layer over both datalinks: the UDP socket, invoke ids, APDU
+//!   timeouts and retries, segment reassembly; [`sc`]: the BACnet/SC hub connection.
 //! - [`points`]: objects ↔ points; the checks a write passes before it is sent.
 //! - [`config`]: the `[adapters.bacnet]` section; [`runtime`]: discovery, per-device tasks.
 //!
-//! Not yet: BACnet Secure Connect (Annex AB), segmented *requests*, routing for devices behind
-//! MS/TP routers beyond addressing them through the router.
+//! Not yet: Warden as a BACnet/SC hub or with direct connections, segmented *requests*, routing
+//! for devices behind MS/TP routers beyond addressing them through the router.
 
 pub mod apdu;
 pub mod bvlc;
+pub mod bvlc_sc;
 pub mod config;
 pub mod error;
 pub mod npdu;
 pub mod points;
 pub mod runtime;
+pub mod sc;
 pub mod services;
 pub mod tag;
 pub mod testing;
@@ -66,7 +70,25 @@ pub fn decode_everything(datagram: &[u8]) {
     let Ok(b) = bvlc::decode(datagram) else {
         return;
     };
-    let Some(Ok(n)) = b.npdu().map(npdu::decode) else {
+    if let Some(n) = b.npdu() {
+        decode_npdu_everything(n);
+    }
+}
+
+/// As [`decode_everything`] for one BACnet/SC WebSocket message: BVLC-SC, then for an
+/// Encapsulated-NPDU everything below it.
+pub fn decode_everything_sc(message: &[u8]) {
+    if let Ok(bvlc_sc::Message {
+        body: bvlc_sc::Body::EncapsulatedNpdu(n),
+        ..
+    }) = bvlc_sc::decode(message)
+    {
+        decode_npdu_everything(n);
+    }
+}
+
+fn decode_npdu_everything(n: &[u8]) {
+    let Ok(n) = npdu::decode(n) else {
         return;
     };
     let npdu::Body::Apdu(a) = n.body else {
@@ -123,6 +145,10 @@ mod props {
             let len = d.len() as u16;
             d[2..4].copy_from_slice(&len.to_be_bytes());
             super::decode_everything(&d);
+            // the same NPDU inside a BVLC-SC Encapsulated-NPDU with both VMACs
+            let mut sc = vec![0x01, 0x0c, 0, 0, 2, 0, 0, 0, 0, 9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+            sc.extend_from_slice(&n);
+            super::decode_everything_sc(&sc);
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::error::DecodeError;
 use crate::points::{self, ObjectInfo};
 use crate::services::{self, ReadSpec, confirmed, object, prop, unconfirmed};
 use crate::tag::{AppValue, Datum, ObjectId};
-use crate::transport::{self, Event, Fail, Incoming, Net, Peer, Reply};
+use crate::transport::{self, Dest, Event, Fail, Incoming, Link, Net, Peer, Reply};
 
 /// Warden's subscriber process identifier in SubscribeCOV ("WA").
 pub const PROCESS_ID: u32 = 0x5741;
@@ -233,12 +233,61 @@ pub async fn run(cfg: Config, ctx: AdapterContext) -> Result<(), AdapterError> {
             return Err(AdapterError::Transport(detail));
         }
     };
-    let net = Arc::new(
-        Net::new(sock.clone(), cfg.max_response_bytes)
-            .map_err(AdapterError::Transport)?
-            .with_max_apdu(cfg.max_apdu),
-    );
+    let mut net = Net::new(sock.clone(), cfg.max_response_bytes)
+        .map_err(AdapterError::Transport)?
+        .with_max_apdu(cfg.max_apdu);
+    // BACnet/SC: the hub connection is a second datalink under the same network layer
+    let mut sc_start = None;
+    if let Some(sc) = &cfg.sc {
+        let tls = match crate::sc::tls_config(sc) {
+            Ok(t) => t,
+            Err(e) => {
+                let detail = format!("BACnet/SC: {e}");
+                let _ = events
+                    .send(AdapterEvent::Health(LinkHealth {
+                        link: SC_LINK.into(),
+                        state: LinkState::Down,
+                        detail: detail.clone(),
+                    }))
+                    .await;
+                return Err(AdapterError::Config(detail));
+            }
+        };
+        let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(256);
+        let port = Arc::new(transport::ScPort::new(out_tx));
+        net = net.with_sc(port.clone());
+        sc_start = Some((tls, port, out_rx));
+    }
+    let net = Arc::new(net);
     let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(1024);
+    if let (Some(sc), Some((tls, port, out_rx))) = (&cfg.sc, sc_start) {
+        let mut hubs = Vec::new();
+        for h in std::iter::once(&sc.hub).chain(sc.failover_hub.iter()) {
+            hubs.push(crate::config::HubUri::parse(h).map_err(AdapterError::Config)?);
+        }
+        let link = crate::sc::ScLink {
+            hubs,
+            tls,
+            vmac: sc
+                .vmac
+                .as_deref()
+                .and_then(crate::bvlc_sc::Vmac::parse)
+                .unwrap_or_else(crate::sc::random_vmac),
+            uuid: sc
+                .uuid
+                .as_deref()
+                .and_then(crate::config::parse_uuid)
+                .unwrap_or_else(crate::sc::random_uuid),
+            heartbeat: Duration::from_secs(u64::from(sc.heartbeat_s)),
+            connect_timeout: Duration::from_millis(u64::from(sc.connect_timeout_ms)),
+            reconnect_min: Duration::from_millis(u64::from(sc.reconnect_min_ms)),
+            reconnect_max: Duration::from_millis(u64::from(sc.reconnect_max_ms)),
+            port,
+            net: net.clone(),
+            events: ev_tx.clone(),
+        };
+        tokio::spawn(link.run(out_rx, shutdown.clone()));
+    }
     let mut receivers = vec![tokio::spawn(transport::receive(
         net.clone(),
         sock,
@@ -281,6 +330,7 @@ pub async fn run(cfg: Config, ctx: AdapterContext) -> Result<(), AdapterError> {
         devices: HashMap::new(),
         scan: None,
         int_tx,
+        sc_state: None,
     };
     if let Some(b) = m.s.cfg.bbmd {
         let _ = m.s.net.register_foreign(b, m.s.cfg.bbmd_ttl_s).await;
@@ -320,11 +370,16 @@ pub async fn run(cfg: Config, ctx: AdapterContext) -> Result<(), AdapterError> {
     result
 }
 
+/// The link name of the BACnet/SC hub connection in health events.
+pub const SC_LINK: &str = "bacnet:sc";
+
 struct Main {
     s: Shared,
     devices: HashMap<(u16, u32), Dev>,
     scan: Option<Scan>,
     int_tx: mpsc::Sender<Internal>,
+    /// The last BACnet/SC link state and detail reported (repeats are not re-reported).
+    sc_state: Option<(LinkState, String)>,
 }
 
 impl Main {
@@ -334,23 +389,94 @@ impl Main {
             let _ = self
                 .s
                 .net
-                .unconfirmed(None, self.s.cfg.broadcast, unconfirmed::WHO_IS, &data)
+                .unconfirmed(
+                    Dest::IpBroadcast(self.s.cfg.broadcast),
+                    unconfirmed::WHO_IS,
+                    &data,
+                )
                 .await;
+            if self.s.cfg.sc.is_some() {
+                // Fail::ScDown while the hub connection is down: the connection sends its own
+                // Who-Is when it comes up
+                let _ = self
+                    .s
+                    .net
+                    .unconfirmed(Dest::ScBroadcast, unconfirmed::WHO_IS, &data)
+                    .await;
+            }
         }
         for a in &self.s.cfg.devices {
             let _ = self
                 .s
                 .net
-                .unconfirmed(Some(&Peer::direct(*a)), *a, unconfirmed::WHO_IS, &data)
+                .unconfirmed(Dest::Peer(&Peer::direct(*a)), unconfirmed::WHO_IS, &data)
                 .await;
         }
     }
 
     fn network_of(&self, peer: &Peer) -> u16 {
-        peer.route
-            .as_ref()
-            .map(|r| r.net)
-            .unwrap_or(self.s.cfg.network)
+        match (&peer.route, &peer.addr, &self.s.cfg.sc) {
+            (Some(r), _, _) => r.net,
+            (None, Link::Sc(_), Some(sc)) => sc.network,
+            _ => self.s.cfg.network,
+        }
+    }
+
+    /// The hub connection came up or went down: health, audit, discovery.
+    async fn sc_status(&mut self, st: crate::sc::Status) -> Result<(), AdapterError> {
+        let (state, detail) = match st {
+            crate::sc::Status::Up {
+                hub,
+                failover,
+                subject,
+                vmac,
+                took,
+            } => (
+                LinkState::Up,
+                format!(
+                    "BACnet/SC node {vmac} connected to the {} hub {hub} in {} ms (hub certificate {subject}, TLS 1.3, chains to the configured CA)",
+                    if failover { "failover" } else { "primary" },
+                    took.as_millis()
+                ),
+            ),
+            crate::sc::Status::Down { detail, error } => {
+                if let Some(cause) = error.as_ref().and_then(|e| e.cause()) {
+                    self.s.reject(None, cause, detail.clone()).await?;
+                }
+                (LinkState::Down, detail)
+            }
+        };
+        let up = state == LinkState::Up;
+        if self.sc_state.as_ref() != Some(&(state, detail.clone())) {
+            self.sc_state = Some((state, detail.clone()));
+            tracing::info!(up, %detail, "bacnet/sc: link");
+            self.s
+                .emit(AdapterEvent::Health(LinkHealth {
+                    link: SC_LINK.into(),
+                    state,
+                    detail,
+                }))
+                .await?;
+        }
+        if up
+            && self
+                .s
+                .cfg
+                .sc
+                .as_ref()
+                .is_some_and(|s| s.discover_on_connect)
+        {
+            let _ = self
+                .s
+                .net
+                .unconfirmed(
+                    Dest::ScBroadcast,
+                    unconfirmed::WHO_IS,
+                    &services::who_is(None),
+                )
+                .await;
+        }
+        Ok(())
     }
 
     async fn event(&mut self, ev: Event) -> Result<(), AdapterError> {
@@ -367,6 +493,7 @@ impl Main {
                 Ok(())
             }
             Event::Request(r) => self.request(r).await,
+            Event::Sc(st) => self.sc_status(st).await,
         }
     }
 
@@ -458,9 +585,7 @@ impl Main {
                     invoke_id: id,
                     reason: 9, // unrecognized-service
                 });
-                if let Some(f) = transport::frame(Some(&r.from), &apdu, false) {
-                    let _ = self.s.net.send_to(r.from.addr, &f).await;
-                }
+                let _ = self.s.net.send_apdu(&r.from, &apdu).await;
                 tracing::debug!(service, "bacnet: confirmed request rejected");
                 Ok(())
             }
@@ -684,9 +809,42 @@ struct DeviceTask {
     int_tx: mpsc::Sender<Internal>,
 }
 
+/// The datalink a device is reached on, and what it proves about who sent a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// BACnet/IP: anyone on the LAN can send anything.
+    Ip,
+    /// BACnet/SC: TLS 1.3 with mutual certificates to a hub that chains to the configured CA.
+    Sc,
+}
+
+impl Channel {
+    pub fn of(peer: &Peer) -> Self {
+        if peer.is_sc() { Self::Sc } else { Self::Ip }
+    }
+
+    pub fn assurance(self) -> Assurance {
+        match self {
+            Self::Ip => Assurance::None,
+            Self::Sc => Assurance::Certificate,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ip => "BACnet/IP",
+            Self::Sc => "BACnet/SC",
+        }
+    }
+}
+
 impl DeviceTask {
     fn dev_oid(&self) -> ObjectId {
         ObjectId::new(object::DEVICE, self.instance)
+    }
+
+    fn channel(&self) -> Channel {
+        Channel::of(&self.peer)
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<DevMsg>) {
@@ -813,13 +971,22 @@ impl DeviceTask {
         }
         let list = self.object_list().await?;
         self.objects = self.describe(&list).await?;
+        let assurance = match self.channel() {
+            Channel::Sc => format!(
+                "certificate (BACnet/SC through a hub whose certificate {} chains to the configured CA)",
+                self.s
+                    .net
+                    .sc()
+                    .and_then(|s| s.hub_subject())
+                    .unwrap_or_default()
+            ),
+            Channel::Ip => "none (BACnet/IP is unauthenticated)".to_owned(),
+        };
         let mut details = vec![
             ("address".to_owned(), self.peer.addr.to_string()),
+            ("datalink".to_owned(), self.channel().name().to_owned()),
             ("vendor_id".to_owned(), self.vendor_id.to_string()),
-            (
-                "assurance".to_owned(),
-                "none (BACnet/IP is unauthenticated)".to_owned(),
-            ),
+            ("assurance".to_owned(), assurance),
             (
                 "object_list".to_owned(),
                 format!(
@@ -1014,7 +1181,7 @@ impl DeviceTask {
 
     fn message(&self, points: Vec<Point>, raw: Vec<u8>) -> Message {
         let mut m = Message::telemetry(self.id.clone(), points);
-        m.assurance = Assurance::None;
+        m.assurance = self.channel().assurance();
         m.fresh = false;
         m.raw = raw;
         m
@@ -1193,6 +1360,23 @@ impl DeviceTask {
     }
 
     async fn downlink(&mut self, d: Downlink) -> Result<(), AdapterError> {
+        // the command travels on this device's datalink: not below what its profile requires
+        let channel = self.channel();
+        if channel.assurance() < d.min_assurance {
+            return result(
+                &self.s,
+                &d,
+                CommandOutcome::Denied(format!(
+                    "bacnet: {} is reached over {} (assurance {}), below the {} its profile requires (nothing sent)",
+                    self.id,
+                    channel.name(),
+                    channel.assurance().as_str(),
+                    d.min_assurance.as_str()
+                )),
+                vec![],
+            )
+            .await;
+        }
         let w = match points::command(&self.objects, &d.command.name, &d.command.args) {
             Ok(w) => w,
             Err(r) => {

@@ -1,7 +1,10 @@
-//! The BACnet/IP port: one UDP socket (plus, optionally, one on the broadcast address), the
-//! transaction state machine of a requesting BACnet user (invoke ids per peer, APDU timeout and
-//! retries, segmented Complex-ACKs reassembled up to a size cap) and the classification of
-//! everything else that arrives (unconfirmed and confirmed requests for the runtime).
+//! The network layer every service runs on, whichever datalink carries it: BACnet/IP (one UDP
+//! socket, plus optionally one on the broadcast address) and BACnet/SC (Encapsulated-NPDUs on the
+//! hub connection of [`crate::sc`]). Here live the transaction state machine of a requesting
+//! BACnet user (invoke ids per peer, APDU timeout and retries, segmented Complex-ACKs
+//! reassembled up to a size cap) and the classification of everything else that arrives
+//! (unconfirmed and confirmed requests for the runtime). Services name a [`Peer`]; only
+//! [`Net::send_npdu`] looks at which datalink reaches it.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
@@ -14,20 +17,63 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::apdu::{self, Apdu};
 use crate::bvlc::{self, Bvlc};
+use crate::bvlc_sc::{self, Vmac};
 use crate::error::DecodeError;
 use crate::npdu::{self, Body, NetAddr, Npdu};
 
-/// Where a BACnet device is: its BACnet/IP address and, behind a router, its network address.
+/// A datalink address: a BACnet/IP UDP address or a BACnet/SC virtual MAC behind the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Link {
+    Ip(SocketAddr),
+    Sc(Vmac),
+}
+
+impl std::fmt::Display for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ip(a) => write!(f, "{a}"),
+            Self::Sc(v) => write!(f, "sc:{v}"),
+        }
+    }
+}
+
+/// Where a BACnet device is: its datalink address and, behind a router, its network address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Peer {
-    pub addr: SocketAddr,
+    pub addr: Link,
     pub route: Option<NetAddr>,
 }
 
 impl Peer {
+    /// A BACnet/IP device on the local network.
     pub fn direct(addr: SocketAddr) -> Self {
-        Self { addr, route: None }
+        Self {
+            addr: Link::Ip(addr),
+            route: None,
+        }
     }
+
+    /// A BACnet/SC node reached through the hub.
+    pub fn sc(vmac: Vmac) -> Self {
+        Self {
+            addr: Link::Sc(vmac),
+            route: None,
+        }
+    }
+
+    pub fn is_sc(&self) -> bool {
+        matches!(self.addr, Link::Sc(_))
+    }
+}
+
+/// Where an unconfirmed request goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Dest<'a> {
+    Peer(&'a Peer),
+    /// A BACnet/IP broadcast to this address.
+    IpBroadcast(SocketAddr),
+    /// A BACnet/SC broadcast (destination VMAC ff:ff:ff:ff:ff:ff), relayed by the hub.
+    ScBroadcast,
 }
 
 /// A confirmed request's answer.
@@ -54,6 +100,8 @@ pub enum Fail {
     Busy,
     #[error("socket: {0}")]
     Io(String),
+    #[error("the BACnet/SC hub connection is down")]
+    ScDown,
 }
 
 pub fn error_class(c: u32) -> &'static str {
@@ -139,9 +187,9 @@ pub struct Incoming {
 #[derive(Debug, Clone)]
 pub enum Event {
     Request(Incoming),
-    /// A datagram that did not decode, or an answer no request was waiting for.
+    /// A datagram or SC message that did not decode, or an answer no request was waiting for.
     Refused {
-        from: SocketAddr,
+        from: String,
         error: DecodeError,
     },
     /// A BVLC-Result from a BBMD (foreign-device registration).
@@ -149,6 +197,8 @@ pub enum Event {
         from: SocketAddr,
         code: u16,
     },
+    /// The BACnet/SC hub connection came up or went down.
+    Sc(crate::sc::Status),
 }
 
 #[derive(Debug, Default)]
@@ -159,6 +209,40 @@ pub struct Counters {
     pub timeouts: AtomicU64,
     pub events_dropped: AtomicU64,
     pub network_messages: AtomicU64,
+    /// Encapsulated-NPDUs not sent because the SC outbound queue was full.
+    pub sc_dropped: AtomicU64,
+}
+
+/// The BACnet/SC side of [`Net`]: the hub connection's outbound queue (bounded; a full queue
+/// drops and counts) and whether the connection is up.
+pub struct ScPort {
+    pub out: mpsc::Sender<Vec<u8>>,
+    pub up: std::sync::atomic::AtomicBool,
+    next_message_id: std::sync::atomic::AtomicU16,
+    /// The subject of the hub certificate of the current connection (the assurance evidence).
+    pub hub_subject: Mutex<Option<String>>,
+}
+
+impl ScPort {
+    pub fn new(out: mpsc::Sender<Vec<u8>>) -> Self {
+        Self {
+            out,
+            up: std::sync::atomic::AtomicBool::new(false),
+            next_message_id: std::sync::atomic::AtomicU16::new(1),
+            hub_subject: Mutex::new(None),
+        }
+    }
+
+    pub fn message_id(&self) -> u16 {
+        self.next_message_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn hub_subject(&self) -> Option<String> {
+        self.hub_subject
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 struct Pending {
@@ -168,12 +252,13 @@ struct Pending {
     next_sequence: u8,
 }
 
-/// The BACnet/IP port, shared by the runtime and every device task.
+/// The network layer, shared by the runtime and every device task.
 pub struct Net {
     sock: Arc<UdpSocket>,
     local: SocketAddr,
-    pending: Mutex<HashMap<(SocketAddr, u8), Pending>>,
-    next_id: Mutex<HashMap<SocketAddr, u8>>,
+    sc: Option<Arc<ScPort>>,
+    pending: Mutex<HashMap<(Link, u8), Pending>>,
+    next_id: Mutex<HashMap<Link, u8>>,
     max_response: usize,
     /// The max-APDU code Warden announces in its requests (0 = 50 … 5 = 1476 octets).
     max_apdu_code: u8,
@@ -183,7 +268,7 @@ pub struct Net {
 /// Removes a request's pending entry however the request ends (answer, timeout, cancellation).
 struct Guard<'a> {
     net: &'a Net,
-    key: (SocketAddr, u8),
+    key: (Link, u8),
 }
 
 impl Drop for Guard<'_> {
@@ -192,14 +277,20 @@ impl Drop for Guard<'_> {
     }
 }
 
-/// Frames an APDU as BVLC + NPDU for `peer` (or a broadcast).
-pub fn frame(peer: Option<&Peer>, apdu: &[u8], expecting_reply: bool) -> Option<Vec<u8>> {
+/// Wraps an APDU in an NPDU for `peer` (or a broadcast): routed through DNET/DADR when the
+/// peer is behind a router.
+pub fn npdu_for(peer: Option<&Peer>, apdu: &[u8], expecting_reply: bool) -> Vec<u8> {
     let mut n = Npdu::local(apdu, expecting_reply);
     n.dest = peer.and_then(|p| p.route.clone());
     if n.dest.is_some() {
         n.hop_count = Some(255);
     }
-    let n = npdu::encode(&n);
+    npdu::encode(&n)
+}
+
+/// Frames an APDU as BVLC + NPDU for `peer` (or a broadcast) on BACnet/IP.
+pub fn frame(peer: Option<&Peer>, apdu: &[u8], expecting_reply: bool) -> Option<Vec<u8>> {
+    let n = npdu_for(peer, apdu, expecting_reply);
     bvlc::encode(&if peer.is_some() {
         Bvlc::OriginalUnicast(&n)
     } else {
@@ -213,6 +304,7 @@ impl Net {
         Ok(Self {
             sock,
             local,
+            sc: None,
             pending: Mutex::new(HashMap::new()),
             next_id: Mutex::new(HashMap::new()),
             max_response,
@@ -231,11 +323,21 @@ impl Net {
         self
     }
 
+    /// Adds the BACnet/SC datalink.
+    pub fn with_sc(mut self, sc: Arc<ScPort>) -> Self {
+        self.sc = Some(sc);
+        self
+    }
+
+    pub fn sc(&self) -> Option<&Arc<ScPort>> {
+        self.sc.as_ref()
+    }
+
     pub fn local(&self) -> SocketAddr {
         self.local
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(SocketAddr, u8), Pending>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Link, u8), Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -248,23 +350,62 @@ impl Net {
             .map_err(|e| Fail::Io(e.to_string()))
     }
 
-    /// An unconfirmed request to `to` (unicast) or to the broadcast address `to` (`peer` None).
-    pub async fn unconfirmed(
-        &self,
-        peer: Option<&Peer>,
-        to: SocketAddr,
-        service: u8,
-        data: &[u8],
-    ) -> Result<(), Fail> {
+    /// Sends an NPDU on the datalink that reaches `to`: a BVLC Original-Unicast/Broadcast on
+    /// BACnet/IP, an Encapsulated-NPDU to the peer's VMAC (or the broadcast VMAC) on BACnet/SC.
+    pub async fn send_npdu(&self, to: Dest<'_>, npdu: &[u8]) -> Result<(), Fail> {
+        let too_large = || Fail::Io("frame too large".into());
+        let vmac = match to {
+            Dest::Peer(Peer {
+                addr: Link::Ip(a), ..
+            }) => {
+                let f = bvlc::encode(&Bvlc::OriginalUnicast(npdu)).ok_or_else(too_large)?;
+                return self.send_to(*a, &f).await;
+            }
+            Dest::IpBroadcast(a) => {
+                let f = bvlc::encode(&Bvlc::OriginalBroadcast(npdu)).ok_or_else(too_large)?;
+                return self.send_to(a, &f).await;
+            }
+            Dest::Peer(Peer {
+                addr: Link::Sc(v), ..
+            }) => *v,
+            Dest::ScBroadcast => Vmac::BROADCAST,
+        };
+        let sc = self.sc.as_ref().ok_or(Fail::ScDown)?;
+        if !sc.up.load(Ordering::Relaxed) {
+            return Err(Fail::ScDown);
+        }
+        let m = bvlc_sc::encode(&bvlc_sc::Message {
+            message_id: sc.message_id(),
+            origin: None,
+            destination: Some(vmac),
+            body: bvlc_sc::Body::EncapsulatedNpdu(npdu),
+        });
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        sc.out.try_send(m).map_err(|_| {
+            self.counters.sc_dropped.fetch_add(1, Ordering::Relaxed);
+            Fail::Io("the BACnet/SC send queue is full".into())
+        })
+    }
+
+    /// An APDU to one peer, on whichever datalink reaches it.
+    pub async fn send_apdu(&self, peer: &Peer, apdu: &[u8]) -> Result<(), Fail> {
+        self.send_npdu(Dest::Peer(peer), &npdu_for(Some(peer), apdu, false))
+            .await
+    }
+
+    /// An unconfirmed request to a peer or a broadcast.
+    pub async fn unconfirmed(&self, to: Dest<'_>, service: u8, data: &[u8]) -> Result<(), Fail> {
         let apdu = apdu::encode(&Apdu::Unconfirmed { service, data });
-        let f = frame(peer, &apdu, false).ok_or(Fail::Io("frame too large".into()))?;
-        self.send_to(to, &f).await
+        let peer = match to {
+            Dest::Peer(p) => Some(p),
+            _ => None,
+        };
+        self.send_npdu(to, &npdu_for(peer, &apdu, false)).await
     }
 
     pub async fn simple_ack(&self, peer: &Peer, invoke_id: u8, service: u8) -> Result<(), Fail> {
         let apdu = apdu::encode(&Apdu::SimpleAck { invoke_id, service });
-        let f = frame(Some(peer), &apdu, false).ok_or(Fail::Io("frame too large".into()))?;
-        self.send_to(peer.addr, &f).await
+        self.send_apdu(peer, &apdu).await
     }
 
     pub async fn error(
@@ -281,8 +422,7 @@ impl Net {
             class,
             code,
         });
-        let f = frame(Some(peer), &apdu, false).ok_or(Fail::Io("frame too large".into()))?;
-        self.send_to(peer.addr, &f).await
+        self.send_apdu(peer, &apdu).await
     }
 
     /// Registers as a foreign device with a BBMD.
@@ -293,7 +433,7 @@ impl Net {
 
     fn allocate(
         &self,
-        peer: SocketAddr,
+        peer: Link,
         service: u8,
     ) -> Result<(u8, oneshot::Receiver<Result<Reply, Fail>>), Fail> {
         let mut next = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
@@ -340,9 +480,15 @@ impl Net {
             service,
             data,
         });
-        let f = frame(Some(peer), &apdu, true).ok_or(Fail::Io("request too large".into()))?;
+        let n = npdu_for(Some(peer), &apdu, true);
         for _ in 0..=retries {
-            self.send_to(peer.addr, &f).await?;
+            match self.send_npdu(Dest::Peer(peer), &n).await {
+                // while the hub connection is down an SC device is as silent as a device that
+                // does not answer: the attempt times out, so device tasks mark it Down and
+                // resubscribe when it answers again, exactly as on BACnet/IP
+                Ok(()) | Err(Fail::ScDown) => {}
+                Err(e) => return Err(e),
+            }
             match tokio::time::timeout(timeout, &mut rx).await {
                 Ok(Ok(r)) => return r,
                 Ok(Err(_)) => return Err(Fail::Io("the receive loop stopped".into())),
@@ -353,7 +499,7 @@ impl Net {
         Err(Fail::Timeout(retries.saturating_add(1)))
     }
 
-    fn complete(&self, key: (SocketAddr, u8), service: Option<u8>, r: Result<Reply, Fail>) -> bool {
+    fn complete(&self, key: (Link, u8), service: Option<u8>, r: Result<Reply, Fail>) -> bool {
         let mut p = self.lock();
         match p.get_mut(&key) {
             Some(e) if service.is_none_or(|s| s == e.service) => {
@@ -370,7 +516,7 @@ impl Net {
     /// whether a request was waiting for it.
     fn segment(
         &self,
-        key: (SocketAddr, u8),
+        key: (Link, u8),
         service: u8,
         s: apdu::Segment,
         data: &[u8],
@@ -430,7 +576,25 @@ impl Net {
             Ok(e) => e,
             Err(error) => {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                Some(Event::Refused { from, error })
+                Some(Event::Refused {
+                    from: from.to_string(),
+                    error,
+                })
+            }
+        }
+    }
+
+    /// Classifies one NPDU that arrived from a BACnet/SC node (an Encapsulated-NPDU's payload).
+    pub async fn handle_sc(&self, from: Vmac, npdu: &[u8], raw: &[u8]) -> Option<Event> {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        match self.classify_npdu(Link::Sc(from), npdu, raw).await {
+            Ok(e) => e,
+            Err(error) => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                Some(Event::Refused {
+                    from: Link::Sc(from).to_string(),
+                    error,
+                })
             }
         }
     }
@@ -450,6 +614,15 @@ impl Net {
             // table management and registrations are for BBMDs: not Warden's job
             Bvlc::RegisterForeignDevice(_) | Bvlc::Other { .. } => return Ok(None),
         };
+        self.classify_npdu(Link::Ip(origin), n, datagram).await
+    }
+
+    async fn classify_npdu(
+        &self,
+        origin: Link,
+        n: &[u8],
+        datagram: &[u8],
+    ) -> Result<Option<Event>, DecodeError> {
         let n = npdu::decode(n)?;
         let a = match n.body {
             Body::Network { .. } => {
@@ -491,9 +664,7 @@ impl Net {
                         invoke_id,
                         reason: 4, // segmentation-not-supported
                     });
-                    if let Some(f) = frame(Some(&peer), &abort, false) {
-                        let _ = self.send_to(origin, &f).await;
-                    }
+                    let _ = self.send_apdu(&peer, &abort).await;
                     return Ok(None);
                 }
                 Ok(Some(Event::Request(Incoming {
@@ -528,10 +699,8 @@ impl Net {
                 data,
             } => {
                 let (answer, known) = self.segment((origin, invoke_id), service, s, data);
-                if let Some(a) = answer
-                    && let Some(f) = frame(Some(&peer), &a, false)
-                {
-                    let _ = self.send_to(origin, &f).await;
+                if let Some(a) = answer {
+                    let _ = self.send_apdu(&peer, &a).await;
                 }
                 known.then_some(None).ok_or_else(unexpected)
             }

@@ -176,6 +176,7 @@ async fn a_routed_device_is_named_by_its_network_and_reached_through_the_router(
                 args: vec![Point::new("value", Value::Float(1.0))],
             },
             principal: "test".into(),
+            min_assurance: warden_core::Assurance::None,
         })
         .await
         .unwrap();

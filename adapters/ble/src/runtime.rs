@@ -714,6 +714,7 @@ mod tests {
                 args,
             },
             principal: "operator:test".into(),
+            min_assurance: warden_core::Assurance::None,
         }
     }
 

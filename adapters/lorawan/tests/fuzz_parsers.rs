@@ -306,6 +306,7 @@ fn downlink_queue_is_bounded_and_commands_are_checked() {
             args,
         },
         principal: "test".into(),
+        min_assurance: warden_core::Assurance::None,
     };
     let send = |i| {
         dl(

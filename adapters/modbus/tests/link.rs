@@ -185,6 +185,7 @@ async fn silent_unit_does_not_stall_and_writes_use_the_right_function_codes() {
             args: vec![Point::new("value", v)],
         },
         principal: "test".into(),
+        min_assurance: warden_core::Assurance::None,
     };
     let mut results = std::collections::HashMap::new();
     for (name, v) in [

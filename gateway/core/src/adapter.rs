@@ -170,6 +170,11 @@ pub struct Downlink {
     pub device: DeviceId,
     pub command: Command,
     pub principal: String,
+    /// The least assurance the device's profile requires. The decide stage cannot know which
+    /// channel a command will travel on; an adapter that reaches one device over channels of
+    /// different assurance (BACnet/IP `none`, BACnet/SC `certificate`) refuses to deliver on a
+    /// channel below this. Adapters with one channel per device may ignore it.
+    pub min_assurance: crate::message::Assurance,
 }
 
 #[derive(Debug, thiserror::Error)]

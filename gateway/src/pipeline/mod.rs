@@ -21,8 +21,8 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 use warden_core::{
-    AdapterEvent, Announcement, Command, CommandOutcome, CommandResult, Decision, DeviceId,
-    Downlink, LinkHealth, LinkState, Membership, Message, Rejection, Verdict, now_ms,
+    AdapterEvent, Announcement, Assurance, Command, CommandOutcome, CommandResult, Decision,
+    DeviceId, Downlink, LinkHealth, LinkState, Membership, Message, Rejection, Verdict, now_ms,
 };
 
 use crate::audit::{AuditEntry, AuditSink, Category};
@@ -271,18 +271,25 @@ impl Pipeline {
                 return;
             }
         };
+        // the profile's assurance floor travels with the command: the adapter knows the channel
+        let mut min_assurance = Assurance::None;
         let decision = match identify::downlink(&self.registry, &device) {
             Err(d) => d,
-            Ok(id) => decide::downlink(
-                &self.policy,
-                &mut self.deciders,
-                &id.record,
-                &command,
-                &principal,
-                &roles,
-                id.entry.stats.snapshot(),
-                now,
-            ),
+            Ok(id) => {
+                if let Some((_, p)) = self.policy.profile_for(&id.record) {
+                    min_assurance = p.min_assurance;
+                }
+                decide::downlink(
+                    &self.policy,
+                    &mut self.deciders,
+                    &id.record,
+                    &command,
+                    &principal,
+                    &roles,
+                    id.entry.stats.snapshot(),
+                    now,
+                )
+            }
         };
         record::downlink(
             &self.audit,
@@ -311,6 +318,7 @@ impl Pipeline {
             device: device.clone(),
             command,
             principal,
+            min_assurance,
         };
         match deliver::downlink(&self.routes, dl) {
             Ok(()) => {
