@@ -886,7 +886,7 @@ fn core_exports(
     let decide = instance.get_typed_func::<(), i32>(&mut *store, abi::EXPORT_DECIDE)?;
     let area = area_fn.call(&mut *store, ())? as u32 as usize;
     let size = memory.data_size(&*store);
-    if area % 8 != 0
+    if !area.is_multiple_of(8)
         || area
             .checked_add(abi::AREA_BYTES)
             .is_none_or(|end| end > size)

@@ -8,8 +8,8 @@ use core::cell::{RefCell, UnsafeCell};
 
 use warden_plugin_abi::{self as abi, off};
 
-use crate::types::{Assurance, Direction, Header, Kind, Observed, Status, Symbol, Value, Verdict};
 use crate::Policy;
+use crate::types::{Assurance, Direction, Header, Kind, Observed, Status, Symbol, Value, Verdict};
 
 #[link(wasm_import_module = "warden:policy/host@0.2.0")]
 unsafe extern "C" {
@@ -181,7 +181,11 @@ fn point_record(index: u32) -> Option<(Symbol, u8, u64)> {
     let u32_of = |at: usize| u32::from_le_bytes([r[at], r[at + 1], r[at + 2], r[at + 3]]);
     let mut v = [0u8; 8];
     v.copy_from_slice(&r[abi::point::VALUE..abi::point::VALUE + 8]);
-    Some((Symbol(u32_of(abi::point::NAME)), r[abi::point::TAG], u64::from_le_bytes(v)))
+    Some((
+        Symbol(u32_of(abi::point::NAME)),
+        r[abi::point::TAG],
+        u64::from_le_bytes(v),
+    ))
 }
 
 pub(crate) fn point_name(index: u32) -> Symbol {

@@ -88,18 +88,18 @@ mod host;
 mod request;
 mod types;
 
+#[cfg(warden_core_abi)]
+#[doc(hidden)]
+pub mod core_abi;
 #[cfg(not(target_arch = "wasm32"))]
 mod mock;
+#[cfg(all(target_arch = "wasm32", feature = "runtime"))]
+mod runtime;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 #[cfg(warden_component)]
 #[doc(hidden)]
 pub mod wasm;
-#[cfg(warden_core_abi)]
-#[doc(hidden)]
-pub mod core_abi;
-#[cfg(all(target_arch = "wasm32", feature = "runtime"))]
-mod runtime;
 
 pub use config::{SymbolMap, SymbolSet};
 pub use host::{kv_delete, kv_get, kv_set, log, now_ms, symbol, symbol_text};

@@ -107,4 +107,3 @@ fn verdict_to_wit(v: Verdict) -> WitVerdict {
         Verdict::Quarantine(r) => WitVerdict::Quarantine(r),
     }
 }
-
