@@ -27,6 +27,25 @@ pub fn warden_bin() -> PathBuf {
 }
 
 /// A loopback port that was free a moment ago.
+/// A third-party peer's directory, `tests/peers/NAME`.
+pub fn peer_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(name)
+}
+
+/// The Python of a peer's virtualenv (`tests/peers/NAME/VENV/bin/python`), which
+/// `tests/scripts/install-SCRIPT.sh` creates; a clear failure when it is missing.
+pub fn peer_python(name: &str, venv: &str, script: &str) -> PathBuf {
+    let p = peer_dir(name).join(venv).join("bin/python");
+    assert!(
+        p.exists(),
+        "{} missing: run tests/scripts/install-{script}.sh",
+        p.display()
+    );
+    p
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

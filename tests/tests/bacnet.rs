@@ -27,17 +27,11 @@ const D4: &str = "bacnet:0-1004";
 const D5: &str = "bacnet:0-1005";
 
 fn peers() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/bacnet")
+    peer_dir("bacnet")
 }
 
 fn python() -> PathBuf {
-    let p = peers().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} missing: run tests/scripts/install-bacnet.sh",
-        p.display()
-    );
-    p
+    peer_python("bacnet", ".venv", "bacnet")
 }
 
 /// One bacpypes3 device process, killed when dropped.

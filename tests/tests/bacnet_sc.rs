@@ -33,17 +33,11 @@ const IP_DEV_ADDR: &str = "127.0.0.81:47808";
 const HUB_CN: &str = "warden-sc-test-hub";
 
 fn peers() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/bacnet-sc")
+    peer_dir("bacnet-sc")
 }
 
 fn python() -> PathBuf {
-    let p = peers().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} missing: run tests/scripts/install-bacnet-sc.sh",
-        p.display()
-    );
-    p
+    peer_python("bacnet-sc", ".venv", "bacnet-sc")
 }
 
 /// The test PKI: a CA with a hub, a device node, a client and Warden; another CA with a hub and

@@ -254,7 +254,7 @@ fn trap_unless_fresh() -> Wat {
     )
 }
 
-fn req(zone: &str, fresh: bool) -> Request {
+pub(crate) fn req(zone: &str, fresh: bool) -> Request {
     Request {
         device: DeviceInfo {
             id: "modbus:tcp-1-u1".into(),
@@ -271,7 +271,7 @@ fn req(zone: &str, fresh: bool) -> Request {
     }
 }
 
-fn unsigned_host() -> Host {
+pub(crate) fn unsigned_host() -> Host {
     Host::new(HostOptions {
         require_signature: false,
         ..HostOptions::default()
@@ -306,7 +306,7 @@ fn load(wat: &Wat) -> Plugin {
     load_with(&unsigned_host(), wat, limits).unwrap()
 }
 
-fn failure(o: Outcome) -> Failure {
+pub(crate) fn failure(o: Outcome) -> Failure {
     match o {
         Outcome::Failed(f) => f,
         other => panic!("expected a failure, got {other:?}"),

@@ -2,8 +2,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use warden_core::{Direction, Kind, Point, Value};
-
 use crate::*;
 
 const IMPORTS: &str = r#"
@@ -43,31 +41,11 @@ fn zone_rule() -> Vec<u8> {
 }
 
 fn req(zone: &str) -> Request {
-    Request {
-        device: DeviceInfo {
-            id: "modbus:tcp-1-u1".into(),
-            protocol: "modbus".into(),
-            zone: zone.into(),
-            ..DeviceInfo::default()
-        },
-        direction: Direction::Uplink,
-        kind: Kind::Telemetry,
-        points: vec![Point::new("temp", Value::Float(21.5))],
-        time_ms: 1_700_000_000_000,
-        ..Request::default()
-    }
-}
-
-fn host() -> Host {
-    Host::new(HostOptions {
-        require_signature: false,
-        ..HostOptions::default()
-    })
-    .unwrap()
+    crate::tests::req(zone, false)
 }
 
 fn load(bytes: &[u8]) -> Result<Plugin, LoadError> {
-    let host = host();
+    let host = crate::tests::unsigned_host();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.wasm");
     std::fs::write(&path, bytes).unwrap();
@@ -76,12 +54,7 @@ fn load(bytes: &[u8]) -> Result<Plugin, LoadError> {
     host.instantiate(&prepared, r#"{"x":1}"#, Limits::default(), Kv::default())
 }
 
-fn failure(o: Outcome) -> Failure {
-    match o {
-        Outcome::Failed(f) => f,
-        other => panic!("expected a failure, got {other:?}"),
-    }
-}
+use crate::tests::failure;
 
 #[test]
 fn a_core_plugin_reads_its_request_area() {

@@ -26,17 +26,11 @@ pub const PLUG1: &str = "zigbee:00124b0000001003";
 pub const INSTALL_CODE: &str = "83fed3407a939723a5c639b26916d505c3b5";
 
 pub fn peers() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/zigbee")
+    peer_dir("zigbee")
 }
 
 pub fn python() -> PathBuf {
-    let p = peers().join("venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} missing: run tests/scripts/install-zigbee.sh",
-        p.display()
-    );
-    p
+    peer_python("zigbee", "venv", "zigbee")
 }
 
 /// A simulated coordinator (ZNP or EZSP) on a pty, killed when dropped.
