@@ -134,6 +134,10 @@ pub struct PluginLimitsConfig {
     pub init_fuel: Option<u64>,
     /// Wall-clock backstop for instantiation plus `init`, ms. Default 2000.
     pub init_deadline_ms: Option<u64>,
+    /// Decisions after which the instance is swapped for a fresh one prepared in the
+    /// background (the running one keeps deciding meanwhile), for language runtimes whose
+    /// garbage grows inside a long-lived instance (componentize-js). Default 0: never.
+    pub recycle_after: Option<u64>,
 }
 
 /// `[[plugins.load]]`: one plugin.
@@ -715,6 +719,9 @@ impl Config {
             }
             if let Some(v) = l.init_deadline_ms {
                 bounded(&format!("{at}: init_deadline_ms"), v, 1..=600_000)?;
+            }
+            if let Some(v) = l.recycle_after {
+                bounded(&format!("{at}: recycle_after"), v, 0..=1_000_000_000)?;
             }
         }
         Ok(())

@@ -72,6 +72,9 @@ pub struct Limits {
     /// `wasi:random` from the OS; otherwise a generator seeded per decision from the module's
     /// hash, the device and the decision's time (replays decide the same).
     pub real_random: bool,
+    /// Decisions after which the instance is swapped for a fresh one prepared in the background
+    /// while the running one keeps deciding; 0 never.
+    pub recycle_after: u64,
 }
 
 impl Default for Limits {
@@ -89,6 +92,7 @@ impl Default for Limits {
             init_deadline_ms: 2_000,
             wasi: crate::WasiGrants::NONE,
             real_random: false,
+            recycle_after: 0,
         }
     }
 }

@@ -671,6 +671,8 @@ pub struct PluginStats {
     pub restarts: u64,
     /// Decisions denied with `restarting` while a replacement instance was being prepared.
     pub denied_restarting: u64,
+    /// Healthy instances swapped for fresh ones after `recycle_after` decisions.
+    pub recycles: u64,
     /// Fuel used by the last decision that ran.
     pub last_fuel_used: u64,
 }
@@ -744,6 +746,10 @@ pub struct Plugin {
     unreported: Option<Outcome>,
     seq: u32,
     deadline_ticks: u64,
+    /// Decisions the live instance has made (for `recycle_after`).
+    since_fresh: u64,
+    /// A fresh instance being prepared to take over from the live one (`recycle_after`).
+    recycle: Option<mpsc::Receiver<Replacement>>,
 }
 
 fn wall_ms() -> u64 {
@@ -1069,6 +1075,8 @@ impl Plugin {
             unreported: None,
             seq: 0,
             deadline_ticks,
+            since_fresh: 0,
+            recycle: None,
         })
     }
 
@@ -1212,6 +1220,7 @@ impl Plugin {
             // the previous replacement failed (and was counted): try again, in the background
             self.replace();
         }
+        self.poll_recycle();
         let Instance::Live(live) = &mut self.instance else {
             self.stats.denied_restarting += 1;
             return Outcome::Failed(Failure {
@@ -1259,6 +1268,13 @@ impl Plugin {
         match result {
             Ok(verdict) => {
                 self.stats.consecutive_failures = 0;
+                self.since_fresh += 1;
+                if self.limits.recycle_after > 0
+                    && self.since_fresh >= self.limits.recycle_after
+                    && self.recycle.is_none()
+                {
+                    self.start_recycle();
+                }
                 match verdict {
                     wit::Verdict::Allow => {
                         self.stats.allows += 1;
@@ -1287,6 +1303,82 @@ impl Plugin {
         let budget = self.limits.cpu_ms_per_sec;
         (used > budget)
             .then(|| format!("spent {used} ms in one second (budget {budget} ms per second)"))
+    }
+
+    /// Starts preparing a fresh instance to take over from the live one, on a thread of its
+    /// own, from a copy of the key-value state (the live state replaces it at the swap).
+    fn start_recycle(&mut self) {
+        let Instance::Live(live) = &self.instance else {
+            return;
+        };
+        let kv = live.store.data().kv.clone();
+        let (tx, rx) = mpsc::sync_channel(1);
+        let (host, prepared, config, limits, name) = (
+            self.host.clone(),
+            self.prepared.clone(),
+            self.config.clone(),
+            self.limits.clone(),
+            self.name.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!(
+                "recycle-{}",
+                self.name.chars().take(8).collect::<String>()
+            ))
+            .spawn(move || {
+                let started = Instant::now();
+                let r = Self::create(&host, &prepared, &config, &limits, &name, kv)
+                    .map(|live| (live, started.elapsed()));
+                let _ = tx.send(r);
+            });
+        match spawned {
+            Ok(_) => self.recycle = Some(rx),
+            Err(e) => {
+                tracing::warn!(plugin = %self.name, "cannot start a recycling thread: {e}");
+                self.since_fresh = 0;
+            }
+        }
+    }
+
+    /// Swaps in a recycled instance once it is ready, handing it the live key-value state. A
+    /// fresh instance that failed to start is logged and tried again `recycle_after` decisions
+    /// later; the live one keeps deciding either way.
+    fn poll_recycle(&mut self) {
+        let Some(rx) = &self.recycle else {
+            return;
+        };
+        let ready = match rx.try_recv() {
+            Ok(r) => r,
+            Err(mpsc::TryRecvError::Empty) => return,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                self.recycle = None;
+                self.since_fresh = 0;
+                return;
+            }
+        };
+        self.recycled(ready);
+    }
+
+    fn recycled(&mut self, ready: Replacement) {
+        self.recycle = None;
+        self.since_fresh = 0;
+        match ready {
+            Ok((mut fresh, took)) => {
+                let Instance::Live(live) = &mut self.instance else {
+                    return;
+                };
+                std::mem::swap(
+                    &mut fresh.store.data_mut().kv,
+                    &mut live.store.data_mut().kv,
+                );
+                *live = fresh;
+                self.stats.recycles += 1;
+                tracing::debug!(plugin = %self.name, ms = took.as_secs_f64() * 1e3, "plugin instance recycled");
+            }
+            Err((e, _)) => {
+                tracing::warn!(plugin = %self.name, "a fresh instance for recycling failed to start: {e}");
+            }
+        }
     }
 
     /// Picks up a finished replacement. A failed one is a failure of the plugin (returned, so the
@@ -1335,6 +1427,9 @@ impl Plugin {
         let detail = sanitize(&detail, REASON_MAX_BYTES);
         self.stats.failures += 1;
         self.stats.consecutive_failures = self.stats.consecutive_failures.saturating_add(1);
+        // a fresh instance on its way for recycling is not wanted now: the failure replaces
+        self.recycle = None;
+        self.since_fresh = 0;
         if let Instance::Live(_) = self.instance
             && let Instance::Live(live) =
                 std::mem::replace(&mut self.instance, Instance::Parked(Kv::default()))
@@ -1440,6 +1535,18 @@ impl Plugin {
                     .unwrap_or_default();
                 self.instance = Instance::Parked(kv);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+impl Plugin {
+    /// Waits for a recycling instance (if one is on its way) and swaps it in.
+    pub(crate) fn wait_recycle(&mut self, timeout: Duration) {
+        if let Some(rx) = &self.recycle
+            && let Ok(r) = rx.recv_timeout(timeout)
+        {
+            self.recycled(r);
         }
     }
 }

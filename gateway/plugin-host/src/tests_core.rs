@@ -229,3 +229,60 @@ fn deciding_in_place_gives_the_request_back_unchanged() {
     assert!(matches!(p.decide_in_place(&mut r), Outcome::Failed(_)));
     assert_eq!(r, before);
 }
+
+#[test]
+fn recycling_swaps_in_a_fresh_instance_and_keeps_the_state() {
+    // an instance that "ages": it allows its first 5 decisions and denies the rest; it also
+    // counts its decisions in the key-value state under "n"
+    let aging = wat::parse_str(
+        r#"(module
+  (import "warden:policy/host@0.2.0" "verdict-text" (func $say (param i32 i32)))
+  (import "warden:policy/host@0.2.0" "kv-get" (func $get (param i32 i32 i32 i32) (result i64)))
+  (import "warden:policy/host@0.2.0" "kv-set" (func $set (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $calls (mut i32) (i32.const 0))
+  (data (i32.const 64) "aged")
+  (data (i32.const 80) "n")
+  (func (export "warden:policy@0.2.0#request-area") (result i32) (i32.const 4096))
+  (func (export "warden:policy@0.2.0#init") (result i32) (i32.const 0))
+  (func (export "warden:policy@0.2.0#decide") (result i32)
+    ;; n += 1 in the key-value state (a 4-byte value at 96)
+    (drop (call $get (i32.const 80) (i32.const 1) (i32.const 96) (i32.const 4)))
+    (i32.store (i32.const 96) (i32.add (i32.load (i32.const 96)) (i32.const 1)))
+    (drop (call $set (i32.const 80) (i32.const 1) (i32.const 96) (i32.const 4)))
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (if (result i32) (i32.gt_u (global.get $calls) (i32.const 5))
+      (then (call $say (i32.const 64) (i32.const 4)) (i32.const 1))
+      (else (i32.const 0)))))"#,
+    )
+    .unwrap();
+    let host = crate::tests::unsigned_host();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aging.wasm");
+    std::fs::write(&path, aging).unwrap();
+    let prepared = host.prepare("aging", &path).unwrap();
+    let n = |p: &Plugin| u32::from_le_bytes(p.kv().unwrap().get("n").unwrap().try_into().unwrap());
+    // positive control: without recycling the sixth decision is refused
+    let mut p = host
+        .instantiate(&prepared, "{}", Limits::default(), Kv::default())
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(p.decide(&req("hvac")), Outcome::Allow);
+    }
+    assert_eq!(p.decide(&req("hvac")), Outcome::Deny("aged".into()));
+    // recycled every 3 decisions it never ages, and the state counts every decision
+    let limits = Limits {
+        recycle_after: 3,
+        ..Limits::default()
+    };
+    let mut p = host
+        .instantiate(&prepared, "{}", limits, Kv::default())
+        .unwrap();
+    for i in 0..12 {
+        assert_eq!(p.decide(&req("hvac")), Outcome::Allow, "decision {i}");
+        p.wait_recycle(std::time::Duration::from_secs(10));
+    }
+    assert_eq!(p.stats().recycles, 4);
+    assert_eq!(p.stats().failures, 0);
+    assert_eq!(n(&p), 12, "the live state is handed to each fresh instance");
+}

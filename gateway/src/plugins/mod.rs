@@ -85,6 +85,7 @@ pub fn limits(own: &PluginLimitsConfig, defaults: &PluginLimitsConfig) -> Limits
         init_fuel: pick(own.init_fuel, defaults.init_fuel).unwrap_or(d.init_fuel),
         init_deadline_ms: pick(own.init_deadline_ms, defaults.init_deadline_ms)
             .unwrap_or(d.init_deadline_ms),
+        recycle_after: pick(own.recycle_after, defaults.recycle_after).unwrap_or(d.recycle_after),
         ..d
     }
 }
