@@ -126,7 +126,10 @@ fn describe(r: &OperationRequest) -> String {
             s
         }
         OperationRequest::Close {} => "close the join window".into(),
-        OperationRequest::Scan { seconds } => format!("discovery scan for {seconds} s"),
+        OperationRequest::Scan { seconds, has } => match has {
+            None => format!("discovery scan for {seconds} s"),
+            Some(h) => format!("object search for `{h}` for {seconds} s"),
+        },
         OperationRequest::Remove { device } => format!("remove {device} from the network"),
     }
 }

@@ -309,6 +309,43 @@ fn bacnet_ip_discovery_cov_polling_writes_silence_and_hostile_frames() {
         });
     }
 
+    // object search (Who-Has, broadcast and directed to 127.0.0.3): each device object is named
+    // `dev<instance>`, so one name is one device's; every device has analog-value 1; nobody has
+    // `NoSuchObject` (the scan above is the positive control that all four answer)
+    let has_scan = |has: &str, file: &str| {
+        let mut s = Cli::spawn(
+            &g,
+            &["adapter", "bacnet", "scan", "--seconds", "3", "--has", has],
+            &dir.join(file),
+        );
+        assert!(s.wait_exit(), "{}", s.text());
+        s.text()
+    };
+    let text = has_scan("dev1003", "has-name.txt");
+    assert!(text.contains("1 device has `dev1003`"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{D3} has device:1003 `dev1003` (I-Have from 127.0.0.3:47808)"
+        )),
+        "{text}"
+    );
+    for id in [D2, D4, D5] {
+        assert!(!text.contains(id), "{id} does not have dev1003: {text}");
+    }
+    let text = has_scan("analog-value:1", "has-id.txt");
+    assert!(text.contains("4 devices have analog-value:1"), "{text}");
+    for id in [D2, D3, D4, D5] {
+        assert!(
+            text.contains(&format!("{id} has analog-value:1 `Setpoint`")),
+            "{id} not in the object search: {text}"
+        );
+    }
+    let text = has_scan("NoSuchObject", "has-none.txt");
+    assert!(text.contains("0 devices have `NoSuchObject`"), "{text}");
+    for id in [D2, D3, D4, D5] {
+        assert!(!text.contains(id), "{id} has no NoSuchObject: {text}");
+    }
+
     // pending devices' values are denied; approved, they reach MQTT at assurance `none`
     wait_audit(&dd, "a pending device's values denied", |r| {
         is(r, "uplink", D4) && r["verdict"] == "deny"
@@ -605,6 +642,16 @@ fn bacnet_ip_discovery_cov_polling_writes_silence_and_hostile_frames() {
             "broadcast Who-Is",
             "bvlc.function==0x0b && bacapp.unconfirmed_service==8",
             1,
+        ),
+        (
+            "broadcast Who-Has",
+            "bvlc.function==0x0b && bacapp.unconfirmed_service==7",
+            3,
+        ),
+        (
+            "directed Who-Has",
+            "bvlc.function==0x0a && bacapp.unconfirmed_service==7 && ip.dst==127.0.0.3",
+            3,
         ),
         (
             "ReadProperty",

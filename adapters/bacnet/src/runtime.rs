@@ -206,7 +206,14 @@ struct Scan {
     op: Operation,
     until: Instant,
     seen: HashSet<DeviceId>,
+    /// An object search (Who-Has) rather than a discovery (Who-Is).
+    has: Option<services::HasTarget>,
+    /// The I-Have answers reported: (network, device instance, object), at most [`MAX_FOUND`].
+    found: HashSet<(u16, u32, ObjectId)>,
 }
+
+/// I-Have answers one object search reports; the rest are counted as refused.
+const MAX_FOUND: usize = 1024;
 
 /// Runs the adapter until shutdown.
 pub async fn run(cfg: Config, ctx: AdapterContext) -> Result<(), AdapterError> {
@@ -330,6 +337,7 @@ pub async fn run(cfg: Config, ctx: AdapterContext) -> Result<(), AdapterError> {
         devices: HashMap::new(),
         scan: None,
         int_tx,
+        logs: RateLimit::default(),
         sc_state: None,
     };
     if let Some(b) = m.s.cfg.bbmd {
@@ -378,22 +386,35 @@ struct Main {
     devices: HashMap<(u16, u32), Dev>,
     scan: Option<Scan>,
     int_tx: mpsc::Sender<Internal>,
+    /// Rate limit for logging unsolicited traffic (I-Have outside an object search).
+    logs: RateLimit,
     /// The last BACnet/SC link state and detail reported (repeats are not re-reported).
     sc_state: Option<(LinkState, String)>,
 }
 
 impl Main {
     async fn who_is(&self, broadcast: bool) {
-        let data = services::who_is(None);
+        self.discover(broadcast, unconfirmed::WHO_IS, &services::who_is(None))
+            .await;
+    }
+
+    /// A Who-Has broadcast and sent to the configured device addresses.
+    async fn who_has(&self, target: &services::HasTarget) {
+        self.discover(true, unconfirmed::WHO_HAS, &services::who_has(None, target))
+            .await;
+    }
+
+    /// The discovery scan, if one runs: not an object search.
+    fn discovery(&mut self) -> Option<&mut Scan> {
+        self.scan.as_mut().filter(|s| s.has.is_none())
+    }
+
+    async fn discover(&self, broadcast: bool, service: u8, data: &[u8]) {
         if broadcast {
             let _ = self
                 .s
                 .net
-                .unconfirmed(
-                    Dest::IpBroadcast(self.s.cfg.broadcast),
-                    unconfirmed::WHO_IS,
-                    &data,
-                )
+                .unconfirmed(Dest::IpBroadcast(self.s.cfg.broadcast), service, data)
                 .await;
             if self.s.cfg.sc.is_some() {
                 // Fail::ScDown while the hub connection is down: the connection sends its own
@@ -401,7 +422,7 @@ impl Main {
                 let _ = self
                     .s
                     .net
-                    .unconfirmed(Dest::ScBroadcast, unconfirmed::WHO_IS, &data)
+                    .unconfirmed(Dest::ScBroadcast, service, data)
                     .await;
             }
         }
@@ -409,7 +430,7 @@ impl Main {
             let _ = self
                 .s
                 .net
-                .unconfirmed(Dest::Peer(&Peer::direct(*a)), unconfirmed::WHO_IS, &data)
+                .unconfirmed(Dest::Peer(&Peer::direct(*a)), service, data)
                 .await;
         }
     }
@@ -571,12 +592,14 @@ impl Main {
                     }
                 }
             }
-            (None, unconfirmed::I_HAVE) => {
-                if let Ok(h) = services::decode_i_have(&r.data) {
-                    tracing::info!(device = h.device.instance, object = ?h.object, name = %h.name, "bacnet: I-Have");
+            (None, unconfirmed::I_HAVE) => match services::decode_i_have(&r.data) {
+                Ok(h) => self.i_have(h, r.from).await,
+                Err(e) => {
+                    self.s
+                        .reject(None, e.cause(), format!("I-Have from {}: {e}", r.from.addr))
+                        .await
                 }
-                Ok(())
-            }
+            },
             // Who-Is, Who-Has and other devices' traffic: Warden is a client, not a device
             (None, _) => Ok(()),
             (Some(id), service) => {
@@ -604,7 +627,7 @@ impl Main {
                 let _ = d.tx.try_send(DevMsg::Seen(from));
             }
             let ready = d.ready;
-            if let Some(s) = self.scan.as_mut()
+            if let Some(s) = self.discovery()
                 && s.seen.insert(id.clone())
             {
                 s.op.progress.update(|p| {
@@ -615,7 +638,7 @@ impl Main {
             return Ok(());
         }
         if self.devices.len() >= self.s.cfg.max_devices {
-            if let Some(s) = self.scan.as_mut() {
+            if let Some(s) = self.discovery() {
                 s.op.progress.update(|p| p.devices_refused += 1);
             }
             return self
@@ -655,7 +678,7 @@ impl Main {
                 ready: false,
             },
         );
-        if let Some(s) = self.scan.as_mut()
+        if let Some(s) = self.discovery()
             && s.seen.insert(id.clone())
         {
             s.op.progress.update(|p| {
@@ -666,12 +689,88 @@ impl Main {
         Ok(())
     }
 
+    /// An I-Have: a finding of the running object search if it answers it; otherwise logged
+    /// (rate-limited) and dropped. A device found that Warden does not know yet is asked for its
+    /// I-Am, so it is discovered and interviewed as a Who-Is finding would be.
+    async fn i_have(&mut self, h: services::IHave, from: Peer) -> Result<(), AdapterError> {
+        let net = self.network_of(&from);
+        let answers = self
+            .scan
+            .as_ref()
+            .and_then(|s| s.has.as_ref())
+            .is_some_and(|t| t.matches(&h));
+        if !answers {
+            if self.logs.admit("i-have").is_some() {
+                tracing::info!(device = h.device.instance, object = ?h.object, name = %h.name, from = %from.addr, "bacnet: I-Have outside an object search");
+            }
+            return Ok(());
+        }
+        if h.device.kind != object::DEVICE {
+            return self
+                .s
+                .reject(
+                    None,
+                    "malformed",
+                    format!(
+                        "I-Have from {}: the device identifier is not a device",
+                        from.addr
+                    ),
+                )
+                .await;
+        }
+        let Some(id) = device_id(net, h.device.instance) else {
+            return Ok(());
+        };
+        let known = self.devices.get(&(net, h.device.instance)).map(|d| d.ready);
+        let Some(s) = self.scan.as_mut() else {
+            return Ok(());
+        };
+        if s.found.len() >= MAX_FOUND {
+            s.op.progress.update(|p| p.devices_refused += 1);
+            return Ok(());
+        }
+        if !s.found.insert((net, h.device.instance, h.object)) {
+            return Ok(());
+        }
+        let new_device = s.seen.insert(id.clone());
+        let state = format!(
+            "has {} `{}` (I-Have from {}){}",
+            services::HasTarget::Id(h.object),
+            h.name,
+            from.addr,
+            match known {
+                Some(true) => "",
+                Some(false) => ", interviewing",
+                None => ", not discovered yet: Who-Is sent",
+            }
+        );
+        s.op.progress.update(|p| {
+            if new_device {
+                p.devices_seen += 1;
+            }
+            p.device(&id, state);
+        });
+        if known.is_none() {
+            let inst = h.device.instance;
+            let _ = self
+                .s
+                .net
+                .unconfirmed(
+                    Dest::Peer(&from),
+                    unconfirmed::WHO_IS,
+                    &services::who_is(Some((inst, inst))),
+                )
+                .await;
+        }
+        Ok(())
+    }
+
     fn internal(&mut self, i: Internal) {
         match i {
             Internal::Ready(net, inst) => {
                 if let Some(d) = self.devices.get_mut(&(net, inst)) {
                     d.ready = true;
-                    if let Some(s) = self.scan.as_mut() {
+                    if let Some(s) = self.scan.as_mut().filter(|s| s.has.is_none()) {
                         let id = d.id.clone();
                         s.op.progress.update(|p| {
                             p.devices_joined += 1;
@@ -682,7 +781,7 @@ impl Main {
             }
             Internal::Gone(net, inst) => {
                 if let Some(d) = self.devices.remove(&(net, inst))
-                    && let Some(s) = self.scan.as_mut()
+                    && let Some(s) = self.scan.as_mut().filter(|s| s.has.is_none())
                 {
                     s.op.progress.update(|p| {
                         p.devices_refused += 1;
@@ -695,18 +794,30 @@ impl Main {
 
     async fn operation(&mut self, op: Operation) {
         match op.request.clone() {
-            OperationRequest::Scan { seconds } => {
+            OperationRequest::Scan { seconds, has } => {
+                let target = match has.as_deref().map(services::HasTarget::parse).transpose() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        op.progress
+                            .finish(OperationState::Failed, format!("`has`: {e}"));
+                        return;
+                    }
+                };
                 if let Some(old) = self.scan.take() {
                     old.op
                         .progress
                         .finish(OperationState::Cancelled, "replaced by a newer scan");
                 }
                 let n = self.s.cfg.devices.len();
+                let what = match &target {
+                    None => "Who-Is".to_owned(),
+                    Some(t) => format!("Who-Has {t}"),
+                };
                 op.progress.update(|p| {
                     p.state = OperationState::Running;
                     p.seconds_left = Some(seconds);
                     p.set_step(Some(format!(
-                        "Who-Is sent to {} and {n} directed address{}",
+                        "{what} sent to {} and {n} directed address{}",
                         self.s.cfg.broadcast,
                         if n == 1 { "" } else { "es" }
                     )));
@@ -715,8 +826,13 @@ impl Main {
                     op,
                     until: Instant::now() + Duration::from_secs(u64::from(seconds)),
                     seen: HashSet::new(),
+                    has: target.clone(),
+                    found: HashSet::new(),
                 });
-                self.who_is(true).await;
+                match target {
+                    None => self.who_is(true).await,
+                    Some(t) => self.who_has(&t).await,
+                }
             }
             _ => op.progress.finish(
                 OperationState::Failed,
@@ -731,13 +847,18 @@ impl Main {
         if now >= s.until {
             if let Some(s) = self.scan.take() {
                 let n = s.seen.len();
-                s.op.progress.finish(
-                    OperationState::Done,
-                    format!(
+                let detail = match &s.has {
+                    None => format!(
                         "scan finished: {n} device{} answered",
                         if n == 1 { "" } else { "s" }
                     ),
-                );
+                    Some(t) => format!(
+                        "object search finished: {n} device{} {} {t}",
+                        if n == 1 { "" } else { "s" },
+                        if n == 1 { "has" } else { "have" }
+                    ),
+                };
+                s.op.progress.finish(OperationState::Done, detail);
             }
         } else {
             let left = s.until.saturating_duration_since(now).as_secs() as u32;

@@ -70,6 +70,30 @@ pub mod object {
             _ => "object",
         }
     }
+
+    /// The type a name from [`name`] stands for, or a type number (`130`).
+    pub fn from_name(s: &str) -> Option<u16> {
+        let known = [
+            ANALOG_INPUT,
+            ANALOG_OUTPUT,
+            ANALOG_VALUE,
+            BINARY_INPUT,
+            BINARY_OUTPUT,
+            BINARY_VALUE,
+            DEVICE,
+            MULTI_STATE_INPUT,
+            MULTI_STATE_OUTPUT,
+            MULTI_STATE_VALUE,
+            56,
+        ];
+        if let Some(k) = known.into_iter().find(|k| name(*k) == s) {
+            return Some(k);
+        }
+        if !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s.parse::<u16>().ok().filter(|k| *k < 1024);
+        }
+        None
+    }
 }
 
 /// `low..=high` instance range of a Who-Is.
@@ -92,11 +116,59 @@ pub fn decode_who_is(d: &[u8]) -> Result<Option<(u32, u32)>, DecodeError> {
     Ok(Some((lo, hi)))
 }
 
+/// The longest object name Warden sends in a Who-Has or takes from an I-Have, in bytes.
+pub const MAX_OBJECT_NAME: usize = 255;
+
 /// What Who-Has looks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HasTarget {
     Id(ObjectId),
     Name(String),
+}
+
+impl HasTarget {
+    /// `type:instance` (`analog-value:1`, `2:1`) is an object identifier; anything else is an
+    /// object name.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some((t, i)) = s.rsplit_once(':')
+            && let Some(kind) = object::from_name(t)
+            && !i.is_empty()
+            && i.len() <= 8
+            && i.bytes().all(|b| b.is_ascii_digit())
+        {
+            return match i.parse::<u32>() {
+                Ok(n) if n <= ObjectId::MAX_INSTANCE => Ok(Self::Id(ObjectId::new(kind, n))),
+                _ => Err(format!(
+                    "object instance `{i}` is more than {}",
+                    ObjectId::MAX_INSTANCE
+                )),
+            };
+        }
+        if s.is_empty() || s.len() > MAX_OBJECT_NAME {
+            return Err(format!("an object name is 1 to {MAX_OBJECT_NAME} bytes"));
+        }
+        Ok(Self::Name(s.to_owned()))
+    }
+
+    /// Whether an I-Have answers this.
+    pub fn matches(&self, h: &IHave) -> bool {
+        match self {
+            Self::Id(id) => h.object == *id,
+            Self::Name(n) => h.name == *n,
+        }
+    }
+}
+
+impl std::fmt::Display for HasTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Id(id) => match object::name(id.kind) {
+                "object" => write!(f, "{}:{}", id.kind, id.instance),
+                t => write!(f, "{t}:{}", id.instance),
+            },
+            Self::Name(n) => write!(f, "`{n}`"),
+        }
+    }
 }
 
 pub fn who_has(range: Option<(u32, u32)>, target: &HasTarget) -> Vec<u8> {
@@ -120,6 +192,9 @@ pub fn decode_i_have(d: &[u8]) -> Result<IHave, DecodeError> {
     let (r, object) = finish(tag::app_object_id(r))?;
     let (r, name) = finish(tag::app_text(r))?;
     done(r)?;
+    if name.len() > MAX_OBJECT_NAME {
+        return Err(DecodeError::Length(name.len() as u64));
+    }
     Ok(IHave {
         device,
         object,
@@ -691,5 +766,50 @@ mod tests {
             let _ = decode_read_property(&b);
             let _ = decode_subscribe_cov(&b);
         }
+    }
+
+    #[test]
+    fn has_targets_parse_as_an_object_id_or_a_name() {
+        assert_eq!(
+            HasTarget::parse("analog-value:1").unwrap(),
+            HasTarget::Id(ObjectId::new(object::ANALOG_VALUE, 1))
+        );
+        assert_eq!(
+            HasTarget::parse("130:7").unwrap(),
+            HasTarget::Id(ObjectId::new(130, 7))
+        );
+        // not a known type before the colon: a name
+        assert_eq!(
+            HasTarget::parse("Zone:1").unwrap(),
+            HasTarget::Name("Zone:1".into())
+        );
+        assert_eq!(
+            HasTarget::parse("Zone Temp").unwrap(),
+            HasTarget::Name("Zone Temp".into())
+        );
+        assert!(HasTarget::parse("analog-value:4194304").is_err());
+        assert!(HasTarget::parse("").is_err());
+        assert!(HasTarget::parse(&"n".repeat(MAX_OBJECT_NAME + 1)).is_err());
+        for t in ["analog-value:1", "130:7"] {
+            assert_eq!(HasTarget::parse(t).unwrap().to_string(), t);
+        }
+    }
+
+    #[test]
+    fn an_i_have_with_an_overlong_name_is_refused() {
+        let h = IHave {
+            device: ObjectId::new(object::DEVICE, 9),
+            object: ObjectId::new(object::ANALOG_VALUE, 1),
+            name: "n".repeat(MAX_OBJECT_NAME + 1),
+        };
+        assert_eq!(
+            decode_i_have(&i_have(&h)),
+            Err(DecodeError::Length(MAX_OBJECT_NAME as u64 + 1))
+        );
+        let ok = IHave {
+            name: "n".repeat(MAX_OBJECT_NAME),
+            ..h
+        };
+        assert_eq!(decode_i_have(&i_have(&ok)).unwrap(), ok);
     }
 }

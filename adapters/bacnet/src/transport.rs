@@ -252,12 +252,28 @@ struct Pending {
     next_sequence: u8,
 }
 
+/// Segmented answers remembered after their last segment, so a retransmission of that segment
+/// (our Segment-ACK was late or lost) is ACKed again instead of left to time out. Bounded: a
+/// peer can make Warden complete transfers, not grow this.
+const RECENT_SEGMENTED: usize = 32;
+
+/// The last segment of a completed segmented answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Completed {
+    key: (Link, u8),
+    service: u8,
+    sequence: u8,
+    window: u8,
+}
+
 /// The network layer, shared by the runtime and every device task.
 pub struct Net {
     sock: Arc<UdpSocket>,
     local: SocketAddr,
     sc: Option<Arc<ScPort>>,
     pending: Mutex<HashMap<(Link, u8), Pending>>,
+    /// The newest [`RECENT_SEGMENTED`] completed segmented answers, oldest first.
+    completed: Mutex<std::collections::VecDeque<Completed>>,
     next_id: Mutex<HashMap<Link, u8>>,
     max_response: usize,
     /// The max-APDU code Warden announces in its requests (0 = 50 … 5 = 1476 octets).
@@ -306,6 +322,7 @@ impl Net {
             local,
             sc: None,
             pending: Mutex::new(HashMap::new()),
+            completed: Mutex::new(std::collections::VecDeque::new()),
             next_id: Mutex::new(HashMap::new()),
             max_response,
             max_apdu_code: 5,
@@ -339,6 +356,10 @@ impl Net {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Link, u8), Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Completed>> {
+        self.completed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub async fn send_to(&self, to: SocketAddr, datagram: &[u8]) -> Result<(), Fail> {
@@ -442,6 +463,8 @@ impl Net {
         for k in 0..=255u8 {
             let id = start.wrapping_add(k);
             if let std::collections::hash_map::Entry::Vacant(v) = pending.entry((peer, id)) {
+                // the invoke id is reused: an older transfer's last segment is no longer ours
+                self.recent().retain(|c| c.key != (peer, id));
                 let (tx, rx) = oneshot::channel();
                 v.insert(Pending {
                     tx: Some(tx),
@@ -526,6 +549,23 @@ impl Net {
             .get_mut(&key)
             .filter(|e| e.service == service && e.tx.is_some())
         else {
+            // a retransmission of the last segment of an answer already complete: our
+            // Segment-ACK was late or lost, so the peer would retry until its timeout
+            if !s.more_follows
+                && self
+                    .recent()
+                    .iter()
+                    .any(|c| c.key == key && c.service == service && c.sequence == s.sequence)
+            {
+                let ack = Apdu::SegmentAck {
+                    negative: false,
+                    server: false,
+                    invoke_id: key.1,
+                    sequence: s.sequence,
+                    window: s.window,
+                };
+                return (Some(apdu::encode(&ack)), true);
+            }
             return (None, false);
         };
         if s.sequence != e.next_sequence {
@@ -565,6 +605,17 @@ impl Net {
             && let Some(tx) = e.tx.take()
         {
             let _ = tx.send(Ok(Reply::Complex(std::mem::take(&mut e.segments))));
+            let mut r = self.recent();
+            r.retain(|c| c.key != key);
+            if r.len() >= RECENT_SEGMENTED {
+                r.pop_front();
+            }
+            r.push_back(Completed {
+                key,
+                service,
+                sequence: s.sequence,
+                window: s.window,
+            });
         }
         (Some(apdu::encode(&ack)), true)
     }
@@ -831,6 +882,78 @@ mod tests {
         let np = npdu::decode(bv.npdu().unwrap()).unwrap();
         let Body::Apdu(a) = np.body else { panic!() };
         (a.to_vec(), from)
+    }
+
+    #[tokio::test]
+    async fn a_retransmitted_last_segment_of_a_completed_answer_is_acked_again() {
+        let (net, _sock, dev) = pair().await;
+        let peer = Link::Ip(dev.local_addr().unwrap());
+        let rp = services::confirmed::READ_PROPERTY;
+        let seg = |sequence, more_follows| apdu::Segment {
+            sequence,
+            window: 2,
+            more_follows,
+        };
+        let is_ack = |a: Option<Vec<u8>>, id: u8, seq: u8| {
+            matches!(
+                apdu::decode(&a.unwrap()).unwrap(),
+                Apdu::SegmentAck { negative: false, invoke_id, sequence, window: 2, .. }
+                    if invoke_id == id && sequence == seq
+            )
+        };
+        // one transfer per invoke id, done and its request gone (the pending entry dropped)
+        let transfer = |net: &Net| {
+            let (id, rx) = net.allocate(peer, rp).unwrap();
+            assert!(is_ack(
+                net.segment((peer, id), rp, seg(0, true), b"ab").0,
+                id,
+                0
+            ));
+            assert!(is_ack(
+                net.segment((peer, id), rp, seg(1, false), b"cd").0,
+                id,
+                1
+            ));
+            net.lock().remove(&(peer, id));
+            (id, rx)
+        };
+        let (id, mut rx) = transfer(&net);
+        assert_eq!(
+            rx.try_recv().unwrap().unwrap(),
+            Reply::Complex(b"abcd".to_vec())
+        );
+        // the peer did not see our ACK of the last segment and sends it again: ACKed again,
+        // counted as expected
+        let (a, known) = net.segment((peer, id), rp, seg(1, false), b"cd");
+        assert!(known && is_ack(a, id, 1));
+        // not the last segment, another service or another invoke id: nothing to ACK
+        assert_eq!(
+            net.segment((peer, id), rp, seg(0, true), b"ab"),
+            (None, false)
+        );
+        assert_eq!(
+            net.segment(
+                (peer, id),
+                services::confirmed::READ_PROPERTY_MULTIPLE,
+                seg(1, false),
+                b"cd"
+            ),
+            (None, false)
+        );
+        assert_eq!(
+            net.segment((peer, id.wrapping_add(1)), rp, seg(1, false), b"cd"),
+            (None, false)
+        );
+        // the record is bounded: after more transfers than it keeps, the first is forgotten
+        for _ in 0..RECENT_SEGMENTED {
+            transfer(&net);
+        }
+        assert!(net.recent().len() <= RECENT_SEGMENTED);
+        let first = net.recent().front().map(|c| c.key.1);
+        assert_ne!(first, Some(id));
+        // invoke ids wrap at 256: a reused id forgets the older transfer's last segment
+        let (id2, _) = net.allocate(peer, rp).unwrap();
+        assert!(net.recent().iter().all(|c| c.key != (peer, id2)));
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! The adapter's run loop against sockets the test holds: foreign-device registration with a
 //! BBMD, a device found through a Forwarded-NPDU (interviewed at its origin address, not the
 //! BBMD's), a device behind a router (identity from its SNET, requests addressed through the
-//! router with DNET/DADR), and a downlink refused before sending.
+//! router with DNET/DADR), a downlink refused before sending, and an object search (Who-Has)
+//! answered by I-Haves from a socket the test holds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ use warden_core::{
 struct Harness {
     events: mpsc::Receiver<AdapterEvent>,
     downlinks: mpsc::Sender<Downlink>,
-    _ops: mpsc::Sender<warden_core::Operation>,
+    ops: mpsc::Sender<warden_core::Operation>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -53,7 +54,7 @@ async fn start(extra: &str) -> (Harness, SocketAddr) {
         Harness {
             events,
             downlinks: dl_tx,
-            _ops: op_tx,
+            ops: op_tx,
             shutdown: sd_tx,
         },
         bind,
@@ -193,5 +194,120 @@ async fn a_routed_device_is_named_by_its_network_and_reached_through_the_router(
         matches!(&res.outcome, CommandOutcome::Denied(d) if d.contains("read-only")),
         "{res:?}"
     );
+    let _ = h.shutdown.send(true);
+}
+
+/// The next APDU Warden sends to `sock`: (service, parameters) of an unconfirmed request.
+async fn next_unconfirmed(sock: &UdpSocket) -> (u8, Vec<u8>) {
+    use warden_bacnet::{apdu, npdu};
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .expect("a datagram from Warden")
+            .unwrap();
+        let b = bvlc::decode(&buf[..n]).unwrap();
+        let np = npdu::decode(b.npdu().unwrap()).unwrap();
+        let npdu::Body::Apdu(a) = np.body else {
+            continue;
+        };
+        if let apdu::Apdu::Unconfirmed { service, data } = apdu::decode(a).unwrap() {
+            return (service, data.to_vec());
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_object_search_reports_each_answering_i_have_once() {
+    use warden_bacnet::apdu::Apdu;
+    use warden_bacnet::services::{self, HasTarget, IHave, unconfirmed};
+    use warden_bacnet::tag::ObjectId;
+    use warden_bacnet::testing::datagram;
+    use warden_core::{OperationRequest, OperationState, ProgressSender};
+
+    let dev = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (mut h, warden) = start(&format!("devices = [\"{}\"]", dev.local_addr().unwrap())).await;
+    let (progress, mut rx) = ProgressSender::channel();
+    h.ops
+        .send(warden_core::Operation {
+            id: "op-1".into(),
+            request: OperationRequest::Scan {
+                seconds: 2,
+                has: Some("Zone Temp".into()),
+            },
+            principal: "test".into(),
+            progress,
+        })
+        .await
+        .unwrap();
+    // the directed Who-Has (after the start-up Who-Is), by name, without a device range
+    let (service, data) = next_unconfirmed(&dev).await;
+    assert_eq!(service, unconfirmed::WHO_IS);
+    assert_eq!(services::decode_who_is(&data).unwrap(), None);
+    let (service, data) = next_unconfirmed(&dev).await;
+    assert_eq!(service, unconfirmed::WHO_HAS);
+    assert_eq!(
+        services::decode_who_has(&data).unwrap(),
+        (None, HasTarget::Name("Zone Temp".into()))
+    );
+    let i_have = |device: u32, object: ObjectId, name: &str| {
+        datagram(
+            &Apdu::Unconfirmed {
+                service: unconfirmed::I_HAVE,
+                data: &services::i_have(&IHave {
+                    device: ObjectId::new(8, device),
+                    object,
+                    name: name.into(),
+                }),
+            },
+            None,
+        )
+    };
+    let av1 = ObjectId::new(2, 1);
+    // the answer twice (reported once), an I-Have for another name (not a finding), garbage
+    for d in [
+        i_have(4711, av1, "Zone Temp"),
+        i_have(4711, av1, "Zone Temp"),
+        i_have(4712, av1, "Other"),
+        vec![0x81, 0x0a, 0x00, 0x08, 0x01, 0x00, 0x10, 0x01],
+    ] {
+        dev.send_to(&d, warden).await.unwrap();
+    }
+    // a device Warden does not know: asked for its I-Am by a directed Who-Is for its instance
+    let (service, data) = next_unconfirmed(&dev).await;
+    assert_eq!(service, unconfirmed::WHO_IS);
+    assert_eq!(services::decode_who_is(&data).unwrap(), Some((4711, 4711)));
+    let p = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|p| p.state.is_final()))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+    assert_eq!(p.state, OperationState::Done, "{p:?}");
+    assert_eq!(p.devices_seen, 1, "{p:?}");
+    assert!(
+        p.detail.contains("1 device has `Zone Temp`"),
+        "{}",
+        p.detail
+    );
+    assert_eq!(p.devices.len(), 1, "{p:?}");
+    assert_eq!(p.devices[0].device.to_string(), "bacnet:0-4711");
+    assert!(
+        p.devices[0]
+            .state
+            .starts_with("has analog-value:1 `Zone Temp` (I-Have from 127.0.0.1:"),
+        "{}",
+        p.devices[0].state
+    );
+    // the I-Have without parameters was refused with a typed error, not dropped silently
+    let mut refused = None;
+    while let Ok(ev) = h.events.try_recv() {
+        if let AdapterEvent::Rejected(r) = ev
+            && r.detail.starts_with("I-Have from")
+        {
+            refused = Some(r);
+        }
+    }
+    let r = refused.expect("the empty I-Have refused");
+    assert_eq!(r.cause, "bad-length", "{r:?}");
     let _ = h.shutdown.send(true);
 }

@@ -413,7 +413,11 @@ impl Runtime {
 
     fn operation(&mut self, op: Operation) {
         match op.request {
-            OperationRequest::Scan { seconds } => {
+            OperationRequest::Scan { has: Some(_), .. } => op.progress.finish(
+                OperationState::Failed,
+                "the BLE adapter cannot search for an object (`has`): scan without it",
+            ),
+            OperationRequest::Scan { seconds, has: None } => {
                 if let Some(old) = self.scan.take() {
                     old.op
                         .progress

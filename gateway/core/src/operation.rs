@@ -22,6 +22,8 @@ pub const MAX_OPERATION_SECONDS: u32 = 3600;
 pub const MAX_PROGRESS_DEVICES: usize = 32;
 /// The longest `step` or `detail` text kept in a progress report.
 pub const MAX_PROGRESS_TEXT: usize = 200;
+/// The longest `has` (object name or `type:instance`) a scan takes, in bytes.
+pub const MAX_HAS_BYTES: usize = 255;
 
 /// The kinds of operation, for capability lists and audit/metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,8 +81,13 @@ pub enum OperationRequest {
         pin: Option<DskPin>,
     },
     Close {},
+    /// Look for devices for `seconds`. With `has`, look for the devices that have one object
+    /// instead: an object name, or `type:instance` (`analog-value:1`); adapters that cannot
+    /// search by object refuse it.
     Scan {
         seconds: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        has: Option<String>,
     },
     Remove {
         device: DeviceId,
@@ -132,6 +139,8 @@ pub enum RequestError {
     Seconds,
     #[error("device `{device}` does not belong to the `{protocol}` adapter")]
     WrongProtocol { device: String, protocol: String },
+    #[error("`has` must be 1 to {MAX_HAS_BYTES} bytes without control characters")]
+    Has,
 }
 
 impl OperationRequest {
@@ -156,10 +165,15 @@ impl OperationRequest {
     /// Checks bounds and that a named device belongs to `protocol`.
     pub fn validate(&self, protocol: &str) -> Result<(), RequestError> {
         match self {
-            Self::Join { seconds, .. } | Self::Scan { seconds }
+            Self::Join { seconds, .. } | Self::Scan { seconds, .. }
                 if *seconds == 0 || *seconds > MAX_OPERATION_SECONDS =>
             {
                 return Err(RequestError::Seconds);
+            }
+            Self::Scan { has: Some(h), .. }
+                if h.is_empty() || h.len() > MAX_HAS_BYTES || h.chars().any(char::is_control) =>
+            {
+                return Err(RequestError::Has);
             }
             _ => {}
         }
@@ -391,6 +405,46 @@ mod tests {
             serde_json::from_str::<OperationRequest>(r#"{"op":"join","seconds":60,"pin":4660}"#)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_scan_without_has_keeps_its_wire_format() {
+        let r: OperationRequest = serde_json::from_str(r#"{"op":"scan","seconds":5}"#).unwrap();
+        assert_eq!(
+            r,
+            OperationRequest::Scan {
+                seconds: 5,
+                has: None
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"op":"scan","seconds":5}"#
+        );
+        let r: OperationRequest =
+            serde_json::from_str(r#"{"op":"scan","seconds":5,"has":"analog-value:1"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"op":"scan","seconds":5,"has":"analog-value:1"}"#
+        );
+        assert_eq!(r.validate("bacnet"), Ok(()));
+        let has = |h: String| OperationRequest::Scan {
+            seconds: 5,
+            has: Some(h),
+        };
+        assert_eq!(
+            has(String::new()).validate("bacnet"),
+            Err(RequestError::Has)
+        );
+        assert_eq!(
+            has("x".repeat(MAX_HAS_BYTES + 1)).validate("bacnet"),
+            Err(RequestError::Has)
+        );
+        assert_eq!(
+            has("a\nb".into()).validate("bacnet"),
+            Err(RequestError::Has)
+        );
+        assert_eq!(has("x".repeat(MAX_HAS_BYTES)).validate("bacnet"), Ok(()));
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub enum AdapterCmd {
     Scan {
         #[arg(long, default_value_t = 30)]
         seconds: u32,
+        /// Look for the devices that have this object instead: an object name, or
+        /// `type:instance` (`analog-value:1`). BACnet only (Who-Has).
+        #[arg(long)]
+        has: Option<String>,
         #[arg(long)]
         no_wait: bool,
     },
@@ -136,8 +140,12 @@ pub fn main(
             (j, !no_wait)
         }
         AdapterCmd::Close => (serde_json::json!({"op": "close"}), true),
-        AdapterCmd::Scan { seconds, no_wait } => (
-            serde_json::json!({"op": "scan", "seconds": seconds}),
+        AdapterCmd::Scan {
+            seconds,
+            has,
+            no_wait,
+        } => (
+            serde_json::json!({"op": "scan", "seconds": seconds, "has": has}),
             !no_wait,
         ),
         AdapterCmd::Remove { device, no_wait } => (
