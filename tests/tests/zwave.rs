@@ -110,6 +110,12 @@ points = ["temperature"]
 commands = ["refresh"]
 min_assurance = "shared-key"
 
+[profiles.zwlock]
+points = ["temperature"]
+commands = ["refresh"]
+min_assurance = "shared-key"
+security = ["zwave-s2-access-control"]
+
 [adapters.zwave]
 port = "tcp://127.0.0.1:{port}"
 reconnect_s = 1
@@ -597,11 +603,25 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
             .contains("security: s2-access-control"),
         "{reg}"
     );
-    for (node, id, v) in [
-        (10, "zwave:c0ffee01-10", 20.5),
-        (9, "zwave:c0ffee01-9", 21.25),
+    // node 9 under a profile that accepts only S2 Access Control (the positive control of the
+    // security-label check below), node 10 under one that takes any shared-key security
+    for (node, id, v, profile, label) in [
+        (
+            10,
+            "zwave:c0ffee01-10",
+            20.5,
+            "zws2",
+            "zwave-s2-authenticated",
+        ),
+        (
+            9,
+            "zwave:c0ffee01-9",
+            21.25,
+            "zwlock",
+            "zwave-s2-access-control",
+        ),
     ] {
-        approve(&g, id, "zws2");
+        approve(&g, id, profile);
         assert_eq!(
             mock.ctl(&format!("s2temp {node} {v}")),
             format!("OK s2temp {node}")
@@ -612,9 +632,29 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
         let t = latest(&sub, id, "temperature").unwrap();
         assert_eq!(t["value"], v, "{t}");
         assert_eq!(t["assurance"], "shared-key", "{t}");
+        assert_eq!(t["security"], label, "{t}");
         let res = command(&g, id, "refresh");
         assert_eq!(res["outcome"], "delivered", "{res}");
     }
+    // node 10 (S2 Authenticated, also `shared-key`) moved to the Access Control profile: its
+    // reports and commands are refused, naming the label
+    approve(&g, "zwave:c0ffee01-10", "zwlock");
+    assert_eq!(mock.ctl("s2temp 10 22.5"), "OK s2temp 10");
+    let d = wait_audit(&dd, "node 10's report refused for its security", |r| {
+        is(r, "uplink", "zwave:c0ffee01-10")
+            && r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("security `zwave-s2-authenticated`"))
+    });
+    assert_eq!(d["verdict"], "deny", "{d}");
+    let res = command(&g, "zwave:c0ffee01-10", "refresh");
+    assert_ne!(res["outcome"], "delivered", "{res}");
+    assert!(res.to_string().contains("zwave-s2-authenticated"), "{res}");
+    assert!(
+        !values(&sub, "zwave:c0ffee01-10", "temperature")
+            .iter()
+            .any(|v| *v == 22.5)
+    );
     // a plain frame from the Access Control node is a downgrade
     assert_eq!(mock.ctl("temp 9 30.0"), "OK temp 9");
     wait_audit(&dd, "node 9's plain frame refused", |r| {
