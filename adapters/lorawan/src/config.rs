@@ -114,6 +114,13 @@ pub struct Config {
     /// A forwarder without PULL_DATA for this long is reported down.
     #[serde(default = "default_fwd_timeout")]
     pub forwarder_timeout_s: u64,
+    /// Let a forwarder's downlink path (the address its PULL_DATA comes from) move to another
+    /// address while the old one is alive. Off: a PULL_DATA claiming a live forwarder's EUI from
+    /// another address is refused and audited (`forwarder-moved`), so nobody who learns a gateway
+    /// EUI can redirect its downlinks; the path moves only once the old one has been silent for
+    /// `forwarder_timeout_s` (a forwarder whose address changed). Either move is audited.
+    #[serde(default)]
+    pub forwarder_roaming: bool,
     /// How long to wait for a TX_ACK before reporting a command as timed out.
     #[serde(default = "default_txack")]
     pub tx_ack_timeout_ms: u64,

@@ -466,7 +466,7 @@ impl Engine {
                 }
             },
         };
-        let Some(device) = device_id(sess.dev_eui) else {
+        let Some(mut device) = device_id(sess.dev_eui) else {
             return Outcome::reject(None, "malformed", "DevEUI".into());
         };
         // zero trust: a session outlives nothing — the device must still be active with its keys
@@ -478,17 +478,51 @@ impl Engine {
             self.creds.credential(&device, "app_key").is_some()
         };
         if !still {
-            return Outcome::reject(
-                Some(device),
-                "inactive-device",
-                format!(
-                    "DevAddr {:08x}: the device is no longer active or its keys changed",
-                    d.dev_addr
-                ),
-            );
+            match self.abp_session(d.dev_addr) {
+                // An ABP device re-provisioned with new keys for the same DevAddr: the stored
+                // session is replaced by one under the new keys, its counter starting afresh (a
+                // frame under the old keys fails the MIC below; ABP devices reset their counter
+                // when re-flashed).
+                Some(fresh) if fresh.nwk_s_key != sess.nwk_s_key => {
+                    let Some(id) = device_id(fresh.dev_eui) else {
+                        return Outcome::reject(None, "malformed", "DevEUI".into());
+                    };
+                    tracing::info!(device = %id, dev_addr = format_args!("{:08x}", d.dev_addr),
+                        "lorawan: ABP keys changed, the stored session is replaced");
+                    sess = fresh;
+                    device = id;
+                }
+                // The MIC first: only a frame under the stored session's keys is the device's
+                // and counts against it; anything else is a stranger's.
+                _ => {
+                    return match Self::resolve_fcnt(&sess, d) {
+                        Err(("bad-mic", detail)) => Outcome::reject(
+                            None,
+                            "bad-mic",
+                            format!("DevAddr {:08x} (a stale session): {detail}", d.dev_addr),
+                        ),
+                        _ => Outcome::reject(
+                            Some(device),
+                            "inactive-device",
+                            format!(
+                                "DevAddr {:08x}: the device is no longer active or its keys changed",
+                                d.dev_addr
+                            ),
+                        ),
+                    };
+                }
+            }
         }
         let fcnt = match Self::resolve_fcnt(&sess, d) {
             Ok(f) => f,
+            // a bad MIC proves nothing about who sent it: not the device's denial
+            Err(("bad-mic", detail)) => {
+                return Outcome::reject(
+                    None,
+                    "bad-mic",
+                    format!("DevAddr {:08x} ({device}): {detail}", d.dev_addr),
+                );
+            }
             Err((cause, detail)) => return Outcome::reject(Some(device), cause, detail),
         };
         // persist the counter before anything is delivered or answered

@@ -108,6 +108,7 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
     let mut order: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
     let mut pending: HashMap<u16, Pending> = HashMap::new();
     let mut refused: HashMap<u64, Instant> = HashMap::new();
+    let mut refused_moves: HashMap<u64, Instant> = HashMap::new();
     let mut token: u16 = 0;
     let mut downlinks_open = true;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -163,6 +164,42 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
                 let fwd = fwds.entry(eui).or_insert(Forwarder { pull_addr: None, last_pull: None, state: None });
                 match up {
                     gwmp::Upstream::PullData { token: t, .. } => {
+                        // the downlink path moves only from a silent forwarder, or when roaming is
+                        // allowed: a spoofed PULL_DATA cannot redirect a live forwarder's downlinks
+                        let live = fwd.last_pull.is_some_and(|l| now.duration_since(l) < fwd_timeout);
+                        let moved = match fwd.pull_addr {
+                            Some(prev) if prev != from => Some(prev),
+                            _ => None,
+                        };
+                        if let Some(prev) = moved {
+                            if live && !cfg.forwarder_roaming {
+                                let due = refused_moves.get(&eui).is_none_or(|t| now.duration_since(*t) > Duration::from_secs(60));
+                                if due {
+                                    if refused_moves.len() >= 4096 {
+                                        refused_moves.clear();
+                                    }
+                                    refused_moves.insert(eui, now);
+                                    emit(AdapterEvent::Rejected(Rejection {
+                                        protocol: engine::PROTOCOL,
+                                        device: None,
+                                        cause: "forwarder-moved",
+                                        detail: format!(
+                                            "PULL_DATA for gateway {eui:016x} from {from}, while it pulls from {prev}: refused (set forwarder_roaming to allow)"
+                                        ),
+                                    })).await?;
+                                }
+                                continue;
+                            }
+                            emit(AdapterEvent::Health(LinkHealth {
+                                link: link_name(eui),
+                                state: LinkState::Up,
+                                detail: format!(
+                                    "downlink path moved from {prev} to {from} ({})",
+                                    if live { "roaming allowed" } else { "the old path was silent" }
+                                ),
+                            })).await?;
+                            fwd.state = Some(LinkState::Up);
+                        }
                         fwd.pull_addr = Some(from);
                         fwd.last_pull = Some(now);
                         let _ = sock.send_to(&gwmp::ack(t, gwmp::PULL_ACK), from).await;
