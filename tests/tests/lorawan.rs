@@ -218,6 +218,20 @@ fn rejections(g: &Gateway, cause: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The command result with this id and outcome, once it is on MQTT.
+fn wait_result(sub: &Subscriber, id: &str, outcome: &str) -> serde_json::Value {
+    let find = |l: &[(String, String)]| {
+        l.iter()
+            .filter(|(x, _)| x.ends_with("/cmd/result"))
+            .map(|(_, p)| json(p))
+            .find(|r| r["command_id"] == id && r["outcome"] == outcome)
+    };
+    let l = sub.wait_lines(Duration::from_secs(10), &format!("{id} {outcome}"), |l| {
+        find(l).is_some()
+    });
+    find(&l).unwrap()
+}
+
 fn wait_rejection(g: &Gateway, cause: &str, n: usize) -> Vec<serde_json::Value> {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
@@ -468,7 +482,13 @@ credentials = {{ dev_addr = "hex:{ABP_ADDR}", nwk_s_key = "hex:{ABP_NWK}", app_s
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    std::thread::sleep(Duration::from_millis(800));
+    // class A: the adapter holds it for the next uplink and says so at once (not `timeout` after
+    // the gateway's default wait, then `delivered`)
+    let queued = wait_result(&sub, "lw-1", "queued");
+    assert!(
+        queued["detail"].as_str().unwrap().contains("next uplink"),
+        "{queued}"
+    );
     let up2 = k.up(2, false, "1", &lpp_temp(23.2), "");
     a.push(&up2);
     let dn = a
@@ -487,16 +507,8 @@ credentials = {{ dev_addr = "hex:{ABP_ADDR}", nwk_s_key = "hex:{ABP_NWK}", app_s
     } else {
         panic!("tshark is not installed (run tests/scripts/install-lorawan.sh)");
     }
-    let res = sub.wait_lines(Duration::from_secs(10), "command result", |l| {
-        l.iter().any(|(x, _)| x.ends_with("/cmd/result"))
-    });
-    let (_, r) = res
-        .iter()
-        .find(|(x, _)| x.ends_with("/cmd/result"))
-        .unwrap();
-    let r = json(r);
+    let r = wait_result(&sub, "lw-1", "delivered");
     assert_eq!(r["command_id"], "lw-1");
-    assert_eq!(r["outcome"], "delivered", "{r}");
 
     // a TX_ACK error becomes a device-error result
     let o = Command::new("mosquitto_pub")
@@ -510,23 +522,14 @@ credentials = {{ dev_addr = "hex:{ABP_ADDR}", nwk_s_key = "hex:{ABP_NWK}", app_s
         .output()
         .unwrap();
     assert!(o.status.success());
-    std::thread::sleep(Duration::from_millis(800));
+    wait_result(&sub, "lw-2", "queued");
     let up3 = k.up(3, false, "1", &lpp_temp(23.3), "");
     a.push(&up3);
     let dn = a
         .pull_resp(Duration::from_secs(5))
         .expect("second command downlink");
     a.tx_ack(dn.token, "TOO_LATE");
-    let res = sub.wait_lines(Duration::from_secs(10), "second command result", |l| {
-        l.iter().filter(|(x, _)| x.ends_with("/cmd/result")).count() >= 2
-    });
-    let r = json(
-        &res.iter()
-            .filter(|(x, _)| x.ends_with("/cmd/result"))
-            .nth(1)
-            .unwrap()
-            .1,
-    );
+    let r = wait_result(&sub, "lw-2", "device-error");
     assert_eq!(r["command_id"], "lw-2");
     assert_eq!(r["outcome"], "device-error", "{r}");
     assert!(r["detail"].as_str().unwrap().contains("TOO_LATE"), "{r}");

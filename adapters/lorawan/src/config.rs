@@ -124,6 +124,10 @@ pub struct Config {
     /// How long to wait for a TX_ACK before reporting a command as timed out.
     #[serde(default = "default_txack")]
     pub tx_ack_timeout_ms: u64,
+    /// How long a queued command waits for its device's next uplink (class A: the only moment
+    /// it can be sent) before it is reported `timeout`; until then the command is `queued`.
+    #[serde(default = "default_downlink_wait")]
+    pub downlink_wait_s: u64,
     /// Model used by devices without one.
     #[serde(default)]
     pub default_model: Model,
@@ -160,6 +164,9 @@ fn default_queue() -> usize {
 fn default_fwd_timeout() -> u64 {
     30
 }
+fn default_downlink_wait() -> u64 {
+    3600
+}
 fn default_txack() -> u64 {
     3000
 }
@@ -184,6 +191,9 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if !(1..=86_400).contains(&self.downlink_wait_s) {
+            return Err("`downlink_wait_s` must be between 1 and 86400".into());
+        }
         for f in &self.forwarders {
             parse_eui(f).map_err(|e| format!("forwarders: {e}"))?;
         }

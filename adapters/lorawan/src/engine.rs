@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use warden_core::{
-    AdapterEvent, Announcement, Assurance, CommandOutcome, CommandResult, CredentialLookup,
-    DeviceId, Downlink, LinkMeta, Message, Point, Rejection, StateStore, Value,
+    AdapterEvent, Announcement, Assurance, CommandHeld, CommandOutcome, CommandResult,
+    CredentialLookup, DeviceId, Downlink, LinkMeta, Message, Point, Rejection, StateStore, Value,
 };
 
 use crate::config::{Config, Decoder, Encoding, parse_eui};
@@ -93,6 +93,8 @@ impl Outcome {
 #[derive(Debug, Clone)]
 struct Queued {
     command_id: String,
+    /// Reported `timeout` (and dropped) when the device has not sent an uplink by then.
+    until: std::time::Instant,
     fport: u8,
     payload: Vec<u8>,
     confirmed: bool,
@@ -690,8 +692,28 @@ impl Engine {
         out
     }
 
-    /// Queues a decided command for the device's next uplink, or says why it cannot be sent.
-    pub fn enqueue(&mut self, dl: &Downlink) -> Result<(), CommandResult> {
+    /// Commands whose device sent no uplink within `downlink_wait_s`: dropped, answered `timeout`.
+    pub fn expire_queued(&mut self, now: std::time::Instant) -> Vec<CommandResult> {
+        let mut out = Vec::new();
+        for (eui, q) in &mut self.queues {
+            let Some(device) = device_id(*eui) else {
+                continue;
+            };
+            q.retain(|c| {
+                let keep = c.until > now;
+                if !keep {
+                    out.push(result(&device, &c.command_id, CommandOutcome::Timeout));
+                }
+                keep
+            });
+        }
+        self.queues.retain(|_, q| !q.is_empty());
+        out
+    }
+
+    /// Queues a decided command for the device's next uplink (what the gateway is told: it is
+    /// held, and for how long), or says why it cannot be sent.
+    pub fn enqueue(&mut self, dl: &Downlink) -> Result<CommandHeld, CommandResult> {
         let err = |m: String| result(&dl.device, &dl.command_id, CommandOutcome::DeviceError(m));
         let eui = parse_eui(dl.device.address()).map_err(err)?;
         let model = self.cfg.model_of(dl.device.address());
@@ -765,12 +787,22 @@ impl Engine {
         if q.len() >= cap {
             return Err(err(format!("downlink queue full ({cap} commands)")));
         }
+        let wait = std::time::Duration::from_secs(self.cfg.downlink_wait_s);
         q.push_back(Queued {
             command_id: dl.command_id.clone(),
+            until: std::time::Instant::now() + wait,
             fport,
             payload,
             confirmed,
         });
-        Ok(())
+        Ok(CommandHeld {
+            command_id: dl.command_id.clone(),
+            device: dl.device.clone(),
+            wait,
+            reason: format!(
+                "class A: sent in the receive window after the device's next uplink (waits up to {} s)",
+                self.cfg.downlink_wait_s
+            ),
+        })
     }
 }

@@ -328,14 +328,18 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
                 match dl {
                     None => downlinks_open = false,
                     Some(dl) => {
-                        if let Err(r) = engine.enqueue(&dl) {
-                            emit(AdapterEvent::CommandResult(r)).await?;
+                        match engine.enqueue(&dl) {
+                            Ok(held) => emit(AdapterEvent::CommandHeld(held)).await?,
+                            Err(r) => emit(AdapterEvent::CommandResult(r)).await?,
                         }
                     }
                 }
             }
             _ = tick.tick() => {
                 let now = Instant::now();
+                for r in engine.expire_queued(now.into_std()) {
+                    emit(AdapterEvent::CommandResult(r)).await?;
+                }
                 let expired: Vec<u16> = pending.iter().filter(|(_, p)| p.deadline <= now).map(|(t, _)| *t).collect();
                 for t in expired {
                     if let Some(p) = pending.remove(&t)

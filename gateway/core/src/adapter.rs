@@ -152,12 +152,25 @@ pub struct LinkHealth {
     pub detail: String,
 }
 
+/// A command the adapter holds for a device that is not listening now: its final result comes
+/// within `wait` (the gateway waits that long instead of its default, answers the caller with
+/// `CommandOutcome::Queued` at once, and reports `timeout` only after `wait`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandHeld {
+    pub command_id: String,
+    pub device: DeviceId,
+    pub wait: std::time::Duration,
+    /// What it waits for, for the operator (`node 5 is asleep: sent at its next wake-up`).
+    pub reason: String,
+}
+
 /// Everything an adapter tells the gateway.
 #[derive(Debug, Clone)]
 pub enum AdapterEvent {
     Uplink(Message),
     Announce(Announcement),
     CommandResult(CommandResult),
+    CommandHeld(CommandHeld),
     Health(LinkHealth),
     Rejected(Rejection),
     Membership(Membership),

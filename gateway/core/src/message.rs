@@ -341,6 +341,10 @@ pub enum CommandOutcome {
     DeviceError(String),
     /// No answer within the adapter's deadline.
     Timeout,
+    /// Not final: the adapter holds the command for a device that is not listening now (a
+    /// sleeping Z-Wave node, a LoRaWAN class A device until its next uplink); the final result
+    /// follows when it is sent. The text says what it waits for.
+    Queued(String),
 }
 
 /// The result of one command, reported by the adapter (or by the gateway when it denied it).

@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod identify;
 pub mod observe;
 pub mod record;
+mod replies;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -66,7 +67,7 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
     pub northbound: Arc<Northbound>,
     pub routes: HashMap<String, mpsc::Sender<Downlink>>,
-    replies: HashMap<String, (u64, DeviceId, oneshot::Sender<CommandResult>)>,
+    replies: replies::Replies,
     counter: u64,
     link_states: HashMap<String, LinkState>,
     /// Devices published as offline (silent for `offline_after_ms`).
@@ -74,9 +75,6 @@ pub struct Pipeline {
     pub offline_after_ms: u64,
     ticks: u64,
 }
-
-const REPLY_TIMEOUT_MS: u64 = 30_000;
-const MAX_WAITING_REPLIES: usize = 1024;
 
 impl Pipeline {
     #[allow(clippy::too_many_arguments)]
@@ -102,7 +100,7 @@ impl Pipeline {
             metrics,
             northbound,
             routes: HashMap::new(),
-            replies: HashMap::new(),
+            replies: replies::Replies::default(),
             counter: 0,
             link_states: HashMap::new(),
             offline: HashSet::new(),
@@ -142,6 +140,7 @@ impl Pipeline {
             }
             AdapterEvent::Announce(a) => self.announce(a),
             AdapterEvent::CommandResult(r) => self.command_result(r),
+            AdapterEvent::CommandHeld(h) => self.command_held(h),
             AdapterEvent::Health(h) => self.health(h),
             AdapterEvent::Rejected(r) => self.rejected(r),
             AdapterEvent::Membership(m) => self.membership(m),
@@ -176,8 +175,16 @@ impl Pipeline {
                 return (d, msg);
             }
         };
-        if id.new || self.offline.remove(&msg.device) {
-            // just registered (waiting for approval), or back after being silent
+        let never_heard = id.record.last_seen.is_none()
+            && id
+                .entry
+                .stats
+                .last_seen
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0;
+        if id.new || self.offline.remove(&msg.device) || never_heard {
+            // just registered (waiting for approval), heard for the first time (imported), or
+            // back after being silent
             self.northbound.status(&id.record, true);
         }
         self.timed(sample, "identify", &mut t);
@@ -327,11 +334,13 @@ impl Pipeline {
         match deliver::downlink(&self.routes, dl) {
             Ok(()) => {
                 self.count(device.protocol(), "downlink", Verdict::Allow);
-                if let Some(r) = reply {
-                    if self.replies.len() >= MAX_WAITING_REPLIES {
-                        self.expire_replies(u64::MAX);
-                    }
-                    self.replies.insert(command_id, (now, device, r));
+                // every delivered command waits for its result (or `timeout`), so the result is
+                // audited and published even when nobody waits for the reply
+                if let Some(evicted) =
+                    self.replies
+                        .insert(command_id, device, reply, std::time::Instant::now())
+                {
+                    self.timed_out(evicted, "more commands waiting than the gateway holds");
                 }
             }
             Err(outcome) => {
@@ -373,8 +382,36 @@ impl Pipeline {
     }
 
     fn command_result(&mut self, res: CommandResult) {
-        let reply = self.replies.remove(&res.command_id).map(|r| r.2);
+        let reply = self.replies.take(&res.command_id).and_then(|w| w.reply);
         self.command_result_inner(res, reply);
+    }
+
+    /// The adapter holds a command for a device that is not listening: wait as long as it says,
+    /// and tell the caller now that the command is queued (the final result follows).
+    fn command_held(&mut self, h: warden_core::CommandHeld) {
+        let now = std::time::Instant::now();
+        if !self.replies.extend(&h.command_id, &h.device, h.wait, now) {
+            return;
+        }
+        let res = CommandResult {
+            command_id: h.command_id,
+            device: h.device,
+            outcome: CommandOutcome::Queued(h.reason),
+            points: vec![],
+        };
+        self.audit.record(
+            AuditEntry::new(Category::Decision, "command-result", "gateway", "")
+                .device(&res.device)
+                .detail(serde_json::json!({
+                    "command_id": res.command_id,
+                    "result": serde_json::to_value(&res.outcome).unwrap_or_default(),
+                    "wait_s": h.wait.as_secs(),
+                })),
+        );
+        self.northbound.command_result(&res);
+        if let Some(tx) = self.replies.take_reply(&res.command_id) {
+            let _ = tx.send(res);
+        }
     }
 
     fn command_result_inner(
@@ -394,36 +431,28 @@ impl Pipeline {
         }
     }
 
-    fn expire_replies(&mut self, now: u64) {
-        let old: Vec<String> = self
-            .replies
-            .iter()
-            .filter(|(_, (t, _, _))| now == u64::MAX || now.saturating_sub(*t) > REPLY_TIMEOUT_MS)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in old {
-            if let Some((_, device, tx)) = self.replies.remove(&k) {
-                let res = CommandResult {
-                    command_id: k,
-                    device,
-                    outcome: CommandOutcome::Timeout,
-                    points: vec![],
-                };
-                self.audit.record(
-                    AuditEntry::new(
-                        Category::Decision,
-                        "command-result",
-                        "gateway",
-                        "no result from the adapter in time",
-                    )
-                    .device(&res.device)
-                    .detail(
-                        serde_json::json!({ "command_id": res.command_id, "result": "timeout" }),
-                    ),
-                );
-                self.northbound.command_result(&res);
-                let _ = tx.send(res);
-            }
+    /// Answers every command past its deadline with `timeout`.
+    fn expire_replies(&mut self) {
+        for w in self.replies.expired(std::time::Instant::now()) {
+            self.timed_out(w, "no result from the adapter in time");
+        }
+    }
+
+    fn timed_out(&mut self, (command_id, w): (String, replies::Waiting), why: &str) {
+        let res = CommandResult {
+            command_id,
+            device: w.device,
+            outcome: CommandOutcome::Timeout,
+            points: vec![],
+        };
+        self.audit.record(
+            AuditEntry::new(Category::Decision, "command-result", "gateway", why)
+                .device(&res.device)
+                .detail(serde_json::json!({ "command_id": res.command_id, "result": "timeout" })),
+        );
+        self.northbound.command_result(&res);
+        if let Some(tx) = w.reply {
+            let _ = tx.send(res);
         }
     }
 
@@ -535,7 +564,7 @@ impl Pipeline {
             self.check_availability(now);
         }
         self.aggregator.tick(&self.audit, now);
-        self.expire_replies(now);
+        self.expire_replies();
         for d in &mut self.deciders {
             d.tick();
         }
@@ -565,8 +594,13 @@ impl Pipeline {
             }
             Control::Status(id) => {
                 if let Some(e) = self.registry.get(&id) {
+                    let r = e.record();
+                    // online only once heard: an imported or approved device that never sent
+                    // anything is not online, and one gone silent stays offline
+                    let heard = r.last_seen.is_some()
+                        || e.stats.last_seen.load(std::sync::atomic::Ordering::Relaxed) > 0;
                     self.northbound
-                        .status(&e.record(), !self.offline.contains(&id));
+                        .status(&r, heard && !self.offline.contains(&id));
                 }
             }
         }
@@ -608,7 +642,9 @@ impl Pipeline {
         for d in &mut self.deciders {
             d.tick();
         }
-        self.expire_replies(u64::MAX);
+        for w in self.replies.drain() {
+            self.timed_out(w, "the gateway stopped before the adapter answered");
+        }
         if let Err(e) = self.registry.flush_last_seen() {
             tracing::error!(error = %e, "last-seen flush failed");
         }
