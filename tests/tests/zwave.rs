@@ -685,6 +685,18 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
     g.stop();
 }
 
+/// The result JSON a backgrounded `warden command` printed (its error line may follow it).
+fn printed_result(text: &str) -> serde_json::Value {
+    let start = text
+        .find('{')
+        .unwrap_or_else(|| panic!("no JSON from warden command: {text}"));
+    serde_json::Deserializer::from_str(&text[start..])
+        .into_iter::<serde_json::Value>()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("no JSON from warden command: {text}"))
+}
+
 /// `warden command` with arguments; the printed result JSON.
 fn command_with(g: &Gateway, id: &str, name: &str, args: &[&str]) -> serde_json::Value {
     let mut a = vec!["command", id, name];
@@ -761,6 +773,98 @@ min_assurance = "none"
     let res = command(&g, SUP, "turn_off");
     assert_eq!(res["outcome"], "delivered", "{res}");
     assert_eq!(mock.state()["switches"]["11"], false);
+
+    // a sleeping node that supports Supervision: a Set for it is held until its Wake Up
+    // Notification, then sent inside Supervision Get, and the node's Supervision Report is the
+    // command's result, as for a node that is awake
+    const SLEEPSUP: &str = "zwave:c0ffee01-13";
+    assert_eq!(mock.ctl("include 13 supsleepy"), "OK include 13");
+    let reg = include_with(&g, &dd, dir, SLEEPSUP, &[]);
+    let reason = reg["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("listening: false"), "{reg}");
+    assert!(
+        reason.contains("0x6c"),
+        "Supervision in its command classes: {reg}"
+    );
+    approve(&g, SLEEPSUP, "zwsup");
+    let allowed = |dd: &Path| {
+        audit_where(dd, |r| {
+            is(r, "command", SLEEPSUP) && r["verdict"] == "allow"
+        })
+        .len()
+    };
+    let mut set = Cli::spawn(
+        &g,
+        &["command", SLEEPSUP, "set_config", "parameter=1", "value=7"],
+        &dir.join("set13.txt"),
+    );
+    wait_for(T, "the held Set allowed", || {
+        (allowed(&dd) == 1).then_some(())
+    });
+    // the awake relay's command goes meanwhile (positive control): the sleeping node gets nothing
+    let res = command(&g, SUP, "turn_on");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(mock.state()["switches"]["11"], true);
+    assert_eq!(
+        mock.ctl("sent 13 6c01"),
+        "OK 0",
+        "sent before the node woke"
+    );
+    assert!(mock.state()["config"]["13"].is_null());
+    assert!(!set.text().contains("outcome"), "{}", set.text());
+    assert_eq!(mock.ctl("wakeup 13"), "OK wakeup 13");
+    set.wait_exit();
+    let res = printed_result(&set.text());
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(
+        res["points"],
+        serde_json::json!([{"name": "supervision", "value": "success"}]),
+        "{res}"
+    );
+    assert_eq!(mock.state()["config"]["13"], 7);
+    assert_eq!(
+        mock.ctl("sent 13 6c01"),
+        "OK 1",
+        "the held Set went supervised"
+    );
+    // two held at once, one the node refuses (99 is over the parameter's maximum): each gets
+    // its own status, in order, at the one wake-up
+    let mut bad = Cli::spawn(
+        &g,
+        &["command", SLEEPSUP, "set_config", "parameter=1", "value=99"],
+        &dir.join("set13-bad.txt"),
+    );
+    wait_for(T, "the second held Set allowed", || {
+        (allowed(&dd) == 2).then_some(())
+    });
+    let mut good = Cli::spawn(
+        &g,
+        &["command", SLEEPSUP, "set_config", "parameter=1", "value=3"],
+        &dir.join("set13-good.txt"),
+    );
+    wait_for(T, "the third held Set allowed", || {
+        (allowed(&dd) == 3).then_some(())
+    });
+    assert_eq!(
+        mock.ctl("sent 13 6c01"),
+        "OK 1",
+        "sent before the node woke again"
+    );
+    assert_eq!(mock.ctl("wakeup 13"), "OK wakeup 13");
+    bad.wait_exit();
+    good.wait_exit();
+    let rb = printed_result(&bad.text());
+    let rg = printed_result(&good.text());
+    assert_eq!(rb["outcome"], "device-error", "{rb}");
+    assert!(rb.to_string().contains("supervision status: fail"), "{rb}");
+    assert_eq!(rg["outcome"], "delivered", "{rg}");
+    assert_eq!(
+        rg["points"],
+        serde_json::json!([{"name": "supervision", "value": "success"}]),
+        "{rg}"
+    );
+    assert_eq!(mock.state()["config"]["13"], 3);
+    assert_eq!(mock.ctl("sent 13 6c01"), "OK 3");
 
     // a report the node supervises itself: its temperature is taken and Warden answers
     // Supervision Report (session 5, success)

@@ -283,8 +283,54 @@ enum Internal {
 struct Held {
     command_id: String,
     device: DeviceId,
+    /// The command as it goes on the air: already inside Supervision Get when `supervision`
+    /// names its session.
     payload: Vec<u8>,
+    supervision: Option<u8>,
+    /// When a held command is given up as timed out (unused for a command sent at once).
     until: Instant,
+}
+
+/// Sends one command to a node and hands its result to the run loop. With a supervision
+/// session, `payload` is the Supervision Get around the command and the node's Supervision
+/// Report (or its absence within `wait`) is the result, whether the node was awake when the
+/// command came or it was held for its wake-up.
+async fn deliver(out: &Out, tx: &mpsc::Sender<Internal>, node: NodeId, wait: Duration, h: Held) {
+    let Held {
+        command_id,
+        device,
+        payload,
+        supervision,
+        ..
+    } = h;
+    let Some(session) = supervision else {
+        let result = out.send(node, &payload).await;
+        let _ = tx
+            .send(Internal::Sent {
+                command_id,
+                device,
+                result,
+            })
+            .await;
+        return;
+    };
+    let rx = out.waiters.add(WaitFor::Supervision(node, session));
+    let result = out.send(node, &payload).await;
+    let report = match result {
+        Ok(0) => match tokio::time::timeout(wait, rx).await {
+            Ok(Ok((p, _))) => cc::supervision::parse_report(&p),
+            _ => None,
+        },
+        _ => None,
+    };
+    let _ = tx
+        .send(Internal::Supervised {
+            command_id,
+            device,
+            result,
+            report,
+        })
+        .await;
 }
 
 struct Window {
@@ -1686,16 +1732,12 @@ impl Runtime {
         let out = self.out(link);
         let held: Vec<Held> = self.asleep.remove(&node).map(Vec::from).unwrap_or_default();
         let tx = self.internal_tx.clone();
+        let wait = Duration::from_millis(u64::from(self.cfg.send_timeout_ms));
         tokio::spawn(async move {
+            // One at a time: a supervised command's report is awaited before the next goes, so
+            // the node is told it may sleep only once it has answered them all.
             for h in held {
-                let result = out.send(node, &h.payload).await;
-                let _ = tx
-                    .send(Internal::Sent {
-                        command_id: h.command_id,
-                        device: h.device,
-                        result,
-                    })
-                    .await;
+                deliver(&out, &tx, node, wait, h).await;
             }
             // Wake Up No More Information: the node may sleep again.
             let _ = out.send(node, &[cc::WAKE_UP, 0x08]).await;
@@ -1751,7 +1793,29 @@ impl Runtime {
                     .await;
             }
         };
-        if !n.listening {
+        // A node that supports Supervision is asked to report what it did with a Set; Gets
+        // (refresh) are answered by their report instead. Decided and wrapped now, so a command
+        // too long to supervise is refused at once rather than at the node's wake-up.
+        let supervised =
+            n.command_classes.contains(&cc::SUPERVISION) && d.command.name != "refresh";
+        let listening = n.listening;
+        let (payload, supervision) = if supervised {
+            let session = self.supervision_session;
+            let Some(wrapped) = cc::supervision::get(session, &payload) else {
+                return self
+                    .result(
+                        &d.command_id,
+                        &d.device,
+                        CommandOutcome::DeviceError("the command is too long to supervise".into()),
+                    )
+                    .await;
+            };
+            self.supervision_session = (session + 1) & 0x3f;
+            (wrapped, Some(session))
+        } else {
+            (payload, None)
+        };
+        if !listening {
             let q = self.asleep.entry(node).or_default();
             if q.len() >= SLEEP_QUEUE {
                 return self
@@ -1764,65 +1828,27 @@ impl Runtime {
                     )
                     .await;
             }
-            tracing::debug!(node, command = %d.command.name, "zwave: held until the node wakes");
+            tracing::debug!(node, command = %d.command.name, supervised, "zwave: held until the node wakes");
             q.push_back(Held {
                 command_id: d.command_id,
                 device: d.device,
                 payload,
+                supervision,
                 until: Instant::now() + Duration::from_secs(u64::from(self.cfg.sleeping_command_s)),
             });
             return Ok(());
         }
         let out = self.out(link);
         let tx = self.internal_tx.clone();
-        // A node that supports Supervision is asked to report what it did with a Set; Gets
-        // (refresh) are answered by their report instead.
-        let supervised =
-            n.command_classes.contains(&cc::SUPERVISION) && d.command.name != "refresh";
-        if supervised {
-            let session = self.supervision_session;
-            self.supervision_session = (session + 1) & 0x3f;
-            let Some(wrapped) = cc::supervision::get(session, &payload) else {
-                return self
-                    .result(
-                        &d.command_id,
-                        &d.device,
-                        CommandOutcome::DeviceError("the command is too long to supervise".into()),
-                    )
-                    .await;
-            };
-            let wait = Duration::from_millis(u64::from(self.cfg.send_timeout_ms));
-            tokio::spawn(async move {
-                let rx = out.waiters.add(WaitFor::Supervision(node, session));
-                let result = out.send(node, &wrapped).await;
-                let report = match result {
-                    Ok(0) => match tokio::time::timeout(wait, rx).await {
-                        Ok(Ok((p, _))) => cc::supervision::parse_report(&p),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let _ = tx
-                    .send(Internal::Supervised {
-                        command_id: d.command_id,
-                        device: d.device,
-                        result,
-                        report,
-                    })
-                    .await;
-            });
-            return Ok(());
-        }
-        tokio::spawn(async move {
-            let result = out.send(node, &payload).await;
-            let _ = tx
-                .send(Internal::Sent {
-                    command_id: d.command_id,
-                    device: d.device,
-                    result,
-                })
-                .await;
-        });
+        let wait = Duration::from_millis(u64::from(self.cfg.send_timeout_ms));
+        let h = Held {
+            command_id: d.command_id,
+            device: d.device,
+            payload,
+            supervision,
+            until: Instant::now(),
+        };
+        tokio::spawn(async move { deliver(&out, &tx, node, wait, h).await });
         Ok(())
     }
 

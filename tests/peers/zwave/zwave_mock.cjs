@@ -21,13 +21,13 @@
 //   replay                         the last node report sent to the host, again, byte for byte
 //   badmac                         the last (S2) report with a new sequence number and a bad tag
 //   s0temp <node> <celsius>        an S0-encapsulated sensor report (a nonce asked of the host first)
-//   include <node> sensor|switch|supswitch|s0sensor|s2sensor|s2auth|s2lock   a node of that kind waits to be included
+//   include <node> sensor|switch|supswitch|supsleepy|s0sensor|s2sensor|s2auth|s2lock   a node of that kind waits to be included
 //                                  by the next Add Node; an S2 kind answers "OK include <node> pin=NNNNN"
 //                                  with the PIN of its DSK (first two bytes of its public key), as
 //                                  printed on a real device's label. s2auth asks for S2 Authenticated,
 //                                  s2lock for S2 Access Control and Authenticated; both hide those two
 //                                  bytes in their Public Key Report as the S2 specification requires.
-//   state                          JSON: switch states and the node list
+//   state                          JSON: switch states, configuration parameter 1 per node, the node list
 //   sent <node> <hex>              how many SEND_DATA requests the host sent <node> whose payload
 //                                  starts with <hex> (e.g. 9f02: S2 Nonce Reports)
 //   quit
@@ -161,6 +161,25 @@ function kind(name, id) {
         sensors: { 1: { supportedScales: [0] } },
         getValue: () => temperatures.get(id) ?? 18.0,
       }, { ccId: CommandClasses["Wake Up"], isSupported: true, version: 2 }, ...common],
+    };
+  }
+  if (name === "supsleepy") {
+    // A battery sensor that supports Supervision and has a configuration parameter: Warden must
+    // hold a Set for it until it wakes, then supervise it; zwave-js's mock answers the
+    // Supervision Get (Success, or Fail for a parameter it lacks or a value out of range).
+    return {
+      isListening: false, isFrequentListening: false,
+      genericDeviceClass: 0x21, specificDeviceClass: 0x01,
+      manufacturerId: 0x0371, productType: 0x0002, productId: 0x000d,
+      commandClasses: [{
+        ccId: CommandClasses["Multilevel Sensor"], isSupported: true, version: 11,
+        sensors: { 1: { supportedScales: [0] } },
+        getValue: () => temperatures.get(id) ?? 16.0,
+      }, { ccId: CommandClasses["Wake Up"], isSupported: true, version: 2 },
+      { ccId: CommandClasses.Supervision, isSupported: true, version: 2 },
+      { ccId: CommandClasses.Configuration, isSupported: true, version: 4,
+        parameters: [{ "#": 1, valueSize: 4, minValue: 0, maxValue: 10, defaultValue: 0 }] },
+      ...common],
     };
   }
   throw new Error(`unknown node kind ${name}`);
@@ -366,11 +385,14 @@ async function main() {
     },
     async state() {
       const switches = {};
+      const config = {};
       for (const [id, n] of controller.nodes) {
         const v = n.state.get("BinarySwitch_currentValue");
         if (v !== undefined) switches[id] = v;
+        const c = n.state.get("Configuration_value_1");
+        if (c !== undefined) config[id] = c;
       }
-      return JSON.stringify({ nodes: [...controller.nodes.keys()], switches });
+      return JSON.stringify({ nodes: [...controller.nodes.keys()], switches, config });
     },
     async sent(id, prefix) {
       const p = String(prefix).toLowerCase();
