@@ -960,6 +960,52 @@ fn zwave_s0_node_included_and_its_encrypted_reports_taken() {
             serde_json::json!(18.25)
         ]
     );
+    // a report split over two sequenced S0 encapsulations (built by the mock with zwave-js's S0
+    // primitives and the node's key; zwave-js never sends them itself) is joined and taken
+    assert_eq!(mock.ctl("s0seq 12 19.5"), "OK s0seq 12");
+    sub.wait_lines(T, "the sequenced S0 report", |_| {
+        latest(&sub, S0NODE, "temperature").is_some_and(|e| e["value"] == 19.5)
+    });
+    let t12 = latest(&sub, S0NODE, "temperature").unwrap();
+    assert_eq!(t12["assurance"], "shared-key", "{t12}");
+    // each part authentic, the sequence not: refused with its cause, audited, nothing published
+    let sequenced = |cause_: &str| {
+        audit_where(&dd, |r| {
+            is(r, "uplink", S0NODE)
+                && cause(r) == cause_
+                && r.to_string().contains("a sequenced S0 command")
+        })
+        .len()
+    };
+    for (mode, want) in [
+        ("repeat", "replay"),
+        ("mismatch", "s0-sequence-mismatch"),
+        ("second", "s0-second-without-first"),
+    ] {
+        assert_eq!(
+            mock.ctl(&format!("s0seq 12 40.0 {mode}")),
+            "OK s0seq 12",
+            "{mode}"
+        );
+        wait_for(T, &format!("the {mode} sequence refused as {want}"), || {
+            (sequenced(want) == 1).then_some(())
+        });
+    }
+    // the node's next sequenced report is taken again
+    assert_eq!(mock.ctl("s0seq 12 20.5"), "OK s0seq 12");
+    sub.wait_lines(T, "the sequenced S0 report after the refusals", |_| {
+        latest(&sub, S0NODE, "temperature").is_some_and(|e| e["value"] == 20.5)
+    });
+    assert_eq!(
+        values(&sub, S0NODE, "temperature"),
+        vec![
+            serde_json::json!(17.5),
+            serde_json::json!(18.25),
+            serde_json::json!(18.25),
+            serde_json::json!(19.5),
+            serde_json::json!(20.5)
+        ]
+    );
     // an S0 frame from a node without S0 is refused
     assert!(mock.ctl("appcmd 3 9840").starts_with("OK"));
     wait_audit(&dd, "an S0 Nonce Get from a plain node refused", |r| {

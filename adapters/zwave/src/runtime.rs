@@ -82,6 +82,10 @@ struct S0State {
     temp: HashMap<NodeId, s0::Keys>,
     granted: HashSet<NodeId>,
     nonces: s0::Nonces,
+    /// Sequenced (two-frame) commands from nodes, put back together.
+    reassembly: s0::Reassembly,
+    /// The counter of Warden's next sequenced command.
+    send_counter: u8,
 }
 
 const S0_KEY: &str = "s0/network-key";
@@ -157,12 +161,37 @@ impl Out {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// S0: asks the node for a nonce, then sends `payload` encapsulated under `keys` (the
-    /// network's, or a bootstrap's temporary keys).
+    /// S0: sends `payload` encapsulated under `keys` (the network's, or a bootstrap's temporary
+    /// keys); a command too long for one encapsulation goes as two sequenced parts, each with a
+    /// nonce of its own.
     async fn send_s0(
         &self,
         node: NodeId,
         keys: &s0::Keys,
+        payload: &[u8],
+    ) -> Result<u8, LinkError> {
+        let counter = {
+            let mut st = self.s0();
+            st.send_counter = (st.send_counter + 1) & 0x0f;
+            st.send_counter
+        };
+        let parts = s0::split(payload, counter)
+            .ok_or_else(|| LinkError::Encode(s0::S0Error::TooLong(payload.len()).to_string()))?;
+        for (part, bytes) in parts {
+            let st = self.send_s0_part(node, keys, part, bytes).await?;
+            if st != 0 {
+                return Ok(st);
+            }
+        }
+        Ok(0)
+    }
+
+    /// One S0 encapsulation: asks the node for a nonce, then sends the part under it.
+    async fn send_s0_part(
+        &self,
+        node: NodeId,
+        keys: &s0::Keys,
+        part: s0::Part,
         payload: &[u8],
     ) -> Result<u8, LinkError> {
         let rx = self
@@ -178,7 +207,7 @@ impl Out {
         let receiver = s0::parse_nonce_report(&p)
             .ok_or_else(|| LinkError::Encode("malformed S0 Nonce Report".into()))?;
         let sender: s0::Nonce = rand::random();
-        let frame = keys.seal(&sender, &receiver, self.own, node, payload);
+        let frame = keys.seal_part(&sender, &receiver, self.own, node, part, payload);
         send_data(&self.link, node, &frame).await
     }
 
@@ -1121,19 +1150,34 @@ impl Runtime {
                             }
                         }
                     }
+                    .and_then(|((part, p), temp)| match (part, temp) {
+                        (s0::Part::Single, _) => Ok(Some((p, temp))),
+                        // The bootstrap key is all zeroes: anyone can make such a part, so it
+                        // must never be joined to one under the network key.
+                        (_, true) => Err(s0::S0Error::Malformed(
+                            "a sequenced part under the bootstrap key",
+                        )),
+                        (_, false) => st
+                            .reassembly
+                            .accept(node, part, p, std::time::Instant::now())
+                            .map(|whole| whole.map(|p| (p, false)))
+                            .map_err(s0::S0Error::from),
+                    })
                 };
                 if cmd == s0::ENCAPSULATION_NONCE_GET {
                     self.s0_nonce(link, node).await?;
                 }
                 match opened {
-                    Ok((p, temp)) if p.first() == Some(&s0::CC) => {
+                    // the first half of a sequenced command: kept until its second arrives
+                    Ok(None) => Ok(()),
+                    Ok(Some((p, temp))) if p.first() == Some(&s0::CC) => {
                         let inner = p.get(1).copied().unwrap_or(0);
                         // whether the bootstrap's temporary keys opened it travels in the waiter
                         let keys = temp.then_some(Keys::Temp);
                         self.waiters.fulfil(WaitFor::S0(node, inner), &p, keys);
                         Ok(())
                     }
-                    Ok((p, false)) if granted => {
+                    Ok(Some((p, false))) if granted => {
                         self.command_class(link, node, p, inc.rssi, Some(Secured::S0))
                             .await
                     }
@@ -1156,6 +1200,14 @@ impl Runtime {
                     Err(s0::S0Error::BadMac) => {
                         self.reject(Some(id), "s0-decrypt-failed", "an S0 frame with a bad MAC".into())
                             .await
+                    }
+                    Err(s0::S0Error::Sequence(e)) => {
+                        self.reject(
+                            Some(id),
+                            e.as_str(),
+                            format!("a sequenced S0 command from node {node}: {e}"),
+                        )
+                        .await
                     }
                     Err(e) => self.reject(Some(id), "malformed", e.to_string()).await,
                 }
@@ -1752,6 +1804,9 @@ impl Runtime {
     ) -> Result<(), AdapterError> {
         self.controller_nodes.remove(&node);
         let _ = self.nodes.forget(self.state.as_ref(), node);
+        if let Ok(mut st) = self.s0.lock() {
+            st.reassembly.forget(node);
+        }
         self.emit(AdapterEvent::Membership(Membership {
             device: nodes::device_id(self.home, node),
             change,
@@ -2168,6 +2223,12 @@ impl Runtime {
             }
         }
         self.asleep.retain(|_, q| !q.is_empty());
+        if let Ok(mut st) = self.s0.lock() {
+            let dropped = st.reassembly.expire(std::time::Instant::now());
+            if dropped > 0 {
+                tracing::debug!(dropped, "zwave: S0 first parts whose second never came");
+            }
+        }
         let dropped = self.counters.dropped_events.load(Ordering::Relaxed);
         if dropped > 0 {
             tracing::debug!(dropped, "zwave: reports dropped while the adapter was busy");

@@ -21,6 +21,10 @@
 //   replay                         the last node report sent to the host, again, byte for byte
 //   badmac                         the last (S2) report with a new sequence number and a bad tag
 //   s0temp <node> <celsius>        an S0-encapsulated sensor report (a nonce asked of the host first)
+//   s0seq <node> <celsius> [ok|second|mismatch|repeat]
+//                                  the report split over two sequenced S0 encapsulations (or a
+//                                  hostile variant: the second part alone, the second with another
+//                                  counter, the first part of the last completed sequence again)
 //   include <node> sensor|switch|supswitch|supsleepy|s0sensor|s2sensor|s2auth|s2lock   a node of that kind waits to be included
 //                                  by the next Add Node; an S2 kind answers "OK include <node> pin=NNNNN"
 //                                  with the PIN of its DSK (first two bytes of its public key), as
@@ -38,7 +42,10 @@ const { createAndOpenMockedZWaveSerialPort } = require("@zwave-js/serial/mock");
 const { Faucet, ZWaveSerialFrameType } = require("@zwave-js/serial");
 const { MockController, MockNode, createMockZWaveRequestFrame } = require("@zwave-js/testing");
 const { createDefaultMockControllerBehaviors, createDefaultMockNodeBehaviors } = require("zwave-js/Testing");
-const { CommandClasses, SecurityClass, SecurityManager2, SPANState, generateECDHKeyPair } = require("@zwave-js/core");
+const {
+  CommandClasses, SecurityClass, SecurityManager2, SPANState, generateECDHKeyPair,
+  generateAuthKey, generateEncryptionKey, encryptAES128OFB, computeMAC,
+} = require("@zwave-js/core");
 const cc = require("@zwave-js/cc");
 
 const opt = (name, dflt) => {
@@ -243,6 +250,20 @@ async function main() {
   const extra = Math.min(Number(opt("--sensors", "0")) || 0, 200);
   for (let i = 0; i < extra; i++) await addNode(10 + i, "sensor");
   const node = (id) => controller.nodes.get(Number(id));
+  // The counter of each node's last completed sequenced S0 command (s0seq).
+  const s0Counters = new Map();
+  // An S0 nonce from the host for node n; the host answers Nonce Gets within a per-node budget,
+  // so one that goes unanswered is asked again after the budget's refill period.
+  const hostNonce = async (n) => {
+    for (let attempt = 0; attempt < 6; attempt++) {
+      await fromNode(n, new cc.SecurityCCNonceGet({ nodeId: controller.ownNodeId }));
+      try {
+        const r = await n.expectControllerFrame((f) => f.payload instanceof cc.SecurityCCNonceReport, { timeout: 2500 });
+        return Buffer.from(r.payload.nonce);
+      } catch { /* over the host's budget: ask again */ }
+    }
+    throw new Error("the host gave no S0 nonce");
+  };
 
   const faucet = new Faucet(serial.readable);
   const server = net.createServer((sock) => {
@@ -327,6 +348,46 @@ async function main() {
       enc.nonce = r.payload.nonce;
       await fromNode(n, enc);
       return `s0temp ${n.id}`;
+    },
+    async s0seq(id, v, mode = "ok") {
+      // A sensor report from an S0 node split over two sequenced encapsulations, each under a
+      // nonce asked of the host. zwave-js never sends sequenced S0 (its serializer writes a
+      // sequence byte of 0), so the parts are built here with zwave-js's S0 primitives and the
+      // node's network key. Modes: ok (first part, then second), second (the second part alone),
+      // mismatch (the second part with another counter), repeat (the first part of the sequence
+      // this node completed last, again).
+      const n = node(id); if (!n) throw new Error(`no node ${id}`);
+      const sm0 = n.securityManagers.securityManager;
+      if (!sm0) throw new Error(`node ${id} has no S0`);
+      const ctx = n.encodingContext;
+      const report = new cc.MultilevelSensorCCReport({ nodeId: controller.ownNodeId, type: 1, scale: 0, value: Number(v) });
+      const bytes = Buffer.from(await report.serialize(ctx));
+      const half = Math.ceil(bytes.length / 2);
+      const last = s0Counters.get(n.id);
+      const c = mode === "repeat" ? last : (((last ?? 0) + 1) & 0x0f);
+      if (c === undefined) throw new Error("no completed sequence to repeat");
+      const parts = {
+        ok: [[0x10 | c, bytes.subarray(0, half)], [0x30 | c, bytes.subarray(half)]],
+        second: [[0x30 | c, bytes.subarray(half)]],
+        mismatch: [[0x10 | c, bytes.subarray(0, half)], [0x30 | ((c + 1) & 0x0f), bytes.subarray(half)]],
+        repeat: [[0x10 | c, bytes.subarray(0, half)]],
+      }[mode];
+      if (!parts) throw new Error(`unknown mode ${mode}`);
+      const auth = await generateAuthKey(sm0.networkKey);
+      const enc = await generateEncryptionKey(sm0.networkKey);
+      for (const [control, payload] of parts) {
+        const receiver = await hostNonce(n);
+        const sender = require("node:crypto").randomBytes(8);
+        const plain = Buffer.concat([Buffer.from([control]), payload]);
+        const ct = Buffer.from(await encryptAES128OFB(plain, enc, Buffer.concat([sender, receiver])));
+        // the MAC's input as zwave-js's SecurityCC lays it out (command 0x81)
+        const authData = Buffer.concat([sender, receiver, Buffer.from([0x81, n.id, controller.ownNodeId, ct.length]), ct]);
+        const mac = Buffer.from(await computeMAC(authData, auth));
+        const frame = Buffer.concat([Buffer.from([0x98, 0x81]), sender, ct, Buffer.from([receiver[0]]), mac]);
+        await controller.sendToHost(serialFrame(Buffer.concat([Buffer.from([0x00, 0x04, 0x00, n.id, frame.length]), frame])));
+      }
+      if (mode === "ok") s0Counters.set(n.id, c);
+      return `s0seq ${n.id}`;
     },
     async replay() {
       if (!lastAppCmd) throw new Error("nothing to replay");
