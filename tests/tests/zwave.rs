@@ -615,11 +615,72 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
         let res = command(&g, id, "refresh");
         assert_eq!(res["outcome"], "delivered", "{res}");
     }
-    // a plain frame from the Access Control node is a downgrade
+    // a plain frame from the Access Control node is a downgrade, and so is a frame under a
+    // lower S2 class whose key it also holds (S2 Authenticated, granted with Access Control)
     assert_eq!(mock.ctl("temp 9 30.0"), "OK temp 9");
     wait_audit(&dd, "node 9's plain frame refused", |r| {
         is(r, "uplink", "zwave:c0ffee01-9") && cause(r) == "downgrade"
     });
+    assert_eq!(mock.ctl("granted 9"), "OK ac,auth");
+    assert_eq!(mock.ctl("s2temp 9 31.0 auth"), "OK s2temp 9");
+    let d = wait_audit(&dd, "node 9's frame under S2 Authenticated refused", |r| {
+        is(r, "uplink", "zwave:c0ffee01-9")
+            && cause(r) == "downgrade"
+            && r.to_string().contains("under s2-authenticated")
+    });
+    assert!(d.to_string().contains("granted s2-access-control"), "{d}");
+    // its next frame under Access Control is taken (positive control)
+    assert_eq!(mock.ctl("s2temp 9 21.75 ac"), "OK s2temp 9");
+    sub.wait_lines(T, "node 9's frame under Access Control again", |_| {
+        latest(&sub, "zwave:c0ffee01-9", "temperature").is_some_and(|e| e["value"] == 21.75)
+    });
+
+    // Fewer classes than requested: a node asking for S2 Access Control and S2 Unauthenticated,
+    // joined without the DSK PIN, is granted S2 Unauthenticated only — what the node itself
+    // holds after the key exchange, and what Warden stored
+    let a15 = mock.ctl("include 15 s2multi");
+    pin_of(&a15);
+    let reg = include_with(&g, &dd, dir, "zwave:c0ffee01-15", &[]);
+    assert!(
+        reg["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("security: s2-unauthenticated"),
+        "{reg}"
+    );
+    assert_eq!(mock.ctl("granted 15"), "OK unauth");
+    let d = device_show(&g, "zwave:c0ffee01-15");
+    assert!(
+        d.to_string().contains("s2-unauthenticated")
+            && !d.to_string().contains("s2-access-control"),
+        "{d}"
+    );
+    approve(&g, "zwave:c0ffee01-15", "zws2");
+    assert_eq!(mock.ctl("s2temp 15 20.25"), "OK s2temp 15");
+    sub.wait_lines(T, "node 15's temperature under S2 Unauthenticated", |_| {
+        latest(&sub, "zwave:c0ffee01-15", "temperature").is_some_and(|e| e["value"] == 20.25)
+    });
+    // the node gets the Access Control key (read out of node 9): a frame under it decrypts, but
+    // the class was never granted to node 15, so it is refused and audited, and not published
+    assert_eq!(mock.ctl("stealkey 9 15 ac"), "OK stealkey 15");
+    assert_eq!(mock.ctl("s2temp 15 35.0 ac"), "OK s2temp 15");
+    let d = wait_audit(&dd, "node 15's frame under Access Control refused", |r| {
+        is(r, "uplink", "zwave:c0ffee01-15") && cause(r) == "s2-class-not-granted"
+    });
+    assert!(
+        d.to_string()
+            .contains("under s2-access-control from a node granted only s2-unauthenticated"),
+        "{d}"
+    );
+    // its next frame under its own class is taken again
+    assert_eq!(mock.ctl("s2temp 15 20.5 unauth"), "OK s2temp 15");
+    sub.wait_lines(T, "node 15's next frame under S2 Unauthenticated", |_| {
+        latest(&sub, "zwave:c0ffee01-15", "temperature").is_some_and(|e| e["value"] == 20.5)
+    });
+    assert_eq!(
+        values(&sub, "zwave:c0ffee01-15", "temperature"),
+        vec![serde_json::json!(20.25), serde_json::json!(20.5)]
+    );
 
     // Nonce floods: a granted node asking for nonces in a loop gets a few Nonce Reports, then one
     // per refill period; the rest are dropped and audited. Counted by the mock, which sees every

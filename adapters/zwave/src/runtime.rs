@@ -1012,8 +1012,23 @@ impl Runtime {
                             return Ok(());
                         }
                         let granted = self.sessions.lock().ok().and_then(|s| s.granted(node));
+                        // A node speaks under the highest class it was granted, and only that:
+                        // a lower one is a downgrade; a higher one is a key it was never given
+                        // (read out of another device of that class).
                         match (o.keys, granted) {
-                            (Keys::Network(c), Some(g)) if c >= g => {
+                            (Keys::Network(c), Some(g)) if c > g => {
+                                self.reject(
+                                    Some(id),
+                                    "s2-class-not-granted",
+                                    format!(
+                                        "a frame encrypted under {} from a node granted only {}",
+                                        c.as_str(),
+                                        g.as_str()
+                                    ),
+                                )
+                                .await
+                            }
+                            (Keys::Network(c), Some(g)) if c == g => {
                                 self.command_class(
                                     link,
                                     node,

@@ -17,7 +17,12 @@
 //                                  command-class bytes, valid or not (hostile input tests)
 //   rawframe <hex>                 these bytes as they are (bad checksums, garbage)
 //   wakeup <node>                  node sends a Wake Up Notification
-//   s2temp <node> <celsius>        an S2-encapsulated sensor report (nonce exchange first if needed)
+//   s2temp <node> <celsius> [unauth|auth|ac]
+//                                  an S2-encapsulated sensor report (nonce exchange first if
+//                                  needed); with a class, a new session under that class's key
+//   granted <node>                 the S2 classes the node holds towards the host (e.g. "unauth")
+//   stealkey <from> <to> <class>   node <to> gets the class's key the host gave node <from>,
+//                                  without being granted it (a key read out of another device)
 //   replay                         the last node report sent to the host, again, byte for byte
 //   badmac                         the last (S2) report with a new sequence number and a bad tag
 //   s0temp <node> <celsius>        an S0-encapsulated sensor report (a nonce asked of the host first)
@@ -25,7 +30,7 @@
 //                                  the report split over two sequenced S0 encapsulations (or a
 //                                  hostile variant: the second part alone, the second with another
 //                                  counter, the first part of the last completed sequence again)
-//   include <node> sensor|switch|supswitch|supsleepy|s0sensor|s2sensor|s2auth|s2lock   a node of that kind waits to be included
+//   include <node> sensor|switch|supswitch|supsleepy|s0sensor|s2sensor|s2auth|s2lock|s2multi   a node of that kind waits to be included
 //                                  by the next Add Node; an S2 kind answers "OK include <node> pin=NNNNN"
 //                                  with the PIN of its DSK (first two bytes of its public key), as
 //                                  printed on a real device's label. s2auth asks for S2 Authenticated,
@@ -69,6 +74,7 @@ function noteHostFrame(u) {
   }
 }
 const S2_CLASSES = [SecurityClass.S2_AccessControl, SecurityClass.S2_Authenticated, SecurityClass.S2_Unauthenticated];
+const CLASS_NAMES = { ac: SecurityClass.S2_AccessControl, auth: SecurityClass.S2_Authenticated, unauth: SecurityClass.S2_Unauthenticated };
 const temperatures = new Map();
 
 function kind(name, id) {
@@ -137,6 +143,22 @@ function kind(name, id) {
         { ccId: CommandClasses.Configuration, isSupported: true, version: 4,
           parameters: [{ "#": 1, valueSize: 4, minValue: 0, maxValue: 10, defaultValue: 0 }] },
         ...common,
+      ],
+    };
+  }
+  if (name === "s2multi") {
+    // Asks for S2 Access Control and S2 Unauthenticated at once: without the DSK PIN, the host
+    // should grant only the second.
+    return {
+      genericDeviceClass: 0x21, specificDeviceClass: 0x01,
+      manufacturerId: 0x0371, productType: 0x0002, productId: 0x000e,
+      securityClasses: new Set([SecurityClass.S2_AccessControl, SecurityClass.S2_Unauthenticated]),
+      commandClasses: [
+        { ccId: CommandClasses["Security 2"], isSupported: true, version: 1 },
+        { ccId: CommandClasses["Multilevel Sensor"], isSupported: true, version: 11, secure: true,
+          sensors: { 1: { supportedScales: [0] } }, getValue: () => temperatures.get(id) ?? 20.0 },
+        { ccId: CommandClasses["Manufacturer Specific"], isSupported: true, version: 2, secure: true },
+        { ccId: CommandClasses.Version, isSupported: true, version: 3, secure: true },
       ],
     };
   }
@@ -319,21 +341,41 @@ async function main() {
         return "rawframe not acked";
       }
     },
-    async s2temp(id, v) {
+    async s2temp(id, v, cls) {
       // An S2-encapsulated Multilevel Sensor Report; asks the host for a nonce first when the
-      // node has no session with it.
+      // node has no session with it. With a class (unauth|auth|ac), a new session is started
+      // and the report goes under that class's key, whatever the node was granted.
       const n = node(id); if (!n) throw new Error(`no node ${id}`);
       const sm2 = n.securityManagers.securityManager2;
       if (!sm2) throw new Error(`node ${id} has no S2`);
+      const securityClass = cls === undefined ? undefined : CLASS_NAMES[cls];
+      if (cls !== undefined && securityClass === undefined) throw new Error(`unknown class ${cls}`);
       temperatures.set(n.id, Number(v));
-      if (sm2.getSPANState(controller.ownNodeId).type !== SPANState.SPAN) {
+      if (securityClass !== undefined || sm2.getSPANState(controller.ownNodeId).type !== SPANState.SPAN) {
         await fromNode(n, new cc.Security2CCNonceGet({ nodeId: controller.ownNodeId }));
         await n.expectControllerFrame(
           (f) => f.payload instanceof cc.Security2CCNonceReport && f.payload.SOS, { timeout: 3000 });
       }
       const report = new cc.MultilevelSensorCCReport({ nodeId: controller.ownNodeId, type: 1, scale: 0, value: Number(v) });
-      await fromNode(n, cc.Security2CC.encapsulate(report, n.id, n.securityManagers));
+      await fromNode(n, cc.Security2CC.encapsulate(report, n.id, n.securityManagers, { securityClass }));
       return `s2temp ${n.id}`;
+    },
+    async granted(id) {
+      // The S2 classes the node itself holds towards the controller (what the host's KEX Set gave it).
+      const n = node(id); if (!n) throw new Error(`no node ${id}`);
+      return Object.entries(CLASS_NAMES)
+        .filter(([, c]) => n.encodingContext.hasSecurityClass(controller.ownNodeId, c) === true)
+        .map(([name]) => name).join(",") || "none";
+    },
+    async stealkey(from, to, cls) {
+      // Node <to> gets the network key of class <cls> that the host gave node <from>, as an
+      // attacker who read it out of another device would hold it; <to> is not granted the class.
+      const a = node(from); const b = node(to);
+      if (!a || !b) throw new Error("no such node");
+      const c = CLASS_NAMES[cls]; if (c === undefined) throw new Error(`unknown class ${cls}`);
+      if (a.encodingContext.hasSecurityClass(controller.ownNodeId, c) !== true) throw new Error(`node ${from} does not hold ${cls}`);
+      await b.securityManagers.securityManager2.setKey(c, a.securityManagers.securityManager2.getKeysForSecurityClass(c).pnk);
+      return `stealkey ${to}`;
     },
     async s0temp(id, v) {
       // An S0-encapsulated sensor report, with a nonce asked of the host first.
@@ -424,10 +466,20 @@ async function main() {
           for (const c of S2_CLASSES) n.encodingContext.setSecurityClass(controller.ownNodeId, c, false);
           if (!pair) return;
           n.ecdhKeyPair = pair;
+          // The keys the host's KEX Set granted. zwave-js's mock node echoes the keys it asked
+          // for in its KEX Set echo (a TODO in zwave-js 15.29.0); a real node echoes the granted
+          // ones, which the host checks, so the echo is corrected here.
+          let grantedKeys = null;
           // A node granted Authenticated or Access Control sends its public key with the first two
           // bytes (the PIN) zeroed; zwave-js's mock node sends them, so hide them here.
           n.defineBehavior({
+            transformIncomingCC(ctrl, self, received) {
+              if (received instanceof cc.Security2CCKEXSet && !received.echo) grantedKeys = [...received.grantedKeys];
+              return received;
+            },
             transformResponse(ctrl, self, received, response) {
+              const inner = response.action === "sendCC" ? response.cc?.encapsulated : undefined;
+              if (grantedKeys && inner instanceof cc.Security2CCKEXSet && inner.echo) inner.grantedKeys = [...grantedKeys];
               const authed = received instanceof cc.Security2CCKEXSet && !received.echo
                 && received.grantedKeys.some((k) => k === SecurityClass.S2_Authenticated || k === SecurityClass.S2_AccessControl);
               if (authed && response.action === "sendCC" && response.cc instanceof cc.Security2CCPublicKeyReport) {
