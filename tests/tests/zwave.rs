@@ -682,6 +682,49 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
         vec![serde_json::json!(20.25), serde_json::json!(20.5)]
     );
 
+    // S2 multicast (MPAN), Warden as a member of a group node 10 multicasts to: its first
+    // multicast comes before Warden holds the group's MPAN (refused, `s2-no-mpan`); its
+    // singlecast follow-up decrypts and is answered with a Nonce Report with MOS, for which the
+    // node sends the group's MPAN; its next multicast decrypts with it, at `shared-key`; the same
+    // multicast again is a replay
+    const N10: &str = "zwave:c0ffee01-10";
+    assert!(mock.ctl("mcast 10 24.0").starts_with("OK mcast 10"));
+    wait_audit(&dd, "the multicast before the MPAN refused", |r| {
+        is(r, "uplink", N10) && cause(r) == "s2-no-mpan"
+    });
+    assert_eq!(mock.ctl("mcfollow 10 24.0"), "OK mcfollow 10 mos");
+    sub.wait_lines(T, "the follow-up's temperature", |_| {
+        latest(&sub, N10, "temperature").is_some_and(|e| e["value"] == 24.0)
+    });
+    assert!(mock.ctl("mcast 10 24.5").starts_with("OK mcast 10"));
+    sub.wait_lines(T, "the multicast's temperature", |_| {
+        latest(&sub, N10, "temperature").is_some_and(|e| e["value"] == 24.5)
+    });
+    let t = latest(&sub, N10, "temperature").unwrap();
+    assert_eq!(t["assurance"], "shared-key", "{t}");
+    assert_eq!(mock.ctl("replay"), "OK replay");
+    wait_audit(&dd, "the replayed multicast refused", |r| {
+        is(r, "uplink", N10) && cause(r) == "replay" && r.to_string().contains("multicast")
+    });
+    // a follow-up while Warden holds the MPAN asks for nothing; the next multicast still decrypts
+    assert_eq!(mock.ctl("mcfollow 10 24.5"), "OK mcfollow 10");
+    assert!(mock.ctl("mcast 10 25.0").starts_with("OK mcast 10"));
+    sub.wait_lines(T, "the next multicast's temperature", |_| {
+        latest(&sub, N10, "temperature").is_some_and(|e| e["value"] == 25.0)
+    });
+    assert_eq!(
+        values(&sub, N10, "temperature"),
+        vec![
+            serde_json::json!(20.5),
+            serde_json::json!(20.5),
+            serde_json::json!(24.0),
+            serde_json::json!(24.5),
+            serde_json::json!(24.5),
+            serde_json::json!(25.0)
+        ],
+        "nothing from the refused multicasts"
+    );
+
     // Nonce floods: a granted node asking for nonces in a loop gets a few Nonce Reports, then one
     // per refill period; the rest are dropped and audited. Counted by the mock, which sees every
     // SEND_DATA the host makes.

@@ -1,10 +1,10 @@
 //! One fuzz input through every parser of untrusted input: the Serial API stream decoder (the
 //! input split in two at a point the input chooses), every Serial API function parser on each frame
 //! it yields, and on each command payload: the command-class decoder, Supervision, S0
-//! decapsulation and the reassembly of sequenced S0 parts, the S2 key
-//! exchange parsers and S2 decapsulation against a session that expects a SPAN (so frames reach the
-//! AES-CCM step) and one that holds none. Used by the cargo-fuzz target in `fuzz/` and, on stable,
-//! by `tests/fuzz_parsers.rs`. Nothing here may panic.
+//! decapsulation and the reassembly of sequenced S0 parts, the S2 key exchange parsers and S2
+//! decapsulation (singlecast, and multicast with a known MPAN) against a session that expects a
+//! SPAN (so frames reach the AES-CCM step) and one that holds none. Used by the cargo-fuzz target
+//! in `fuzz/` and, on stable, by `tests/fuzz_parsers.rs`. Nothing here may panic.
 
 use crate::cc;
 use crate::frame::{Decoder, Unit};
@@ -96,6 +96,13 @@ fn payload(p: &[u8]) {
     }
     let _ = s.on_nonce_report(NODE, p);
     let _ = s.open(NODE, p);
+    // a multicast from a node whose MPAN for groups 0..3 Warden holds
+    for g in 0..4 {
+        s.store_mpan(NODE, g, [0x24; 16]);
+    }
+    if let Ok(o) = s.open_multicast(NODE, p) {
+        let _ = cc::decode(&o.payload);
+    }
     // a node with no session at all
     let mut fresh = Sessions::new(0, 1);
     let _ = fresh.open(NODE, p);

@@ -996,12 +996,25 @@ impl Runtime {
                 Ok(())
             }
             s2s::MESSAGE_ENCAPSULATION => {
+                // A multicast (or broadcast) frame: its nonce comes from the group's MPAN.
+                let multicast = inc.rx_status & func::RX_TYPE_MASK != 0;
                 let opened = match self.sessions.lock() {
+                    Ok(mut s) if multicast => s.open_multicast(node, &inc.payload),
                     Ok(mut s) => s.open(node, &inc.payload),
                     Err(_) => Err(S2Error::NoSpan),
                 };
+                if multicast {
+                    return self.multicast(link, node, opened, inc.rssi).await;
+                }
                 match opened {
                     Ok(o) => {
+                        if o.mos {
+                            self.mos_report(link, node).await?;
+                        }
+                        // A frame that carried only extensions (an MPAN for a group)
+                        if o.payload.is_empty() {
+                            return Ok(());
+                        }
                         if o.payload.first() == Some(&s2s::CC) {
                             let inner = o.payload.get(1).copied().unwrap_or(0);
                             self.waiters.fulfil(
@@ -1339,6 +1352,96 @@ impl Runtime {
             ),
         )
         .await
+    }
+
+    /// An S2 multicast from a node, opened (or not) with the group's MPAN. Only the node's
+    /// granted class opens one, so what decrypts is taken like its singlecast frames; what does
+    /// not is refused without touching its singlecast session.
+    async fn multicast(
+        &mut self,
+        link: &LinkHandle,
+        node: NodeId,
+        opened: Result<s2s::Opened, S2Error>,
+        rssi: Option<i8>,
+    ) -> Result<(), AdapterError> {
+        let id = nodes::device_id(self.home, node);
+        match opened {
+            Ok(o) if o.payload.first() == Some(&s2s::CC) || o.payload.is_empty() => {
+                self.reject(
+                    Some(id),
+                    "malformed",
+                    format!("an S2 multicast from node {node} carrying no command or a Security 2 command"),
+                )
+                .await
+            }
+            Ok(o) => match o.keys {
+                Keys::Network(c) => {
+                    self.command_class(link, node, o.payload, rssi, Some(Secured::S2(c)))
+                        .await
+                }
+                Keys::Temp => Ok(()),
+            },
+            Err(S2Error::NoMpan(g)) => {
+                self.reject(
+                    Some(id),
+                    "s2-no-mpan",
+                    format!(
+                        "an S2 multicast from node {node} for group {g}, whose MPAN Warden does not hold yet (asked for at the follow-up)"
+                    ),
+                )
+                .await
+            }
+            Err(S2Error::MulticastReplay(g, seq)) => {
+                self.reject(
+                    Some(id),
+                    "replay",
+                    format!("a replayed S2 multicast from node {node} (group {g}, sequence number {seq})"),
+                )
+                .await
+            }
+            Err(S2Error::NoSpan) => {
+                self.reject(
+                    Some(id),
+                    "s2-not-granted",
+                    format!("an S2 multicast from node {node}, which holds no S2 class"),
+                )
+                .await
+            }
+            Err(S2Error::CannotDecode) => {
+                self.reject(
+                    Some(id),
+                    "s2-decrypt-failed",
+                    format!("an S2 multicast from node {node} that does not decrypt under its group's MPAN"),
+                )
+                .await
+            }
+            Err(e) => self.reject(Some(id), "malformed", e.to_string()).await,
+        }
+    }
+
+    /// A Nonce Report with MOS: the node's singlecast follow-up named a group whose MPAN Warden
+    /// lacks; within the node's Nonce Report budget.
+    async fn mos_report(&mut self, link: &LinkHandle, node: NodeId) -> Result<(), AdapterError> {
+        if !self.nonce_budget.take(node, std::time::Instant::now()) {
+            let id = nodes::device_id(self.home, node);
+            return self
+                .reject(
+                    Some(id),
+                    "s2-nonce-flood",
+                    format!("a Nonce Report (MOS) for node {node} not sent: over its budget"),
+                )
+                .await;
+        }
+        let report = self
+            .sessions
+            .lock()
+            .map(|mut s| s.nonce_report_mos(node))
+            .unwrap_or_default();
+        let link = link.clone();
+        tokio::spawn(async move {
+            let _ = send_data(&link, node, &report).await;
+        });
+        Ok(())
     }
 
     /// Sends a node a Nonce Report with a fresh entropy input (Warden's side of a new session).

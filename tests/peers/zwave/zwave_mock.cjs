@@ -20,6 +20,11 @@
 //   s2temp <node> <celsius> [unauth|auth|ac]
 //                                  an S2-encapsulated sensor report (nonce exchange first if
 //                                  needed); with a class, a new session under that class's key
+//   mcast <node> <celsius>         an S2 multicast report to a group of the host and node 2 (MGRP,
+//                                  MPAN nonce), with the multicast bit in rxStatus
+//   mcfollow <node> <celsius>      its singlecast follow-up (MGRP); when the host answers with a
+//                                  Nonce Report with MOS, the node sends the group's MPAN
+//                                  ("OK mcfollow <node> mos")
 //   granted <node>                 the S2 classes the node holds towards the host (e.g. "unauth")
 //   stealkey <from> <to> <class>   node <to> gets the class's key the host gave node <from>,
 //                                  without being granted it (a key read out of another device)
@@ -272,6 +277,10 @@ async function main() {
   const extra = Math.min(Number(opt("--sensors", "0")) || 0, 200);
   for (let i = 0; i < extra; i++) await addNode(10 + i, "sensor");
   const node = (id) => controller.nodes.get(Number(id));
+  // The multicast group each node last sent to (mcast), and how many Nonce Reports with MOS the
+  // host sent each node (mcfollow).
+  const mcastGroups = new Map();
+  const mosSeen = new Map();
   // The counter of each node's last completed sequenced S0 command (s0seq).
   const s0Counters = new Map();
   // An S0 nonce from the host for node n; the host answers Nonce Gets within a per-node budget,
@@ -359,6 +368,55 @@ async function main() {
       const report = new cc.MultilevelSensorCCReport({ nodeId: controller.ownNodeId, type: 1, scale: 0, value: Number(v) });
       await fromNode(n, cc.Security2CC.encapsulate(report, n.id, n.securityManagers, { securityClass }));
       return `s2temp ${n.id}`;
+    },
+    async mcast(id, v) {
+      // An S2 multicast Multilevel Sensor Report from the node to a group of the host and node 2
+      // (zwave-js's SecurityManager2 keeps the group and its MPAN; Security2CC adds the MGRP
+      // extension and encrypts with the MPAN's nonce), handed to the host with the multicast bit
+      // of rxStatus set, as a controller reports a multicast it received.
+      const n = node(id); if (!n) throw new Error(`no node ${id}`);
+      const sm2 = n.securityManagers.securityManager2;
+      if (!sm2) throw new Error(`node ${id} has no S2`);
+      const cls = n.encodingContext.getHighestSecurityClass(controller.ownNodeId);
+      const group = sm2.createMulticastGroup([controller.ownNodeId, 2], cls);
+      mcastGroups.set(n.id, group);
+      const members = [controller.ownNodeId, 2];
+      const report = new cc.MultilevelSensorCCReport({ nodeId: members, type: 1, scale: 0, value: Number(v) });
+      const enc = cc.Security2CC.encapsulate(report, n.id, n.securityManagers, { multicastGroupId: group });
+      const bytes = Buffer.from(await enc.serialize(n.encodingContext));
+      await controller.sendToHost(serialFrame(Buffer.concat([Buffer.from([0x00, 0x04, 0x08, n.id, bytes.length]), bytes])));
+      return `mcast ${n.id} group=${group}`;
+    },
+    async mcfollow(id, v) {
+      // The singlecast follow-up of the last multicast (the same report, S2 with the group's MGRP
+      // extension); the group's MPAN then moves on, as zwave-js's driver does after a multicast.
+      // A host that answers with a Nonce Report with MOS gets the group's MPAN in an S2 frame
+      // that carries only the MPAN extension, as a node does.
+      const n = node(id); if (!n) throw new Error(`no node ${id}`);
+      const sm2 = n.securityManagers.securityManager2;
+      const group = mcastGroups.get(n.id);
+      if (group === undefined) throw new Error(`node ${id} sent no multicast`);
+      if (sm2.getSPANState(controller.ownNodeId).type !== SPANState.SPAN) {
+        await fromNode(n, new cc.Security2CCNonceGet({ nodeId: controller.ownNodeId }));
+        await n.expectControllerFrame(
+          (f) => f.payload instanceof cc.Security2CCNonceReport && f.payload.SOS, { timeout: 3000 });
+      }
+      const mos = n.expectControllerFrame(
+        (f) => f.payload instanceof cc.Security2CCNonceReport && f.payload.MOS, { timeout: 2000 }).then(() => true, () => false);
+      const report = new cc.MultilevelSensorCCReport({ nodeId: controller.ownNodeId, type: 1, scale: 0, value: Number(v) });
+      await fromNode(n, cc.Security2CC.encapsulate(report, n.id, n.securityManagers, { multicastGroupId: group }));
+      sm2.tryIncrementMPAN(group);
+      if (!(await mos)) return `mcfollow ${n.id}`;
+      mosSeen.set(n.id, (mosSeen.get(n.id) ?? 0) + 1);
+      const mpan = new cc.Security2CCMessageEncapsulation({
+        nodeId: controller.ownNodeId,
+        extensions: [new cc.MPANExtension({ groupId: group, innerMPANState: sm2.getInnerMPANState(group) })],
+      });
+      // Straight to the host (as mcast sends), so it is there before any later multicast: a
+      // mock node's own frames reach the host after an emulated radio delay.
+      const bytes = Buffer.from(await mpan.serialize(n.encodingContext));
+      await controller.sendToHost(serialFrame(Buffer.concat([Buffer.from([0x00, 0x04, 0x00, n.id, bytes.length]), bytes])));
+      return `mcfollow ${n.id} mos`;
     },
     async granted(id) {
       // The S2 classes the node itself holds towards the controller (what the host's KEX Set gave it).
