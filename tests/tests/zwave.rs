@@ -969,6 +969,24 @@ min_assurance = "none"
     );
     assert_eq!(mock.state()["config"]["13"], 3);
     assert_eq!(mock.ctl("sent 13 6c01"), "OK 3");
+    // the node acts on a held Set but its Supervision Report is lost: `timeout` after
+    // send_timeout_ms, although the radio delivered it
+    assert_eq!(mock.ctl("mute 13 on"), "OK mute 13 on");
+    let mut lost = Cli::spawn(
+        &g,
+        &["command", SLEEPSUP, "set_config", "parameter=1", "value=4"],
+        &dir.join("set13-lost.txt"),
+    );
+    wait_for(T, "the fourth held Set allowed", || {
+        (allowed(&dd) == 4).then_some(())
+    });
+    assert_eq!(mock.ctl("wakeup 13"), "OK wakeup 13");
+    lost.wait_exit();
+    let rl = printed_result(&lost.text());
+    assert_eq!(rl["outcome"], "timeout", "{rl}");
+    assert_eq!(mock.state()["config"]["13"], 4);
+    assert_eq!(mock.ctl("sent 13 6c01"), "OK 4");
+    assert_eq!(mock.ctl("mute 13 off"), "OK mute 13 off");
 
     // a report the node supervises itself: its temperature is taken and Warden answers
     // Supervision Report (session 5, success)

@@ -25,6 +25,8 @@
 //   mcfollow <node> <celsius>      its singlecast follow-up (MGRP); when the host answers with a
 //                                  Nonce Report with MOS, the node sends the group's MPAN
 //                                  ("OK mcfollow <node> mos")
+//   mute <node> on|off             the node's Supervision Reports are lost (it still acts on the
+//                                  commands), or sent again
 //   granted <node>                 the S2 classes the node holds towards the host (e.g. "unauth")
 //   stealkey <from> <to> <class>   node <to> gets the class's key the host gave node <from>,
 //                                  without being granted it (a key read out of another device)
@@ -280,6 +282,8 @@ async function main() {
   // The multicast group each node last sent to (mcast), and how many Nonce Reports with MOS the
   // host sent each node (mcfollow).
   const mcastGroups = new Map();
+  // Nodes whose Supervision Reports are dropped (mute).
+  const muted = new Map();
   const mosSeen = new Map();
   // The counter of each node's last completed sequenced S0 command (s0seq).
   const s0Counters = new Map();
@@ -417,6 +421,22 @@ async function main() {
       const bytes = Buffer.from(await mpan.serialize(n.encodingContext));
       await controller.sendToHost(serialFrame(Buffer.concat([Buffer.from([0x00, 0x04, 0x00, n.id, bytes.length]), bytes])));
       return `mcfollow ${n.id} mos`;
+    },
+    async mute(id, onoff) {
+      // The node still carries out supervised commands but its Supervision Reports are lost
+      // (on), or sent again (off).
+      const n = node(id); if (!n) throw new Error(`no node ${id}`);
+      if (!muted.has(n.id)) {
+        muted.set(n.id, false);
+        n.defineBehavior({
+          transformResponse(ctrl, self, received, response) {
+            const report = response.action === "sendCC" && response.cc instanceof cc.SupervisionCCReport;
+            return muted.get(self.id) && report ? { action: "stop" } : response;
+          },
+        });
+      }
+      muted.set(n.id, onoff === "on");
+      return `mute ${n.id} ${onoff === "on" ? "on" : "off"}`;
     },
     async granted(id) {
       // The S2 classes the node itself holds towards the controller (what the host's KEX Set gave it).
