@@ -754,4 +754,135 @@ mod tests {
         f.extend_from_slice(&[0; 12]);
         assert_eq!(host.open(NODE, &f), Err(S2Error::NoSpan));
     }
+
+    #[test]
+    fn header_extensions_name_the_group_and_refuse_what_must_be_understood() {
+        // SPAN (critical, more follows) then MGRP (critical)
+        let mut f = vec![CC, MESSAGE_ENCAPSULATION, 1, 0x01, 18, 0xc1];
+        f.extend_from_slice(&[7; 16]);
+        f.extend_from_slice(&[3, 0x43, 9]);
+        let h = header_extensions(&f, 0x01).unwrap();
+        assert_eq!(
+            (h.end, h.sender_ei, h.group),
+            (f.len(), Some([7; 16]), Some(9))
+        );
+        // MOS and an unknown non-critical extension are skipped
+        let f = [CC, MESSAGE_ENCAPSULATION, 1, 0x01, 2, 0x84, 3, 0x3e, 0];
+        let h = header_extensions(&f, 0x01).unwrap();
+        assert_eq!((h.end, h.group), (f.len(), None));
+        // an MGRP without its group byte, or with two; an unknown critical one; a truncated one
+        for (f, want) in [
+            (
+                vec![CC, MESSAGE_ENCAPSULATION, 1, 1, 2, 0x43],
+                S2Error::Malformed("MGRP extension"),
+            ),
+            (
+                vec![CC, MESSAGE_ENCAPSULATION, 1, 1, 4, 0x43, 1, 2],
+                S2Error::Malformed("MGRP extension"),
+            ),
+            (
+                vec![CC, MESSAGE_ENCAPSULATION, 1, 1, 2, 0x7e],
+                S2Error::CriticalExtension(0x3e),
+            ),
+            (
+                vec![CC, MESSAGE_ENCAPSULATION, 1, 1, 5, 0x43, 1],
+                S2Error::Malformed("extension data"),
+            ),
+            (
+                vec![CC, MESSAGE_ENCAPSULATION, 1, 1, 1, 0x43],
+                S2Error::Malformed("extension length"),
+            ),
+        ] {
+            assert_eq!(header_extensions(&f, 0x01).err(), Some(want), "{f:02x?}");
+        }
+    }
+
+    #[test]
+    fn encrypted_extensions_carry_the_mpan() {
+        let mut pt = vec![19, 0x42, 5];
+        pt.extend_from_slice(&[0xab; 16]);
+        pt.extend_from_slice(&[0x31, 0x05]);
+        assert_eq!(
+            encrypted_extensions(&pt, 0x02).unwrap(),
+            (19, Some((5, [0xab; 16])))
+        );
+        // without the flag, the bytes are the command
+        assert_eq!(encrypted_extensions(&pt, 0x00).unwrap(), (0, None));
+        // an MPAN one byte short; an unknown critical one; one running past the end
+        let mut short = vec![18, 0x42, 5];
+        short.extend_from_slice(&[0xab; 15]);
+        assert_eq!(
+            encrypted_extensions(&short, 0x02),
+            Err(S2Error::Malformed("MPAN extension"))
+        );
+        assert_eq!(
+            encrypted_extensions(&[2, 0x55], 0x02),
+            Err(S2Error::CriticalExtension(0x15))
+        );
+        assert_eq!(
+            encrypted_extensions(&[9, 0x02, 1], 0x02),
+            Err(S2Error::Malformed("encrypted extension length"))
+        );
+    }
+
+    #[test]
+    fn mpan_state_is_bounded_per_node_and_cleared_with_the_node() {
+        let mut host = Sessions::new(HOME, HOST);
+        host.set_network_key(Class::Unauthenticated, &[1; 16]);
+        host.grant(NODE, Class::Unauthenticated);
+        // a multicast for a group with no MPAN marks it out of sync (one entry, not more)
+        let f = [
+            CC,
+            MESSAGE_ENCAPSULATION,
+            1,
+            0x01,
+            3,
+            0x43,
+            7,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        assert_eq!(host.open_multicast(NODE, &f), Err(S2Error::NoMpan(7)));
+        assert_eq!(host.open_multicast(NODE, &f), Err(S2Error::NoMpan(7)));
+        assert_eq!(host.mpan_groups(NODE), 1);
+        // the sum: every group id stored, at most MPAN_GROUPS kept, the newest
+        for g in 0..=255u8 {
+            host.store_mpan(NODE, g, [g; 16]);
+        }
+        assert_eq!(host.mpan_groups(NODE), MPAN_GROUPS);
+        assert!(host.mpan(NODE, 255).is_some() && host.mpan(NODE, 0).is_none());
+        // the reset: a revoked node's groups are gone
+        host.revoke(NODE);
+        assert_eq!(host.mpan_groups(NODE), 0);
+        // a multicast without MGRP, or with a SPAN extension, is malformed
+        let no_group = [
+            CC,
+            MESSAGE_ENCAPSULATION,
+            1,
+            0x00,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        assert_eq!(
+            host.open_multicast(NODE, &no_group),
+            Err(S2Error::Malformed("a multicast without MGRP"))
+        );
+        // a MOS Nonce Report: flags 0x02, no entropy input, the session untouched
+        let r = host.nonce_report_mos(NODE);
+        assert_eq!((r.len(), r[0], r[1], r[3]), (4, CC, NONCE_REPORT, 0x02));
+    }
 }
