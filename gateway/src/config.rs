@@ -429,6 +429,11 @@ pub struct ProfileConfig {
     pub min_assurance: Assurance,
     /// Uplinks not replay-checked by the adapter are denied.
     pub require_fresh: bool,
+    /// Security labels the device must use (`zwave-s2-access-control`, …; see the README's
+    /// assurance table). Empty: any. Uplinks under another label, or none, are denied; commands
+    /// are denied until the device was heard under one of them, and the adapter sends them only
+    /// under one of them.
+    pub security: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

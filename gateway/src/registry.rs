@@ -91,6 +91,17 @@ pub struct Stats {
     pub last_flushed: AtomicU64,
     /// Strongest assurance seen from this device (rank: 0 none seen, 1 none … 4 certificate).
     pub best_assurance: AtomicU64,
+    /// The security label (`Message::security`) of the last uplink that passed authentication:
+    /// what a command's decision sees, since a downlink has no label of its own until the
+    /// adapter sends it. Written only when it changes.
+    pub security: std::sync::Mutex<Option<std::borrow::Cow<'static, str>>>,
+}
+
+impl Stats {
+    /// The last accepted uplink's security label.
+    pub fn security(&self) -> Option<std::borrow::Cow<'static, str>> {
+        self.security.lock().map_or(None, |g| g.clone())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]

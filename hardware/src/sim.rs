@@ -580,6 +580,7 @@ mod tests {
                 },
                 principal: "p".into(),
                 min_assurance: warden_core::Assurance::None,
+                security: Vec::new(),
             })
             .await
             .unwrap();
@@ -593,6 +594,7 @@ mod tests {
                 },
                 principal: "p".into(),
                 min_assurance: warden_core::Assurance::None,
+                security: Vec::new(),
             })
             .await
             .unwrap();

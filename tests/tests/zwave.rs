@@ -110,6 +110,12 @@ points = ["temperature"]
 commands = ["refresh"]
 min_assurance = "shared-key"
 
+[profiles.zwlock]
+points = ["temperature"]
+commands = ["refresh"]
+min_assurance = "shared-key"
+security = ["zwave-s2-access-control"]
+
 [adapters.zwave]
 port = "tcp://127.0.0.1:{port}"
 reconnect_s = 1
@@ -597,11 +603,25 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
             .contains("security: s2-access-control"),
         "{reg}"
     );
-    for (node, id, v) in [
-        (10, "zwave:c0ffee01-10", 20.5),
-        (9, "zwave:c0ffee01-9", 21.25),
+    // node 9 under a profile that accepts only S2 Access Control (the positive control of the
+    // security-label check below), node 10 under one that takes any shared-key security
+    for (node, id, v, profile, label) in [
+        (
+            10,
+            "zwave:c0ffee01-10",
+            20.5,
+            "zws2",
+            "zwave-s2-authenticated",
+        ),
+        (
+            9,
+            "zwave:c0ffee01-9",
+            21.25,
+            "zwlock",
+            "zwave-s2-access-control",
+        ),
     ] {
-        approve(&g, id, "zws2");
+        approve(&g, id, profile);
         assert_eq!(
             mock.ctl(&format!("s2temp {node} {v}")),
             format!("OK s2temp {node}")
@@ -612,9 +632,29 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
         let t = latest(&sub, id, "temperature").unwrap();
         assert_eq!(t["value"], v, "{t}");
         assert_eq!(t["assurance"], "shared-key", "{t}");
+        assert_eq!(t["security"], label, "{t}");
         let res = command(&g, id, "refresh");
         assert_eq!(res["outcome"], "delivered", "{res}");
     }
+    // node 10 (S2 Authenticated, also `shared-key`) moved to the Access Control profile: its
+    // reports and commands are refused, naming the label
+    approve(&g, "zwave:c0ffee01-10", "zwlock");
+    assert_eq!(mock.ctl("s2temp 10 22.5"), "OK s2temp 10");
+    let d = wait_audit(&dd, "node 10's report refused for its security", |r| {
+        is(r, "uplink", "zwave:c0ffee01-10")
+            && r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("security `zwave-s2-authenticated`"))
+    });
+    assert_eq!(d["verdict"], "deny", "{d}");
+    let res = command(&g, "zwave:c0ffee01-10", "refresh");
+    assert_ne!(res["outcome"], "delivered", "{res}");
+    assert!(res.to_string().contains("zwave-s2-authenticated"), "{res}");
+    assert!(
+        !values(&sub, "zwave:c0ffee01-10", "temperature")
+            .iter()
+            .any(|v| *v == 22.5)
+    );
     // a plain frame from the Access Control node is a downgrade, and so is a frame under a
     // lower S2 class whose key it also holds (S2 Authenticated, granted with Access Control)
     assert_eq!(mock.ctl("temp 9 30.0"), "OK temp 9");
@@ -682,40 +722,41 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
         vec![serde_json::json!(20.25), serde_json::json!(20.5)]
     );
 
-    // S2 multicast (MPAN), Warden as a member of a group node 10 multicasts to: its first
+    // S2 multicast (MPAN), Warden as a member of a group node 15 multicasts to: its first
     // multicast comes before Warden holds the group's MPAN (refused, `s2-no-mpan`); its
     // singlecast follow-up decrypts and is answered with a Nonce Report with MOS, for which the
     // node sends the group's MPAN; its next multicast decrypts with it, at `shared-key`; the same
     // multicast again is a replay
-    const N10: &str = "zwave:c0ffee01-10";
-    assert!(mock.ctl("mcast 10 24.0").starts_with("OK mcast 10"));
+    const N15: &str = "zwave:c0ffee01-15";
+    assert!(mock.ctl("mcast 15 24.0").starts_with("OK mcast 15"));
     wait_audit(&dd, "the multicast before the MPAN refused", |r| {
-        is(r, "uplink", N10) && cause(r) == "s2-no-mpan"
+        is(r, "uplink", N15) && cause(r) == "s2-no-mpan"
     });
-    assert_eq!(mock.ctl("mcfollow 10 24.0"), "OK mcfollow 10 mos");
+    assert_eq!(mock.ctl("mcfollow 15 24.0"), "OK mcfollow 15 mos");
     sub.wait_lines(T, "the follow-up's temperature", |_| {
-        latest(&sub, N10, "temperature").is_some_and(|e| e["value"] == 24.0)
+        latest(&sub, N15, "temperature").is_some_and(|e| e["value"] == 24.0)
     });
-    assert!(mock.ctl("mcast 10 24.5").starts_with("OK mcast 10"));
+    assert!(mock.ctl("mcast 15 24.5").starts_with("OK mcast 15"));
     sub.wait_lines(T, "the multicast's temperature", |_| {
-        latest(&sub, N10, "temperature").is_some_and(|e| e["value"] == 24.5)
+        latest(&sub, N15, "temperature").is_some_and(|e| e["value"] == 24.5)
     });
-    let t = latest(&sub, N10, "temperature").unwrap();
+    let t = latest(&sub, N15, "temperature").unwrap();
     assert_eq!(t["assurance"], "shared-key", "{t}");
+    assert_eq!(t["security"], "zwave-s2-unauthenticated", "{t}");
     assert_eq!(mock.ctl("replay"), "OK replay");
     wait_audit(&dd, "the replayed multicast refused", |r| {
-        is(r, "uplink", N10) && cause(r) == "replay" && r.to_string().contains("multicast")
+        is(r, "uplink", N15) && cause(r) == "replay" && r.to_string().contains("multicast")
     });
     // a follow-up while Warden holds the MPAN asks for nothing; the next multicast still decrypts
-    assert_eq!(mock.ctl("mcfollow 10 24.5"), "OK mcfollow 10");
-    assert!(mock.ctl("mcast 10 25.0").starts_with("OK mcast 10"));
+    assert_eq!(mock.ctl("mcfollow 15 24.5"), "OK mcfollow 15");
+    assert!(mock.ctl("mcast 15 25.0").starts_with("OK mcast 15"));
     sub.wait_lines(T, "the next multicast's temperature", |_| {
-        latest(&sub, N10, "temperature").is_some_and(|e| e["value"] == 25.0)
+        latest(&sub, N15, "temperature").is_some_and(|e| e["value"] == 25.0)
     });
     assert_eq!(
-        values(&sub, N10, "temperature"),
+        values(&sub, N15, "temperature"),
         vec![
-            serde_json::json!(20.5),
+            serde_json::json!(20.25),
             serde_json::json!(20.5),
             serde_json::json!(24.0),
             serde_json::json!(24.5),
@@ -1090,6 +1131,7 @@ fn zwave_s0_node_included_and_its_encrypted_reports_taken() {
     });
     let t12 = latest(&sub, S0NODE, "temperature").unwrap();
     assert_eq!(t12["assurance"], "shared-key", "{t12}");
+    assert_eq!(t12["security"], "zwave-s0", "{t12}");
     // each part authentic, the sequence not: refused with its cause, audited, nothing published
     let sequenced = |cause_: &str| {
         audit_where(&dd, |r| {

@@ -307,6 +307,7 @@ fn downlink_queue_is_bounded_and_commands_are_checked() {
         },
         principal: "test".into(),
         min_assurance: warden_core::Assurance::None,
+        security: Vec::new(),
     };
     let send = |i| {
         dl(

@@ -72,6 +72,18 @@ enum Secured {
     S2(Class),
 }
 
+impl Secured {
+    /// The message's security label (`Message::security`), what profiles and plugins ask for.
+    fn label(self) -> &'static str {
+        match self {
+            Self::S0 => "zwave-s0",
+            Self::S2(Class::Unauthenticated) => "zwave-s2-unauthenticated",
+            Self::S2(Class::Authenticated) => "zwave-s2-authenticated",
+            Self::S2(Class::AccessControl) => "zwave-s2-access-control",
+        }
+    }
+}
+
 /// Security 0 state: the network's S0 keys, bootstrap keys per node, the nodes granted S0 and
 /// the nonces Warden handed out.
 #[derive(Default)]
@@ -215,6 +227,14 @@ impl Out {
         self.sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The security a command to `node` travels under: its S2 class, else S0, else none.
+    fn security_of(&self, node: NodeId) -> Option<Secured> {
+        if let Some(c) = self.lock().granted(node) {
+            return Some(Secured::S2(c));
+        }
+        self.s0().granted.contains(&node).then_some(Secured::S0)
     }
 
     /// Sends a command to a node: S2-encapsulated under its granted class if it has one.
@@ -1489,10 +1509,12 @@ impl Runtime {
             Ok(Report::Points(points)) if !points.is_empty() => {
                 let mut m = Message::telemetry(id, points);
                 match secure {
-                    // S2: a MIC under the node's network key, and the SPAN makes it fresh.
-                    Some(_) => {
+                    // S2: a MIC under the node's network key, and the SPAN makes it fresh; S0: a
+                    // MAC under the network key over a single-use receiver nonce.
+                    Some(class) => {
                         m.assurance = Assurance::SharedKey;
                         m.fresh = true;
+                        m.security = Some(std::borrow::Cow::Borrowed(class.label()));
                     }
                     // Plain Z-Wave: anyone in radio range who knows the home id can send it.
                     None => {
@@ -1954,6 +1976,24 @@ impl Runtime {
                 )
                 .await;
         };
+        // The profile may reserve the command for some security classes (`Downlink::security`):
+        // refuse before anything is queued or sent under another.
+        if !d.security.is_empty() {
+            let label = self.out(link).security_of(node).map(Secured::label);
+            if !label.is_some_and(|l| d.security.iter().any(|a| a == l)) {
+                return self
+                    .result(
+                        &d.command_id,
+                        &d.device,
+                        CommandOutcome::DeviceError(format!(
+                            "node {node} is included with security {}, and the profile accepts only {}",
+                            label.unwrap_or("none"),
+                            d.security.join(", ")
+                        )),
+                    )
+                    .await;
+            }
+        }
         let payload = match cc::command(&d.command, &n.command_classes) {
             Ok(p) => p,
             Err(e) => {

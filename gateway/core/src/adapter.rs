@@ -175,6 +175,10 @@ pub struct Downlink {
     /// different assurance (BACnet/IP `none`, BACnet/SC `certificate`) refuses to deliver on a
     /// channel below this. Adapters with one channel per device may ignore it.
     pub min_assurance: crate::message::Assurance,
+    /// The security labels (`Message::security`) the device's profile accepts; empty for any.
+    /// An adapter that labels its uplinks refuses to send under a label not in this list (a
+    /// Z-Wave node granted only S0 gets no command a profile reserves for S2 Access Control).
+    pub security: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,8 @@ pub struct Profile {
     pub commands: HashSet<String>,
     pub min_assurance: Assurance,
     pub require_fresh: bool,
+    /// Accepted security labels; empty for any.
+    pub security: Vec<String>,
 }
 
 /// The built-in policy compiled from the config: profiles, model → profile, zones.
@@ -49,6 +51,7 @@ impl Policy {
                             commands: p.commands.iter().cloned().collect(),
                             min_assurance: p.min_assurance,
                             require_fresh: p.require_fresh,
+                            security: p.security.clone(),
                         },
                     )
                 })
@@ -85,6 +88,9 @@ pub struct DecisionRequest<'a> {
     pub message: Option<&'a Message>,
     pub command: Option<&'a Command>,
     pub principal: Option<&'a str>,
+    /// The security label the uplink came under, or for a command the one the device was last
+    /// heard under (`Message::security`).
+    pub security: Option<&'a str>,
     pub stats: StatsSnapshot,
     pub now_ms: u64,
 }
@@ -186,6 +192,7 @@ pub fn uplink(
             message: Some(msg),
             command: None,
             principal: None,
+            security: msg.security.as_deref(),
             stats,
             now_ms,
         },
@@ -200,6 +207,7 @@ pub fn downlink(
     cmd: &Command,
     principal: &str,
     roles: &[String],
+    security: Option<&str>,
     stats: StatsSnapshot,
     now_ms: u64,
 ) -> Decision {
@@ -227,6 +235,9 @@ pub fn downlink(
             format!("`{principal}` may not command devices in zone `{}`", r.zone),
         );
     }
+    if let Err(d) = super::authenticate::downlink(profile, security) {
+        return d;
+    }
     run_deciders(
         deciders,
         &DecisionRequest {
@@ -236,6 +247,7 @@ pub fn downlink(
             message: None,
             command: Some(cmd),
             principal: Some(principal),
+            security,
             stats,
             now_ms,
         },
@@ -332,6 +344,7 @@ commands = ["set_setpoint"]
                 &cmd,
                 "mqtt:operator",
                 &[],
+                None,
                 stats(),
                 0,
             );
@@ -366,18 +379,67 @@ commands = ["set_setpoint"]
             name: "set_setpoint".into(),
             args: vec![],
         };
-        assert!(downlink(&p, &mut none, &r, &set, "mqtt:operator", &[], stats(), 0).is_allow());
-        let d = downlink(&p, &mut none, &r, &set, "mqtt:intruder", &[], stats(), 0);
+        assert!(
+            downlink(
+                &p,
+                &mut none,
+                &r,
+                &set,
+                "mqtt:operator",
+                &[],
+                None,
+                stats(),
+                0
+            )
+            .is_allow()
+        );
+        let d = downlink(
+            &p,
+            &mut none,
+            &r,
+            &set,
+            "mqtt:intruder",
+            &[],
+            None,
+            stats(),
+            0,
+        );
         assert_eq!(d.decider, "builtin:zone");
         let reboot = Command {
             name: "reboot".into(),
             args: vec![],
         };
-        assert!(!downlink(&p, &mut none, &r, &reboot, "mqtt:operator", &[], stats(), 0).is_allow());
+        assert!(
+            !downlink(
+                &p,
+                &mut none,
+                &r,
+                &reboot,
+                "mqtt:operator",
+                &[],
+                None,
+                stats(),
+                0
+            )
+            .is_allow()
+        );
         r.zone = "lab".into();
-        assert!(downlink(&p, &mut none, &r, &set, "anyone", &[], stats(), 0).is_allow());
+        assert!(downlink(&p, &mut none, &r, &set, "anyone", &[], None, stats(), 0).is_allow());
         r.zone = "undefined".into();
-        assert!(!downlink(&p, &mut none, &r, &set, "mqtt:operator", &[], stats(), 0).is_allow());
+        assert!(
+            !downlink(
+                &p,
+                &mut none,
+                &r,
+                &set,
+                "mqtt:operator",
+                &[],
+                None,
+                stats(),
+                0
+            )
+            .is_allow()
+        );
     }
 
     /// Records what the seam hands a decider, and binds only to downlinks.
@@ -417,13 +479,39 @@ commands = ["set_setpoint"]
             name: "set_setpoint".into(),
             args: vec![],
         };
-        assert!(downlink(&p, &mut ds, &r, &set, "mqtt:operator", &[], stats(), 7).is_allow());
+        assert!(
+            downlink(
+                &p,
+                &mut ds,
+                &r,
+                &set,
+                "mqtt:operator",
+                &[],
+                None,
+                stats(),
+                7
+            )
+            .is_allow()
+        );
         // a built-in deny stops before any decider runs
         let reboot = Command {
             name: "reboot".into(),
             args: vec![],
         };
-        assert!(!downlink(&p, &mut ds, &r, &reboot, "mqtt:operator", &[], stats(), 8).is_allow());
+        assert!(
+            !downlink(
+                &p,
+                &mut ds,
+                &r,
+                &reboot,
+                "mqtt:operator",
+                &[],
+                None,
+                stats(),
+                8
+            )
+            .is_allow()
+        );
         assert_eq!(
             *log.lock().unwrap(),
             [

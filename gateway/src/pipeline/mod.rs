@@ -273,11 +273,13 @@ impl Pipeline {
         };
         // the profile's assurance floor travels with the command: the adapter knows the channel
         let mut min_assurance = Assurance::None;
+        let mut security = Vec::new();
         let decision = match identify::downlink(&self.registry, &device) {
             Err(d) => d,
             Ok(id) => {
                 if let Some((_, p)) = self.policy.profile_for(&id.record) {
                     min_assurance = p.min_assurance;
+                    security.clone_from(&p.security);
                 }
                 decide::downlink(
                     &self.policy,
@@ -286,6 +288,7 @@ impl Pipeline {
                     &command,
                     &principal,
                     &roles,
+                    id.entry.stats.security().as_deref(),
                     id.entry.stats.snapshot(),
                     now,
                 )
@@ -319,6 +322,7 @@ impl Pipeline {
             command,
             principal,
             min_assurance,
+            security,
         };
         match deliver::downlink(&self.routes, dl) {
             Ok(()) => {

@@ -251,6 +251,7 @@ impl PluginChain {
                 q.fresh = false;
             }
         }
+        set_opt(&mut q.security, dr.security);
         q.time_ms = dr.now_ms;
         let s = &dr.stats;
         q.observed.rate_per_min = s.rate_per_min;
@@ -259,6 +260,7 @@ impl PluginChain {
         q.observed.denied = s.denied;
         q.observed.last_seen_ms = s.last_seen;
         q.observed.anomaly_score = None;
+        q.observed.anomaly_feature = None;
     }
 
     fn failed(&mut self, slot: usize, f: &Failure) -> Decision {
@@ -454,6 +456,7 @@ mod tests {
             message: Some(m),
             command: None,
             principal: None,
+            security: None,
             stats: Stats::default().snapshot(),
             now_ms: 42,
         }
@@ -620,6 +623,7 @@ mod tests {
                 message: None,
                 command: Some(&cmd),
                 principal: Some("mqtt:operator"),
+                security: Some("zwave-s2-access-control"),
                 stats: stats.snapshot(),
                 now_ms: 7,
             },
@@ -630,6 +634,7 @@ mod tests {
         assert_eq!(q.points, cmd.args);
         assert_eq!(q.principal.as_deref(), Some("mqtt:operator"));
         assert_eq!(q.assurance, Assurance::Certificate);
+        assert_eq!(q.security.as_deref(), Some("zwave-s2-access-control"));
         assert_eq!(q.device.role, None);
     }
 }
