@@ -655,11 +655,116 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
             .iter()
             .any(|v| *v == 22.5)
     );
-    // a plain frame from the Access Control node is a downgrade
+    // a plain frame from the Access Control node is a downgrade, and so is a frame under a
+    // lower S2 class whose key it also holds (S2 Authenticated, granted with Access Control)
     assert_eq!(mock.ctl("temp 9 30.0"), "OK temp 9");
     wait_audit(&dd, "node 9's plain frame refused", |r| {
         is(r, "uplink", "zwave:c0ffee01-9") && cause(r) == "downgrade"
     });
+    assert_eq!(mock.ctl("granted 9"), "OK ac,auth");
+    assert_eq!(mock.ctl("s2temp 9 31.0 auth"), "OK s2temp 9");
+    let d = wait_audit(&dd, "node 9's frame under S2 Authenticated refused", |r| {
+        is(r, "uplink", "zwave:c0ffee01-9")
+            && cause(r) == "downgrade"
+            && r.to_string().contains("under s2-authenticated")
+    });
+    assert!(d.to_string().contains("granted s2-access-control"), "{d}");
+    // its next frame under Access Control is taken (positive control)
+    assert_eq!(mock.ctl("s2temp 9 21.75 ac"), "OK s2temp 9");
+    sub.wait_lines(T, "node 9's frame under Access Control again", |_| {
+        latest(&sub, "zwave:c0ffee01-9", "temperature").is_some_and(|e| e["value"] == 21.75)
+    });
+
+    // Fewer classes than requested: a node asking for S2 Access Control and S2 Unauthenticated,
+    // joined without the DSK PIN, is granted S2 Unauthenticated only — what the node itself
+    // holds after the key exchange, and what Warden stored
+    let a15 = mock.ctl("include 15 s2multi");
+    pin_of(&a15);
+    let reg = include_with(&g, &dd, dir, "zwave:c0ffee01-15", &[]);
+    assert!(
+        reg["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("security: s2-unauthenticated"),
+        "{reg}"
+    );
+    assert_eq!(mock.ctl("granted 15"), "OK unauth");
+    let d = device_show(&g, "zwave:c0ffee01-15");
+    assert!(
+        d.to_string().contains("s2-unauthenticated")
+            && !d.to_string().contains("s2-access-control"),
+        "{d}"
+    );
+    approve(&g, "zwave:c0ffee01-15", "zws2");
+    assert_eq!(mock.ctl("s2temp 15 20.25"), "OK s2temp 15");
+    sub.wait_lines(T, "node 15's temperature under S2 Unauthenticated", |_| {
+        latest(&sub, "zwave:c0ffee01-15", "temperature").is_some_and(|e| e["value"] == 20.25)
+    });
+    // the node gets the Access Control key (read out of node 9): a frame under it decrypts, but
+    // the class was never granted to node 15, so it is refused and audited, and not published
+    assert_eq!(mock.ctl("stealkey 9 15 ac"), "OK stealkey 15");
+    assert_eq!(mock.ctl("s2temp 15 35.0 ac"), "OK s2temp 15");
+    let d = wait_audit(&dd, "node 15's frame under Access Control refused", |r| {
+        is(r, "uplink", "zwave:c0ffee01-15") && cause(r) == "s2-class-not-granted"
+    });
+    assert!(
+        d.to_string()
+            .contains("under s2-access-control from a node granted only s2-unauthenticated"),
+        "{d}"
+    );
+    // its next frame under its own class is taken again
+    assert_eq!(mock.ctl("s2temp 15 20.5 unauth"), "OK s2temp 15");
+    sub.wait_lines(T, "node 15's next frame under S2 Unauthenticated", |_| {
+        latest(&sub, "zwave:c0ffee01-15", "temperature").is_some_and(|e| e["value"] == 20.5)
+    });
+    assert_eq!(
+        values(&sub, "zwave:c0ffee01-15", "temperature"),
+        vec![serde_json::json!(20.25), serde_json::json!(20.5)]
+    );
+
+    // S2 multicast (MPAN), Warden as a member of a group node 15 multicasts to: its first
+    // multicast comes before Warden holds the group's MPAN (refused, `s2-no-mpan`); its
+    // singlecast follow-up decrypts and is answered with a Nonce Report with MOS, for which the
+    // node sends the group's MPAN; its next multicast decrypts with it, at `shared-key`; the same
+    // multicast again is a replay
+    const N15: &str = "zwave:c0ffee01-15";
+    assert!(mock.ctl("mcast 15 24.0").starts_with("OK mcast 15"));
+    wait_audit(&dd, "the multicast before the MPAN refused", |r| {
+        is(r, "uplink", N15) && cause(r) == "s2-no-mpan"
+    });
+    assert_eq!(mock.ctl("mcfollow 15 24.0"), "OK mcfollow 15 mos");
+    sub.wait_lines(T, "the follow-up's temperature", |_| {
+        latest(&sub, N15, "temperature").is_some_and(|e| e["value"] == 24.0)
+    });
+    assert!(mock.ctl("mcast 15 24.5").starts_with("OK mcast 15"));
+    sub.wait_lines(T, "the multicast's temperature", |_| {
+        latest(&sub, N15, "temperature").is_some_and(|e| e["value"] == 24.5)
+    });
+    let t = latest(&sub, N15, "temperature").unwrap();
+    assert_eq!(t["assurance"], "shared-key", "{t}");
+    assert_eq!(t["security"], "zwave-s2-unauthenticated", "{t}");
+    assert_eq!(mock.ctl("replay"), "OK replay");
+    wait_audit(&dd, "the replayed multicast refused", |r| {
+        is(r, "uplink", N15) && cause(r) == "replay" && r.to_string().contains("multicast")
+    });
+    // a follow-up while Warden holds the MPAN asks for nothing; the next multicast still decrypts
+    assert_eq!(mock.ctl("mcfollow 15 24.5"), "OK mcfollow 15");
+    assert!(mock.ctl("mcast 15 25.0").starts_with("OK mcast 15"));
+    sub.wait_lines(T, "the next multicast's temperature", |_| {
+        latest(&sub, N15, "temperature").is_some_and(|e| e["value"] == 25.0)
+    });
+    assert_eq!(
+        values(&sub, N15, "temperature"),
+        vec![
+            serde_json::json!(20.25),
+            serde_json::json!(20.5),
+            serde_json::json!(24.0),
+            serde_json::json!(24.5),
+            serde_json::json!(24.5),
+            serde_json::json!(25.0)
+        ],
+        "nothing from the refused multicasts"
+    );
 
     // Nonce floods: a granted node asking for nonces in a loop gets a few Nonce Reports, then one
     // per refill period; the rest are dropped and audited. Counted by the mock, which sees every
@@ -723,6 +828,18 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
     }
     assert!(values(&sub, "zwave:c0ffee01-8", "temperature").is_empty());
     g.stop();
+}
+
+/// The result JSON a backgrounded `warden command` printed (its error line may follow it).
+fn printed_result(text: &str) -> serde_json::Value {
+    let start = text
+        .find('{')
+        .unwrap_or_else(|| panic!("no JSON from warden command: {text}"));
+    serde_json::Deserializer::from_str(&text[start..])
+        .into_iter::<serde_json::Value>()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("no JSON from warden command: {text}"))
 }
 
 /// `warden command` with arguments; the printed result JSON.
@@ -801,6 +918,116 @@ min_assurance = "none"
     let res = command(&g, SUP, "turn_off");
     assert_eq!(res["outcome"], "delivered", "{res}");
     assert_eq!(mock.state()["switches"]["11"], false);
+
+    // a sleeping node that supports Supervision: a Set for it is held until its Wake Up
+    // Notification, then sent inside Supervision Get, and the node's Supervision Report is the
+    // command's result, as for a node that is awake
+    const SLEEPSUP: &str = "zwave:c0ffee01-13";
+    assert_eq!(mock.ctl("include 13 supsleepy"), "OK include 13");
+    let reg = include_with(&g, &dd, dir, SLEEPSUP, &[]);
+    let reason = reg["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("listening: false"), "{reg}");
+    assert!(
+        reason.contains("0x6c"),
+        "Supervision in its command classes: {reg}"
+    );
+    approve(&g, SLEEPSUP, "zwsup");
+    let allowed = |dd: &Path| {
+        audit_where(dd, |r| {
+            is(r, "command", SLEEPSUP) && r["verdict"] == "allow"
+        })
+        .len()
+    };
+    let mut set = Cli::spawn(
+        &g,
+        &["command", SLEEPSUP, "set_config", "parameter=1", "value=7"],
+        &dir.join("set13.txt"),
+    );
+    wait_for(T, "the held Set allowed", || {
+        (allowed(&dd) == 1).then_some(())
+    });
+    // the awake relay's command goes meanwhile (positive control): the sleeping node gets nothing
+    let res = command(&g, SUP, "turn_on");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(mock.state()["switches"]["11"], true);
+    assert_eq!(
+        mock.ctl("sent 13 6c01"),
+        "OK 0",
+        "sent before the node woke"
+    );
+    assert!(mock.state()["config"]["13"].is_null());
+    assert!(!set.text().contains("outcome"), "{}", set.text());
+    assert_eq!(mock.ctl("wakeup 13"), "OK wakeup 13");
+    set.wait_exit();
+    let res = printed_result(&set.text());
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(
+        res["points"],
+        serde_json::json!([{"name": "supervision", "value": "success"}]),
+        "{res}"
+    );
+    assert_eq!(mock.state()["config"]["13"], 7);
+    assert_eq!(
+        mock.ctl("sent 13 6c01"),
+        "OK 1",
+        "the held Set went supervised"
+    );
+    // two held at once, one the node refuses (99 is over the parameter's maximum): each gets
+    // its own status, in order, at the one wake-up
+    let mut bad = Cli::spawn(
+        &g,
+        &["command", SLEEPSUP, "set_config", "parameter=1", "value=99"],
+        &dir.join("set13-bad.txt"),
+    );
+    wait_for(T, "the second held Set allowed", || {
+        (allowed(&dd) == 2).then_some(())
+    });
+    let mut good = Cli::spawn(
+        &g,
+        &["command", SLEEPSUP, "set_config", "parameter=1", "value=3"],
+        &dir.join("set13-good.txt"),
+    );
+    wait_for(T, "the third held Set allowed", || {
+        (allowed(&dd) == 3).then_some(())
+    });
+    assert_eq!(
+        mock.ctl("sent 13 6c01"),
+        "OK 1",
+        "sent before the node woke again"
+    );
+    assert_eq!(mock.ctl("wakeup 13"), "OK wakeup 13");
+    bad.wait_exit();
+    good.wait_exit();
+    let rb = printed_result(&bad.text());
+    let rg = printed_result(&good.text());
+    assert_eq!(rb["outcome"], "device-error", "{rb}");
+    assert!(rb.to_string().contains("supervision status: fail"), "{rb}");
+    assert_eq!(rg["outcome"], "delivered", "{rg}");
+    assert_eq!(
+        rg["points"],
+        serde_json::json!([{"name": "supervision", "value": "success"}]),
+        "{rg}"
+    );
+    assert_eq!(mock.state()["config"]["13"], 3);
+    assert_eq!(mock.ctl("sent 13 6c01"), "OK 3");
+    // the node acts on a held Set but its Supervision Report is lost: `timeout` after
+    // send_timeout_ms, although the radio delivered it
+    assert_eq!(mock.ctl("mute 13 on"), "OK mute 13 on");
+    let mut lost = Cli::spawn(
+        &g,
+        &["command", SLEEPSUP, "set_config", "parameter=1", "value=4"],
+        &dir.join("set13-lost.txt"),
+    );
+    wait_for(T, "the fourth held Set allowed", || {
+        (allowed(&dd) == 4).then_some(())
+    });
+    assert_eq!(mock.ctl("wakeup 13"), "OK wakeup 13");
+    lost.wait_exit();
+    let rl = printed_result(&lost.text());
+    assert_eq!(rl["outcome"], "timeout", "{rl}");
+    assert_eq!(mock.state()["config"]["13"], 4);
+    assert_eq!(mock.ctl("sent 13 6c01"), "OK 4");
+    assert_eq!(mock.ctl("mute 13 off"), "OK mute 13 off");
 
     // a report the node supervises itself: its temperature is taken and Warden answers
     // Supervision Report (session 5, success)
@@ -894,6 +1121,53 @@ fn zwave_s0_node_included_and_its_encrypted_reports_taken() {
             serde_json::json!(17.5),
             serde_json::json!(18.25),
             serde_json::json!(18.25)
+        ]
+    );
+    // a report split over two sequenced S0 encapsulations (built by the mock with zwave-js's S0
+    // primitives and the node's key; zwave-js never sends them itself) is joined and taken
+    assert_eq!(mock.ctl("s0seq 12 19.5"), "OK s0seq 12");
+    sub.wait_lines(T, "the sequenced S0 report", |_| {
+        latest(&sub, S0NODE, "temperature").is_some_and(|e| e["value"] == 19.5)
+    });
+    let t12 = latest(&sub, S0NODE, "temperature").unwrap();
+    assert_eq!(t12["assurance"], "shared-key", "{t12}");
+    assert_eq!(t12["security"], "zwave-s0", "{t12}");
+    // each part authentic, the sequence not: refused with its cause, audited, nothing published
+    let sequenced = |cause_: &str| {
+        audit_where(&dd, |r| {
+            is(r, "uplink", S0NODE)
+                && cause(r) == cause_
+                && r.to_string().contains("a sequenced S0 command")
+        })
+        .len()
+    };
+    for (mode, want) in [
+        ("repeat", "replay"),
+        ("mismatch", "s0-sequence-mismatch"),
+        ("second", "s0-second-without-first"),
+    ] {
+        assert_eq!(
+            mock.ctl(&format!("s0seq 12 40.0 {mode}")),
+            "OK s0seq 12",
+            "{mode}"
+        );
+        wait_for(T, &format!("the {mode} sequence refused as {want}"), || {
+            (sequenced(want) == 1).then_some(())
+        });
+    }
+    // the node's next sequenced report is taken again
+    assert_eq!(mock.ctl("s0seq 12 20.5"), "OK s0seq 12");
+    sub.wait_lines(T, "the sequenced S0 report after the refusals", |_| {
+        latest(&sub, S0NODE, "temperature").is_some_and(|e| e["value"] == 20.5)
+    });
+    assert_eq!(
+        values(&sub, S0NODE, "temperature"),
+        vec![
+            serde_json::json!(17.5),
+            serde_json::json!(18.25),
+            serde_json::json!(18.25),
+            serde_json::json!(19.5),
+            serde_json::json!(20.5)
         ]
     );
     // an S0 frame from a node without S0 is refused
