@@ -257,25 +257,24 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
         (!device_show(&g, SLEEPY)["device"]["model"].is_null()).then_some(())
     });
     approve(&g, SLEEPY, "zwsensor");
-    let mut refresh = Cli::spawn(
-        &g,
-        &["command", SLEEPY, "refresh"],
-        &dir.join("refresh.txt"),
-    );
-    wait_audit(&dd, "the refresh allowed", |r| {
-        is(r, "command", SLEEPY) && r["verdict"] == "allow"
-    });
+    // answered `queued` at once (not a timeout after the gateway's default wait)
+    let refresh = queued(&command(&g, SLEEPY, "refresh"));
     let res = command(&g, SWITCH, "turn_on");
     assert_eq!(res["outcome"], "delivered", "{res}");
-    assert!(
-        !refresh.text().contains("delivered"),
-        "sent before the node woke: {}",
-        refresh.text()
-    );
     assert!(latest(&sub, SLEEPY, "temperature").is_none());
     assert_eq!(mock.ctl("wakeup 5"), "OK wakeup 5");
-    assert!(refresh.wait_exit(), "{}", refresh.text());
-    assert!(refresh.text().contains("delivered"), "{}", refresh.text());
+    let res = final_result(&sub, &refresh);
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    // nothing but `queued` before it: it was not sent before the node woke
+    let before: Vec<_> = sub
+        .lines()
+        .iter()
+        .filter(|(t, _)| t.ends_with("/cmd/result"))
+        .map(|(_, p)| json(p))
+        .filter(|r| r["command_id"] == refresh.as_str())
+        .map(|r| r["outcome"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(before, ["queued", "delivered"]);
     sub.wait_lines(T, "the sleeping node's answer", |_| {
         latest(&sub, SLEEPY, "temperature").is_some_and(|e| e["value"] == 18.0)
     });
@@ -830,16 +829,28 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
     g.stop();
 }
 
-/// The result JSON a backgrounded `warden command` printed (its error line may follow it).
-fn printed_result(text: &str) -> serde_json::Value {
-    let start = text
-        .find('{')
-        .unwrap_or_else(|| panic!("no JSON from warden command: {text}"));
-    serde_json::Deserializer::from_str(&text[start..])
-        .into_iter::<serde_json::Value>()
-        .next()
-        .and_then(Result::ok)
-        .unwrap_or_else(|| panic!("no JSON from warden command: {text}"))
+/// The final (not `queued`) result of command `id` on MQTT.
+fn final_result(sub: &Subscriber, id: &str) -> serde_json::Value {
+    let find = |l: &[(String, String)]| {
+        l.iter()
+            .filter(|(t, _)| t.ends_with("/cmd/result"))
+            .map(|(_, p)| json(p))
+            .find(|r| r["command_id"] == id && r["outcome"] != "queued")
+    };
+    let l = sub.wait_lines(T, &format!("command {id}'s result"), |l| find(l).is_some());
+    find(&l).unwrap()
+}
+
+/// A command to a sleeping node: answered `queued` at once, naming the wake-up; its id.
+fn queued(res: &serde_json::Value) -> String {
+    assert_eq!(res["outcome"], "queued", "{res}");
+    assert!(
+        res["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("Wake Up Notification")),
+        "{res}"
+    );
+    res["command_id"].as_str().unwrap().to_owned()
 }
 
 /// `warden command` with arguments; the printed result JSON.
@@ -875,6 +886,13 @@ min_assurance = "none"
     let dd = dir.join("data");
     let g = Gateway::start(&dd, &cfg, &p, &[]);
     wait_audit(&dd, "the Z-Wave link up", |r| zwave_link(r, "Up"));
+    // allowed telemetry is audited per minute in aggregate, and held commands finish on MQTT
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
+        &dir.join("sub.txt"),
+    );
+    // subscribed once the retained gateway topics arrive
+    sub.wait_lines(T, "the subscription up", |l| !l.is_empty());
 
     const SUP: &str = "zwave:c0ffee01-11";
     assert_eq!(mock.ctl("include 11 supswitch"), "OK include 11");
@@ -938,11 +956,12 @@ min_assurance = "none"
         })
         .len()
     };
-    let mut set = Cli::spawn(
+    let set = queued(&command_with(
         &g,
-        &["command", SLEEPSUP, "set_config", "parameter=1", "value=7"],
-        &dir.join("set13.txt"),
-    );
+        SLEEPSUP,
+        "set_config",
+        &["parameter=1", "value=7"],
+    ));
     wait_for(T, "the held Set allowed", || {
         (allowed(&dd) == 1).then_some(())
     });
@@ -956,10 +975,8 @@ min_assurance = "none"
         "sent before the node woke"
     );
     assert!(mock.state()["config"]["13"].is_null());
-    assert!(!set.text().contains("outcome"), "{}", set.text());
     assert_eq!(mock.ctl("wakeup 13"), "OK wakeup 13");
-    set.wait_exit();
-    let res = printed_result(&set.text());
+    let res = final_result(&sub, &set);
     assert_eq!(res["outcome"], "delivered", "{res}");
     assert_eq!(
         res["points"],
@@ -974,19 +991,18 @@ min_assurance = "none"
     );
     // two held at once, one the node refuses (99 is over the parameter's maximum): each gets
     // its own status, in order, at the one wake-up
-    let mut bad = Cli::spawn(
+    let bad = queued(&command_with(
         &g,
-        &["command", SLEEPSUP, "set_config", "parameter=1", "value=99"],
-        &dir.join("set13-bad.txt"),
-    );
-    wait_for(T, "the second held Set allowed", || {
-        (allowed(&dd) == 2).then_some(())
-    });
-    let mut good = Cli::spawn(
+        SLEEPSUP,
+        "set_config",
+        &["parameter=1", "value=99"],
+    ));
+    let good = queued(&command_with(
         &g,
-        &["command", SLEEPSUP, "set_config", "parameter=1", "value=3"],
-        &dir.join("set13-good.txt"),
-    );
+        SLEEPSUP,
+        "set_config",
+        &["parameter=1", "value=3"],
+    ));
     wait_for(T, "the third held Set allowed", || {
         (allowed(&dd) == 3).then_some(())
     });
@@ -996,10 +1012,8 @@ min_assurance = "none"
         "sent before the node woke again"
     );
     assert_eq!(mock.ctl("wakeup 13"), "OK wakeup 13");
-    bad.wait_exit();
-    good.wait_exit();
-    let rb = printed_result(&bad.text());
-    let rg = printed_result(&good.text());
+    let rb = final_result(&sub, &bad);
+    let rg = final_result(&sub, &good);
     assert_eq!(rb["outcome"], "device-error", "{rb}");
     assert!(rb.to_string().contains("supervision status: fail"), "{rb}");
     assert_eq!(rg["outcome"], "delivered", "{rg}");
@@ -1013,17 +1027,17 @@ min_assurance = "none"
     // the node acts on a held Set but its Supervision Report is lost: `timeout` after
     // send_timeout_ms, although the radio delivered it
     assert_eq!(mock.ctl("mute 13 on"), "OK mute 13 on");
-    let mut lost = Cli::spawn(
+    let lost = queued(&command_with(
         &g,
-        &["command", SLEEPSUP, "set_config", "parameter=1", "value=4"],
-        &dir.join("set13-lost.txt"),
-    );
+        SLEEPSUP,
+        "set_config",
+        &["parameter=1", "value=4"],
+    ));
     wait_for(T, "the fourth held Set allowed", || {
         (allowed(&dd) == 4).then_some(())
     });
     assert_eq!(mock.ctl("wakeup 13"), "OK wakeup 13");
-    lost.wait_exit();
-    let rl = printed_result(&lost.text());
+    let rl = final_result(&sub, &lost);
     assert_eq!(rl["outcome"], "timeout", "{rl}");
     assert_eq!(mock.state()["config"]["13"], 4);
     assert_eq!(mock.ctl("sent 13 6c01"), "OK 4");
@@ -1035,13 +1049,6 @@ min_assurance = "none"
         (!device_show(&g, SENSOR)["device"]["manufacturer"].is_null()).then_some(())
     });
     approve(&g, SENSOR, "zwsensor");
-    // allowed telemetry is audited per minute in aggregate, so the report is awaited on MQTT
-    let sub = Subscriber::spawn(
-        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
-        &dir.join("sub.txt"),
-    );
-    // subscribed once the retained gateway topics arrive
-    sub.wait_lines(T, "the subscription up", |l| !l.is_empty());
     assert_eq!(mock.ctl("sent 3 6c0205ff"), "OK 0");
     assert!(mock.ctl("appcmd 3 6c0105063105012200d7").starts_with("OK"));
     sub.wait_lines(T, "the supervised report's temperature on MQTT", |_| {

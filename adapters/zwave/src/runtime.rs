@@ -2042,14 +2042,28 @@ impl Runtime {
                     .await;
             }
             tracing::debug!(node, command = %d.command.name, supervised, "zwave: held until the node wakes");
+            let hold = Duration::from_secs(u64::from(self.cfg.sleeping_command_s));
             q.push_back(Held {
-                command_id: d.command_id,
-                device: d.device,
+                command_id: d.command_id.clone(),
+                device: d.device.clone(),
                 payload,
                 supervision,
-                until: Instant::now() + Duration::from_secs(u64::from(self.cfg.sleeping_command_s)),
+                until: Instant::now() + hold,
             });
-            return Ok(());
+            // the gateway waits as long as the node may sleep, plus a send (and its Supervision
+            // Report) after the wake-up, and tells the caller the command is queued
+            let send = Duration::from_millis(u64::from(self.cfg.send_timeout_ms));
+            return self
+                .emit(AdapterEvent::CommandHeld(warden_core::CommandHeld {
+                    command_id: d.command_id,
+                    device: d.device,
+                    wait: hold + send * 2,
+                    reason: format!(
+                        "node {node} is asleep: sent at its next Wake Up Notification (held up to {} s)",
+                        hold.as_secs()
+                    ),
+                }))
+                .await;
         }
         let out = self.out(link);
         let tx = self.internal_tx.clone();
