@@ -16,13 +16,15 @@ use crate::id::DeviceId;
 use crate::message::{Command, CommandResult, Message};
 use crate::operation::{Operation, OperationKind};
 
-/// A device secret (key, password). Its `Debug` never prints the bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+/// A device secret (key, password). Its `Debug` never prints the bytes; its bytes are wiped when
+/// it is dropped (`zeroize`, which the compiler may not elide); it cannot be cloned, so every copy
+/// of a key is one somebody wrote on purpose (`Secret::new(s.expose().to_vec())`).
+#[derive(PartialEq, Eq)]
+pub struct Secret(zeroize::Zeroizing<Vec<u8>>);
 
 impl Secret {
     pub fn new(bytes: Vec<u8>) -> Self {
-        Self(bytes)
+        Self(zeroize::Zeroizing::new(bytes))
     }
     pub fn expose(&self) -> &[u8] {
         &self.0
@@ -32,16 +34,6 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Secret({} bytes)", self.0.len())
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        // Best effort: overwrite before freeing so the key does not linger in freed memory.
-        for b in self.0.iter_mut() {
-            // volatile-free, but the write is observable through `expose` so it is not elided in practice
-            *b = 0;
-        }
     }
 }
 
