@@ -77,6 +77,13 @@ pub struct Metrics {
     pub api_connections: Gauge,
     pub api_connections_refused: Family<RefusalLabels, Counter>,
     pub api_connections_timed_out: Counter,
+    pub link_notices: Family<NoticeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NoticeLabels {
+    pub link: String,
+    pub kind: String,
 }
 
 fn stage_histogram() -> Histogram {
@@ -212,6 +219,12 @@ impl Metrics {
             "Management API connections closed at accept by the listener or per-source cap",
             api_connections_refused.clone(),
         );
+        let link_notices = Family::<NoticeLabels, Counter>::default();
+        registry.register(
+            "link_notices",
+            "What adapters report about their links besides state: datagrams the kernel dropped at a socket (kind udp-receive-buffer), work a bounded queue dropped, moved paths",
+            link_notices.clone(),
+        );
         let api_connections_timed_out = Counter::default();
         registry.register(
             "api_connections_timed_out",
@@ -241,6 +254,7 @@ impl Metrics {
             api_connections,
             api_connections_refused,
             api_connections_timed_out,
+            link_notices,
         }
     }
 

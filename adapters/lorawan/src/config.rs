@@ -105,6 +105,11 @@ pub struct Config {
     /// used; later than this before RX2, the downlink is reported missed.
     #[serde(default = "default_margin")]
     pub schedule_margin_ms: u64,
+    /// The socket's kernel receive buffer in bytes, for bursts of PUSH_DATA (the kernel may
+    /// grant less: up to `net.core.rmem_max` unless Warden runs with CAP_NET_ADMIN; the granted
+    /// size is in the adapter's link health). Datagrams the kernel still drops are counted.
+    #[serde(default = "default_rcvbuf")]
+    pub udp_receive_buffer: usize,
     /// How long copies of one frame from several forwarders are collected (best signal kept).
     #[serde(default = "default_dedup")]
     pub dedup_ms: u64,
@@ -164,6 +169,9 @@ fn default_queue() -> usize {
 fn default_fwd_timeout() -> u64 {
     30
 }
+fn default_rcvbuf() -> usize {
+    4 << 20
+}
 fn default_downlink_wait() -> u64 {
     3600
 }
@@ -191,6 +199,9 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if !(4096..=(256 << 20)).contains(&self.udp_receive_buffer) {
+            return Err("`udp_receive_buffer` must be between 4096 and 268435456 bytes".into());
+        }
         if !(1..=86_400).contains(&self.downlink_wait_s) {
             return Err("`downlink_wait_s` must be between 1 and 86400".into());
         }

@@ -14,15 +14,15 @@ pub mod gwmp;
 pub mod lpp;
 pub mod phy;
 pub mod region;
+pub mod udp;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep_until};
 use warden_core::{
     Adapter, AdapterContext, AdapterError, AdapterEvent, BoxFuture, CommandOutcome, CommandResult,
-    DeviceId, LinkHealth, LinkState, Rejection,
+    DeviceId, LinkHealth, LinkState, Notice, Rejection,
 };
 
 pub use config::Config;
@@ -57,6 +57,9 @@ impl Adapter for LorawanAdapter {
         Box::pin(run(*self, ctx))
     }
 }
+
+/// The link name of the forwarders' socket in notices (drops) and metrics.
+const UDP_LINK: &str = "lorawan:udp";
 
 /// Distinct frames held in the dedup window at once; beyond it new frames are dropped (and logged).
 const MAX_IN_FLIGHT: usize = 10_000;
@@ -96,10 +99,26 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
         async move { events.send(ev).await.map_err(|_| AdapterError::Closed) }
     };
     let cfg = a.cfg.clone();
-    let sock = UdpSocket::bind(cfg.bind)
-        .await
+    let bound = udp::bind(cfg.bind, cfg.udp_receive_buffer)
         .map_err(|e| AdapterError::Transport(format!("bind {}: {e}", cfg.bind)))?;
-    tracing::info!(bind = %cfg.bind, region = ?cfg.region, "lorawan: listening for packet forwarders");
+    tracing::info!(bind = %cfg.bind, region = ?cfg.region, receive_buffer = bound.receive_buffer,
+        "lorawan: listening for packet forwarders");
+    // Linux books twice what it can hold, so half the granted size is the usable buffer
+    if bound.receive_buffer / 2 < cfg.udp_receive_buffer {
+        emit(AdapterEvent::Notice(Notice {
+            link: UDP_LINK.into(),
+            kind: "udp-receive-buffer-capped",
+            count: 1,
+            detail: format!(
+                "asked for a {} byte receive buffer, the kernel granted {} (raise net.core.rmem_max)",
+                cfg.udp_receive_buffer,
+                bound.receive_buffer / 2
+            ),
+        }))
+        .await?;
+    }
+    let mut kernel_drops = bound.kernel_drops().unwrap_or(0);
+    let sock = &bound.socket;
     let mut engine = Engine::new(cfg.clone(), credentials, state).map_err(AdapterError::Config)?;
     let dedup_window = Duration::from_millis(cfg.dedup_ms);
     let fwd_timeout = Duration::from_secs(cfg.forwarder_timeout_s);
@@ -190,15 +209,15 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
                                 }
                                 continue;
                             }
-                            emit(AdapterEvent::Health(LinkHealth {
+                            emit(AdapterEvent::Notice(Notice {
                                 link: link_name(eui),
-                                state: LinkState::Up,
+                                kind: "forwarder-moved",
+                                count: 1,
                                 detail: format!(
                                     "downlink path moved from {prev} to {from} ({})",
                                     if live { "roaming allowed" } else { "the old path was silent" }
                                 ),
                             })).await?;
-                            fwd.state = Some(LinkState::Up);
                         }
                         fwd.pull_addr = Some(from);
                         fwd.last_pull = Some(now);
@@ -247,7 +266,12 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
                             match dedup.get_mut(&phy) {
                                 Some(c) => c.copies.push((eui, rxpk)),
                                 None if in_flight >= MAX_IN_FLIGHT => {
-                                    tracing::warn!(eui = format!("{eui:016x}"), "lorawan: too many frames in the dedup window; frame dropped");
+                                    emit(AdapterEvent::Notice(Notice {
+                                        link: UDP_LINK.into(),
+                                        kind: "dedup-full",
+                                        count: 1,
+                                        detail: format!("{MAX_IN_FLIGHT} frames already in the dedup window: a frame from {eui:016x} dropped"),
+                                    })).await?;
                                 }
                                 None => {
                                     order.push_back((now, phy.clone()));
@@ -337,6 +361,21 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
             }
             _ = tick.tick() => {
                 let now = Instant::now();
+                if let Some(d) = bound.kernel_drops()
+                    && d > kernel_drops
+                {
+                    emit(AdapterEvent::Notice(Notice {
+                        link: UDP_LINK.into(),
+                        kind: "udp-receive-buffer",
+                        count: d - kernel_drops,
+                        detail: format!(
+                            "the kernel dropped {} datagrams at {} (receive buffer full: raise udp_receive_buffer / net.core.rmem_max)",
+                            d - kernel_drops,
+                            cfg.bind
+                        ),
+                    })).await?;
+                    kernel_drops = d;
+                }
                 for r in engine.expire_queued(now.into_std()) {
                     emit(AdapterEvent::CommandResult(r)).await?;
                 }

@@ -208,12 +208,13 @@ async fn with_roaming_allowed_the_path_moves_and_the_move_is_audited() {
     let ev = event(
         &mut rig,
         "the move audited",
-        |e| matches!(e, AdapterEvent::Health(h) if h.detail.contains("downlink path moved")),
+        |e| matches!(e, AdapterEvent::Notice(n) if n.kind == "forwarder-moved"),
     )
     .await;
-    let AdapterEvent::Health(h) = ev else {
+    let AdapterEvent::Notice(h) = ev else {
         unreachable!()
     };
+    assert!(h.detail.contains("downlink path moved"), "{}", h.detail);
     assert!(h.detail.contains("roaming allowed"), "{}", h.detail);
     second.send(&confirmed_up(1, 20)).await.unwrap();
     assert!(

@@ -156,6 +156,21 @@ pub struct CommandHeld {
     pub reason: String,
 }
 
+/// Something about a link the operator must be able to see that is neither a device's message
+/// nor a change of link state: traffic lost before Warden could read it (`kind` e.g.
+/// `udp-receive-buffer`: datagrams the kernel dropped at Warden's socket), a bounded queue that
+/// dropped work, a forwarder's downlink path that moved. The gateway counts it per link and kind
+/// (metric `warden_link_notices_total`) and audits it, at most once a minute per link and kind
+/// with the sum since the last record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub link: String,
+    pub kind: &'static str,
+    /// How many of it (datagrams dropped, …); 1 for a single happening.
+    pub count: u64,
+    pub detail: String,
+}
+
 /// Everything an adapter tells the gateway.
 #[derive(Debug, Clone)]
 pub enum AdapterEvent {
@@ -163,6 +178,7 @@ pub enum AdapterEvent {
     Announce(Announcement),
     CommandResult(CommandResult),
     CommandHeld(CommandHeld),
+    Notice(Notice),
     Health(LinkHealth),
     Rejected(Rejection),
     Membership(Membership),

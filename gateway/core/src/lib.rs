@@ -15,8 +15,8 @@ pub mod verdict;
 
 pub use adapter::{
     Adapter, AdapterContext, AdapterError, AdapterEvent, Announcement, BoxFuture, CommandHeld,
-    CredentialLookup, Downlink, LinkHealth, LinkState, Membership, MembershipChange, Rejection,
-    Secret, StateError, StateStore,
+    CredentialLookup, Downlink, LinkHealth, LinkState, Membership, MembershipChange, Notice,
+    Rejection, Secret, StateError, StateStore,
 };
 pub use id::{DeviceId, IdError};
 pub use message::{

@@ -70,11 +70,16 @@ pub struct Pipeline {
     replies: replies::Replies,
     counter: u64,
     link_states: HashMap<String, LinkState>,
+    /// Per (link, kind): when a notice was last audited and what was counted since.
+    notices: HashMap<(String, &'static str), (Option<std::time::Instant>, u64)>,
     /// Devices published as offline (silent for `offline_after_ms`).
     offline: HashSet<DeviceId>,
     pub offline_after_ms: u64,
     ticks: u64,
 }
+
+/// How often a link notice of one kind is audited (the metric counts every one).
+const NOTICE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Pipeline {
     #[allow(clippy::too_many_arguments)]
@@ -103,6 +108,7 @@ impl Pipeline {
             replies: replies::Replies::default(),
             counter: 0,
             link_states: HashMap::new(),
+            notices: HashMap::new(),
             offline: HashSet::new(),
             offline_after_ms: 900_000,
             ticks: 0,
@@ -141,6 +147,7 @@ impl Pipeline {
             AdapterEvent::Announce(a) => self.announce(a),
             AdapterEvent::CommandResult(r) => self.command_result(r),
             AdapterEvent::CommandHeld(h) => self.command_held(h),
+            AdapterEvent::Notice(n) => self.notice(n),
             AdapterEvent::Health(h) => self.health(h),
             AdapterEvent::Rejected(r) => self.rejected(r),
             AdapterEvent::Membership(m) => self.membership(m),
@@ -524,6 +531,60 @@ impl Pipeline {
         self.audit.record(e);
     }
 
+    /// Counted at once; audited at most once a minute per link and kind, with the sum since.
+    fn notice(&mut self, n: warden_core::Notice) {
+        self.metrics
+            .link_notices
+            .get_or_create(&crate::metrics::NoticeLabels {
+                link: n.link.clone(),
+                kind: n.kind.to_owned(),
+            })
+            .inc_by(n.count);
+        let now = std::time::Instant::now();
+        if self.notices.len() >= 1024 && !self.notices.contains_key(&(n.link.clone(), n.kind)) {
+            // links are few; a flood of names must not grow this without bound
+            self.notices.clear();
+        }
+        let e = self
+            .notices
+            .entry((n.link.clone(), n.kind))
+            .or_insert((None, 0));
+        e.1 = e.1.saturating_add(n.count);
+        if e.0.is_some_and(|t| now.duration_since(t) < NOTICE_EVERY) {
+            return;
+        }
+        let count = std::mem::take(&mut e.1);
+        e.0 = Some(now);
+        tracing::warn!(link = %n.link, kind = n.kind, count, detail = %n.detail, "link notice");
+        self.audit.record(
+            AuditEntry::new(Category::System, "link-notice", "gateway", n.detail)
+                .detail(serde_json::json!({ "link": n.link, "kind": n.kind, "count": count })),
+        );
+    }
+
+    /// Audits the notices counted since their last record once their minute is over (or all of
+    /// them, at shutdown), so a last burst is not left only in the metric.
+    fn flush_notices(&mut self, all: bool) {
+        let now = std::time::Instant::now();
+        for ((link, kind), (last, count)) in &mut self.notices {
+            let due = all || last.is_none_or(|t| now.duration_since(t) >= NOTICE_EVERY);
+            if *count == 0 || !due {
+                continue;
+            }
+            let n = std::mem::take(count);
+            *last = Some(now);
+            self.audit.record(
+                AuditEntry::new(
+                    Category::System,
+                    "link-notice",
+                    "gateway",
+                    format!("{n} more since the last record"),
+                )
+                .detail(serde_json::json!({ "link": link, "kind": kind, "count": n })),
+            );
+        }
+    }
+
     fn health(&mut self, h: LinkHealth) {
         let v = match h.state {
             LinkState::Up => 1,
@@ -565,6 +626,7 @@ impl Pipeline {
         }
         self.aggregator.tick(&self.audit, now);
         self.expire_replies();
+        self.flush_notices(false);
         for d in &mut self.deciders {
             d.tick();
         }
@@ -642,6 +704,7 @@ impl Pipeline {
         for d in &mut self.deciders {
             d.tick();
         }
+        self.flush_notices(true);
         for w in self.replies.drain() {
             self.timed_out(w, "the gateway stopped before the adapter answered");
         }
