@@ -393,6 +393,29 @@ impl warden_core::StateStore for AdapterState {
             .map_err(state_err)
     }
 
+    /// One `synchronous=FULL` transaction for all: one fsync however many.
+    fn put_many(&self, items: &[(String, Vec<u8>)]) -> Result<(), warden_core::StateError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .write(|tx, sealer| {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO adapter_state(protocol, key, sealed) VALUES(?1, ?2, ?3)
+                     ON CONFLICT(protocol, key) DO UPDATE SET sealed=excluded.sealed",
+                )?;
+                for (key, value) in items {
+                    st.execute(params![
+                        self.protocol,
+                        key,
+                        sealer.seal(&self.aad(key), value)
+                    ])?;
+                }
+                Ok(((), Vec::new()))
+            })
+            .map_err(state_err)
+    }
+
     fn delete(&self, key: &str) -> Result<(), warden_core::StateError> {
         self.store
             .write(|tx, _| {

@@ -107,6 +107,8 @@ pub struct Engine {
     state: Arc<dyn StateStore>,
     sessions: HashMap<u32, Session>,
     queues: HashMap<u64, VecDeque<Queued>>,
+    /// During [`Engine::handle_batch`]: the state writes of the batch, committed together.
+    batch: Option<Vec<(String, Vec<u8>)>>,
 }
 
 fn session_key(addr: u32) -> String {
@@ -150,6 +152,7 @@ impl Engine {
             state,
             sessions,
             queues: HashMap::new(),
+            batch: None,
         })
     }
 
@@ -163,11 +166,50 @@ impl Engine {
 
     fn save_session(&mut self, s: &Session) -> Result<(), String> {
         let v = serde_json::to_vec(s).map_err(|e| e.to_string())?;
-        self.state
-            .put(&session_key(s.dev_addr), &v)
-            .map_err(|e| e.to_string())?;
+        self.write(session_key(s.dev_addr), v)?;
         self.sessions.insert(s.dev_addr, s.clone());
         Ok(())
+    }
+
+    /// A durable write: at once, or in a batch's one commit (a later write of the same key in
+    /// the batch replaces the earlier one).
+    fn write(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        match &mut self.batch {
+            Some(b) => {
+                match b.iter_mut().find(|(k, _)| *k == key) {
+                    Some(e) => e.1 = value,
+                    None => b.push((key, value)),
+                }
+                Ok(())
+            }
+            None => self.state.put(&key, &value).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Handles frames together with one durable commit for all of their state (counters,
+    /// DevNonces, sessions): none of them is delivered or answered before it (group commit). If
+    /// the commit fails, every frame of the batch is refused (`state-error`) and nothing of them
+    /// goes out; their counters stay advanced in memory, so none can be replayed.
+    pub fn handle_batch(&mut self, frames: &[(Vec<u8>, RxInfo, Duration)]) -> Vec<Outcome> {
+        self.batch = Some(Vec::new());
+        let outs: Vec<Outcome> = frames
+            .iter()
+            .map(|(phy, rx, elapsed)| self.handle(phy, rx, *elapsed))
+            .collect();
+        let writes = self.batch.take().unwrap_or_default();
+        match self.state.put_many(&writes) {
+            Ok(()) => outs,
+            Err(e) => outs
+                .into_iter()
+                .map(|o| {
+                    let device = o.events.iter().find_map(|ev| match ev {
+                        AdapterEvent::Uplink(m) => Some(m.device.clone()),
+                        _ => None,
+                    });
+                    Outcome::reject(device, "state-error", format!("group commit: {e}"))
+                })
+                .collect(),
+        }
     }
 
     /// Handles one (deduplicated) uplink PHYPayload. `elapsed` is the time since the PUSH_DATA

@@ -58,6 +58,10 @@ impl Adapter for LorawanAdapter {
     }
 }
 
+/// Frames handled (and committed) together at most: bounds one commit's work and the time
+/// before the loop reads the socket again.
+const MAX_BATCH: usize = 512;
+
 /// The link name of the forwarders' socket in notices (drops) and metrics.
 const UDP_LINK: &str = "lorawan:udp";
 
@@ -308,41 +312,50 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
                     sleep_until(t).await
                 }
             }, if next_flush.is_some() => {
-                let Some((_, key)) = order.pop_front() else { continue };
-                let Some(c) = dedup.remove(&key) else { continue };
-                let copies = c.copies.len();
-                // best signal: highest SNR, then RSSI
-                let best = c.copies.into_iter().max_by(|(_, x), (_, y)| {
-                    x.lsnr.unwrap_or(f64::MIN).total_cmp(&y.lsnr.unwrap_or(f64::MIN))
-                        .then(x.rssi.total_cmp(&y.rssi))
-                });
-                let Some((eui, rxpk)) = best else { continue };
-                let rx = RxInfo { eui, rxpk, copies };
-                let out = engine.handle(&key, &rx, c.first.elapsed());
-                for ev in out.events {
-                    emit(ev).await?;
+                // every frame whose dedup window has closed, handled as one batch: their counters
+                // share one durable commit before any of them is delivered or answered
+                let now = Instant::now();
+                let mut batch = Vec::new();
+                while batch.len() < MAX_BATCH
+                    && order.front().is_some_and(|(t, _)| *t + dedup_window <= now)
+                {
+                    let Some((_, key)) = order.pop_front() else { break };
+                    let Some(c) = dedup.remove(&key) else { continue };
+                    let copies = c.copies.len();
+                    // best signal: highest SNR, then RSSI
+                    let best = c.copies.into_iter().max_by(|(_, x), (_, y)| {
+                        x.lsnr.unwrap_or(f64::MIN).total_cmp(&y.lsnr.unwrap_or(f64::MIN))
+                            .then(x.rssi.total_cmp(&y.rssi))
+                    });
+                    let Some((eui, rxpk)) = best else { continue };
+                    batch.push((key, RxInfo { eui, rxpk, copies }, c.first.elapsed()));
                 }
-                if let Some(tx) = out.downlink {
-                    let dest = fwds.get(&tx.eui).and_then(|f| f.pull_addr);
-                    match dest {
-                        Some(addr) => {
-                            token = token.wrapping_add(1);
-                            let _ = sock.send_to(&gwmp::pull_resp(token, &tx.txpk), addr).await;
-                            tracing::debug!(device = %tx.device, window = tx.window, "lorawan: downlink sent");
-                            pending.insert(token, Pending {
-                                device: tx.device,
-                                command_id: tx.command_id,
-                                deadline: Instant::now() + Duration::from_millis(cfg.tx_ack_timeout_ms),
-                            });
-                        }
-                        None => {
-                            tracing::warn!(eui = format!("{:016x}", tx.eui), "lorawan: forwarder has no downlink path (no PULL_DATA yet)");
-                            if let Some(id) = tx.command_id {
-                                emit(AdapterEvent::CommandResult(CommandResult {
-                                    command_id: id, device: tx.device,
-                                    outcome: CommandOutcome::DeviceError("forwarder has no downlink path".into()),
-                                    points: vec![],
-                                })).await?;
+                for out in engine.handle_batch(&batch) {
+                    for ev in out.events {
+                        emit(ev).await?;
+                    }
+                    if let Some(tx) = out.downlink {
+                        let dest = fwds.get(&tx.eui).and_then(|f| f.pull_addr);
+                        match dest {
+                            Some(addr) => {
+                                token = token.wrapping_add(1);
+                                let _ = sock.send_to(&gwmp::pull_resp(token, &tx.txpk), addr).await;
+                                tracing::debug!(device = %tx.device, window = tx.window, "lorawan: downlink sent");
+                                pending.insert(token, Pending {
+                                    device: tx.device,
+                                    command_id: tx.command_id,
+                                    deadline: Instant::now() + Duration::from_millis(cfg.tx_ack_timeout_ms),
+                                });
+                            }
+                            None => {
+                                tracing::warn!(eui = format!("{:016x}", tx.eui), "lorawan: forwarder has no downlink path (no PULL_DATA yet)");
+                                if let Some(id) = tx.command_id {
+                                    emit(AdapterEvent::CommandResult(CommandResult {
+                                        command_id: id, device: tx.device,
+                                        outcome: CommandOutcome::DeviceError("forwarder has no downlink path".into()),
+                                        points: vec![],
+                                    })).await?;
+                                }
                             }
                         }
                     }

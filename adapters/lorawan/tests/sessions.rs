@@ -152,3 +152,94 @@ fn a_revoked_device_is_refused_only_for_frames_that_are_really_its_own() {
     assert_eq!(outcome(&mut e, &forged), ("bad-mic".into(), None));
     assert_eq!(outcome(&mut e, &up(&OLD_NWK, &OLD_APP, 30)), uplink());
 }
+
+/// A state store that counts its commits and can be made to fail them.
+#[derive(Default)]
+struct Commits {
+    mem: MemoryState,
+    puts: std::sync::atomic::AtomicU32,
+    groups: std::sync::atomic::AtomicU32,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl StateStore for Commits {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, warden_core::StateError> {
+        self.mem.get(key)
+    }
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), warden_core::StateError> {
+        self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.mem.put(key, value)
+    }
+    fn put_many(&self, items: &[(String, Vec<u8>)]) -> Result<(), warden_core::StateError> {
+        self.groups
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(warden_core::StateError("disk full".into()));
+        }
+        for (k, v) in items {
+            self.mem.put(k, v)?;
+        }
+        Ok(())
+    }
+    fn delete(&self, key: &str) -> Result<(), warden_core::StateError> {
+        self.mem.delete(key)
+    }
+    fn keys(&self, prefix: &str) -> Result<Vec<String>, warden_core::StateError> {
+        self.mem.keys(prefix)
+    }
+}
+
+#[test]
+fn a_batch_shares_one_commit_and_a_failed_commit_delivers_nothing() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let reg = Arc::new(Registry::default());
+    reg.provision(OLD_NWK, OLD_APP);
+    let store = Arc::new(Commits::default());
+    let cfg: toml::Value = toml::from_str(
+        "[devices.\"0004a30b001c0531\"]\nactivation = \"abp\"\n[default_model]\ndecoder = \"raw\"\n",
+    )
+    .unwrap();
+    let creds: Arc<dyn CredentialLookup> = reg.clone();
+    let state: Arc<dyn StateStore> = store.clone();
+    let mut e = Engine::new(Config::from_toml(&cfg).unwrap(), creds, state.clone()).unwrap();
+    let batch = |from: u32, n: u32| -> Vec<(Vec<u8>, RxInfo, Duration)> {
+        (from..from + n)
+            .map(|f| (up(&OLD_NWK, &OLD_APP, f), rx(), Duration::ZERO))
+            .collect()
+    };
+    let kinds = |outs: &[warden_lorawan::engine::Outcome]| -> Vec<String> {
+        outs.iter()
+            .map(|o| match o.events.first() {
+                Some(AdapterEvent::Uplink(_)) => "uplink".to_owned(),
+                Some(AdapterEvent::Rejected(r)) => r.cause.to_owned(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    };
+    // 50 uplinks, one commit, no single puts
+    let outs = e.handle_batch(&batch(1, 50));
+    assert_eq!(kinds(&outs), vec!["uplink"; 50]);
+    assert_eq!(store.groups.load(SeqCst), 1);
+    assert_eq!(store.puts.load(SeqCst), 0);
+    // the commit fails: nothing of the batch is delivered
+    store.fail.store(true, SeqCst);
+    let outs = e.handle_batch(&batch(51, 10));
+    assert_eq!(kinds(&outs), vec!["state-error"; 10]);
+    assert!(outs.iter().all(|o| o.downlink.is_none()));
+    // the reset: the store works again, the next frames go through; the refused ones are not
+    // taken later (their counters stayed advanced in memory)
+    store.fail.store(false, SeqCst);
+    assert_eq!(kinds(&e.handle_batch(&batch(61, 5))), vec!["uplink"; 5]);
+    assert_eq!(kinds(&e.handle_batch(&batch(55, 1))), vec!["stale-fcnt"]);
+    // what was committed survives a restart: the last delivered frame is a replay
+    let mut again = Engine::new(
+        Config::from_toml(&cfg).unwrap(),
+        reg.clone() as Arc<dyn CredentialLookup>,
+        state,
+    )
+    .unwrap();
+    assert_eq!(
+        outcome(&mut again, &up(&OLD_NWK, &OLD_APP, 65)),
+        ("replay".into(), Some(DEV.into()))
+    );
+}

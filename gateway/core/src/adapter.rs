@@ -64,6 +64,14 @@ pub struct StateError(pub String);
 pub trait StateStore: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError>;
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StateError>;
+    /// Writes all of them durably, in one commit where the store can (group commit: many
+    /// counters share one fsync); all or none. The default writes them one by one.
+    fn put_many(&self, items: &[(String, Vec<u8>)]) -> Result<(), StateError> {
+        for (k, v) in items {
+            self.put(k, v)?;
+        }
+        Ok(())
+    }
     fn delete(&self, key: &str) -> Result<(), StateError>;
     /// Keys starting with `prefix`, sorted.
     fn keys(&self, prefix: &str) -> Result<Vec<String>, StateError>;
