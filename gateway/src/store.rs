@@ -152,6 +152,8 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         add_column_if_missing(&conn, "devices", "mac", "BLOB")?;
+        // the strongest assurance seen: the downgrade guard survives a restart
+        add_column_if_missing(&conn, "devices", "best_assurance", "INTEGER")?;
         let sealer = master.sealer();
 
         // Key check: a sealed constant proves this master key is the one the data dir was made with.

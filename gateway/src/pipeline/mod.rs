@@ -627,6 +627,9 @@ impl Pipeline {
         self.aggregator.tick(&self.audit, now);
         self.expire_replies();
         self.flush_notices(false);
+        if let Err(e) = self.registry.flush_raised_assurance() {
+            tracing::error!(error = %e, "best-assurance flush failed");
+        }
         for d in &mut self.deciders {
             d.tick();
         }
@@ -710,6 +713,9 @@ impl Pipeline {
         }
         if let Err(e) = self.registry.flush_last_seen() {
             tracing::error!(error = %e, "last-seen flush failed");
+        }
+        if let Err(e) = self.registry.flush_raised_assurance() {
+            tracing::error!(error = %e, "best-assurance flush failed");
         }
     }
 }
