@@ -398,11 +398,15 @@ pub struct RegistryConfig {
     pub offline_after_s: u64,
     /// Device roles an operator may assign (besides those named by `[[plugins.bind]] roles`).
     pub roles: Vec<String>,
+    /// New pending devices one source may register a minute (a LoRaWAN forwarder, a radio):
+    /// a flood of forged identities from one source cannot fill `max_pending`.
+    pub pending_per_source_per_min: u32,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
+            pending_per_source_per_min: 30,
             max_pending: 1000,
             default_zone: "default".into(),
             offline_after_s: 900,
@@ -665,6 +669,11 @@ impl Config {
             "registry.max_pending",
             self.registry.max_pending,
             1..=1_000_000,
+        )?;
+        bounded(
+            "registry.pending_per_source_per_min",
+            self.registry.pending_per_source_per_min as usize,
+            1..=100_000,
         )?;
         bounded(
             "registry.offline_after_s",

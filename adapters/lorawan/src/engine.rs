@@ -323,6 +323,9 @@ impl Engine {
                     AdapterEvent::Announce(Announcement {
                         device: Some(device.clone()),
                         serial: Some(format!("{:016x}", jr.dev_eui)),
+                        // the source the gateway rate-limits new pending devices by: spoofed
+                        // JoinRequests through one forwarder cannot fill the pending list
+                        details: vec![("via".into(), format!("lorawan:forwarder:{:016x}", rx.eui))],
                         ..Default::default()
                     }),
                     AdapterEvent::Rejected(Rejection {

@@ -8,6 +8,8 @@
 //! The pipeline runs on its own thread and owns its mutable state (aggregates, deciders, pending
 //! command replies); everything it shares (registry, audit sink, northbound) is thread-safe.
 
+pub mod admission;
+pub use admission::Admission;
 pub mod authenticate;
 pub mod decide;
 pub mod deliver;
@@ -72,6 +74,8 @@ pub struct Pipeline {
     link_states: HashMap<String, LinkState>,
     /// Per (link, kind): when a notice was last audited and what was counted since.
     notices: HashMap<(String, &'static str), (Option<std::time::Instant>, u64)>,
+    /// New pending registrations per source.
+    pub admission: admission::Admission,
     /// Devices published as offline (silent for `offline_after_ms`).
     offline: HashSet<DeviceId>,
     pub offline_after_ms: u64,
@@ -109,6 +113,7 @@ impl Pipeline {
             counter: 0,
             link_states: HashMap::new(),
             notices: HashMap::new(),
+            admission: admission::Admission::new(30),
             offline: HashSet::new(),
             offline_after_ms: 900_000,
             ticks: 0,
@@ -174,6 +179,13 @@ impl Pipeline {
         let now = now_ms();
         let protocol = msg.device.protocol().to_owned();
 
+        // an unknown device registers as pending only within its source's rate
+        if self.registry.get(&msg.device).is_none()
+            && let Err(d) = self.admit(msg.device.protocol(), &msg.device)
+        {
+            self.count(&protocol, "uplink", d.verdict);
+            return (d, msg);
+        }
         let id = match identify::uplink(&self.registry, &msg.device, &self.default_zone) {
             Ok(id) => id,
             Err(d) => {
@@ -487,6 +499,15 @@ impl Pipeline {
             }
             self.registry.update_evidence(&id, &a).map(|_| ())
         } else {
+            // the source: the adapter's `via` (a LoRaWAN forwarder), else its protocol
+            let source = a
+                .details
+                .iter()
+                .find(|(k, _)| k == "via")
+                .map_or_else(|| id.protocol().to_owned(), |(_, v)| clean(v));
+            if self.admit(&source, &id).is_err() {
+                return;
+            }
             self.registry
                 .register_pending(&id, Some(&a), &self.default_zone, &announced_reason(&a))
                 .map(|e| self.northbound.status(&e.record(), true))
@@ -499,6 +520,27 @@ impl Pipeline {
                     .decision("builtin:identify", "deny"),
             );
         }
+    }
+
+    /// Whether `source` may register `device` as a new pending device now. A refusal is counted
+    /// (`warden_link_notices_total{kind="pending-rate"}`) and audited once a minute per source
+    /// with the sum and the first device refused: a flood of forged identities becomes a few
+    /// records, not one each.
+    fn admit(&mut self, source: &str, device: &DeviceId) -> Result<(), warden_core::Decision> {
+        if self.admission.admit(source, std::time::Instant::now()) {
+            return Ok(());
+        }
+        let reason = format!(
+            "unknown device {device} not registered: {source} registered its share of new devices this minute (registry.pending_per_source_per_min); retry in {} s",
+            self.admission.retry_after(source).as_secs().max(1)
+        );
+        self.notice(warden_core::Notice {
+            link: source.to_owned(),
+            kind: "pending-rate",
+            count: 1,
+            detail: reason.clone(),
+        });
+        Err(warden_core::Decision::deny("builtin:identify", reason))
     }
 
     fn membership(&mut self, m: Membership) {
