@@ -499,13 +499,14 @@ impl Pipeline {
             }
             self.registry.update_evidence(&id, &a).map(|_| ())
         } else {
-            // the source: the adapter's `via` (a LoRaWAN forwarder), else its protocol
-            let source = a
-                .details
-                .iter()
-                .find(|(k, _)| k == "via")
-                .map_or_else(|| id.protocol().to_owned(), |(_, v)| clean(v));
-            if self.admit(&source, &id).is_err() {
+            // An adapter that announces identities nobody vouched for names their source (`via`:
+            // a LoRaWAN forwarder relaying JoinRequests); those are rate-limited per source. A
+            // node a controller admitted through a join window or holds in its own table has no
+            // `via` and is not limited (a controller with 100 nodes registers them at once).
+            let via = a.details.iter().find(|(k, _)| k == "via").map(|(_, v)| clean(v));
+            if let Some(source) = via
+                && self.admit(&source, &id).is_err()
+            {
                 return;
             }
             self.registry
