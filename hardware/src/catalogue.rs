@@ -115,6 +115,8 @@ pub struct Entry {
     pub note: &'static str,
 }
 
+// One row per call keeps the table readable; a struct literal per row would triple its length.
+#[allow(clippy::too_many_arguments)]
 const fn e(
     name: &'static str,
     vid: u16,
@@ -486,18 +488,15 @@ pub fn identify(
     }
 }
 
-/// The row for a probed stack on a port: the hinted row if its stack is the probed one, else the first
-/// row with this id and stack (for serial settings), else none.
-pub fn row_for(vid: u16, pid: u16, stack: Stack, hint: Option<&str>) -> Option<&'static Entry> {
-    if let Some(h) = hint.and_then(entry).filter(|e| e.stack == stack) {
-        return Some(h);
-    }
-    ENTRIES
-        .iter()
-        .find(|e| e.vid == vid && e.pid == pid && e.stack == stack)
+/// The row for a probed stack on a port: the hinted row when the probe confirmed its stack. A bridge
+/// stick without a confirmed hint is an unlisted model (its serial settings: the stack's defaults),
+/// never the first row that happens to share the bridge's id.
+pub fn row_for(stack: Stack, hint: Option<&str>) -> Option<&'static Entry> {
+    hint.and_then(entry).filter(|e| e.stack == stack)
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -610,6 +609,16 @@ mod tests {
                 stack: Stack::Deconz
             }
         );
+    }
+
+    #[test]
+    fn a_probed_bridge_stick_takes_its_hinted_row_only_when_the_stack_agrees() {
+        assert_eq!(
+            row_for(Stack::Znp, Some("Sonoff ZBDongle-P (CC2652P)")).map(|e| e.name),
+            Some("Sonoff ZBDongle-P (CC2652P)")
+        );
+        assert!(row_for(Stack::Ezsp, Some("Sonoff ZBDongle-P (CC2652P)")).is_none());
+        assert!(row_for(Stack::Znp, None).is_none());
     }
 
     #[test]

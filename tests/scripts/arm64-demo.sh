@@ -32,7 +32,7 @@ TOML
 
 echo "arm64-demo.sh: $(q --version) under $(qemu-aarch64-static --version | head -1)"
 start=$(date +%s.%N)
-q run --demo --config "$work/warden.toml" --data-dir "$work/data" >"$work/log" 2>&1 &
+qemu-aarch64-static "$bin" run --demo --config "$work/warden.toml" --data-dir "$work/data" >"$work/log" 2>&1 &
 pid=$!
 for _ in $(seq 1 1200); do
     if q status --data-dir "$work/data" >"$work/status" 2>/dev/null; then break; fi

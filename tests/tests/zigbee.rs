@@ -395,7 +395,7 @@ fn scenario(stack: &str) {
     assert_eq!(res["outcome"], "delivered", "{res}");
 
     if stack == "znp" {
-        different_stick_in_the_same_port(&g, &sim, dir, &dd, &sub);
+        different_stick_in_the_same_port(&sim, dir, &dd, &sub);
     }
 
     let log = g.log_text();
@@ -417,7 +417,6 @@ fn zigbee_ezsp_end_to_end() {
 /// for the network (nothing written to it), audited once however often the adapter retries, and the
 /// network resumed when its own stick returns.
 fn different_stick_in_the_same_port(
-    g: &Gateway,
     sim: &Sim,
     dir: &std::path::Path,
     dd: &std::path::Path,

@@ -96,8 +96,7 @@ async fn row(port: UsbPort, probe: bool, timeout: Duration) -> Row {
         {
             Ok(p) => {
                 r.stack = Some(p.stack());
-                r.model =
-                    catalogue::row_for(r.port.vid, r.port.pid, p.stack(), hint).map(|e| e.name);
+                r.model = catalogue::row_for(p.stack(), hint).map(|e| e.name);
                 r.probe = Some(p);
             }
             Err(e) => r.probe_error = Some(e.to_string()),
