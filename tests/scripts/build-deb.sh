@@ -30,18 +30,18 @@ case "$ARCH" in
 amd64)
     if [ "$PROFILE" = release ]; then
         cargo build --locked --release -p warden --bin warden >&2
-        cargo deb -p warden --no-build --output target/debian/ >&2
+        cargo deb -p warden --no-build --strip --output target/debian/ >&2
     else
         # The dev profile's binary, packaged as the release one would be (cargo-deb strips it).
         cargo build --locked -p warden --bin warden >&2
-        cargo deb -p warden --no-build --profile dev --output target/debian/ >&2
+        cargo deb -p warden --no-build --profile dev --strip --output target/debian/ >&2
     fi
     ;;
 arm64)
     bin="target/arm64/aarch64-unknown-linux-gnu/release/warden"
     [ -x "$bin" ] || bash tests/scripts/build-arm64.sh >&2
     CARGO_TARGET_DIR="$root/target/arm64" cargo deb -p warden --no-build \
-        --target aarch64-unknown-linux-gnu --output target/debian/ >&2
+        --target aarch64-unknown-linux-gnu --strip --output target/debian/ >&2
     ;;
 *)
     echo "build-deb.sh: ARCH must be amd64 or arm64" >&2
