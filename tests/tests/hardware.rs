@@ -284,6 +284,18 @@ fn a_device_the_user_may_not_open_names_the_group_to_join() {
         c.arg(warden_bin()).args(fx.args());
         report(&c.output().unwrap())
     };
+    let runs = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(warden_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        runs.status.success(),
+        "nobody cannot run {} (this test needs the checkout readable and executable by others): {}",
+        warden_bin().display(),
+        stderr(&runs)
+    );
     let r = as_nobody(&[]);
     let e = port(&r, &id)["probe_error"].as_str().unwrap().to_owned();
     assert!(e.contains("permission denied"), "{e}");
