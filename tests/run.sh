@@ -24,6 +24,8 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests (unit + end-to-end)"
 cargo test --workspace --locked
+echo "== Debian package: built from the debug binary with cargo-deb, installed, run as warden, upgraded, removed, purged"
+bash tests/scripts/deb-test.sh
 echo "== bench smoke (small, debug build: correctness of the bench paths, not figures)"
 ./target/debug/warden bench --devices 1000 --messages 20000 --publish-messages 2000 \
     --plugin target/plugins/least_privilege.wasm --plugin-config tests/bench/least-privilege.json \

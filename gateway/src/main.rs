@@ -105,6 +105,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::adapter::AdapterCmd,
     },
+    /// USB radio sticks: what is attached, what it is, the config to use.
+    Hardware {
+        #[command(subcommand)]
+        cmd: cli::hardware::HardwareCmd,
+    },
     /// Benchmark the pipeline in-process (JSON lines and a table).
     Bench(bench::BenchArgs),
     /// Wasm policy plugins: signing keys, signatures, and test runs against recorded traffic.
@@ -143,6 +148,7 @@ fn main() -> ExitCode {
         Cmd::Adapter { name, cmd } => {
             cli::adapter::main(&cli.data_dir, cli.api.as_deref(), &name, cmd)
         }
+        Cmd::Hardware { cmd } => cli::hardware::main(cmd),
         Cmd::Bench(args) => bench::main(args),
         Cmd::Plugin { cmd } => plugins::cli::main(cmd),
     };

@@ -394,6 +394,10 @@ fn scenario(stack: &str) {
     let res = command(&g, PLUG1, "turn_on");
     assert_eq!(res["outcome"], "delivered", "{res}");
 
+    if stack == "znp" {
+        different_stick_in_the_same_port(&sim, dir, &dd, &sub);
+    }
+
     let log = g.log_text();
     assert!(!log.contains("panicked"), "{log}");
     g.stop();
@@ -407,4 +411,70 @@ fn zigbee_znp_end_to_end() {
 #[test]
 fn zigbee_ezsp_end_to_end() {
     scenario("ezsp");
+}
+
+/// A different coordinator stick (another IEEE address) in the port of the network's stick: refused
+/// for the network (nothing written to it), audited once however often the adapter retries, and the
+/// network resumed when its own stick returns.
+fn different_stick_in_the_same_port(
+    sim: &Sim,
+    dir: &std::path::Path,
+    dd: &std::path::Path,
+    sub: &Subscriber,
+) {
+    let ups = || audit_where(dd, |r| zigbee_link(r, "Up")).len();
+    let ups_before = ups();
+    assert!(sim.ctl("unplug").starts_with("OK"));
+    let other = Sim::start_on(
+        "znp",
+        &sim.link,
+        &dir.join("znp-other-sim.log"),
+        &["--ieee", "00:12:4b:00:00:00:09:99"],
+    );
+    let refused = |r: &serde_json::Value| {
+        cause(r) == "coordinator-not-accepted"
+            && r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("a different coordinator (00124b0000000999)"))
+    };
+    let r = wait_audit(dd, "the different stick refused", refused);
+    let reason = r["reason"].as_str().unwrap();
+    assert!(reason.contains("coordinator 00124b0000000001"), "{reason}");
+    assert!(
+        reason.contains("accept_coordinator = \"00124b0000000999\""),
+        "{reason}"
+    );
+    // The adapter keeps asking (a reconnect every 2 s) and keeps refusing, with one audit record.
+    wait_for(T, "three identity checks of the other stick", || {
+        let asked = other
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("UTIL.GetDeviceInfo.Req"))
+            .count();
+        (asked >= 3).then_some(())
+    });
+    assert_eq!(audit_where(dd, refused).len(), 1);
+    assert_eq!(other.state()["form_count"], 0, "nothing was started on it");
+    let nv_writes = other
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("<-  ") && (l.contains("NVWrite") || l.contains("Startup")))
+        .count();
+    assert_eq!(nv_writes, 0, "{}", other.log_text());
+    assert_eq!(ups(), ups_before, "never up on the other stick");
+    drop(other);
+    // The network's own stick back in the port: resumed, traffic flows.
+    assert!(sim.ctl("replug").starts_with("OK"));
+    wait_for(T, "the link up on the network's own stick", || {
+        (ups() > ups_before).then_some(())
+    });
+    assert_eq!(
+        sim.state()["form_count"],
+        1,
+        "the network was not re-formed"
+    );
+    assert_eq!(sim.ctl("report th1 temperature 2400"), "OK temperature");
+    sub.wait_lines(T, "th1 after its own stick returned", |_| {
+        latest(sub, TH1, "temperature").is_some_and(|e| e["value"] == 24.0)
+    });
 }

@@ -109,6 +109,10 @@ pub struct Config {
     pub reporting: Option<Vec<Reporting>>,
     #[serde(default)]
     pub models: BTreeMap<String, Model>,
+    /// The IEEE address (16 hex digits) of a coordinator stick the operator accepts in place of the
+    /// one the network was formed on. Without it a different stick on the port is refused.
+    #[serde(default)]
+    pub accept_coordinator: Option<String>,
 }
 
 fn default_baud() -> u32 {
@@ -197,6 +201,13 @@ impl Config {
         }
         if !(1..=65_000).contains(&self.max_devices) {
             return Err("`max_devices` must be 1–65000".into());
+        }
+        if let Some(a) = &self.accept_coordinator
+            && crate::network::parse_coordinator(a).is_none()
+        {
+            return Err(
+                "`accept_coordinator` must be the coordinator's IEEE address, 16 hex digits".into(),
+            );
         }
         let all_reporting = self.reporting.iter().flatten().chain(
             self.models

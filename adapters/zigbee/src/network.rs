@@ -9,6 +9,8 @@ use warden_core::StateStore;
 use crate::coordinator::NetworkParams;
 
 const KEY: &str = "network";
+/// The IEEE address of the coordinator stick the network lives on.
+const COORDINATOR: &str = "coordinator";
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -87,6 +89,60 @@ pub fn load_or_create(
     Ok((p, true))
 }
 
+/// An IEEE address as config and audit records write it: 16 hex digits (colons allowed).
+pub fn parse_coordinator(s: &str) -> Option<u64> {
+    let h: String = s.chars().filter(|c| *c != ':').collect();
+    (h.len() == 16)
+        .then(|| u64::from_str_radix(&h, 16).ok())
+        .flatten()
+}
+
+/// Whether the stick on the port may carry the stored network.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Coordinator {
+    /// The stick the network lives on (or the first one seen, now recorded).
+    Same,
+    /// A different stick, accepted by the operator's `accept_coordinator`: now recorded.
+    Replaced { previous: u64 },
+    /// A different stick the operator has not accepted: the network must not be moved to it.
+    Different { expected: u64 },
+}
+
+/// Checks the coordinator's IEEE address against the one the network lives on, recording it the
+/// first time and when the operator accepted a replacement.
+pub fn check_coordinator(
+    store: &dyn StateStore,
+    ieee: u64,
+    accepted: Option<&str>,
+) -> Result<Coordinator, String> {
+    let stored = match store.get(COORDINATOR).map_err(|e| e.to_string())? {
+        None => None,
+        Some(raw) => Some(
+            std::str::from_utf8(&raw)
+                .ok()
+                .and_then(parse_coordinator)
+                .ok_or("stored coordinator address is unreadable")?,
+        ),
+    };
+    let record = |v: u64| {
+        store
+            .put(COORDINATOR, format!("{v:016x}").as_bytes())
+            .map_err(|e| e.to_string())
+    };
+    match stored {
+        Some(s) if s == ieee => Ok(Coordinator::Same),
+        None => {
+            record(ieee)?;
+            Ok(Coordinator::Same)
+        }
+        Some(s) if accepted.and_then(parse_coordinator) == Some(ieee) => {
+            record(ieee)?;
+            Ok(Coordinator::Replaced { previous: s })
+        }
+        Some(s) => Ok(Coordinator::Different { expected: s }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -107,6 +163,39 @@ mod tests {
         assert!(shown.contains("<sealed>"));
         assert!(!shown.contains(&hex::encode(b.network_key)));
         assert!(!shown.contains(&format!("{:?}", b.network_key)));
+    }
+
+    #[test]
+    fn a_different_coordinator_is_refused_until_the_operator_accepts_it() {
+        let s = MemoryState::default();
+        assert_eq!(check_coordinator(&s, 1, None), Ok(Coordinator::Same));
+        assert_eq!(check_coordinator(&s, 1, None), Ok(Coordinator::Same));
+        assert_eq!(
+            check_coordinator(&s, 2, None),
+            Ok(Coordinator::Different { expected: 1 })
+        );
+        // accepting some other stick does not accept this one
+        assert_eq!(
+            check_coordinator(&s, 2, Some("0000000000000003")),
+            Ok(Coordinator::Different { expected: 1 })
+        );
+        assert_eq!(
+            check_coordinator(&s, 2, Some("00:00:00:00:00:00:00:02")),
+            Ok(Coordinator::Replaced { previous: 1 })
+        );
+        // the replacement is now the network's stick; the old one is the stranger
+        assert_eq!(check_coordinator(&s, 2, None), Ok(Coordinator::Same));
+        assert_eq!(
+            check_coordinator(&s, 1, None),
+            Ok(Coordinator::Different { expected: 2 })
+        );
+        s.put(COORDINATOR, b"zz").unwrap();
+        assert!(check_coordinator(&s, 1, None).is_err());
+        assert_eq!(
+            parse_coordinator("00124b0000000001"),
+            Some(0x0012_4b00_0000_0001)
+        );
+        assert_eq!(parse_coordinator("00124b00000001"), None);
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub struct Runtime {
     interviewing: HashSet<u64>,
     /// Devices refused in the last [`SUMMARY_EVERY`] (their announcement is not a second join).
     recently_refused: HashMap<u64, Instant>,
+    /// The different coordinator stick last refused (audited once, not at every retry).
+    refused_coordinator: Option<u64>,
     /// The coordinator's own IEEE address (the destination of bindings).
     coordinator: Ieee,
     /// The driver's dropped-frame count already reported.
@@ -154,6 +156,7 @@ impl Runtime {
             interviewing: HashSet::new(),
             contexts: HashMap::new(),
             recently_refused: HashMap::new(),
+            refused_coordinator: None,
             coordinator: Ieee(0),
             dropped_seen: 0,
             interview_slots: Arc::new(tokio::sync::Semaphore::new(INTERVIEW_SLOTS)),
@@ -182,7 +185,9 @@ impl Runtime {
         mut downlinks: mpsc::Receiver<Downlink>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), AdapterError> {
-        let mut announced_down = false;
+        // The last Down reason announced: a new reason (a different stick after an unplug) is
+        // announced, and so audited, again; the same one retried is not.
+        let mut announced_down: Option<String> = None;
         loop {
             if *shutdown.borrow() {
                 return Ok(());
@@ -209,15 +214,15 @@ impl Runtime {
                         }
                         End::LinkLost(why) => {
                             self.end_window(OperationState::Failed, "the coordinator went away");
-                            self.health(LinkState::Down, why).await?;
-                            announced_down = true;
+                            self.health(LinkState::Down, why.clone()).await?;
+                            announced_down = Some(why);
                         }
                     }
                 }
                 Err(why) => {
-                    if !announced_down {
-                        self.health(LinkState::Down, why).await?;
-                        announced_down = true;
+                    if announced_down.as_ref() != Some(&why) {
+                        self.health(LinkState::Down, why.clone()).await?;
+                        announced_down = Some(why);
                     }
                 }
             }
@@ -248,6 +253,38 @@ impl Runtime {
             .info()
             .await
             .map_err(|e| format!("coordinator info: {e}"))?;
+        // A different stick on the port must not be handed this network's key (nor a new network
+        // started on it) unless the operator said so: refuse, and retry until the right stick is back
+        // or the config accepts this one.
+        let replaced = match network::check_coordinator(
+            self.state.as_ref(),
+            info.ieee.0,
+            self.cfg.accept_coordinator.as_deref(),
+        )? {
+            network::Coordinator::Same => None,
+            network::Coordinator::Replaced { previous } => Some(previous),
+            network::Coordinator::Different { expected } => {
+                let why = format!(
+                    "a different coordinator ({}) is on {}: this network lives on coordinator {expected:016x}, so it is not moved to the new stick; put that stick back, or set accept_coordinator = \"{}\" under [adapters.zigbee] to move the network to this one",
+                    info.ieee,
+                    self.cfg.port.display(),
+                    info.ieee
+                );
+                if self.refused_coordinator != Some(info.ieee.0) {
+                    self.refused_coordinator = Some(info.ieee.0);
+                    self.emit(AdapterEvent::Rejected(Rejection {
+                        protocol: PROTOCOL,
+                        device: None,
+                        cause: "coordinator-not-accepted",
+                        detail: why.clone(),
+                    }))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                }
+                return Err(why);
+            }
+        };
+        self.refused_coordinator = None;
         let (params, new) = network::load_or_create(self.state.as_ref(), self.cfg.channel)?;
         let outcome = dongle
             .start(&params)
@@ -263,6 +300,12 @@ impl Runtime {
         let stack = match info.stack {
             Stack::Znp => "ZNP",
             Stack::Ezsp => "EZSP",
+        };
+        let what = match replaced {
+            Some(previous) => format!(
+                "{what} (moved from coordinator {previous:016x}, as accept_coordinator allows)"
+            ),
+            None => what.to_owned(),
         };
         let detail = format!(
             "{stack} coordinator {} ({}), network {what}: PAN {:#06x}, channel {}, {} devices",

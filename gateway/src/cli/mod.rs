@@ -12,6 +12,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
 
 pub mod adapter;
+pub mod hardware;
 pub mod operators;
 
 use crate::audit;

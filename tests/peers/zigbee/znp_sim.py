@@ -371,13 +371,17 @@ class ZnpFrontEnd:
 
 
 async def main():
+    global COORD_IEEE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--link", required=True, help="create a pty and symlink its slave here")
     ap.add_argument("--control-port", type=int, required=True)
     ap.add_argument("--sensors", type=int, default=0, metavar="N",
                     help="add N temperature/humidity sensors ts0001..tsNNNN (mains-powered end devices)")
+    ap.add_argument("--ieee", default=str(COORD_IEEE),
+                    help="the coordinator's IEEE address (another value: a different stick)")
     ap.add_argument("-v", action="store_true", help="log every byte")
     a = ap.parse_args()
+    COORD_IEEE = zt.EUI64.convert(a.ieee)
     logging.basicConfig(level=logging.DEBUG if a.v else logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         net = Network(extra_sensors=a.sensors)

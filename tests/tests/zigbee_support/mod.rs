@@ -43,9 +43,18 @@ pub struct Sim {
 
 impl Sim {
     pub fn start(stack: &str, dir: &Path, extra: &[&str]) -> Self {
-        let link = dir.join(format!("tty{stack}"));
+        Self::start_on(
+            stack,
+            &dir.join(format!("tty{stack}")),
+            &dir.join(format!("{stack}-sim.log")),
+            extra,
+        )
+    }
+
+    /// A simulator whose pty is linked at `link` (another stick plugged into the same port).
+    pub fn start_on(stack: &str, link: &Path, log: &Path, extra: &[&str]) -> Self {
+        let (link, log) = (link.to_owned(), log.to_owned());
         let control = free_port();
-        let log = dir.join(format!("{stack}-sim.log"));
         let f = std::fs::File::create(&log).unwrap();
         let child = Command::new(python())
             .arg(peers().join(format!("{stack}_sim.py")))
