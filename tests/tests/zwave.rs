@@ -36,6 +36,11 @@ struct Mock {
 
 impl Mock {
     fn start(dir: &Path, port: u16) -> Self {
+        Self::start_with(dir, port, &[])
+    }
+
+    /// A mock controller with extra arguments (`--home-id deadbeef`: another stick).
+    fn start_with(dir: &Path, port: u16, extra: &[&str]) -> Self {
         assert!(
             peers().join("node_modules/zwave-js").exists(),
             "zwave-js missing: run tests/scripts/install-zwave.sh"
@@ -51,6 +56,7 @@ impl Mock {
                 "--control-port",
                 &control.to_string(),
             ])
+            .args(extra)
             .current_dir(peers())
             .stdout(f.try_clone().unwrap())
             .stderr(f)
@@ -471,6 +477,44 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
     wait_audit(&dd, "the Z-Wave link down", |r| zwave_link(r, "Down"));
     let res = command(&g, SWITCH, "turn_on");
     assert_eq!(res["outcome"], "device-error", "{res}");
+    // another stick (another home id) on the same port: refused, audited once however often
+    // the adapter reconnects, never Up, nothing interviewed on it
+    let other = Mock::start_with(dir, port, &["--home-id", "deadbeef"]);
+    let refused = |dd: &Path| audit_where(dd, |r| cause(r) == "controller-not-accepted");
+    wait_for(T, "the other stick refused", || {
+        (!refused(&dd).is_empty()).then_some(())
+    });
+    wait_for(T, "the adapter retried the other stick", || {
+        (other
+            .ctl("connections")
+            .strip_prefix("OK ")?
+            .parse::<u32>()
+            .ok()?
+            >= 3)
+            .then_some(())
+    });
+    let r = refused(&dd);
+    assert_eq!(r.len(), 1, "audited once: {r:?}");
+    let text = r[0].to_string();
+    assert!(
+        text.contains("deadbeef") && text.contains("c0ffee01"),
+        "{text}"
+    );
+    assert!(text.contains("accept_controller"), "{text}");
+    assert_eq!(
+        audit_where(&dd, |r| zwave_link(r, "Up")).len(),
+        2,
+        "never Up on the other stick"
+    );
+    assert!(
+        audit_where(&dd, |r| r["device"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("zwave:deadbeef")))
+        .is_empty(),
+        "nothing of the other stick's network registered"
+    );
+    drop(other);
+    // the own stick back: Up, and the network as before
     let mock = Mock::start(dir, port);
     wait_for(T, "the Z-Wave link up again", || {
         (audit_where(&dd, |r| zwave_link(r, "Up")).len() >= 3).then_some(())

@@ -27,6 +27,17 @@ pub struct Config {
     /// Seconds a command to a sleeping node waits for the node's next wake-up before it times out.
     #[serde(default = "default_sleep_queue")]
     pub sleeping_command_s: u32,
+    /// The home id (8 hex digits) of a controller stick the operator accepts in place of the one
+    /// the adapter has run with. Without it a controller with another home id on the port (a
+    /// different stick) is refused, audited once, and waited on.
+    #[serde(default)]
+    pub accept_controller: Option<String>,
+}
+
+/// A home id written as 8 hex digits (`c0ffee01`, `0xC0FFEE01`).
+pub fn parse_home_id(s: &str) -> Option<u32> {
+    let t = s.trim().trim_start_matches("0x").trim_start_matches("0X");
+    (t.len() == 8).then(|| u32::from_str_radix(t, 16).ok())?
 }
 
 fn default_baud() -> u32 {
@@ -78,6 +89,13 @@ impl Config {
         if !(1..=86_400).contains(&self.sleeping_command_s) {
             return Err("`sleeping_command_s` must be between 1 and 86400".into());
         }
+        if let Some(a) = &self.accept_controller
+            && parse_home_id(a).is_none()
+        {
+            return Err(
+                "`accept_controller` must be the controller's home id, 8 hex digits".into(),
+            );
+        }
         Ok(())
     }
 }
@@ -115,5 +133,16 @@ mod tests {
         assert!(p("port = \"/dev/x\"\nreconnect_s = 0").is_err());
         let e = p("port = \"/dev/x\"\nbaudrate = 9600").unwrap_err();
         assert!(e.contains("baudrate"), "{e}");
+    }
+
+    #[test]
+    fn accept_controller_is_a_home_id() {
+        assert_eq!(parse_home_id("c0ffee01"), Some(0xc0ff_ee01));
+        assert_eq!(parse_home_id("0xDEADBEEF"), Some(0xdead_beef));
+        assert_eq!(parse_home_id("c0ffee"), None);
+        assert_eq!(parse_home_id("c0ffee0g"), None);
+        assert!(p("port = \"/dev/x\"\naccept_controller = \"deadbeef\"").is_ok());
+        let e = p("port = \"/dev/x\"\naccept_controller = \"nope\"").unwrap_err();
+        assert!(e.contains("accept_controller"), "{e}");
     }
 }

@@ -101,6 +101,8 @@ struct S0State {
 }
 
 const S0_KEY: &str = "s0/network-key";
+/// The home id of the controller this adapter runs the network on (4 bytes, big-endian).
+const CONTROLLER_KEY: &str = "controller/home-id";
 
 /// The network's S0 key, created and sealed in the state store on first use.
 fn s0_key(state: &dyn StateStore) -> Result<[u8; 16], String> {
@@ -444,6 +446,8 @@ pub struct Runtime {
     link_name: String,
     counters: Arc<Counters>,
     home: u32,
+    /// A controller (home id) refused as not this network's, already audited.
+    refused_home: Option<u32>,
     own: NodeId,
     nodes: Nodes,
     controller_nodes: BTreeSet<NodeId>,
@@ -482,6 +486,7 @@ impl Runtime {
             link_name,
             counters: Arc::new(Counters::default()),
             home: 0,
+            refused_home: None,
             own: 0,
             nodes: Nodes::default(),
             controller_nodes: BTreeSet::new(),
@@ -637,6 +642,59 @@ impl Runtime {
         self.interviewing.clear();
     }
 
+    /// The stick on the port must be the controller this adapter has run with (its home id, kept
+    /// in the adapter's sealed state): a different stick is never used for the old network. It
+    /// is refused (audited once per home id, however often the adapter reconnects) until the
+    /// operator names it in `accept_controller`; the first controller ever seen is recorded.
+    async fn check_controller(&mut self, home: u32) -> Result<(), String> {
+        let known = self
+            .state
+            .get(CONTROLLER_KEY)
+            .map_err(|e| format!("state: {e}"))?
+            .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
+            .map(u32::from_be_bytes);
+        let accepted = self
+            .cfg
+            .accept_controller
+            .as_deref()
+            .and_then(crate::config::parse_home_id);
+        match known {
+            Some(k) if k == home => Ok(()),
+            Some(k) if accepted != Some(home) => {
+                let why = format!(
+                    "the controller on {} has home id {home:08x}, not {k:08x} this network runs on: a different stick; set accept_controller = \"{home:08x}\" to move the network to it",
+                    self.cfg.port
+                );
+                if self.refused_home != Some(home) {
+                    self.refused_home = Some(home);
+                    let _ = self
+                        .events
+                        .send(AdapterEvent::Rejected(Rejection {
+                            protocol: crate::PROTOCOL,
+                            device: None,
+                            cause: "controller-not-accepted",
+                            detail: why.clone(),
+                        }))
+                        .await;
+                }
+                Err(why)
+            }
+            _ => {
+                if let Some(k) = known {
+                    tracing::warn!(
+                        from = format_args!("{k:08x}"),
+                        to = format_args!("{home:08x}"),
+                        "zwave: the operator accepted another controller"
+                    );
+                }
+                self.refused_home = None;
+                self.state
+                    .put(CONTROLLER_KEY, &home.to_be_bytes())
+                    .map_err(|e| format!("state: {e}"))
+            }
+        }
+    }
+
     /// The controller's start-up: version, network, node list; then the node table.
     async fn start(&mut self, link: &LinkHandle) -> Result<String, String> {
         let v = link
@@ -649,6 +707,7 @@ impl Runtime {
             .await
             .map_err(|e| format!("MEMORY_GET_ID: {e}"))?;
         let (home, own) = func::parse_memory_id(&id).map_err(|e| e.to_string())?;
+        self.check_controller(home).await?;
         let stick = match link.ask(func::GET_CAPABILITIES, vec![]).await {
             Ok(d) => func::parse_capabilities(&d)
                 .map(|s| {

@@ -503,7 +503,11 @@ impl Pipeline {
             // a LoRaWAN forwarder relaying JoinRequests); those are rate-limited per source. A
             // node a controller admitted through a join window or holds in its own table has no
             // `via` and is not limited (a controller with 100 nodes registers them at once).
-            let via = a.details.iter().find(|(k, _)| k == "via").map(|(_, v)| clean(v));
+            let via = a
+                .details
+                .iter()
+                .find(|(k, _)| k == "via")
+                .map(|(_, v)| clean(v));
             if let Some(source) = via
                 && self.admit(&source, &id).is_err()
             {

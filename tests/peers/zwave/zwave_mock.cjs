@@ -7,7 +7,7 @@
 // these machines forbid). The host's byte stream is cut into single units (ACK/NAK/CAN or one
 // frame) before it reaches the mock, which expects one unit per write.
 //
-//   node zwave_mock.cjs --port P --control-port C [--host 127.0.0.1] [--sensors N]
+//   node zwave_mock.cjs --port P --control-port C [--host 127.0.0.1] [--sensors N] [--home-id HEX]
 // --sensors N adds N more multilevel sensors, node ids 10 … 9+N (at most 200), for load tests.
 //
 // Control port, one command per line, answered "OK …" or "ERR …":
@@ -68,8 +68,10 @@ const HOST = opt("--host", "127.0.0.1");
 const PORT = Number(opt("--port", "5555"));
 const CONTROL = Number(opt("--control-port", "5556"));
 
-const HOME_ID = 0xc0ffee01;
+// another stick: --home-id deadbeef
+const HOME_ID = parseInt(opt("--home-id", "c0ffee01"), 16);
 let lastAppCmd = null;
+let hostConnections = 0;
 // What the host sent each node (SEND_DATA payloads as hex), newest 5,000.
 const sentToNodes = [];
 function noteHostFrame(u) {
@@ -302,6 +304,7 @@ async function main() {
 
   const faucet = new Faucet(serial.readable);
   const server = net.createServer((sock) => {
+    hostConnections += 1;
     sock.setNoDelay(true);
     const out = new WritableStream({
       write(f) {
@@ -326,6 +329,10 @@ async function main() {
     n.sendToController(createMockZWaveRequestFrame(report, { ackRequested: false }));
 
   const commands = {
+    // how many times a host has connected to the serial port
+    async connections() {
+      return String(hostConnections);
+    },
     async temp(id, v) {
       const n = node(id); if (!n) throw new Error(`no node ${id}`);
       temperatures.set(n.id, Number(v));
