@@ -4,6 +4,7 @@ mod adapters;
 mod api;
 mod audit;
 mod batch;
+mod behaviour;
 mod bench;
 mod cli;
 mod config;

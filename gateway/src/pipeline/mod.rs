@@ -26,9 +26,11 @@ use warden_core::{
 };
 
 use crate::audit::{AuditEntry, AuditSink, Category};
+use crate::behaviour::guard::GuardCheck;
+use crate::behaviour::{Action, Behaviour, Outcome};
 use crate::metrics::{CauseLabels, Metrics, MsgLabels, StageLabels};
 use crate::northbound::Northbound;
-use crate::registry::{Registry, Status};
+use crate::registry::{DeviceRecord, Registry, Status};
 use authenticate::{CommandSource, Controller};
 use decide::{Decider, Policy};
 
@@ -73,6 +75,8 @@ pub struct Pipeline {
     offline: HashSet<DeviceId>,
     pub offline_after_ms: u64,
     ticks: u64,
+    /// Baselines, anomaly scores, the rules on them and the mass-quarantine guard.
+    pub behaviour: Behaviour,
 }
 
 const REPLY_TIMEOUT_MS: u64 = 30_000;
@@ -90,7 +94,9 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         northbound: Arc<Northbound>,
     ) -> Self {
+        let behaviour = Behaviour::new(policy.behaviour.clone());
         Self {
+            behaviour,
             registry,
             policy,
             controllers,
@@ -171,7 +177,7 @@ impl Pipeline {
         let id = match identify::uplink(&self.registry, &msg.device, &self.default_zone) {
             Ok(id) => id,
             Err(d) => {
-                record::uplink(&mut self.aggregator, &self.audit, false, &msg, &d, now);
+                record::uplink(&mut self.aggregator, &self.audit, false, &msg, &d, None, now);
                 self.count(&protocol, "uplink", d.verdict);
                 return (d, msg);
             }
@@ -182,11 +188,23 @@ impl Pipeline {
         }
         self.timed(sample, "identify", &mut t);
 
-        let profile = self.policy.profile_for(&id.record).map(|p| p.1);
-        let auth = authenticate::uplink(&msg, profile, &id.entry.stats);
+        let profile = self.policy.profile_for(&id.record);
+        let auth = authenticate::uplink(&msg, profile.map(|p| p.1), &id.entry.stats);
         self.timed(sample, "authenticate", &mut t);
 
         let stats = observe::uplink(&id.entry.stats, &msg, now);
+        // only authenticated traffic of an active device teaches or is scored
+        let outcome = if auth.is_ok() && id.record.status == Status::Active {
+            observe::baseline(
+                &mut self.behaviour,
+                &id.record,
+                profile.map(|p| p.0),
+                &msg,
+                now,
+            )
+        } else {
+            None
+        };
         self.timed(sample, "observe", &mut t);
 
         let decision = match auth {
@@ -197,13 +215,16 @@ impl Pipeline {
                 &id.record,
                 &msg,
                 stats,
+                outcome.as_ref(),
                 now,
             ),
         };
         self.timed(sample, "decide", &mut t);
 
+        let decision = self.guard(&id.record, decision, now);
         if !decision.is_allow() {
             observe::denied(&id.entry.stats);
+            self.behaviour.denied(&msg.device, now);
         }
         record::uplink(
             &mut self.aggregator,
@@ -211,16 +232,143 @@ impl Pipeline {
             self.aggregate_telemetry,
             &msg,
             &decision,
+            outcome.as_ref(),
             now,
         );
         if decision.verdict == Verdict::Quarantine {
             self.quarantine(&msg.device, &decision);
+        }
+        if let Some(o) = &outcome {
+            self.behaviour_event(&id.record, o, &decision);
         }
         self.timed(sample, "record", &mut t);
         self.count(&protocol, "uplink", decision.verdict);
         tracing::debug!(verdict = decision.verdict.as_str(), decider = %decision.decider,
             reason = %decision.reason, "decided");
         (decision, msg)
+    }
+
+    /// The mass-quarantine guard, in front of every automatic quarantine (rules and plugins): a
+    /// quarantine it refuses becomes a deny that says why.
+    fn guard(&mut self, r: &DeviceRecord, d: Decision, now: u64) -> Decision {
+        if d.verdict != Verdict::Quarantine {
+            return d;
+        }
+        let registry = &self.registry;
+        let size = || {
+            registry
+                .all()
+                .iter()
+                .filter(|(x, _)| x.zone == r.zone && x.status != Status::Revoked)
+                .count()
+        };
+        let check = self.behaviour.guard.check(&r.zone, size(), now);
+        match check {
+            GuardCheck::Allow => d,
+            GuardCheck::Trip { count, size } => {
+                let reason = format!(
+                    "mass-quarantine guard: {count} of {size} devices in zone `{}` would be quarantined within {} s; automatic quarantine is stopped in this zone (a gateway fault or an attack on the detector is likelier than all of them misbehaving)",
+                    r.zone, self.policy.behaviour.guard.window_s
+                );
+                tracing::error!(zone = %r.zone, count, size, "mass-quarantine guard tripped");
+                self.metrics
+                    .quarantine_guard_trips
+                    .get_or_create(&crate::metrics::ZoneLabels {
+                        zone: r.zone.clone(),
+                    })
+                    .inc();
+                let detail = serde_json::json!({
+                    "zone": r.zone, "quarantines": count, "devices": size,
+                    "share": self.policy.behaviour.guard.share,
+                    "window_s": self.policy.behaviour.guard.window_s,
+                    "last_decider": d.decider,
+                });
+                self.audit.record(
+                    AuditEntry::new(
+                        Category::Security,
+                        "mass-quarantine-guard",
+                        "gateway",
+                        reason.clone(),
+                    )
+                    .device(&r.id)
+                    .detail(detail.clone()),
+                );
+                let mut alarm = detail;
+                if let Some(o) = alarm.as_object_mut() {
+                    o.insert("alarm".into(), "mass-quarantine-guard".into());
+                    o.insert("reason".into(), reason.into());
+                }
+                self.northbound.alarm(&alarm);
+                Self::refused(d)
+            }
+            GuardCheck::Held => {
+                self.metrics.quarantine_guard_held.inc();
+                Self::refused(d)
+            }
+        }
+    }
+
+    fn refused(d: Decision) -> Decision {
+        let mut out = Decision::deny(
+            d.decider,
+            format!(
+                "{} (quarantine withheld: the mass-quarantine guard holds in this zone)",
+                d.reason
+            ),
+        );
+        out.cause = d.cause;
+        out
+    }
+
+    /// Alerts go to the audit log (at most one a minute per device), MQTT and the metrics;
+    /// behaviour quarantines to MQTT and the metrics (the status change is audited by the registry).
+    fn behaviour_event(&mut self, r: &DeviceRecord, o: &Outcome, d: &Decision) {
+        let event = match o.action {
+            Action::None => return,
+            Action::Quarantine if d.verdict == Verdict::Quarantine => "quarantine",
+            // a quarantine the guard withheld, or a refused command
+            Action::Quarantine => "deny",
+            Action::Alert { .. } => "alert",
+        };
+        let feature = o
+            .assessment
+            .top()
+            .map_or("none", |f| f.kind.as_str())
+            .to_owned();
+        let labels = crate::metrics::AnomalyLabels {
+            zone: r.zone.clone(),
+            feature,
+        };
+        if event == "quarantine" {
+            self.metrics.anomaly_quarantines.get_or_create(&labels).inc();
+        } else {
+            self.metrics.anomaly_alerts.get_or_create(&labels).inc();
+        }
+        self.metrics
+            .anomaly_score
+            .get_or_create(&crate::metrics::DeviceLabels {
+                device: r.id.to_string(),
+            })
+            .set(f64::from(o.assessment.score));
+        let reason = o.reason();
+        let mut detail = o.detail();
+        if let Some(m) = detail.as_object_mut() {
+            m.insert("event".into(), event.into());
+            m.insert("reason".into(), reason.clone().into());
+            m.insert(
+                "feature".into(),
+                o.assessment.top().map(|f| f.label()).into(),
+            );
+        }
+        self.northbound.behaviour(&r.id, &detail);
+        if let Action::Alert { audit: true } = o.action {
+            self.audit.record(
+                AuditEntry::new(Category::Security, "anomaly-alert", "builtin:behaviour", reason)
+                    .device(&r.id)
+                    .decision("builtin:behaviour", d.verdict.as_str())
+                    .detail(detail),
+            );
+        }
     }
 
     fn quarantine(&mut self, device: &DeviceId, d: &Decision) {
@@ -260,6 +408,7 @@ impl Pipeline {
                     &command.name,
                     "unauthenticated",
                     &d,
+                    None,
                 );
                 self.finish(
                     &device,
@@ -273,13 +422,26 @@ impl Pipeline {
         };
         // the profile's assurance floor travels with the command: the adapter knows the channel
         let mut min_assurance = Assurance::None;
+        let mut scored = None;
         let decision = match identify::downlink(&self.registry, &device) {
             Err(d) => d,
             Ok(id) => {
-                if let Some((_, p)) = self.policy.profile_for(&id.record) {
+                let profile = self.policy.profile_for(&id.record);
+                if let Some((_, p)) = profile {
                     min_assurance = p.min_assurance;
                 }
-                decide::downlink(
+                let outcome = if id.record.status == Status::Active {
+                    self.behaviour.command(
+                        &id.record,
+                        profile.map(|p| p.0),
+                        &command.name,
+                        &principal,
+                        now,
+                    )
+                } else {
+                    None
+                };
+                let d = decide::downlink(
                     &self.policy,
                     &mut self.deciders,
                     &id.record,
@@ -287,10 +449,17 @@ impl Pipeline {
                     &principal,
                     &roles,
                     id.entry.stats.snapshot(),
+                    outcome.as_ref(),
                     now,
-                )
+                );
+                let d = self.guard(&id.record, d, now);
+                scored = outcome.map(|o| (id.record, o));
+                d
             }
         };
+        if let Some((r, o)) = &scored {
+            self.behaviour_event(r, o, &decision);
+        }
         record::downlink(
             &self.audit,
             &device,
@@ -298,6 +467,7 @@ impl Pipeline {
             &command.name,
             &principal,
             &decision,
+            scored.as_ref().map(|s| &s.1),
         );
         if decision.verdict == Verdict::Quarantine {
             self.quarantine(&device, &decision);
@@ -539,12 +709,21 @@ impl Pipeline {
         self.metrics
             .pending_devices
             .set(self.registry.pending_count() as i64);
+        self.metrics
+            .baseline_devices
+            .set(self.behaviour.devices() as i64);
+        if self.ticks.is_multiple_of(60) {
+            self.metrics
+                .baseline_bytes
+                .set(self.behaviour.bytes() as i64);
+        }
     }
 
     pub fn control(&mut self, c: Control) {
         match c {
             Control::Command(req) => self.command(req),
             Control::Reload(p, ctl) => {
+                self.behaviour.reconfigure(p.behaviour.clone());
                 self.policy = p;
                 self.controllers = ctl;
             }
@@ -561,6 +740,10 @@ impl Pipeline {
             }
             Control::Status(id) => {
                 if let Some(e) = self.registry.get(&id) {
+                    if e.record().status == Status::Active {
+                        // released or approved by an operator: its anomaly count starts afresh
+                        self.behaviour.released(&id);
+                    }
                     self.northbound
                         .status(&e.record(), !self.offline.contains(&id));
                 }
@@ -592,6 +775,7 @@ impl Pipeline {
                     if let Err(e) = self.registry.flush_last_seen() {
                         tracing::error!(error = %e, "last-seen flush failed");
                     }
+                    self.behaviour.flush();
                 }
             }
         }
@@ -608,6 +792,7 @@ impl Pipeline {
         if let Err(e) = self.registry.flush_last_seen() {
             tracing::error!(error = %e, "last-seen flush failed");
         }
+        self.behaviour.shutdown();
     }
 }
 

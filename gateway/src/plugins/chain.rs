@@ -258,7 +258,7 @@ impl PluginChain {
         q.observed.bytes = s.bytes;
         q.observed.denied = s.denied;
         q.observed.last_seen_ms = s.last_seen;
-        q.observed.anomaly_score = None;
+        q.observed.anomaly_score = dr.anomaly.map(|a| a.score);
     }
 
     fn failed(&mut self, slot: usize, f: &Failure) -> Decision {
@@ -456,6 +456,7 @@ mod tests {
             principal: None,
             stats: Stats::default().snapshot(),
             now_ms: 42,
+            anomaly: None,
         }
     }
 
@@ -622,6 +623,7 @@ mod tests {
                 principal: Some("mqtt:operator"),
                 stats: stats.snapshot(),
                 now_ms: 7,
+                anomaly: None,
             },
             None,
         );

@@ -289,6 +289,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         northbound.clone(),
     );
     pipeline.offline_after_ms = cfg.registry.offline_after_s.saturating_mul(1000);
+    pipeline.behaviour = crate::behaviour::Behaviour::with_store(cfg.behaviour.clone(), &store)?;
     let plugin_runtime = start_plugins(
         &cfg,
         &data_dir,
