@@ -228,9 +228,11 @@ impl Baseline {
         self.minute_count = self.minute_count.saturating_add(1);
         self.decay_denials(now);
         let a = self.score_uplink(msg, now);
-        if learn(&a) {
+        let learned = learn(&a);
+        if learned {
             self.learn_uplink(msg, now);
         }
+        self.track_points(msg, learned);
         self.messages = self.messages.saturating_add(1);
         if self.first_ms == 0 {
             self.first_ms = now;
@@ -331,7 +333,11 @@ impl Baseline {
                         .unit(p.unit.as_deref()),
                 );
             }
-            if ps.value.n >= 2 {
+            // a step is judged only against the previous reading of a device that is not back
+            // from a silence (after hours off, any step is plausible)
+            let usual_gap = self.gap.med.exp().max(1000.0);
+            let recent = (now.saturating_sub(self.last_ms) as f32) < usual_gap * 4.0;
+            if ps.value.n >= 2 && recent {
                 let d = (x - ps.last).abs();
                 let z = ps.change.surprise(d, 1e-3);
                 if z > 0.0 && d > 0.0 {
@@ -399,14 +405,50 @@ impl Baseline {
             if ps.value.n > 0 {
                 ps.change.update((x - ps.last).abs());
                 if x.to_bits() == ps.last.to_bits() {
-                    ps.run = ps.run.saturating_add(1);
-                    ps.max_run = ps.max_run.max(ps.run);
-                } else {
-                    ps.run = 0;
+                    ps.max_run = ps.max_run.max(ps.run.saturating_add(1));
                 }
             }
             ps.value.update(x);
-            ps.last = x;
+        }
+    }
+
+    /// The previous reading and the run of identical readings, learned or not (a step and a
+    /// frozen value are judged against what the device really sent last).
+    fn track_points(&mut self, msg: &Message, _learned: bool) {
+        let tag = if msg.kind == warden_core::Kind::Event {
+            b'e'
+        } else {
+            b'p'
+        };
+        for p in msg.points.iter().take(64) {
+            let Some(x) = numeric(&p.value).filter(|x| x.is_finite() && x.abs() < 3e38) else {
+                continue;
+            };
+            let x = x as f32;
+            let h = name_hash(tag, &[&p.name]);
+            if let Some(ps) = self.points.iter_mut().find(|s| s.hash == h) {
+                if x.to_bits() == ps.last.to_bits() {
+                    ps.run = ps.run.saturating_add(1);
+                } else {
+                    ps.run = 0;
+                }
+                ps.last = x;
+            }
+        }
+    }
+
+    /// After an operator marked an alert as expected: every estimate learns as fast as a young
+    /// one again, so the baseline absorbs the new normal within an hour.
+    pub fn loosen(&mut self) {
+        for r in [&mut self.gap, &mut self.size, &mut self.rssi, &mut self.snr] {
+            r.n = r.n.min(8);
+        }
+        for p in &mut self.points {
+            p.value.n = p.value.n.min(8);
+            p.change.n = p.change.n.min(8);
+        }
+        for n in &mut self.rate_n {
+            *n = (*n).min(3);
         }
     }
 

@@ -84,6 +84,7 @@ impl Guard {
     }
 
     /// Zones where the guard currently holds.
+    #[cfg(test)]
     pub fn tripped(&self, now: u64) -> Vec<String> {
         self.zones
             .iter()

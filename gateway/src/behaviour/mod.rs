@@ -16,6 +16,8 @@ pub mod persist;
 pub mod policy;
 pub mod robust;
 pub mod score;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 
@@ -88,6 +90,8 @@ struct Entry {
     alerted_ms: u64,
     absorb_until: u64,
     dirty: bool,
+    /// Past its learning period (seen by a message since the last start).
+    enforcing: bool,
     /// The record the cached rules were resolved for (pointer identity) and the config generation.
     rules_for: usize,
     rules_gen: u64,
@@ -148,10 +152,6 @@ impl Behaviour {
         }
         b.writer = Some(persist::Writer::start(store.clone())?);
         Ok(b)
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.cfg.enabled
     }
 
     pub fn reconfigure(&mut self, cfg: BehaviourConfig) {
@@ -220,7 +220,10 @@ impl Behaviour {
         e.dirty = true;
         let out = e.act(a, &rules, learning, absorbing, now);
         // just finished learning: this device's baseline seeds its model's next peers
-        let seed = (learning && !e.learning(&rules, now)).then(|| e.base.seed());
+        let seed = (!learning && !e.enforcing).then(|| {
+            e.enforcing = true;
+            e.base.seed()
+        });
         if let Some(seed) = seed
             && let Some(m) = model_key(r)
             && (self.seeds.len() < MAX_SEEDS || self.seeds.contains_key(&m))
@@ -277,6 +280,7 @@ impl Behaviour {
             Some(e) => {
                 e.absorb_until = now.saturating_add(ABSORB_MS);
                 e.recent.clear();
+                e.base.loosen();
                 true
             }
             None => false,
@@ -284,6 +288,7 @@ impl Behaviour {
     }
 
     /// Per device: messages learned, and whether it is still learning.
+    #[cfg(test)]
     pub fn learning(&self, id: &DeviceId, now: u64) -> Option<(u64, bool)> {
         let e = self.entries.get(id)?;
         Some((e.base.messages, e.learning(&e.rules, now)))
@@ -350,6 +355,7 @@ impl Entry {
             alerted_ms: 0,
             absorb_until: 0,
             dirty: true,
+            enforcing: false,
             rules_for: 0,
             rules_gen: u64::MAX,
             rules: Rules::resolve(&BehaviourConfig::default(), "", None),

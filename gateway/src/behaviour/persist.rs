@@ -217,14 +217,11 @@ pub struct Writer {
     tx: Option<mpsc::SyncSender<Vec<(String, Vec<u8>)>>>,
     handle: Option<JoinHandle<()>>,
     pub dropped: Arc<AtomicU64>,
-    pub written: Arc<AtomicU64>,
 }
 
 impl Writer {
     pub fn start(store: Store) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Vec<(String, Vec<u8>)>>(4);
-        let written = Arc::new(AtomicU64::new(0));
-        let w = written.clone();
         let handle = std::thread::Builder::new()
             .name("baselines".into())
             .spawn(move || {
@@ -242,11 +239,8 @@ impl Writer {
                         }
                         Ok(((), Vec::new()))
                     });
-                    match r {
-                        Ok(()) => {
-                            w.fetch_add(n, Ordering::Relaxed);
-                        }
-                        Err(e) => tracing::error!(error = %e, "baselines not saved"),
+                    if let Err(e) = r {
+                        tracing::error!(error = %e, batch = n, "baselines not saved");
                     }
                 }
             })?;
@@ -254,7 +248,6 @@ impl Writer {
             tx: Some(tx),
             handle: Some(handle),
             dropped: Arc::new(AtomicU64::new(0)),
-            written,
         })
     }
 

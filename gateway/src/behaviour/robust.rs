@@ -1,9 +1,9 @@
 //! A streaming robust estimate of one quantity in 20 bytes: median and median absolute deviation
-//! tracked by stochastic approximation (each sample nudges the estimate towards its side), plus a
-//! slowly fading observed range. Not mean/stddev: one wild sample moves the estimate by one step,
-//! never by its size.
+//! tracked by stochastic approximation (each sample nudges the estimate towards its side), plus the
+//! 1st and 99th percentiles tracked the same way. Not mean/stddev: one wild sample moves the
+//! estimate by one bounded step, never by its size.
 
-/// Median, MAD, the fading range seen and the sample count.
+/// Median, MAD, 1st and 99th percentile (`lo`, `hi`) and the sample count.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Robust {
     pub med: f32,
@@ -12,9 +12,6 @@ pub struct Robust {
     pub hi: f32,
     pub n: u32,
 }
-
-/// How fast the observed range fades back towards the median per sample.
-const RANGE_FADE: f32 = 2e-4;
 
 impl Robust {
     /// Learns one sample. Non-finite samples are ignored (the caller scores them).
@@ -55,17 +52,20 @@ impl Robust {
             };
             self.mad = self.mad.max(0.0);
         }
-        self.hi = if x > self.hi {
-            x
+        // the 1st and 99th percentiles, by the same bounded steps: an outlier moves them once
+        let eta = 2.0 * self.scale() * if self.n < 64 { 0.15 } else { 0.03 };
+        if self.n == 2 {
+            self.lo = self.lo.min(x);
+            self.hi = self.hi.max(x);
         } else {
-            self.hi - (self.hi - self.med).max(0.0) * RANGE_FADE
-        };
-        self.lo = if x < self.lo {
-            x
-        } else {
-            self.lo + (self.med - self.lo).max(0.0) * RANGE_FADE
-        };
-        if !(self.med.is_finite() && self.mad.is_finite() && self.lo.is_finite()) {
+            self.hi += if x > self.hi { eta * 0.99 } else { -eta * 0.01 };
+            self.lo += if x < self.lo { -eta * 0.99 } else { eta * 0.01 };
+            if self.lo > self.hi {
+                std::mem::swap(&mut self.lo, &mut self.hi);
+            }
+        }
+        if !(self.med.is_finite() && self.mad.is_finite() && self.lo.is_finite() && self.hi.is_finite())
+        {
             // extreme but finite inputs overflowed an intermediate: start again
             *self = Self::default();
         }
@@ -84,8 +84,8 @@ impl Robust {
         self.sigma(1e-6)
     }
 
-    /// How many spreads `x` lies from the median, counted only beyond the observed range (a value
-    /// inside what was seen is never surprising here). 0 when nothing was learned yet.
+    /// How many spreads `x` lies from the median, counted only well beyond the 1st–99th percentile
+    /// range (a quarter of the range and one spread further). 0 when nothing was learned yet.
     pub fn surprise(&self, x: f32, floor: f32) -> f32 {
         if self.n < 2 {
             return 0.0;

@@ -354,6 +354,7 @@ commands = ["set_setpoint"]
                 "mqtt:operator",
                 &[],
                 stats(),
+                None,
                 0,
             );
             assert_eq!(d.decider, "builtin:status");

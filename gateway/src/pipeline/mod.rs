@@ -53,6 +53,14 @@ pub enum Control {
     Status(DeviceId),
     /// A hot-reloaded plugin, verified, compiled and tested, to swap in between two messages.
     Plugin(Box<crate::plugins::chain::PluginUpdate>),
+    /// An operator marked a device's anomaly alert as expected: its baseline absorbs what it sees
+    /// for a while. Answered false when the device has no baseline.
+    Expect {
+        device: DeviceId,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// Everything the stages need.
@@ -737,6 +745,24 @@ impl Pipeline {
                 if let Some(x) = u {
                     tracing::warn!(plugin = %x.spec.name, "no plugin chain hosts this plugin");
                 }
+            }
+            Control::Expect {
+                device,
+                actor,
+                reason,
+                reply,
+            } => {
+                let ok = self.behaviour.expect(&device, now_ms());
+                if ok {
+                    self.audit.record(
+                        AuditEntry::new(Category::Operator, "anomaly-expected", &actor, reason)
+                            .device(&device)
+                            .detail(serde_json::json!({
+                                "absorb_s": crate::behaviour::ABSORB_MS / 1000,
+                            })),
+                    );
+                }
+                let _ = reply.send(ok);
             }
             Control::Status(id) => {
                 if let Some(e) = self.registry.get(&id) {
