@@ -74,7 +74,8 @@ pub struct BehaviourConfig {
     pub learning_messages: u64,
     /// A score at or above this is an alert: audit record, MQTT `…/behaviour` event, metric.
     pub alert_at: f32,
-    /// A score at or above this quarantines the device (with `action = "quarantine"`).
+    /// A score at or above this quarantines the device (with `action = "quarantine"`); `1` turns
+    /// this one-message rule off, leaving `quarantine_after`.
     pub quarantine_at: f32,
     /// So does this many alert-level messages within `window_s`.
     pub quarantine_after: u32,

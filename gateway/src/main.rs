@@ -6,6 +6,7 @@ mod audit;
 mod batch;
 mod behaviour;
 mod bench;
+mod bench_anomaly;
 mod cli;
 mod config;
 mod files;

@@ -270,6 +270,8 @@ impl Behaviour {
         if let Some(e) = self.entries.get_mut(id) {
             e.recent.clear();
             e.base.denials = 0.0;
+            // the minute that ended in a quarantine is not held against it
+            e.base.minute_count = 0;
         }
     }
 
@@ -395,7 +397,8 @@ impl Entry {
         self.recent.push(now);
         out.recent = self.recent.within(now, rules.window_ms);
         let quarantine = rules.action == BehaviourAction::Quarantine;
-        if quarantine && score >= rules.quarantine_at {
+        // `quarantine_at = 1` turns the one-message rule off: only the count quarantines
+        if quarantine && rules.quarantine_at < 1.0 && score >= rules.quarantine_at {
             out.action = Action::Quarantine;
             out.rule = "score";
         } else if quarantine && out.recent >= rules.quarantine_after {

@@ -14,7 +14,7 @@ use super::baseline::{Baseline, MAX_NAMES, MAX_POINTS, Name, PointStats};
 use super::robust::Robust;
 use crate::store::{Store, StoreError};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// Largest encoded baseline accepted when loading.
 const MAX_ENCODED: usize = 4096;
 
@@ -107,6 +107,13 @@ pub fn encode(b: &Baseline) -> Vec<u8> {
         w.f32(p.last);
         w.u16(p.run);
         w.u16(p.max_run);
+        for i in 0..super::baseline::TOD_BLOCKS {
+            w.f32(p.tod.get(i).copied().unwrap_or(0.0));
+            w.f32(p.tod_dev.get(i).copied().unwrap_or(0.0));
+            w.u16(p.tod_n.get(i).copied().unwrap_or(0));
+        }
+        w.f32(p.tod_recent);
+        w.u16(p.rising);
     }
     w.0.push(b.names.len().min(MAX_NAMES) as u8);
     for n in b.names.iter().take(MAX_NAMES) {
@@ -155,14 +162,26 @@ pub fn decode(bytes: &[u8]) -> Option<Baseline> {
         return None;
     }
     for _ in 0..np {
-        b.points.push(PointStats {
+        let mut p = PointStats {
             hash: r.u32()?,
             value: r.rob()?,
             change: r.rob()?,
             last: r.f32()?,
             run: r.u16()?,
             max_run: r.u16()?,
-        });
+            ..PointStats::default()
+        };
+        for i in 0..super::baseline::TOD_BLOCKS {
+            let (m, d, n) = (r.f32()?, r.f32()?, r.u16()?);
+            if let (Some(a), Some(b), Some(c)) =
+                (p.tod.get_mut(i), p.tod_dev.get_mut(i), p.tod_n.get_mut(i))
+            {
+                (*a, *b, *c) = (m, d, n);
+            }
+        }
+        p.tod_recent = r.f32()?;
+        p.rising = r.u16()?;
+        b.points.push(p);
     }
     let nn = usize::from(r.u8()?);
     if nn > MAX_NAMES {

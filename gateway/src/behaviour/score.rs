@@ -13,6 +13,7 @@ pub enum FeatureKind {
     Value,
     Change,
     Frozen,
+    TimeOfDay,
     Rssi,
     Snr,
     NewPoint,
@@ -32,6 +33,7 @@ impl FeatureKind {
             Self::Value => "value",
             Self::Change => "change",
             Self::Frozen => "frozen",
+            Self::TimeOfDay => "time-of-day",
             Self::Rssi => "rssi",
             Self::Snr => "snr",
             Self::NewPoint => "new-point",
@@ -98,7 +100,10 @@ impl Feature {
         match (&self.name, self.kind) {
             (
                 Some(n),
-                FeatureKind::Value | FeatureKind::Change | FeatureKind::Frozen,
+                FeatureKind::Value
+                | FeatureKind::Change
+                | FeatureKind::Frozen
+                | FeatureKind::TimeOfDay,
             ) => format!("{}:{n}", self.kind.as_str()),
             _ => self.kind.as_str().to_owned(),
         }
@@ -139,8 +144,15 @@ impl Feature {
                 self.b,
                 self.c
             ),
+            FeatureKind::TimeOfDay => format!(
+                "{name} {}{unit}, lately far from its usual {}{unit} for {:02}:00–{:02}:00 UTC (replayed or shifted readings?)",
+                num(self.a),
+                num(self.b),
+                self.c as u32 * 4,
+                self.c as u32 * 4 + 4
+            ),
             FeatureKind::Rssi | FeatureKind::Snr => format!(
-                "{} {} dB, usually {} ± {}: moved or impersonated?",
+                "{} {} dB lately, usually {} ± {}: moved or impersonated?",
                 if self.kind == FeatureKind::Rssi {
                     "RSSI"
                 } else {
