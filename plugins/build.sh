@@ -3,7 +3,7 @@
 # underscores: least_privilege.wasm, hostile.wasm, …): the examples (plugins/examples/* with a
 # Cargo.toml) as contract 0.2.0 core modules (wasm32-unknown-unknown), the hostile test guest and
 # a second least-privilege (least_privilege_component.wasm, for the benchmark and the 0.1.0
-# compatibility test) as contract 0.1.0 components (wasm32-wasip2); then the C example, the
+# compatibility test) as contract 0.1.1 components (wasm32-wasip2); then the C example, the
 # Python and JavaScript examples if their build scripts are there, then runs the SDK's and the
 # examples' native unit tests.
 #

@@ -5,6 +5,9 @@
 # in the real host), and exercises the benchmarks briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && [ -z "$(git status --porcelain)" ]; then
+    export WARDEN_CLEAN_AT_START=1
+fi
 
 # mosquitto, and every tests/scripts/install-*.sh (Modbus and LoRaWAN peers, the Debian wasm
 # toolchain, componentize-py and componentize-js)
@@ -28,3 +31,14 @@ echo "== bench smoke (small, debug build: correctness of the bench paths, not fi
 grep -q '"phase":"publish"' /tmp/warden-bench-smoke.txt
 grep -q '"phase":"pipeline+plugin"' /tmp/warden-bench-smoke.txt
 tail -7 /tmp/warden-bench-smoke.txt
+echo "== the work tree is as the run found it"
+# A test run must leave a checkout clean: no rewritten lockfile, no stray output outside ignored
+# directories. Checked only when the run started from a clean git work tree.
+if [ -n "${WARDEN_CLEAN_AT_START:-}" ]; then
+    left=$(git status --porcelain)
+    if [ -n "$left" ]; then
+        echo "run.sh: the test run changed the work tree:" >&2
+        echo "$left" >&2
+        exit 1
+    fi
+fi

@@ -210,9 +210,15 @@ fn readings(d: &mut Device, t: u64, rng: &mut Rng) -> (Kind, Vec<Point>) {
             (
                 Kind::Telemetry,
                 vec![
-                    Point::new("flow", Value::Float(q(12.0 + 4.0 * daylight + 0.3 * rng.n(), 0.01))),
+                    Point::new(
+                        "flow",
+                        Value::Float(q(12.0 + 4.0 * daylight + 0.3 * rng.n(), 0.01)),
+                    ),
                     Point::new("pressure", Value::Float(q(3.2 + 0.05 * rng.n(), 0.01))),
-                    Point::new("temp", Value::Float(q(45.0 + 5.0 * daylight + 0.4 * rng.n(), 0.1))),
+                    Point::new(
+                        "temp",
+                        Value::Float(q(45.0 + 5.0 * daylight + 0.4 * rng.n(), 0.1)),
+                    ),
                     Point::new("valve", Value::Int(i64::from(daylight > 0.1))),
                     Point::new("cycles", Value::Int(d.counter)),
                     Point::new("mode", Value::Int(2)),
@@ -272,9 +278,8 @@ fn history(
     let mut out: Vec<(u64, Ev)> = Vec::new();
     // readings recorded for replay: (t, points) 12 h back
     let mut recorded: std::collections::VecDeque<(u64, Vec<Point>)> = Default::default();
-    let in_attack = |a: Attack, t: u64| {
-        attack.is_some_and(|(x, s)| x == a && t >= s && t < s + a.duration())
-    };
+    let in_attack =
+        |a: Attack, t: u64| attack.is_some_and(|(x, s)| x == a && t >= s && t < s + a.duration());
     let mut t = T0 + (rng.f() * d.kind.interval() as f64) as u64;
     while t < end {
         let (kind, mut points) = readings(d, t, rng);
@@ -292,7 +297,10 @@ fn history(
             p.value = Value::Float(x * 10.0 + 100.0);
         }
         if in_attack(Attack::Frozen, t) {
-            if let Some((_, frozen)) = recorded.iter().find(|(rt, _)| *rt >= attack.map_or(0, |a| a.1)) {
+            if let Some((_, frozen)) = recorded
+                .iter()
+                .find(|(rt, _)| *rt >= attack.map_or(0, |a| a.1))
+            {
                 if let (Some(p), Some(f)) = (points.first_mut(), frozen.first()) {
                     p.value = f.value.clone();
                 }
@@ -323,7 +331,11 @@ fn history(
             // switch events: every ~20 min by day, every ~3 h at night (a heartbeat otherwise)
             DevKind::Switch => {
                 let h = (t % DAY) / HOUR;
-                let mean = if (7..23).contains(&h) { 20.0 * MIN as f64 } else { 180.0 * MIN as f64 };
+                let mean = if (7..23).contains(&h) {
+                    20.0 * MIN as f64
+                } else {
+                    180.0 * MIN as f64
+                };
                 ((-rng.f().max(1e-9).ln()) * mean) as u64 + 1000
             }
             k => (k.interval() as f64 * (0.95 + 0.1 * rng.f())) as u64,
@@ -387,7 +399,10 @@ struct ClassResult {
 }
 
 pub fn main(args: AnomalyArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.weeks >= 2, "--weeks must be at least 2 (one learning, one scored)");
+    anyhow::ensure!(
+        args.weeks >= 2,
+        "--weeks must be at least 2 (one learning, one scored)"
+    );
     anyhow::ensure!(
         (1..=10_000).contains(&args.per_kind),
         "--per-kind must be between 1 and 10000"
@@ -544,7 +559,15 @@ pub fn main(args: AnomalyArgs) -> anyhow::Result<()> {
                 "detected_by": r.by,
             })
         );
-        rows.push((a.name(), r.injected, r.detected, rate, r.quarantined, med, max));
+        rows.push((
+            a.name(),
+            r.injected,
+            r.detected,
+            rate,
+            r.quarantined,
+            med,
+            max,
+        ));
     }
     let per_dev_week = |n: u64| {
         if device_weeks > 0.0 {

@@ -485,11 +485,15 @@ pub struct RegistryConfig {
     pub offline_after_s: u64,
     /// Device roles an operator may assign (besides those named by `[[plugins.bind]] roles`).
     pub roles: Vec<String>,
+    /// New pending devices one source may register a minute (a LoRaWAN forwarder, a radio):
+    /// a flood of forged identities from one source cannot fill `max_pending`.
+    pub pending_per_source_per_min: u32,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
+            pending_per_source_per_min: 30,
             max_pending: 1000,
             default_zone: "default".into(),
             offline_after_s: 900,
@@ -516,6 +520,11 @@ pub struct ProfileConfig {
     pub min_assurance: Assurance,
     /// Uplinks not replay-checked by the adapter are denied.
     pub require_fresh: bool,
+    /// Security labels the device must use (`zwave-s2-access-control`, …; see the README's
+    /// assurance table). Empty: any. Uplinks under another label, or none, are denied; commands
+    /// are denied until the device was heard under one of them, and the adapter sends them only
+    /// under one of them.
+    pub security: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -748,6 +757,11 @@ impl Config {
             "registry.max_pending",
             self.registry.max_pending,
             1..=1_000_000,
+        )?;
+        bounded(
+            "registry.pending_per_source_per_min",
+            self.registry.pending_per_source_per_min as usize,
+            1..=100_000,
         )?;
         bounded(
             "registry.offline_after_s",

@@ -104,6 +104,13 @@ pub struct Metrics {
     pub quarantine_guard_held: Counter,
     pub baseline_devices: Gauge,
     pub baseline_bytes: Gauge,
+    pub link_notices: Family<NoticeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NoticeLabels {
+    pub link: String,
+    pub kind: String,
 }
 
 fn stage_histogram() -> Histogram {
@@ -239,6 +246,12 @@ impl Metrics {
             "Management API connections closed at accept by the listener or per-source cap",
             api_connections_refused.clone(),
         );
+        let link_notices = Family::<NoticeLabels, Counter>::default();
+        registry.register(
+            "link_notices",
+            "What adapters report about their links besides state: datagrams the kernel dropped at a socket (kind udp-receive-buffer), work a bounded queue dropped, moved paths",
+            link_notices.clone(),
+        );
         let api_connections_timed_out = Counter::default();
         registry.register(
             "api_connections_timed_out",
@@ -317,6 +330,7 @@ impl Metrics {
             quarantine_guard_held,
             baseline_devices,
             baseline_bytes,
+            link_notices,
         }
     }
 

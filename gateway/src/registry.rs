@@ -91,6 +91,19 @@ pub struct Stats {
     pub last_flushed: AtomicU64,
     /// Strongest assurance seen from this device (rank: 0 none seen, 1 none … 4 certificate).
     pub best_assurance: AtomicU64,
+    /// `best_assurance` as last written to the store.
+    pub best_flushed: AtomicU64,
+    /// The security label (`Message::security`) of the last uplink that passed authentication:
+    /// what a command's decision sees, since a downlink has no label of its own until the
+    /// adapter sends it. Written only when it changes.
+    pub security: std::sync::Mutex<Option<std::borrow::Cow<'static, str>>>,
+}
+
+impl Stats {
+    /// The last accepted uplink's security label.
+    pub fn security(&self) -> Option<std::borrow::Cow<'static, str>> {
+        self.security.lock().map_or(None, |g| g.clone())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -670,7 +683,22 @@ impl Registry {
                     }),
                 )
             })
-            .collect();
+            .collect::<HashMap<_, _>>();
+        // the downgrade guard's memory (a row without it: nothing seen yet)
+        let best: Vec<(String, i64)> = store.read(|c, _| {
+            let mut st = c.prepare(
+                "SELECT id, best_assurance FROM devices WHERE best_assurance IS NOT NULL",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })?;
+        for (id, rank) in best {
+            let rank = u64::try_from(rank).unwrap_or(0).min(4);
+            if let Some(e) = id.parse::<DeviceId>().ok().and_then(|d| map.get(&d)) {
+                e.stats.best_assurance.store(rank, Ordering::Relaxed);
+                e.stats.best_flushed.store(rank, Ordering::Relaxed);
+            }
+        }
         Ok(Self {
             store,
             map: RwLock::new(map),
@@ -1235,6 +1263,37 @@ impl Registry {
             .collect()
     }
 
+    /// Writes every raised `best_assurance` to the store, so the downgrade guard survives a
+    /// restart. Called every second: a scan of atomics, and a write only when some device's
+    /// assurance rose (a handful of times in a device's life).
+    pub fn flush_raised_assurance(&self) -> Result<usize, RegistryError> {
+        let raised: Vec<(String, u64)> = {
+            let m = self.map.read().unwrap_or_else(|p| p.into_inner());
+            m.iter()
+                .filter_map(|(id, e)| {
+                    let best = e.stats.best_assurance.load(Ordering::Relaxed);
+                    (best > e.stats.best_flushed.load(Ordering::Relaxed)).then(|| {
+                        e.stats.best_flushed.store(best, Ordering::Relaxed);
+                        (id.to_string(), best)
+                    })
+                })
+                .collect()
+        };
+        if raised.is_empty() {
+            return Ok(0);
+        }
+        self.store.write(|tx, _| {
+            let mut st = tx.prepare_cached(
+                "UPDATE devices SET best_assurance=max(coalesce(best_assurance, 0), ?2) WHERE id=?1",
+            )?;
+            for (id, best) in &raised {
+                st.execute(params![id, *best as i64])?;
+            }
+            Ok(((), Vec::new()))
+        })?;
+        Ok(raised.len())
+    }
+
     /// Writes changed `last_seen` values to the store (called periodically and at shutdown).
     pub fn flush_last_seen(&self) -> Result<usize, RegistryError> {
         let dirty: Vec<(String, u64)> = {
@@ -1395,6 +1454,37 @@ credentials = { psk = "base64:aGVsbG8=" }
             .to_string();
         assert!(!e.contains("topsecret"), "{e}");
         assert!(r.all().is_empty(), "a failed import changes nothing");
+    }
+
+    #[test]
+    fn the_downgrade_guard_survives_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let id: DeviceId = "sim:g".parse().unwrap();
+        let other: DeviceId = "sim:h".parse().unwrap();
+        {
+            let s = Store::open(d.path(), &MasterKey::from_bytes([2; 32])).unwrap();
+            let r = Registry::load(s, 10).unwrap();
+            let e = r.register_pending(&id, None, "default", "seen").unwrap();
+            r.register_pending(&other, None, "default", "seen").unwrap();
+            assert_eq!(r.flush_raised_assurance().unwrap(), 0, "nothing raised");
+            e.stats.best_assurance.store(3, Ordering::Relaxed);
+            assert_eq!(r.flush_raised_assurance().unwrap(), 1);
+            assert_eq!(r.flush_raised_assurance().unwrap(), 0, "written once");
+            // the store only ever raises it
+            e.stats.best_assurance.store(4, Ordering::Relaxed);
+            assert_eq!(r.flush_raised_assurance().unwrap(), 1);
+        }
+        let s = Store::open(d.path(), &MasterKey::from_bytes([2; 32])).unwrap();
+        let r = Registry::load(s, 10).unwrap();
+        let best = |id: &DeviceId| {
+            r.get(id)
+                .unwrap()
+                .stats
+                .best_assurance
+                .load(Ordering::Relaxed)
+        };
+        assert_eq!(best(&id), 4);
+        assert_eq!(best(&other), 0);
     }
 
     #[test]

@@ -49,8 +49,8 @@ pub struct MasterKey([u8; 32]);
 
 impl Drop for MasterKey {
     fn drop(&mut self) {
-        // best effort: do not leave the key in freed memory
-        self.0.fill(0);
+        // do not leave the key in freed memory (a write the compiler may not elide)
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
@@ -188,7 +188,7 @@ pub struct Sealer {
 
 impl Drop for Sealer {
     fn drop(&mut self) {
-        self.row_mac_key.fill(0);
+        zeroize::Zeroize::zeroize(&mut self.row_mac_key);
     }
 }
 

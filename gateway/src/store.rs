@@ -152,6 +152,8 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         add_column_if_missing(&conn, "devices", "mac", "BLOB")?;
+        // the strongest assurance seen: the downgrade guard survives a restart
+        add_column_if_missing(&conn, "devices", "best_assurance", "INTEGER")?;
         let sealer = master.sealer();
 
         // Key check: a sealed constant proves this master key is the one the data dir was made with.
@@ -388,6 +390,29 @@ impl warden_core::StateStore for AdapterState {
                     key,
                     sealer.seal(&self.aad(key), value)
                 ])?;
+                Ok(((), Vec::new()))
+            })
+            .map_err(state_err)
+    }
+
+    /// One `synchronous=FULL` transaction for all: one fsync however many.
+    fn put_many(&self, items: &[(String, Vec<u8>)]) -> Result<(), warden_core::StateError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .write(|tx, sealer| {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO adapter_state(protocol, key, sealed) VALUES(?1, ?2, ?3)
+                     ON CONFLICT(protocol, key) DO UPDATE SET sealed=excluded.sealed",
+                )?;
+                for (key, value) in items {
+                    st.execute(params![
+                        self.protocol,
+                        key,
+                        sealer.seal(&self.aad(key), value)
+                    ])?;
+                }
                 Ok(((), Vec::new()))
             })
             .map_err(state_err)

@@ -442,41 +442,83 @@ async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError>
     }
 }
 
+/// Control clients served at once; more are closed at once (the port is loopback, but any local
+/// process can reach it).
+const CONTROL_CLIENTS: usize = 8;
+/// The longest control line; a longer one is answered with an error and the connection closed.
+const CONTROL_LINE: usize = 4096;
+/// A control client silent this long is closed, freeing its slot.
+const CONTROL_IDLE: Duration = Duration::from_secs(60);
+
 async fn control_server(listener: TcpListener, tx: mpsc::Sender<Input>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(CONTROL_CLIENTS));
     loop {
         let Ok((sock, _)) = listener.accept().await else {
             return;
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(sock);
+            continue;
+        };
         let tx = tx.clone();
         tokio::spawn(async move {
-            let (rd, mut wr) = sock.into_split();
-            let mut lines = BufReader::new(rd).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let answer = match parse_line(&line) {
-                    Ok((id, kind, points)) => {
-                        let (rtx, rrx) = tokio::sync::oneshot::channel();
-                        if tx
-                            .send(Input::Control(id, kind, points, rtx))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                        rrx.await
-                            .unwrap_or_else(|_| "error: adapter stopped".into())
-                    }
-                    Err(e) => format!("error: {e}"),
-                };
-                if wr
-                    .write_all(format!("{answer}\n").as_bytes())
+            let _slot = slot;
+            control_client(sock, tx).await;
+        });
+    }
+}
+
+/// Serves one control client: a line in, one answer line out.
+async fn control_client(sock: tokio::net::TcpStream, tx: mpsc::Sender<Input>) {
+    use tokio::io::AsyncReadExt;
+    let (rd, mut wr) = sock.into_split();
+    let mut reader = BufReader::new(rd);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let limited = (&mut reader).take(CONTROL_LINE as u64 + 1);
+        let read = tokio::time::timeout(CONTROL_IDLE, read_line_into(limited, &mut buf)).await;
+        let Ok(Ok(n)) = read else { return };
+        if n == 0 {
+            return;
+        }
+        if buf.last() != Some(&b'\n') && n > CONTROL_LINE {
+            let _ = wr
+                .write_all(format!("error: line longer than {CONTROL_LINE} bytes\n").as_bytes())
+                .await;
+            return;
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let answer = match parse_line(line.trim_end_matches(['\r', '\n'])) {
+            Ok((id, kind, points)) => {
+                let (rtx, rrx) = tokio::sync::oneshot::channel();
+                if tx
+                    .send(Input::Control(id, kind, points, rtx))
                     .await
                     .is_err()
                 {
                     return;
                 }
+                rrx.await
+                    .unwrap_or_else(|_| "error: adapter stopped".into())
             }
-        });
+            Err(e) => format!("error: {e}"),
+        };
+        if wr
+            .write_all(format!("{answer}\n").as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
     }
+}
+
+async fn read_line_into<R: tokio::io::AsyncBufRead + Unpin>(
+    mut r: R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    r.read_until(b'\n', buf).await
 }
 
 fn parse_line(line: &str) -> Result<(DeviceId, Kind, Vec<Point>), String> {
@@ -580,6 +622,7 @@ mod tests {
                 },
                 principal: "p".into(),
                 min_assurance: warden_core::Assurance::None,
+                security: Vec::new(),
             })
             .await
             .unwrap();
@@ -593,6 +636,7 @@ mod tests {
                 },
                 principal: "p".into(),
                 min_assurance: warden_core::Assurance::None,
+                security: Vec::new(),
             })
             .await
             .unwrap();
@@ -637,6 +681,69 @@ mod tests {
                 break;
             }
         }
+    }
+
+    /// Writes one line and returns what came back in the next read.
+    async fn ask(s: &mut tokio::net::TcpStream, line: &[u8]) -> String {
+        use tokio::io::AsyncReadExt;
+        s.write_all(line).await.unwrap();
+        let mut b = [0u8; 128];
+        let n = s.read(&mut b).await.unwrap();
+        String::from_utf8_lossy(&b[..n]).into_owned()
+    }
+
+    #[tokio::test]
+    async fn the_control_port_bounds_its_clients_and_their_lines() {
+        use tokio::io::AsyncReadExt;
+        let (in_tx, mut in_rx) = mpsc::channel::<Input>(8);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(control_server(listener, in_tx));
+        // the adapter's side: answer every control line
+        tokio::spawn(async move {
+            while let Some(Input::Control(_, _, _, r)) = in_rx.recv().await {
+                let _ = r.send("ok".into());
+            }
+        });
+        // the sum: eight clients served, the ninth closed at once
+        let mut held = Vec::new();
+        for _ in 0..CONTROL_CLIENTS {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            assert_eq!(ask(&mut c, b"c-1 n=1\n").await, "ok\n");
+            held.push(c);
+        }
+        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = extra.write_all(b"c-1 n=1\n").await;
+        let mut b = [0u8; 16];
+        assert_eq!(
+            extra.read(&mut b).await.unwrap_or(0),
+            0,
+            "a ninth client served"
+        );
+        // the reset: one leaves, a new one is served
+        drop(held.pop());
+        let mut again = None;
+        for _ in 0..100 {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"c-1 n=2\n").await.unwrap();
+            let n = c.read(&mut b).await.unwrap_or(0);
+            if n > 0 {
+                assert_eq!(&b[..n], b"ok\n");
+                again = Some(c);
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(again.is_some(), "no slot came back");
+        // a line without end: refused with an error and closed, never buffered whole
+        let c = &mut held[0];
+        c.write_all(&vec![b'x'; 64 * 1024]).await.unwrap();
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer).await;
+        assert_eq!(
+            answer,
+            format!("error: line longer than {CONTROL_LINE} bytes\n")
+        );
     }
 
     proptest::proptest! {

@@ -51,6 +51,10 @@
 #define WARDEN_OFF_BYTES 64         /* u64 */
 #define WARDEN_OFF_DENIED 72        /* u64 */
 #define WARDEN_OFF_LAST_SEEN_MS 80  /* u64 */
+#define WARDEN_OFF_SECURITY 88      /* u32 symbol: zwave-s2-access-control, zwave-s0, ... */
+#define WARDEN_OFF_ANOMALY_FEATURE 92 /* u32 symbol: the top anomaly feature */
+#define WARDEN_OFF_HAS_SECURITY 96  /* u8 */
+#define WARDEN_OFF_HAS_ANOMALY_FEATURE 97 /* u8 */
 
 /* Point record offsets. */
 #define WARDEN_POINT_NAME 0     /* u32 symbol */
@@ -81,6 +85,8 @@
 #define WARDEN_FIELD_POINT_NAME 9
 #define WARDEN_FIELD_POINT_UNIT 10
 #define WARDEN_FIELD_POINT_VALUE 11
+#define WARDEN_FIELD_SECURITY 12
+#define WARDEN_FIELD_ANOMALY_FEATURE 13
 
 #define WARDEN_KV_OK 0
 #define WARDEN_KV_KEY_TOO_LARGE 1

@@ -56,8 +56,9 @@ if [ "$have_js" != "$COMPONENTIZE_JS_VERSION $JCO_VERSION $PREVIEW2_SHIM_VERSION
     echo "install-wasm-langs.sh: npm install in $js_dir (found '$have_js')"
     # `npm install`, not `npm ci`: npm 11 writes a lockfile without other platforms' optional native
     # packages (rolldown, jco-node-fs, ...) and then `npm ci` calls it out of sync. `npm install`
-    # still follows the committed lockfile; the exact pins in package.json back it up.
-    (cd "$js_dir" && npm install --no-audit --no-fund --loglevel=error)
+    # still follows the committed lockfile; the exact pins in package.json back it up. `--no-save`
+    # leaves the committed lockfile as it is (a test run must not change the work tree).
+    (cd "$js_dir" && npm install --no-save --no-audit --no-fund --loglevel=error)
 fi
 have_js="$(pkg_version @bytecodealliance/componentize-js) $(pkg_version @bytecodealliance/jco) $(pkg_version @bytecodealliance/preview2-shim)"
 if [ "$have_js" != "$COMPONENTIZE_JS_VERSION $JCO_VERSION $PREVIEW2_SHIM_VERSION" ]; then

@@ -14,7 +14,12 @@ use warden_e2e::*;
 /// Normal readings: the sim thermostat's own range (19–23 °C), spread deterministically.
 fn normal(dev: &str, n: usize) -> Vec<String> {
     (0..n)
-        .map(|i| format!("{dev} temperature={:.1}", 19.0 + ((i * 37) % 41) as f64 / 10.0))
+        .map(|i| {
+            format!(
+                "{dev} temperature={:.1}",
+                19.0 + ((i * 37) % 41) as f64 / 10.0
+            )
+        })
         .collect()
 }
 
@@ -169,13 +174,17 @@ fn a_flooding_device_is_quarantined_with_a_reason_and_released_by_an_operator() 
         "flood was a load test",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    sub.wait_lines(Duration::from_secs(20), "telemetry after the release", |l| {
-        l[before.min(l.len())..]
-            .iter()
-            .filter(|(t, _)| t == "warden/devices/sim:flood/telemetry/temperature")
-            .count()
-            >= 3
-    });
+    sub.wait_lines(
+        Duration::from_secs(20),
+        "telemetry after the release",
+        |l| {
+            l[before.min(l.len())..]
+                .iter()
+                .filter(|(t, _)| t == "warden/devices/sim:flood/telemetry/temperature")
+                .count()
+                >= 3
+        },
+    );
     assert_eq!(
         statuses(&sub, "sim:flood").last().unwrap()["status"],
         "active"
@@ -225,7 +234,10 @@ fn a_spoofed_value_alerts_then_quarantines_after_the_count_and_normal_traffic_ra
     );
     // the 60 normal readings before it raised nothing: the alert is the first behaviour event
     assert_eq!(behaviour_events(&sub, "sim:spoof").len(), 1);
-    assert_eq!(statuses(&sub, "sim:spoof").last().unwrap()["status"], "active");
+    assert_eq!(
+        statuses(&sub, "sim:spoof").last().unwrap()["status"],
+        "active"
+    );
     let rec = wait_for(Duration::from_secs(10), "the alert's audit record", || {
         audit_records(&dd)
             .into_iter()
@@ -235,7 +247,10 @@ fn a_spoofed_value_alerts_then_quarantines_after_the_count_and_normal_traffic_ra
     assert_eq!(detail(&rec)["features"][0]["feature"], "value:temperature");
 
     // two more within the window: quarantined by the count rule
-    g.sim(&["spoof temperature=150".to_string(), "spoof temperature=150".to_string()]);
+    g.sim(&[
+        "spoof temperature=150".to_string(),
+        "spoof temperature=150".to_string(),
+    ]);
     let st = wait_for(Duration::from_secs(10), "the quarantine", || {
         statuses(&sub, "sim:spoof")
             .into_iter()
@@ -324,7 +339,10 @@ fn the_mass_quarantine_guard_trips_at_forty_percent_of_a_zone_and_says_so() {
     let alarm = json(alarm);
     assert_eq!(alarm["alarm"], "mass-quarantine-guard");
     assert_eq!(alarm["zone"], "ward");
-    assert_eq!((alarm["quarantines"].as_u64(), alarm["devices"].as_u64()), (Some(2), Some(5)));
+    assert_eq!(
+        (alarm["quarantines"].as_u64(), alarm["devices"].as_u64()),
+        (Some(2), Some(5))
+    );
     assert!(
         alarm["reason"]
             .as_str()
@@ -370,7 +388,11 @@ fn a_plugin_decides_on_the_anomaly_score() {
     let root = t.path();
     let plugins = root.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(plugin_module("anomaly_gate"), plugins.join("anomaly_gate.wasm")).unwrap();
+    std::fs::copy(
+        plugin_module("anomaly_gate"),
+        plugins.join("anomaly_gate.wasm"),
+    )
+    .unwrap();
     let p = Ports::new();
     let cfg = root.join("w.toml");
     // the built-in rules only alert in zone `gate`; the plugin denies from a score of 0.4

@@ -218,6 +218,20 @@ fn rejections(g: &Gateway, cause: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The command result with this id and outcome, once it is on MQTT.
+fn wait_result(sub: &Subscriber, id: &str, outcome: &str) -> serde_json::Value {
+    let find = |l: &[(String, String)]| {
+        l.iter()
+            .filter(|(x, _)| x.ends_with("/cmd/result"))
+            .map(|(_, p)| json(p))
+            .find(|r| r["command_id"] == id && r["outcome"] == outcome)
+    };
+    let l = sub.wait_lines(Duration::from_secs(10), &format!("{id} {outcome}"), |l| {
+        find(l).is_some()
+    });
+    find(&l).unwrap()
+}
+
 fn wait_rejection(g: &Gateway, cause: &str, n: usize) -> Vec<serde_json::Value> {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
@@ -468,7 +482,13 @@ credentials = {{ dev_addr = "hex:{ABP_ADDR}", nwk_s_key = "hex:{ABP_NWK}", app_s
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    std::thread::sleep(Duration::from_millis(800));
+    // class A: the adapter holds it for the next uplink and says so at once (not `timeout` after
+    // the gateway's default wait, then `delivered`)
+    let queued = wait_result(&sub, "lw-1", "queued");
+    assert!(
+        queued["detail"].as_str().unwrap().contains("next uplink"),
+        "{queued}"
+    );
     let up2 = k.up(2, false, "1", &lpp_temp(23.2), "");
     a.push(&up2);
     let dn = a
@@ -487,16 +507,8 @@ credentials = {{ dev_addr = "hex:{ABP_ADDR}", nwk_s_key = "hex:{ABP_NWK}", app_s
     } else {
         panic!("tshark is not installed (run tests/scripts/install-lorawan.sh)");
     }
-    let res = sub.wait_lines(Duration::from_secs(10), "command result", |l| {
-        l.iter().any(|(x, _)| x.ends_with("/cmd/result"))
-    });
-    let (_, r) = res
-        .iter()
-        .find(|(x, _)| x.ends_with("/cmd/result"))
-        .unwrap();
-    let r = json(r);
+    let r = wait_result(&sub, "lw-1", "delivered");
     assert_eq!(r["command_id"], "lw-1");
-    assert_eq!(r["outcome"], "delivered", "{r}");
 
     // a TX_ACK error becomes a device-error result
     let o = Command::new("mosquitto_pub")
@@ -510,23 +522,14 @@ credentials = {{ dev_addr = "hex:{ABP_ADDR}", nwk_s_key = "hex:{ABP_NWK}", app_s
         .output()
         .unwrap();
     assert!(o.status.success());
-    std::thread::sleep(Duration::from_millis(800));
+    wait_result(&sub, "lw-2", "queued");
     let up3 = k.up(3, false, "1", &lpp_temp(23.3), "");
     a.push(&up3);
     let dn = a
         .pull_resp(Duration::from_secs(5))
         .expect("second command downlink");
     a.tx_ack(dn.token, "TOO_LATE");
-    let res = sub.wait_lines(Duration::from_secs(10), "second command result", |l| {
-        l.iter().filter(|(x, _)| x.ends_with("/cmd/result")).count() >= 2
-    });
-    let r = json(
-        &res.iter()
-            .filter(|(x, _)| x.ends_with("/cmd/result"))
-            .nth(1)
-            .unwrap()
-            .1,
-    );
+    let r = wait_result(&sub, "lw-2", "device-error");
     assert_eq!(r["command_id"], "lw-2");
     assert_eq!(r["outcome"], "device-error", "{r}");
     assert!(r["detail"].as_str().unwrap().contains("TOO_LATE"), "{r}");
@@ -674,5 +677,62 @@ credentials = {{ dev_addr = "hex:{ABP_ADDR}", nwk_s_key = "hex:{ABP_NWK}", app_s
             .collect::<Vec<_>>()
             .join("\n")
     );
+
+    // ---- kill -9 in a burst (counters are group-committed): after the restart, the last frame
+    // that reached MQTT is refused as a replay — no counter was reused
+    let burst: Vec<(u32, Vec<u8>)> = (6..46u32)
+        .map(|f| {
+            (
+                f,
+                k.up(f, false, "1", &lpp_temp(30.0 + f64::from(f) / 10.0), ""),
+            )
+        })
+        .collect();
+    for (_, frame) in &burst {
+        a.push(frame);
+    }
+    let published = |sub: &Subscriber| -> Vec<u32> {
+        sub.lines()
+            .iter()
+            .filter(|(x, _)| x == &topic(DEV, "temperature_1"))
+            .filter_map(|(_, pl)| json(pl)["value"].as_f64())
+            .filter(|v| *v >= 30.55)
+            .map(|v| ((v - 30.0) * 10.0).round() as u32)
+            .collect()
+    };
+    sub.wait_lines(
+        Duration::from_secs(15),
+        "part of the burst published",
+        |_| published(&sub).len() >= 5,
+    );
+    g.kill9();
+    let last = *published(&sub).iter().max().unwrap();
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let before = rejections(&g, "replay").len() + rejections(&g, "stale-fcnt").len();
+    let mut a = Forwarder::new(GW_A, udp);
+    a.pull();
+    let (_, frame) = burst.iter().find(|(f, _)| *f == last).unwrap();
+    a.push(frame);
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while rejections(&g, "replay").len() + rejections(&g, "stale-fcnt").len() <= before {
+        assert!(
+            std::time::Instant::now() < end,
+            "FCnt {last}, published before the kill, was not refused after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // the positive control: the next new counter is taken
+    let next = k.up(100, false, "1", &lpp_temp(42.5), "");
+    drop(sub);
+    let sub = Subscriber::spawn(&mq(&["-t", "warden/#"]), &t.path().join("sub3.txt"));
+    // subscribed once the retained gateway topics arrive
+    sub.wait_lines(Duration::from_secs(10), "the subscription up", |l| {
+        !l.is_empty()
+    });
+    a.push(&next);
+    sub.wait_lines(Duration::from_secs(15), "temperature 42.5", |l| {
+        l.iter()
+            .any(|(x, pl)| x == &topic(DEV, "temperature_1") && pl.contains("42.5"))
+    });
     g.stop();
 }

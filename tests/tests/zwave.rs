@@ -110,6 +110,12 @@ points = ["temperature"]
 commands = ["refresh"]
 min_assurance = "shared-key"
 
+[profiles.zwlock]
+points = ["temperature"]
+commands = ["refresh"]
+min_assurance = "shared-key"
+security = ["zwave-s2-access-control"]
+
 [adapters.zwave]
 port = "tcp://127.0.0.1:{port}"
 reconnect_s = 1
@@ -251,25 +257,24 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
         (!device_show(&g, SLEEPY)["device"]["model"].is_null()).then_some(())
     });
     approve(&g, SLEEPY, "zwsensor");
-    let mut refresh = Cli::spawn(
-        &g,
-        &["command", SLEEPY, "refresh"],
-        &dir.join("refresh.txt"),
-    );
-    wait_audit(&dd, "the refresh allowed", |r| {
-        is(r, "command", SLEEPY) && r["verdict"] == "allow"
-    });
+    // answered `queued` at once (not a timeout after the gateway's default wait)
+    let refresh = queued(&command(&g, SLEEPY, "refresh"));
     let res = command(&g, SWITCH, "turn_on");
     assert_eq!(res["outcome"], "delivered", "{res}");
-    assert!(
-        !refresh.text().contains("delivered"),
-        "sent before the node woke: {}",
-        refresh.text()
-    );
     assert!(latest(&sub, SLEEPY, "temperature").is_none());
     assert_eq!(mock.ctl("wakeup 5"), "OK wakeup 5");
-    assert!(refresh.wait_exit(), "{}", refresh.text());
-    assert!(refresh.text().contains("delivered"), "{}", refresh.text());
+    let res = final_result(&sub, &refresh);
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    // nothing but `queued` before it: it was not sent before the node woke
+    let before: Vec<_> = sub
+        .lines()
+        .iter()
+        .filter(|(t, _)| t.ends_with("/cmd/result"))
+        .map(|(_, p)| json(p))
+        .filter(|r| r["command_id"] == refresh.as_str())
+        .map(|r| r["outcome"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(before, ["queued", "delivered"]);
     sub.wait_lines(T, "the sleeping node's answer", |_| {
         latest(&sub, SLEEPY, "temperature").is_some_and(|e| e["value"] == 18.0)
     });
@@ -597,11 +602,25 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
             .contains("security: s2-access-control"),
         "{reg}"
     );
-    for (node, id, v) in [
-        (10, "zwave:c0ffee01-10", 20.5),
-        (9, "zwave:c0ffee01-9", 21.25),
+    // node 9 under a profile that accepts only S2 Access Control (the positive control of the
+    // security-label check below), node 10 under one that takes any shared-key security
+    for (node, id, v, profile, label) in [
+        (
+            10,
+            "zwave:c0ffee01-10",
+            20.5,
+            "zws2",
+            "zwave-s2-authenticated",
+        ),
+        (
+            9,
+            "zwave:c0ffee01-9",
+            21.25,
+            "zwlock",
+            "zwave-s2-access-control",
+        ),
     ] {
-        approve(&g, id, "zws2");
+        approve(&g, id, profile);
         assert_eq!(
             mock.ctl(&format!("s2temp {node} {v}")),
             format!("OK s2temp {node}")
@@ -612,14 +631,139 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
         let t = latest(&sub, id, "temperature").unwrap();
         assert_eq!(t["value"], v, "{t}");
         assert_eq!(t["assurance"], "shared-key", "{t}");
+        assert_eq!(t["security"], label, "{t}");
         let res = command(&g, id, "refresh");
         assert_eq!(res["outcome"], "delivered", "{res}");
     }
-    // a plain frame from the Access Control node is a downgrade
+    // node 10 (S2 Authenticated, also `shared-key`) moved to the Access Control profile: its
+    // reports and commands are refused, naming the label
+    approve(&g, "zwave:c0ffee01-10", "zwlock");
+    assert_eq!(mock.ctl("s2temp 10 22.5"), "OK s2temp 10");
+    let d = wait_audit(&dd, "node 10's report refused for its security", |r| {
+        is(r, "uplink", "zwave:c0ffee01-10")
+            && r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("security `zwave-s2-authenticated`"))
+    });
+    assert_eq!(d["verdict"], "deny", "{d}");
+    let res = command(&g, "zwave:c0ffee01-10", "refresh");
+    assert_ne!(res["outcome"], "delivered", "{res}");
+    assert!(res.to_string().contains("zwave-s2-authenticated"), "{res}");
+    assert!(
+        !values(&sub, "zwave:c0ffee01-10", "temperature")
+            .iter()
+            .any(|v| *v == 22.5)
+    );
+    // a plain frame from the Access Control node is a downgrade, and so is a frame under a
+    // lower S2 class whose key it also holds (S2 Authenticated, granted with Access Control)
     assert_eq!(mock.ctl("temp 9 30.0"), "OK temp 9");
     wait_audit(&dd, "node 9's plain frame refused", |r| {
         is(r, "uplink", "zwave:c0ffee01-9") && cause(r) == "downgrade"
     });
+    assert_eq!(mock.ctl("granted 9"), "OK ac,auth");
+    assert_eq!(mock.ctl("s2temp 9 31.0 auth"), "OK s2temp 9");
+    let d = wait_audit(&dd, "node 9's frame under S2 Authenticated refused", |r| {
+        is(r, "uplink", "zwave:c0ffee01-9")
+            && cause(r) == "downgrade"
+            && r.to_string().contains("under s2-authenticated")
+    });
+    assert!(d.to_string().contains("granted s2-access-control"), "{d}");
+    // its next frame under Access Control is taken (positive control)
+    assert_eq!(mock.ctl("s2temp 9 21.75 ac"), "OK s2temp 9");
+    sub.wait_lines(T, "node 9's frame under Access Control again", |_| {
+        latest(&sub, "zwave:c0ffee01-9", "temperature").is_some_and(|e| e["value"] == 21.75)
+    });
+
+    // Fewer classes than requested: a node asking for S2 Access Control and S2 Unauthenticated,
+    // joined without the DSK PIN, is granted S2 Unauthenticated only — what the node itself
+    // holds after the key exchange, and what Warden stored
+    let a15 = mock.ctl("include 15 s2multi");
+    pin_of(&a15);
+    let reg = include_with(&g, &dd, dir, "zwave:c0ffee01-15", &[]);
+    assert!(
+        reg["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("security: s2-unauthenticated"),
+        "{reg}"
+    );
+    assert_eq!(mock.ctl("granted 15"), "OK unauth");
+    let d = device_show(&g, "zwave:c0ffee01-15");
+    assert!(
+        d.to_string().contains("s2-unauthenticated")
+            && !d.to_string().contains("s2-access-control"),
+        "{d}"
+    );
+    approve(&g, "zwave:c0ffee01-15", "zws2");
+    assert_eq!(mock.ctl("s2temp 15 20.25"), "OK s2temp 15");
+    sub.wait_lines(T, "node 15's temperature under S2 Unauthenticated", |_| {
+        latest(&sub, "zwave:c0ffee01-15", "temperature").is_some_and(|e| e["value"] == 20.25)
+    });
+    // the node gets the Access Control key (read out of node 9): a frame under it decrypts, but
+    // the class was never granted to node 15, so it is refused and audited, and not published
+    assert_eq!(mock.ctl("stealkey 9 15 ac"), "OK stealkey 15");
+    assert_eq!(mock.ctl("s2temp 15 35.0 ac"), "OK s2temp 15");
+    let d = wait_audit(&dd, "node 15's frame under Access Control refused", |r| {
+        is(r, "uplink", "zwave:c0ffee01-15") && cause(r) == "s2-class-not-granted"
+    });
+    assert!(
+        d.to_string()
+            .contains("under s2-access-control from a node granted only s2-unauthenticated"),
+        "{d}"
+    );
+    // its next frame under its own class is taken again
+    assert_eq!(mock.ctl("s2temp 15 20.5 unauth"), "OK s2temp 15");
+    sub.wait_lines(T, "node 15's next frame under S2 Unauthenticated", |_| {
+        latest(&sub, "zwave:c0ffee01-15", "temperature").is_some_and(|e| e["value"] == 20.5)
+    });
+    assert_eq!(
+        values(&sub, "zwave:c0ffee01-15", "temperature"),
+        vec![serde_json::json!(20.25), serde_json::json!(20.5)]
+    );
+
+    // S2 multicast (MPAN), Warden as a member of a group node 15 multicasts to: its first
+    // multicast comes before Warden holds the group's MPAN (refused, `s2-no-mpan`); its
+    // singlecast follow-up decrypts and is answered with a Nonce Report with MOS, for which the
+    // node sends the group's MPAN; its next multicast decrypts with it, at `shared-key`; the same
+    // multicast again is a replay
+    const N15: &str = "zwave:c0ffee01-15";
+    assert!(mock.ctl("mcast 15 24.0").starts_with("OK mcast 15"));
+    wait_audit(&dd, "the multicast before the MPAN refused", |r| {
+        is(r, "uplink", N15) && cause(r) == "s2-no-mpan"
+    });
+    assert_eq!(mock.ctl("mcfollow 15 24.0"), "OK mcfollow 15 mos");
+    sub.wait_lines(T, "the follow-up's temperature", |_| {
+        latest(&sub, N15, "temperature").is_some_and(|e| e["value"] == 24.0)
+    });
+    assert!(mock.ctl("mcast 15 24.5").starts_with("OK mcast 15"));
+    sub.wait_lines(T, "the multicast's temperature", |_| {
+        latest(&sub, N15, "temperature").is_some_and(|e| e["value"] == 24.5)
+    });
+    let t = latest(&sub, N15, "temperature").unwrap();
+    assert_eq!(t["assurance"], "shared-key", "{t}");
+    assert_eq!(t["security"], "zwave-s2-unauthenticated", "{t}");
+    assert_eq!(mock.ctl("replay"), "OK replay");
+    wait_audit(&dd, "the replayed multicast refused", |r| {
+        is(r, "uplink", N15) && cause(r) == "replay" && r.to_string().contains("multicast")
+    });
+    // a follow-up while Warden holds the MPAN asks for nothing; the next multicast still decrypts
+    assert_eq!(mock.ctl("mcfollow 15 24.5"), "OK mcfollow 15");
+    assert!(mock.ctl("mcast 15 25.0").starts_with("OK mcast 15"));
+    sub.wait_lines(T, "the next multicast's temperature", |_| {
+        latest(&sub, N15, "temperature").is_some_and(|e| e["value"] == 25.0)
+    });
+    assert_eq!(
+        values(&sub, N15, "temperature"),
+        vec![
+            serde_json::json!(20.25),
+            serde_json::json!(20.5),
+            serde_json::json!(24.0),
+            serde_json::json!(24.5),
+            serde_json::json!(24.5),
+            serde_json::json!(25.0)
+        ],
+        "nothing from the refused multicasts"
+    );
 
     // Nonce floods: a granted node asking for nonces in a loop gets a few Nonce Reports, then one
     // per refill period; the rest are dropped and audited. Counted by the mock, which sees every
@@ -685,6 +829,30 @@ fn zwave_s2_authenticated_and_access_control_need_the_dsk_pin() {
     g.stop();
 }
 
+/// The final (not `queued`) result of command `id` on MQTT.
+fn final_result(sub: &Subscriber, id: &str) -> serde_json::Value {
+    let find = |l: &[(String, String)]| {
+        l.iter()
+            .filter(|(t, _)| t.ends_with("/cmd/result"))
+            .map(|(_, p)| json(p))
+            .find(|r| r["command_id"] == id && r["outcome"] != "queued")
+    };
+    let l = sub.wait_lines(T, &format!("command {id}'s result"), |l| find(l).is_some());
+    find(&l).unwrap()
+}
+
+/// A command to a sleeping node: answered `queued` at once, naming the wake-up; its id.
+fn queued(res: &serde_json::Value) -> String {
+    assert_eq!(res["outcome"], "queued", "{res}");
+    assert!(
+        res["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("Wake Up Notification")),
+        "{res}"
+    );
+    res["command_id"].as_str().unwrap().to_owned()
+}
+
 /// `warden command` with arguments; the printed result JSON.
 fn command_with(g: &Gateway, id: &str, name: &str, args: &[&str]) -> serde_json::Value {
     let mut a = vec!["command", id, name];
@@ -718,6 +886,13 @@ min_assurance = "none"
     let dd = dir.join("data");
     let g = Gateway::start(&dd, &cfg, &p, &[]);
     wait_audit(&dd, "the Z-Wave link up", |r| zwave_link(r, "Up"));
+    // allowed telemetry is audited per minute in aggregate, and held commands finish on MQTT
+    let sub = Subscriber::spawn(
+        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
+        &dir.join("sub.txt"),
+    );
+    // subscribed once the retained gateway topics arrive
+    sub.wait_lines(T, "the subscription up", |l| !l.is_empty());
 
     const SUP: &str = "zwave:c0ffee01-11";
     assert_eq!(mock.ctl("include 11 supswitch"), "OK include 11");
@@ -762,19 +937,118 @@ min_assurance = "none"
     assert_eq!(res["outcome"], "delivered", "{res}");
     assert_eq!(mock.state()["switches"]["11"], false);
 
+    // a sleeping node that supports Supervision: a Set for it is held until its Wake Up
+    // Notification, then sent inside Supervision Get, and the node's Supervision Report is the
+    // command's result, as for a node that is awake
+    const SLEEPSUP: &str = "zwave:c0ffee01-13";
+    assert_eq!(mock.ctl("include 13 supsleepy"), "OK include 13");
+    let reg = include_with(&g, &dd, dir, SLEEPSUP, &[]);
+    let reason = reg["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("listening: false"), "{reg}");
+    assert!(
+        reason.contains("0x6c"),
+        "Supervision in its command classes: {reg}"
+    );
+    approve(&g, SLEEPSUP, "zwsup");
+    let allowed = |dd: &Path| {
+        audit_where(dd, |r| {
+            is(r, "command", SLEEPSUP) && r["verdict"] == "allow"
+        })
+        .len()
+    };
+    let set = queued(&command_with(
+        &g,
+        SLEEPSUP,
+        "set_config",
+        &["parameter=1", "value=7"],
+    ));
+    wait_for(T, "the held Set allowed", || {
+        (allowed(&dd) == 1).then_some(())
+    });
+    // the awake relay's command goes meanwhile (positive control): the sleeping node gets nothing
+    let res = command(&g, SUP, "turn_on");
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(mock.state()["switches"]["11"], true);
+    assert_eq!(
+        mock.ctl("sent 13 6c01"),
+        "OK 0",
+        "sent before the node woke"
+    );
+    assert!(mock.state()["config"]["13"].is_null());
+    assert_eq!(mock.ctl("wakeup 13"), "OK wakeup 13");
+    let res = final_result(&sub, &set);
+    assert_eq!(res["outcome"], "delivered", "{res}");
+    assert_eq!(
+        res["points"],
+        serde_json::json!([{"name": "supervision", "value": "success"}]),
+        "{res}"
+    );
+    assert_eq!(mock.state()["config"]["13"], 7);
+    assert_eq!(
+        mock.ctl("sent 13 6c01"),
+        "OK 1",
+        "the held Set went supervised"
+    );
+    // two held at once, one the node refuses (99 is over the parameter's maximum): each gets
+    // its own status, in order, at the one wake-up
+    let bad = queued(&command_with(
+        &g,
+        SLEEPSUP,
+        "set_config",
+        &["parameter=1", "value=99"],
+    ));
+    let good = queued(&command_with(
+        &g,
+        SLEEPSUP,
+        "set_config",
+        &["parameter=1", "value=3"],
+    ));
+    wait_for(T, "the third held Set allowed", || {
+        (allowed(&dd) == 3).then_some(())
+    });
+    assert_eq!(
+        mock.ctl("sent 13 6c01"),
+        "OK 1",
+        "sent before the node woke again"
+    );
+    assert_eq!(mock.ctl("wakeup 13"), "OK wakeup 13");
+    let rb = final_result(&sub, &bad);
+    let rg = final_result(&sub, &good);
+    assert_eq!(rb["outcome"], "device-error", "{rb}");
+    assert!(rb.to_string().contains("supervision status: fail"), "{rb}");
+    assert_eq!(rg["outcome"], "delivered", "{rg}");
+    assert_eq!(
+        rg["points"],
+        serde_json::json!([{"name": "supervision", "value": "success"}]),
+        "{rg}"
+    );
+    assert_eq!(mock.state()["config"]["13"], 3);
+    assert_eq!(mock.ctl("sent 13 6c01"), "OK 3");
+    // the node acts on a held Set but its Supervision Report is lost: `timeout` after
+    // send_timeout_ms, although the radio delivered it
+    assert_eq!(mock.ctl("mute 13 on"), "OK mute 13 on");
+    let lost = queued(&command_with(
+        &g,
+        SLEEPSUP,
+        "set_config",
+        &["parameter=1", "value=4"],
+    ));
+    wait_for(T, "the fourth held Set allowed", || {
+        (allowed(&dd) == 4).then_some(())
+    });
+    assert_eq!(mock.ctl("wakeup 13"), "OK wakeup 13");
+    let rl = final_result(&sub, &lost);
+    assert_eq!(rl["outcome"], "timeout", "{rl}");
+    assert_eq!(mock.state()["config"]["13"], 4);
+    assert_eq!(mock.ctl("sent 13 6c01"), "OK 4");
+    assert_eq!(mock.ctl("mute 13 off"), "OK mute 13 off");
+
     // a report the node supervises itself: its temperature is taken and Warden answers
     // Supervision Report (session 5, success)
     wait_for(T, "the sensor interviewed", || {
         (!device_show(&g, SENSOR)["device"]["manufacturer"].is_null()).then_some(())
     });
     approve(&g, SENSOR, "zwsensor");
-    // allowed telemetry is audited per minute in aggregate, so the report is awaited on MQTT
-    let sub = Subscriber::spawn(
-        &operator_args(&dd, p.mqtt, &["-t", "warden/#"]),
-        &dir.join("sub.txt"),
-    );
-    // subscribed once the retained gateway topics arrive
-    sub.wait_lines(T, "the subscription up", |l| !l.is_empty());
     assert_eq!(mock.ctl("sent 3 6c0205ff"), "OK 0");
     assert!(mock.ctl("appcmd 3 6c0105063105012200d7").starts_with("OK"));
     sub.wait_lines(T, "the supervised report's temperature on MQTT", |_| {
@@ -854,6 +1128,53 @@ fn zwave_s0_node_included_and_its_encrypted_reports_taken() {
             serde_json::json!(17.5),
             serde_json::json!(18.25),
             serde_json::json!(18.25)
+        ]
+    );
+    // a report split over two sequenced S0 encapsulations (built by the mock with zwave-js's S0
+    // primitives and the node's key; zwave-js never sends them itself) is joined and taken
+    assert_eq!(mock.ctl("s0seq 12 19.5"), "OK s0seq 12");
+    sub.wait_lines(T, "the sequenced S0 report", |_| {
+        latest(&sub, S0NODE, "temperature").is_some_and(|e| e["value"] == 19.5)
+    });
+    let t12 = latest(&sub, S0NODE, "temperature").unwrap();
+    assert_eq!(t12["assurance"], "shared-key", "{t12}");
+    assert_eq!(t12["security"], "zwave-s0", "{t12}");
+    // each part authentic, the sequence not: refused with its cause, audited, nothing published
+    let sequenced = |cause_: &str| {
+        audit_where(&dd, |r| {
+            is(r, "uplink", S0NODE)
+                && cause(r) == cause_
+                && r.to_string().contains("a sequenced S0 command")
+        })
+        .len()
+    };
+    for (mode, want) in [
+        ("repeat", "replay"),
+        ("mismatch", "s0-sequence-mismatch"),
+        ("second", "s0-second-without-first"),
+    ] {
+        assert_eq!(
+            mock.ctl(&format!("s0seq 12 40.0 {mode}")),
+            "OK s0seq 12",
+            "{mode}"
+        );
+        wait_for(T, &format!("the {mode} sequence refused as {want}"), || {
+            (sequenced(want) == 1).then_some(())
+        });
+    }
+    // the node's next sequenced report is taken again
+    assert_eq!(mock.ctl("s0seq 12 20.5"), "OK s0seq 12");
+    sub.wait_lines(T, "the sequenced S0 report after the refusals", |_| {
+        latest(&sub, S0NODE, "temperature").is_some_and(|e| e["value"] == 20.5)
+    });
+    assert_eq!(
+        values(&sub, S0NODE, "temperature"),
+        vec![
+            serde_json::json!(17.5),
+            serde_json::json!(18.25),
+            serde_json::json!(18.25),
+            serde_json::json!(19.5),
+            serde_json::json!(20.5)
         ]
     );
     // an S0 frame from a node without S0 is refused

@@ -178,6 +178,7 @@ async fn a_routed_device_is_named_by_its_network_and_reached_through_the_router(
             },
             principal: "test".into(),
             min_assurance: warden_core::Assurance::None,
+            security: Vec::new(),
         })
         .await
         .unwrap();

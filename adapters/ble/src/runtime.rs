@@ -719,6 +719,7 @@ mod tests {
             },
             principal: "operator:test".into(),
             min_assurance: warden_core::Assurance::None,
+            security: Vec::new(),
         }
     }
 

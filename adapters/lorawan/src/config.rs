@@ -105,6 +105,11 @@ pub struct Config {
     /// used; later than this before RX2, the downlink is reported missed.
     #[serde(default = "default_margin")]
     pub schedule_margin_ms: u64,
+    /// The socket's kernel receive buffer in bytes, for bursts of PUSH_DATA (the kernel may
+    /// grant less: up to `net.core.rmem_max` unless Warden runs with CAP_NET_ADMIN; the granted
+    /// size is in the adapter's link health). Datagrams the kernel still drops are counted.
+    #[serde(default = "default_rcvbuf")]
+    pub udp_receive_buffer: usize,
     /// How long copies of one frame from several forwarders are collected (best signal kept).
     #[serde(default = "default_dedup")]
     pub dedup_ms: u64,
@@ -114,9 +119,20 @@ pub struct Config {
     /// A forwarder without PULL_DATA for this long is reported down.
     #[serde(default = "default_fwd_timeout")]
     pub forwarder_timeout_s: u64,
+    /// Let a forwarder's downlink path (the address its PULL_DATA comes from) move to another
+    /// address while the old one is alive. Off: a PULL_DATA claiming a live forwarder's EUI from
+    /// another address is refused and audited (`forwarder-moved`), so nobody who learns a gateway
+    /// EUI can redirect its downlinks; the path moves only once the old one has been silent for
+    /// `forwarder_timeout_s` (a forwarder whose address changed). Either move is audited.
+    #[serde(default)]
+    pub forwarder_roaming: bool,
     /// How long to wait for a TX_ACK before reporting a command as timed out.
     #[serde(default = "default_txack")]
     pub tx_ack_timeout_ms: u64,
+    /// How long a queued command waits for its device's next uplink (class A: the only moment
+    /// it can be sent) before it is reported `timeout`; until then the command is `queued`.
+    #[serde(default = "default_downlink_wait")]
+    pub downlink_wait_s: u64,
     /// Model used by devices without one.
     #[serde(default)]
     pub default_model: Model,
@@ -153,6 +169,12 @@ fn default_queue() -> usize {
 fn default_fwd_timeout() -> u64 {
     30
 }
+fn default_rcvbuf() -> usize {
+    4 << 20
+}
+fn default_downlink_wait() -> u64 {
+    3600
+}
 fn default_txack() -> u64 {
     3000
 }
@@ -177,6 +199,12 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if !(4096..=(256 << 20)).contains(&self.udp_receive_buffer) {
+            return Err("`udp_receive_buffer` must be between 4096 and 268435456 bytes".into());
+        }
+        if !(1..=86_400).contains(&self.downlink_wait_s) {
+            return Err("`downlink_wait_s` must be between 1 and 86400".into());
+        }
         for f in &self.forwarders {
             parse_eui(f).map_err(|e| format!("forwarders: {e}"))?;
         }

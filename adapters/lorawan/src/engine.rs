@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use warden_core::{
-    AdapterEvent, Announcement, Assurance, CommandOutcome, CommandResult, CredentialLookup,
-    DeviceId, Downlink, LinkMeta, Message, Point, Rejection, StateStore, Value,
+    AdapterEvent, Announcement, Assurance, CommandHeld, CommandOutcome, CommandResult,
+    CredentialLookup, DeviceId, Downlink, LinkMeta, Message, Point, Rejection, StateStore, Value,
 };
 
 use crate::config::{Config, Decoder, Encoding, parse_eui};
@@ -93,6 +93,8 @@ impl Outcome {
 #[derive(Debug, Clone)]
 struct Queued {
     command_id: String,
+    /// Reported `timeout` (and dropped) when the device has not sent an uplink by then.
+    until: std::time::Instant,
     fport: u8,
     payload: Vec<u8>,
     confirmed: bool,
@@ -105,6 +107,8 @@ pub struct Engine {
     state: Arc<dyn StateStore>,
     sessions: HashMap<u32, Session>,
     queues: HashMap<u64, VecDeque<Queued>>,
+    /// During [`Engine::handle_batch`]: the state writes of the batch, committed together.
+    batch: Option<Vec<(String, Vec<u8>)>>,
 }
 
 fn session_key(addr: u32) -> String {
@@ -148,6 +152,7 @@ impl Engine {
             state,
             sessions,
             queues: HashMap::new(),
+            batch: None,
         })
     }
 
@@ -161,11 +166,50 @@ impl Engine {
 
     fn save_session(&mut self, s: &Session) -> Result<(), String> {
         let v = serde_json::to_vec(s).map_err(|e| e.to_string())?;
-        self.state
-            .put(&session_key(s.dev_addr), &v)
-            .map_err(|e| e.to_string())?;
+        self.write(session_key(s.dev_addr), v)?;
         self.sessions.insert(s.dev_addr, s.clone());
         Ok(())
+    }
+
+    /// A durable write: at once, or in a batch's one commit (a later write of the same key in
+    /// the batch replaces the earlier one).
+    fn write(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        match &mut self.batch {
+            Some(b) => {
+                match b.iter_mut().find(|(k, _)| *k == key) {
+                    Some(e) => e.1 = value,
+                    None => b.push((key, value)),
+                }
+                Ok(())
+            }
+            None => self.state.put(&key, &value).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Handles frames together with one durable commit for all of their state (counters,
+    /// DevNonces, sessions): none of them is delivered or answered before it (group commit). If
+    /// the commit fails, every frame of the batch is refused (`state-error`) and nothing of them
+    /// goes out; their counters stay advanced in memory, so none can be replayed.
+    pub fn handle_batch(&mut self, frames: &[(Vec<u8>, RxInfo, Duration)]) -> Vec<Outcome> {
+        self.batch = Some(Vec::new());
+        let outs: Vec<Outcome> = frames
+            .iter()
+            .map(|(phy, rx, elapsed)| self.handle(phy, rx, *elapsed))
+            .collect();
+        let writes = self.batch.take().unwrap_or_default();
+        match self.state.put_many(&writes) {
+            Ok(()) => outs,
+            Err(e) => outs
+                .into_iter()
+                .map(|o| {
+                    let device = o.events.iter().find_map(|ev| match ev {
+                        AdapterEvent::Uplink(m) => Some(m.device.clone()),
+                        _ => None,
+                    });
+                    Outcome::reject(device, "state-error", format!("group commit: {e}"))
+                })
+                .collect(),
+        }
     }
 
     /// Handles one (deduplicated) uplink PHYPayload. `elapsed` is the time since the PUSH_DATA
@@ -279,6 +323,9 @@ impl Engine {
                     AdapterEvent::Announce(Announcement {
                         device: Some(device.clone()),
                         serial: Some(format!("{:016x}", jr.dev_eui)),
+                        // the source the gateway rate-limits new pending devices by: spoofed
+                        // JoinRequests through one forwarder cannot fill the pending list
+                        details: vec![("via".into(), format!("lorawan:forwarder:{:016x}", rx.eui))],
                         ..Default::default()
                     }),
                     AdapterEvent::Rejected(Rejection {
@@ -466,7 +513,7 @@ impl Engine {
                 }
             },
         };
-        let Some(device) = device_id(sess.dev_eui) else {
+        let Some(mut device) = device_id(sess.dev_eui) else {
             return Outcome::reject(None, "malformed", "DevEUI".into());
         };
         // zero trust: a session outlives nothing — the device must still be active with its keys
@@ -478,17 +525,51 @@ impl Engine {
             self.creds.credential(&device, "app_key").is_some()
         };
         if !still {
-            return Outcome::reject(
-                Some(device),
-                "inactive-device",
-                format!(
-                    "DevAddr {:08x}: the device is no longer active or its keys changed",
-                    d.dev_addr
-                ),
-            );
+            match self.abp_session(d.dev_addr) {
+                // An ABP device re-provisioned with new keys for the same DevAddr: the stored
+                // session is replaced by one under the new keys, its counter starting afresh (a
+                // frame under the old keys fails the MIC below; ABP devices reset their counter
+                // when re-flashed).
+                Some(fresh) if fresh.nwk_s_key != sess.nwk_s_key => {
+                    let Some(id) = device_id(fresh.dev_eui) else {
+                        return Outcome::reject(None, "malformed", "DevEUI".into());
+                    };
+                    tracing::info!(device = %id, dev_addr = format_args!("{:08x}", d.dev_addr),
+                        "lorawan: ABP keys changed, the stored session is replaced");
+                    sess = fresh;
+                    device = id;
+                }
+                // The MIC first: only a frame under the stored session's keys is the device's
+                // and counts against it; anything else is a stranger's.
+                _ => {
+                    return match Self::resolve_fcnt(&sess, d) {
+                        Err(("bad-mic", detail)) => Outcome::reject(
+                            None,
+                            "bad-mic",
+                            format!("DevAddr {:08x} (a stale session): {detail}", d.dev_addr),
+                        ),
+                        _ => Outcome::reject(
+                            Some(device),
+                            "inactive-device",
+                            format!(
+                                "DevAddr {:08x}: the device is no longer active or its keys changed",
+                                d.dev_addr
+                            ),
+                        ),
+                    };
+                }
+            }
         }
         let fcnt = match Self::resolve_fcnt(&sess, d) {
             Ok(f) => f,
+            // a bad MIC proves nothing about who sent it: not the device's denial
+            Err(("bad-mic", detail)) => {
+                return Outcome::reject(
+                    None,
+                    "bad-mic",
+                    format!("DevAddr {:08x} ({device}): {detail}", d.dev_addr),
+                );
+            }
             Err((cause, detail)) => return Outcome::reject(Some(device), cause, detail),
         };
         // persist the counter before anything is delivered or answered
@@ -656,8 +737,28 @@ impl Engine {
         out
     }
 
-    /// Queues a decided command for the device's next uplink, or says why it cannot be sent.
-    pub fn enqueue(&mut self, dl: &Downlink) -> Result<(), CommandResult> {
+    /// Commands whose device sent no uplink within `downlink_wait_s`: dropped, answered `timeout`.
+    pub fn expire_queued(&mut self, now: std::time::Instant) -> Vec<CommandResult> {
+        let mut out = Vec::new();
+        for (eui, q) in &mut self.queues {
+            let Some(device) = device_id(*eui) else {
+                continue;
+            };
+            q.retain(|c| {
+                let keep = c.until > now;
+                if !keep {
+                    out.push(result(&device, &c.command_id, CommandOutcome::Timeout));
+                }
+                keep
+            });
+        }
+        self.queues.retain(|_, q| !q.is_empty());
+        out
+    }
+
+    /// Queues a decided command for the device's next uplink (what the gateway is told: it is
+    /// held, and for how long), or says why it cannot be sent.
+    pub fn enqueue(&mut self, dl: &Downlink) -> Result<CommandHeld, CommandResult> {
         let err = |m: String| result(&dl.device, &dl.command_id, CommandOutcome::DeviceError(m));
         let eui = parse_eui(dl.device.address()).map_err(err)?;
         let model = self.cfg.model_of(dl.device.address());
@@ -731,12 +832,22 @@ impl Engine {
         if q.len() >= cap {
             return Err(err(format!("downlink queue full ({cap} commands)")));
         }
+        let wait = std::time::Duration::from_secs(self.cfg.downlink_wait_s);
         q.push_back(Queued {
             command_id: dl.command_id.clone(),
+            until: std::time::Instant::now() + wait,
             fport,
             payload,
             confirmed,
         });
-        Ok(())
+        Ok(CommandHeld {
+            command_id: dl.command_id.clone(),
+            device: dl.device.clone(),
+            wait,
+            reason: format!(
+                "class A: sent in the receive window after the device's next uplink (waits up to {} s)",
+                self.cfg.downlink_wait_s
+            ),
+        })
     }
 }

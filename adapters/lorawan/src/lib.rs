@@ -14,15 +14,15 @@ pub mod gwmp;
 pub mod lpp;
 pub mod phy;
 pub mod region;
+pub mod udp;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep_until};
 use warden_core::{
     Adapter, AdapterContext, AdapterError, AdapterEvent, BoxFuture, CommandOutcome, CommandResult,
-    DeviceId, LinkHealth, LinkState, Rejection,
+    DeviceId, LinkHealth, LinkState, Notice, Rejection,
 };
 
 pub use config::Config;
@@ -57,6 +57,13 @@ impl Adapter for LorawanAdapter {
         Box::pin(run(*self, ctx))
     }
 }
+
+/// Frames handled (and committed) together at most: bounds one commit's work and the time
+/// before the loop reads the socket again.
+const MAX_BATCH: usize = 512;
+
+/// The link name of the forwarders' socket in notices (drops) and metrics.
+const UDP_LINK: &str = "lorawan:udp";
 
 /// Distinct frames held in the dedup window at once; beyond it new frames are dropped (and logged).
 const MAX_IN_FLIGHT: usize = 10_000;
@@ -96,10 +103,26 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
         async move { events.send(ev).await.map_err(|_| AdapterError::Closed) }
     };
     let cfg = a.cfg.clone();
-    let sock = UdpSocket::bind(cfg.bind)
-        .await
+    let bound = udp::bind(cfg.bind, cfg.udp_receive_buffer)
         .map_err(|e| AdapterError::Transport(format!("bind {}: {e}", cfg.bind)))?;
-    tracing::info!(bind = %cfg.bind, region = ?cfg.region, "lorawan: listening for packet forwarders");
+    tracing::info!(bind = %cfg.bind, region = ?cfg.region, receive_buffer = bound.receive_buffer,
+        "lorawan: listening for packet forwarders");
+    // Linux books twice what it can hold, so half the granted size is the usable buffer
+    if bound.receive_buffer / 2 < cfg.udp_receive_buffer {
+        emit(AdapterEvent::Notice(Notice {
+            link: UDP_LINK.into(),
+            kind: "udp-receive-buffer-capped",
+            count: 1,
+            detail: format!(
+                "asked for a {} byte receive buffer, the kernel granted {} (raise net.core.rmem_max)",
+                cfg.udp_receive_buffer,
+                bound.receive_buffer / 2
+            ),
+        }))
+        .await?;
+    }
+    let mut kernel_drops = bound.kernel_drops().unwrap_or(0);
+    let sock = &bound.socket;
     let mut engine = Engine::new(cfg.clone(), credentials, state).map_err(AdapterError::Config)?;
     let dedup_window = Duration::from_millis(cfg.dedup_ms);
     let fwd_timeout = Duration::from_secs(cfg.forwarder_timeout_s);
@@ -108,6 +131,7 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
     let mut order: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
     let mut pending: HashMap<u16, Pending> = HashMap::new();
     let mut refused: HashMap<u64, Instant> = HashMap::new();
+    let mut refused_moves: HashMap<u64, Instant> = HashMap::new();
     let mut token: u16 = 0;
     let mut downlinks_open = true;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -163,6 +187,42 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
                 let fwd = fwds.entry(eui).or_insert(Forwarder { pull_addr: None, last_pull: None, state: None });
                 match up {
                     gwmp::Upstream::PullData { token: t, .. } => {
+                        // the downlink path moves only from a silent forwarder, or when roaming is
+                        // allowed: a spoofed PULL_DATA cannot redirect a live forwarder's downlinks
+                        let live = fwd.last_pull.is_some_and(|l| now.duration_since(l) < fwd_timeout);
+                        let moved = match fwd.pull_addr {
+                            Some(prev) if prev != from => Some(prev),
+                            _ => None,
+                        };
+                        if let Some(prev) = moved {
+                            if live && !cfg.forwarder_roaming {
+                                let due = refused_moves.get(&eui).is_none_or(|t| now.duration_since(*t) > Duration::from_secs(60));
+                                if due {
+                                    if refused_moves.len() >= 4096 {
+                                        refused_moves.clear();
+                                    }
+                                    refused_moves.insert(eui, now);
+                                    emit(AdapterEvent::Rejected(Rejection {
+                                        protocol: engine::PROTOCOL,
+                                        device: None,
+                                        cause: "forwarder-moved",
+                                        detail: format!(
+                                            "PULL_DATA for gateway {eui:016x} from {from}, while it pulls from {prev}: refused (set forwarder_roaming to allow)"
+                                        ),
+                                    })).await?;
+                                }
+                                continue;
+                            }
+                            emit(AdapterEvent::Notice(Notice {
+                                link: link_name(eui),
+                                kind: "forwarder-moved",
+                                count: 1,
+                                detail: format!(
+                                    "downlink path moved from {prev} to {from} ({})",
+                                    if live { "roaming allowed" } else { "the old path was silent" }
+                                ),
+                            })).await?;
+                        }
                         fwd.pull_addr = Some(from);
                         fwd.last_pull = Some(now);
                         let _ = sock.send_to(&gwmp::ack(t, gwmp::PULL_ACK), from).await;
@@ -210,7 +270,12 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
                             match dedup.get_mut(&phy) {
                                 Some(c) => c.copies.push((eui, rxpk)),
                                 None if in_flight >= MAX_IN_FLIGHT => {
-                                    tracing::warn!(eui = format!("{eui:016x}"), "lorawan: too many frames in the dedup window; frame dropped");
+                                    emit(AdapterEvent::Notice(Notice {
+                                        link: UDP_LINK.into(),
+                                        kind: "dedup-full",
+                                        count: 1,
+                                        detail: format!("{MAX_IN_FLIGHT} frames already in the dedup window: a frame from {eui:016x} dropped"),
+                                    })).await?;
                                 }
                                 None => {
                                     order.push_back((now, phy.clone()));
@@ -247,41 +312,50 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
                     sleep_until(t).await
                 }
             }, if next_flush.is_some() => {
-                let Some((_, key)) = order.pop_front() else { continue };
-                let Some(c) = dedup.remove(&key) else { continue };
-                let copies = c.copies.len();
-                // best signal: highest SNR, then RSSI
-                let best = c.copies.into_iter().max_by(|(_, x), (_, y)| {
-                    x.lsnr.unwrap_or(f64::MIN).total_cmp(&y.lsnr.unwrap_or(f64::MIN))
-                        .then(x.rssi.total_cmp(&y.rssi))
-                });
-                let Some((eui, rxpk)) = best else { continue };
-                let rx = RxInfo { eui, rxpk, copies };
-                let out = engine.handle(&key, &rx, c.first.elapsed());
-                for ev in out.events {
-                    emit(ev).await?;
+                // every frame whose dedup window has closed, handled as one batch: their counters
+                // share one durable commit before any of them is delivered or answered
+                let now = Instant::now();
+                let mut batch = Vec::new();
+                while batch.len() < MAX_BATCH
+                    && order.front().is_some_and(|(t, _)| *t + dedup_window <= now)
+                {
+                    let Some((_, key)) = order.pop_front() else { break };
+                    let Some(c) = dedup.remove(&key) else { continue };
+                    let copies = c.copies.len();
+                    // best signal: highest SNR, then RSSI
+                    let best = c.copies.into_iter().max_by(|(_, x), (_, y)| {
+                        x.lsnr.unwrap_or(f64::MIN).total_cmp(&y.lsnr.unwrap_or(f64::MIN))
+                            .then(x.rssi.total_cmp(&y.rssi))
+                    });
+                    let Some((eui, rxpk)) = best else { continue };
+                    batch.push((key, RxInfo { eui, rxpk, copies }, c.first.elapsed()));
                 }
-                if let Some(tx) = out.downlink {
-                    let dest = fwds.get(&tx.eui).and_then(|f| f.pull_addr);
-                    match dest {
-                        Some(addr) => {
-                            token = token.wrapping_add(1);
-                            let _ = sock.send_to(&gwmp::pull_resp(token, &tx.txpk), addr).await;
-                            tracing::debug!(device = %tx.device, window = tx.window, "lorawan: downlink sent");
-                            pending.insert(token, Pending {
-                                device: tx.device,
-                                command_id: tx.command_id,
-                                deadline: Instant::now() + Duration::from_millis(cfg.tx_ack_timeout_ms),
-                            });
-                        }
-                        None => {
-                            tracing::warn!(eui = format!("{:016x}", tx.eui), "lorawan: forwarder has no downlink path (no PULL_DATA yet)");
-                            if let Some(id) = tx.command_id {
-                                emit(AdapterEvent::CommandResult(CommandResult {
-                                    command_id: id, device: tx.device,
-                                    outcome: CommandOutcome::DeviceError("forwarder has no downlink path".into()),
-                                    points: vec![],
-                                })).await?;
+                for out in engine.handle_batch(&batch) {
+                    for ev in out.events {
+                        emit(ev).await?;
+                    }
+                    if let Some(tx) = out.downlink {
+                        let dest = fwds.get(&tx.eui).and_then(|f| f.pull_addr);
+                        match dest {
+                            Some(addr) => {
+                                token = token.wrapping_add(1);
+                                let _ = sock.send_to(&gwmp::pull_resp(token, &tx.txpk), addr).await;
+                                tracing::debug!(device = %tx.device, window = tx.window, "lorawan: downlink sent");
+                                pending.insert(token, Pending {
+                                    device: tx.device,
+                                    command_id: tx.command_id,
+                                    deadline: Instant::now() + Duration::from_millis(cfg.tx_ack_timeout_ms),
+                                });
+                            }
+                            None => {
+                                tracing::warn!(eui = format!("{:016x}", tx.eui), "lorawan: forwarder has no downlink path (no PULL_DATA yet)");
+                                if let Some(id) = tx.command_id {
+                                    emit(AdapterEvent::CommandResult(CommandResult {
+                                        command_id: id, device: tx.device,
+                                        outcome: CommandOutcome::DeviceError("forwarder has no downlink path".into()),
+                                        points: vec![],
+                                    })).await?;
+                                }
                             }
                         }
                     }
@@ -291,14 +365,33 @@ async fn run(a: LorawanAdapter, ctx: AdapterContext) -> Result<(), AdapterError>
                 match dl {
                     None => downlinks_open = false,
                     Some(dl) => {
-                        if let Err(r) = engine.enqueue(&dl) {
-                            emit(AdapterEvent::CommandResult(r)).await?;
+                        match engine.enqueue(&dl) {
+                            Ok(held) => emit(AdapterEvent::CommandHeld(held)).await?,
+                            Err(r) => emit(AdapterEvent::CommandResult(r)).await?,
                         }
                     }
                 }
             }
             _ = tick.tick() => {
                 let now = Instant::now();
+                if let Some(d) = bound.kernel_drops()
+                    && d > kernel_drops
+                {
+                    emit(AdapterEvent::Notice(Notice {
+                        link: UDP_LINK.into(),
+                        kind: "udp-receive-buffer",
+                        count: d - kernel_drops,
+                        detail: format!(
+                            "the kernel dropped {} datagrams at {} (receive buffer full: raise udp_receive_buffer / net.core.rmem_max)",
+                            d - kernel_drops,
+                            cfg.bind
+                        ),
+                    })).await?;
+                    kernel_drops = d;
+                }
+                for r in engine.expire_queued(now.into_std()) {
+                    emit(AdapterEvent::CommandResult(r)).await?;
+                }
                 let expired: Vec<u16> = pending.iter().filter(|(_, p)| p.deadline <= now).map(|(t, _)| *t).collect();
                 for t in expired {
                     if let Some(p) = pending.remove(&t)

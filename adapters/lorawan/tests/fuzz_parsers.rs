@@ -307,6 +307,7 @@ fn downlink_queue_is_bounded_and_commands_are_checked() {
         },
         principal: "test".into(),
         min_assurance: warden_core::Assurance::None,
+        security: Vec::new(),
     };
     let send = |i| {
         dl(
@@ -319,7 +320,9 @@ fn downlink_queue_is_bounded_and_commands_are_checked() {
         )
     };
     for i in 0..8 {
-        e.enqueue(&send(i)).unwrap();
+        let held = e.enqueue(&send(i)).unwrap();
+        assert_eq!(held.command_id, format!("c{i}"));
+        assert_eq!(held.wait, Duration::from_secs(3600));
     }
     let full = e.enqueue(&send(8)).unwrap_err();
     assert!(format!("{:?}", full.outcome).contains("queue full"));
@@ -344,4 +347,20 @@ fn downlink_queue_is_bounded_and_commands_are_checked() {
     assert_eq!(d.fport, Some(5));
     assert!(d.fctrl & 0x10 != 0, "FPending");
     assert_eq!(d.decrypt(&NWK, &APP, 0).unwrap(), vec![1, 2]);
+    // the seven still queued wait for the next uplinks; past `downlink_wait_s` without one they
+    // are dropped and answered `timeout`, each once
+    let now = std::time::Instant::now();
+    assert!(e.expire_queued(now).is_empty());
+    let gone = e.expire_queued(now + Duration::from_secs(3601));
+    assert_eq!(gone.len(), 7);
+    assert!(
+        gone.iter()
+            .all(|r| r.outcome == warden_core::CommandOutcome::Timeout)
+    );
+    assert!(e.expire_queued(now + Duration::from_secs(7200)).is_empty());
+    assert!(
+        e.handle(&up(2, &[1]), &rx(), Duration::ZERO)
+            .downlink
+            .is_none()
+    );
 }

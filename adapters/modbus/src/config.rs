@@ -84,6 +84,10 @@ pub struct LinkConfig {
     /// If set, the server certificate's SHA-256 fingerprint (hex) must match.
     #[serde(default)]
     pub pin_sha256: Option<String>,
+    /// Refuse a server certificate without the Modbus/TCP Security role extension (a server
+    /// certificate that names no role is then not a Modbus/TCP Security server).
+    #[serde(default)]
+    pub require_role: bool,
     // discipline
     #[serde(default = "d_timeout")]
     pub timeout_ms: u64,

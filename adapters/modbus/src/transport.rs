@@ -85,6 +85,26 @@ pub fn inspect(cert_der: &[u8]) -> Result<Peer, OpenError> {
     Ok(Peer { fingerprint, role })
 }
 
+/// What the link's config asks of the server certificate beyond the chain: its pinned
+/// fingerprint, and with `require_role` the Modbus/TCP Security role extension.
+pub fn accept(c: &LinkConfig, peer: &Peer) -> Result<(), OpenError> {
+    if let Some(pin) = &c.pin_sha256
+        && !pin.eq_ignore_ascii_case(&peer.fingerprint)
+    {
+        return Err(OpenError::Certificate(format!(
+            "fingerprint {} does not match the pinned one",
+            peer.fingerprint
+        )));
+    }
+    if c.require_role && peer.role.is_none() {
+        return Err(OpenError::Certificate(format!(
+            "server certificate sha256:{} carries no Modbus/TCP Security role (require_role)",
+            peer.fingerprint
+        )));
+    }
+    Ok(())
+}
+
 async fn within<T>(
     d: Duration,
     f: impl Future<Output = Result<T, OpenError>>,
@@ -136,14 +156,7 @@ pub async fn open(
                     .and_then(|c| c.first())
                     .ok_or_else(|| OpenError::Certificate("server sent none".into()))?;
                 let peer = inspect(leaf.as_ref())?;
-                if let Some(pin) = &c.pin_sha256
-                    && !pin.eq_ignore_ascii_case(&peer.fingerprint)
-                {
-                    return Err(OpenError::Certificate(format!(
-                        "fingerprint {} does not match the pinned one",
-                        peer.fingerprint
-                    )));
-                }
+                accept(c, &peer)?;
                 Ok((
                     tokio_modbus::client::tcp::attach_slave(stream, Slave(1)),
                     Some(peer),
@@ -177,5 +190,41 @@ pub async fn open(
                 None,
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn link(extra: &str) -> LinkConfig {
+        let v: toml::Value = toml::from_str(&format!(
+            "[[links]]\ntransport = \"tls\"\nhost = \"127.0.0.1\"\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n{extra}\n[[links.devices]]\nunit = 1\n[[links.devices.groups]]\ninterval_ms = 1000\npoints = [{{ name = \"t\", table = \"holding\", address = 1, type = \"u16\" }}]\n"
+        ))
+        .unwrap();
+        crate::config::parse(&v).unwrap().links.remove(0)
+    }
+
+    #[test]
+    fn require_role_refuses_a_server_certificate_without_one() {
+        let with = Peer {
+            fingerprint: "ab".into(),
+            role: Some("Server".into()),
+        };
+        let without = Peer {
+            fingerprint: "ab".into(),
+            role: None,
+        };
+        let strict = link("require_role = true");
+        assert!(accept(&strict, &with).is_ok());
+        let e = accept(&strict, &without).unwrap_err().to_string();
+        assert!(e.contains("no Modbus/TCP Security role"), "{e}");
+        // the default takes a certificate without a role
+        let lax = link("");
+        assert!(accept(&lax, &without).is_ok());
+        // the pin is checked as before
+        let pinned = link("pin_sha256 = \"cd\"");
+        assert!(accept(&pinned, &with).is_err());
     }
 }

@@ -186,6 +186,7 @@ async fn silent_unit_does_not_stall_and_writes_use_the_right_function_codes() {
         },
         principal: "test".into(),
         min_assurance: warden_core::Assurance::None,
+        security: Vec::new(),
     };
     let mut results = std::collections::HashMap::new();
     for (name, v) in [

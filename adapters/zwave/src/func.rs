@@ -245,6 +245,10 @@ pub fn parse_application_update(data: &[u8]) -> Result<ApplicationUpdate, ParseE
     })
 }
 
+/// The frame-type bits of an APPLICATION_COMMAND_HANDLER rxStatus: 0 singlecast, 0x04 broadcast,
+/// 0x08 multicast.
+pub const RX_TYPE_MASK: u8 = 0x0c;
+
 /// A command-class frame from a node (APPLICATION_COMMAND_HANDLER or its bridge form).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {

@@ -1,10 +1,10 @@
 //! One fuzz input through every parser of untrusted input: the Serial API stream decoder (the
 //! input split in two at a point the input chooses), every Serial API function parser on each frame
 //! it yields, and on each command payload: the command-class decoder, Supervision, S0
-//! decapsulation, the S2 key
-//! exchange parsers and S2 decapsulation against a session that expects a SPAN (so frames reach the
-//! AES-CCM step) and one that holds none. Used by the cargo-fuzz target in `fuzz/` and, on stable,
-//! by `tests/fuzz_parsers.rs`. Nothing here may panic.
+//! decapsulation and the reassembly of sequenced S0 parts, the S2 key exchange parsers and S2
+//! decapsulation (singlecast, and multicast with a known MPAN) against a session that expects a
+//! SPAN (so frames reach the AES-CCM step) and one that holds none. Used by the cargo-fuzz target
+//! in `fuzz/` and, on stable, by `tests/fuzz_parsers.rs`. Nothing here may panic.
 
 use crate::cc;
 use crate::frame::{Decoder, Unit};
@@ -61,8 +61,25 @@ fn payload(p: &[u8]) {
     let _ = s0::parse_nonce_report(p);
     if let Ok(e) = s0::parse_encapsulated(p) {
         let k = s0::Keys::new(&FUZZ_KEY);
-        if let Ok(inner) = k.open(&e, &[0x11; 8], 6, 1) {
+        if let Ok((part, inner)) = k.open(&e, &[0x11; 8], 6, 1) {
             let _ = cc::decode(&inner);
+            let mut r = s0::Reassembly::default();
+            let now = std::time::Instant::now();
+            let _ = r.accept(6, part, inner.clone(), now);
+            if let Ok(Some(whole)) = r.accept(6, part, inner, now) {
+                let _ = cc::decode(&whole);
+            }
+        }
+    }
+    // the input's bytes as a sequence of S0 parts from a few nodes (first byte: node and part)
+    let mut r = s0::Reassembly::default();
+    let now = std::time::Instant::now();
+    for chunk in p.chunks(7) {
+        if let [head, rest @ ..] = chunk {
+            let part = s0::Part::from_byte(*head);
+            if let Ok(Some(whole)) = r.accept(head >> 6, part, rest.to_vec(), now) {
+                let _ = cc::decode(&whole);
+            }
         }
     }
 
@@ -79,6 +96,13 @@ fn payload(p: &[u8]) {
     }
     let _ = s.on_nonce_report(NODE, p);
     let _ = s.open(NODE, p);
+    // a multicast from a node whose MPAN for groups 0..3 Warden holds
+    for g in 0..4 {
+        s.store_mpan(NODE, g, [0x24; 16]);
+    }
+    if let Ok(o) = s.open_multicast(NODE, p) {
+        let _ = cc::decode(&o.payload);
+    }
     // a node with no session at all
     let mut fresh = Sessions::new(0, 1);
     let _ = fresh.open(NODE, p);

@@ -72,6 +72,18 @@ enum Secured {
     S2(Class),
 }
 
+impl Secured {
+    /// The message's security label (`Message::security`), what profiles and plugins ask for.
+    fn label(self) -> &'static str {
+        match self {
+            Self::S0 => "zwave-s0",
+            Self::S2(Class::Unauthenticated) => "zwave-s2-unauthenticated",
+            Self::S2(Class::Authenticated) => "zwave-s2-authenticated",
+            Self::S2(Class::AccessControl) => "zwave-s2-access-control",
+        }
+    }
+}
+
 /// Security 0 state: the network's S0 keys, bootstrap keys per node, the nodes granted S0 and
 /// the nonces Warden handed out.
 #[derive(Default)]
@@ -82,6 +94,10 @@ struct S0State {
     temp: HashMap<NodeId, s0::Keys>,
     granted: HashSet<NodeId>,
     nonces: s0::Nonces,
+    /// Sequenced (two-frame) commands from nodes, put back together.
+    reassembly: s0::Reassembly,
+    /// The counter of Warden's next sequenced command.
+    send_counter: u8,
 }
 
 const S0_KEY: &str = "s0/network-key";
@@ -157,12 +173,37 @@ impl Out {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// S0: asks the node for a nonce, then sends `payload` encapsulated under `keys` (the
-    /// network's, or a bootstrap's temporary keys).
+    /// S0: sends `payload` encapsulated under `keys` (the network's, or a bootstrap's temporary
+    /// keys); a command too long for one encapsulation goes as two sequenced parts, each with a
+    /// nonce of its own.
     async fn send_s0(
         &self,
         node: NodeId,
         keys: &s0::Keys,
+        payload: &[u8],
+    ) -> Result<u8, LinkError> {
+        let counter = {
+            let mut st = self.s0();
+            st.send_counter = (st.send_counter + 1) & 0x0f;
+            st.send_counter
+        };
+        let parts = s0::split(payload, counter)
+            .ok_or_else(|| LinkError::Encode(s0::S0Error::TooLong(payload.len()).to_string()))?;
+        for (part, bytes) in parts {
+            let st = self.send_s0_part(node, keys, part, bytes).await?;
+            if st != 0 {
+                return Ok(st);
+            }
+        }
+        Ok(0)
+    }
+
+    /// One S0 encapsulation: asks the node for a nonce, then sends the part under it.
+    async fn send_s0_part(
+        &self,
+        node: NodeId,
+        keys: &s0::Keys,
+        part: s0::Part,
         payload: &[u8],
     ) -> Result<u8, LinkError> {
         let rx = self
@@ -178,7 +219,7 @@ impl Out {
         let receiver = s0::parse_nonce_report(&p)
             .ok_or_else(|| LinkError::Encode("malformed S0 Nonce Report".into()))?;
         let sender: s0::Nonce = rand::random();
-        let frame = keys.seal(&sender, &receiver, self.own, node, payload);
+        let frame = keys.seal_part(&sender, &receiver, self.own, node, part, payload);
         send_data(&self.link, node, &frame).await
     }
 
@@ -186,6 +227,14 @@ impl Out {
         self.sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The security a command to `node` travels under: its S2 class, else S0, else none.
+    fn security_of(&self, node: NodeId) -> Option<Secured> {
+        if let Some(c) = self.lock().granted(node) {
+            return Some(Secured::S2(c));
+        }
+        self.s0().granted.contains(&node).then_some(Secured::S0)
     }
 
     /// Sends a command to a node: S2-encapsulated under its granted class if it has one.
@@ -283,8 +332,54 @@ enum Internal {
 struct Held {
     command_id: String,
     device: DeviceId,
+    /// The command as it goes on the air: already inside Supervision Get when `supervision`
+    /// names its session.
     payload: Vec<u8>,
+    supervision: Option<u8>,
+    /// When a held command is given up as timed out (unused for a command sent at once).
     until: Instant,
+}
+
+/// Sends one command to a node and hands its result to the run loop. With a supervision
+/// session, `payload` is the Supervision Get around the command and the node's Supervision
+/// Report (or its absence within `wait`) is the result, whether the node was awake when the
+/// command came or it was held for its wake-up.
+async fn deliver(out: &Out, tx: &mpsc::Sender<Internal>, node: NodeId, wait: Duration, h: Held) {
+    let Held {
+        command_id,
+        device,
+        payload,
+        supervision,
+        ..
+    } = h;
+    let Some(session) = supervision else {
+        let result = out.send(node, &payload).await;
+        let _ = tx
+            .send(Internal::Sent {
+                command_id,
+                device,
+                result,
+            })
+            .await;
+        return;
+    };
+    let rx = out.waiters.add(WaitFor::Supervision(node, session));
+    let result = out.send(node, &payload).await;
+    let report = match result {
+        Ok(0) => match tokio::time::timeout(wait, rx).await {
+            Ok(Ok((p, _))) => cc::supervision::parse_report(&p),
+            _ => None,
+        },
+        _ => None,
+    };
+    let _ = tx
+        .send(Internal::Supervised {
+            command_id,
+            device,
+            result,
+            report,
+        })
+        .await;
 }
 
 struct Window {
@@ -921,12 +1016,25 @@ impl Runtime {
                 Ok(())
             }
             s2s::MESSAGE_ENCAPSULATION => {
+                // A multicast (or broadcast) frame: its nonce comes from the group's MPAN.
+                let multicast = inc.rx_status & func::RX_TYPE_MASK != 0;
                 let opened = match self.sessions.lock() {
+                    Ok(mut s) if multicast => s.open_multicast(node, &inc.payload),
                     Ok(mut s) => s.open(node, &inc.payload),
                     Err(_) => Err(S2Error::NoSpan),
                 };
+                if multicast {
+                    return self.multicast(link, node, opened, inc.rssi).await;
+                }
                 match opened {
                     Ok(o) => {
+                        if o.mos {
+                            self.mos_report(link, node).await?;
+                        }
+                        // A frame that carried only extensions (an MPAN for a group)
+                        if o.payload.is_empty() {
+                            return Ok(());
+                        }
                         if o.payload.first() == Some(&s2s::CC) {
                             let inner = o.payload.get(1).copied().unwrap_or(0);
                             self.waiters.fulfil(
@@ -937,8 +1045,23 @@ impl Runtime {
                             return Ok(());
                         }
                         let granted = self.sessions.lock().ok().and_then(|s| s.granted(node));
+                        // A node speaks under the highest class it was granted, and only that:
+                        // a lower one is a downgrade; a higher one is a key it was never given
+                        // (read out of another device of that class).
                         match (o.keys, granted) {
-                            (Keys::Network(c), Some(g)) if c >= g => {
+                            (Keys::Network(c), Some(g)) if c > g => {
+                                self.reject(
+                                    Some(id),
+                                    "s2-class-not-granted",
+                                    format!(
+                                        "a frame encrypted under {} from a node granted only {}",
+                                        c.as_str(),
+                                        g.as_str()
+                                    ),
+                                )
+                                .await
+                            }
+                            (Keys::Network(c), Some(g)) if c == g => {
                                 self.command_class(
                                     link,
                                     node,
@@ -1075,19 +1198,34 @@ impl Runtime {
                             }
                         }
                     }
+                    .and_then(|((part, p), temp)| match (part, temp) {
+                        (s0::Part::Single, _) => Ok(Some((p, temp))),
+                        // The bootstrap key is all zeroes: anyone can make such a part, so it
+                        // must never be joined to one under the network key.
+                        (_, true) => Err(s0::S0Error::Malformed(
+                            "a sequenced part under the bootstrap key",
+                        )),
+                        (_, false) => st
+                            .reassembly
+                            .accept(node, part, p, std::time::Instant::now())
+                            .map(|whole| whole.map(|p| (p, false)))
+                            .map_err(s0::S0Error::from),
+                    })
                 };
                 if cmd == s0::ENCAPSULATION_NONCE_GET {
                     self.s0_nonce(link, node).await?;
                 }
                 match opened {
-                    Ok((p, temp)) if p.first() == Some(&s0::CC) => {
+                    // the first half of a sequenced command: kept until its second arrives
+                    Ok(None) => Ok(()),
+                    Ok(Some((p, temp))) if p.first() == Some(&s0::CC) => {
                         let inner = p.get(1).copied().unwrap_or(0);
                         // whether the bootstrap's temporary keys opened it travels in the waiter
                         let keys = temp.then_some(Keys::Temp);
                         self.waiters.fulfil(WaitFor::S0(node, inner), &p, keys);
                         Ok(())
                     }
-                    Ok((p, false)) if granted => {
+                    Ok(Some((p, false))) if granted => {
                         self.command_class(link, node, p, inc.rssi, Some(Secured::S0))
                             .await
                     }
@@ -1110,6 +1248,14 @@ impl Runtime {
                     Err(s0::S0Error::BadMac) => {
                         self.reject(Some(id), "s0-decrypt-failed", "an S0 frame with a bad MAC".into())
                             .await
+                    }
+                    Err(s0::S0Error::Sequence(e)) => {
+                        self.reject(
+                            Some(id),
+                            e.as_str(),
+                            format!("a sequenced S0 command from node {node}: {e}"),
+                        )
+                        .await
                     }
                     Err(e) => self.reject(Some(id), "malformed", e.to_string()).await,
                 }
@@ -1228,6 +1374,96 @@ impl Runtime {
         .await
     }
 
+    /// An S2 multicast from a node, opened (or not) with the group's MPAN. Only the node's
+    /// granted class opens one, so what decrypts is taken like its singlecast frames; what does
+    /// not is refused without touching its singlecast session.
+    async fn multicast(
+        &mut self,
+        link: &LinkHandle,
+        node: NodeId,
+        opened: Result<s2s::Opened, S2Error>,
+        rssi: Option<i8>,
+    ) -> Result<(), AdapterError> {
+        let id = nodes::device_id(self.home, node);
+        match opened {
+            Ok(o) if o.payload.first() == Some(&s2s::CC) || o.payload.is_empty() => {
+                self.reject(
+                    Some(id),
+                    "malformed",
+                    format!("an S2 multicast from node {node} carrying no command or a Security 2 command"),
+                )
+                .await
+            }
+            Ok(o) => match o.keys {
+                Keys::Network(c) => {
+                    self.command_class(link, node, o.payload, rssi, Some(Secured::S2(c)))
+                        .await
+                }
+                Keys::Temp => Ok(()),
+            },
+            Err(S2Error::NoMpan(g)) => {
+                self.reject(
+                    Some(id),
+                    "s2-no-mpan",
+                    format!(
+                        "an S2 multicast from node {node} for group {g}, whose MPAN Warden does not hold yet (asked for at the follow-up)"
+                    ),
+                )
+                .await
+            }
+            Err(S2Error::MulticastReplay(g, seq)) => {
+                self.reject(
+                    Some(id),
+                    "replay",
+                    format!("a replayed S2 multicast from node {node} (group {g}, sequence number {seq})"),
+                )
+                .await
+            }
+            Err(S2Error::NoSpan) => {
+                self.reject(
+                    Some(id),
+                    "s2-not-granted",
+                    format!("an S2 multicast from node {node}, which holds no S2 class"),
+                )
+                .await
+            }
+            Err(S2Error::CannotDecode) => {
+                self.reject(
+                    Some(id),
+                    "s2-decrypt-failed",
+                    format!("an S2 multicast from node {node} that does not decrypt under its group's MPAN"),
+                )
+                .await
+            }
+            Err(e) => self.reject(Some(id), "malformed", e.to_string()).await,
+        }
+    }
+
+    /// A Nonce Report with MOS: the node's singlecast follow-up named a group whose MPAN Warden
+    /// lacks; within the node's Nonce Report budget.
+    async fn mos_report(&mut self, link: &LinkHandle, node: NodeId) -> Result<(), AdapterError> {
+        if !self.nonce_budget.take(node, std::time::Instant::now()) {
+            let id = nodes::device_id(self.home, node);
+            return self
+                .reject(
+                    Some(id),
+                    "s2-nonce-flood",
+                    format!("a Nonce Report (MOS) for node {node} not sent: over its budget"),
+                )
+                .await;
+        }
+        let report = self
+            .sessions
+            .lock()
+            .map(|mut s| s.nonce_report_mos(node))
+            .unwrap_or_default();
+        let link = link.clone();
+        tokio::spawn(async move {
+            let _ = send_data(&link, node, &report).await;
+        });
+        Ok(())
+    }
+
     /// Sends a node a Nonce Report with a fresh entropy input (Warden's side of a new session).
     fn spawn_nonce_report(&self, link: &LinkHandle, node: NodeId) {
         let report = self
@@ -1273,10 +1509,12 @@ impl Runtime {
             Ok(Report::Points(points)) if !points.is_empty() => {
                 let mut m = Message::telemetry(id, points);
                 match secure {
-                    // S2: a MIC under the node's network key, and the SPAN makes it fresh.
-                    Some(_) => {
+                    // S2: a MIC under the node's network key, and the SPAN makes it fresh; S0: a
+                    // MAC under the network key over a single-use receiver nonce.
+                    Some(class) => {
                         m.assurance = Assurance::SharedKey;
                         m.fresh = true;
+                        m.security = Some(std::borrow::Cow::Borrowed(class.label()));
                     }
                     // Plain Z-Wave: anyone in radio range who knows the home id can send it.
                     None => {
@@ -1686,16 +1924,12 @@ impl Runtime {
         let out = self.out(link);
         let held: Vec<Held> = self.asleep.remove(&node).map(Vec::from).unwrap_or_default();
         let tx = self.internal_tx.clone();
+        let wait = Duration::from_millis(u64::from(self.cfg.send_timeout_ms));
         tokio::spawn(async move {
+            // One at a time: a supervised command's report is awaited before the next goes, so
+            // the node is told it may sleep only once it has answered them all.
             for h in held {
-                let result = out.send(node, &h.payload).await;
-                let _ = tx
-                    .send(Internal::Sent {
-                        command_id: h.command_id,
-                        device: h.device,
-                        result,
-                    })
-                    .await;
+                deliver(&out, &tx, node, wait, h).await;
             }
             // Wake Up No More Information: the node may sleep again.
             let _ = out.send(node, &[cc::WAKE_UP, 0x08]).await;
@@ -1710,6 +1944,9 @@ impl Runtime {
     ) -> Result<(), AdapterError> {
         self.controller_nodes.remove(&node);
         let _ = self.nodes.forget(self.state.as_ref(), node);
+        if let Ok(mut st) = self.s0.lock() {
+            st.reassembly.forget(node);
+        }
         self.emit(AdapterEvent::Membership(Membership {
             device: nodes::device_id(self.home, node),
             change,
@@ -1739,6 +1976,24 @@ impl Runtime {
                 )
                 .await;
         };
+        // The profile may reserve the command for some security classes (`Downlink::security`):
+        // refuse before anything is queued or sent under another.
+        if !d.security.is_empty() {
+            let label = self.out(link).security_of(node).map(Secured::label);
+            if !label.is_some_and(|l| d.security.iter().any(|a| a == l)) {
+                return self
+                    .result(
+                        &d.command_id,
+                        &d.device,
+                        CommandOutcome::DeviceError(format!(
+                            "node {node} is included with security {}, and the profile accepts only {}",
+                            label.unwrap_or("none"),
+                            d.security.join(", ")
+                        )),
+                    )
+                    .await;
+            }
+        }
         let payload = match cc::command(&d.command, &n.command_classes) {
             Ok(p) => p,
             Err(e) => {
@@ -1751,7 +2006,29 @@ impl Runtime {
                     .await;
             }
         };
-        if !n.listening {
+        // A node that supports Supervision is asked to report what it did with a Set; Gets
+        // (refresh) are answered by their report instead. Decided and wrapped now, so a command
+        // too long to supervise is refused at once rather than at the node's wake-up.
+        let supervised =
+            n.command_classes.contains(&cc::SUPERVISION) && d.command.name != "refresh";
+        let listening = n.listening;
+        let (payload, supervision) = if supervised {
+            let session = self.supervision_session;
+            let Some(wrapped) = cc::supervision::get(session, &payload) else {
+                return self
+                    .result(
+                        &d.command_id,
+                        &d.device,
+                        CommandOutcome::DeviceError("the command is too long to supervise".into()),
+                    )
+                    .await;
+            };
+            self.supervision_session = (session + 1) & 0x3f;
+            (wrapped, Some(session))
+        } else {
+            (payload, None)
+        };
+        if !listening {
             let q = self.asleep.entry(node).or_default();
             if q.len() >= SLEEP_QUEUE {
                 return self
@@ -1764,65 +2041,41 @@ impl Runtime {
                     )
                     .await;
             }
-            tracing::debug!(node, command = %d.command.name, "zwave: held until the node wakes");
+            tracing::debug!(node, command = %d.command.name, supervised, "zwave: held until the node wakes");
+            let hold = Duration::from_secs(u64::from(self.cfg.sleeping_command_s));
             q.push_back(Held {
-                command_id: d.command_id,
-                device: d.device,
+                command_id: d.command_id.clone(),
+                device: d.device.clone(),
                 payload,
-                until: Instant::now() + Duration::from_secs(u64::from(self.cfg.sleeping_command_s)),
+                supervision,
+                until: Instant::now() + hold,
             });
-            return Ok(());
+            // the gateway waits as long as the node may sleep, plus a send (and its Supervision
+            // Report) after the wake-up, and tells the caller the command is queued
+            let send = Duration::from_millis(u64::from(self.cfg.send_timeout_ms));
+            return self
+                .emit(AdapterEvent::CommandHeld(warden_core::CommandHeld {
+                    command_id: d.command_id,
+                    device: d.device,
+                    wait: hold + send * 2,
+                    reason: format!(
+                        "node {node} is asleep: sent at its next Wake Up Notification (held up to {} s)",
+                        hold.as_secs()
+                    ),
+                }))
+                .await;
         }
         let out = self.out(link);
         let tx = self.internal_tx.clone();
-        // A node that supports Supervision is asked to report what it did with a Set; Gets
-        // (refresh) are answered by their report instead.
-        let supervised =
-            n.command_classes.contains(&cc::SUPERVISION) && d.command.name != "refresh";
-        if supervised {
-            let session = self.supervision_session;
-            self.supervision_session = (session + 1) & 0x3f;
-            let Some(wrapped) = cc::supervision::get(session, &payload) else {
-                return self
-                    .result(
-                        &d.command_id,
-                        &d.device,
-                        CommandOutcome::DeviceError("the command is too long to supervise".into()),
-                    )
-                    .await;
-            };
-            let wait = Duration::from_millis(u64::from(self.cfg.send_timeout_ms));
-            tokio::spawn(async move {
-                let rx = out.waiters.add(WaitFor::Supervision(node, session));
-                let result = out.send(node, &wrapped).await;
-                let report = match result {
-                    Ok(0) => match tokio::time::timeout(wait, rx).await {
-                        Ok(Ok((p, _))) => cc::supervision::parse_report(&p),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let _ = tx
-                    .send(Internal::Supervised {
-                        command_id: d.command_id,
-                        device: d.device,
-                        result,
-                        report,
-                    })
-                    .await;
-            });
-            return Ok(());
-        }
-        tokio::spawn(async move {
-            let result = out.send(node, &payload).await;
-            let _ = tx
-                .send(Internal::Sent {
-                    command_id: d.command_id,
-                    device: d.device,
-                    result,
-                })
-                .await;
-        });
+        let wait = Duration::from_millis(u64::from(self.cfg.send_timeout_ms));
+        let h = Held {
+            command_id: d.command_id,
+            device: d.device,
+            payload,
+            supervision,
+            until: Instant::now(),
+        };
+        tokio::spawn(async move { deliver(&out, &tx, node, wait, h).await });
         Ok(())
     }
 
@@ -2142,6 +2395,12 @@ impl Runtime {
             }
         }
         self.asleep.retain(|_, q| !q.is_empty());
+        if let Ok(mut st) = self.s0.lock() {
+            let dropped = st.reassembly.expire(std::time::Instant::now());
+            if dropped > 0 {
+                tracing::debug!(dropped, "zwave: S0 first parts whose second never came");
+            }
+        }
         let dropped = self.counters.dropped_events.load(Ordering::Relaxed);
         if dropped > 0 {
             tracing::debug!(dropped, "zwave: reports dropped while the adapter was busy");

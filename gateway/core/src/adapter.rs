@@ -16,13 +16,15 @@ use crate::id::DeviceId;
 use crate::message::{Command, CommandResult, Message};
 use crate::operation::{Operation, OperationKind};
 
-/// A device secret (key, password). Its `Debug` never prints the bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+/// A device secret (key, password). Its `Debug` never prints the bytes; its bytes are wiped when
+/// it is dropped (`zeroize`, which the compiler may not elide); it cannot be cloned, so every copy
+/// of a key is one somebody wrote on purpose (`Secret::new(s.expose().to_vec())`).
+#[derive(PartialEq, Eq)]
+pub struct Secret(zeroize::Zeroizing<Vec<u8>>);
 
 impl Secret {
     pub fn new(bytes: Vec<u8>) -> Self {
-        Self(bytes)
+        Self(zeroize::Zeroizing::new(bytes))
     }
     pub fn expose(&self) -> &[u8] {
         &self.0
@@ -32,16 +34,6 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Secret({} bytes)", self.0.len())
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        // Best effort: overwrite before freeing so the key does not linger in freed memory.
-        for b in self.0.iter_mut() {
-            // volatile-free, but the write is observable through `expose` so it is not elided in practice
-            *b = 0;
-        }
     }
 }
 
@@ -72,6 +64,14 @@ pub struct StateError(pub String);
 pub trait StateStore: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError>;
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StateError>;
+    /// Writes all of them durably, in one commit where the store can (group commit: many
+    /// counters share one fsync); all or none. The default writes them one by one.
+    fn put_many(&self, items: &[(String, Vec<u8>)]) -> Result<(), StateError> {
+        for (k, v) in items {
+            self.put(k, v)?;
+        }
+        Ok(())
+    }
     fn delete(&self, key: &str) -> Result<(), StateError>;
     /// Keys starting with `prefix`, sorted.
     fn keys(&self, prefix: &str) -> Result<Vec<String>, StateError>;
@@ -152,12 +152,41 @@ pub struct LinkHealth {
     pub detail: String,
 }
 
+/// A command the adapter holds for a device that is not listening now: its final result comes
+/// within `wait` (the gateway waits that long instead of its default, answers the caller with
+/// `CommandOutcome::Queued` at once, and reports `timeout` only after `wait`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandHeld {
+    pub command_id: String,
+    pub device: DeviceId,
+    pub wait: std::time::Duration,
+    /// What it waits for, for the operator (`node 5 is asleep: sent at its next wake-up`).
+    pub reason: String,
+}
+
+/// Something about a link the operator must be able to see that is neither a device's message
+/// nor a change of link state: traffic lost before Warden could read it (`kind` e.g.
+/// `udp-receive-buffer`: datagrams the kernel dropped at Warden's socket), a bounded queue that
+/// dropped work, a forwarder's downlink path that moved. The gateway counts it per link and kind
+/// (metric `warden_link_notices_total`) and audits it, at most once a minute per link and kind
+/// with the sum since the last record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub link: String,
+    pub kind: &'static str,
+    /// How many of it (datagrams dropped, …); 1 for a single happening.
+    pub count: u64,
+    pub detail: String,
+}
+
 /// Everything an adapter tells the gateway.
 #[derive(Debug, Clone)]
 pub enum AdapterEvent {
     Uplink(Message),
     Announce(Announcement),
     CommandResult(CommandResult),
+    CommandHeld(CommandHeld),
+    Notice(Notice),
     Health(LinkHealth),
     Rejected(Rejection),
     Membership(Membership),
@@ -175,6 +204,10 @@ pub struct Downlink {
     /// different assurance (BACnet/IP `none`, BACnet/SC `certificate`) refuses to deliver on a
     /// channel below this. Adapters with one channel per device may ignore it.
     pub min_assurance: crate::message::Assurance,
+    /// The security labels (`Message::security`) the device's profile accepts; empty for any.
+    /// An adapter that labels its uplinks refuses to send under a label not in this list (a
+    /// Z-Wave node granted only S0 gets no command a profile reserves for S2 Access Control).
+    pub security: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

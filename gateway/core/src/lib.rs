@@ -14,9 +14,9 @@ pub mod text;
 pub mod verdict;
 
 pub use adapter::{
-    Adapter, AdapterContext, AdapterError, AdapterEvent, Announcement, BoxFuture, CredentialLookup,
-    Downlink, LinkHealth, LinkState, Membership, MembershipChange, Rejection, Secret, StateError,
-    StateStore,
+    Adapter, AdapterContext, AdapterError, AdapterEvent, Announcement, BoxFuture, CommandHeld,
+    CredentialLookup, Downlink, LinkHealth, LinkState, Membership, MembershipChange, Notice,
+    Rejection, Secret, StateError, StateStore,
 };
 pub use id::{DeviceId, IdError};
 pub use message::{

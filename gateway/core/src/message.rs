@@ -1,6 +1,7 @@
 //! The normalized message: what every adapter turns radio and bus traffic into, and what every stage
 //! after the adapter works on.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -259,6 +260,12 @@ pub struct Message {
     /// True when the adapter checked this message is not a replay (counter, nonce, session).
     #[serde(default)]
     pub fresh: bool,
+    /// The protocol's own name for the security the assurance rests on, where a protocol has
+    /// several at one assurance level (Z-Wave: `zwave-s0`, `zwave-s2-unauthenticated`,
+    /// `zwave-s2-authenticated`, `zwave-s2-access-control`), so a profile or a plugin can ask
+    /// for one. `None` when the adapter has nothing finer to say than `assurance`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Cow<'static, str>>,
     /// A role the device's credential asserts (e.g. the Modbus/TCP Security role extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -295,6 +302,7 @@ impl Message {
             points,
             assurance: Assurance::None,
             fresh: false,
+            security: None,
             role: None,
             link: LinkMeta::default(),
             received_ms: now_ms(),
@@ -333,6 +341,10 @@ pub enum CommandOutcome {
     DeviceError(String),
     /// No answer within the adapter's deadline.
     Timeout,
+    /// Not final: the adapter holds the command for a device that is not listening now (a
+    /// sleeping Z-Wave node, a LoRaWAN class A device until its next uplink); the final result
+    /// follows when it is sent. The text says what it waits for.
+    Queued(String),
 }
 
 /// The result of one command, reported by the adapter (or by the gateway when it denied it).

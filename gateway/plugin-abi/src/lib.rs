@@ -77,7 +77,19 @@ pub mod off {
     pub const BYTES: usize = 64;
     pub const DENIED: usize = 72;
     pub const LAST_SEEN_MS: usize = 80;
-    // 88..128 reserved, written as zero.
+    /// u32 symbol of the security label the assurance rests on (`zwave-s2-access-control`,
+    /// `zwave-s0`, …): the uplink's, or for a command the one the device was last heard under.
+    /// Read `HAS_SECURITY` first; the text is `text(field::SECURITY, 0)`.
+    pub const SECURITY: usize = 88;
+    /// u32 symbol of the feature that contributed most to `ANOMALY_SCORE` (`rate`,
+    /// `value:temperature`, …); the text is `text(field::ANOMALY_FEATURE, 0)`.
+    pub const ANOMALY_FEATURE: usize = 92;
+    /// u8: 1 when the message has a security label.
+    pub const HAS_SECURITY: usize = 96;
+    /// u8: 1 when an anomaly feature is named.
+    pub const HAS_ANOMALY_FEATURE: usize = 97;
+    // 98..128 reserved, written as zero. (88..98 were reserved in the first 0.2.0 hosts, which
+    // wrote zero there: a plugin on such a host sees no security label and no feature.)
 }
 
 /// The value of `off::VERSION` for this layout.
@@ -128,6 +140,10 @@ pub mod field {
     pub const POINT_NAME: i32 = 9;
     pub const POINT_UNIT: i32 = 10;
     pub const POINT_VALUE: i32 = 11;
+    /// The security label (`off::SECURITY`).
+    pub const SECURITY: i32 = 12;
+    /// The top anomaly feature (`off::ANOMALY_FEATURE`).
+    pub const ANOMALY_FEATURE: i32 = 13;
 }
 
 /// The imports, all in module [`super::IMPORT_MODULE`]. Functions that copy into guest memory

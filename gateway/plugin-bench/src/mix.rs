@@ -122,6 +122,7 @@ pub fn requests(config: &Config, devices: &[Device], n: usize, rng: &mut Rng) ->
                 denied: rng.below(5) as u64,
                 last_seen_ms: time_ms.saturating_sub(rng.below(60_000) as u64),
                 anomaly_score: None,
+                anomaly_feature: None,
             };
             let mut r = Request {
                 device: dev.info.clone(),

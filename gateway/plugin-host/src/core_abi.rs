@@ -96,6 +96,8 @@ fn request_text(req: &Request, f: i32, index: u32) -> Option<&[u8]> {
         field::FIRMWARE => opt(&req.device.firmware),
         field::NAME => Some(req.name.as_bytes()),
         field::PRINCIPAL => opt(&req.principal),
+        field::SECURITY => opt(&req.security),
+        field::ANOMALY_FEATURE => opt(&req.observed.anomaly_feature),
         field::POINT_NAME => pt().map(|p| p.name.as_bytes()),
         field::POINT_UNIT => pt().and_then(|p| opt(&p.unit)),
         field::POINT_VALUE => pt().and_then(|p| match &p.value {
@@ -230,6 +232,14 @@ pub(crate) fn write_area(area: &mut [u8], req: &Request, interner: &crate::inter
     put_u64(header, off::BYTES, o.bytes);
     put_u64(header, off::DENIED, o.denied);
     put_u64(header, off::LAST_SEEN_MS, o.last_seen_ms);
+    if let Some(label) = req.security.as_deref() {
+        put_u8(header, off::HAS_SECURITY, 1);
+        put_u32(header, off::SECURITY, sym(label));
+    }
+    if let Some(feature) = o.anomaly_feature.as_deref() {
+        put_u8(header, off::HAS_ANOMALY_FEATURE, 1);
+        put_u32(header, off::ANOMALY_FEATURE, sym(feature));
+    }
     let points = area.get_mut(abi::HEADER_BYTES..).unwrap_or_default();
     for (p, rec) in req
         .points

@@ -21,7 +21,10 @@ use crate::{files, signing};
 /// language), and 0.2.0, core modules with the request laid out in their memory
 /// (`warden-plugin-abi`; Rust, C, Zig).
 pub const CONTRACT_PACKAGE: &str = "warden:policy";
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.1.1";
+/// Component contract versions this gateway loads: 0.1.1 only added methods to `request`, so a
+/// 0.1.0 component links against it unchanged (wasmtime resolves `@0.1.0` imports to `@0.1.1`).
+pub const COMPONENT_VERSIONS: [&str; 2] = ["0.1.0", "0.1.1"];
 pub const CORE_CONTRACT_VERSION: &str = warden_plugin_abi::VERSION;
 
 /// Compiled plugin code: a 0.1.0 component or a 0.2.0 core module.
@@ -373,7 +376,7 @@ impl Host {
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
         let (pre, wasi_imports, contract) = match code {
             Code::Component(component) => {
-                let wasi_imports = check_contract(&self.inner.engine, &component)?;
+                let (wasi_imports, version) = check_contract(&self.inner.engine, &component)?;
                 let pre = self
                     .inner
                     .linker
@@ -381,7 +384,7 @@ impl Host {
                     .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
                 let pre = bindings::PluginPre::new(pre)
                     .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
-                (Pre::Component(pre), wasi_imports, CONTRACT_VERSION)
+                (Pre::Component(pre), wasi_imports, version)
             }
             Code::Core(module) => {
                 check_core_contract(&module)?;
@@ -599,11 +602,15 @@ fn check_core_contract(module: &wasmtime::Module) -> Result<(), LoadError> {
 
 /// Checks the component's imports and exports name this gateway's contract, so a plugin built
 /// against another version of the WIT gets an error naming both versions.
-/// Returns the component's WASI imports.
-fn check_contract(engine: &Engine, component: &Component) -> Result<Vec<String>, LoadError> {
+/// Returns the component's WASI imports and the contract version it was built against.
+fn check_contract(
+    engine: &Engine,
+    component: &Component,
+) -> Result<(Vec<String>, &'static str), LoadError> {
     let ty = component.component_type();
     let expected = format!("{CONTRACT_PACKAGE}@{CONTRACT_VERSION}");
     let mut wasi = Vec::new();
+    let mut built_against = CONTRACT_VERSION;
     for (name, item) in ty.imports(engine) {
         // A world-level `use host.{request}` shows up as a type import aliasing the host's
         // resource: a type, not a capability (instantiation checks it matches).
@@ -616,11 +623,14 @@ fn check_contract(engine: &Engine, component: &Component) -> Result<Vec<String>,
         }
         if let Some(rest) = name.strip_prefix(CONTRACT_PACKAGE) {
             let version = rest.rsplit_once('@').map(|(_, v)| v);
-            if version != Some(CONTRACT_VERSION) {
-                return Err(LoadError::Contract(format!(
-                    "plugin was built against {CONTRACT_PACKAGE}@{} (import `{name}`); this gateway hosts {expected}",
-                    version.unwrap_or("<unversioned>")
-                )));
+            match COMPONENT_VERSIONS.iter().find(|v| Some(**v) == version) {
+                Some(v) => built_against = v,
+                None => {
+                    return Err(LoadError::Contract(format!(
+                        "plugin was built against {CONTRACT_PACKAGE}@{} (import `{name}`); this gateway hosts {expected} (and loads 0.1.0 components)",
+                        version.unwrap_or("<unversioned>")
+                    )));
+                }
             }
         } else if name.starts_with("wasi:") {
             wasi.push(name.to_owned());
@@ -639,5 +649,5 @@ fn check_contract(engine: &Engine, component: &Component) -> Result<Vec<String>,
             )));
         }
     }
-    Ok(wasi)
+    Ok((wasi, built_against))
 }

@@ -485,6 +485,20 @@ impl wit_host::HostRequest for State {
             anomaly_score: o.anomaly_score,
         })
     }
+    fn security(&mut self, r: Resource<RequestRef>) -> wasmtime::Result<Option<u32>> {
+        self.current(&r)?;
+        Ok(self
+            .req
+            .security
+            .as_deref()
+            .map(|s| self.interner.lookup(s)))
+    }
+    fn security_text(&mut self, r: Resource<RequestRef>) -> wasmtime::Result<Option<String>> {
+        Ok(self.current(&r)?.security.clone())
+    }
+    fn anomaly_feature(&mut self, r: Resource<RequestRef>) -> wasmtime::Result<Option<String>> {
+        Ok(self.current(&r)?.observed.anomaly_feature.clone())
+    }
     fn point_name(&mut self, r: Resource<RequestRef>, index: u32) -> wasmtime::Result<u32> {
         self.current(&r)?;
         Ok(usize::try_from(index)

@@ -47,7 +47,7 @@ fn default_zone() -> String {
 }
 
 /// What `observe` has counted for the device.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Observed {
     pub rate_per_min: u64,
@@ -57,6 +57,10 @@ pub struct Observed {
     pub last_seen_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anomaly_score: Option<f32>,
+    /// The feature that contributed most to `anomaly_score` (`rate`, `value:temperature`,
+    /// `new-command`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anomaly_feature: Option<String>,
 }
 
 /// One decision's inputs.
@@ -76,6 +80,10 @@ pub struct Request {
     pub assurance: Assurance,
     #[serde(default)]
     pub fresh: bool,
+    /// The protocol's name for the security the assurance rests on (`zwave-s2-access-control`,
+    /// …): the uplink's, or for a downlink the one the device was last heard under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<String>,
     /// Who issued a downlink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
@@ -120,6 +128,7 @@ impl Default for Request {
             points: Vec::new(),
             assurance: Assurance::None,
             fresh: false,
+            security: None,
             principal: None,
             time_ms: 0,
             observed: Observed::default(),
@@ -164,9 +173,10 @@ impl Request {
         self.points.extend(src.points.iter().skip(reused).cloned());
         self.assurance = src.assurance;
         self.fresh = src.fresh;
+        self.security.clone_from(&src.security);
         self.principal.clone_from(&src.principal);
         self.time_ms = src.time_ms;
-        self.observed = src.observed;
+        self.observed.clone_from(&src.observed);
     }
 
     /// Fills derived fields (`device.protocol` from `device.id`).

@@ -621,9 +621,28 @@ fn wrong_contract_version_is_refused_naming_both() {
     match &e {
         LoadError::Contract(m) => {
             assert!(m.contains("warden:policy@0.2.0"), "{m}");
-            assert!(m.contains("warden:policy@0.1.0"), "{m}");
+            assert!(m.contains("warden:policy@0.1.1"), "{m}");
         }
         other => panic!("{other}"),
+    }
+    // 0.1.1 only added methods: components of both versions load, and say which they are
+    for version in ["0.1.0", "0.1.1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_module(
+            dir.path(),
+            "p",
+            &Wat {
+                version,
+                ..Wat::default()
+            },
+        );
+        let host = unsigned_host();
+        let prepared = host.prepare("p", &path).unwrap();
+        assert_eq!(prepared.contract, version);
+        let mut p = host
+            .instantiate(&prepared, "{}", Limits::default(), Kv::default())
+            .unwrap();
+        assert_eq!(p.decide(&Request::default()), Outcome::Allow);
     }
     let e = load_with(
         &unsigned_host(),

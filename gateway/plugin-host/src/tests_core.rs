@@ -286,3 +286,48 @@ fn recycling_swaps_in_a_fresh_instance_and_keeps_the_state() {
     assert_eq!(p.stats().failures, 0);
     assert_eq!(n(&p), 12, "the live state is handed to each fresh instance");
 }
+
+/// Allows only messages under security `zwave-s2-access-control` (symbol at 88 with its flag at
+/// 96) whose top anomaly feature, read with `text(ANOMALY_FEATURE)`, is 4 bytes long (`rate`).
+#[test]
+fn security_label_and_anomaly_feature_are_in_the_area() {
+    let label = "zwave-s2-access-control";
+    let bytes = wat::parse_str(format!(
+        r#"(module {IMPORTS}
+  (memory (export "memory") 1)
+  (global $s2ac (mut i32) (i32.const 0))
+  (data (i32.const 64) "{label}")
+  (data (i32.const 128) "no")
+  (func (export "warden:policy@0.2.0#request-area") (result i32) (i32.const 4096))
+  (func (export "warden:policy@0.2.0#init") (result i32)
+    (global.set $s2ac (call $intern (i32.const 64) (i32.const {len})))
+    (i32.const 0))
+  (func (export "warden:policy@0.2.0#decide") (result i32)
+    (if (result i32)
+      (i32.and
+        (i32.and (i32.eq (i32.load8_u (i32.const 4192)) (i32.const 1))
+                 (i32.eq (i32.load (i32.const 4184)) (global.get $s2ac)))
+        (i32.eq (call $text (i32.const 13) (i32.const 0) (i32.const 256) (i32.const 16))
+                (i32.const 4)))
+      (then (i32.const 0))
+      (else (call $verdict_text (i32.const 128) (i32.const 2)) (i32.const 1)))))"#,
+        len = label.len()
+    ))
+    .unwrap();
+    assert_eq!(warden_plugin_abi::off::SECURITY, 88);
+    assert_eq!(warden_plugin_abi::off::HAS_SECURITY, 96);
+    let mut p = load(&bytes).unwrap();
+    let mut r = req("hvac");
+    r.observed.anomaly_feature = Some("rate".into());
+    assert_eq!(p.decide(&r), Outcome::Deny("no".into()), "no label");
+    r.security = Some("zwave-s0".into());
+    assert_eq!(p.decide(&r), Outcome::Deny("no".into()), "another label");
+    r.security = Some(label.into());
+    assert_eq!(p.decide(&r), Outcome::Allow);
+    r.observed.anomaly_feature = None;
+    assert_eq!(p.decide(&r), Outcome::Deny("no".into()), "no feature");
+    // the area is rewritten whole: the label does not leak into the next message
+    r.observed.anomaly_feature = Some("rate".into());
+    r.security = None;
+    assert_eq!(p.decide(&r), Outcome::Deny("no".into()), "label cleared");
+}

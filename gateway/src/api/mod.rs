@@ -199,7 +199,7 @@ async fn status(State(s): S) -> Response {
     axum::Json(serde_json::json!({
         "gateway": s.gateway_id,
         "version": env!("CARGO_PKG_VERSION"),
-        "uptime_s": (warden_core::now_ms() - s.started_ms) / 1000,
+        "uptime_s": s.started.elapsed().as_secs(),
         "devices": s.registry.len(),
         "pending": s.registry.pending_count(),
         "queue_depth": s.outbox.depth(),

@@ -190,7 +190,11 @@ impl Baseline {
         // a flood does not teach the baseline that floods are normal: winsorised at 4× + 2
         let cap = self.expected_rate(h).map_or(f32::MAX, |e| e * 4.0 + 2.0);
         let c = (count as f32).min(cap);
-        let alpha = if n < 20 { 1.0 / (f32::from(n) + 1.0) } else { 0.05 };
+        let alpha = if n < 20 {
+            1.0 / (f32::from(n) + 1.0)
+        } else {
+            0.05
+        };
         if let Some(slot) = self.rate.get_mut(h) {
             *slot = r + alpha * (c - r);
         }
@@ -243,7 +247,10 @@ impl Baseline {
         if let Some(n) = self.names.iter_mut().find(|n| n.hash == h) {
             n.hours |= bit;
         } else if self.names.len() < MAX_NAMES {
-            self.names.push(Name { hash: h, hours: bit });
+            self.names.push(Name {
+                hash: h,
+                hours: bit,
+            });
         }
     }
 
@@ -299,13 +306,19 @@ impl Baseline {
         let size = msg.size() as f32;
         let z = self.size.surprise(size, 4.0);
         if z > 0.0 {
-            a.push(
-                Feature::new(FeatureKind::Size, ramp(z, 6.0, 16.0))
-                    .nums(size, self.size.med, self.size.hi),
-            );
+            a.push(Feature::new(FeatureKind::Size, ramp(z, 6.0, 16.0)).nums(
+                size,
+                self.size.med,
+                self.size.hi,
+            ));
         }
         for (kind, rob, x, recent) in [
-            (FeatureKind::Rssi, &self.rssi, msg.link.rssi, self.rssi_recent),
+            (
+                FeatureKind::Rssi,
+                &self.rssi,
+                msg.link.rssi,
+                self.rssi_recent,
+            ),
             (FeatureKind::Snr, &self.snr, msg.link.snr, self.snr_recent),
         ] {
             let Some(x) = x else { continue };
@@ -336,8 +349,11 @@ impl Baseline {
         }
         if self.denials > 3.0 {
             a.push(
-                Feature::new(FeatureKind::Denials, ((self.denials - 3.0) / 7.0).clamp(0.0, 1.0))
-                    .nums(self.denials, 0.0, 0.0),
+                Feature::new(
+                    FeatureKind::Denials,
+                    ((self.denials - 3.0) / 7.0).clamp(0.0, 1.0),
+                )
+                .nums(self.denials, 0.0, 0.0),
             );
         }
         let tag = if msg.kind == warden_core::Kind::Event {
@@ -421,11 +437,11 @@ impl Baseline {
                     let limit = (f32::from(ps.max_run) * 4.0).max(8.0);
                     if run >= limit {
                         let s = 0.55 + 0.45 * (run / limit - 1.0).min(1.0);
-                        a.push(
-                            Feature::new(FeatureKind::Frozen, s)
-                                .named(&p.name)
-                                .nums(x, run, f32::from(ps.max_run)),
-                        );
+                        a.push(Feature::new(FeatureKind::Frozen, s).named(&p.name).nums(
+                            x,
+                            run,
+                            f32::from(ps.max_run),
+                        ));
                     }
                 }
             }
@@ -481,7 +497,11 @@ impl Baseline {
                 ps.tod_dev.get_mut(b),
                 ps.tod_n.get_mut(b),
             ) {
-                let alpha = if *n < 50 { 1.0 / (f32::from(*n) + 1.0) } else { 0.02 };
+                let alpha = if *n < 50 {
+                    1.0 / (f32::from(*n) + 1.0)
+                } else {
+                    0.02
+                };
                 if *n == 0 {
                     *m = x;
                 } else {

@@ -176,7 +176,11 @@ impl Behaviour {
             .sum()
     }
 
-    fn entry(&mut self, r: &std::sync::Arc<DeviceRecord>, profile: Option<&str>) -> Option<&mut Entry> {
+    fn entry(
+        &mut self,
+        r: &std::sync::Arc<DeviceRecord>,
+        profile: Option<&str>,
+    ) -> Option<&mut Entry> {
         if !self.entries.contains_key(&r.id) {
             if self.entries.len() >= MAX_DEVICES {
                 return None;
@@ -251,9 +255,9 @@ impl Behaviour {
         let learning = e.learning(&rules, now);
         let absorbing = now < e.absorb_until;
         let learn_all = learning || absorbing;
-        let a = e
-            .base
-            .command(name, principal, now, |a| learn_all || a.score < rules.alert_at);
+        let a = e.base.command(name, principal, now, |a| {
+            learn_all || a.score < rules.alert_at
+        });
         e.dirty = true;
         Some(e.act(a, &rules, learning, absorbing, now))
     }
@@ -405,8 +409,8 @@ impl Entry {
             out.action = Action::Quarantine;
             out.rule = "count";
         } else {
-            let audit = now.saturating_sub(self.alerted_ms) >= ALERT_EVERY_MS
-                || now < self.alerted_ms;
+            let audit =
+                now.saturating_sub(self.alerted_ms) >= ALERT_EVERY_MS || now < self.alerted_ms;
             if audit {
                 self.alerted_ms = now;
             }

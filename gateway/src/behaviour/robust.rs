@@ -64,7 +64,10 @@ impl Robust {
                 std::mem::swap(&mut self.lo, &mut self.hi);
             }
         }
-        if !(self.med.is_finite() && self.mad.is_finite() && self.lo.is_finite() && self.hi.is_finite())
+        if !(self.med.is_finite()
+            && self.mad.is_finite()
+            && self.lo.is_finite()
+            && self.hi.is_finite())
         {
             // extreme but finite inputs overflowed an intermediate: start again
             *self = Self::default();
@@ -122,7 +125,10 @@ mod tests {
         assert!((r.mad - 0.5).abs() < 0.2, "mad {}", r.mad);
         let before = r;
         r.update(1e9);
-        assert!((r.med - before.med).abs() < 0.1, "one wild sample moved the median");
+        assert!(
+            (r.med - before.med).abs() < 0.1,
+            "one wild sample moved the median"
+        );
         assert!(r.surprise(150.0, 0.01) > 50.0);
         assert_eq!(r.surprise(20.5, 0.01), 0.0);
     }

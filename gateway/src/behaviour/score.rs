@@ -112,7 +112,11 @@ impl Feature {
     /// The sentence for an operator.
     pub fn reason(&self) -> String {
         let name = self.name.as_deref().unwrap_or("?");
-        let unit = self.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+        let unit = self
+            .unit
+            .as_deref()
+            .map(|u| format!(" {u}"))
+            .unwrap_or_default();
         match self.kind {
             FeatureKind::Rate => format!(
                 "message rate {:.0}× its usual for {}:00 UTC ({:.0} messages this minute, usually {:.1})",

@@ -92,7 +92,10 @@ fn a_normal_day_night_week_raises_nothing_and_a_spoof_then_does() {
     let top = o.assessment.top().unwrap();
     assert_eq!(top.kind, FeatureKind::Value);
     assert_eq!(top.label(), "value:temperature");
-    assert!(o.reason().starts_with("temperature 150 °C, outside its history"));
+    assert!(
+        o.reason()
+            .starts_with("temperature 150 °C, outside its history")
+    );
 }
 
 #[test]
@@ -212,13 +215,23 @@ fn a_new_device_of_a_known_model_starts_from_its_peer() {
     b.uplink(&newcomer, None, &msg(&newcomer, 21.0), t).unwrap();
     let (msgs, learning) = b.learning(&newcomer.id, t).unwrap();
     assert!(msgs > 2, "not seeded");
-    assert!(learning, "a seeded device still learns a quarter of the period");
+    assert!(
+        learning,
+        "a seeded device still learns a quarter of the period"
+    );
     // a quarter of the time and messages later it enforces, and knows the peer's range
     let t = t + 86_400_000 / 4 + 125 * MIN;
     for i in 0..130 {
-        b.uplink(&newcomer, None, &msg(&newcomer, temp_at(t, i)), t - 130 * MIN + i * MIN);
+        b.uplink(
+            &newcomer,
+            None,
+            &msg(&newcomer, temp_at(t, i)),
+            t - 130 * MIN + i * MIN,
+        );
     }
-    let o = b.uplink(&newcomer, None, &msg(&newcomer, 150.0), t).unwrap();
+    let o = b
+        .uplink(&newcomer, None, &msg(&newcomer, 150.0), t)
+        .unwrap();
     assert!(!o.learning);
     assert_eq!(o.action, Action::Quarantine);
 }
@@ -234,7 +247,10 @@ fn expected_behaviour_is_absorbed_and_release_resets_the_count() {
         m.link.rssi = Some(-95.0);
         m
     };
-    assert_ne!(b.uplink(&r, None, &moved(0), t).unwrap().action, Action::None);
+    assert_ne!(
+        b.uplink(&r, None, &moved(0), t).unwrap().action,
+        Action::None
+    );
     assert!(b.expect(&r.id, t));
     // an hour of the new location is learned, not acted on
     for i in 1..=60 {
@@ -282,13 +298,17 @@ fn learning_never_acts_and_alert_mode_never_quarantines() {
     let mut b = Behaviour::new(c);
     let r = rec("t8", "default");
     for i in 0..10 {
-        let o = b.uplink(&r, None, &msg(&r, 1e6 * i as f64), T0 + i * MIN).unwrap();
+        let o = b
+            .uplink(&r, None, &msg(&r, 1e6 * i as f64), T0 + i * MIN)
+            .unwrap();
         assert_eq!(o.action, Action::None);
         assert!(o.learning);
     }
     // (what a device sends while learning is its normal: poisoning then is not detected here)
     let r = rec("t9", "default");
     feed(&mut b, &r, T0, 2);
-    let o = b.uplink(&r, None, &msg(&r, 150.0), T0 + 3 * 86_400_000).unwrap();
+    let o = b
+        .uplink(&r, None, &msg(&r, 150.0), T0 + 3 * 86_400_000)
+        .unwrap();
     assert_eq!(o.action, Action::Alert { audit: true });
 }

@@ -76,6 +76,8 @@ struct PointBody<'a> {
     assurance: warden_core::Assurance,
     fresh: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    security: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rssi: Option<f32>,
@@ -96,6 +98,8 @@ struct EventBody<'a> {
     points: &'a [Point],
     assurance: warden_core::Assurance,
     fresh: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'a str>,
 }
@@ -224,6 +228,7 @@ impl Northbound {
                 points: &msg.points,
                 assurance: msg.assurance,
                 fresh: msg.fresh,
+                security: msg.security.as_deref(),
                 role: msg.role.as_deref(),
             };
             self.emit(self.device_topic(&msg.device, "event"), &body, false);
@@ -242,6 +247,7 @@ impl Northbound {
                 unit: p.unit.as_deref(),
                 assurance: msg.assurance,
                 fresh: msg.fresh,
+                security: msg.security.as_deref(),
                 role: msg.role.as_deref(),
                 rssi: msg.link.rssi,
                 snr: msg.link.snr,

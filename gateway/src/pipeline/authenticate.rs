@@ -47,13 +47,55 @@ pub fn uplink(msg: &Message, profile: Option<&Profile>, stats: &Stats) -> Result
                 "message is not replay-checked and the profile requires freshness",
             ));
         }
+        if !accepts(&p.security, msg.security.as_deref()) {
+            return Err(Decision::deny(
+                "builtin:authenticate",
+                format!(
+                    "security `{}` is not one the profile accepts ({})",
+                    msg.security.as_deref().unwrap_or("none"),
+                    p.security.join(", ")
+                ),
+            ));
+        }
     }
     if rank(msg.assurance) > best {
         stats
             .best_assurance
             .store(rank(msg.assurance), Ordering::Relaxed);
     }
+    if let Ok(mut last) = stats.security.lock()
+        && *last != msg.security
+    {
+        last.clone_from(&msg.security);
+    }
     Ok(())
+}
+
+/// Whether a profile's security list (empty: any) accepts a label.
+fn accepts(list: &[String], label: Option<&str>) -> bool {
+    list.is_empty() || label.is_some_and(|l| list.iter().any(|a| a == l))
+}
+
+/// A command to a device whose profile names security labels: allowed only once the device was
+/// heard under one of them (the adapter then sends it only under one of them, see
+/// `Downlink::security`). A profile without labels never denies here.
+pub fn downlink(p: &Profile, last: Option<&str>) -> Result<(), Decision> {
+    if accepts(&p.security, last) {
+        return Ok(());
+    }
+    Err(Decision::deny(
+        "builtin:authenticate",
+        match last {
+            Some(l) => format!(
+                "the device was last heard under security `{l}`, not one the profile accepts ({})",
+                p.security.join(", ")
+            ),
+            None => format!(
+                "the device has not been heard under a security the profile accepts ({})",
+                p.security.join(", ")
+            ),
+        },
+    ))
 }
 
 /// How a command reached the gateway, before its commander is authenticated.
@@ -150,6 +192,43 @@ mod tests {
         assert!(e.reason.contains("downgrade"), "{}", e.reason);
         assert!(uplink(&msg(Assurance::Certificate, false), Some(&open), &s).is_ok());
         assert!(uplink(&msg(Assurance::SharedKey, true), Some(&open), &s).is_err());
+    }
+
+    #[test]
+    fn security_labels_gate_uplinks_and_commands() {
+        let p = Profile {
+            security: vec!["zwave-s2-access-control".into()],
+            ..Profile::default()
+        };
+        let s = Stats::default();
+        let mut m = msg(Assurance::SharedKey, true);
+        let down = |p: &Profile| downlink(p, s.security().as_deref());
+        // nothing heard yet: commands wait for an uplink under an accepted label
+        let e = down(&p).unwrap_err();
+        assert!(e.reason.contains("has not been heard"), "{}", e.reason);
+        m.security = Some("zwave-s0".into());
+        let e = uplink(&m, Some(&p), &s).unwrap_err();
+        assert!(e.reason.contains("`zwave-s0`"), "{}", e.reason);
+        m.security = None;
+        let e = uplink(&m, Some(&p), &s).unwrap_err();
+        assert!(e.reason.contains("`none`"), "{}", e.reason);
+        assert!(down(&p).is_err());
+        m.security = Some("zwave-s2-access-control".into());
+        assert!(uplink(&m, Some(&p), &s).is_ok());
+        assert!(down(&p).is_ok());
+        // a profile without labels takes anything and records the label for plugins
+        let open = Profile::default();
+        m.security = Some("zwave-s2-authenticated".into());
+        assert!(uplink(&m, Some(&open), &s).is_ok());
+        assert_eq!(s.security().as_deref(), Some("zwave-s2-authenticated"));
+        assert!(down(&open).is_ok());
+        let e = down(&p).unwrap_err();
+        assert!(
+            e.reason
+                .contains("last heard under security `zwave-s2-authenticated`"),
+            "{}",
+            e.reason
+        );
     }
 
     #[test]

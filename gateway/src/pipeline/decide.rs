@@ -25,6 +25,8 @@ pub struct Profile {
     pub commands: HashSet<String>,
     pub min_assurance: Assurance,
     pub require_fresh: bool,
+    /// Accepted security labels; empty for any.
+    pub security: Vec<String>,
 }
 
 /// The built-in policy compiled from the config: profiles, model → profile, zones.
@@ -52,6 +54,7 @@ impl Policy {
                             commands: p.commands.iter().cloned().collect(),
                             min_assurance: p.min_assurance,
                             require_fresh: p.require_fresh,
+                            security: p.security.clone(),
                         },
                     )
                 })
@@ -89,6 +92,9 @@ pub struct DecisionRequest<'a> {
     pub message: Option<&'a Message>,
     pub command: Option<&'a Command>,
     pub principal: Option<&'a str>,
+    /// The security label the uplink came under, or for a command the one the device was last
+    /// heard under (`Message::security`).
+    pub security: Option<&'a str>,
     pub stats: StatsSnapshot,
     pub now_ms: u64,
     /// The behaviour stage's score and features (none when baselines are off).
@@ -198,6 +204,7 @@ pub fn uplink(
             message: Some(msg),
             command: None,
             principal: None,
+            security: msg.security.as_deref(),
             stats,
             now_ms,
             anomaly: behaviour.map(|o| &o.assessment),
@@ -213,6 +220,7 @@ pub fn downlink(
     cmd: &Command,
     principal: &str,
     roles: &[String],
+    security: Option<&str>,
     stats: StatsSnapshot,
     behaviour: Option<&Outcome>,
     now_ms: u64,
@@ -241,6 +249,9 @@ pub fn downlink(
             format!("`{principal}` may not command devices in zone `{}`", r.zone),
         );
     }
+    if let Err(d) = super::authenticate::downlink(profile, security) {
+        return d;
+    }
     if let Some(o) = behaviour
         && o.action == Action::Quarantine
     {
@@ -256,6 +267,7 @@ pub fn downlink(
             message: None,
             command: Some(cmd),
             principal: Some(principal),
+            security,
             stats,
             now_ms,
             anomaly: behaviour.map(|o| &o.assessment),
@@ -339,7 +351,15 @@ commands = ["set_setpoint"]
         let p = policy();
         for s in [Status::Pending, Status::Quarantined, Status::Revoked] {
             let mut ds: Vec<Box<dyn Decider>> = vec![Box::new(Fixed(Ok(Decision::allow("x"))))];
-            let d = uplink(&p, &mut ds, &rec(s, None), &tele("temperature"), stats(), None, 0);
+            let d = uplink(
+                &p,
+                &mut ds,
+                &rec(s, None),
+                &tele("temperature"),
+                stats(),
+                None,
+                0,
+            );
             assert_eq!(d.verdict, Verdict::Deny);
             assert_eq!(d.decider, "builtin:status");
             let cmd = Command {
@@ -353,6 +373,7 @@ commands = ["set_setpoint"]
                 &cmd,
                 "mqtt:operator",
                 &[],
+                None,
                 stats(),
                 None,
                 0,
@@ -375,7 +396,15 @@ commands = ["set_setpoint"]
         assert!(uplink(&p, &mut none, &r, &ev, stats(), None, 0).is_allow());
         let mut unprofiled = rec(Status::Active, None);
         unprofiled.model = Some("Other".into());
-        let d = uplink(&p, &mut none, &unprofiled, &tele("temperature"), stats(), None, 0);
+        let d = uplink(
+            &p,
+            &mut none,
+            &unprofiled,
+            &tele("temperature"),
+            stats(),
+            None,
+            0,
+        );
         assert!(d.reason.contains("no usage profile"));
     }
 
@@ -388,18 +417,84 @@ commands = ["set_setpoint"]
             name: "set_setpoint".into(),
             args: vec![],
         };
-        assert!(downlink(&p, &mut none, &r, &set, "mqtt:operator", &[], stats(), None, 0).is_allow());
-        let d = downlink(&p, &mut none, &r, &set, "mqtt:intruder", &[], stats(), None, 0);
+        assert!(
+            downlink(
+                &p,
+                &mut none,
+                &r,
+                &set,
+                "mqtt:operator",
+                &[],
+                None,
+                stats(),
+                None,
+                0
+            )
+            .is_allow()
+        );
+        let d = downlink(
+            &p,
+            &mut none,
+            &r,
+            &set,
+            "mqtt:intruder",
+            &[],
+            None,
+            stats(),
+            0,
+        );
         assert_eq!(d.decider, "builtin:zone");
         let reboot = Command {
             name: "reboot".into(),
             args: vec![],
         };
-        assert!(!downlink(&p, &mut none, &r, &reboot, "mqtt:operator", &[], stats(), None, 0).is_allow());
+        assert!(
+            !downlink(
+                &p,
+                &mut none,
+                &r,
+                &reboot,
+                "mqtt:operator",
+                &[],
+                None,
+                stats(),
+                None,
+                0
+            )
+            .is_allow()
+        );
         r.zone = "lab".into();
-        assert!(downlink(&p, &mut none, &r, &set, "anyone", &[], stats(), None, 0).is_allow());
+        assert!(
+            downlink(
+                &p,
+                &mut none,
+                &r,
+                &set,
+                "anyone",
+                &[],
+                None,
+                stats(),
+                None,
+                0
+            )
+            .is_allow()
+        );
         r.zone = "undefined".into();
-        assert!(!downlink(&p, &mut none, &r, &set, "mqtt:operator", &[], stats(), None, 0).is_allow());
+        assert!(
+            !downlink(
+                &p,
+                &mut none,
+                &r,
+                &set,
+                "mqtt:operator",
+                &[],
+                None,
+                stats(),
+                None,
+                0
+            )
+            .is_allow()
+        );
     }
 
     /// Records what the seam hands a decider, and binds only to downlinks.
@@ -439,13 +534,41 @@ commands = ["set_setpoint"]
             name: "set_setpoint".into(),
             args: vec![],
         };
-        assert!(downlink(&p, &mut ds, &r, &set, "mqtt:operator", &[], stats(), None, 7).is_allow());
+        assert!(
+            downlink(
+                &p,
+                &mut ds,
+                &r,
+                &set,
+                "mqtt:operator",
+                &[],
+                None,
+                stats(),
+                None,
+                7
+            )
+            .is_allow()
+        );
         // a built-in deny stops before any decider runs
         let reboot = Command {
             name: "reboot".into(),
             args: vec![],
         };
-        assert!(!downlink(&p, &mut ds, &r, &reboot, "mqtt:operator", &[], stats(), None, 8).is_allow());
+        assert!(
+            !downlink(
+                &p,
+                &mut ds,
+                &r,
+                &reboot,
+                "mqtt:operator",
+                &[],
+                None,
+                stats(),
+                None,
+                8
+            )
+            .is_allow()
+        );
         assert_eq!(
             *log.lock().unwrap(),
             [

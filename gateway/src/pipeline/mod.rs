@@ -8,12 +8,15 @@
 //! The pipeline runs on its own thread and owns its mutable state (aggregates, deciders, pending
 //! command replies); everything it shares (registry, audit sink, northbound) is thread-safe.
 
+pub mod admission;
+pub use admission::Admission;
 pub mod authenticate;
 pub mod decide;
 pub mod deliver;
 pub mod identify;
 pub mod observe;
 pub mod record;
+mod replies;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -76,9 +79,13 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
     pub northbound: Arc<Northbound>,
     pub routes: HashMap<String, mpsc::Sender<Downlink>>,
-    replies: HashMap<String, (u64, DeviceId, oneshot::Sender<CommandResult>)>,
+    replies: replies::Replies,
     counter: u64,
     link_states: HashMap<String, LinkState>,
+    /// Per (link, kind): when a notice was last audited and what was counted since.
+    notices: HashMap<(String, &'static str), (Option<std::time::Instant>, u64)>,
+    /// New pending registrations per source.
+    pub admission: admission::Admission,
     /// Devices published as offline (silent for `offline_after_ms`).
     offline: HashSet<DeviceId>,
     pub offline_after_ms: u64,
@@ -87,8 +94,8 @@ pub struct Pipeline {
     pub behaviour: Behaviour,
 }
 
-const REPLY_TIMEOUT_MS: u64 = 30_000;
-const MAX_WAITING_REPLIES: usize = 1024;
+/// How often a link notice of one kind is audited (the metric counts every one).
+const NOTICE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Pipeline {
     #[allow(clippy::too_many_arguments)]
@@ -116,9 +123,11 @@ impl Pipeline {
             metrics,
             northbound,
             routes: HashMap::new(),
-            replies: HashMap::new(),
+            replies: replies::Replies::default(),
             counter: 0,
             link_states: HashMap::new(),
+            notices: HashMap::new(),
+            admission: admission::Admission::new(30),
             offline: HashSet::new(),
             offline_after_ms: 900_000,
             ticks: 0,
@@ -156,6 +165,8 @@ impl Pipeline {
             }
             AdapterEvent::Announce(a) => self.announce(a),
             AdapterEvent::CommandResult(r) => self.command_result(r),
+            AdapterEvent::CommandHeld(h) => self.command_held(h),
+            AdapterEvent::Notice(n) => self.notice(n),
             AdapterEvent::Health(h) => self.health(h),
             AdapterEvent::Rejected(r) => self.rejected(r),
             AdapterEvent::Membership(m) => self.membership(m),
@@ -182,16 +193,39 @@ impl Pipeline {
         let now = now_ms();
         let protocol = msg.device.protocol().to_owned();
 
+        // an unknown device registers as pending only within its source's rate
+        if self.registry.get(&msg.device).is_none()
+            && let Err(d) = self.admit(msg.device.protocol(), &msg.device)
+        {
+            self.count(&protocol, "uplink", d.verdict);
+            return (d, msg);
+        }
         let id = match identify::uplink(&self.registry, &msg.device, &self.default_zone) {
             Ok(id) => id,
             Err(d) => {
-                record::uplink(&mut self.aggregator, &self.audit, false, &msg, &d, None, now);
+                record::uplink(
+                    &mut self.aggregator,
+                    &self.audit,
+                    false,
+                    &msg,
+                    &d,
+                    None,
+                    now,
+                );
                 self.count(&protocol, "uplink", d.verdict);
                 return (d, msg);
             }
         };
-        if id.new || self.offline.remove(&msg.device) {
-            // just registered (waiting for approval), or back after being silent
+        let never_heard = id.record.last_seen.is_none()
+            && id
+                .entry
+                .stats
+                .last_seen
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0;
+        if id.new || self.offline.remove(&msg.device) || never_heard {
+            // just registered (waiting for approval), heard for the first time (imported), or
+            // back after being silent
             self.northbound.status(&id.record, true);
         }
         self.timed(sample, "identify", &mut t);
@@ -348,7 +382,10 @@ impl Pipeline {
             feature,
         };
         if event == "quarantine" {
-            self.metrics.anomaly_quarantines.get_or_create(&labels).inc();
+            self.metrics
+                .anomaly_quarantines
+                .get_or_create(&labels)
+                .inc();
         } else {
             self.metrics.anomaly_alerts.get_or_create(&labels).inc();
         }
@@ -371,10 +408,15 @@ impl Pipeline {
         self.northbound.behaviour(&r.id, &detail);
         if let Action::Alert { audit: true } = o.action {
             self.audit.record(
-                AuditEntry::new(Category::Security, "anomaly-alert", "builtin:behaviour", reason)
-                    .device(&r.id)
-                    .decision("builtin:behaviour", d.verdict.as_str())
-                    .detail(detail),
+                AuditEntry::new(
+                    Category::Security,
+                    "anomaly-alert",
+                    "builtin:behaviour",
+                    reason,
+                )
+                .device(&r.id)
+                .decision("builtin:behaviour", d.verdict.as_str())
+                .detail(detail),
             );
         }
     }
@@ -431,12 +473,14 @@ impl Pipeline {
         // the profile's assurance floor travels with the command: the adapter knows the channel
         let mut min_assurance = Assurance::None;
         let mut scored = None;
+        let mut security = Vec::new();
         let decision = match identify::downlink(&self.registry, &device) {
             Err(d) => d,
             Ok(id) => {
                 let profile = self.policy.profile_for(&id.record);
                 if let Some((_, p)) = profile {
                     min_assurance = p.min_assurance;
+                    security.clone_from(&p.security);
                 }
                 let outcome = if id.record.status == Status::Active {
                     self.behaviour.command(
@@ -456,6 +500,7 @@ impl Pipeline {
                     &command,
                     &principal,
                     &roles,
+                    id.entry.stats.security().as_deref(),
                     id.entry.stats.snapshot(),
                     outcome.as_ref(),
                     now,
@@ -497,15 +542,18 @@ impl Pipeline {
             command,
             principal,
             min_assurance,
+            security,
         };
         match deliver::downlink(&self.routes, dl) {
             Ok(()) => {
                 self.count(device.protocol(), "downlink", Verdict::Allow);
-                if let Some(r) = reply {
-                    if self.replies.len() >= MAX_WAITING_REPLIES {
-                        self.expire_replies(u64::MAX);
-                    }
-                    self.replies.insert(command_id, (now, device, r));
+                // every delivered command waits for its result (or `timeout`), so the result is
+                // audited and published even when nobody waits for the reply
+                if let Some(evicted) =
+                    self.replies
+                        .insert(command_id, device, reply, std::time::Instant::now())
+                {
+                    self.timed_out(evicted, "more commands waiting than the gateway holds");
                 }
             }
             Err(outcome) => {
@@ -547,8 +595,36 @@ impl Pipeline {
     }
 
     fn command_result(&mut self, res: CommandResult) {
-        let reply = self.replies.remove(&res.command_id).map(|r| r.2);
+        let reply = self.replies.take(&res.command_id).and_then(|w| w.reply);
         self.command_result_inner(res, reply);
+    }
+
+    /// The adapter holds a command for a device that is not listening: wait as long as it says,
+    /// and tell the caller now that the command is queued (the final result follows).
+    fn command_held(&mut self, h: warden_core::CommandHeld) {
+        let now = std::time::Instant::now();
+        if !self.replies.extend(&h.command_id, &h.device, h.wait, now) {
+            return;
+        }
+        let res = CommandResult {
+            command_id: h.command_id,
+            device: h.device,
+            outcome: CommandOutcome::Queued(h.reason),
+            points: vec![],
+        };
+        self.audit.record(
+            AuditEntry::new(Category::Decision, "command-result", "gateway", "")
+                .device(&res.device)
+                .detail(serde_json::json!({
+                    "command_id": res.command_id,
+                    "result": serde_json::to_value(&res.outcome).unwrap_or_default(),
+                    "wait_s": h.wait.as_secs(),
+                })),
+        );
+        self.northbound.command_result(&res);
+        if let Some(tx) = self.replies.take_reply(&res.command_id) {
+            let _ = tx.send(res);
+        }
     }
 
     fn command_result_inner(
@@ -568,36 +644,28 @@ impl Pipeline {
         }
     }
 
-    fn expire_replies(&mut self, now: u64) {
-        let old: Vec<String> = self
-            .replies
-            .iter()
-            .filter(|(_, (t, _, _))| now == u64::MAX || now.saturating_sub(*t) > REPLY_TIMEOUT_MS)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in old {
-            if let Some((_, device, tx)) = self.replies.remove(&k) {
-                let res = CommandResult {
-                    command_id: k,
-                    device,
-                    outcome: CommandOutcome::Timeout,
-                    points: vec![],
-                };
-                self.audit.record(
-                    AuditEntry::new(
-                        Category::Decision,
-                        "command-result",
-                        "gateway",
-                        "no result from the adapter in time",
-                    )
-                    .device(&res.device)
-                    .detail(
-                        serde_json::json!({ "command_id": res.command_id, "result": "timeout" }),
-                    ),
-                );
-                self.northbound.command_result(&res);
-                let _ = tx.send(res);
-            }
+    /// Answers every command past its deadline with `timeout`.
+    fn expire_replies(&mut self) {
+        for w in self.replies.expired(std::time::Instant::now()) {
+            self.timed_out(w, "no result from the adapter in time");
+        }
+    }
+
+    fn timed_out(&mut self, (command_id, w): (String, replies::Waiting), why: &str) {
+        let res = CommandResult {
+            command_id,
+            device: w.device,
+            outcome: CommandOutcome::Timeout,
+            points: vec![],
+        };
+        self.audit.record(
+            AuditEntry::new(Category::Decision, "command-result", "gateway", why)
+                .device(&res.device)
+                .detail(serde_json::json!({ "command_id": res.command_id, "result": "timeout" })),
+        );
+        self.northbound.command_result(&res);
+        if let Some(tx) = w.reply {
+            let _ = tx.send(res);
         }
     }
 
@@ -625,6 +693,20 @@ impl Pipeline {
             }
             self.registry.update_evidence(&id, &a).map(|_| ())
         } else {
+            // An adapter that announces identities nobody vouched for names their source (`via`:
+            // a LoRaWAN forwarder relaying JoinRequests); those are rate-limited per source. A
+            // node a controller admitted through a join window or holds in its own table has no
+            // `via` and is not limited (a controller with 100 nodes registers them at once).
+            let via = a
+                .details
+                .iter()
+                .find(|(k, _)| k == "via")
+                .map(|(_, v)| clean(v));
+            if let Some(source) = via
+                && self.admit(&source, &id).is_err()
+            {
+                return;
+            }
             self.registry
                 .register_pending(&id, Some(&a), &self.default_zone, &announced_reason(&a))
                 .map(|e| self.northbound.status(&e.record(), true))
@@ -637,6 +719,27 @@ impl Pipeline {
                     .decision("builtin:identify", "deny"),
             );
         }
+    }
+
+    /// Whether `source` may register `device` as a new pending device now. A refusal is counted
+    /// (`warden_link_notices_total{kind="pending-rate"}`) and audited once a minute per source
+    /// with the sum and the first device refused: a flood of forged identities becomes a few
+    /// records, not one each.
+    fn admit(&mut self, source: &str, device: &DeviceId) -> Result<(), warden_core::Decision> {
+        if self.admission.admit(source, std::time::Instant::now()) {
+            return Ok(());
+        }
+        let reason = format!(
+            "unknown device {device} not registered: {source} registered its share of new devices this minute (registry.pending_per_source_per_min); retry in {} s",
+            self.admission.retry_after(source).as_secs().max(1)
+        );
+        self.notice(warden_core::Notice {
+            link: source.to_owned(),
+            kind: "pending-rate",
+            count: 1,
+            detail: reason.clone(),
+        });
+        Err(warden_core::Decision::deny("builtin:identify", reason))
     }
 
     fn membership(&mut self, m: Membership) {
@@ -667,6 +770,60 @@ impl Pipeline {
             .detail(serde_json::json!({ "cause": r.cause }));
         e.device = r.device.map(|d| d.to_string());
         self.audit.record(e);
+    }
+
+    /// Counted at once; audited at most once a minute per link and kind, with the sum since.
+    fn notice(&mut self, n: warden_core::Notice) {
+        self.metrics
+            .link_notices
+            .get_or_create(&crate::metrics::NoticeLabels {
+                link: n.link.clone(),
+                kind: n.kind.to_owned(),
+            })
+            .inc_by(n.count);
+        let now = std::time::Instant::now();
+        if self.notices.len() >= 1024 && !self.notices.contains_key(&(n.link.clone(), n.kind)) {
+            // links are few; a flood of names must not grow this without bound
+            self.notices.clear();
+        }
+        let e = self
+            .notices
+            .entry((n.link.clone(), n.kind))
+            .or_insert((None, 0));
+        e.1 = e.1.saturating_add(n.count);
+        if e.0.is_some_and(|t| now.duration_since(t) < NOTICE_EVERY) {
+            return;
+        }
+        let count = std::mem::take(&mut e.1);
+        e.0 = Some(now);
+        tracing::warn!(link = %n.link, kind = n.kind, count, detail = %n.detail, "link notice");
+        self.audit.record(
+            AuditEntry::new(Category::System, "link-notice", "gateway", n.detail)
+                .detail(serde_json::json!({ "link": n.link, "kind": n.kind, "count": count })),
+        );
+    }
+
+    /// Audits the notices counted since their last record once their minute is over (or all of
+    /// them, at shutdown), so a last burst is not left only in the metric.
+    fn flush_notices(&mut self, all: bool) {
+        let now = std::time::Instant::now();
+        for ((link, kind), (last, count)) in &mut self.notices {
+            let due = all || last.is_none_or(|t| now.duration_since(t) >= NOTICE_EVERY);
+            if *count == 0 || !due {
+                continue;
+            }
+            let n = std::mem::take(count);
+            *last = Some(now);
+            self.audit.record(
+                AuditEntry::new(
+                    Category::System,
+                    "link-notice",
+                    "gateway",
+                    format!("{n} more since the last record"),
+                )
+                .detail(serde_json::json!({ "link": link, "kind": kind, "count": n })),
+            );
+        }
     }
 
     fn health(&mut self, h: LinkHealth) {
@@ -709,7 +866,11 @@ impl Pipeline {
             self.check_availability(now);
         }
         self.aggregator.tick(&self.audit, now);
-        self.expire_replies(now);
+        self.expire_replies();
+        self.flush_notices(false);
+        if let Err(e) = self.registry.flush_raised_assurance() {
+            tracing::error!(error = %e, "best-assurance flush failed");
+        }
         for d in &mut self.deciders {
             d.tick();
         }
@@ -766,12 +927,17 @@ impl Pipeline {
             }
             Control::Status(id) => {
                 if let Some(e) = self.registry.get(&id) {
-                    if e.record().status == Status::Active {
+                    let r = e.record();
+                    // online only once heard: an imported or approved device that never sent
+                    // anything is not online, and one gone silent stays offline
+                    let heard = r.last_seen.is_some()
+                        || e.stats.last_seen.load(std::sync::atomic::Ordering::Relaxed) > 0;
+                    if r.status == Status::Active {
                         // released or approved by an operator: its anomaly count starts afresh
                         self.behaviour.released(&id);
                     }
                     self.northbound
-                        .status(&e.record(), !self.offline.contains(&id));
+                        .status(&r, heard && !self.offline.contains(&id));
                 }
             }
         }
@@ -814,9 +980,15 @@ impl Pipeline {
         for d in &mut self.deciders {
             d.tick();
         }
-        self.expire_replies(u64::MAX);
+        self.flush_notices(true);
+        for w in self.replies.drain() {
+            self.timed_out(w, "the gateway stopped before the adapter answered");
+        }
         if let Err(e) = self.registry.flush_last_seen() {
             tracing::error!(error = %e, "last-seen flush failed");
+        }
+        if let Err(e) = self.registry.flush_raised_assurance() {
+            tracing::error!(error = %e, "best-assurance flush failed");
         }
         self.behaviour.shutdown();
     }

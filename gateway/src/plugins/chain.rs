@@ -251,6 +251,7 @@ impl PluginChain {
                 q.fresh = false;
             }
         }
+        set_opt(&mut q.security, dr.security);
         q.time_ms = dr.now_ms;
         let s = &dr.stats;
         q.observed.rate_per_min = s.rate_per_min;
@@ -259,6 +260,11 @@ impl PluginChain {
         q.observed.denied = s.denied;
         q.observed.last_seen_ms = s.last_seen;
         q.observed.anomaly_score = dr.anomaly.map(|a| a.score);
+        match dr.anomaly.and_then(|a| a.top()) {
+            // the label is built only for an anomalous message; a normal one clears it
+            Some(f) => q.observed.anomaly_feature = Some(f.label()),
+            None => q.observed.anomaly_feature = None,
+        }
     }
 
     fn failed(&mut self, slot: usize, f: &Failure) -> Decision {
@@ -454,6 +460,7 @@ mod tests {
             message: Some(m),
             command: None,
             principal: None,
+            security: None,
             stats: Stats::default().snapshot(),
             now_ms: 42,
             anomaly: None,
@@ -621,6 +628,7 @@ mod tests {
                 message: None,
                 command: Some(&cmd),
                 principal: Some("mqtt:operator"),
+                security: Some("zwave-s2-access-control"),
                 stats: stats.snapshot(),
                 now_ms: 7,
                 anomaly: None,
@@ -632,6 +640,7 @@ mod tests {
         assert_eq!(q.points, cmd.args);
         assert_eq!(q.principal.as_deref(), Some("mqtt:operator"));
         assert_eq!(q.assurance, Assurance::Certificate);
+        assert_eq!(q.security.as_deref(), Some("zwave-s2-access-control"));
         assert_eq!(q.device.role, None);
     }
 }

@@ -102,7 +102,7 @@ warden-plugin-abi = { path = "../warden-plugin-abi" }
 [target.'cfg(target_arch = "wasm32")'.dependencies]
 dlmalloc = { version = "0.2", features = ["global"], optional = true }
 
-# Only for the 0.1.0 component contract (wasm32-wasip2).
+# Only for the 0.1.x component contract (wasm32-wasip2).
 [target.'cfg(all(target_arch = "wasm32", target_env = "p2"))'.dependencies]
 wit-bindgen = { version = "0.61", default-features = false, features = ["macros"] }
 
@@ -350,7 +350,7 @@ plugin = "{{name}}"
 
 A changed module (with its `.sig`) is hot-reloaded; a changed `config` takes effect on a config
 reload. `warden-sdk/` and `warden-plugin-abi/` are the SDK and the contract (0.2.0) of the gateway
-that made this project; `wit/` is the older component contract (0.1.0), used only when the crate
+that made this project; `wit/` is the older component contract (0.1.1), used only when the crate
 is built for wasm32-wasip2.
 "#;
 

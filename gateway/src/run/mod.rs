@@ -134,7 +134,8 @@ pub struct Shared {
     pub failures: Arc<crate::login_failures::LoginFailures>,
     /// Password checks (argon2) running at once.
     pub login_slots: Arc<tokio::sync::Semaphore>,
-    pub started_ms: u64,
+    /// When the gateway started (monotonic: uptime survives the wall clock stepping back).
+    pub started: std::time::Instant,
     /// Counters of the embedded broker, when it runs.
     pub broker_stats: Option<crate::northbound::broker::StatsReader>,
     /// Join windows, scans and removals on the adapters that support them.
@@ -290,6 +291,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     );
     pipeline.offline_after_ms = cfg.registry.offline_after_s.saturating_mul(1000);
     pipeline.behaviour = crate::behaviour::Behaviour::with_store(cfg.behaviour.clone(), &store)?;
+    pipeline.admission = crate::pipeline::Admission::new(cfg.registry.pending_per_source_per_min);
     let plugin_runtime = start_plugins(
         &cfg,
         &data_dir,
@@ -382,7 +384,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         operators,
         failures,
         login_slots: Arc::new(tokio::sync::Semaphore::new(2)),
-        started_ms: warden_core::now_ms(),
+        started: std::time::Instant::now(),
         broker_stats: broker_handle.as_ref().map(|h| h.stats_reader()),
         operations: operations.clone(),
         shutdown: shutdown_rx.clone(),

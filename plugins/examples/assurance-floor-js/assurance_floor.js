@@ -12,7 +12,7 @@
 // for a name's text only to word a denial. A decision whose assurance meets the strongest floor
 // in the config returns without any host call.
 
-import { intern } from 'warden:policy/host@0.1.0';
+import { intern } from 'warden:policy/host@0.1.1';
 
 // The WIT `assurance` enum's names, in its (weakest-first) order; the bindings pass enum cases
 // as these strings.

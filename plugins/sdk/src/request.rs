@@ -41,7 +41,9 @@ pub struct Request {
     pub(crate) firmware: Option<String>,
     pub(crate) name: String,
     pub(crate) principal: Option<String>,
+    pub(crate) security: Option<String>,
     pub(crate) observed: Observed,
+    pub(crate) anomaly_feature: Option<String>,
     pub(crate) points: alloc::vec::Vec<crate::testing::Point>,
 }
 
@@ -128,6 +130,22 @@ impl Request {
     #[inline]
     pub fn observed(&self) -> Observed {
         crate::core_abi::observed()
+    }
+    /// The protocol's name for the security the message came under (`zwave-s2-access-control`,
+    /// `zwave-s0`, …; for a command, the one the device was last heard under). `None` when the
+    /// adapter has nothing finer to say than the assurance; `Some(Symbol::OTHER)` for a label
+    /// the plugin never interned.
+    #[inline]
+    pub fn security(&self) -> Option<Symbol> {
+        crate::core_abi::has(off::HAS_SECURITY).then(|| crate::core_abi::sym(off::SECURITY))
+    }
+    pub fn security_text(&self) -> Option<String> {
+        crate::core_abi::request_text(field::SECURITY, 0)
+    }
+    /// The feature that contributed most to [`Observed::anomaly_score`] (`rate`,
+    /// `value:temperature`, …).
+    pub fn anomaly_feature(&self) -> Option<String> {
+        crate::core_abi::request_text(field::ANOMALY_FEATURE, 0)
     }
     /// The `index`-th point's (argument's) name; [`Symbol::OTHER`] past the end.
     #[inline]
@@ -228,6 +246,22 @@ impl Request {
             anomaly_score: o.anomaly_score,
         }
     }
+    /// The protocol's name for the security the message came under (`zwave-s2-access-control`,
+    /// `zwave-s0`, …; for a command, the one the device was last heard under). `None` when the
+    /// adapter has nothing finer to say than the assurance; `Some(Symbol::OTHER)` for a label
+    /// the plugin never interned. (Contract 0.1.1.)
+    #[inline]
+    pub fn security(&self) -> Option<Symbol> {
+        self.0.security().map(Symbol)
+    }
+    pub fn security_text(&self) -> Option<String> {
+        self.0.security_text()
+    }
+    /// The feature that contributed most to [`Observed::anomaly_score`] (`rate`,
+    /// `value:temperature`, …). (Contract 0.1.1.)
+    pub fn anomaly_feature(&self) -> Option<String> {
+        self.0.anomaly_feature()
+    }
     /// The `index`-th point's (argument's) name; [`Symbol::OTHER`] past the end.
     #[inline]
     pub fn point_name(&self, index: u32) -> Symbol {
@@ -317,6 +351,21 @@ impl Request {
     }
     pub fn observed(&self) -> Observed {
         self.observed
+    }
+    /// The protocol's name for the security the message came under (`zwave-s2-access-control`,
+    /// `zwave-s0`, …; for a command, the one the device was last heard under). `None` when the
+    /// adapter has nothing finer to say than the assurance; `Some(Symbol::OTHER)` for a label
+    /// the plugin never interned.
+    pub fn security(&self) -> Option<Symbol> {
+        self.security.as_deref().map(Self::sym)
+    }
+    pub fn security_text(&self) -> Option<String> {
+        self.security.clone()
+    }
+    /// The feature that contributed most to [`Observed::anomaly_score`] (`rate`,
+    /// `value:temperature`, …).
+    pub fn anomaly_feature(&self) -> Option<String> {
+        self.anomaly_feature.clone()
     }
     /// The `index`-th point's (argument's) name; [`Symbol::OTHER`] past the end.
     pub fn point_name(&self, index: u32) -> Symbol {

@@ -102,7 +102,9 @@ impl RequestBuilder {
                 firmware: None,
                 name: String::new(),
                 principal: None,
+                security: None,
                 observed: Observed::default(),
+                anomaly_feature: None,
                 points: Vec::new(),
             },
         }
@@ -166,6 +168,16 @@ impl RequestBuilder {
     }
     pub fn observed(mut self, o: Observed) -> Self {
         self.request.observed = o;
+        self
+    }
+    /// The security label the message came under (`zwave-s2-access-control`, …).
+    pub fn security(mut self, label: &str) -> Self {
+        self.request.security = Some(label.to_owned());
+        self
+    }
+    /// The feature that contributed most to the anomaly score.
+    pub fn anomaly_feature(mut self, feature: &str) -> Self {
+        self.request.anomaly_feature = Some(feature.to_owned());
         self
     }
     /// Adds a point (uplink reading).
@@ -374,9 +386,24 @@ struct RequestJson {
     fresh: bool,
     #[serde(default)]
     principal: Option<String>,
+    #[serde(default)]
+    security: Option<String>,
     time_ms: u64,
     #[serde(default)]
-    observed: Observed,
+    observed: ObservedJson,
+}
+
+/// `observed` as the gateway writes it: the counters of [`Observed`] and the top anomaly feature.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ObservedJson {
+    rate_per_min: u64,
+    messages: u64,
+    bytes: u64,
+    denied: u64,
+    last_seen_ms: u64,
+    anomaly_score: Option<f32>,
+    anomaly_feature: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -443,7 +470,16 @@ pub fn parse_line(line: &str) -> Result<(Message, Option<Expect>), String> {
         firmware: r.device.firmware,
         name: r.name,
         principal: r.principal,
-        observed: r.observed,
+        security: r.security,
+        observed: Observed {
+            rate_per_min: r.observed.rate_per_min,
+            messages: r.observed.messages,
+            bytes: r.observed.bytes,
+            denied: r.observed.denied,
+            last_seen_ms: r.observed.last_seen_ms,
+            anomaly_score: r.observed.anomaly_score,
+        },
+        anomaly_feature: r.observed.anomaly_feature,
         points: r.points,
     };
     Ok((Message { header, request }, expect))

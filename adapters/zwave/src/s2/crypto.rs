@@ -114,6 +114,21 @@ fn increment(v: &mut Key) {
     }
 }
 
+/// The nonce of a multicast frame: the first 13 bytes of AES(keyMPAN, the group's inner MPAN
+/// state); the state then moves one step on.
+pub fn mpan_nonce(key_mpan: &Key, state: &mut Key) -> [u8; 13] {
+    let b = aes_block(key_mpan, state);
+    increment(state);
+    let mut n = [0u8; 13];
+    n.copy_from_slice(b.get(..13).unwrap_or(&[0; 13]));
+    n
+}
+
+/// One step of an inner MPAN state (what a singlecast follow-up does to it).
+pub fn mpan_step(state: &mut Key) {
+    increment(state);
+}
+
 fn aes_block(key: &Key, block: &Key) -> Key {
     let c = Aes128::new(GenericArray::from_slice(key));
     let mut b = GenericArray::clone_from_slice(block);

@@ -20,6 +20,10 @@ pub const MESSAGE_ENCAPSULATION: u8 = 0x03;
 const SEEN: usize = 10;
 /// A receiver tries this many SPAN steps to catch up with a sender whose frames were lost.
 const CATCH_UP: usize = 5;
+/// A receiver tries this many MPAN steps to catch up with a group whose multicasts were lost.
+const MPAN_CATCH_UP: usize = 5;
+/// Multicast groups whose MPAN Warden keeps per node (the oldest is dropped).
+pub const MPAN_GROUPS: usize = 4;
 
 /// An S2 key class (S0 is separate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -78,6 +82,21 @@ pub enum S2Error {
     Replay(u8),
     #[error("an S2 extension Warden must understand but does not (type {0})")]
     CriticalExtension(u8),
+    #[error("an S2 multicast for group {0}, whose MPAN the node has not sent Warden")]
+    NoMpan(u8),
+    #[error("a replayed S2 multicast (group {0}, sequence number {1} seen before)")]
+    MulticastReplay(u8, u8),
+}
+
+/// What Warden knows of one multicast group a node sends to.
+#[derive(Clone)]
+enum Mpan {
+    /// The node's inner MPAN state for the group, as its MPAN extension gave it and moved on by
+    /// each multicast and singlecast follow-up since; the group's recent sequence numbers.
+    Known(Key, VecDeque<u8>),
+    /// A multicast or follow-up came for the group before its MPAN: the next follow-up is
+    /// answered with a Nonce Report asking for it (MOS).
+    OutOfSync,
 }
 
 enum Span {
@@ -101,9 +120,13 @@ struct Peer {
 /// A decrypted frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
-    /// The encapsulated command class bytes.
+    /// The encapsulated command class bytes (empty for a frame that carries only extensions,
+    /// such as an MPAN).
     pub payload: Vec<u8>,
     pub keys: Keys,
+    /// A singlecast follow-up of a multicast to a group whose MPAN Warden lacks: answer with a
+    /// Nonce Report with MOS so the node sends it.
+    pub mos: bool,
 }
 
 /// The host's S2 state for one network.
@@ -114,6 +137,8 @@ pub struct Sessions {
     temp: HashMap<u8, Expanded>,
     peers: HashMap<u8, Peer>,
     granted: HashMap<u8, Class>,
+    /// Per node, the multicast groups it sends to (at most [`MPAN_GROUPS`], oldest first).
+    mpans: HashMap<u8, Vec<(u8, Mpan)>>,
 }
 
 fn random_key() -> Key {
@@ -129,6 +154,7 @@ impl Sessions {
             temp: HashMap::new(),
             peers: HashMap::new(),
             granted: HashMap::new(),
+            mpans: HashMap::new(),
         }
     }
 
@@ -141,6 +167,103 @@ impl Sessions {
         self.granted.remove(&node);
         self.temp.remove(&node);
         self.peers.remove(&node);
+        self.mpans.remove(&node);
+    }
+
+    fn mpan(&self, node: u8, group: u8) -> Option<&Mpan> {
+        self.mpans
+            .get(&node)?
+            .iter()
+            .find(|(g, _)| *g == group)
+            .map(|(_, m)| m)
+    }
+
+    fn set_mpan(&mut self, node: u8, group: u8, m: Mpan) {
+        let list = self.mpans.entry(node).or_default();
+        list.retain(|(g, _)| *g != group);
+        if list.len() >= MPAN_GROUPS {
+            list.remove(0);
+        }
+        list.push((group, m));
+    }
+
+    /// Records a node's inner MPAN state for a group (what its MPAN extension carries).
+    pub fn store_mpan(&mut self, node: u8, group: u8, state: Key) {
+        self.set_mpan(node, group, Mpan::Known(state, VecDeque::new()));
+    }
+
+    /// Multicast groups of a node Warden keeps state for.
+    pub fn mpan_groups(&self, node: u8) -> usize {
+        self.mpans.get(&node).map_or(0, Vec::len)
+    }
+
+    /// A Nonce Report with MOS: tells the node Warden lacks the MPAN of a group it multicasts to
+    /// (its SPAN is left as it is).
+    pub fn nonce_report_mos(&mut self, node: u8) -> Vec<u8> {
+        let seq = self.next_seq(node);
+        vec![CC, NONCE_REPORT, seq, 0x02]
+    }
+
+    /// Decrypts an S2 multicast (`9f 03 …` received as a multicast or broadcast frame) from a
+    /// node: its MGRP extension names the group; the nonce comes from the group's MPAN, under the
+    /// key of the node's granted class. A frame that does not decrypt leaves the MPAN as it was,
+    /// so forged multicasts cannot knock a group out of step.
+    pub fn open_multicast(&mut self, node: u8, frame: &[u8]) -> Result<Opened, S2Error> {
+        let (seq, flags) = match frame {
+            [CC, MESSAGE_ENCAPSULATION, seq, flags, ..] => (*seq, *flags),
+            _ => return Err(S2Error::Malformed("message encapsulation header")),
+        };
+        let h = header_extensions(frame, flags)?;
+        let group = h
+            .group
+            .ok_or(S2Error::Malformed("a multicast without MGRP"))?;
+        if h.sender_ei.is_some() {
+            return Err(S2Error::Malformed("a multicast with a SPAN extension"));
+        }
+        if frame.len() < h.end + 8 {
+            return Err(S2Error::Malformed("no room for the tag"));
+        }
+        let class = self.granted(node).ok_or(S2Error::NoSpan)?;
+        let (mut state, mut seen) = match self.mpan(node, group) {
+            Some(Mpan::Known(s, seen)) => (*s, seen.clone()),
+            _ => {
+                self.set_mpan(node, group, Mpan::OutOfSync);
+                return Err(S2Error::NoMpan(group));
+            }
+        };
+        if seen.contains(&seq) {
+            return Err(S2Error::MulticastReplay(group, seq));
+        }
+        let x = self
+            .expanded(node, Keys::Network(class))
+            .ok_or(S2Error::NoSpan)?
+            .clone();
+        let unencrypted = frame.get(2..h.end).unwrap_or_default();
+        let sealed = frame.get(h.end..).unwrap_or_default();
+        let aad = self.aad(node, group, frame.len(), unencrypted);
+        let mut plaintext = None;
+        for _ in 0..MPAN_CATCH_UP {
+            let nonce = crypto::mpan_nonce(&x.key_mpan, &mut state);
+            if let Some(pt) = crypto::ccm_open(&x.key_ccm, &nonce, &aad, sealed) {
+                plaintext = Some(pt);
+                break;
+            }
+        }
+        let plaintext = plaintext.ok_or(S2Error::CannotDecode)?;
+        seen.push_back(seq);
+        if seen.len() > SEEN {
+            seen.pop_front();
+        }
+        self.set_mpan(node, group, Mpan::Known(state, seen));
+        let (at, mpan) = encrypted_extensions(&plaintext, flags)?;
+        if mpan.is_some() {
+            return Err(S2Error::Malformed("an MPAN extension in a multicast"));
+        }
+        Ok(Opened {
+            payload: plaintext.get(at..).unwrap_or_default().to_vec(),
+            keys: Keys::Network(class),
+            mos: false,
+        })
     }
 
     pub fn granted(&self, node: u8) -> Option<Class> {
@@ -255,36 +378,8 @@ impl Sessions {
             [CC, MESSAGE_ENCAPSULATION, seq, flags, ..] => (*seq, *flags),
             _ => return Err(S2Error::Malformed("message encapsulation header")),
         };
-        let mut off = 4;
-        let mut sender_ei: Option<Key> = None;
-        if flags & 0x01 != 0 {
-            loop {
-                let len = usize::from(*frame.get(off).ok_or(S2Error::Malformed("extension"))?);
-                let kind = *frame.get(off + 1).ok_or(S2Error::Malformed("extension"))?;
-                if len < 2 {
-                    return Err(S2Error::Malformed("extension length"));
-                }
-                let data = frame
-                    .get(off + 2..off + len)
-                    .ok_or(S2Error::Malformed("extension data"))?;
-                match kind & 0x3f {
-                    0x01 => {
-                        sender_ei = Some(
-                            data.try_into()
-                                .map_err(|_| S2Error::Malformed("SPAN extension"))?,
-                        )
-                    }
-                    // MGRP (multicast group) and MOS: not needed for singlecast decryption.
-                    0x03 | 0x04 => {}
-                    other if kind & 0x40 != 0 => return Err(S2Error::CriticalExtension(other)),
-                    _ => {}
-                }
-                off += len;
-                if kind & 0x80 == 0 {
-                    break;
-                }
-            }
-        }
+        let h = header_extensions(frame, flags)?;
+        let (off, sender_ei, group) = (h.end, h.sender_ei, h.group);
         if frame.len() < off + 8 {
             return Err(S2Error::Malformed("no room for the tag"));
         }
@@ -340,30 +435,40 @@ impl Sessions {
         if p.seen.len() > SEEN {
             p.seen.pop_front();
         }
-        // Encrypted extensions (MPAN) come first in the plaintext; skip them.
-        let mut at = 0;
-        if flags & 0x02 != 0 {
-            loop {
-                let len = usize::from(
-                    *plaintext
-                        .get(at)
-                        .ok_or(S2Error::Malformed("encrypted extension"))?,
-                );
-                let kind = *plaintext
-                    .get(at + 1)
-                    .ok_or(S2Error::Malformed("encrypted extension"))?;
-                if len < 2 || plaintext.len() < at + len {
-                    return Err(S2Error::Malformed("encrypted extension length"));
-                }
-                at += len;
-                if kind & 0x80 == 0 {
-                    break;
-                }
+        // Encrypted extensions (MPAN) come first in the plaintext.
+        let (at, mpan) = encrypted_extensions(&plaintext, flags)?;
+        let mut mos = false;
+        match (group, mpan) {
+            (Some(_), Some(_)) => {
+                return Err(S2Error::Malformed(
+                    "an MPAN extension in a multicast follow-up",
+                ));
             }
+            // The node hands Warden its MPAN for a group (after a Nonce Report with MOS).
+            (None, Some((g, state))) if matches!(keys, Keys::Network(_)) => {
+                self.store_mpan(node, g, state);
+            }
+            (None, Some(_)) => {
+                return Err(S2Error::Malformed("an MPAN extension under bootstrap keys"));
+            }
+            // A singlecast follow-up of a multicast: it moves the group's MPAN on, or, when
+            // Warden lacks it, asks the node for it.
+            (Some(g), None) => match self.mpan(node, g).cloned() {
+                Some(Mpan::Known(mut state, seen)) => {
+                    crypto::mpan_step(&mut state);
+                    self.set_mpan(node, g, Mpan::Known(state, seen));
+                }
+                _ => {
+                    self.set_mpan(node, g, Mpan::OutOfSync);
+                    mos = true;
+                }
+            },
+            (None, None) => {}
         }
         Ok(Opened {
             payload: plaintext.get(at..).unwrap_or_default().to_vec(),
             keys,
+            mos,
         })
     }
 
@@ -400,6 +505,100 @@ impl Sessions {
         out.extend_from_slice(&sealed);
         Ok(out)
     }
+}
+
+/// Where a Message Encapsulation's unencrypted extensions end, and what they carry.
+struct Header {
+    end: usize,
+    /// SPAN: the sender's entropy input.
+    sender_ei: Option<Key>,
+    /// MGRP: the multicast group of a multicast or of its singlecast follow-up.
+    group: Option<u8>,
+}
+
+fn header_extensions(frame: &[u8], flags: u8) -> Result<Header, S2Error> {
+    let mut off = 4;
+    let mut sender_ei: Option<Key> = None;
+    let mut group = None;
+    if flags & 0x01 != 0 {
+        loop {
+            let len = usize::from(*frame.get(off).ok_or(S2Error::Malformed("extension"))?);
+            let kind = *frame.get(off + 1).ok_or(S2Error::Malformed("extension"))?;
+            if len < 2 {
+                return Err(S2Error::Malformed("extension length"));
+            }
+            let data = frame
+                .get(off + 2..off + len)
+                .ok_or(S2Error::Malformed("extension data"))?;
+            match kind & 0x3f {
+                0x01 => {
+                    sender_ei = Some(
+                        data.try_into()
+                            .map_err(|_| S2Error::Malformed("SPAN extension"))?,
+                    )
+                }
+                0x03 => {
+                    group = Some(match data {
+                        [g] => *g,
+                        _ => return Err(S2Error::Malformed("MGRP extension")),
+                    })
+                }
+                // MOS: the sender lacks our MPAN; Warden sends no multicast.
+                0x04 => {}
+                other if kind & 0x40 != 0 => return Err(S2Error::CriticalExtension(other)),
+                _ => {}
+            }
+            off += len;
+            if kind & 0x80 == 0 {
+                break;
+            }
+        }
+    }
+    Ok(Header {
+        end: off,
+        sender_ei,
+        group,
+    })
+}
+
+/// The encrypted extensions at the start of a decrypted payload: where the command begins, and
+/// an MPAN extension's group and inner state.
+fn encrypted_extensions(pt: &[u8], flags: u8) -> Result<(usize, Option<(u8, Key)>), S2Error> {
+    let mut at = 0;
+    let mut mpan = None;
+    if flags & 0x02 != 0 {
+        loop {
+            let len = usize::from(
+                *pt.get(at)
+                    .ok_or(S2Error::Malformed("encrypted extension"))?,
+            );
+            let kind = *pt
+                .get(at + 1)
+                .ok_or(S2Error::Malformed("encrypted extension"))?;
+            if len < 2 {
+                return Err(S2Error::Malformed("encrypted extension length"));
+            }
+            let data = pt
+                .get(at + 2..at + len)
+                .ok_or(S2Error::Malformed("encrypted extension length"))?;
+            match (kind & 0x3f, data) {
+                (0x02, [g, state @ ..]) => {
+                    let state: Key = state
+                        .try_into()
+                        .map_err(|_| S2Error::Malformed("MPAN extension"))?;
+                    mpan = Some((*g, state));
+                }
+                (0x02, _) => return Err(S2Error::Malformed("MPAN extension")),
+                (other, _) if kind & 0x40 != 0 => return Err(S2Error::CriticalExtension(other)),
+                _ => {}
+            }
+            at += len;
+            if kind & 0x80 == 0 {
+                break;
+            }
+        }
+    }
+    Ok((at, mpan))
 }
 
 fn nonce13(drbg: &mut CtrDrbg) -> [u8; 13] {
@@ -554,5 +753,136 @@ mod tests {
         let mut f = vec![CC, MESSAGE_ENCAPSULATION, 1, 0x00];
         f.extend_from_slice(&[0; 12]);
         assert_eq!(host.open(NODE, &f), Err(S2Error::NoSpan));
+    }
+
+    #[test]
+    fn header_extensions_name_the_group_and_refuse_what_must_be_understood() {
+        // SPAN (critical, more follows) then MGRP (critical)
+        let mut f = vec![CC, MESSAGE_ENCAPSULATION, 1, 0x01, 18, 0xc1];
+        f.extend_from_slice(&[7; 16]);
+        f.extend_from_slice(&[3, 0x43, 9]);
+        let h = header_extensions(&f, 0x01).unwrap();
+        assert_eq!(
+            (h.end, h.sender_ei, h.group),
+            (f.len(), Some([7; 16]), Some(9))
+        );
+        // MOS and an unknown non-critical extension are skipped
+        let f = [CC, MESSAGE_ENCAPSULATION, 1, 0x01, 2, 0x84, 3, 0x3e, 0];
+        let h = header_extensions(&f, 0x01).unwrap();
+        assert_eq!((h.end, h.group), (f.len(), None));
+        // an MGRP without its group byte, or with two; an unknown critical one; a truncated one
+        for (f, want) in [
+            (
+                vec![CC, MESSAGE_ENCAPSULATION, 1, 1, 2, 0x43],
+                S2Error::Malformed("MGRP extension"),
+            ),
+            (
+                vec![CC, MESSAGE_ENCAPSULATION, 1, 1, 4, 0x43, 1, 2],
+                S2Error::Malformed("MGRP extension"),
+            ),
+            (
+                vec![CC, MESSAGE_ENCAPSULATION, 1, 1, 2, 0x7e],
+                S2Error::CriticalExtension(0x3e),
+            ),
+            (
+                vec![CC, MESSAGE_ENCAPSULATION, 1, 1, 5, 0x43, 1],
+                S2Error::Malformed("extension data"),
+            ),
+            (
+                vec![CC, MESSAGE_ENCAPSULATION, 1, 1, 1, 0x43],
+                S2Error::Malformed("extension length"),
+            ),
+        ] {
+            assert_eq!(header_extensions(&f, 0x01).err(), Some(want), "{f:02x?}");
+        }
+    }
+
+    #[test]
+    fn encrypted_extensions_carry_the_mpan() {
+        let mut pt = vec![19, 0x42, 5];
+        pt.extend_from_slice(&[0xab; 16]);
+        pt.extend_from_slice(&[0x31, 0x05]);
+        assert_eq!(
+            encrypted_extensions(&pt, 0x02).unwrap(),
+            (19, Some((5, [0xab; 16])))
+        );
+        // without the flag, the bytes are the command
+        assert_eq!(encrypted_extensions(&pt, 0x00).unwrap(), (0, None));
+        // an MPAN one byte short; an unknown critical one; one running past the end
+        let mut short = vec![18, 0x42, 5];
+        short.extend_from_slice(&[0xab; 15]);
+        assert_eq!(
+            encrypted_extensions(&short, 0x02),
+            Err(S2Error::Malformed("MPAN extension"))
+        );
+        assert_eq!(
+            encrypted_extensions(&[2, 0x55], 0x02),
+            Err(S2Error::CriticalExtension(0x15))
+        );
+        assert_eq!(
+            encrypted_extensions(&[9, 0x02, 1], 0x02),
+            Err(S2Error::Malformed("encrypted extension length"))
+        );
+    }
+
+    #[test]
+    fn mpan_state_is_bounded_per_node_and_cleared_with_the_node() {
+        let mut host = Sessions::new(HOME, HOST);
+        host.set_network_key(Class::Unauthenticated, &[1; 16]);
+        host.grant(NODE, Class::Unauthenticated);
+        // a multicast for a group with no MPAN marks it out of sync (one entry, not more)
+        let f = [
+            CC,
+            MESSAGE_ENCAPSULATION,
+            1,
+            0x01,
+            3,
+            0x43,
+            7,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        assert_eq!(host.open_multicast(NODE, &f), Err(S2Error::NoMpan(7)));
+        assert_eq!(host.open_multicast(NODE, &f), Err(S2Error::NoMpan(7)));
+        assert_eq!(host.mpan_groups(NODE), 1);
+        // the sum: every group id stored, at most MPAN_GROUPS kept, the newest
+        for g in 0..=255u8 {
+            host.store_mpan(NODE, g, [g; 16]);
+        }
+        assert_eq!(host.mpan_groups(NODE), MPAN_GROUPS);
+        assert!(host.mpan(NODE, 255).is_some() && host.mpan(NODE, 0).is_none());
+        // the reset: a revoked node's groups are gone
+        host.revoke(NODE);
+        assert_eq!(host.mpan_groups(NODE), 0);
+        // a multicast without MGRP, or with a SPAN extension, is malformed
+        let no_group = [
+            CC,
+            MESSAGE_ENCAPSULATION,
+            1,
+            0x00,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        assert_eq!(
+            host.open_multicast(NODE, &no_group),
+            Err(S2Error::Malformed("a multicast without MGRP"))
+        );
+        // a MOS Nonce Report: flags 0x02, no entropy input, the session untouched
+        let r = host.nonce_report_mos(NODE);
+        assert_eq!((r.len(), r[0], r[1], r[3]), (4, CC, NONCE_REPORT, 0x02));
     }
 }

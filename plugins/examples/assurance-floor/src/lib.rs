@@ -19,6 +19,13 @@
 //!   of a message is checked, in order).
 //! - `default` (default `none`): the floor for every command and point not named, and for uplinks
 //!   without points.
+//! - `security` (Rust version only): command name → the security labels it accepts, for protocols
+//!   with several kinds of security at one assurance level, e.g.
+//!   `{"security": {"unlock": ["zwave-s2-access-control"]}}`: a door lock included with S0 or S2
+//!   Authenticated (both `shared-key`) cannot be unlocked. The label is the one the device was
+//!   last heard under (`req.security()`).
+//!
+//! Deny reason for a label: ``command `unlock` needs security zwave-s2-access-control; device has zwave-s0``.
 //!
 //! Deny reasons (the Python and JavaScript versions of this example use the same words):
 //! - ``command `set_setpoint` needs assurance shared-key or better; device has none``
@@ -44,6 +51,8 @@ struct Config {
     points: BTreeMap<String, Assurance>,
     #[serde(default)]
     default: Assurance,
+    #[serde(default)]
+    security: BTreeMap<String, Vec<String>>,
 }
 
 /// The policy: per-name floors, the default floor, and the strongest floor of all (anything at
@@ -53,6 +62,8 @@ pub struct AssuranceFloor {
     points: SymbolMap<Assurance>,
     default: Assurance,
     strongest: Assurance,
+    /// Command → the security labels it accepts (symbols), with the texts for the reason.
+    security: SymbolMap<(SymbolSet, String)>,
 }
 
 fn reason(what: &str, need: Assurance, has: Assurance) -> Verdict {
@@ -66,7 +77,15 @@ impl Policy for AssuranceFloor {
         let c: Config = config::parse(config)?;
         let commands = SymbolMap::intern(c.commands.iter().map(|(k, v)| (k, *v)));
         let points = SymbolMap::intern(c.points.iter().map(|(k, v)| (k, *v)));
-        if commands.len() != c.commands.len() || points.len() != c.points.len() {
+        let security = SymbolMap::intern(
+            c.security
+                .iter()
+                .map(|(k, labels)| (k, (SymbolSet::intern(labels), labels.join(" or ")))),
+        );
+        if commands.len() != c.commands.len()
+            || points.len() != c.points.len()
+            || security.len() != c.security.len()
+        {
             return Err("too many names: the gateway's symbol table is full".into());
         }
         let strongest = c
@@ -80,11 +99,23 @@ impl Policy for AssuranceFloor {
             points,
             default: c.default,
             strongest,
+            security,
         })
     }
 
     fn decide(&mut self, h: &Header, req: &Request) -> Verdict {
         let has = h.assurance;
+        if h.direction == Direction::Downlink
+            && !self.security.is_empty()
+            && let Some((labels, text)) = self.security.get(req.name())
+            && !req.security().is_some_and(|l| labels.contains(l))
+        {
+            return Verdict::Deny(format!(
+                "command `{}` needs security {text}; device has {}",
+                req.name_text(),
+                req.security_text().as_deref().unwrap_or("none")
+            ));
+        }
         if has >= self.strongest {
             return Verdict::Allow;
         }
@@ -199,6 +230,31 @@ mod tests {
             .assurance(Assurance::Channel)
             .build();
         assert!(testing::decide(&mut p, &ok).is_allow());
+    }
+
+    #[test]
+    fn a_command_can_require_a_security_label() {
+        let mut p = policy(r#"{"security":{"unlock":["zwave-s2-access-control"]}}"#);
+        let unlock = |label: Option<&str>| {
+            let mut b = RequestBuilder::command("zwave:e1f2a3b4-5", "unlock")
+                .assurance(Assurance::SharedKey);
+            if let Some(l) = label {
+                b = b.security(l);
+            }
+            b.build()
+        };
+        assert_eq!(
+            testing::decide(&mut p, &unlock(Some("zwave-s0"))).reason(),
+            Some("command `unlock` needs security zwave-s2-access-control; device has zwave-s0")
+        );
+        assert_eq!(
+            testing::decide(&mut p, &unlock(None)).reason(),
+            Some("command `unlock` needs security zwave-s2-access-control; device has none")
+        );
+        assert!(testing::decide(&mut p, &unlock(Some("zwave-s2-access-control"))).is_allow());
+        // other commands are not affected
+        let lock = RequestBuilder::command("zwave:e1f2a3b4-5", "lock").build();
+        assert!(testing::decide(&mut p, &lock).is_allow());
     }
 
     #[test]

@@ -1,0 +1,122 @@
+//! No silent loss (issue 15): a burst of PUSH_DATA above what the adapter's socket can hold, and
+//! every datagram is accounted for — acknowledged by the adapter, or counted as dropped by the
+//! kernel at its socket and reported as a notice.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use warden_core::testing::{MemoryState as Mem, StaticCredentials as Creds};
+use warden_core::{AdapterContext, AdapterEvent};
+use warden_lorawan::{gwmp, udp};
+
+const EUI: u64 = 0xaa55_5a00_0000_0004;
+const BURST: u64 = 20_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_above_capacity_loses_nothing_uncounted() {
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    // the smallest buffer the config allows, so the burst overflows it
+    let cfg: toml::Value = toml::from_str(&format!(
+        "bind = \"127.0.0.1:{port}\"\nforwarders = [\"{EUI:016x}\"]\nudp_receive_buffer = 4096\n"
+    ))
+    .unwrap();
+    let adapter = warden_lorawan::build(&cfg).unwrap();
+    let (ev_tx, mut events) = mpsc::channel(1024);
+    let (_stop, stop_rx) = watch::channel(false);
+    tokio::spawn(adapter.run(AdapterContext {
+        events: ev_tx,
+        downlinks: mpsc::channel(1).1,
+        credentials: Arc::new(Creds::default()),
+        operations: mpsc::channel(1).1,
+        state: Arc::new(Mem::default()),
+        shutdown: stop_rx,
+    }));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let capped = Arc::new(AtomicU64::new(0));
+    {
+        let (dropped, capped) = (dropped.clone(), capped.clone());
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                if let AdapterEvent::Notice(n) = ev {
+                    match n.kind {
+                        "udp-receive-buffer" => dropped.fetch_add(n.count, Ordering::SeqCst),
+                        "udp-receive-buffer-capped" => capped.fetch_add(1, Ordering::SeqCst),
+                        _ => 0,
+                    };
+                }
+            }
+        });
+    }
+
+    // the forwarder: a large buffer for the acknowledgements, and its own kernel count of what
+    // it could not hold either
+    let fwd = udp::bind("127.0.0.1:0".parse().unwrap(), 4 << 20).unwrap();
+    fwd.socket.connect(("127.0.0.1", port)).await.unwrap();
+    let acks = Arc::new(AtomicU64::new(0));
+    let fwd = Arc::new(fwd);
+    {
+        let (fwd, acks) = (fwd.clone(), acks.clone());
+        tokio::spawn(async move {
+            let mut b = [0u8; 64];
+            while let Ok(n) = fwd.socket.recv(&mut b).await {
+                if n >= 4 && b[3] == gwmp::PUSH_ACK {
+                    acks.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+    }
+    // the positive control first: one datagram, acknowledged
+    let push = |token: u16| {
+        gwmp::push_data(
+            token,
+            EUI,
+            &gwmp::PushBody {
+                rxpk: vec![],
+                stat: None,
+            },
+        )
+    };
+    fwd.socket.send(&push(0)).await.unwrap();
+    let t = tokio::time::Instant::now() + Duration::from_secs(10);
+    while acks.load(Ordering::SeqCst) < 1 {
+        assert!(tokio::time::Instant::now() < t, "no PUSH_ACK at all");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let base = fwd.kernel_drops().unwrap();
+
+    for i in 0..BURST {
+        fwd.socket.send(&push(i as u16)).await.unwrap();
+    }
+    // every datagram: acknowledged (and the ack received or dropped at the forwarder), or dropped
+    // at the adapter's socket and reported
+    let accounted = || {
+        acks.load(Ordering::SeqCst) - 1
+            + (fwd.kernel_drops().unwrap() - base)
+            + dropped.load(Ordering::SeqCst)
+    };
+    let t = tokio::time::Instant::now() + Duration::from_secs(30);
+    while accounted() < BURST {
+        assert!(
+            tokio::time::Instant::now() < t,
+            "{} of {BURST} accounted for (acks {}, dropped at the adapter {})",
+            accounted(),
+            acks.load(Ordering::SeqCst) - 1,
+            dropped.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(accounted(), BURST);
+    let lost = dropped.load(Ordering::SeqCst);
+    eprintln!(
+        "burst of {BURST}: {} acknowledged, {lost} dropped by the kernel and reported",
+        acks.load(Ordering::SeqCst) - 1
+    );
+    assert!(lost > 0, "the burst never overflowed a 4 KiB buffer");
+    assert_eq!(capped.load(Ordering::SeqCst), 0, "4 KiB is under rmem_max");
+}
