@@ -441,6 +441,7 @@ commands = ["set_setpoint"]
             &[],
             None,
             stats(),
+            None,
             0,
         );
         assert_eq!(d.decider, "builtin:zone");
