@@ -296,15 +296,13 @@ fn history(
         {
             p.value = Value::Float(x * 10.0 + 100.0);
         }
-        if in_attack(Attack::Frozen, t) {
-            if let Some((_, frozen)) = recorded
+        if in_attack(Attack::Frozen, t)
+            && let Some((_, frozen)) = recorded
                 .iter()
                 .find(|(rt, _)| *rt >= attack.map_or(0, |a| a.1))
-            {
-                if let (Some(p), Some(f)) = (points.first_mut(), frozen.first()) {
-                    p.value = f.value.clone();
-                }
-            }
+            && let (Some(p), Some(f)) = (points.first_mut(), frozen.first())
+        {
+            p.value = f.value.clone();
         }
         if in_attack(Attack::Replay, t)
             && let Some((_, old)) = recorded.front()
@@ -453,9 +451,11 @@ pub fn main(args: AnomalyArgs) -> anyhow::Result<()> {
             let attack = if i % 2 == 1 {
                 let mut a = None;
                 for _ in 0..ATTACKS.len() {
-                    let c = ATTACKS[next_attack % ATTACKS.len()];
+                    let c = ATTACKS.get(next_attack % ATTACKS.len()).copied();
                     next_attack += 1;
-                    if c.applies(kind) {
+                    if let Some(c) = c
+                        && c.applies(kind)
+                    {
                         a = Some(c);
                         break;
                     }

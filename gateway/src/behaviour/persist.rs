@@ -232,8 +232,11 @@ pub fn load(store: &Store) -> Result<(HashMap<String, Baseline>, usize), StoreEr
 }
 
 /// The writer thread and its bounded queue of batches.
+/// Changed baselines: (key, encoded state).
+pub type Batch = Vec<(String, Vec<u8>)>;
+
 pub struct Writer {
-    tx: Option<mpsc::SyncSender<Vec<(String, Vec<u8>)>>>,
+    tx: Option<mpsc::SyncSender<Batch>>,
     handle: Option<JoinHandle<()>>,
     pub dropped: Arc<AtomicU64>,
 }

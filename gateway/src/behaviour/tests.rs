@@ -1,5 +1,5 @@
 //! Scenario tests of the behaviour engine: one named rule per test, exact outcomes.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::sync::Arc;
 
