@@ -21,8 +21,18 @@ use crate::registry::{ImportDevice, Registry};
 use crate::secrets::MasterKey;
 use crate::store::Store;
 
+#[derive(clap::Subcommand, Clone)]
+pub enum BenchKind {
+    /// Detection rate, time to detect and false alarms of the behaviour baselines on weeks of
+    /// simulated traffic with injected attacks.
+    Anomaly(crate::bench_anomaly::AnomalyArgs),
+}
+
 #[derive(Args, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub kind: Option<BenchKind>,
     /// Registered (active) devices.
     #[arg(long, default_value_t = 10_000)]
     devices: u32,
@@ -133,6 +143,9 @@ fn drive(ids: &[DeviceId], n: u64, mut step: impl FnMut(Message)) -> (f64, u64, 
 }
 
 pub fn main(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchKind::Anomaly(a)) = args.kind {
+        return crate::bench_anomaly::main(a);
+    }
     let dir = tempfile_dir()?;
     let store = Store::open(&dir, &MasterKey::ephemeral())?;
     let registry = Arc::new(Registry::load(store.clone(), 1000)?);
@@ -156,7 +169,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     let (audit, _h) = AuditSink::start(store.clone(), 8192)?;
     let metrics = Arc::new(Metrics::new());
     let counter = Arc::new(CountingSink::default());
-    let mk_pipeline = |sign: bool| {
+    let mk_pipeline = |sign: bool, baselines: bool| {
         let nb = Northbound::new(
             "warden",
             "bench",
@@ -164,9 +177,11 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
             None,
             Box::new(counter.clone()),
         );
+        let mut policy = Policy::from_config(&cfg);
+        policy.behaviour.enabled = baselines;
         Pipeline::new(
             registry.clone(),
-            Policy::from_config(&cfg),
+            policy,
             vec![],
             audit.clone(),
             true,
@@ -177,8 +192,35 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     };
     let mut phases = Vec::new();
 
-    // warm-up, then identify → record only
-    let mut p = mk_pipeline(false);
+    // identify → record with behaviour baselines off, then (below) on: the cost of baselines,
+    // measured in one run
+    let mut off = mk_pipeline(false, false);
+    drive(&ids, 100_000, |m| {
+        off.uplink_decide(m);
+    });
+    let mut allowed = 0u64;
+    let (secs, p50, p99) = drive(&ids, args.messages, |m| {
+        if off.uplink_decide(m).0.is_allow() {
+            allowed += 1;
+        }
+    });
+    anyhow::ensure!(
+        allowed == args.messages,
+        "bench messages were denied: {allowed} of {} allowed",
+        args.messages
+    );
+    phases.push(Phase {
+        name: "pipeline-nobase",
+        messages: args.messages,
+        secs,
+        p50_ns: p50,
+        p99_ns: p99,
+        rss_kib: rss_kib().0,
+    });
+    drop(off);
+
+    // warm-up, then identify → record only (baselines on, as `warden run` has them)
+    let mut p = mk_pipeline(false, true);
     drive(&ids, 100_000, |m| {
         p.uplink_decide(m);
     });
@@ -201,10 +243,13 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
         p99_ns: p99,
         rss_kib: rss_kib().0,
     });
+    let baseline_devices = p.behaviour.devices();
+    let baseline_bytes = p.behaviour.bytes();
+    drop(p);
 
     // the same with one plugin bound to every device
     if let Some(module) = &args.plugin {
-        let mut p = mk_pipeline(false);
+        let mut p = mk_pipeline(false, true);
         p.deciders.push(Box::new(bench_chain(
             module,
             args.plugin_config.as_deref(),
@@ -236,7 +281,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     }
 
     // + deliver with signing (one envelope and signature per point)
-    let mut p = mk_pipeline(true);
+    let mut p = mk_pipeline(true, true);
     let n = (args.messages / 10).max(10_000);
     let before = counter.0.load(std::sync::atomic::Ordering::Relaxed);
     let (secs, p50, p99) = drive(&ids, n, |m| {
@@ -269,7 +314,9 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     }
     println!(
         "{}",
-        serde_json::json!({"bench": "pipeline", "phase": "summary", "devices": args.devices, "peak_rss_mib": hwm as f64 / 1024.0})
+        serde_json::json!({"bench": "pipeline", "phase": "summary", "devices": args.devices, "peak_rss_mib": hwm as f64 / 1024.0,
+            "baseline_devices": baseline_devices, "baseline_bytes": baseline_bytes,
+            "baseline_bytes_per_device": baseline_bytes.checked_div(baseline_devices).unwrap_or(0)})
     );
     println!();
     println!(
@@ -288,9 +335,11 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "devices: {}, peak RSS {:.1} MiB",
+        "devices: {}, peak RSS {:.1} MiB, baseline state {} bytes per device ({} devices)",
         args.devices,
-        hwm as f64 / 1024.0
+        hwm as f64 / 1024.0,
+        baseline_bytes.checked_div(baseline_devices).unwrap_or(0),
+        baseline_devices
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -28,6 +28,8 @@ pub struct Config {
     pub adapters: BTreeMap<String, toml::Value>,
     /// Wasm policy plugins: where they come from, who may sign them, and what they are bound to.
     pub plugins: PluginsConfig,
+    /// Behaviour baselines, anomaly scores and the rules that act on them.
+    pub behaviour: BehaviourConfig,
     /// The directory relative paths in the file are resolved against (the file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -51,7 +53,92 @@ impl Default for Config {
             sim: SimConfig::default(),
             adapters: BTreeMap::new(),
             plugins: PluginsConfig::default(),
+            behaviour: BehaviourConfig::default(),
             base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// `[behaviour]`: per-device baselines and the built-in rules on their anomaly score. The rule keys
+/// here are the defaults; `[behaviour.zones.<zone>]` and then `[behaviour.profiles.<profile>]`
+/// override any of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BehaviourConfig {
+    /// Learn baselines and score every message. Off: no state, no score (`anomaly-score` is none).
+    pub enabled: bool,
+    /// A device learns this long (seconds since its first message) …
+    pub learning_s: u64,
+    /// … and at least this many messages before its rules act. A device whose model's peers
+    /// already learned starts from their baseline and needs a quarter of both.
+    pub learning_messages: u64,
+    /// A score at or above this is an alert: audit record, MQTT `…/behaviour` event, metric.
+    pub alert_at: f32,
+    /// A score at or above this quarantines the device (with `action = "quarantine"`); `1` turns
+    /// this one-message rule off, leaving `quarantine_after`.
+    pub quarantine_at: f32,
+    /// So does this many alert-level messages within `window_s`.
+    pub quarantine_after: u32,
+    pub window_s: u64,
+    /// `quarantine`, or `alert` (never quarantine, only alert).
+    pub action: BehaviourAction,
+    pub zones: BTreeMap<String, BehaviourRulesConfig>,
+    pub profiles: BTreeMap<String, BehaviourRulesConfig>,
+    pub guard: QuarantineGuardConfig,
+}
+
+impl Default for BehaviourConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            learning_s: 7 * 86_400,
+            learning_messages: 1000,
+            alert_at: 0.5,
+            quarantine_at: 0.9,
+            quarantine_after: 5,
+            window_s: 300,
+            action: BehaviourAction::Quarantine,
+            zones: BTreeMap::new(),
+            profiles: BTreeMap::new(),
+            guard: QuarantineGuardConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BehaviourAction {
+    Quarantine,
+    Alert,
+}
+
+/// Overrides of the `[behaviour]` rule keys for one zone or profile.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BehaviourRulesConfig {
+    pub learning_s: Option<u64>,
+    pub learning_messages: Option<u64>,
+    pub alert_at: Option<f32>,
+    pub quarantine_at: Option<f32>,
+    pub quarantine_after: Option<u32>,
+    pub window_s: Option<u64>,
+    pub action: Option<BehaviourAction>,
+}
+
+/// `[behaviour.guard]`: when quarantines (from any source: rules, plugins) would take `share` of a
+/// zone's devices within `window_s`, raise an alarm and stop auto-quarantining in that zone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineGuardConfig {
+    pub share: f32,
+    pub window_s: u64,
+}
+
+impl Default for QuarantineGuardConfig {
+    fn default() -> Self {
+        Self {
+            share: 0.3,
+            window_s: 600,
         }
     }
 }
@@ -608,6 +695,7 @@ impl Config {
             crate::adapters::build(name, section)?;
         }
         self.validate_plugins()?;
+        self.validate_behaviour()?;
         for d in &self.sim.devices {
             d.validate().map_err(|e| format!("sim.devices: {e}"))?;
             if let Some(p) = &d.profile
@@ -738,6 +826,78 @@ impl Config {
                 bounded(&format!("{at}: recycle_after"), v, 0..=1_000_000_000)?;
             }
         }
+        Ok(())
+    }
+
+    fn validate_behaviour(&self) -> Result<(), String> {
+        let b = &self.behaviour;
+        let score = |name: &str, v: f32| -> Result<(), String> {
+            if v.is_finite() && (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{name} = {v} must be a score between 0 and 1"))
+            }
+        };
+        let check = |at: &str, r: &BehaviourRulesConfig| -> Result<(), String> {
+            if let Some(v) = r.learning_s {
+                bounded(&format!("{at}learning_s"), v, 0..=31_536_000)?;
+            }
+            if let Some(v) = r.learning_messages {
+                bounded(&format!("{at}learning_messages"), v, 0..=100_000_000)?;
+            }
+            if let Some(v) = r.alert_at {
+                score(&format!("{at}alert_at"), v)?;
+            }
+            if let Some(v) = r.quarantine_at {
+                score(&format!("{at}quarantine_at"), v)?;
+            }
+            if let Some(v) = r.quarantine_after {
+                bounded(
+                    &format!("{at}quarantine_after"),
+                    v,
+                    1..=crate::behaviour::MAX_QUARANTINE_AFTER,
+                )?;
+            }
+            if let Some(v) = r.window_s {
+                bounded(&format!("{at}window_s"), v, 1..=86_400)?;
+            }
+            Ok(())
+        };
+        check(
+            "behaviour.",
+            &BehaviourRulesConfig {
+                learning_s: Some(b.learning_s),
+                learning_messages: Some(b.learning_messages),
+                alert_at: Some(b.alert_at),
+                quarantine_at: Some(b.quarantine_at),
+                quarantine_after: Some(b.quarantine_after),
+                window_s: Some(b.window_s),
+                action: Some(b.action),
+            },
+        )?;
+        for (z, r) in &b.zones {
+            if !self.zones.contains_key(z) {
+                return Err(format!(
+                    "behaviour.zones.{z}: zone `{z}` is not defined under [zones]"
+                ));
+            }
+            check(&format!("behaviour.zones.{z}."), r)?;
+        }
+        for (p, r) in &b.profiles {
+            if !self.profiles.contains_key(p) {
+                return Err(format!(
+                    "behaviour.profiles.{p}: profile `{p}` is not defined under [profiles]"
+                ));
+            }
+            check(&format!("behaviour.profiles.{p}."), r)?;
+        }
+        if !(b.guard.share.is_finite() && b.guard.share > 0.0 && b.guard.share <= 1.0) {
+            return Err(format!(
+                "behaviour.guard.share = {} must be a share of a zone's devices, above 0 and at most 1",
+                b.guard.share
+            ));
+        }
+        bounded("behaviour.guard.window_s", b.guard.window_s, 1..=86_400)?;
         Ok(())
     }
 

@@ -54,6 +54,25 @@ pub struct RefusalLabels {
     pub cause: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnomalyLabels {
+    pub zone: String,
+    /// The top feature's kind (`rate`, `value`, `new-command`…).
+    pub feature: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceLabels {
+    pub device: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ZoneLabels {
+    pub zone: String,
+}
+
+pub type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 pub struct Metrics {
     pub registry: Registry,
     pub messages: Family<MsgLabels, Counter>,
@@ -77,6 +96,14 @@ pub struct Metrics {
     pub api_connections: Gauge,
     pub api_connections_refused: Family<RefusalLabels, Counter>,
     pub api_connections_timed_out: Counter,
+    pub anomaly_alerts: Family<AnomalyLabels, Counter>,
+    pub anomaly_quarantines: Family<AnomalyLabels, Counter>,
+    /// The last alert-level score per device (only devices that alerted appear).
+    pub anomaly_score: Family<DeviceLabels, FloatGauge>,
+    pub quarantine_guard_trips: Family<ZoneLabels, Counter>,
+    pub quarantine_guard_held: Counter,
+    pub baseline_devices: Gauge,
+    pub baseline_bytes: Gauge,
     pub link_notices: Family<NoticeLabels, Counter>,
 }
 
@@ -231,6 +258,48 @@ impl Metrics {
             "Management API connections cut for a slow header or an idle timeout",
             api_connections_timed_out.clone(),
         );
+        let anomaly_alerts = Family::<AnomalyLabels, Counter>::default();
+        registry.register(
+            "anomaly_alerts",
+            "Messages whose anomaly score reached the alert threshold, by zone and top feature",
+            anomaly_alerts.clone(),
+        );
+        let anomaly_quarantines = Family::<AnomalyLabels, Counter>::default();
+        registry.register(
+            "anomaly_quarantines",
+            "Devices the behaviour rules quarantined, by zone and top feature",
+            anomaly_quarantines.clone(),
+        );
+        let anomaly_score = Family::<DeviceLabels, FloatGauge>::default();
+        registry.register(
+            "anomaly_score",
+            "The last alert-level anomaly score of a device",
+            anomaly_score.clone(),
+        );
+        let quarantine_guard_trips = Family::<ZoneLabels, Counter>::default();
+        registry.register(
+            "quarantine_guard_trips",
+            "Times the mass-quarantine guard stopped auto-quarantining in a zone",
+            quarantine_guard_trips.clone(),
+        );
+        let quarantine_guard_held = Counter::default();
+        registry.register(
+            "quarantine_guard_held",
+            "Automatic quarantines the tripped guard refused",
+            quarantine_guard_held.clone(),
+        );
+        let baseline_devices = Gauge::default();
+        registry.register(
+            "baseline_devices",
+            "Devices with a behaviour baseline",
+            baseline_devices.clone(),
+        );
+        let baseline_bytes = Gauge::default();
+        registry.register(
+            "baseline_bytes",
+            "Bytes of behaviour baseline state in memory",
+            baseline_bytes.clone(),
+        );
         Self {
             registry,
             messages,
@@ -254,6 +323,13 @@ impl Metrics {
             api_connections,
             api_connections_refused,
             api_connections_timed_out,
+            anomaly_alerts,
+            anomaly_quarantines,
+            anomaly_score,
+            quarantine_guard_trips,
+            quarantine_guard_held,
+            baseline_devices,
+            baseline_bytes,
             link_notices,
         }
     }

@@ -487,6 +487,7 @@ fn every_example_passes_its_own_tests_in_the_host() {
         ("rate_limit", "rate-limit", ""),
         ("business_hours", "business-hours", ""),
         ("assurance_floor", "assurance-floor", ""),
+        ("anomaly_gate", "anomaly-gate", ""),
         ("assurance_floor_py", "assurance-floor-py", PY_WASI),
         ("assurance_floor_js", "assurance-floor-js", ""),
     ] {

@@ -290,6 +290,9 @@ async fn device_action(
             Err(e) => return err(StatusCode::BAD_REQUEST, e.to_string()),
         }
     };
+    if action == "expect" {
+        return expect(s, &p, id, b.reason.unwrap_or_default()).await;
+    }
     let Some(act) = StatusAction::parse(&action) else {
         return err(StatusCode::NOT_FOUND, format!("unknown action `{action}`"));
     };
@@ -308,6 +311,39 @@ async fn device_action(
             axum::Json(&*r).into_response()
         }
         Err(e) => registry_err(e),
+    }
+}
+
+/// `POST /api/devices/{id}/expect {"reason": …}`: the device's anomaly alert is expected; its
+/// baseline absorbs the new behaviour for an hour (audited with the reason).
+async fn expect(s: Arc<Shared>, p: &Principal, device: DeviceId, reason: String) -> Response {
+    if reason.trim().is_empty() {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "a reason is required to mark an alert as expected",
+        );
+    }
+    let (tx, rx) = oneshot::channel();
+    let c = Control::Expect {
+        device: device.clone(),
+        actor: p.actor(),
+        reason,
+        reply: tx,
+    };
+    if s.control.send(c).await.is_err() {
+        return err(StatusCode::SERVICE_UNAVAILABLE, "pipeline is not running");
+    }
+    match rx.await {
+        Ok(true) => axum::Json(serde_json::json!({
+            "device": device, "expected": true,
+            "absorb_s": crate::behaviour::ABSORB_MS / 1000,
+        }))
+        .into_response(),
+        Ok(false) => err(
+            StatusCode::NOT_FOUND,
+            format!("{device} has no behaviour baseline"),
+        ),
+        Err(_) => err(StatusCode::SERVICE_UNAVAILABLE, "pipeline is not running"),
     }
 }
 

@@ -58,6 +58,13 @@ pub enum DevicesCmd {
         #[arg(long, value_parser = non_empty)]
         reason: String,
     },
+    /// Mark a device's anomaly alert as expected: its behaviour baseline absorbs what it sees for
+    /// an hour instead of alerting (audited with the reason).
+    Expect {
+        id: String,
+        #[arg(long, value_parser = non_empty)]
+        reason: String,
+    },
     /// Bring a revoked device back as pending (audited with both states); approve it afterwards.
     ReEnroll {
         id: String,
@@ -355,6 +362,9 @@ pub fn devices(data_dir: &Path, api: Option<&str>, cmd: DevicesCmd) -> anyhow::R
         }
         DevicesCmd::Release { id, reason } => {
             action(&id, "release", serde_json::json!({ "reason": reason }))?
+        }
+        DevicesCmd::Expect { id, reason } => {
+            action(&id, "expect", serde_json::json!({ "reason": reason }))?
         }
         DevicesCmd::ReEnroll { id, reason } => {
             action(&id, "re-enroll", serde_json::json!({ "reason": reason }))?

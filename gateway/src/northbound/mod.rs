@@ -7,6 +7,9 @@
 //! - `warden/devices/<device-id>/cmd`: commands in (JSON `{"id","command","args"}`)
 //! - `warden/devices/<device-id>/cmd/result`: command results out (delivered / denied + reason / error)
 //! - `warden/gateway/status`: retained; `online` while the gateway runs (last will `offline`)
+//! - `warden/devices/<device-id>/behaviour`: anomaly alerts and behaviour quarantines (score,
+//!   features, reason)
+//! - `warden/gateway/alarm`: retained; the latest gateway alarm (the mass-quarantine guard)
 //! - `warden/gateway/audit-head`: retained; the audit chain's signed head (see [`crate::audit::anchor`])
 
 pub mod broker;
@@ -115,6 +118,18 @@ struct StatusBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     last_seen: Option<u64>,
     reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonBody<'a> {
+    v: u8,
+    id: u64,
+    gw: &'a str,
+    ts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<&'a DeviceId>,
+    #[serde(flatten)]
+    body: &'a serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -298,6 +313,32 @@ impl Northbound {
             head,
         };
         self.emit(format!("{}/gateway/audit-head", self.prefix), &body, true);
+    }
+
+    /// A behaviour alert or quarantine of a device: `<prefix>/devices/<id>/behaviour`.
+    pub fn behaviour(&self, device: &DeviceId, event: &serde_json::Value) {
+        let body = JsonBody {
+            v: 1,
+            id: self.next_id(),
+            gw: &self.gateway_id,
+            ts: warden_core::now_ms(),
+            device: Some(device),
+            body: event,
+        };
+        self.emit(self.device_topic(device, "behaviour"), &body, false);
+    }
+
+    /// A gateway alarm, retained at `<prefix>/gateway/alarm`.
+    pub fn alarm(&self, alarm: &serde_json::Value) {
+        let body = JsonBody {
+            v: 1,
+            id: self.next_id(),
+            gw: &self.gateway_id,
+            ts: warden_core::now_ms(),
+            device: None,
+            body: alarm,
+        };
+        self.emit(format!("{}/gateway/alarm", self.prefix), &body, true);
     }
 
     pub fn command_result(&self, res: &CommandResult) {

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use warden_core::{Assurance, Command, Decision, Direction, Kind, Message, Verdict};
 
+use crate::behaviour::{Action, Outcome};
 use crate::config::Config;
 use crate::registry::{DeviceRecord, StatsSnapshot, Status};
 
@@ -34,6 +35,8 @@ pub struct Policy {
     profiles: HashMap<String, Profile>,
     models: HashMap<String, String>,
     zones: HashMap<String, HashSet<String>>,
+    /// Baseline rules (the behaviour stage reads them from here after a reload).
+    pub behaviour: crate::config::BehaviourConfig,
 }
 
 impl Policy {
@@ -62,6 +65,7 @@ impl Policy {
                 .iter()
                 .map(|(n, z)| (n.clone(), z.commanders.iter().cloned().collect()))
                 .collect(),
+            behaviour: c.behaviour.clone(),
         }
     }
 
@@ -93,6 +97,8 @@ pub struct DecisionRequest<'a> {
     pub security: Option<&'a str>,
     pub stats: StatsSnapshot,
     pub now_ms: u64,
+    /// The behaviour stage's score and features (none when baselines are off).
+    pub anomaly: Option<&'a crate::behaviour::Assessment>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +171,7 @@ pub fn uplink(
     r: &DeviceRecord,
     msg: &Message,
     stats: StatsSnapshot,
+    behaviour: Option<&Outcome>,
     now_ms: u64,
 ) -> Decision {
     if let Err(d) = status_gate(r) {
@@ -183,6 +190,11 @@ pub fn uplink(
             format!("point `{}` is not in profile `{pname}`", p.name),
         );
     }
+    if let Some(o) = behaviour
+        && o.action == Action::Quarantine
+    {
+        return Decision::quarantine("builtin:behaviour", o.reason()).with_cause("anomaly");
+    }
     run_deciders(
         deciders,
         &DecisionRequest {
@@ -195,6 +207,7 @@ pub fn uplink(
             security: msg.security.as_deref(),
             stats,
             now_ms,
+            anomaly: behaviour.map(|o| &o.assessment),
         },
     )
 }
@@ -209,6 +222,7 @@ pub fn downlink(
     roles: &[String],
     security: Option<&str>,
     stats: StatsSnapshot,
+    behaviour: Option<&Outcome>,
     now_ms: u64,
 ) -> Decision {
     if let Err(d) = status_gate(r) {
@@ -238,6 +252,12 @@ pub fn downlink(
     if let Err(d) = super::authenticate::downlink(profile, security) {
         return d;
     }
+    if let Some(o) = behaviour
+        && o.action == Action::Quarantine
+    {
+        // an anomalous command is refused; the device itself did nothing wrong
+        return Decision::deny("builtin:behaviour", o.reason()).with_cause("anomaly");
+    }
     run_deciders(
         deciders,
         &DecisionRequest {
@@ -250,6 +270,7 @@ pub fn downlink(
             security,
             stats,
             now_ms,
+            anomaly: behaviour.map(|o| &o.assessment),
         },
     )
 }
@@ -330,7 +351,15 @@ commands = ["set_setpoint"]
         let p = policy();
         for s in [Status::Pending, Status::Quarantined, Status::Revoked] {
             let mut ds: Vec<Box<dyn Decider>> = vec![Box::new(Fixed(Ok(Decision::allow("x"))))];
-            let d = uplink(&p, &mut ds, &rec(s, None), &tele("temperature"), stats(), 0);
+            let d = uplink(
+                &p,
+                &mut ds,
+                &rec(s, None),
+                &tele("temperature"),
+                stats(),
+                None,
+                0,
+            );
             assert_eq!(d.verdict, Verdict::Deny);
             assert_eq!(d.decider, "builtin:status");
             let cmd = Command {
@@ -346,6 +375,7 @@ commands = ["set_setpoint"]
                 &[],
                 None,
                 stats(),
+                None,
                 0,
             );
             assert_eq!(d.decider, "builtin:status");
@@ -357,16 +387,24 @@ commands = ["set_setpoint"]
         let p = policy();
         let r = rec(Status::Active, None);
         let mut none: Vec<Box<dyn Decider>> = vec![];
-        assert!(uplink(&p, &mut none, &r, &tele("temperature"), stats(), 0).is_allow());
-        let d = uplink(&p, &mut none, &r, &tele("debug_shell"), stats(), 0);
+        assert!(uplink(&p, &mut none, &r, &tele("temperature"), stats(), None, 0).is_allow());
+        let d = uplink(&p, &mut none, &r, &tele("debug_shell"), stats(), None, 0);
         assert!(d.reason.contains("debug_shell"), "{}", d.reason);
         let mut ev = tele("tamper");
-        assert!(!uplink(&p, &mut none, &r, &ev, stats(), 0).is_allow());
+        assert!(!uplink(&p, &mut none, &r, &ev, stats(), None, 0).is_allow());
         ev.kind = Kind::Event;
-        assert!(uplink(&p, &mut none, &r, &ev, stats(), 0).is_allow());
+        assert!(uplink(&p, &mut none, &r, &ev, stats(), None, 0).is_allow());
         let mut unprofiled = rec(Status::Active, None);
         unprofiled.model = Some("Other".into());
-        let d = uplink(&p, &mut none, &unprofiled, &tele("temperature"), stats(), 0);
+        let d = uplink(
+            &p,
+            &mut none,
+            &unprofiled,
+            &tele("temperature"),
+            stats(),
+            None,
+            0,
+        );
         assert!(d.reason.contains("no usage profile"));
     }
 
@@ -389,6 +427,7 @@ commands = ["set_setpoint"]
                 &[],
                 None,
                 stats(),
+                None,
                 0
             )
             .is_allow()
@@ -402,6 +441,7 @@ commands = ["set_setpoint"]
             &[],
             None,
             stats(),
+            None,
             0,
         );
         assert_eq!(d.decider, "builtin:zone");
@@ -419,12 +459,27 @@ commands = ["set_setpoint"]
                 &[],
                 None,
                 stats(),
+                None,
                 0
             )
             .is_allow()
         );
         r.zone = "lab".into();
-        assert!(downlink(&p, &mut none, &r, &set, "anyone", &[], None, stats(), 0).is_allow());
+        assert!(
+            downlink(
+                &p,
+                &mut none,
+                &r,
+                &set,
+                "anyone",
+                &[],
+                None,
+                stats(),
+                None,
+                0
+            )
+            .is_allow()
+        );
         r.zone = "undefined".into();
         assert!(
             !downlink(
@@ -436,6 +491,7 @@ commands = ["set_setpoint"]
                 &[],
                 None,
                 stats(),
+                None,
                 0
             )
             .is_allow()
@@ -474,7 +530,7 @@ commands = ["set_setpoint"]
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut ds: Vec<Box<dyn Decider>> = vec![Box::new(Recorder(log.clone()))];
         // not bound to uplinks
-        assert!(uplink(&p, &mut ds, &r, &tele("temperature"), stats(), 5).is_allow());
+        assert!(uplink(&p, &mut ds, &r, &tele("temperature"), stats(), None, 5).is_allow());
         let set = Command {
             name: "set_setpoint".into(),
             args: vec![],
@@ -489,6 +545,7 @@ commands = ["set_setpoint"]
                 &[],
                 None,
                 stats(),
+                None,
                 7
             )
             .is_allow()
@@ -508,6 +565,7 @@ commands = ["set_setpoint"]
                 &[],
                 None,
                 stats(),
+                None,
                 8
             )
             .is_allow()
@@ -525,7 +583,7 @@ commands = ["set_setpoint"]
         let p = policy();
         let r = rec(Status::Active, Some("thermo"));
         let mut ds: Vec<Box<dyn Decider>> = vec![Box::new(Fixed(Err("trap".into())))];
-        let d = uplink(&p, &mut ds, &r, &tele("temperature"), stats(), 0);
+        let d = uplink(&p, &mut ds, &r, &tele("temperature"), stats(), None, 0);
         assert_eq!(d.verdict, Verdict::Deny);
         assert_eq!(d.decider, "plugin:fixed");
         assert!(d.reason.contains("trap"));
@@ -533,11 +591,11 @@ commands = ["set_setpoint"]
             Box::new(Fixed(Ok(Decision::allow("a")))),
             Box::new(Fixed(Ok(Decision::quarantine("b", "odd")))),
         ];
-        let d = uplink(&p, &mut ds, &r, &tele("temperature"), stats(), 0);
+        let d = uplink(&p, &mut ds, &r, &tele("temperature"), stats(), None, 0);
         assert_eq!(d.verdict, Verdict::Quarantine);
         // an allowing decider cannot admit a point the profile forbids
         let mut ds: Vec<Box<dyn Decider>> = vec![Box::new(Fixed(Ok(Decision::allow("a"))))];
-        assert!(!uplink(&p, &mut ds, &r, &tele("debug_shell"), stats(), 0).is_allow());
+        assert!(!uplink(&p, &mut ds, &r, &tele("debug_shell"), stats(), None, 0).is_allow());
     }
 
     #[test]
@@ -545,13 +603,13 @@ commands = ["set_setpoint"]
         let p = policy();
         let r = rec(Status::Active, Some("thermo"));
         let mut none: Vec<Box<dyn Decider>> = vec![];
-        let d = uplink(&p, &mut none, &r, &tele("temperature"), stats(), 0);
+        let d = uplink(&p, &mut none, &r, &tele("temperature"), stats(), None, 0);
         assert_eq!(d.decider, "builtin:profile");
         let mut ds: Vec<Box<dyn Decider>> = vec![
             Box::new(Fixed(Ok(Decision::allow("plugin:a+plugin:b")))),
             Box::new(Fixed(Ok(Decision::allow("")))),
         ];
-        let d = uplink(&p, &mut ds, &r, &tele("temperature"), stats(), 0);
+        let d = uplink(&p, &mut ds, &r, &tele("temperature"), stats(), None, 0);
         assert!(d.is_allow());
         assert_eq!(d.decider, "builtin:profile+plugin:a+plugin:b");
     }

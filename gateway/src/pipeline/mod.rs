@@ -29,9 +29,11 @@ use warden_core::{
 };
 
 use crate::audit::{AuditEntry, AuditSink, Category};
+use crate::behaviour::guard::GuardCheck;
+use crate::behaviour::{Action, Behaviour, Outcome};
 use crate::metrics::{CauseLabels, Metrics, MsgLabels, StageLabels};
 use crate::northbound::Northbound;
-use crate::registry::{Registry, Status};
+use crate::registry::{DeviceRecord, Registry, Status};
 use authenticate::{CommandSource, Controller};
 use decide::{Decider, Policy};
 
@@ -54,6 +56,14 @@ pub enum Control {
     Status(DeviceId),
     /// A hot-reloaded plugin, verified, compiled and tested, to swap in between two messages.
     Plugin(Box<crate::plugins::chain::PluginUpdate>),
+    /// An operator marked a device's anomaly alert as expected: its baseline absorbs what it sees
+    /// for a while. Answered false when the device has no baseline.
+    Expect {
+        device: DeviceId,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// Everything the stages need.
@@ -80,6 +90,8 @@ pub struct Pipeline {
     offline: HashSet<DeviceId>,
     pub offline_after_ms: u64,
     ticks: u64,
+    /// Baselines, anomaly scores, the rules on them and the mass-quarantine guard.
+    pub behaviour: Behaviour,
 }
 
 /// How often a link notice of one kind is audited (the metric counts every one).
@@ -97,7 +109,9 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         northbound: Arc<Northbound>,
     ) -> Self {
+        let behaviour = Behaviour::new(policy.behaviour.clone());
         Self {
+            behaviour,
             registry,
             policy,
             controllers,
@@ -189,7 +203,15 @@ impl Pipeline {
         let id = match identify::uplink(&self.registry, &msg.device, &self.default_zone) {
             Ok(id) => id,
             Err(d) => {
-                record::uplink(&mut self.aggregator, &self.audit, false, &msg, &d, now);
+                record::uplink(
+                    &mut self.aggregator,
+                    &self.audit,
+                    false,
+                    &msg,
+                    &d,
+                    None,
+                    now,
+                );
                 self.count(&protocol, "uplink", d.verdict);
                 return (d, msg);
             }
@@ -208,11 +230,23 @@ impl Pipeline {
         }
         self.timed(sample, "identify", &mut t);
 
-        let profile = self.policy.profile_for(&id.record).map(|p| p.1);
-        let auth = authenticate::uplink(&msg, profile, &id.entry.stats);
+        let profile = self.policy.profile_for(&id.record);
+        let auth = authenticate::uplink(&msg, profile.map(|p| p.1), &id.entry.stats);
         self.timed(sample, "authenticate", &mut t);
 
         let stats = observe::uplink(&id.entry.stats, &msg, now);
+        // only authenticated traffic of an active device teaches or is scored
+        let outcome = if auth.is_ok() && id.record.status == Status::Active {
+            observe::baseline(
+                &mut self.behaviour,
+                &id.record,
+                profile.map(|p| p.0),
+                &msg,
+                now,
+            )
+        } else {
+            None
+        };
         self.timed(sample, "observe", &mut t);
 
         let decision = match auth {
@@ -223,13 +257,16 @@ impl Pipeline {
                 &id.record,
                 &msg,
                 stats,
+                outcome.as_ref(),
                 now,
             ),
         };
         self.timed(sample, "decide", &mut t);
 
+        let decision = self.guard(&id.record, decision, now);
         if !decision.is_allow() {
             observe::denied(&id.entry.stats);
+            self.behaviour.denied(&msg.device, now);
         }
         record::uplink(
             &mut self.aggregator,
@@ -237,16 +274,151 @@ impl Pipeline {
             self.aggregate_telemetry,
             &msg,
             &decision,
+            outcome.as_ref(),
             now,
         );
         if decision.verdict == Verdict::Quarantine {
             self.quarantine(&msg.device, &decision);
+        }
+        if let Some(o) = &outcome {
+            self.behaviour_event(&id.record, o, &decision);
         }
         self.timed(sample, "record", &mut t);
         self.count(&protocol, "uplink", decision.verdict);
         tracing::debug!(verdict = decision.verdict.as_str(), decider = %decision.decider,
             reason = %decision.reason, "decided");
         (decision, msg)
+    }
+
+    /// The mass-quarantine guard, in front of every automatic quarantine (rules and plugins): a
+    /// quarantine it refuses becomes a deny that says why.
+    fn guard(&mut self, r: &DeviceRecord, d: Decision, now: u64) -> Decision {
+        if d.verdict != Verdict::Quarantine {
+            return d;
+        }
+        let registry = &self.registry;
+        let size = || {
+            registry
+                .all()
+                .iter()
+                .filter(|(x, _)| x.zone == r.zone && x.status != Status::Revoked)
+                .count()
+        };
+        let check = self.behaviour.guard.check(&r.zone, size(), now);
+        match check {
+            GuardCheck::Allow => d,
+            GuardCheck::Trip { count, size } => {
+                let reason = format!(
+                    "mass-quarantine guard: {count} of {size} devices in zone `{}` would be quarantined within {} s; automatic quarantine is stopped in this zone (a gateway fault or an attack on the detector is likelier than all of them misbehaving)",
+                    r.zone, self.policy.behaviour.guard.window_s
+                );
+                tracing::error!(zone = %r.zone, count, size, "mass-quarantine guard tripped");
+                self.metrics
+                    .quarantine_guard_trips
+                    .get_or_create(&crate::metrics::ZoneLabels {
+                        zone: r.zone.clone(),
+                    })
+                    .inc();
+                let detail = serde_json::json!({
+                    "zone": r.zone, "quarantines": count, "devices": size,
+                    "share": self.policy.behaviour.guard.share,
+                    "window_s": self.policy.behaviour.guard.window_s,
+                    "last_decider": d.decider,
+                });
+                self.audit.record(
+                    AuditEntry::new(
+                        Category::Security,
+                        "mass-quarantine-guard",
+                        "gateway",
+                        reason.clone(),
+                    )
+                    .device(&r.id)
+                    .detail(detail.clone()),
+                );
+                let mut alarm = detail;
+                if let Some(o) = alarm.as_object_mut() {
+                    o.insert("alarm".into(), "mass-quarantine-guard".into());
+                    o.insert("reason".into(), reason.into());
+                }
+                self.northbound.alarm(&alarm);
+                Self::refused(d)
+            }
+            GuardCheck::Held => {
+                self.metrics.quarantine_guard_held.inc();
+                Self::refused(d)
+            }
+        }
+    }
+
+    fn refused(d: Decision) -> Decision {
+        let mut out = Decision::deny(
+            d.decider,
+            format!(
+                "{} (quarantine withheld: the mass-quarantine guard holds in this zone)",
+                d.reason
+            ),
+        );
+        out.cause = d.cause;
+        out
+    }
+
+    /// Alerts go to the audit log (at most one a minute per device), MQTT and the metrics;
+    /// behaviour quarantines to MQTT and the metrics (the status change is audited by the registry).
+    fn behaviour_event(&mut self, r: &DeviceRecord, o: &Outcome, d: &Decision) {
+        let event = match o.action {
+            Action::None => return,
+            Action::Quarantine if d.verdict == Verdict::Quarantine => "quarantine",
+            // a quarantine the guard withheld, or a refused command
+            Action::Quarantine => "deny",
+            Action::Alert { .. } => "alert",
+        };
+        let feature = o
+            .assessment
+            .top()
+            .map_or("none", |f| f.kind.as_str())
+            .to_owned();
+        let labels = crate::metrics::AnomalyLabels {
+            zone: r.zone.clone(),
+            feature,
+        };
+        if event == "quarantine" {
+            self.metrics
+                .anomaly_quarantines
+                .get_or_create(&labels)
+                .inc();
+        } else {
+            self.metrics.anomaly_alerts.get_or_create(&labels).inc();
+        }
+        self.metrics
+            .anomaly_score
+            .get_or_create(&crate::metrics::DeviceLabels {
+                device: r.id.to_string(),
+            })
+            .set(f64::from(o.assessment.score));
+        let reason = o.reason();
+        let mut detail = o.detail();
+        if let Some(m) = detail.as_object_mut() {
+            m.insert("event".into(), event.into());
+            m.insert("reason".into(), reason.clone().into());
+            m.insert(
+                "feature".into(),
+                o.assessment.top().map(|f| f.label()).into(),
+            );
+        }
+        self.northbound.behaviour(&r.id, &detail);
+        if let Action::Alert { audit: true } = o.action {
+            self.audit.record(
+                AuditEntry::new(
+                    Category::Security,
+                    "anomaly-alert",
+                    "builtin:behaviour",
+                    reason,
+                )
+                .device(&r.id)
+                .decision("builtin:behaviour", d.verdict.as_str())
+                .detail(detail),
+            );
+        }
     }
 
     fn quarantine(&mut self, device: &DeviceId, d: &Decision) {
@@ -286,6 +458,7 @@ impl Pipeline {
                     &command.name,
                     "unauthenticated",
                     &d,
+                    None,
                 );
                 self.finish(
                     &device,
@@ -299,15 +472,28 @@ impl Pipeline {
         };
         // the profile's assurance floor travels with the command: the adapter knows the channel
         let mut min_assurance = Assurance::None;
+        let mut scored = None;
         let mut security = Vec::new();
         let decision = match identify::downlink(&self.registry, &device) {
             Err(d) => d,
             Ok(id) => {
-                if let Some((_, p)) = self.policy.profile_for(&id.record) {
+                let profile = self.policy.profile_for(&id.record);
+                if let Some((_, p)) = profile {
                     min_assurance = p.min_assurance;
                     security.clone_from(&p.security);
                 }
-                decide::downlink(
+                let outcome = if id.record.status == Status::Active {
+                    self.behaviour.command(
+                        &id.record,
+                        profile.map(|p| p.0),
+                        &command.name,
+                        &principal,
+                        now,
+                    )
+                } else {
+                    None
+                };
+                let d = decide::downlink(
                     &self.policy,
                     &mut self.deciders,
                     &id.record,
@@ -316,10 +502,17 @@ impl Pipeline {
                     &roles,
                     id.entry.stats.security().as_deref(),
                     id.entry.stats.snapshot(),
+                    outcome.as_ref(),
                     now,
-                )
+                );
+                let d = self.guard(&id.record, d, now);
+                scored = outcome.map(|o| (id.record, o));
+                d
             }
         };
+        if let Some((r, o)) = &scored {
+            self.behaviour_event(r, o, &decision);
+        }
         record::downlink(
             &self.audit,
             &device,
@@ -327,6 +520,7 @@ impl Pipeline {
             &command.name,
             &principal,
             &decision,
+            scored.as_ref().map(|s| &s.1),
         );
         if decision.verdict == Verdict::Quarantine {
             self.quarantine(&device, &decision);
@@ -684,12 +878,21 @@ impl Pipeline {
         self.metrics
             .pending_devices
             .set(self.registry.pending_count() as i64);
+        self.metrics
+            .baseline_devices
+            .set(self.behaviour.devices() as i64);
+        if self.ticks.is_multiple_of(60) {
+            self.metrics
+                .baseline_bytes
+                .set(self.behaviour.bytes() as i64);
+        }
     }
 
     pub fn control(&mut self, c: Control) {
         match c {
             Control::Command(req) => self.command(req),
             Control::Reload(p, ctl) => {
+                self.behaviour.reconfigure(p.behaviour.clone());
                 self.policy = p;
                 self.controllers = ctl;
             }
@@ -704,6 +907,24 @@ impl Pipeline {
                     tracing::warn!(plugin = %x.spec.name, "no plugin chain hosts this plugin");
                 }
             }
+            Control::Expect {
+                device,
+                actor,
+                reason,
+                reply,
+            } => {
+                let ok = self.behaviour.expect(&device, now_ms());
+                if ok {
+                    self.audit.record(
+                        AuditEntry::new(Category::Operator, "anomaly-expected", &actor, reason)
+                            .device(&device)
+                            .detail(serde_json::json!({
+                                "absorb_s": crate::behaviour::ABSORB_MS / 1000,
+                            })),
+                    );
+                }
+                let _ = reply.send(ok);
+            }
             Control::Status(id) => {
                 if let Some(e) = self.registry.get(&id) {
                     let r = e.record();
@@ -711,6 +932,10 @@ impl Pipeline {
                     // anything is not online, and one gone silent stays offline
                     let heard = r.last_seen.is_some()
                         || e.stats.last_seen.load(std::sync::atomic::Ordering::Relaxed) > 0;
+                    if r.status == Status::Active {
+                        // released or approved by an operator: its anomaly count starts afresh
+                        self.behaviour.released(&id);
+                    }
                     self.northbound
                         .status(&r, heard && !self.offline.contains(&id));
                 }
@@ -742,6 +967,7 @@ impl Pipeline {
                     if let Err(e) = self.registry.flush_last_seen() {
                         tracing::error!(error = %e, "last-seen flush failed");
                     }
+                    self.behaviour.flush();
                 }
             }
         }
@@ -764,6 +990,7 @@ impl Pipeline {
         if let Err(e) = self.registry.flush_raised_assurance() {
             tracing::error!(error = %e, "best-assurance flush failed");
         }
+        self.behaviour.shutdown();
     }
 }
 

@@ -1,11 +1,13 @@
-//! Stage 3, observe: per-device counters (messages, bytes, last seen, per-minute rate). Later issues
-//! grow these into behavioural baselines and an anomaly score handed to the deciders.
+//! Stage 3, observe: per-device counters (messages, bytes, last seen, per-minute rate), and the
+//! device's behaviour baseline, which scores the message (see [`crate::behaviour`]) for the deciders.
 
 use std::sync::atomic::Ordering;
 
 use warden_core::Message;
 
-use crate::registry::{Stats, StatsSnapshot};
+use crate::behaviour::{Behaviour, Outcome};
+use crate::registry::{DeviceRecord, Stats, StatsSnapshot};
+use std::sync::Arc;
 
 const WINDOW_MS: u64 = 60_000;
 
@@ -29,6 +31,17 @@ pub fn uplink(stats: &Stats, msg: &Message, now_ms: u64) -> StatsSnapshot {
     }
     stats.window_count.fetch_add(1, Ordering::Relaxed);
     stats.snapshot()
+}
+
+/// Scores the message against the device's baseline and learns from it.
+pub fn baseline(
+    b: &mut Behaviour,
+    r: &Arc<DeviceRecord>,
+    profile: Option<&str>,
+    msg: &Message,
+    now_ms: u64,
+) -> Option<Outcome> {
+    b.uplink(r, profile, msg, now_ms)
 }
 
 pub fn denied(stats: &Stats) {

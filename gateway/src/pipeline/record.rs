@@ -78,6 +78,7 @@ pub fn uplink(
     aggregate: bool,
     msg: &Message,
     d: &Decision,
+    behaviour: Option<&crate::behaviour::Outcome>,
     now_ms: u64,
 ) {
     if aggregate && d.is_allow() && msg.kind == Kind::Telemetry {
@@ -91,6 +92,11 @@ pub fn uplink(
     });
     if let (Some(c), Some(o)) = (&d.cause, detail.as_object_mut()) {
         o.insert("cause".into(), serde_json::json!(c));
+    }
+    if let (Some(b), Some(o)) = (behaviour, detail.as_object_mut())
+        && !d.is_allow()
+    {
+        o.insert("behaviour".into(), b.detail());
     }
     sink.record(
         AuditEntry::new(Category::Decision, "uplink", "gateway", d.reason.clone())
@@ -107,16 +113,23 @@ pub fn downlink(
     command: &str,
     principal: &str,
     d: &Decision,
+    behaviour: Option<&crate::behaviour::Outcome>,
 ) {
+    let mut detail = serde_json::json!({ "command_id": command_id, "command": command });
+    if let Some(o) = detail.as_object_mut() {
+        if let Some(c) = &d.cause {
+            o.insert("cause".into(), serde_json::json!(c));
+        }
+        if let Some(b) = behaviour
+            && b.assessment.score > 0.0
+        {
+            o.insert("behaviour".into(), b.detail());
+        }
+    }
     sink.record(
         AuditEntry::new(Category::Decision, "command", principal, d.reason.clone())
             .device(device)
             .decision(&d.decider, d.verdict.as_str())
-            .detail(match &d.cause {
-                Some(c) => {
-                    serde_json::json!({ "command_id": command_id, "command": command, "cause": c })
-                }
-                None => serde_json::json!({ "command_id": command_id, "command": command }),
-            }),
+            .detail(detail),
     );
 }

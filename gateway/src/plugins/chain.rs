@@ -259,8 +259,12 @@ impl PluginChain {
         q.observed.bytes = s.bytes;
         q.observed.denied = s.denied;
         q.observed.last_seen_ms = s.last_seen;
-        q.observed.anomaly_score = None;
-        q.observed.anomaly_feature = None;
+        q.observed.anomaly_score = dr.anomaly.map(|a| a.score);
+        match dr.anomaly.and_then(|a| a.top()) {
+            // the label is built only for an anomalous message; a normal one clears it
+            Some(f) => q.observed.anomaly_feature = Some(f.label()),
+            None => q.observed.anomaly_feature = None,
+        }
     }
 
     fn failed(&mut self, slot: usize, f: &Failure) -> Decision {
@@ -459,6 +463,7 @@ mod tests {
             security: None,
             stats: Stats::default().snapshot(),
             now_ms: 42,
+            anomaly: None,
         }
     }
 
@@ -626,6 +631,7 @@ mod tests {
                 security: Some("zwave-s2-access-control"),
                 stats: stats.snapshot(),
                 now_ms: 7,
+                anomaly: None,
             },
             None,
         );

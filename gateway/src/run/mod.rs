@@ -290,6 +290,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         northbound.clone(),
     );
     pipeline.offline_after_ms = cfg.registry.offline_after_s.saturating_mul(1000);
+    pipeline.behaviour = crate::behaviour::Behaviour::with_store(cfg.behaviour.clone(), &store)?;
     pipeline.admission = crate::pipeline::Admission::new(cfg.registry.pending_per_source_per_min);
     let plugin_runtime = start_plugins(
         &cfg,
