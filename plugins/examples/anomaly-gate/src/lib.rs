@@ -128,8 +128,7 @@ mod tests {
 
     #[test]
     fn thresholds_deny_then_quarantine() {
-        let mut p: AnomalyGate =
-            testing::init(r#"{"deny_at":0.5,"quarantine_at":0.9}"#).unwrap();
+        let mut p: AnomalyGate = testing::init(r#"{"deny_at":0.5,"quarantine_at":0.9}"#).unwrap();
         assert!(testing::decide(&mut p, &scored(Some(0.49))).is_allow());
         assert_eq!(
             testing::decide(&mut p, &scored(Some(0.5))),
