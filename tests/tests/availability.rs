@@ -31,12 +31,16 @@ fn silent_device_goes_offline_and_comes_back() {
         &operator_args(&dd, p.mqtt, &["-t", topic]),
         &t.path().join("sub.txt"),
     );
-    g.sim(&["cnt n=1".to_string()]);
     let online = |l: &[(String, String)]| -> Vec<bool> {
         l.iter()
             .map(|(_, p)| json(p)["online"].as_bool().unwrap())
             .collect()
     };
+    // the import's retained status first, before the device says anything
+    sub.wait_lines(Duration::from_secs(15), "the imported device's status", |l| {
+        !l.is_empty()
+    });
+    g.sim(&["cnt n=1".to_string()]);
     // imported and never heard: not online (the retained status from the import), then online
     // once heard, then offline when silent
     let l = sub.wait_lines(Duration::from_secs(15), "an offline status", |l| {
