@@ -37,9 +37,11 @@ fn silent_device_goes_offline_and_comes_back() {
             .collect()
     };
     // the import's retained status first, before the device says anything
-    sub.wait_lines(Duration::from_secs(15), "the imported device's status", |l| {
-        !l.is_empty()
-    });
+    sub.wait_lines(
+        Duration::from_secs(15),
+        "the imported device's status",
+        |l| !l.is_empty(),
+    );
     g.sim(&["cnt n=1".to_string()]);
     // imported and never heard: not online (the retained status from the import), then online
     // once heard, then offline when silent
