@@ -45,6 +45,12 @@ impl<T: Send + 'static> BatchSender<T> {
         self.tx.send(Cmd::Item(item)).is_ok()
     }
 
+    /// Queues one item without waiting; false when the channel is full or the writer is gone (for
+    /// callers that must not block: the audit sink while the disk is failing).
+    pub fn try_send(&self, item: T) -> bool {
+        self.tx.try_send(Cmd::Item(item)).is_ok()
+    }
+
     /// Returns once everything sent before this call is written.
     pub fn flush(&self) {
         let (tx, rx) = sync_channel(1);

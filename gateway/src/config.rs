@@ -458,6 +458,26 @@ pub struct AuditConfig {
     /// on storage the gateway can only append to): it is what proves a wiped or truncated chain even
     /// to someone who can rewrite the whole data dir. Relative to the config file's directory.
     pub witness_file: Option<PathBuf>,
+    /// Records older than this many days are pruned, leaving a signed checkpoint the rest verifies
+    /// from (0: no age limit).
+    pub retain_days: u64,
+    /// The audit log is kept under about this many bytes, oldest records pruned first (0: no limit).
+    pub max_bytes: u64,
+    /// The newest records that are never pruned, whatever the limits.
+    pub keep_records: u64,
+    /// Pruned ranges are first exported here as JSON lines (a failed export stops the prune).
+    /// Relative to the config file's directory. None: pruned records are gone.
+    pub export_dir: Option<PathBuf>,
+    /// How often retention runs.
+    pub prune_every_s: u64,
+    /// Under this much free space on the data dir's filesystem the gateway raises the disk alarm
+    /// and runs degraded (no new devices, unknown sources only aggregated, never blocked on audit).
+    pub disk_low_mib: u64,
+    /// A file of this size kept in the data dir and deleted when the disk runs low, so the audit
+    /// log has room for the records that follow (0: none).
+    pub disk_reserve_mib: u64,
+    /// How often free space is measured.
+    pub disk_check_s: u64,
 }
 
 impl Default for AuditConfig {
@@ -466,6 +486,14 @@ impl Default for AuditConfig {
             aggregate_telemetry: true,
             head_every_s: 60,
             witness_file: None,
+            retain_days: 365,
+            max_bytes: 1 << 30,
+            keep_records: 10_000,
+            export_dir: None,
+            prune_every_s: 3600,
+            disk_low_mib: 64,
+            disk_reserve_mib: 8,
+            disk_check_s: 5,
         }
     }
 }
@@ -595,6 +623,20 @@ impl Config {
             .map(|p| self.base_dir.join(p))
     }
 
+    /// The audit retention policy, `export_dir` resolved against the config file's directory.
+    pub fn retention(&self) -> crate::audit::retention::Policy {
+        crate::audit::retention::Policy {
+            retain_days: self.audit.retain_days,
+            max_bytes: self.audit.max_bytes,
+            keep_records: self.audit.keep_records,
+            export_dir: self
+                .audit
+                .export_dir
+                .as_ref()
+                .map(|p| self.base_dir.join(p)),
+        }
+    }
+
     /// `plugins.dir`, resolved against the config file's directory.
     pub fn plugin_dir(&self) -> PathBuf {
         self.base_dir.join(&self.plugins.dir)
@@ -665,6 +707,36 @@ impl Config {
             .is_some_and(|p| p.as_os_str().is_empty())
         {
             return Err("audit.witness_file must not be empty".into());
+        }
+        if !HEAD_EVERY_S.contains(&self.audit.prune_every_s) {
+            return Err(format!(
+                "audit.prune_every_s must be between {} and {} seconds",
+                HEAD_EVERY_S.start(),
+                HEAD_EVERY_S.end()
+            ));
+        }
+        if !HEAD_EVERY_S.contains(&self.audit.disk_check_s) {
+            return Err(format!(
+                "audit.disk_check_s must be between {} and {} seconds",
+                HEAD_EVERY_S.start(),
+                HEAD_EVERY_S.end()
+            ));
+        }
+        if self.audit.disk_low_mib > 1 << 30 || self.audit.disk_reserve_mib > 1 << 20 {
+            return Err("audit.disk_low_mib or audit.disk_reserve_mib is implausibly large".into());
+        }
+        if self.audit.keep_records == 0 {
+            return Err(
+                "audit.keep_records must be at least 1 (the newest record ends the chain)".into(),
+            );
+        }
+        if self
+            .audit
+            .export_dir
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err("audit.export_dir must not be empty".into());
         }
         for r in &self.registry.roles {
             if r.is_empty()

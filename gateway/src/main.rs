@@ -9,6 +9,7 @@ mod bench;
 mod bench_anomaly;
 mod cli;
 mod config;
+mod disk;
 mod files;
 mod login_failures;
 mod metrics;

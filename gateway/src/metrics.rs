@@ -105,6 +105,9 @@ pub struct Metrics {
     pub baseline_devices: Gauge,
     pub baseline_bytes: Gauge,
     pub link_notices: Family<NoticeLabels, Counter>,
+    pub audit_pruned: Counter,
+    pub disk_free_bytes: Gauge,
+    pub disk_alarm: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -300,6 +303,24 @@ impl Metrics {
             "Bytes of behaviour baseline state in memory",
             baseline_bytes.clone(),
         );
+        let audit_pruned = Counter::default();
+        registry.register(
+            "audit_pruned_records",
+            "Audit records pruned by retention (each prune leaves a signed checkpoint)",
+            audit_pruned.clone(),
+        );
+        let disk_free_bytes = Gauge::default();
+        registry.register(
+            "disk_free_bytes",
+            "Bytes free for the gateway on the data dir's filesystem",
+            disk_free_bytes.clone(),
+        );
+        let disk_alarm = Gauge::default();
+        registry.register(
+            "disk_alarm",
+            "1 while the data dir's free space is under audit.disk_low_mib (degraded mode)",
+            disk_alarm.clone(),
+        );
         Self {
             registry,
             messages,
@@ -331,6 +352,9 @@ impl Metrics {
             baseline_devices,
             baseline_bytes,
             link_notices,
+            audit_pruned,
+            disk_free_bytes,
+            disk_alarm,
         }
     }
 

@@ -16,7 +16,7 @@
 //! and then audits each change from/to.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -174,6 +174,10 @@ pub enum RegistryError {
     },
     #[error("too many pending devices ({0}); approve or revoke some first")]
     TooManyPending(usize),
+    #[error(
+        "the data dir's disk is nearly full (degraded mode): no new device is registered until it has room"
+    )]
+    DiskLow,
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -186,6 +190,8 @@ pub struct Registry {
     pending: AtomicUsize,
     max_pending: usize,
     catalogue: RwLock<Option<Catalogue>>,
+    /// Set while the disk is degraded: no new pending device.
+    refuse_new: AtomicBool,
 }
 
 /// The names an operator may assign, from the config: approve refuses anything else.
@@ -705,6 +711,7 @@ impl Registry {
             pending: AtomicUsize::new(pending),
             max_pending,
             catalogue: RwLock::new(None),
+            refuse_new: AtomicBool::new(false),
         })
     }
 
@@ -765,6 +772,11 @@ impl Registry {
         }
     }
 
+    /// Refuses (or again accepts) new pending devices: the disk's degraded mode.
+    pub fn set_refuse_new(&self, refuse: bool) {
+        self.refuse_new.store(refuse, Ordering::Relaxed);
+    }
+
     /// Registers a device the gateway has never seen as pending, with whatever identity evidence the
     /// adapter had. Refused beyond `max_pending`.
     pub fn register_pending(
@@ -779,6 +791,9 @@ impl Registry {
         }
         if self.pending_count() >= self.max_pending {
             return Err(RegistryError::TooManyPending(self.max_pending));
+        }
+        if self.refuse_new.load(Ordering::Relaxed) {
+            return Err(RegistryError::DiskLow);
         }
         let now = now_ms();
         let r = DeviceRecord {

@@ -151,6 +151,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::audit::retention::SCHEMA)?;
         add_column_if_missing(&conn, "devices", "mac", "BLOB")?;
         // the strongest assurance seen: the downgrade guard survives a restart
         add_column_if_missing(&conn, "devices", "best_assurance", "INTEGER")?;

@@ -208,6 +208,11 @@ async fn status(State(s): S) -> Response {
         "audit_head": { "seq": seq, "hash": hex::encode(hash) },
         "public_key": crate::northbound::envelope::encode_pubkey(&s.store.verifying_key).trim(),
         "embedded_broker": s.broker_stats.as_ref().map(|b| b.get()),
+        "disk": {
+            "free_bytes": s.audit.disk().free_bytes(),
+            "low": s.audit.disk().is_low(),
+            "audit_writes_failing": s.audit.disk().is_failing(),
+        },
     }))
     .into_response()
 }
@@ -262,6 +267,7 @@ fn registry_err(e: RegistryError) -> Response {
         | RegistryError::ReasonRequired(_)
         | RegistryError::Unknown { .. } => StatusCode::BAD_REQUEST,
         RegistryError::Revoked(_) | RegistryError::WrongState { .. } => StatusCode::CONFLICT,
+        RegistryError::DiskLow => StatusCode::SERVICE_UNAVAILABLE,
         RegistryError::TooManyPending(_) | RegistryError::Store(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

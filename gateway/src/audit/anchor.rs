@@ -136,6 +136,7 @@ impl Head {
 /// head came from, for the message.
 pub fn check_contains(
     conn: &Connection,
+    key: &VerifyingKey,
     seq: u64,
     hash: &[u8; 32],
     origin: &str,
@@ -149,17 +150,42 @@ pub fn check_contains(
             seq,
             origin: origin.to_owned(),
         }),
-        None => match last_seq(conn)? {
-            0 => Err(AnchorError::Wiped {
-                seq,
+        None => {
+            // Pruned by retention: the signed checkpoint vouches that the chain passed this head.
+            let cp = super::retention::latest(conn, key).map_err(|e| AnchorError::BadHead {
                 origin: origin.to_owned(),
-            }),
-            have => Err(AnchorError::Truncated {
-                have,
-                seq,
-                origin: origin.to_owned(),
-            }),
-        },
+                problem: e.to_string(),
+            })?;
+            if let Some(cp) = cp
+                && seq <= cp.seq
+                && last_seq(conn)? > cp.seq
+            {
+                return if seq < cp.seq || cp.hash == *hash {
+                    Ok(())
+                } else {
+                    Err(AnchorError::Rewritten {
+                        seq,
+                        origin: origin.to_owned(),
+                    })
+                };
+            }
+            missing(conn, seq, origin)
+        }
+    }
+}
+
+/// A head the chain does not hold: wiped (empty) or truncated.
+fn missing(conn: &Connection, seq: u64, origin: &str) -> Result<(), AnchorError> {
+    match last_seq(conn)? {
+        0 => Err(AnchorError::Wiped {
+            seq,
+            origin: origin.to_owned(),
+        }),
+        have => Err(AnchorError::Truncated {
+            have,
+            seq,
+            origin: origin.to_owned(),
+        }),
     }
 }
 
@@ -180,7 +206,7 @@ pub fn check_head(
         ));
     }
     let hash = head.hash_bytes().ok_or_else(|| bad("bad hash"))?;
-    check_contains(conn, head.seq, &hash, origin)
+    check_contains(conn, key, head.seq, &hash, origin)
 }
 
 /// The signed head in the `meta` row, if any.

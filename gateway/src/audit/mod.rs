@@ -23,8 +23,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub mod anchor;
+pub mod retention;
 
 use crate::batch::BatchSender;
+use crate::disk::DiskState;
 use crate::store::{Store, StoreError};
 
 /// What kind of event a record is.
@@ -332,6 +334,11 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 /// The result of a successful verification.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
+    /// The first record checked: 1, or the one after the retention checkpoint.
+    pub from_seq: u64,
+    /// The signed retention checkpoint the walk started from (the last pruned record), if any.
+    pub checkpoint: Option<u64>,
+    /// Records checked (from `from_seq` to the head).
     pub records: u64,
     pub seals: u64,
     pub head_seq: u64,
@@ -353,12 +360,20 @@ pub fn verify(conn: &Connection, key: &VerifyingKey) -> Result<VerifyReport, Ver
         seq: 0,
         problem: format!("cannot read the audit table: {e}"),
     };
+    // After a prune, the walk starts from the signed checkpoint: its hash is the first kept
+    // record's `prev`, and sequence numbers go on from it.
+    let checkpoint = retention::latest(conn, key)?;
+    let (from_seq, start_prev) = checkpoint
+        .as_ref()
+        .map_or((1, [0u8; 32]), |c| (c.seq + 1, c.hash));
     let mut stmt = conn
-        .prepare(&format!("{SELECT} ORDER BY seq"))
+        .prepare(&format!("{SELECT} WHERE seq >= ?1 ORDER BY seq"))
         .map_err(db_err)?;
-    let mut rows = stmt.query([]).map_err(db_err)?;
-    let mut expect = 1u64;
-    let mut prev = [0u8; 32].to_vec();
+    let mut rows = stmt
+        .query([i64::try_from(from_seq).unwrap_or(i64::MAX)])
+        .map_err(db_err)?;
+    let mut expect = from_seq;
+    let mut prev = start_prev.to_vec();
     let mut seals = 0u64;
     let mut last_sealed = true;
     while let Some(row) = rows.next().map_err(db_err)? {
@@ -414,7 +429,9 @@ pub fn verify(conn: &Connection, key: &VerifyingKey) -> Result<VerifyReport, Ver
         });
     }
     Ok(VerifyReport {
-        records: head_seq,
+        from_seq,
+        checkpoint: checkpoint.map(|c| c.seq),
+        records: head_seq + 1 - from_seq,
         seals,
         head_seq,
         head_hash: hex::encode(&prev),
@@ -459,6 +476,26 @@ pub fn export_jsonl(
     for r in rows {
         let r = r?;
         let line = serde_json::to_string(&r).map_err(|e| StoreError::Other(e.to_string()))?;
+        writeln!(out, "{line}").map_err(|e| StoreError::Other(e.to_string()))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Streams records `from..=through` as JSON lines into `out` (what retention exports).
+pub fn export_range_jsonl(
+    conn: &Connection,
+    from: u64,
+    through: u64,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "{SELECT} WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map(params![from as i64, through as i64], row_to_record)?;
+    let mut n = 0;
+    for r in rows {
+        let line = serde_json::to_string(&r?).map_err(|e| StoreError::Other(e.to_string()))?;
         writeln!(out, "{line}").map_err(|e| StoreError::Other(e.to_string()))?;
         n += 1;
     }
@@ -517,27 +554,55 @@ fn fmt_ts(ms: u64) -> String {
 
 /// Background writer for pipeline decisions: batches records into one transaction each (see
 /// [`crate::batch`]): bounded, blocking when full, never dropping a record.
+///
+/// While the disk is degraded ([`DiskState`]) a record that finds the queue full is counted by
+/// category instead of blocking the message path; the counts are audited once writes succeed again.
 #[derive(Clone)]
-pub struct AuditSink(BatchSender<AuditEntry>);
+pub struct AuditSink {
+    tx: BatchSender<AuditEntry>,
+    disk: Arc<DiskState>,
+}
 
 impl AuditSink {
     pub fn start(store: Store, capacity: usize) -> std::io::Result<(Self, JoinHandle<()>)> {
+        Self::start_with(store, capacity, Arc::default())
+    }
+
+    /// Starts the writer; its failures and successes are reported to `disk`.
+    pub fn start_with(
+        store: Store,
+        capacity: usize,
+        disk: Arc<DiskState>,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let d = disk.clone();
         let (tx, h) =
             BatchSender::spawn("audit-writer", capacity, 4096, move |b: &[AuditEntry]| {
-                store.audit(b).map_err(|e| e.to_string())
+                let r = store.audit(b).map_err(|e| e.to_string());
+                d.set_failing(r.is_err());
+                r
             })?;
-        Ok((Self(tx), h))
+        Ok((Self { tx, disk }, h))
     }
 
     pub fn record(&self, e: AuditEntry) {
-        if !self.0.send(e) {
+        if self.disk.degraded() {
+            let category = e.category.as_str();
+            if !self.tx.try_send(e) {
+                self.disk.count_lost(category);
+            }
+        } else if !self.tx.send(e) {
             tracing::error!("audit writer is gone; record lost");
         }
     }
 
+    /// The disk state this sink reports to.
+    pub fn disk(&self) -> &Arc<DiskState> {
+        &self.disk
+    }
+
     /// Returns once everything recorded before this call is committed.
     pub fn flush(&self) {
-        self.0.flush();
+        self.tx.flush();
     }
 }
 

@@ -488,7 +488,7 @@ pub fn audit(data_dir: &Path, cmd: AuditCmd) -> anyhow::Result<()> {
                 anchored += 1;
             }
             for (seq, hash) in &heads {
-                anchor::check_contains(&conn, *seq, hash, "--head").map_err(tampered)?;
+                anchor::check_contains(&conn, &key, *seq, hash, "--head").map_err(tampered)?;
                 anchored += 1;
             }
             if let Some(w) = &witness {
@@ -502,8 +502,14 @@ pub fn audit(data_dir: &Path, cmd: AuditCmd) -> anyhow::Result<()> {
                     anchored += 1;
                 }
             }
+            let from = match rep.checkpoint {
+                Some(cp) => format!(
+                    "from the signed retention checkpoint at #{cp} (records 1..{cp} pruned), "
+                ),
+                None => String::new(),
+            };
             println!(
-                "audit log intact: {} records, {} seals, head #{} {}; holds {anchored} anchored head(s)",
+                "audit log intact: {from}{} records, {} seals, head #{} {}; holds {anchored} anchored head(s)",
                 rep.records, rep.seals, rep.head_seq, rep.head_hash
             );
         }

@@ -30,6 +30,10 @@ pub fn uplink(
                     "builtin:identify",
                     format!("unknown device and the pending limit ({n}) is reached"),
                 ),
+                RegistryError::DiskLow => Decision::deny(
+                    "builtin:identify",
+                    format!("unknown device not registered: {}", RegistryError::DiskLow),
+                ),
                 other => Decision::deny(
                     "builtin:identify",
                     format!("cannot register unknown device: {other}"),

@@ -28,6 +28,7 @@ use setup::{init_logging, provision_sim_devices, read_or_create_secret};
 use sources::periodic_command;
 
 mod broker_events;
+mod housekeeping;
 mod northbound;
 mod plugins;
 mod reload;
@@ -354,6 +355,24 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             }
         })?;
 
+    let (housekeeping_stop, stop_rx) = std::sync::mpsc::channel::<()>();
+    let housekeeping = housekeeping::Housekeeping {
+        store: store.clone(),
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        audit: audit.clone(),
+        northbound: northbound.clone(),
+        policy: cfg.retention(),
+        prune_every: std::time::Duration::from_secs(cfg.audit.prune_every_s),
+        check_every: std::time::Duration::from_secs(cfg.audit.disk_check_s),
+        low_bytes: cfg.audit.disk_low_mib << 20,
+        reserve: crate::disk::Reserve::new(&data_dir, cfg.audit.disk_reserve_mib << 20),
+        reserve_bytes: cfg.audit.disk_reserve_mib << 20,
+    };
+    let housekeeping_thread = std::thread::Builder::new()
+        .name("housekeeping".into())
+        .spawn(move || housekeeping.run(stop_rx))?;
+
     tokio::spawn(publish_heads(
         anchors.clone(),
         northbound.clone(),
@@ -419,6 +438,8 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     drop(shared);
     // the pipeline ends once every adapter and command source has let go of its channels
     let _ = tokio::task::spawn_blocking(move || pipeline_thread.join()).await;
+    drop(housekeeping_stop);
+    let _ = tokio::task::spawn_blocking(move || housekeeping_thread.join()).await;
     outbox_sink.flush();
     let _ = publisher.await;
     if let Some(h) = broker_handle {
