@@ -6,7 +6,8 @@
 //! While degraded:
 //! - the audit sink never blocks the message path: a record that finds the writer's queue full is
 //!   counted by category instead of waited for, and the counts become a security record
-//!   (`audit-records-lost`) as soon as writes succeed again: nothing is lost silently;
+//!   (`audit-records-lost`) as soon as writes succeed again: nothing is lost silently (the same for
+//!   northbound messages, which are also counted in `warden_northbound_queue_dropped`);
 //! - no new device is registered (pending registrations are refused with the reason);
 //! - rejections from unknown sources are only aggregated, without their first record in full;
 //! - a reserve file (`audit.disk_reserve_mib`, made at start) is deleted, giving the database room
@@ -25,6 +26,7 @@ pub const RESERVE_FILE: &str = "disk-reserve";
 pub struct DiskState {
     low: AtomicBool,
     failing: AtomicBool,
+    outbox_failing: AtomicBool,
     free: AtomicU64,
     lost: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -32,7 +34,9 @@ pub struct DiskState {
 impl DiskState {
     /// Whether the gateway runs degraded (disk low, or audit writes failing).
     pub fn degraded(&self) -> bool {
-        self.low.load(Ordering::Relaxed) || self.failing.load(Ordering::Relaxed)
+        self.low.load(Ordering::Relaxed)
+            || self.failing.load(Ordering::Relaxed)
+            || self.outbox_failing.load(Ordering::Relaxed)
     }
     pub fn is_low(&self) -> bool {
         self.low.load(Ordering::Relaxed)
@@ -46,13 +50,17 @@ impl DiskState {
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::Relaxed);
     }
+    /// The northbound queue's writer reports its last write.
+    pub fn set_outbox_failing(&self, failing: bool) {
+        self.outbox_failing.store(failing, Ordering::Relaxed);
+    }
     pub fn free_bytes(&self) -> u64 {
         self.free.load(Ordering::Relaxed)
     }
     pub fn set_free_bytes(&self, b: u64) {
         self.free.store(b, Ordering::Relaxed);
     }
-    /// Counts an audit record that could not be queued.
+    /// Counts a record that could not be queued: an audit record by category, or `northbound`.
     pub fn count_lost(&self, category: &'static str) {
         let mut m = self.lost.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry(category).or_default() += 1;

@@ -584,6 +584,36 @@ fn leb128(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
+/// GET /metrics with the data dir's API token: the Prometheus text.
+pub fn metrics_text(api_port: u16, data_dir: &Path) -> String {
+    use std::io::{Read, Write};
+    let token = std::fs::read_to_string(data_dir.join("api.token")).unwrap();
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", api_port)) else {
+        return String::new();
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        token.trim()
+    );
+    let mut b = String::new();
+    let _ = s.read_to_string(&mut b);
+    b
+}
+
+/// The sum of a metric's samples whose line contains every one of `labels` (e.g. `cause="x"`).
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+                && labels.iter().all(|x| l.contains(x))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The audit log as JSON records (`warden audit export`), read from the data dir.
 pub fn audit_records(data_dir: &Path) -> Vec<serde_json::Value> {
     let o = warden(data_dir, &["audit", "export", "--format", "jsonl"]);

@@ -59,13 +59,16 @@ fn message(seq: u64, hash: &[u8; 32], ts: u64) -> Vec<u8> {
     m
 }
 
+/// seq, hash, ts, signature, export file.
+type CheckpointRow = (i64, Vec<u8>, i64, Vec<u8>, Option<String>);
+
 /// The newest checkpoint, its signature checked against `key`. `Ok(None)`: nothing was ever pruned.
 pub fn latest(conn: &Connection, key: &VerifyingKey) -> Result<Option<Checkpoint>, VerifyError> {
     let db = |e: rusqlite::Error| VerifyError {
         seq: 0,
         problem: format!("cannot read the audit checkpoints: {e}"),
     };
-    let row: Option<(i64, Vec<u8>, i64, Vec<u8>, Option<String>)> = conn
+    let row: Option<CheckpointRow> = conn
         .query_row(
             "SELECT seq, hash, ts, sig, exported FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
             [],
@@ -389,7 +392,7 @@ mod tests {
         let rep = check(&s).unwrap();
         assert_eq!(rep.checkpoint, out.through);
         let kept = rep.records;
-        assert!(kept >= 100 && kept < 12_000, "{rep:?}");
+        assert!((100..12_000).contains(&kept), "{rep:?}");
         let bytes = s
             .read(|c, _| {
                 Ok(c.query_row(

@@ -16,6 +16,7 @@ use rusqlite::{Connection, params};
 use super::{Outgoing, OutgoingSink};
 use crate::audit::{AuditEntry, AuditSink, Category};
 use crate::batch::BatchSender;
+use crate::disk::DiskState;
 use crate::metrics::Metrics;
 
 pub const OUTBOX_FILE: &str = "outbox.db";
@@ -176,13 +177,25 @@ impl Outbox {
 }
 
 /// The pipeline's side of the queue: a bounded channel to a writer thread that batches inserts (see
-/// [`crate::batch`]). `send` blocks when the channel is full (backpressure), it never drops.
+/// [`crate::batch`]). `send` blocks when the channel is full (backpressure), it never drops — except
+/// while the disk is degraded ([`crate::disk`]): then a message that finds the channel full is
+/// counted (`warden_northbound_queue_dropped`, and the housekeeping thread's `audit-records-lost`
+/// record) instead of stalling the message path behind a writer that cannot write.
 #[derive(Clone)]
-pub struct OutboxSink(BatchSender<Outgoing>);
+pub struct OutboxSink {
+    tx: BatchSender<Outgoing>,
+    disk: Arc<DiskState>,
+    metrics: Arc<Metrics>,
+}
 
 impl OutgoingSink for OutboxSink {
     fn send(&self, o: Outgoing) {
-        if !self.0.send(o) {
+        if self.disk.degraded() {
+            if !self.tx.try_send(o) {
+                self.metrics.queue_dropped.inc();
+                self.disk.count_lost("northbound");
+            }
+        } else if !self.tx.send(o) {
             tracing::error!("outbox writer is gone; message not queued");
         }
     }
@@ -191,7 +204,7 @@ impl OutgoingSink for OutboxSink {
 impl OutboxSink {
     /// Returns once everything sent before this call is in the outbox.
     pub fn flush(&self) {
-        self.0.flush();
+        self.tx.flush();
     }
 }
 
@@ -200,8 +213,13 @@ pub fn start_writer(
     audit: AuditSink,
     capacity: usize,
 ) -> std::io::Result<(OutboxSink, JoinHandle<()>)> {
+    let disk = audit.disk().clone();
+    let metrics = outbox.metrics.clone();
+    let d = disk.clone();
     let (tx, h) = BatchSender::spawn("outbox-writer", capacity, 1024, move |b: &[Outgoing]| {
-        let dropped = outbox.push(b).map_err(|e| e.to_string())?;
+        let pushed = outbox.push(b).map_err(|e| e.to_string());
+        d.set_outbox_failing(pushed.is_err());
+        let dropped = pushed?;
         if dropped > 0 {
             tracing::warn!(dropped, "northbound queue full: oldest messages dropped");
             audit.record(
@@ -216,7 +234,7 @@ pub fn start_writer(
         }
         Ok(())
     })?;
-    Ok((OutboxSink(tx), h))
+    Ok((OutboxSink { tx, disk, metrics }, h))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod identify;
 pub mod observe;
 pub mod record;
 mod replies;
+mod unknown;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -86,6 +87,8 @@ pub struct Pipeline {
     notices: HashMap<(String, &'static str), (Option<std::time::Instant>, u64)>,
     /// New pending registrations per source.
     pub admission: admission::Admission,
+    /// Rejections of frames from no known device, counted per source and cause.
+    unknown: unknown::UnknownSources,
     /// Devices published as offline (silent for `offline_after_ms`).
     offline: HashSet<DeviceId>,
     pub offline_after_ms: u64,
@@ -128,6 +131,7 @@ impl Pipeline {
             link_states: HashMap::new(),
             notices: HashMap::new(),
             admission: admission::Admission::new(30),
+            unknown: unknown::UnknownSources::default(),
             offline: HashSet::new(),
             offline_after_ms: 900_000,
             ticks: 0,
@@ -765,9 +769,38 @@ impl Pipeline {
             })
             .inc();
         self.count(&protocol, "uplink", Verdict::Deny);
+        // a frame from no known device: its first rejection in full, the rest counted per minute
+        let known = r
+            .device
+            .as_ref()
+            .is_some_and(|d| self.registry.get(d).is_some());
+        let mut detail = serde_json::json!({ "cause": r.cause });
+        if !known {
+            let source = r
+                .device
+                .as_ref()
+                .map_or_else(|| unknown::NO_SOURCE.to_owned(), ToString::to_string);
+            let degraded = self.audit.disk().degraded();
+            if !self.unknown.add(
+                &self.audit,
+                r.protocol,
+                r.cause,
+                &source,
+                now_ms(),
+                degraded,
+            ) {
+                return;
+            }
+            if let Some(o) = detail.as_object_mut() {
+                o.insert(
+                    "aggregated".into(),
+                    "the first from this source and cause; more are counted per minute".into(),
+                );
+            }
+        }
         let mut e = AuditEntry::new(Category::Decision, "uplink", "gateway", r.detail)
             .decision(&format!("adapter:{protocol}"), "deny")
-            .detail(serde_json::json!({ "cause": r.cause }));
+            .detail(detail);
         e.device = r.device.map(|d| d.to_string());
         self.audit.record(e);
     }
@@ -866,6 +899,7 @@ impl Pipeline {
             self.check_availability(now);
         }
         self.aggregator.tick(&self.audit, now);
+        self.unknown.tick(&self.audit, now);
         self.expire_replies();
         self.flush_notices(false);
         if let Err(e) = self.registry.flush_raised_assurance() {
@@ -977,6 +1011,7 @@ impl Pipeline {
     /// Flushes what is held in memory (aggregates, last-seen times).
     pub fn shutdown(&mut self) {
         self.aggregator.flush(&self.audit);
+        self.unknown.flush(&self.audit);
         for d in &mut self.deciders {
             d.tick();
         }

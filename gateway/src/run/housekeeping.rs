@@ -129,7 +129,7 @@ impl Housekeeping {
                 "audit-records-lost",
                 "gateway",
                 format!(
-                    "{total} audit record(s) could not be queued while the disk was failing or full"
+                    "{total} record(s) could not be queued while the disk was failing or full (audit records by category; northbound: MQTT messages)"
                 ),
             )
             .detail(serde_json::json!({ "by_category": lost })),
