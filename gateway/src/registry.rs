@@ -192,7 +192,17 @@ pub struct Registry {
     catalogue: RwLock<Option<Catalogue>>,
     /// Set while the disk is degraded: no new pending device.
     refuse_new: AtomicBool,
+    /// Credentials as unsealed, so a frame's key lookup does not read and unseal from SQLite each
+    /// time (a miss is cached too). Cleared whenever credentials are written (import, key change);
+    /// only an active device's entry is ever served. Bounded by [`CREDENTIAL_CACHE_MAX`].
+    creds: std::sync::Mutex<HashMap<(DeviceId, String), Option<zeroize::Zeroizing<Vec<u8>>>>>,
+    /// Bumped (under the cache's lock) by every credential write: a lookup that read the store
+    /// before a write does not cache what it read.
+    creds_gen: AtomicU64,
 }
+
+/// Cached credentials before the cache starts over.
+const CREDENTIAL_CACHE_MAX: usize = 65_536;
 
 /// The names an operator may assign, from the config: approve refuses anything else.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -712,6 +722,8 @@ impl Registry {
             max_pending,
             catalogue: RwLock::new(None),
             refuse_new: AtomicBool::new(false),
+            creds: std::sync::Mutex::default(),
+            creds_gen: AtomicU64::new(0),
         })
     }
 
@@ -752,6 +764,24 @@ impl Registry {
             .collect();
         v.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         v
+    }
+
+    /// Devices heard at least once but not since `now - after_ms`, not among `skip`: a scan of
+    /// atomics under the read lock, with no copy of the registry (the availability check).
+    pub fn silent(
+        &self,
+        now: u64,
+        after_ms: u64,
+        skip: &std::collections::HashSet<DeviceId>,
+    ) -> Vec<Arc<DeviceRecord>> {
+        let m = self.map.read().unwrap_or_else(|p| p.into_inner());
+        m.iter()
+            .filter(|(id, e)| {
+                let seen = e.stats.last_seen.load(Ordering::Relaxed);
+                seen > 0 && now.saturating_sub(seen) > after_ms && !skip.contains(*id)
+            })
+            .map(|(_, e)| e.record())
+            .collect()
     }
 
     fn insert_entry(&self, r: DeviceRecord) -> Arc<DeviceEntry> {
@@ -1176,6 +1206,12 @@ impl Registry {
             );
             Ok((report, audit))
         })?;
+        // keys may have changed: nothing unsealed before the import is served after it
+        {
+            let mut c = self.creds.lock().unwrap_or_else(|p| p.into_inner());
+            self.creds_gen.fetch_add(1, Ordering::AcqRel);
+            c.clear();
+        }
         for (mut r, existing, _, _) in records {
             let mut names: Vec<String> = creds
                 .iter()
@@ -1230,8 +1266,18 @@ impl Registry {
         if e.record().status != Status::Active {
             return None;
         }
-        self.store
-            .read(|c, sealer| {
+        let key = (id.clone(), name.to_owned());
+        if let Some(hit) = self
+            .creds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return hit.as_ref().map(|b| Secret::new(b.to_vec()));
+        }
+        let generation = self.creds_gen.load(Ordering::Acquire);
+        let opened = crate::store::off_async(|| {
+            self.store.read(|c, sealer| {
                 let blob: Option<Vec<u8>> = c
                     .query_row(
                         "SELECT sealed FROM credentials WHERE device=?1 AND name=?2",
@@ -1241,17 +1287,26 @@ impl Registry {
                     .optional()?;
                 Ok(blob.and_then(|b| sealer.open(format!("{id}/{name}").as_bytes(), &b).ok()))
             })
-            .ok()
-            .flatten()
-            .map(Secret::new)
+        })
+        // a read error is not cached: the next frame tries again
+        .ok()?
+        .map(zeroize::Zeroizing::new);
+        let out = opened.as_ref().map(|b| Secret::new(b.to_vec()));
+        let mut c = self.creds.lock().unwrap_or_else(|p| p.into_inner());
+        if self.creds_gen.load(Ordering::Acquire) == generation {
+            if c.len() >= CREDENTIAL_CACHE_MAX {
+                c.clear();
+            }
+            c.insert(key, opened);
+        }
+        out
     }
 
     /// Enrolment credentials named `name` of `protocol`'s pending and active devices (see
     /// [`CredentialLookup::enrolment`]).
     pub fn enrolment(&self, protocol: &str, name: &str) -> Vec<(DeviceId, Secret)> {
-        let rows: Vec<(String, Vec<u8>)> = self
-            .store
-            .read(|c, sealer| {
+        let rows: Vec<(String, Vec<u8>)> = crate::store::off_async(|| {
+            self.store.read(|c, sealer| {
                 let mut st = c.prepare(
                     "SELECT device, sealed FROM credentials WHERE name=?1 AND device LIKE ?2",
                 )?;
@@ -1267,7 +1322,8 @@ impl Registry {
                     .collect();
                 Ok(rows)
             })
-            .unwrap_or_default();
+        })
+        .unwrap_or_default();
         rows.into_iter()
             .filter_map(|(d, secret)| {
                 let id: DeviceId = d.parse().ok()?;
@@ -1616,6 +1672,46 @@ credentials = { psk = "base64:aGVsbG8=" }
             r.get(&id("sim:evil")).unwrap().record().status,
             Status::Pending
         );
+    }
+
+    #[test]
+    fn credentials_are_cached_after_unsealing_and_evicted_on_a_key_change_or_status() {
+        let (_d, s, r) = reg();
+        let import = |hex: &str, update: bool| {
+            let toml =
+                format!("[[devices]]\nid = \"sim:k\"\ncredentials = {{ k = \"hex:{hex}\" }}\n");
+            r.import(
+                &parse_import(&toml, false).unwrap(),
+                "alice",
+                "default",
+                update,
+            )
+            .unwrap();
+        };
+        import("00ff", false);
+        let k = || {
+            r.credential(&id("sim:k"), "k")
+                .map(|s| hex::encode(s.expose()))
+        };
+        assert_eq!(k().as_deref(), Some("00ff"));
+        // served from the cache: the store is not read again (a row removed behind its back)
+        exec(&s, "DELETE FROM credentials WHERE device='sim:k'");
+        assert_eq!(k().as_deref(), Some("00ff"));
+        // a key change through the registry evicts it
+        import("0102", true);
+        assert_eq!(k().as_deref(), Some("0102"));
+        // a device that is no longer active gets nothing, cached or not
+        r.set_status(
+            &id("sim:k"),
+            Status::Revoked,
+            "alice",
+            "lost",
+            Category::Operator,
+        )
+        .unwrap();
+        assert!(k().is_none());
+        // a miss is cached too, and evicted by the next import
+        assert!(r.credential(&id("sim:k"), "other").is_none());
     }
 
     #[test]

@@ -360,8 +360,44 @@ fn state_err(e: impl std::fmt::Display) -> warden_core::StateError {
     warden_core::StateError(e.to_string())
 }
 
+/// Runs blocking storage work (SQLite, fsync) for a caller that may be an async task: on a tokio
+/// multi-thread worker, the worker first hands its other tasks to another thread
+/// (`block_in_place`), so no adapter, API or broker task waits behind an fsync. Elsewhere (the
+/// pipeline's own thread, plain threads, tests) it just runs.
+pub fn off_async<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 impl warden_core::StateStore for AdapterState {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, warden_core::StateError> {
+        off_async(|| self.get_now(key))
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), warden_core::StateError> {
+        off_async(|| self.put_now(key, value))
+    }
+
+    /// One `synchronous=FULL` transaction for all: one fsync however many.
+    fn put_many(&self, items: &[(String, Vec<u8>)]) -> Result<(), warden_core::StateError> {
+        off_async(|| self.put_many_now(items))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), warden_core::StateError> {
+        off_async(|| self.delete_now(key))
+    }
+
+    fn keys(&self, prefix: &str) -> Result<Vec<String>, warden_core::StateError> {
+        off_async(|| self.keys_now(prefix))
+    }
+}
+
+impl AdapterState {
+    fn get_now(&self, key: &str) -> Result<Option<Vec<u8>>, warden_core::StateError> {
         self.store
             .read(|c, sealer| {
                 let blob: Option<Vec<u8>> = c
@@ -379,7 +415,7 @@ impl warden_core::StateStore for AdapterState {
             .map_err(state_err)
     }
 
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), warden_core::StateError> {
+    fn put_now(&self, key: &str, value: &[u8]) -> Result<(), warden_core::StateError> {
         self.store
             .write(|tx, sealer| {
                 tx.prepare_cached(
@@ -396,8 +432,7 @@ impl warden_core::StateStore for AdapterState {
             .map_err(state_err)
     }
 
-    /// One `synchronous=FULL` transaction for all: one fsync however many.
-    fn put_many(&self, items: &[(String, Vec<u8>)]) -> Result<(), warden_core::StateError> {
+    fn put_many_now(&self, items: &[(String, Vec<u8>)]) -> Result<(), warden_core::StateError> {
         if items.is_empty() {
             return Ok(());
         }
@@ -419,7 +454,7 @@ impl warden_core::StateStore for AdapterState {
             .map_err(state_err)
     }
 
-    fn delete(&self, key: &str) -> Result<(), warden_core::StateError> {
+    fn delete_now(&self, key: &str) -> Result<(), warden_core::StateError> {
         self.store
             .write(|tx, _| {
                 tx.execute(
@@ -431,7 +466,7 @@ impl warden_core::StateStore for AdapterState {
             .map_err(state_err)
     }
 
-    fn keys(&self, prefix: &str) -> Result<Vec<String>, warden_core::StateError> {
+    fn keys_now(&self, prefix: &str) -> Result<Vec<String>, warden_core::StateError> {
         self.store
             .read(|c, _| {
                 let mut st = c.prepare(

@@ -583,12 +583,30 @@ credentials = {{ dev_addr = "hex:{ABP_ADDR}", nwk_s_key = "hex:{ABP_NWK}", app_s
     ] {
         s.send_to(g, ("127.0.0.1", udp)).unwrap();
     }
-    wait_rejection(&g, "malformed-datagram", 4);
+    // from no device: the first in full, the rest counted (and aggregated per minute in the log)
+    let r = wait_rejection(&g, "malformed-datagram", 1);
+    assert_eq!(r[0]["decider"], "adapter:lorawan");
+    let malformed = |n: f64| {
+        wait_for(
+            Duration::from_secs(10),
+            "malformed datagrams counted",
+            || {
+                let m = metrics(p.api, &dd);
+                (metric_sum(
+                    &m,
+                    "warden_adapter_rejections_total",
+                    &["cause=\"malformed-datagram\""],
+                ) >= n)
+                    .then_some(())
+            },
+        )
+    };
+    malformed(4.0);
     assert!(
         !a.push_raw_body(b"{not json"),
         "no PUSH_ACK for a body that is not JSON"
     );
-    wait_rejection(&g, "malformed-datagram", 5);
+    malformed(5.0);
     a.push(&[0x40, 1, 2, 3]);
     wait_rejection(&g, "malformed", 1);
     // the frame the rogue forwarder carried did not consume the counter: through A it is accepted

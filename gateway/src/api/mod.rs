@@ -308,10 +308,16 @@ async fn device_action(
         role: b.role,
     };
     let reason = b.reason.unwrap_or_default();
-    match s
-        .registry
-        .operator_action(&id, act, &assign, &p.actor(), &reason)
-    {
+    // the registry write (a transaction with its audit record, fsynced) runs off the async workers
+    let (registry, dev, actor) = (s.registry.clone(), id.clone(), p.actor());
+    let done = tokio::task::spawn_blocking(move || {
+        registry.operator_action(&dev, act, &assign, &actor, &reason)
+    })
+    .await;
+    let Ok(done) = done else {
+        return err(StatusCode::INTERNAL_SERVER_ERROR, "registry task failed");
+    };
+    match done {
         Ok(r) => {
             let _ = s.control.send(Control::Status(id)).await;
             axum::Json(&*r).into_response()
@@ -405,10 +411,17 @@ async fn import(
         Ok(d) => d,
         Err(e) => return registry_err(e),
     };
-    match s
-        .registry
-        .import(&devs, &p.actor(), &s.default_zone, q.update)
-    {
+    let (registry, actor, zone) = (s.registry.clone(), p.actor(), s.default_zone.clone());
+    let update = q.update;
+    let done = tokio::task::spawn_blocking(move || {
+        let r = registry.import(&devs, &actor, &zone, update);
+        (r, devs)
+    })
+    .await;
+    let Ok((done, devs)) = done else {
+        return err(StatusCode::INTERNAL_SERVER_ERROR, "registry task failed");
+    };
+    match done {
         Ok(rep) => {
             for d in &devs {
                 if let Ok(id) = d.id.parse() {

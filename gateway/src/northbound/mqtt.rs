@@ -167,7 +167,7 @@ pub async fn run_publisher(
     // get their PUBREL again, unreleased ones their PUBLISH with the same packet id (DUP), so the
     // broker completes or deduplicates them instead of taking them as new.
     let mut resuming = 0usize;
-    match outbox.resumable() {
+    match crate::store::off_async(|| outbox.resumable()) {
         Ok(rows) => {
             for (id, o, pkid, released) in rows {
                 if released {
@@ -222,7 +222,7 @@ pub async fn run_publisher(
         if connected && resuming == 0 {
             let room = window.saturating_sub(inflight.len());
             if room > 0 {
-                match outbox.fetch_after(last_sent, room) {
+                match crate::store::off_async(|| outbox.fetch_after(last_sent, room)) {
                     Ok(rows) => {
                         for (id, o) in rows {
                             if client
@@ -325,7 +325,7 @@ async fn drain(
         .iter()
         .filter_map(|e| Some((e.row?, e.pkid?, e.released)))
         .collect();
-    if let Err(e) = outbox.save_session(&session) {
+    if let Err(e) = crate::store::off_async(|| outbox.save_session(&session)) {
         tracing::error!(error = %e, "cannot save the MQTT session state; unfinished messages will be sent again");
     }
 }
@@ -408,7 +408,7 @@ fn flush_done(outbox: &Outbox, done: &mut Vec<i64>) {
     if done.is_empty() {
         return;
     }
-    if let Err(e) = outbox.ack(done) {
+    if let Err(e) = crate::store::off_async(|| outbox.ack(done)) {
         tracing::error!(error = %e, "outbox delete failed (messages may be sent again)");
     }
     done.clear();

@@ -882,12 +882,12 @@ impl Pipeline {
 
     /// Publishes devices that fell silent as offline (checked every 5 s).
     fn check_availability(&mut self, now: u64) {
-        for (r, st) in self.registry.all() {
-            let silent =
-                st.last_seen > 0 && now.saturating_sub(st.last_seen) > self.offline_after_ms;
-            if silent && self.offline.insert(r.id.clone()) {
-                self.northbound.status(&r, false);
-            }
+        for r in self
+            .registry
+            .silent(now, self.offline_after_ms, &self.offline)
+        {
+            self.offline.insert(r.id.clone());
+            self.northbound.status(&r, false);
         }
     }
 
@@ -902,9 +902,6 @@ impl Pipeline {
         self.unknown.tick(&self.audit, now);
         self.expire_replies();
         self.flush_notices(false);
-        if let Err(e) = self.registry.flush_raised_assurance() {
-            tracing::error!(error = %e, "best-assurance flush failed");
-        }
         for d in &mut self.deciders {
             d.tick();
         }
@@ -997,10 +994,8 @@ impl Pipeline {
                     None => ctl_open = false,
                 },
                 _ = tick.tick() => self.tick(),
+                // last-seen times and raised assurance are written by the housekeeping thread
                 _ = flush_seen.tick() => {
-                    if let Err(e) = self.registry.flush_last_seen() {
-                        tracing::error!(error = %e, "last-seen flush failed");
-                    }
                     self.behaviour.flush();
                 }
             }

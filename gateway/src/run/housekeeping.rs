@@ -1,5 +1,6 @@
 //! The storage housekeeping thread: measures the data dir's free space (metric, alarm, degraded
-//! mode: see [`crate::disk`]), audits records lost while the disk failed, and runs audit retention.
+//! mode: see [`crate::disk`]), audits records lost while the disk failed, runs audit retention,
+//! and writes the registry's last-seen times and raised assurance levels.
 //! It is a thread of its own, so neither the pipeline nor tokio's workers wait on it.
 
 use std::sync::Arc;
@@ -13,6 +14,9 @@ use crate::metrics::Metrics;
 use crate::northbound::Northbound;
 use crate::registry::Registry;
 use crate::store::Store;
+
+/// How often last-seen times are written.
+const LAST_SEEN_EVERY: Duration = Duration::from_secs(30);
 
 pub struct Housekeeping {
     pub store: Store,
@@ -36,14 +40,30 @@ impl Housekeeping {
             tracing::warn!(error = %e, "cannot make the disk reserve file");
         }
         let mut next_prune = Instant::now();
+        let mut next_seen = Instant::now() + LAST_SEEN_EVERY;
+        let mut next_disk = Instant::now();
         loop {
-            self.check_disk();
-            self.report_lost();
+            if Instant::now() >= next_disk {
+                self.check_disk();
+                self.report_lost();
+                next_disk = Instant::now() + self.check_every;
+            }
+            // registry writes the message path used to do itself: the downgrade guard's raised
+            // assurance at once, last-seen times every 30 s
+            if let Err(e) = self.registry.flush_raised_assurance() {
+                tracing::error!(error = %e, "best-assurance flush failed");
+            }
+            if Instant::now() >= next_seen {
+                if let Err(e) = self.registry.flush_last_seen() {
+                    tracing::error!(error = %e, "last-seen flush failed");
+                }
+                next_seen = Instant::now() + LAST_SEEN_EVERY;
+            }
             if Instant::now() >= next_prune {
                 self.prune();
                 next_prune = Instant::now() + self.prune_every;
             }
-            match stop.recv_timeout(self.check_every) {
+            match stop.recv_timeout(Duration::from_secs(1)) {
                 Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
