@@ -26,6 +26,8 @@ pub enum BenchKind {
     /// Detection rate, time to detect and false alarms of the behaviour baselines on weeks of
     /// simulated traffic with injected attacks.
     Anomaly(crate::bench_anomaly::AnomalyArgs),
+    /// The pipeline alone and under a 10,000-device import and audit exports; a day of audit log.
+    Storage(crate::bench_storage::StorageArgs),
 }
 
 #[derive(Args, Clone)]
@@ -143,8 +145,10 @@ fn drive(ids: &[DeviceId], n: u64, mut step: impl FnMut(Message)) -> (f64, u64, 
 }
 
 pub fn main(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(BenchKind::Anomaly(a)) = args.kind {
-        return crate::bench_anomaly::main(a);
+    match args.kind {
+        Some(BenchKind::Anomaly(a)) => return crate::bench_anomaly::main(a),
+        Some(BenchKind::Storage(a)) => return crate::bench_storage::main(a),
+        None => {}
     }
     let dir = tempfile_dir()?;
     let store = Store::open(&dir, &MasterKey::ephemeral())?;

@@ -450,8 +450,11 @@ pub struct TlsClientConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// Aggregate allowed routine telemetry per device per minute instead of one record each.
+    /// Aggregate allowed routine telemetry per device per window instead of one record each.
     pub aggregate_telemetry: bool,
+    /// The aggregation window: one record per device per this many seconds (a device that sends
+    /// once a minute costs one record a minute at 60, a sixtieth of that at 3600).
+    pub aggregate_window_s: u64,
     /// How often the gateway signs and records its audit head (anchor row, witness file, MQTT).
     pub head_every_s: u64,
     /// Append-only file that receives one signed head per line. Keep it outside the data dir (ideally
@@ -484,6 +487,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             aggregate_telemetry: true,
+            aggregate_window_s: 900,
             head_every_s: 60,
             witness_file: None,
             retain_days: 365,
@@ -724,6 +728,13 @@ impl Config {
         }
         if self.audit.disk_low_mib > 1 << 30 || self.audit.disk_reserve_mib > 1 << 20 {
             return Err("audit.disk_low_mib or audit.disk_reserve_mib is implausibly large".into());
+        }
+        if !HEAD_EVERY_S.contains(&self.audit.aggregate_window_s) {
+            return Err(format!(
+                "audit.aggregate_window_s must be between {} and {} seconds",
+                HEAD_EVERY_S.start(),
+                HEAD_EVERY_S.end()
+            ));
         }
         if self.audit.keep_records == 0 {
             return Err(

@@ -7,6 +7,7 @@ mod batch;
 mod behaviour;
 mod bench;
 mod bench_anomaly;
+mod bench_storage;
 mod cli;
 mod config;
 mod disk;

@@ -354,7 +354,8 @@ fn a_flood_of_garbage_datagrams_grows_the_audit_log_by_aggregates_not_rows() {
                 .unwrap()
         })
         .sum();
-    assert_eq!(full, 1, "the first one in full");
+    // the first few of each minute in full (8 a minute for one source and cause)
+    assert!((1..=16).contains(&full), "{full} in full");
     assert_eq!(
         full as f64 + aggregated as f64,
         rejected,

@@ -10,7 +10,7 @@
 //!
 //! Retention: decisions on commands (allowed or not), every denial and quarantine, and every operator
 //! and security action are recorded one by one, forever (the log is append-only; archive with
-//! `warden audit export`). Allowed routine uplink telemetry is aggregated per device per minute
+//! `warden audit export`). Allowed routine uplink telemetry is aggregated per device per window
 //! (`category = aggregate`: count, bytes, first/last time) to bound the log's size.
 
 use std::fmt::Write as _;
@@ -35,7 +35,7 @@ use crate::store::{Store, StoreError};
 pub enum Category {
     /// A pipeline decision on one message.
     Decision,
-    /// Allowed routine telemetry, counted per device per minute.
+    /// Allowed routine telemetry, counted per device per window.
     Aggregate,
     /// Something an operator did (approve, quarantine, import, key change…).
     Operator,

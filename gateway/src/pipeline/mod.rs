@@ -769,7 +769,7 @@ impl Pipeline {
             })
             .inc();
         self.count(&protocol, "uplink", Verdict::Deny);
-        // a frame from no known device: its first rejection in full, the rest counted per minute
+        // a frame from no known device: the first few a minute in full, the rest counted
         let known = r
             .device
             .as_ref()
@@ -794,7 +794,8 @@ impl Pipeline {
             if let Some(o) = detail.as_object_mut() {
                 o.insert(
                     "aggregated".into(),
-                    "the first from this source and cause; more are counted per minute".into(),
+                    "from no known device: the first few a minute in full, more counted per minute"
+                        .into(),
                 );
             }
         }

@@ -1,7 +1,7 @@
 //! Stage 5, record: every decision goes to the audit log.
 //!
 //! Commands (allowed or not), denials and quarantines are recorded one by one. Allowed routine
-//! telemetry is aggregated per device per minute when `audit.aggregate_telemetry` is on (the default).
+//! telemetry is aggregated per device per window (`audit.aggregate_window_s`) when `audit.aggregate_telemetry` is on (the default).
 
 use std::collections::HashMap;
 
@@ -17,16 +17,32 @@ struct Agg {
     last: u64,
 }
 
-/// Per-minute counts of allowed telemetry, flushed as `aggregate` audit records.
-#[derive(Default)]
+/// Per-window counts of allowed telemetry (a minute unless `audit.aggregate_window_s` says
+/// otherwise), flushed as `aggregate` audit records.
 pub struct Aggregator {
     minute: u64,
+    window_ms: u64,
     map: HashMap<DeviceId, Agg>,
 }
 
+impl Default for Aggregator {
+    fn default() -> Self {
+        Self::with_window_s(60)
+    }
+}
+
 impl Aggregator {
+    /// Aggregates over windows of `s` seconds (at least one).
+    pub fn with_window_s(s: u64) -> Self {
+        Self {
+            minute: 0,
+            window_ms: s.max(1).saturating_mul(1000),
+            map: HashMap::new(),
+        }
+    }
+
     fn add(&mut self, sink: &AuditSink, device: &DeviceId, bytes: u64, now_ms: u64) {
-        let minute = now_ms / 60_000;
+        let minute = now_ms / self.window_ms;
         if minute != self.minute {
             self.flush(sink);
             self.minute = minute;
@@ -52,22 +68,23 @@ impl Aggregator {
                 Category::Aggregate,
                 "uplink",
                 "gateway",
-                "allowed telemetry, aggregated per minute",
+                "allowed telemetry, aggregated",
             )
             .device(&d)
             .detail(serde_json::json!({
                 "messages": a.count, "bytes": a.bytes, "first": a.first, "last": a.last,
+                "window_s": self.window_ms / 1000,
             }));
             e.verdict = Some("allow".into());
             sink.record(e);
         }
     }
 
-    /// Flushes when the minute has turned (called on the pipeline's tick).
+    /// Flushes when the window has turned (called on the pipeline's tick).
     pub fn tick(&mut self, sink: &AuditSink, now_ms: u64) {
-        if now_ms / 60_000 != self.minute && !self.map.is_empty() {
+        if now_ms / self.window_ms != self.minute && !self.map.is_empty() {
             self.flush(sink);
-            self.minute = now_ms / 60_000;
+            self.minute = now_ms / self.window_ms;
         }
     }
 }

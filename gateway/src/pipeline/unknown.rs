@@ -1,13 +1,14 @@
 //! Rejections of frames from no known device (garbage, spoofed joins, unknown senders), audited
 //! per source and cause per minute instead of one record each.
 //!
-//! The first rejection of each (protocol, cause, source) is recorded in full, so an operator sees
-//! what the frames looked like; the rest are counted and flushed once a minute as one `aggregate`
+//! The first rejections of each (protocol, cause, source) in a minute are recorded in full
+//! ([`FULL_PER_SOURCE`]), so an operator sees what the frames looked like, at most
+//! [`FULL_PER_CAUSE`] per protocol and cause a minute (a flood of spoofed sources does not become
+//! one full record per source); the rest are counted and flushed once a minute as one `aggregate`
 //! record per key (`rejected-unknown`: count, first and last time). Rejections of known devices'
-//! frames stay one record each. Memory is bounded: at most [`MAX_KEYS`] keys are counted per
-//! minute (past that, one bucket per protocol and cause counts the other sources and how many
-//! there were), and at most [`MAX_FIRSTS`] first occurrences are remembered. While the disk is
-//! degraded no first occurrence is recorded in full: everything is counted.
+//! frames stay one record each. Memory is bounded: at most [`MAX_KEYS`] keys are counted per minute
+//! (past that, one bucket per protocol and cause counts the other sources and how many there
+//! were). While the disk is degraded nothing is recorded in full: everything is counted.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,11 +16,10 @@ use crate::audit::{AuditEntry, AuditSink, Category};
 
 /// Keys counted per minute before new sources share one bucket.
 pub const MAX_KEYS: usize = 1024;
-/// First occurrences remembered (the set starts over when full).
-pub const MAX_FIRSTS: usize = 4096;
-/// First occurrences recorded in full per protocol and cause per minute: a flood of spoofed
-/// sources is counted, not recorded source by source.
-pub const FIRSTS_PER_MINUTE: u32 = 16;
+/// Full records per (protocol, cause, source) a minute.
+pub const FULL_PER_SOURCE: u32 = 8;
+/// Full records per (protocol, cause) a minute, over all sources.
+pub const FULL_PER_CAUSE: u32 = 32;
 /// The source of a rejection that names no device.
 pub const NO_SOURCE: &str = "(unattributed)";
 const OTHER_SOURCES: &str = "(other sources)";
@@ -39,12 +39,14 @@ struct Count {
 pub struct UnknownSources {
     minute: u64,
     counts: HashMap<Key, Count>,
-    firsts: HashSet<Key>,
-    firsts_this_minute: HashMap<(&'static str, &'static str), u32>,
+    /// Full records this minute per key (only keys that got one: at most `FULL_PER_CAUSE` per
+    /// protocol and cause) and per protocol and cause.
+    full: HashMap<Key, u32>,
+    full_per_cause: HashMap<(&'static str, &'static str), u32>,
 }
 
 impl UnknownSources {
-    /// Counts one rejection; true when it is the first of its key and should be recorded in full.
+    /// Counts one rejection; true when it is to be recorded in full.
     pub fn add(
         &mut self,
         sink: &AuditSink,
@@ -56,18 +58,15 @@ impl UnknownSources {
     ) -> bool {
         self.tick(sink, now_ms);
         let key = (protocol, cause, source.to_owned());
-        if !degraded && !self.firsts.contains(&key) {
-            let n = self
-                .firsts_this_minute
-                .entry((protocol, cause))
-                .or_default();
-            if *n < FIRSTS_PER_MINUTE {
-                *n += 1;
-                if self.firsts.len() >= MAX_FIRSTS {
-                    self.firsts.clear();
+        if !degraded {
+            let per_cause = self.full_per_cause.entry((protocol, cause)).or_default();
+            if *per_cause < FULL_PER_CAUSE {
+                let n = self.full.entry(key.clone()).or_default();
+                if *n < FULL_PER_SOURCE {
+                    *n += 1;
+                    *per_cause += 1;
+                    return true;
                 }
-                self.firsts.insert(key);
-                return true;
             }
         }
         let (key, folded) = if self.counts.contains_key(&key) || self.counts.len() < MAX_KEYS {
@@ -94,7 +93,8 @@ impl UnknownSources {
         let minute = now_ms / 60_000;
         if minute != self.minute {
             self.flush(sink);
-            self.firsts_this_minute.clear();
+            self.full.clear();
+            self.full_per_cause.clear();
             self.minute = minute;
         }
     }
@@ -138,7 +138,7 @@ mod tests {
     use crate::store::Store;
 
     #[test]
-    fn a_flood_becomes_one_first_record_and_one_aggregate_per_key_per_minute() {
+    fn a_flood_becomes_a_few_full_records_and_one_aggregate_per_key_per_minute() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(d.path(), &MasterKey::from_bytes([1; 32])).unwrap();
         let (sink, _h) = AuditSink::start(s.clone(), 64).unwrap();
@@ -163,8 +163,8 @@ mod tests {
                 full += 1;
             }
         }
-        // in full: the first of each key, at most FIRSTS_PER_MINUTE per protocol and cause
-        assert_eq!(full, 1 + u64::from(FIRSTS_PER_MINUTE), "{full}");
+        // in full: the first few of each key, at most FULL_PER_CAUSE per protocol and cause
+        assert_eq!(full, u64::from(FULL_PER_SOURCE + FULL_PER_CAUSE), "{full}");
         u.tick(&sink, t0 + 60_000);
         sink.flush();
         let recs = s.read(|c, _| tail(c, 100_000)).unwrap();
@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(mal.category, "aggregate");
         assert_eq!(mal.action, "rejected-unknown");
         assert!(
-            mal.reason.contains("49999 more malformed"),
+            mal.reason.contains("49992 more malformed"),
             "{}",
             mal.reason
         );
@@ -200,10 +200,13 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&other.detail).unwrap();
         assert!(v["distinct_sources"].as_u64().unwrap() > 0);
 
-        // degraded: nothing in full
+        // degraded: nothing in full; otherwise the first FULL_PER_SOURCE, again the next minute
         let mut u = UnknownSources::default();
         assert!(!u.add(&sink, "ble", "garbage", "x", t0, true));
-        assert!(u.add(&sink, "ble", "garbage", "x", t0, false));
+        for _ in 0..FULL_PER_SOURCE {
+            assert!(u.add(&sink, "ble", "garbage", "x", t0, false));
+        }
         assert!(!u.add(&sink, "ble", "garbage", "x", t0, false));
+        assert!(u.add(&sink, "ble", "garbage", "x", t0 + 60_000, false));
     }
 }

@@ -291,6 +291,8 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         northbound.clone(),
     );
     pipeline.offline_after_ms = cfg.registry.offline_after_s.saturating_mul(1000);
+    pipeline.aggregator =
+        crate::pipeline::record::Aggregator::with_window_s(cfg.audit.aggregate_window_s);
     pipeline.behaviour = crate::behaviour::Behaviour::with_store(cfg.behaviour.clone(), &store)?;
     pipeline.admission = crate::pipeline::Admission::new(cfg.registry.pending_per_source_per_min);
     let plugin_runtime = start_plugins(
