@@ -65,6 +65,10 @@ impl DiskState {
         let mut m = self.lost.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry(category).or_default() += 1;
     }
+    /// The counts of lost records not yet taken, without taking them.
+    pub fn lost_snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
     /// The counts of lost records since the last call.
     pub fn take_lost(&self) -> BTreeMap<&'static str, u64> {
         std::mem::take(&mut *self.lost.lock().unwrap_or_else(|p| p.into_inner()))

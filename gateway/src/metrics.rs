@@ -105,9 +105,16 @@ pub struct Metrics {
     pub baseline_devices: Gauge,
     pub baseline_bytes: Gauge,
     pub link_notices: Family<NoticeLabels, Counter>,
+    pub queue_drops: Family<QueueDropLabels, Counter>,
     pub audit_pruned: Counter,
     pub disk_free_bytes: Gauge,
     pub disk_alarm: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueDropLabels {
+    pub queue: String,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -303,6 +310,12 @@ impl Metrics {
             "Bytes of behaviour baseline state in memory",
             baseline_bytes.clone(),
         );
+        let queue_drops = Family::<QueueDropLabels, Counter>::default();
+        registry.register(
+            "queue_drops",
+            "Items a bounded queue of the gateway dropped, by queue and reason (northbound: its bound or a degraded disk; audit: a degraded disk; commands: the external broker's command queue full; downlink: an adapter's command queue full)",
+            queue_drops.clone(),
+        );
         let audit_pruned = Counter::default();
         registry.register(
             "audit_pruned_records",
@@ -352,10 +365,21 @@ impl Metrics {
             baseline_devices,
             baseline_bytes,
             link_notices,
+            queue_drops,
             audit_pruned,
             disk_free_bytes,
             disk_alarm,
         }
+    }
+
+    /// Counts `n` items a bounded queue dropped.
+    pub fn queue_drop(&self, queue: &str, reason: &str, n: u64) {
+        self.queue_drops
+            .get_or_create(&QueueDropLabels {
+                queue: queue.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc_by(n);
     }
 
     pub fn encode(&self) -> String {

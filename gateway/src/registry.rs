@@ -195,11 +195,14 @@ pub struct Registry {
     /// Credentials as unsealed, so a frame's key lookup does not read and unseal from SQLite each
     /// time (a miss is cached too). Cleared whenever credentials are written (import, key change);
     /// only an active device's entry is ever served. Bounded by [`CREDENTIAL_CACHE_MAX`].
-    creds: std::sync::Mutex<HashMap<(DeviceId, String), Option<zeroize::Zeroizing<Vec<u8>>>>>,
+    creds: std::sync::Mutex<CredentialCache>,
     /// Bumped (under the cache's lock) by every credential write: a lookup that read the store
     /// before a write does not cache what it read.
     creds_gen: AtomicU64,
 }
+
+/// (device, credential name) → the unsealed bytes, or `None` for "no such credential".
+type CredentialCache = HashMap<(DeviceId, String), Option<zeroize::Zeroizing<Vec<u8>>>>;
 
 /// Cached credentials before the cache starts over.
 const CREDENTIAL_CACHE_MAX: usize = 65_536;
@@ -1277,7 +1280,7 @@ impl Registry {
         }
         let generation = self.creds_gen.load(Ordering::Acquire);
         let opened = crate::store::off_async(|| {
-            self.store.read(|c, sealer| {
+            self.store.query(|c, sealer| {
                 let blob: Option<Vec<u8>> = c
                     .query_row(
                         "SELECT sealed FROM credentials WHERE device=?1 AND name=?2",
@@ -1306,7 +1309,7 @@ impl Registry {
     /// [`CredentialLookup::enrolment`]).
     pub fn enrolment(&self, protocol: &str, name: &str) -> Vec<(DeviceId, Secret)> {
         let rows: Vec<(String, Vec<u8>)> = crate::store::off_async(|| {
-            self.store.read(|c, sealer| {
+            self.store.query(|c, sealer| {
                 let mut st = c.prepare(
                     "SELECT device, sealed FROM credentials WHERE name=?1 AND device LIKE ?2",
                 )?;

@@ -93,10 +93,18 @@ pub struct Inner {
 /// older ones get it from the registry's one-time migration). Once set, a row without a MAC is an edit.
 pub const REGISTRY_MACS_KEY: &str = "registry_macs";
 
+/// A read-only connection of its own, for the hot lookups (credentials, adapter state): in WAL
+/// mode it sees the last committed state without waiting for a writer's transaction or fsync.
+struct Reader {
+    conn: Connection,
+    sealer: Sealer,
+}
+
 /// Shared handle to the store.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Mutex<Inner>>,
+    reader: Arc<Mutex<Reader>>,
     pub data_dir: PathBuf,
     pub verifying_key: ed25519_dalek::VerifyingKey,
     signing_key: Arc<SigningKey>,
@@ -211,12 +219,17 @@ impl Store {
         }
         let signing_key = Arc::new(signing_key);
         let chain = Chain::load(&conn, signing_key.clone())?;
+        let reader = Reader {
+            conn: open_conn(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+            sealer: master.sealer(),
+        };
         Ok(Self {
             inner: Arc::new(Mutex::new(Inner {
                 conn,
                 chain,
                 sealer,
             })),
+            reader: Arc::new(Mutex::new(reader)),
             data_dir: data_dir.to_owned(),
             verifying_key,
             signing_key,
@@ -259,6 +272,16 @@ impl Store {
             return Ok(());
         }
         self.write(|_, _| Ok(((), entries.to_vec())))
+    }
+
+    /// A query on the reader connection: it does not wait for writers (nor they for it). Sees
+    /// what was committed; for read-your-own-write inside a change use [`Store::write`].
+    pub fn query<T>(
+        &self,
+        f: impl FnOnce(&Connection, &Sealer) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let g = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        f(&g.conn, &g.sealer)
     }
 
     /// Read access to the connection (for queries). Keep it short: it blocks writers.
@@ -399,7 +422,7 @@ impl warden_core::StateStore for AdapterState {
 impl AdapterState {
     fn get_now(&self, key: &str) -> Result<Option<Vec<u8>>, warden_core::StateError> {
         self.store
-            .read(|c, sealer| {
+            .query(|c, sealer| {
                 let blob: Option<Vec<u8>> = c
                     .query_row(
                         "SELECT sealed FROM adapter_state WHERE protocol=?1 AND key=?2",
@@ -468,7 +491,7 @@ impl AdapterState {
 
     fn keys_now(&self, prefix: &str) -> Result<Vec<String>, warden_core::StateError> {
         self.store
-            .read(|c, _| {
+            .query(|c, _| {
                 let mut st = c.prepare(
                     "SELECT key FROM adapter_state WHERE protocol=?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key",
                 )?;

@@ -277,6 +277,7 @@ pub async fn run_publisher(
                     if let Some(tx) = &commands {
                         let c = ExternalCommand { topic: p.topic.clone(), payload: p.payload.to_vec() };
                         if tx.try_send(c).is_err() {
+                            metrics.queue_drop("commands", "queue-full", 1);
                             tracing::warn!(topic = %p.topic, "command queue full; command dropped");
                         }
                     }

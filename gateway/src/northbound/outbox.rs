@@ -89,6 +89,8 @@ impl Outbox {
         self.metrics.queue_depth.set(now as i64);
         if dropped > 0 {
             self.metrics.queue_dropped.inc_by(dropped);
+            self.metrics
+                .queue_drop("northbound", "queue-bound", dropped);
         }
         self.notify.notify_one();
         Ok(dropped)
@@ -193,6 +195,7 @@ impl OutgoingSink for OutboxSink {
         if self.disk.degraded() {
             if !self.tx.try_send(o) {
                 self.metrics.queue_dropped.inc();
+                self.metrics.queue_drop("northbound", "disk-degraded", 1);
                 self.disk.count_lost("northbound");
             }
         } else if !self.tx.send(o) {

@@ -561,6 +561,10 @@ impl Pipeline {
                 }
             }
             Err(outcome) => {
+                if matches!(&outcome, CommandOutcome::DeviceError(e) if e.contains("queue is full"))
+                {
+                    self.metrics.queue_drop("downlink", "queue-full", 1);
+                }
                 let res = CommandResult {
                     command_id,
                     device,

@@ -31,6 +31,8 @@ pub struct Housekeeping {
     pub low_bytes: u64,
     pub reserve: Reserve,
     pub reserve_bytes: u64,
+    /// Lost-record counts already added to the metric.
+    pub lost_metered: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Housekeeping {
@@ -135,10 +137,23 @@ impl Housekeeping {
     /// writer works again.
     fn report_lost(&self) {
         let state = self.audit.disk();
+        // audit records count into the metric as soon as they are seen (northbound messages are
+        // counted by the outbox's sink itself)
+        let now = state.lost_snapshot();
+        let mut seen = self.lost_metered.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, n) in &now {
+            let before = seen.get(k).copied().unwrap_or(0);
+            if *k != "northbound" && *n > before {
+                self.metrics
+                    .queue_drop("audit", "disk-degraded", n - before);
+            }
+        }
+        *seen = now;
         if state.degraded() {
             return;
         }
         let lost = state.take_lost();
+        seen.clear();
         if lost.is_empty() {
             return;
         }

@@ -370,6 +370,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         low_bytes: cfg.audit.disk_low_mib << 20,
         reserve: crate::disk::Reserve::new(&data_dir, cfg.audit.disk_reserve_mib << 20),
         reserve_bytes: cfg.audit.disk_reserve_mib << 20,
+        lost_metered: std::sync::Mutex::default(),
     };
     let housekeeping_thread = std::thread::Builder::new()
         .name("housekeeping".into())
