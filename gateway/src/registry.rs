@@ -199,6 +199,21 @@ pub struct Registry {
     /// Bumped (under the cache's lock) by every credential write: a lookup that read the store
     /// before a write does not cache what it read.
     creds_gen: AtomicU64,
+    /// The registry writer: set in the gateway, where the pipeline's own changes (a new pending
+    /// device, new evidence, a quarantine) take effect in memory at once and are written by this
+    /// thread, so the message path never waits on SQLite. Unset (tests, tools): written in place.
+    writer: std::sync::OnceLock<crate::batch::BatchSender<Deferred>>,
+    /// Held by a change written in place from its write until memory shows it, and by the writer
+    /// around each batch: the writer, which writes rows as memory holds them, can then never write
+    /// a row older than one just committed by an operator or an import.
+    in_place: std::sync::Mutex<()>,
+}
+
+/// A change already in memory, to be written: the device (its row is written as it is when the
+/// writer gets to it, so a later change is never overwritten by an earlier one) and its records.
+pub struct Deferred {
+    id: DeviceId,
+    audit: Vec<AuditEntry>,
 }
 
 /// (device, credential name) → the unsealed bytes, or `None` for "no such credential".
@@ -727,6 +742,8 @@ impl Registry {
             refuse_new: AtomicBool::new(false),
             creds: std::sync::Mutex::default(),
             creds_gen: AtomicU64::new(0),
+            writer: std::sync::OnceLock::new(),
+            in_place: std::sync::Mutex::new(()),
         })
     }
 
@@ -805,6 +822,76 @@ impl Registry {
         }
     }
 
+    /// Starts the registry writer thread (see [`Registry::writer`]): from now on the pipeline's
+    /// own changes are written off its thread, many to a transaction.
+    pub fn start_writer(self: &Arc<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let me = Arc::downgrade(self);
+        let store = self.store.clone();
+        let (tx, h) = crate::batch::BatchSender::spawn(
+            "registry-writer",
+            4096,
+            512,
+            move |batch: &[Deferred]| {
+                let reg = me.upgrade();
+                let _g = reg
+                    .as_ref()
+                    .map(|r| r.in_place.lock().unwrap_or_else(|p| p.into_inner()));
+                store
+                    .write(|tx, sealer| {
+                        let mut audit = Vec::new();
+                        for d in batch {
+                            if let Some(e) = reg.as_ref().and_then(|r| r.get(&d.id)) {
+                                upsert(tx, sealer, &e.record())?;
+                            }
+                            audit.extend(d.audit.iter().cloned());
+                        }
+                        Ok(((), audit))
+                    })
+                    .map_err(|e| e.to_string())
+            },
+        )?;
+        let _ = self.writer.set(tx);
+        Ok(h)
+    }
+
+    /// Returns once every deferred change queued before this call is written.
+    pub fn flush_writer(&self) {
+        if let Some(w) = self.writer.get() {
+            w.flush();
+        }
+    }
+
+    /// Writes `r` with `audit` now, or (with the writer running) queues it: `apply` puts the change
+    /// in memory, before the write when deferred, after it otherwise.
+    fn commit(
+        &self,
+        r: &DeviceRecord,
+        audit: Vec<AuditEntry>,
+        defer: bool,
+        apply: impl FnOnce(),
+    ) -> Result<(), RegistryError> {
+        match self.writer.get().filter(|_| defer) {
+            Some(w) => {
+                apply();
+                if !w.send(Deferred {
+                    id: r.id.clone(),
+                    audit,
+                }) {
+                    tracing::error!(device = %r.id, "registry writer is gone; change not written");
+                }
+            }
+            None => {
+                let _g = self.in_place.lock().unwrap_or_else(|p| p.into_inner());
+                self.store.write(|tx, sealer| {
+                    upsert(tx, sealer, r)?;
+                    Ok(((), audit))
+                })?;
+                apply();
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses (or again accepts) new pending devices: the disk's degraded mode.
     pub fn set_refuse_new(&self, refuse: bool) {
         self.refuse_new.store(refuse, Ordering::Relaxed);
@@ -847,20 +934,20 @@ impl Registry {
             last_seen: Some(now),
             credentials: Vec::new(),
         };
-        self.store.write(|tx, sealer| {
-            upsert(tx, sealer, &r)?;
-            let a = AuditEntry::new(Category::Security, "device-registered", "gateway", why)
-                .device(id)
-                .decision("builtin:registry", "deny")
-                .detail(serde_json::json!({
-                    "status": "pending",
-                    "manufacturer": r.manufacturer, "model": r.model,
-                    "firmware": r.firmware, "serial": r.serial,
-                }));
-            Ok(((), vec![a]))
+        let a = AuditEntry::new(Category::Security, "device-registered", "gateway", why)
+            .device(id)
+            .decision("builtin:registry", "deny")
+            .detail(serde_json::json!({
+                "status": "pending",
+                "manufacturer": r.manufacturer, "model": r.model,
+                "firmware": r.firmware, "serial": r.serial,
+            }));
+        let mut entry = None;
+        self.commit(&r, vec![a], true, || {
+            self.pending.fetch_add(1, Ordering::Relaxed);
+            entry = Some(self.insert_entry(r.clone()));
         })?;
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        Ok(self.insert_entry(r))
+        entry.ok_or_else(|| RegistryError::NotFound(id.to_string()))
     }
 
     /// Records identity evidence an adapter reported for a known device; a change is audited (a
@@ -886,20 +973,15 @@ impl Registry {
         if changed.is_empty() {
             return Ok(());
         }
-        self.store.write(|tx, sealer| {
-            upsert(tx, sealer, &r)?;
-            let e = AuditEntry::new(
-                Category::Security,
-                "evidence-changed",
-                "gateway",
-                "device reported different identity evidence",
-            )
-            .device(id)
-            .detail(serde_json::json!({ "changes": changed }));
-            Ok(((), vec![e]))
-        })?;
-        entry.set(r);
-        Ok(())
+        let e = AuditEntry::new(
+            Category::Security,
+            "evidence-changed",
+            "gateway",
+            "device reported different identity evidence",
+        )
+        .device(id)
+        .detail(serde_json::json!({ "changes": changed }));
+        self.commit(&r, vec![e], true, || entry.set(r.clone()))
     }
 
     /// A status change the gateway makes itself (the pipeline quarantining a device), audited under
@@ -919,7 +1001,15 @@ impl Registry {
             Status::Revoked => StatusAction::Revoke,
             Status::Pending => StatusAction::ReEnroll,
         };
-        self.apply(id, action, &Assignment::default(), actor, reason, category)
+        self.apply(
+            id,
+            action,
+            &Assignment::default(),
+            actor,
+            reason,
+            category,
+            true,
+        )
     }
 
     /// An operator's approve, quarantine, revoke, release or re-enroll, with an optional new
@@ -940,9 +1030,11 @@ impl Registry {
             )));
         }
         self.check_names(assign)?;
-        self.apply(id, action, assign, actor, reason, Category::Operator)
+        // an operator's change is durable before the API answers
+        self.apply(id, action, assign, actor, reason, Category::Operator, false)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         id: &DeviceId,
@@ -951,6 +1043,7 @@ impl Registry {
         actor: &str,
         reason: &str,
         category: Category,
+        defer: bool,
     ) -> Result<Arc<DeviceRecord>, RegistryError> {
         if reason.trim().is_empty() {
             return Err(RegistryError::ReasonRequired(action.as_str()));
@@ -1005,25 +1098,23 @@ impl Registry {
         r.status_by = actor.to_owned();
         r.status_at = now_ms();
         r.status_reason = reason.to_owned();
-        self.store.write(|tx, sealer| {
-            upsert(tx, sealer, &r)?;
-            let mut detail = serde_json::json!({"from": old.status, "to": status});
-            if !changes.is_empty()
-                && let Some(o) = detail.as_object_mut()
-            {
-                o.insert("changes".into(), serde_json::Value::Object(changes));
-            }
-            let e = AuditEntry::new(category, action.as_str(), actor, reason)
-                .device(id)
-                .detail(detail);
-            Ok(((), vec![e]))
-        })?;
-        if old.status == Status::Pending && status != Status::Pending {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-        } else if old.status != Status::Pending && status == Status::Pending {
-            self.pending.fetch_add(1, Ordering::Relaxed);
+        let mut detail = serde_json::json!({"from": old.status, "to": status});
+        if !changes.is_empty()
+            && let Some(o) = detail.as_object_mut()
+        {
+            o.insert("changes".into(), serde_json::Value::Object(changes));
         }
-        entry.set(r.clone());
+        let e = AuditEntry::new(category, action.as_str(), actor, reason)
+            .device(id)
+            .detail(detail);
+        self.commit(&r, vec![e], defer, || {
+            if old.status == Status::Pending && status != Status::Pending {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+            } else if old.status != Status::Pending && status == Status::Pending {
+                self.pending.fetch_add(1, Ordering::Relaxed);
+            }
+            entry.set(r.clone());
+        })?;
         Ok(Arc::new(r))
     }
 
@@ -1139,6 +1230,7 @@ impl Registry {
             }
             records.push((r, existing, changes, kept));
         }
+        let _in_place = self.in_place.lock().unwrap_or_else(|p| p.into_inner());
         let report = self.store.write(|tx, sealer| {
             let mut audit = Vec::new();
             let mut report = ImportReport {
@@ -1433,6 +1525,65 @@ mod tests {
         let s = Store::open(d.path(), &MasterKey::from_bytes([2; 32])).unwrap();
         let r = Arc::new(Registry::load(s.clone(), 2).unwrap());
         (d, s, r)
+    }
+
+    #[test]
+    fn the_pipelines_changes_take_effect_at_once_and_are_written_by_the_writer() {
+        let (_d, s, r) = reg();
+        let _w = r.start_writer().unwrap();
+        let head = s.audit_head().0;
+        let dev = id("sim:new");
+        r.register_pending(&dev, None, "default", "first uplink")
+            .unwrap();
+        // in force in memory at once
+        assert_eq!(r.get(&dev).unwrap().record().status, Status::Pending);
+        r.set_status(
+            &dev,
+            Status::Quarantined,
+            "builtin:behaviour",
+            "flood",
+            Category::Decision,
+        )
+        .unwrap();
+        assert_eq!(r.get(&dev).unwrap().record().status, Status::Quarantined);
+        // an operator's change is written in place, and a queued earlier change written later
+        // does not undo it (the writer writes the row as it is then)
+        r.operator_action(
+            &dev,
+            StatusAction::Release,
+            &Assignment::default(),
+            "alice",
+            "checked",
+        )
+        .unwrap();
+        r.flush_writer();
+        let stored: String = s
+            .read(|c, _| {
+                Ok(
+                    c.query_row("SELECT status FROM devices WHERE id = 'sim:new'", [], |x| {
+                        x.get(0)
+                    })?,
+                )
+            })
+            .unwrap();
+        assert_eq!(stored, "active");
+        // every change audited: registered, quarantine, release
+        let recs = s.read(|c, _| crate::audit::tail(c, 10)).unwrap();
+        let actions: Vec<_> = recs
+            .iter()
+            .filter(|x| x.seq > head)
+            .map(|x| x.action.as_str())
+            .collect();
+        for a in ["device-registered", "quarantine", "release"] {
+            assert!(actions.contains(&a), "{actions:?}");
+        }
+        // a reload sees the row the writer wrote, with a valid MAC
+        let again = Registry::load(s.clone(), 2).unwrap();
+        assert_eq!(again.get(&dev).unwrap().record().status, Status::Active);
+        let v = s
+            .read(|c, _| Ok(crate::audit::verify(c, &s.verifying_key)))
+            .unwrap();
+        assert!(v.is_ok(), "{v:?}");
     }
 
     #[test]

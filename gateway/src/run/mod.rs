@@ -192,6 +192,8 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let registry = Arc::new(Registry::load(store.clone(), cfg.registry.max_pending)?);
     registry.set_catalogue(Catalogue::from_config(&cfg));
+    // the pipeline's own registry changes are written by this thread, not on the message path
+    let _registry_writer = registry.start_writer()?;
     let (audit, _audit_thread) = AuditSink::start(store.clone(), 8192)?;
     let failures = Arc::new(crate::login_failures::LoginFailures::new(
         audit.clone(),
@@ -441,6 +443,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     drop(shared);
     // the pipeline ends once every adapter and command source has let go of its channels
     let _ = tokio::task::spawn_blocking(move || pipeline_thread.join()).await;
+    registry.flush_writer();
     drop(housekeeping_stop);
     let _ = tokio::task::spawn_blocking(move || housekeeping_thread.join()).await;
     outbox_sink.flush();
