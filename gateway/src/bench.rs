@@ -89,7 +89,8 @@ impl Phase {
     }
 }
 
-fn make_msg(id: &DeviceId, i: u64) -> Message {
+/// One bench reading: a temperature at `shared-key`, fresh.
+pub(crate) fn make_msg(id: &DeviceId, i: u64) -> Message {
     let mut m = Message::telemetry(
         id.clone(),
         vec![

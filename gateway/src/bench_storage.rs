@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::Args;
-use warden_core::{Assurance, Decision, DeviceId, Message, Point, Value};
+use warden_core::{Decision, DeviceId};
 
 use crate::audit::AuditSink;
+use crate::bench::make_msg;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::northbound::{CountingSink, Northbound};
@@ -51,18 +52,6 @@ pub struct StorageArgs {
     /// Aggregation windows (`audit.aggregate_window_s`) the audit-per-day estimate is run with.
     #[arg(long, value_delimiter = ',', default_value = "60,900,3600")]
     day_windows_s: Vec<u64>,
-}
-
-fn msg(id: &DeviceId, i: u64) -> Message {
-    let mut m = Message::telemetry(
-        id.clone(),
-        vec![
-            Point::new("temperature", Value::Float(20.0 + (i % 50) as f64 / 10.0)).with_unit("°C"),
-        ],
-    );
-    m.assurance = Assurance::SharedKey;
-    m.fresh = true;
-    m
 }
 
 fn ids(prefix: &str, n: u32) -> anyhow::Result<Vec<DeviceId>> {
@@ -99,7 +88,7 @@ fn drive(p: &mut Pipeline, ids: &[DeviceId], n: u64) -> anyhow::Result<Run> {
         let Some(id) = ids.get((i % ids.len() as u64) as usize) else {
             continue;
         };
-        let m = msg(id, i);
+        let m = make_msg(id, i);
         let t = Instant::now();
         let (d, _) = p.uplink_decide(m);
         lat.push(t.elapsed().as_nanos().min(u32::MAX as u128) as u32);
@@ -252,7 +241,7 @@ fn run(args: &StorageArgs, dir: &std::path::Path) -> anyhow::Result<()> {
                 let now = t0
                     + (k * args.day_interval_s * 1000)
                     + (j as u64 * args.day_interval_s * 1000) / ids.len().max(1) as u64;
-                let m = msg(id, sent);
+                let m = make_msg(id, sent);
                 sent += 1;
                 let d = if sent.is_multiple_of(deny_every) {
                     &deny

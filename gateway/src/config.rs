@@ -502,6 +502,18 @@ impl Default for AuditConfig {
     }
 }
 
+/// A period of the audit section within [`HEAD_EVERY_S`], or an error naming the key.
+fn seconds_in_range(key: &str, v: u64) -> Result<(), String> {
+    if HEAD_EVERY_S.contains(&v) {
+        return Ok(());
+    }
+    Err(format!(
+        "{key} must be between {} and {} seconds",
+        HEAD_EVERY_S.start(),
+        HEAD_EVERY_S.end()
+    ))
+}
+
 /// `audit.head_every_s` bounds: at least once a second, at most once a day.
 pub const HEAD_EVERY_S: std::ops::RangeInclusive<u64> = 1..=86_400;
 
@@ -697,13 +709,7 @@ impl Config {
                 );
             }
         }
-        if !HEAD_EVERY_S.contains(&self.audit.head_every_s) {
-            return Err(format!(
-                "audit.head_every_s must be between {} and {} seconds",
-                HEAD_EVERY_S.start(),
-                HEAD_EVERY_S.end()
-            ));
-        }
+        seconds_in_range("audit.head_every_s", self.audit.head_every_s)?;
         if self
             .audit
             .witness_file
@@ -712,30 +718,12 @@ impl Config {
         {
             return Err("audit.witness_file must not be empty".into());
         }
-        if !HEAD_EVERY_S.contains(&self.audit.prune_every_s) {
-            return Err(format!(
-                "audit.prune_every_s must be between {} and {} seconds",
-                HEAD_EVERY_S.start(),
-                HEAD_EVERY_S.end()
-            ));
-        }
-        if !HEAD_EVERY_S.contains(&self.audit.disk_check_s) {
-            return Err(format!(
-                "audit.disk_check_s must be between {} and {} seconds",
-                HEAD_EVERY_S.start(),
-                HEAD_EVERY_S.end()
-            ));
-        }
+        seconds_in_range("audit.prune_every_s", self.audit.prune_every_s)?;
+        seconds_in_range("audit.disk_check_s", self.audit.disk_check_s)?;
         if self.audit.disk_low_mib > 1 << 30 || self.audit.disk_reserve_mib > 1 << 20 {
             return Err("audit.disk_low_mib or audit.disk_reserve_mib is implausibly large".into());
         }
-        if !HEAD_EVERY_S.contains(&self.audit.aggregate_window_s) {
-            return Err(format!(
-                "audit.aggregate_window_s must be between {} and {} seconds",
-                HEAD_EVERY_S.start(),
-                HEAD_EVERY_S.end()
-            ));
-        }
+        seconds_in_range("audit.aggregate_window_s", self.audit.aggregate_window_s)?;
         if self.audit.keep_records == 0 {
             return Err(
                 "audit.keep_records must be at least 1 (the newest record ends the chain)".into(),

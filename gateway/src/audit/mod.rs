@@ -470,16 +470,7 @@ pub fn export_jsonl(
     from_seq: u64,
     out: &mut dyn std::io::Write,
 ) -> Result<u64, StoreError> {
-    let mut stmt = conn.prepare(&format!("{SELECT} WHERE seq >= ?1 ORDER BY seq"))?;
-    let rows = stmt.query_map([from_seq as i64], row_to_record)?;
-    let mut n = 0;
-    for r in rows {
-        let r = r?;
-        let line = serde_json::to_string(&r).map_err(|e| StoreError::Other(e.to_string()))?;
-        writeln!(out, "{line}").map_err(|e| StoreError::Other(e.to_string()))?;
-        n += 1;
-    }
-    Ok(n)
+    export_range_jsonl(conn, from_seq, i64::MAX as u64, out)
 }
 
 /// Streams records `from..=through` as JSON lines into `out` (what retention exports).
