@@ -200,6 +200,77 @@ fn run(args: &StorageArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         }));
     }
 
+    // ---- newcomers: 1 message in 100 from a device never seen (registered pending, denied), with
+    // the registry's writes in place on the message thread (before) and by its writer (after)
+    for (name, writer) in [("newcomers-in-place", false), ("newcomers-writer", true)] {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d)?;
+        let store = Store::open(&d, &MasterKey::ephemeral())?;
+        let registry = Arc::new(Registry::load(store.clone(), usize::MAX)?);
+        let _w = if writer {
+            Some(registry.start_writer()?)
+        } else {
+            None
+        };
+        let ids = ids("bench", args.devices)?;
+        import_all(&registry, &ids)?;
+        let (audit, _h) = AuditSink::start(store.clone(), 8192)?;
+        let nb = Northbound::new(
+            "warden",
+            "bench",
+            None,
+            None,
+            Box::new(Arc::new(CountingSink::default())),
+        );
+        let mut p = Pipeline::new(
+            registry.clone(),
+            Policy::from_config(&cfg),
+            vec![],
+            audit.clone(),
+            true,
+            "default".into(),
+            Arc::new(Metrics::new()),
+            Arc::new(nb),
+        );
+        p.admission = crate::pipeline::Admission::new(u32::MAX);
+        let n = (args.messages / 10).max(10_000);
+        let mut lat: Vec<u32> = Vec::with_capacity(n as usize);
+        let mut newcomers = 0u64;
+        let t0 = Instant::now();
+        for i in 0..n {
+            let m = if i % 100 == 99 {
+                newcomers += 1;
+                make_msg(&DeviceId::new("sim", &format!("new-{i}"))?, i)
+            } else {
+                let Some(id) = ids.get((i % ids.len() as u64) as usize) else {
+                    continue;
+                };
+                make_msg(id, i)
+            };
+            let t = Instant::now();
+            p.uplink_decide(m);
+            lat.push(t.elapsed().as_nanos().min(u32::MAX as u128) as u32);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        registry.flush_writer();
+        anyhow::ensure!(
+            registry.pending_count() as u64 == newcomers,
+            "{} pending for {newcomers} newcomers",
+            registry.pending_count()
+        );
+        lat.sort_unstable();
+        let at = |q: f64| {
+            lat.get(((lat.len().max(1) - 1) as f64 * q).round() as usize)
+                .copied()
+                .unwrap_or(0) as u64
+        };
+        lines.push(serde_json::json!({
+            "bench": "storage", "phase": name, "devices": args.devices, "messages": n,
+            "newcomers": newcomers, "msgs_per_sec": (n as f64 / secs).round(),
+            "p50_ns": at(0.5), "p99_ns": at(0.99), "max_us": lat.last().copied().unwrap_or(0) / 1000,
+        }));
+    }
+
     // ---- a day of audit log for a small site, on a simulated clock, per aggregation window
     for window in &args.day_windows_s {
         let d = dir.join(format!("day-{window}"));
