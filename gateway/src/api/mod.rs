@@ -212,6 +212,7 @@ async fn status(State(s): S) -> Response {
             "free_bytes": s.audit.disk().free_bytes(),
             "low": s.audit.disk().is_low(),
             "audit_writes_failing": s.audit.disk().is_failing(),
+            "degraded": s.audit.disk().degraded(),
         },
     }))
     .into_response()

@@ -29,15 +29,18 @@ pub fn uplink(
                 RegistryError::TooManyPending(n) => Decision::deny(
                     "builtin:identify",
                     format!("unknown device and the pending limit ({n}) is reached"),
-                ),
+                )
+                .with_cause("pending-limit"),
                 RegistryError::DiskLow => Decision::deny(
                     "builtin:identify",
                     format!("unknown device not registered: {}", RegistryError::DiskLow),
-                ),
+                )
+                .with_cause("disk-low"),
                 other => Decision::deny(
                     "builtin:identify",
                     format!("cannot register unknown device: {other}"),
-                ),
+                )
+                .with_cause("not-registered"),
             })
             .map(|e| (e, true))?,
     };

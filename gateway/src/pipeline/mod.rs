@@ -207,15 +207,32 @@ impl Pipeline {
         let id = match identify::uplink(&self.registry, &msg.device, &self.default_zone) {
             Ok(id) => id,
             Err(d) => {
-                record::uplink(
-                    &mut self.aggregator,
+                // a device that could not even be registered is a source with no known device:
+                // the first few a minute in full, the rest counted
+                let cause = match d.cause.as_deref() {
+                    Some("pending-limit") => "pending-limit",
+                    Some("disk-low") => "disk-low",
+                    _ => "not-registered",
+                };
+                let degraded = self.audit.disk().degraded();
+                if self.unknown.add(
                     &self.audit,
-                    false,
-                    &msg,
-                    &d,
-                    None,
+                    &protocol,
+                    cause,
+                    &msg.device.to_string(),
                     now,
-                );
+                    degraded,
+                ) {
+                    record::uplink(
+                        &mut self.aggregator,
+                        &self.audit,
+                        false,
+                        &msg,
+                        &d,
+                        None,
+                        now,
+                    );
+                }
                 self.count(&protocol, "uplink", d.verdict);
                 return (d, msg);
             }

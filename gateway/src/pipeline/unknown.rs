@@ -24,7 +24,7 @@ pub const FULL_PER_CAUSE: u32 = 32;
 pub const NO_SOURCE: &str = "(unattributed)";
 const OTHER_SOURCES: &str = "(other sources)";
 
-type Key = (&'static str, &'static str, String);
+type Key = (String, &'static str, String);
 
 #[derive(Debug, Default)]
 struct Count {
@@ -42,7 +42,7 @@ pub struct UnknownSources {
     /// Full records this minute per key (only keys that got one: at most `FULL_PER_CAUSE` per
     /// protocol and cause) and per protocol and cause.
     full: HashMap<Key, u32>,
-    full_per_cause: HashMap<(&'static str, &'static str), u32>,
+    full_per_cause: HashMap<(String, &'static str), u32>,
 }
 
 impl UnknownSources {
@@ -50,16 +50,19 @@ impl UnknownSources {
     pub fn add(
         &mut self,
         sink: &AuditSink,
-        protocol: &'static str,
+        protocol: &str,
         cause: &'static str,
         source: &str,
         now_ms: u64,
         degraded: bool,
     ) -> bool {
         self.tick(sink, now_ms);
-        let key = (protocol, cause, source.to_owned());
+        let key = (protocol.to_owned(), cause, source.to_owned());
         if !degraded {
-            let per_cause = self.full_per_cause.entry((protocol, cause)).or_default();
+            let per_cause = self
+                .full_per_cause
+                .entry((protocol.to_owned(), cause))
+                .or_default();
             if *per_cause < FULL_PER_CAUSE {
                 let n = self.full.entry(key.clone()).or_default();
                 if *n < FULL_PER_SOURCE {
@@ -72,7 +75,10 @@ impl UnknownSources {
         let (key, folded) = if self.counts.contains_key(&key) || self.counts.len() < MAX_KEYS {
             (key, None)
         } else {
-            ((protocol, cause, OTHER_SOURCES.to_owned()), Some(source))
+            (
+                (protocol.to_owned(), cause, OTHER_SOURCES.to_owned()),
+                Some(source),
+            )
         };
         let c = self.counts.entry(key).or_insert_with(|| Count {
             first: now_ms,
