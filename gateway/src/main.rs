@@ -19,6 +19,7 @@ mod pipeline;
 mod plugins;
 mod registry;
 mod run;
+mod sdnotify;
 mod secrets;
 mod store;
 
