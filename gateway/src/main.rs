@@ -21,6 +21,7 @@ mod pipeline;
 mod plugins;
 mod registry;
 mod run;
+mod sdnotify;
 mod secrets;
 mod store;
 

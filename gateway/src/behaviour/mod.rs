@@ -101,7 +101,9 @@ struct Entry {
 pub struct Behaviour {
     cfg: BehaviourConfig,
     generation: u64,
-    entries: HashMap<DeviceId, Entry>,
+    /// Boxed: a hash table keeps up to half its slots empty after growing, and an `Entry` is
+    /// ~570 bytes, so inline entries cost ~9.4 MiB at 10,000 devices against ~5.9 MiB boxed.
+    entries: HashMap<DeviceId, Box<Entry>>,
     /// Baselines of models, seeded from a peer that finished learning: `Manufacturer/Model`.
     seeds: HashMap<String, Baseline>,
     dirty_seeds: Vec<String>,
@@ -147,7 +149,7 @@ impl Behaviour {
             if let Some(m) = k.strip_prefix("model:") {
                 b.seeds.insert(m.to_owned(), base);
             } else if let Ok(id) = k.parse::<DeviceId>() {
-                b.entries.insert(id, Entry::new(base));
+                b.entries.insert(id, Box::new(Entry::new(base)));
             }
         }
         b.writer = Some(persist::Writer::start(store.clone())?);
@@ -171,6 +173,7 @@ impl Behaviour {
             .map(|(k, e)| {
                 e.base.bytes() + std::mem::size_of::<Entry>() - std::mem::size_of::<Baseline>()
                     + std::mem::size_of_val(k)
+                    + std::mem::size_of::<Box<Entry>>()
                     + k.to_string().len()
             })
             .sum()
@@ -189,7 +192,8 @@ impl Behaviour {
                 .and_then(|m| self.seeds.get(&m))
                 .map(Baseline::seed)
                 .unwrap_or_default();
-            self.entries.insert(r.id.clone(), Entry::new(base));
+            self.entries
+                .insert(r.id.clone(), Box::new(Entry::new(base)));
         }
         let (cfg, generation) = (&self.cfg, self.generation);
         let e = self.entries.get_mut(&r.id)?;

@@ -33,6 +33,7 @@ impl Outbox {
     pub fn open(data_dir: &Path, max: u64, metrics: Arc<Metrics>) -> rusqlite::Result<Arc<Self>> {
         let conn = Connection::open(data_dir.join(OUTBOX_FILE))?;
         conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "cache_size", -crate::store::CACHE_KIB)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(

@@ -95,6 +95,9 @@ pub struct Pipeline {
     ticks: u64,
     /// Baselines, anomaly scores, the rules on them and the mass-quarantine guard.
     pub behaviour: Behaviour,
+    /// systemd's watchdog, pinged from [`Pipeline::tick`]: a message path that stops turning stops
+    /// the pings, and systemd restarts the gateway.
+    pub watchdog: Option<crate::sdnotify::Watchdog>,
 }
 
 /// How often a link notice of one kind is audited (the metric counts every one).
@@ -135,6 +138,7 @@ impl Pipeline {
             offline: HashSet::new(),
             offline_after_ms: 900_000,
             ticks: 0,
+            watchdog: None,
         }
     }
 
@@ -917,6 +921,9 @@ impl Pipeline {
     pub fn tick(&mut self) {
         let now = now_ms();
         self.ticks += 1;
+        if let Some(w) = &mut self.watchdog {
+            w.tick(std::time::Instant::now());
+        }
         if self.ticks.is_multiple_of(5) {
             self.check_availability(now);
         }

@@ -297,6 +297,16 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         crate::pipeline::record::Aggregator::with_window_s(cfg.audit.aggregate_window_s);
     pipeline.behaviour = crate::behaviour::Behaviour::with_store(cfg.behaviour.clone(), &store)?;
     pipeline.admission = crate::pipeline::Admission::new(cfg.registry.pending_per_source_per_min);
+    let notifier = crate::sdnotify::Notifier::from_env();
+    pipeline.watchdog = notifier
+        .as_ref()
+        .and_then(crate::sdnotify::Watchdog::from_env);
+    if let Some(w) = &pipeline.watchdog {
+        tracing::info!(
+            every_ms = w.every().as_millis() as u64,
+            "systemd watchdog: pinged from the pipeline's tick"
+        );
+    }
     let plugin_runtime = start_plugins(
         &cfg,
         &data_dir,
@@ -421,6 +431,10 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let api_addr = listener.local_addr()?;
     std::fs::write(data_dir.join(API_ADDR_FILE), api_addr.to_string())?;
     tracing::info!(%api_addr, data_dir = %data_dir.display(), "warden running");
+    // the broker listens, the pipeline thread runs and the API is bound: ready for systemd
+    if let Some(n) = &notifier {
+        n.notify(&format!("READY=1\nSTATUS=running, API on {api_addr}"));
+    }
     let api = tokio::spawn(crate::api::serve(
         listener,
         shared.clone(),
@@ -430,6 +444,9 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
 
     wait_for_signal().await;
     tracing::info!("shutting down");
+    if let Some(n) = &notifier {
+        n.notify("STOPPING=1");
+    }
     let _ = shutdown_tx.send(true);
     if let Some(w) = plugin_runtime.watcher {
         w.stop.store(true, std::sync::atomic::Ordering::Relaxed);
