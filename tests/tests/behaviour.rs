@@ -70,7 +70,6 @@ fn statuses(sub: &Subscriber, dev: &str) -> Vec<serde_json::Value> {
 }
 
 #[test]
-#[ignore = "fails under load (2 of 2 runs while a build ran; passes alone): the flood's rate is judged against a young device's expected rate, estimated from its inter-arrival median by bounded steps, and 3,000 messages in one minute do not always reach the alert threshold; see the README's behaviour section"]
 fn a_flooding_device_is_quarantined_with_a_reason_and_released_by_an_operator() {
     let t = tempfile::tempdir().unwrap();
     let p = Ports::new();
@@ -92,13 +91,25 @@ fn a_flooding_device_is_quarantined_with_a_reason_and_released_by_an_operator() 
         "normal traffic raised a behaviour event"
     );
 
-    // a flood: 3000 messages as fast as the control port takes them
-    g.sim(&normal("flood", 3000));
-    let lines = sub.wait_lines(Duration::from_secs(30), "the quarantined status", |l| {
+    // a flood: batches of 1000 messages as fast as the control port takes them, until the
+    // device is quarantined (about 1,360 in one minute reach the rule against its usual 120; a
+    // loaded machine may spread a batch across a minute boundary, so the batch count is not fixed)
+    let quarantined = |l: &[(String, String)]| {
         l.iter().any(|(t, p)| {
             t == "warden/devices/sim:flood/status" && json(p)["status"] == "quarantined"
         })
-    });
+    };
+    for _ in 0..10 {
+        g.sim(&normal("flood", 1000));
+        if quarantined(&sub.lines()) {
+            break;
+        }
+    }
+    let lines = sub.wait_lines(
+        Duration::from_secs(30),
+        "the quarantined status",
+        quarantined,
+    );
     let st = lines
         .iter()
         .filter(|(t, _)| t == "warden/devices/sim:flood/status")

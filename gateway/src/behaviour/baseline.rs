@@ -22,6 +22,8 @@ pub const MAX_POINTS: usize = 8;
 pub const MAX_NAMES: usize = 32;
 
 const MINUTE_MS: u64 = 60_000;
+/// ln 4: gaps shorter than a quarter of the usual one are not learned.
+const FAST_GAP_LN: f32 = 1.386_294_4;
 /// Silent minutes learned as zero-traffic minutes after a gap (more are skipped).
 const MAX_SILENT_MINUTES: u64 = 60;
 
@@ -451,7 +453,14 @@ impl Baseline {
 
     fn learn_uplink(&mut self, msg: &Message, now: u64) {
         if self.last_ms > 0 && now > self.last_ms {
-            self.gap.update(((now - self.last_ms) as f32).ln());
+            let g = ((now - self.last_ms) as f32).ln();
+            // a burst does not teach the baseline that bursts are normal: a gap under a quarter
+            // of the usual one is not learned. Without this a young device's flood, spread over
+            // distinct milliseconds (a loaded gateway), taught its own 1 ms gaps and raised the
+            // expected rate it was judged against to 60,000 a minute: it was never quarantined.
+            if self.gap.n < 8 || g >= self.gap.med - FAST_GAP_LN {
+                self.gap.update(g);
+            }
         }
         self.size.update(msg.size() as f32);
         if let Some(r) = msg.link.rssi {

@@ -312,3 +312,49 @@ fn learning_never_acts_and_alert_mode_never_quarantines() {
         .unwrap();
     assert_eq!(o.action, Action::Alert { audit: true });
 }
+
+/// A young device (30 messages 500 ms apart, as in the e2e flood test) floods 3,000 messages
+/// spread over `spread_ms` from `offset` ms into a minute; returns the index of the first
+/// quarantine, if any.
+fn young_flood(spread_ms: u64, offset: u64) -> Option<u64> {
+    let c = BehaviourConfig {
+        learning_s: 0,
+        learning_messages: 30,
+        window_s: 120,
+        ..BehaviourConfig::default()
+    };
+    let mut b = Behaviour::new(c);
+    let r = rec("young", "default");
+    let mut t = T0 + 14 * 3_600_000 + offset;
+    for i in 0..32 {
+        t += 500;
+        b.uplink(&r, None, &msg(&r, temp_at(t, i)), t).unwrap();
+    }
+    let start = t;
+    (0..3000u64).find(|i| {
+        let t = start + 1 + i * spread_ms / 3000;
+        b.uplink(&r, None, &msg(&r, temp_at(t, *i)), t)
+            .unwrap()
+            .action
+            == Action::Quarantine
+    })
+}
+
+/// The flaky e2e flood test's cause: a flood spread over distinct milliseconds (a loaded gateway)
+/// taught the young device's baseline its own 1 ms gaps, and the expected rate derived from them
+/// rose to 60,000 a minute: never quarantined. Every spread must quarantine at the same message.
+#[test]
+fn a_young_devices_flood_is_quarantined_however_the_gateway_spreads_it() {
+    for offset in [0, 20_000] {
+        // positive control: the whole flood within one millisecond (a fast gateway)
+        let fast = young_flood(0, offset).expect("the fast flood was never quarantined");
+        assert!(fast < 1400, "fast flood quarantined only at {fast}");
+        for spread in [300, 1000, 3000, 10_000, 30_000] {
+            assert_eq!(
+                young_flood(spread, offset),
+                Some(fast),
+                "spread over {spread} ms from {offset} ms into the minute"
+            );
+        }
+    }
+}
