@@ -17,6 +17,7 @@ mod operations;
 mod operators;
 mod pipeline;
 mod plugins;
+mod posture;
 mod registry;
 mod run;
 mod secrets;

@@ -66,6 +66,13 @@ pub struct DeviceLabels {
     pub device: String,
 }
 
+/// A device and its firmware posture (`ok`, `below-minimum`, `vulnerable`, `unparsable`, `unknown`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PostureLabels {
+    pub device: String,
+    pub posture: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ZoneLabels {
     pub zone: String,
@@ -105,6 +112,10 @@ pub struct Metrics {
     pub baseline_devices: Gauge,
     pub baseline_bytes: Gauge,
     pub link_notices: Family<NoticeLabels, Counter>,
+    /// 1 for a device's current posture, for devices whose profile has firmware rules.
+    pub device_posture: Family<PostureLabels, Gauge>,
+    /// Commands denied by posture.
+    pub posture_denials: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -282,6 +293,18 @@ impl Metrics {
             "Times the mass-quarantine guard stopped auto-quarantining in a zone",
             quarantine_guard_trips.clone(),
         );
+        let device_posture = Family::<PostureLabels, Gauge>::default();
+        registry.register(
+            "device_posture",
+            "1 for a device's current firmware posture (devices whose profile declares firmware rules)",
+            device_posture.clone(),
+        );
+        let posture_denials = Counter::default();
+        registry.register(
+            "posture_denials",
+            "Commands denied because the device's firmware is restricted by its profile",
+            posture_denials.clone(),
+        );
         let quarantine_guard_held = Counter::default();
         registry.register(
             "quarantine_guard_held",
@@ -331,6 +354,8 @@ impl Metrics {
             baseline_devices,
             baseline_bytes,
             link_notices,
+            device_posture,
+            posture_denials,
         }
     }
 
