@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use warden_e2e::*;
 
-/// Normal readings: the sim thermostat's own range (19–23 °C), spread deterministically.
+/// Normal readings: the sim thermostat's own range (19–23 °C), spread deterministically and
+/// without a period (a sequence that repeats itself exactly every 41 readings, as this once did,
+/// is what the replay detector is for).
 fn normal(dev: &str, n: usize) -> Vec<String> {
-    (0..n)
+    (0..n as u64)
         .map(|i| {
-            format!(
-                "{dev} temperature={:.1}",
-                19.0 + ((i * 37) % 41) as f64 / 10.0
-            )
+            let h = (i ^ 0x5bd1_e995).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+            format!("{dev} temperature={:.1}", 19.0 + (h % 41) as f64 / 10.0)
         })
         .collect()
 }

@@ -358,3 +358,58 @@ fn a_young_devices_flood_is_quarantined_however_the_gateway_spreads_it() {
         }
     }
 }
+
+/// Replayed readings: the device's own values of 12 hours earlier, sent again in order, are
+/// found by the fingerprint ring; the clean days before them raised nothing (the control).
+#[test]
+fn replayed_readings_of_its_own_history_are_named() {
+    let mut b = Behaviour::new(cfg());
+    let r = rec("replay", "default");
+    let (worst, alerts) = feed(&mut b, &r, T0, 9);
+    assert_eq!((worst, alerts), (Action::None, 0), "clean days alerted");
+    let start = T0 + 9 * 86_400_000;
+    let mut first = None;
+    for i in 0..180u64 {
+        let t = start + i * MIN;
+        // what it sent 12 h (720 messages) before, in the same order
+        let old = start - 720 * MIN + i * MIN;
+        let j = 9 * 1440 - 720 + i;
+        let o = b.uplink(&r, None, &msg(&r, temp_at(old, j)), t).unwrap();
+        if o.action != Action::None && first.is_none() {
+            first = Some((i, o));
+        }
+    }
+    let (n, o) = first.expect("the replay was never detected");
+    let top = o.assessment.top().unwrap();
+    assert_eq!(top.kind, FeatureKind::Replay, "{}", o.reason());
+    assert!(n < 120, "detected only after {n} replayed readings");
+    assert!(
+        o.reason()
+            .starts_with("readings repeat an earlier stretch of its own history exactly"),
+        "{}",
+        o.reason()
+    );
+}
+
+/// The replay ring is bounded and survives the store form; a record without it (written before
+/// it existed) still loads.
+#[test]
+fn the_replay_ring_is_bounded_and_persisted() {
+    let mut b = Behaviour::new(cfg());
+    let r = rec("ring", "default");
+    feed(&mut b, &r, T0, 3);
+    let base = &b.entries[&r.id].base;
+    assert!(base.replay.ring.len() <= baseline::REPLAY_RING);
+    assert!(!base.replay.ring.is_empty());
+    let bytes = persist::encode(base);
+    assert_eq!(persist::decode(&bytes).unwrap().replay, base.replay);
+    // without the trailer: an empty ring, everything else kept
+    let trailer = 1 + 12 + 6 + 4 + 4 * base.replay.ring.len();
+    let old = persist::decode(&bytes[..bytes.len() - trailer]).unwrap();
+    assert!(old.replay.ring.is_empty());
+    assert_eq!(old.points, base.points);
+    // a bad trailer is refused, not half-read
+    let mut bad = bytes.clone();
+    bad[bytes.len() - trailer] = b'X';
+    assert_eq!(persist::decode(&bad), None);
+}
