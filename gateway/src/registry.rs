@@ -99,6 +99,10 @@ pub struct Stats {
     pub security: std::sync::Mutex<Option<std::borrow::Cow<'static, str>>>,
     /// The firmware posture last evaluated ([`crate::posture::Posture::code`]; 0 never).
     pub posture: std::sync::atomic::AtomicU8,
+    /// Where the behaviour stage keeps this device's baseline (see
+    /// [`crate::behaviour::Behaviour::uplink_at`]): saves hashing the id and comparing keys on
+    /// every message.
+    pub behaviour_slot: AtomicU64,
 }
 
 impl Stats {

@@ -20,6 +20,8 @@ use super::score::{Assessment, Feature, FeatureKind};
 pub const MAX_POINTS: usize = 8;
 /// Names (points, events, commands) remembered per device.
 pub const MAX_NAMES: usize = 32;
+/// Points of one message the baseline reads (the rest are not scored or learned).
+const MAX_MSG_POINTS: usize = 64;
 
 const MINUTE_MS: u64 = 60_000;
 /// ln 4: gaps shorter than a quarter of the usual one are not learned.
@@ -427,9 +429,22 @@ impl Baseline {
                 *avg += 0.2 * (x - *avg);
             }
         }
+        // each point's name hashed once for scoring, learning and tracking
+        let tag = if msg.kind == warden_core::Kind::Event {
+            b'e'
+        } else {
+            b'p'
+        };
+        let mut names = [0u32; MAX_MSG_POINTS];
+        for (slot, p) in names.iter_mut().zip(msg.points.iter()) {
+            *slot = name_hash(tag, &[&p.name]);
+        }
+        let names = names
+            .get(..msg.points.len().min(MAX_MSG_POINTS))
+            .unwrap_or(&[]);
         let h = tuple_hash(msg);
         let sampled = if h != 0 { self.replay.sampled(h) } else { None };
-        let mut a = self.score_uplink(msg, now);
+        let mut a = self.score_uplink(msg, now, tag, names);
         // a repeat that follows the last one in ring order, with two more within the last 16
         // samples: a stretch of the device's history played again
         if let Some(f) = sampled
@@ -448,10 +463,10 @@ impl Baseline {
         }
         let learned = learn(&a);
         if learned {
-            self.learn_uplink(msg, now);
+            self.learn_uplink(msg, now, names);
         }
         self.replay.record(h, sampled, learned);
-        self.track_points(msg, learned, now);
+        self.track_points(msg, learned, now, names);
         self.messages = self.messages.saturating_add(1);
         if self.first_ms == 0 {
             self.first_ms = now;
@@ -460,7 +475,7 @@ impl Baseline {
         a
     }
 
-    fn score_uplink(&self, msg: &Message, now: u64) -> Assessment {
+    fn score_uplink(&self, msg: &Message, now: u64, tag: u8, names: &[u32]) -> Assessment {
         let mut a = Assessment::default();
         if self.messages < 2 {
             return a;
@@ -527,15 +542,15 @@ impl Baseline {
                 .nums(self.denials, 0.0, 0.0),
             );
         }
-        let tag = if msg.kind == warden_core::Kind::Event {
-            b'e'
-        } else {
-            b'p'
-        };
         let names_full = self.names.len() >= MAX_NAMES;
-        for p in msg.points.iter().take(64) {
-            let h = name_hash(tag, &[&p.name]);
-            if !names_full && self.find_name(h).is_none() {
+        // a step is judged only against the previous reading of a device that is not back
+        // from a silence (after hours off, any step is plausible)
+        let usual_gap = self.gap.med.exp().max(1000.0);
+        let recent = (now.saturating_sub(self.last_ms) as f32) < usual_gap * 4.0;
+        for (p, &h) in msg.points.iter().zip(names) {
+            // a tracked point is a known name: the name list is read only for the others
+            let tracked = self.points.iter().find(|s| s.hash == h);
+            if tracked.is_none() && !names_full && self.find_name(h).is_none() {
                 let kind = if tag == b'e' {
                     FeatureKind::NewEvent
                 } else {
@@ -545,7 +560,7 @@ impl Baseline {
                 continue;
             }
             let Some(x) = numeric(&p.value) else { continue };
-            let Some(ps) = self.points.iter().find(|s| s.hash == h) else {
+            let Some(ps) = tracked else {
                 continue;
             };
             if !x.is_finite() || x.abs() > f64::from(f32::MAX) {
@@ -566,10 +581,6 @@ impl Baseline {
                         .unit(p.unit.as_deref()),
                 );
             }
-            // a step is judged only against the previous reading of a device that is not back
-            // from a silence (after hours off, any step is plausible)
-            let usual_gap = self.gap.med.exp().max(1000.0);
-            let recent = (now.saturating_sub(self.last_ms) as f32) < usual_gap * 4.0;
             if ps.value.n >= 2 && recent {
                 let d = (x - ps.last).abs();
                 // a step is measured against the point's own spread too: a counter that skips a
@@ -620,7 +631,7 @@ impl Baseline {
         a
     }
 
-    fn learn_uplink(&mut self, msg: &Message, now: u64) {
+    fn learn_uplink(&mut self, msg: &Message, now: u64, names: &[u32]) {
         if self.last_ms > 0 && now > self.last_ms {
             let g = ((now - self.last_ms) as f32).ln();
             // a burst does not teach the baseline that bursts are normal: a gap under a quarter
@@ -639,13 +650,7 @@ impl Baseline {
             self.snr.update(s);
         }
         self.best_assurance = self.best_assurance.max(assurance_rank(msg.assurance));
-        let tag = if msg.kind == warden_core::Kind::Event {
-            b'e'
-        } else {
-            b'p'
-        };
-        for p in msg.points.iter().take(64) {
-            let h = name_hash(tag, &[&p.name]);
+        for (p, &h) in msg.points.iter().zip(names) {
             self.learn_name(h, None);
             let Some(x) = numeric(&p.value).filter(|x| x.is_finite()) else {
                 continue;
@@ -693,18 +698,12 @@ impl Baseline {
 
     /// The previous reading and the run of identical readings, learned or not (a step and a
     /// frozen value are judged against what the device really sent last).
-    fn track_points(&mut self, msg: &Message, learned: bool, now: u64) {
-        let tag = if msg.kind == warden_core::Kind::Event {
-            b'e'
-        } else {
-            b'p'
-        };
-        for p in msg.points.iter().take(64) {
+    fn track_points(&mut self, msg: &Message, learned: bool, now: u64, names: &[u32]) {
+        for (p, &h) in msg.points.iter().zip(names) {
             let Some(x) = numeric(&p.value).filter(|x| x.is_finite() && x.abs() < 3e38) else {
                 continue;
             };
             let x = x as f32;
-            let h = name_hash(tag, &[&p.name]);
             if let Some(ps) = self.points.iter_mut().find(|s| s.hash == h) {
                 if x > ps.last {
                     ps.rising = ps.rising.saturating_add(1);

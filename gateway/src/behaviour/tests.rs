@@ -194,10 +194,10 @@ fn hostile_values_and_names_stay_bounded_and_never_panic() {
         .collect();
     b.uplink(&r, None, &Message::telemetry(r.id.clone(), many), t)
         .unwrap();
-    let e = b.entries.get(&r.id).unwrap();
-    assert!(e.base.points.len() <= baseline::MAX_POINTS);
-    assert!(e.base.names.len() <= baseline::MAX_NAMES);
-    assert!(e.base.bytes() < 1500, "{} bytes", e.base.bytes());
+    let e = b.base(&r.id).unwrap();
+    assert!(e.points.len() <= baseline::MAX_POINTS);
+    assert!(e.names.len() <= baseline::MAX_NAMES);
+    assert!(e.bytes() < 1500, "{} bytes", e.bytes());
     // the clock steps back a day, then forward a year: still scores, still finite
     for t in [t - 86_400_000, t + 365 * 86_400_000] {
         let o = b.uplink(&r, None, &msg(&r, 21.0), t).unwrap();
@@ -398,7 +398,7 @@ fn the_replay_ring_is_bounded_and_persisted() {
     let mut b = Behaviour::new(cfg());
     let r = rec("ring", "default");
     feed(&mut b, &r, T0, 3);
-    let base = &b.entries[&r.id].base;
+    let base = b.base(&r.id).unwrap();
     assert!(base.replay.ring.len() <= baseline::REPLAY_RING);
     assert!(!base.replay.ring.is_empty());
     let bytes = persist::encode(base);
@@ -412,4 +412,29 @@ fn the_replay_ring_is_bounded_and_persisted() {
     let mut bad = bytes.clone();
     bad[bytes.len() - trailer] = b'X';
     assert_eq!(persist::decode(&bad), None);
+}
+
+/// The registry's slot spares the id lookup, and a slot another engine wrote (the bench builds
+/// several pipelines on one registry; a reload builds a new one) is never trusted.
+#[test]
+fn a_registry_slot_finds_the_entry_and_is_never_shared_between_engines() {
+    let slot = std::sync::atomic::AtomicU64::new(0);
+    let (mut b1, mut b2) = (Behaviour::new(cfg()), Behaviour::new(cfg()));
+    let (r, other) = (rec("s1", "default"), rec("s2", "default"));
+    b1.uplink(&other, None, &msg(&other, 20.0), T0).unwrap();
+    for i in 0..3 {
+        b1.uplink_at(Some(&slot), &r, None, &msg(&r, 20.0), T0 + i * MIN)
+            .unwrap();
+    }
+    assert_ne!(slot.load(std::sync::atomic::Ordering::Relaxed), 0);
+    b2.uplink_at(Some(&slot), &r, None, &msg(&r, 20.0), T0)
+        .unwrap();
+    assert_eq!(b1.learning(&r.id, T0).unwrap().0, 3);
+    assert_eq!(b1.learning(&other.id, T0).unwrap().0, 1);
+    assert_eq!(b2.learning(&r.id, T0).unwrap().0, 1);
+    assert_eq!((b1.devices(), b2.devices()), (2, 1));
+    // and b1 finds its own entry again through the id after b2 took the slot
+    b1.uplink_at(Some(&slot), &r, None, &msg(&r, 20.0), T0 + 3 * MIN)
+        .unwrap();
+    assert_eq!(b1.learning(&r.id, T0).unwrap().0, 4);
 }

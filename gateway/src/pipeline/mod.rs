@@ -239,6 +239,7 @@ impl Pipeline {
         let outcome = if auth.is_ok() && id.record.status == Status::Active {
             observe::baseline(
                 &mut self.behaviour,
+                &id.entry.stats,
                 &id.record,
                 profile.map(|p| p.0),
                 &msg,
