@@ -569,6 +569,13 @@ pub struct ProfileConfig {
     /// are denied until the device was heard under one of them, and the adapter sends them only
     /// under one of them.
     pub security: Vec<String>,
+    /// Posture: devices reporting firmware below this version are restricted (see
+    /// `gateway/src/posture.rs` for how versions compare and what an unreadable one means).
+    pub min_firmware: Option<String>,
+    /// Posture: firmware versions known to be vulnerable; devices reporting one are restricted.
+    pub vulnerable_firmware: Vec<String>,
+    /// What a restricted device gets: `restrict` (uplinks flow, commands denied) or `quarantine`.
+    pub firmware_action: crate::posture::PostureAction,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -688,6 +695,14 @@ impl Config {
                 "registry.default_zone `{}` is not defined under [zones]",
                 self.registry.default_zone
             ));
+        }
+        for (name, p) in &self.profiles {
+            crate::posture::Rule::compile(
+                p.min_firmware.as_deref(),
+                &p.vulnerable_firmware,
+                p.firmware_action,
+            )
+            .map_err(|e| format!("profiles.{name}: {e}"))?;
         }
         for (model, profile) in &self.models {
             if !self.profiles.contains_key(profile) {
@@ -1118,6 +1133,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nope") && e.contains("models"), "{e}");
+        let e = parse("[profiles.t]\nmin_firmware = \"latest\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("profiles.t") && e.contains("min_firmware `latest`"),
+            "{e}"
+        );
+        let e = parse("[profiles.t]\nfirmware_action = \"ignore\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("firmware_action") || e.contains("ignore"), "{e}");
+        assert!(
+            parse("[profiles.t]\nmin_firmware = \"1.2\"\nvulnerable_firmware = [\"1.3.1\"]\nfirmware_action = \"quarantine\"\n")
+                .is_ok()
+        );
         let e = parse("[mqtt]\nbroker = \"mqtts://127.0.0.1:8883\"\n")
             .unwrap_err()
             .to_string();

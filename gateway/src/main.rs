@@ -19,6 +19,7 @@ mod operations;
 mod operators;
 mod pipeline;
 mod plugins;
+mod posture;
 mod registry;
 mod run;
 mod sdnotify;

@@ -66,6 +66,13 @@ pub struct DeviceLabels {
     pub device: String,
 }
 
+/// A device and its firmware posture (`ok`, `below-minimum`, `vulnerable`, `unparsable`, `unknown`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PostureLabels {
+    pub device: String,
+    pub posture: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ZoneLabels {
     pub zone: String,
@@ -109,6 +116,10 @@ pub struct Metrics {
     pub audit_pruned: Counter,
     pub disk_free_bytes: Gauge,
     pub disk_alarm: Gauge,
+    /// 1 for a device's current posture, for devices whose profile has firmware rules.
+    pub device_posture: Family<PostureLabels, Gauge>,
+    /// Commands denied by posture.
+    pub posture_denials: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -292,6 +303,18 @@ impl Metrics {
             "Times the mass-quarantine guard stopped auto-quarantining in a zone",
             quarantine_guard_trips.clone(),
         );
+        let device_posture = Family::<PostureLabels, Gauge>::default();
+        registry.register(
+            "device_posture",
+            "1 for a device's current firmware posture (devices whose profile declares firmware rules)",
+            device_posture.clone(),
+        );
+        let posture_denials = Counter::default();
+        registry.register(
+            "posture_denials",
+            "Commands denied because the device's firmware is restricted by its profile",
+            posture_denials.clone(),
+        );
         let quarantine_guard_held = Counter::default();
         registry.register(
             "quarantine_guard_held",
@@ -369,6 +392,8 @@ impl Metrics {
             audit_pruned,
             disk_free_bytes,
             disk_alarm,
+            device_posture,
+            posture_denials,
         }
     }
 

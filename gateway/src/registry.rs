@@ -97,6 +97,12 @@ pub struct Stats {
     /// what a command's decision sees, since a downlink has no label of its own until the
     /// adapter sends it. Written only when it changes.
     pub security: std::sync::Mutex<Option<std::borrow::Cow<'static, str>>>,
+    /// The firmware posture last evaluated ([`crate::posture::Posture::code`]; 0 never).
+    pub posture: std::sync::atomic::AtomicU8,
+    /// Where the behaviour stage keeps this device's baseline (see
+    /// [`crate::behaviour::Behaviour::uplink_at`]): saves hashing the id and comparing keys on
+    /// every message.
+    pub behaviour_slot: AtomicU64,
 }
 
 impl Stats {
@@ -116,6 +122,8 @@ pub struct StatsSnapshot {
     pub rate_per_min: u64,
     /// Strongest assurance seen (rank: 0 nothing seen, 1 none … 4 certificate).
     pub best_assurance: u64,
+    /// Firmware posture (`ok`, `vulnerable`, … ; `unchecked` when never evaluated or no rule).
+    pub posture: &'static str,
 }
 
 impl Stats {
@@ -129,6 +137,7 @@ impl Stats {
             last_seen: self.last_seen.load(Ordering::Relaxed),
             rate_per_min: cur.max(prev),
             best_assurance: self.best_assurance.load(Ordering::Relaxed),
+            posture: crate::posture::label(self.posture.load(Ordering::Relaxed)),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! ```text
 //! <address> <name>=<value> [<name>=<value> …]        → telemetry uplink
 //! event <address> <name>=<value> …                   → event uplink
+//! firmware <address> <version text>                  → the device announces new firmware
 //! ```
 //! Values: `true`/`false`, integers, floats, anything else is text. Each line is answered `ok` or
 //! `error: …`.
@@ -86,6 +87,10 @@ pub struct SimDeviceConfig {
     /// pending like any new device.
     #[serde(default)]
     pub provision: bool,
+    /// The firmware version the device announces (default `1.0.0`); the control port's
+    /// `firmware` line changes it at run time.
+    #[serde(default)]
+    pub firmware: Option<String>,
 }
 
 fn default_interval() -> u64 {
@@ -142,6 +147,7 @@ struct DeviceState {
     setpoint: f64,
     on: bool,
     energy: f64,
+    firmware: String,
 }
 
 impl DeviceState {
@@ -299,6 +305,9 @@ impl SimAdapter {
     }
 }
 
+/// The firmware a simulated device announces unless configured otherwise.
+pub const DEFAULT_FIRMWARE: &str = "1.0.0";
+
 enum Input {
     Control(
         DeviceId,
@@ -306,6 +315,14 @@ enum Input {
         Vec<Point>,
         tokio::sync::oneshot::Sender<String>,
     ),
+    /// The device installed new firmware: it announces itself again with it.
+    Firmware(DeviceId, String, tokio::sync::oneshot::Sender<String>),
+}
+
+/// One parsed control line.
+enum Line {
+    Uplink(DeviceId, Kind, Vec<Point>),
+    Firmware(DeviceId, String),
 }
 
 impl Adapter for SimAdapter {
@@ -346,6 +363,10 @@ async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError>
                     setpoint: 21.0,
                     on: false,
                     energy: 1000.0 + i as f64,
+                    firmware: d
+                        .firmware
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_FIRMWARE.into()),
                 },
             );
         }
@@ -359,7 +380,7 @@ async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError>
                 device: Some(id.clone()),
                 manufacturer: Some("Warden Sim".into()),
                 model: Some(s.kind.model().into()),
-                firmware: Some("1.0.0".into()),
+                firmware: Some(s.firmware.clone()),
                 serial: Some(format!("SIM-{}", id.address())),
                 details: Vec::new(),
             }))
@@ -427,17 +448,37 @@ async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError>
                 };
                 ctx.emit(AdapterEvent::CommandResult(res)).await?;
             }
-            Some(Input::Control(id, kind, points, reply)) = in_rx.recv() => {
-                // unknown addresses are sent too: that is how a test makes a device appear
-                let s = states.entry(id.clone()).or_insert_with(|| DeviceState {
-                    id: id.clone(), kind: SimKind::Counter, assurance: Assurance::None, fresh: false,
-                    interval: Duration::ZERO, seq: 0, rng: 1, setpoint: 21.0, on: false, energy: 0.0,
-                });
-                s.seq += 1;
-                let m = s.message(kind, points);
-                ctx.emit(AdapterEvent::Uplink(m)).await?;
-                let _ = reply.send("ok".into());
-            }
+            Some(input) = in_rx.recv() => match input {
+                Input::Control(id, kind, points, reply) => {
+                    // unknown addresses are sent too: that is how a test makes a device appear
+                    let s = states.entry(id.clone()).or_insert_with(|| DeviceState {
+                        id: id.clone(), kind: SimKind::Counter, assurance: Assurance::None, fresh: false,
+                        interval: Duration::ZERO, seq: 0, rng: 1, setpoint: 21.0, on: false, energy: 0.0,
+                        firmware: DEFAULT_FIRMWARE.into(),
+                    });
+                    s.seq += 1;
+                    let m = s.message(kind, points);
+                    ctx.emit(AdapterEvent::Uplink(m)).await?;
+                    let _ = reply.send("ok".into());
+                }
+                Input::Firmware(id, fw, reply) => {
+                    let Some(s) = states.get_mut(&id) else {
+                        let _ = reply.send("error: no such simulated device".into());
+                        continue;
+                    };
+                    s.firmware = fw;
+                    ctx.emit(AdapterEvent::Announce(Announcement {
+                        device: Some(id.clone()),
+                        manufacturer: Some("Warden Sim".into()),
+                        model: Some(s.kind.model().into()),
+                        firmware: Some(s.firmware.clone()),
+                        serial: Some(format!("SIM-{}", id.address())),
+                        details: Vec::new(),
+                    }))
+                    .await?;
+                    let _ = reply.send("ok".into());
+                }
+            },
         }
     }
 }
@@ -489,14 +530,14 @@ async fn control_client(sock: tokio::net::TcpStream, tx: mpsc::Sender<Input>) {
             return;
         }
         let line = String::from_utf8_lossy(&buf);
-        let answer = match parse_line(line.trim_end_matches(['\r', '\n'])) {
-            Ok((id, kind, points)) => {
+        let answer = match parse_control(line.trim_end_matches(['\r', '\n'])) {
+            Ok(l) => {
                 let (rtx, rrx) = tokio::sync::oneshot::channel();
-                if tx
-                    .send(Input::Control(id, kind, points, rtx))
-                    .await
-                    .is_err()
-                {
+                let input = match l {
+                    Line::Uplink(id, kind, points) => Input::Control(id, kind, points, rtx),
+                    Line::Firmware(id, fw) => Input::Firmware(id, fw, rtx),
+                };
+                if tx.send(input).await.is_err() {
                     return;
                 }
                 rrx.await
@@ -519,6 +560,19 @@ async fn read_line_into<R: tokio::io::AsyncBufRead + Unpin>(
     buf: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
     r.read_until(b'\n', buf).await
+}
+
+/// `firmware <address> <text>` (the text is the rest of the line, as the device would send it),
+/// else an uplink line.
+fn parse_control(line: &str) -> Result<Line, String> {
+    if let Some(rest) = line.strip_prefix("firmware ") {
+        let rest = rest.trim_start();
+        let (addr, fw) = rest.split_once(' ').ok_or("firmware: no version")?;
+        let id = DeviceId::new(PROTOCOL, addr).map_err(|e| e.to_string())?;
+        return Ok(Line::Firmware(id, fw.to_owned()));
+    }
+    let (id, kind, points) = parse_line(line)?;
+    Ok(Line::Uplink(id, kind, points))
 }
 
 fn parse_line(line: &str) -> Result<(DeviceId, Kind, Vec<Point>), String> {
@@ -553,6 +607,15 @@ mod tests {
         assert!(parse_line("a/b x=1").is_err());
         assert!(parse_line("dev novalue").is_err());
         assert!(parse_line("dev").is_err());
+        let Ok(Line::Firmware(id, fw)) = parse_control("firmware t-1 2.0.1 beta") else {
+            panic!("not a firmware line")
+        };
+        assert_eq!(
+            (id.to_string().as_str(), fw.as_str()),
+            ("sim:t-1", "2.0.1 beta")
+        );
+        assert!(parse_control("firmware t-1").is_err());
+        assert!(matches!(parse_control("t-1 n=1"), Ok(Line::Uplink(..))));
     }
 
     #[tokio::test]
@@ -571,6 +634,7 @@ mod tests {
                 profile: None,
                 zone: None,
                 provision: false,
+                firmware: None,
             },
             SimDeviceConfig {
                 address: "c".into(),
@@ -581,6 +645,7 @@ mod tests {
                 profile: None,
                 zone: None,
                 provision: false,
+                firmware: None,
             },
         ];
         let a = Box::new(SimAdapter::new(cfg, Some("127.0.0.1:0".parse().unwrap())).on_bound(btx));

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use warden_e2e::*;
 
-/// Normal readings: the sim thermostat's own range (19–23 °C), spread deterministically.
+/// Normal readings: the sim thermostat's own range (19–23 °C), spread deterministically and
+/// without a period (a sequence that repeats itself exactly every 41 readings, as this once did,
+/// is what the replay detector is for).
 fn normal(dev: &str, n: usize) -> Vec<String> {
-    (0..n)
+    (0..n as u64)
         .map(|i| {
-            format!(
-                "{dev} temperature={:.1}",
-                19.0 + ((i * 37) % 41) as f64 / 10.0
-            )
+            let h = (i ^ 0x5bd1_e995).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+            format!("{dev} temperature={:.1}", 19.0 + (h % 41) as f64 / 10.0)
         })
         .collect()
 }
@@ -70,7 +70,6 @@ fn statuses(sub: &Subscriber, dev: &str) -> Vec<serde_json::Value> {
 }
 
 #[test]
-#[ignore = "fails under load (2 of 2 runs while a build ran; passes alone): the flood's rate is judged against a young device's expected rate, estimated from its inter-arrival median by bounded steps, and 3,000 messages in one minute do not always reach the alert threshold; see the README's behaviour section"]
 fn a_flooding_device_is_quarantined_with_a_reason_and_released_by_an_operator() {
     let t = tempfile::tempdir().unwrap();
     let p = Ports::new();
@@ -92,13 +91,25 @@ fn a_flooding_device_is_quarantined_with_a_reason_and_released_by_an_operator() 
         "normal traffic raised a behaviour event"
     );
 
-    // a flood: 3000 messages as fast as the control port takes them
-    g.sim(&normal("flood", 3000));
-    let lines = sub.wait_lines(Duration::from_secs(30), "the quarantined status", |l| {
+    // a flood: batches of 1000 messages as fast as the control port takes them, until the
+    // device is quarantined (about 1,360 in one minute reach the rule against its usual 120; a
+    // loaded machine may spread a batch across a minute boundary, so the batch count is not fixed)
+    let quarantined = |l: &[(String, String)]| {
         l.iter().any(|(t, p)| {
             t == "warden/devices/sim:flood/status" && json(p)["status"] == "quarantined"
         })
-    });
+    };
+    for _ in 0..10 {
+        g.sim(&normal("flood", 1000));
+        if quarantined(&sub.lines()) {
+            break;
+        }
+    }
+    let lines = sub.wait_lines(
+        Duration::from_secs(30),
+        "the quarantined status",
+        quarantined,
+    );
     let st = lines
         .iter()
         .filter(|(t, _)| t == "warden/devices/sim:flood/status")

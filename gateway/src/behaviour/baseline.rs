@@ -20,8 +20,16 @@ use super::score::{Assessment, Feature, FeatureKind};
 pub const MAX_POINTS: usize = 8;
 /// Names (points, events, commands) remembered per device.
 pub const MAX_NAMES: usize = 32;
+/// Points of one message the baseline reads (the rest are not scored or learned).
+const MAX_MSG_POINTS: usize = 64;
 
 const MINUTE_MS: u64 = 60_000;
+/// ln 4: gaps shorter than a quarter of the usual one are not learned.
+const FAST_GAP_LN: f32 = 1.386_294_4;
+/// Fingerprints of four-message stretches kept per device for replay detection (4 bytes each).
+pub const REPLAY_RING: usize = 64;
+/// Sampled stretches whose results are remembered (bits of [`Replay::recent`]).
+const REPLAY_RECENT: u32 = 16;
 /// Silent minutes learned as zero-traffic minutes after a gap (more are skipped).
 const MAX_SILENT_MINUTES: u64 = 60;
 
@@ -63,6 +71,147 @@ pub struct Name {
     pub hours: u32,
 }
 
+/// Replay detection: a ring of fingerprints of four-message stretches of the device's value
+/// tuples, sampled by content (a fingerprint is kept when it is 0 modulo `modulus`, a power of two
+/// sized from the device's rate so that the ring spans about a day), so a replayed stretch of the
+/// device's own history yields the same sampled fingerprints whatever the alignment. Stretches of
+/// four identical tuples are not fingerprinted (a frozen value is the `frozen` feature's job).
+/// Devices whose clean traffic repeats naturally (coarse, low-entropy values) are not scored: the
+/// share of repeats among learned samples must stay under 1 in 20.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replay {
+    /// Value-tuple hashes of the previous three messages (0: none).
+    pub prev: [u32; 3],
+    pub ring: Vec<u32>,
+    pub next: u8,
+    /// One bit per recent sampled fingerprint: it repeated one in the ring.
+    pub recent: u16,
+    /// Learned samples, and how many of them repeated (halved together past 1024).
+    pub samples: u16,
+    pub repeats: u16,
+    /// log2 of the sampling modulus, from the device's usual gap (updated once a minute).
+    pub shift: u8,
+    /// Ring index of the last repeat (a replay repeats the ring in order), or `NO_HIT`.
+    pub last_hit: u8,
+}
+
+const NO_HIT: u8 = u8::MAX;
+
+impl Default for Replay {
+    fn default() -> Self {
+        Self {
+            prev: [0; 3],
+            ring: Vec::new(),
+            next: 0,
+            recent: 0,
+            samples: 0,
+            repeats: 0,
+            shift: 0,
+            last_hit: NO_HIT,
+        }
+    }
+}
+/// Repeats among the last [`REPLAY_RECENT`] samples that make an alert (each further one adds 0.1).
+const REPLAY_HITS: u32 = 3;
+/// A repeat continues a replay when it is at most this many ring entries after the last one.
+const REPLAY_STRIDE: usize = 8;
+
+impl Replay {
+    /// The fingerprint of the stretch ending in a message with value-tuple hash `h`, if it is
+    /// sampled.
+    fn sampled(&self, h: u32) -> Option<u32> {
+        let [a, b, c] = self.prev;
+        if a == 0 || (a == b && b == c && c == h) {
+            return None;
+        }
+        let mut f = a.wrapping_mul(0x9e37_79b1) ^ b.rotate_left(11);
+        f = f.wrapping_mul(0x85eb_ca6b) ^ c.rotate_left(17);
+        f = f.wrapping_mul(0xcc9e_2d51) ^ h.rotate_left(23);
+        f ^= f >> 15;
+        f = f.wrapping_mul(0xc2b2_ae35);
+        f ^= f >> 13;
+        let mask = (1u32 << self.shift.min(10)) - 1;
+        (f & mask == 0 && f != 0).then_some(f)
+    }
+
+    /// Where `f` is in the ring, and whether it follows the last repeat in order.
+    fn find(&self, f: u32) -> Option<(usize, bool)> {
+        let i = self.ring.iter().position(|x| *x == f)?;
+        let last = usize::from(self.last_hit);
+        let follows = last < REPLAY_RING
+            && (1..=REPLAY_STRIDE).contains(&((i + REPLAY_RING - last) % REPLAY_RING));
+        Some((i, follows))
+    }
+
+    /// Whether scoring is meaningful for this device: enough clean samples, few natural repeats.
+    fn armed(&self) -> bool {
+        self.samples >= 16 && u32::from(self.repeats) * 20 <= u32::from(self.samples)
+    }
+
+    fn set_rate(&mut self, per_day: f32) {
+        let want = (per_day / REPLAY_RING as f32).max(1.0);
+        self.shift = if want.is_finite() {
+            (want.log2().floor() as u8).min(10)
+        } else {
+            0
+        };
+    }
+
+    /// Records a message's tuple hash `h` (0 for a message without numeric values).
+    fn record(&mut self, h: u32, sampled: Option<u32>, learned: bool) {
+        if let Some(f) = sampled {
+            let found = self.find(f);
+            let hit = found.is_some();
+            self.recent = (self.recent << 1) | u16::from(hit);
+            if let Some((i, _)) = found {
+                self.last_hit = i as u8;
+            }
+            if learned {
+                self.samples = self.samples.saturating_add(1);
+                self.repeats = self.repeats.saturating_add(u16::from(hit));
+                if self.samples >= 1024 {
+                    self.samples /= 2;
+                    self.repeats /= 2;
+                }
+            }
+            if !hit {
+                if self.ring.len() < REPLAY_RING {
+                    self.ring.push(f);
+                } else if let Some(slot) = self.ring.get_mut(usize::from(self.next)) {
+                    *slot = f;
+                }
+                self.next = ((usize::from(self.next) + 1) % REPLAY_RING) as u8;
+            }
+        }
+        if h != 0 {
+            self.prev = [self.prev[1], self.prev[2], h];
+        }
+    }
+}
+
+/// A hash of a message's numeric values in order (0 when it has no integer or float value: a
+/// message of booleans is too coarse to tell a replay from chance).
+fn tuple_hash(msg: &Message) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut any = false;
+    for (i, p) in msg.points.iter().take(64).enumerate() {
+        let bits = match p.value {
+            Value::Int(v) => v as u64,
+            Value::Float(v) => v.to_bits(),
+            Value::Bool(b) => u64::from(b),
+            Value::Text(_) | Value::Bytes(_) => continue,
+        };
+        any |= matches!(p.value, Value::Int(_) | Value::Float(_));
+        h = (h ^ bits ^ ((i as u64) << 56)).wrapping_mul(0x0000_0100_0000_01b3);
+        h ^= h >> 29;
+    }
+    if !any {
+        return 0;
+    }
+    let h = (h ^ (h >> 32)) as u32;
+    if h == 0 { 1 } else { h }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Baseline {
     pub first_ms: u64,
@@ -96,6 +245,7 @@ pub struct Baseline {
     /// Recent RSSI and SNR (exponential average over about ten messages, learned or not).
     pub rssi_recent: f32,
     pub snr_recent: f32,
+    pub replay: Replay,
 }
 
 /// FNV-1a over a tag and the parts of a name.
@@ -222,6 +372,10 @@ impl Baseline {
         }
         self.minute = m;
         self.minute_count = 0;
+        if self.gap.n >= 8 {
+            self.replay
+                .set_rate(86_400_000.0 / self.gap.med.exp().max(1.0));
+        }
     }
 
     fn decay_denials(&mut self, now: u64) {
@@ -275,12 +429,44 @@ impl Baseline {
                 *avg += 0.2 * (x - *avg);
             }
         }
-        let a = self.score_uplink(msg, now);
+        // each point's name hashed once for scoring, learning and tracking
+        let tag = if msg.kind == warden_core::Kind::Event {
+            b'e'
+        } else {
+            b'p'
+        };
+        let mut names = [0u32; MAX_MSG_POINTS];
+        for (slot, p) in names.iter_mut().zip(msg.points.iter()) {
+            *slot = name_hash(tag, &[&p.name]);
+        }
+        let names = names
+            .get(..msg.points.len().min(MAX_MSG_POINTS))
+            .unwrap_or(&[]);
+        let h = tuple_hash(msg);
+        let sampled = if h != 0 { self.replay.sampled(h) } else { None };
+        let mut a = self.score_uplink(msg, now, tag, names);
+        // a repeat that follows the last one in ring order, with two more within the last 16
+        // samples: a stretch of the device's history played again
+        if let Some(f) = sampled
+            && self.replay.armed()
+            && let Some((_, true)) = self.replay.find(f)
+        {
+            let hits = ((self.replay.recent << 1) | 1).count_ones();
+            if hits >= REPLAY_HITS {
+                let s = 0.5 + 0.1 * (hits - REPLAY_HITS) as f32;
+                a.push(Feature::new(FeatureKind::Replay, s).nums(
+                    hits as f32,
+                    REPLAY_RECENT as f32,
+                    0.0,
+                ));
+            }
+        }
         let learned = learn(&a);
         if learned {
-            self.learn_uplink(msg, now);
+            self.learn_uplink(msg, now, names);
         }
-        self.track_points(msg, learned, now);
+        self.replay.record(h, sampled, learned);
+        self.track_points(msg, learned, now, names);
         self.messages = self.messages.saturating_add(1);
         if self.first_ms == 0 {
             self.first_ms = now;
@@ -289,7 +475,7 @@ impl Baseline {
         a
     }
 
-    fn score_uplink(&self, msg: &Message, now: u64) -> Assessment {
+    fn score_uplink(&self, msg: &Message, now: u64, tag: u8, names: &[u32]) -> Assessment {
         let mut a = Assessment::default();
         if self.messages < 2 {
             return a;
@@ -356,15 +542,15 @@ impl Baseline {
                 .nums(self.denials, 0.0, 0.0),
             );
         }
-        let tag = if msg.kind == warden_core::Kind::Event {
-            b'e'
-        } else {
-            b'p'
-        };
         let names_full = self.names.len() >= MAX_NAMES;
-        for p in msg.points.iter().take(64) {
-            let h = name_hash(tag, &[&p.name]);
-            if !names_full && self.find_name(h).is_none() {
+        // a step is judged only against the previous reading of a device that is not back
+        // from a silence (after hours off, any step is plausible)
+        let usual_gap = self.gap.med.exp().max(1000.0);
+        let recent = (now.saturating_sub(self.last_ms) as f32) < usual_gap * 4.0;
+        for (p, &h) in msg.points.iter().zip(names) {
+            // a tracked point is a known name: the name list is read only for the others
+            let tracked = self.points.iter().find(|s| s.hash == h);
+            if tracked.is_none() && !names_full && self.find_name(h).is_none() {
                 let kind = if tag == b'e' {
                     FeatureKind::NewEvent
                 } else {
@@ -374,7 +560,7 @@ impl Baseline {
                 continue;
             }
             let Some(x) = numeric(&p.value) else { continue };
-            let Some(ps) = self.points.iter().find(|s| s.hash == h) else {
+            let Some(ps) = tracked else {
                 continue;
             };
             if !x.is_finite() || x.abs() > f64::from(f32::MAX) {
@@ -395,10 +581,6 @@ impl Baseline {
                         .unit(p.unit.as_deref()),
                 );
             }
-            // a step is judged only against the previous reading of a device that is not back
-            // from a silence (after hours off, any step is plausible)
-            let usual_gap = self.gap.med.exp().max(1000.0);
-            let recent = (now.saturating_sub(self.last_ms) as f32) < usual_gap * 4.0;
             if ps.value.n >= 2 && recent {
                 let d = (x - ps.last).abs();
                 // a step is measured against the point's own spread too: a counter that skips a
@@ -449,9 +631,16 @@ impl Baseline {
         a
     }
 
-    fn learn_uplink(&mut self, msg: &Message, now: u64) {
+    fn learn_uplink(&mut self, msg: &Message, now: u64, names: &[u32]) {
         if self.last_ms > 0 && now > self.last_ms {
-            self.gap.update(((now - self.last_ms) as f32).ln());
+            let g = ((now - self.last_ms) as f32).ln();
+            // a burst does not teach the baseline that bursts are normal: a gap under a quarter
+            // of the usual one is not learned. Without this a young device's flood, spread over
+            // distinct milliseconds (a loaded gateway), taught its own 1 ms gaps and raised the
+            // expected rate it was judged against to 60,000 a minute: it was never quarantined.
+            if self.gap.n < 8 || g >= self.gap.med - FAST_GAP_LN {
+                self.gap.update(g);
+            }
         }
         self.size.update(msg.size() as f32);
         if let Some(r) = msg.link.rssi {
@@ -461,13 +650,7 @@ impl Baseline {
             self.snr.update(s);
         }
         self.best_assurance = self.best_assurance.max(assurance_rank(msg.assurance));
-        let tag = if msg.kind == warden_core::Kind::Event {
-            b'e'
-        } else {
-            b'p'
-        };
-        for p in msg.points.iter().take(64) {
-            let h = name_hash(tag, &[&p.name]);
+        for (p, &h) in msg.points.iter().zip(names) {
             self.learn_name(h, None);
             let Some(x) = numeric(&p.value).filter(|x| x.is_finite()) else {
                 continue;
@@ -515,18 +698,12 @@ impl Baseline {
 
     /// The previous reading and the run of identical readings, learned or not (a step and a
     /// frozen value are judged against what the device really sent last).
-    fn track_points(&mut self, msg: &Message, learned: bool, now: u64) {
-        let tag = if msg.kind == warden_core::Kind::Event {
-            b'e'
-        } else {
-            b'p'
-        };
-        for p in msg.points.iter().take(64) {
+    fn track_points(&mut self, msg: &Message, learned: bool, now: u64, names: &[u32]) {
+        for (p, &h) in msg.points.iter().zip(names) {
             let Some(x) = numeric(&p.value).filter(|x| x.is_finite() && x.abs() < 3e38) else {
                 continue;
             };
             let x = x as f32;
-            let h = name_hash(tag, &[&p.name]);
             if let Some(ps) = self.points.iter_mut().find(|s| s.hash == h) {
                 if x > ps.last {
                     ps.rising = ps.rising.saturating_add(1);
@@ -637,6 +814,7 @@ impl Baseline {
         std::mem::size_of::<Self>()
             + self.points.capacity() * std::mem::size_of::<PointStats>()
             + self.names.capacity() * std::mem::size_of::<Name>()
+            + self.replay.ring.capacity() * std::mem::size_of::<u32>()
     }
 
     /// A copy for a new peer of the same model: what was learned, none of the per-device moment.
@@ -655,6 +833,11 @@ impl Baseline {
         for p in &mut b.points {
             p.run = 0;
         }
+        // a peer's history is not this device's: only the sampling rate carries over
+        b.replay = Replay {
+            shift: self.replay.shift,
+            ..Replay::default()
+        };
         b
     }
 }

@@ -101,9 +101,12 @@ struct Entry {
 pub struct Behaviour {
     cfg: BehaviourConfig,
     generation: u64,
-    /// Boxed: a hash table keeps up to half its slots empty after growing, and an `Entry` is
-    /// ~570 bytes, so inline entries cost ~9.4 MiB at 10,000 devices against ~5.9 MiB boxed.
-    entries: HashMap<DeviceId, Box<Entry>>,
+    /// This engine's number (a registry slot written by another engine is not trusted).
+    instance: u32,
+    /// The baselines, and where each device's is. Boxed: an `Entry` is ~570 bytes and the vector
+    /// keeps up to half its capacity unused after growing; boxes cost 8 bytes a spare slot.
+    entries: Vec<Box<Entry>>,
+    index: HashMap<DeviceId, u32>,
     /// Baselines of models, seeded from a peer that finished learning: `Manufacturer/Model`.
     seeds: HashMap<String, Baseline>,
     dirty_seeds: Vec<String>,
@@ -115,6 +118,8 @@ pub struct Behaviour {
 /// own caps keep the device count far below this).
 const MAX_DEVICES: usize = 1_000_000;
 const MAX_SEEDS: usize = 10_000;
+
+static INSTANCES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 fn model_key(r: &DeviceRecord) -> Option<String> {
     Some(format!(
@@ -130,7 +135,9 @@ impl Behaviour {
         Self {
             cfg,
             generation: 0,
-            entries: HashMap::new(),
+            instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            entries: Vec::new(),
+            index: HashMap::new(),
             seeds: HashMap::new(),
             dirty_seeds: Vec::new(),
             guard,
@@ -149,7 +156,7 @@ impl Behaviour {
             if let Some(m) = k.strip_prefix("model:") {
                 b.seeds.insert(m.to_owned(), base);
             } else if let Ok(id) = k.parse::<DeviceId>() {
-                b.entries.insert(id, Box::new(Entry::new(base)));
+                b.insert(id, Entry::new(base));
             }
         }
         b.writer = Some(persist::Writer::start(store.clone())?);
@@ -166,37 +173,86 @@ impl Behaviour {
         self.entries.len()
     }
 
-    /// Bytes of baseline state held for all devices (map entries included, approximately).
+    /// Bytes of baseline state held for all devices (index entries included, approximately).
     pub fn bytes(&self) -> usize {
-        self.entries
+        self.index
             .iter()
-            .map(|(k, e)| {
-                e.base.bytes() + std::mem::size_of::<Entry>() - std::mem::size_of::<Baseline>()
+            .map(|(k, i)| {
+                self.entries.get(*i as usize).map_or(0, |e| e.base.bytes())
+                    + std::mem::size_of::<Entry>()
+                    - std::mem::size_of::<Baseline>()
                     + std::mem::size_of_val(k)
+                    + std::mem::size_of::<u32>()
                     + std::mem::size_of::<Box<Entry>>()
                     + k.to_string().len()
             })
             .sum()
     }
 
+    fn insert(&mut self, id: DeviceId, e: Entry) -> u32 {
+        let i = self.entries.len() as u32;
+        self.entries.push(Box::new(e));
+        self.index.insert(id, i);
+        i
+    }
+
+    fn get_mut(&mut self, id: &DeviceId) -> Option<&mut Entry> {
+        let i = *self.index.get(id)?;
+        self.entries.get_mut(i as usize).map(|e| &mut **e)
+    }
+
+    #[cfg(test)]
+    pub fn base(&self, id: &DeviceId) -> Option<&Baseline> {
+        let i = *self.index.get(id)?;
+        self.entries.get(i as usize).map(|e| &e.base)
+    }
+
+    /// The entry's position: from the registry's slot when this engine wrote it, else by id
+    /// (creating the entry), and the slot written for next time.
+    fn position(
+        &mut self,
+        r: &std::sync::Arc<DeviceRecord>,
+        slot: Option<&std::sync::atomic::AtomicU64>,
+    ) -> Option<usize> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(v) = slot.map(|s| s.load(Relaxed))
+            && (v >> 32) as u32 == self.instance
+            && let Some(i) = ((v & 0xffff_ffff) as usize).checked_sub(1)
+            && i < self.entries.len()
+        {
+            return Some(i);
+        }
+        let i = match self.index.get(&r.id) {
+            Some(i) => *i,
+            None => {
+                if self.entries.len() >= MAX_DEVICES {
+                    return None;
+                }
+                let base = model_key(r)
+                    .and_then(|m| self.seeds.get(&m))
+                    .map(Baseline::seed)
+                    .unwrap_or_default();
+                self.insert(r.id.clone(), Entry::new(base))
+            }
+        };
+        if let Some(s) = slot {
+            s.store(
+                (u64::from(self.instance) << 32) | (u64::from(i) + 1),
+                Relaxed,
+            );
+        }
+        Some(i as usize)
+    }
+
     fn entry(
         &mut self,
         r: &std::sync::Arc<DeviceRecord>,
         profile: Option<&str>,
+        slot: Option<&std::sync::atomic::AtomicU64>,
     ) -> Option<&mut Entry> {
-        if !self.entries.contains_key(&r.id) {
-            if self.entries.len() >= MAX_DEVICES {
-                return None;
-            }
-            let base = model_key(r)
-                .and_then(|m| self.seeds.get(&m))
-                .map(Baseline::seed)
-                .unwrap_or_default();
-            self.entries
-                .insert(r.id.clone(), Box::new(Entry::new(base)));
-        }
+        let i = self.position(r, slot)?;
         let (cfg, generation) = (&self.cfg, self.generation);
-        let e = self.entries.get_mut(&r.id)?;
+        let e = self.entries.get_mut(i)?;
         let ptr = std::sync::Arc::as_ptr(r) as usize;
         if e.rules_for != ptr || e.rules_gen != generation {
             e.rules = Rules::resolve(cfg, &r.zone, profile);
@@ -214,10 +270,22 @@ impl Behaviour {
         msg: &Message,
         now: u64,
     ) -> Option<Outcome> {
+        self.uplink_at(None, r, profile, msg, now)
+    }
+
+    /// [`Self::uplink`] with the registry's per-device slot, which spares the id lookup.
+    pub fn uplink_at(
+        &mut self,
+        slot: Option<&std::sync::atomic::AtomicU64>,
+        r: &std::sync::Arc<DeviceRecord>,
+        profile: Option<&str>,
+        msg: &Message,
+        now: u64,
+    ) -> Option<Outcome> {
         if !self.cfg.enabled {
             return None;
         }
-        let e = self.entry(r, profile)?;
+        let e = self.entry(r, profile, slot)?;
         let rules = e.rules;
         let learning = e.learning(&rules, now);
         let absorbing = now < e.absorb_until;
@@ -254,7 +322,7 @@ impl Behaviour {
         if !self.cfg.enabled {
             return None;
         }
-        let e = self.entry(r, profile)?;
+        let e = self.entry(r, profile, None)?;
         let rules = e.rules;
         let learning = e.learning(&rules, now);
         let absorbing = now < e.absorb_until;
@@ -268,14 +336,14 @@ impl Behaviour {
 
     /// A message of this device was denied.
     pub fn denied(&mut self, id: &DeviceId, now: u64) {
-        if let Some(e) = self.entries.get_mut(id) {
+        if let Some(e) = self.get_mut(id) {
             e.base.denied(now);
         }
     }
 
     /// An operator released the device: its count of recent anomalies starts afresh.
     pub fn released(&mut self, id: &DeviceId) {
-        if let Some(e) = self.entries.get_mut(id) {
+        if let Some(e) = self.get_mut(id) {
             e.recent.clear();
             e.base.denials = 0.0;
             // the minute that ended in a quarantine is not held against it
@@ -286,7 +354,7 @@ impl Behaviour {
     /// An operator marked the device's alert as expected: for [`ABSORB_MS`] its baseline learns
     /// everything it sees and its rules do not act. False for a device with no baseline.
     pub fn expect(&mut self, id: &DeviceId, now: u64) -> bool {
-        match self.entries.get_mut(id) {
+        match self.get_mut(id) {
             Some(e) => {
                 e.absorb_until = now.saturating_add(ABSORB_MS);
                 e.recent.clear();
@@ -300,13 +368,16 @@ impl Behaviour {
     /// Per device: messages learned, and whether it is still learning.
     #[cfg(test)]
     pub fn learning(&self, id: &DeviceId, now: u64) -> Option<(u64, bool)> {
-        let e = self.entries.get(id)?;
+        let e = self.entries.get(*self.index.get(id)? as usize)?;
         Some((e.base.messages, e.learning(&e.rules, now)))
     }
 
     fn dirty_batch(&mut self) -> Vec<(String, Vec<u8>)> {
         let mut batch = Vec::new();
-        for (id, e) in &mut self.entries {
+        for (id, i) in &self.index {
+            let Some(e) = self.entries.get_mut(*i as usize) else {
+                continue;
+            };
             if e.dirty {
                 e.dirty = false;
                 batch.push((id.to_string(), persist::encode(&e.base)));
@@ -337,7 +408,7 @@ impl Behaviour {
         // the writer is behind: keep them dirty for the next batch
         for k in keys {
             if let Ok(id) = k.parse::<DeviceId>()
-                && let Some(e) = self.entries.get_mut(&id)
+                && let Some(e) = self.get_mut(&id)
             {
                 e.dirty = true;
             } else if let Some(m) = k.strip_prefix("model:") {

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::params;
 
-use super::baseline::{Baseline, MAX_NAMES, MAX_POINTS, Name, PointStats};
+use super::baseline::{Baseline, MAX_NAMES, MAX_POINTS, Name, PointStats, REPLAY_RING};
 use super::robust::Robust;
 use crate::store::{Store, StoreError};
 
@@ -126,6 +126,22 @@ pub fn encode(b: &Baseline) -> Vec<u8> {
     w.u32(b.commands);
     w.f32(b.denials);
     w.u64(b.denials_ms);
+    // the replay ring, as an optional trailer (records written before it decode without one)
+    let r = &b.replay;
+    w.0.push(b'R');
+    for h in r.prev {
+        w.u32(h);
+    }
+    w.u16(r.recent);
+    w.u16(r.samples);
+    w.u16(r.repeats);
+    w.0.push(r.shift);
+    w.0.push(r.next);
+    w.0.push(r.last_hit);
+    w.0.push(r.ring.len().min(REPLAY_RING) as u8);
+    for f in r.ring.iter().take(REPLAY_RING) {
+        w.u32(*f);
+    }
     w.0
 }
 
@@ -199,6 +215,27 @@ pub fn decode(bytes: &[u8]) -> Option<Baseline> {
     b.commands = r.u32()?;
     b.denials = r.f32()?;
     b.denials_ms = r.u64()?;
+    if !r.0.is_empty() {
+        if r.u8()? != b'R' {
+            return None;
+        }
+        let rp = &mut b.replay;
+        rp.prev = [r.u32()?, r.u32()?, r.u32()?];
+        rp.recent = r.u16()?;
+        rp.samples = r.u16()?;
+        rp.repeats = r.u16()?.min(rp.samples);
+        rp.shift = r.u8()?.min(10);
+        let next = r.u8()?;
+        rp.last_hit = r.u8()?;
+        let n = usize::from(r.u8()?);
+        if n > REPLAY_RING || usize::from(next) >= REPLAY_RING {
+            return None;
+        }
+        rp.next = next;
+        for _ in 0..n {
+            rp.ring.push(r.u32()?);
+        }
+    }
     if !r.0.is_empty() {
         return None;
     }
@@ -321,9 +358,11 @@ mod tests {
         b.names.push(Name { hash: 9, hours: 3 });
         let e = encode(&b);
         assert_eq!(decode(&e).unwrap(), b);
-        // every truncation and any trailing byte is refused, never a panic
+        // every truncation and any trailing byte is refused, never a panic; the one exception is
+        // the cut before the optional replay trailer (a record written before it existed)
+        let trailer = e.len() - (1 + 12 + 6 + 4);
         for n in 0..e.len() {
-            assert!(decode(&e[..n]).is_none());
+            assert_eq!(decode(&e[..n]).is_some(), n == trailer, "cut at {n}");
         }
         let mut long = e.clone();
         long.push(0);

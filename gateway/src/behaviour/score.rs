@@ -23,6 +23,7 @@ pub enum FeatureKind {
     CommandRate,
     Assurance,
     Denials,
+    Replay,
 }
 
 impl FeatureKind {
@@ -43,6 +44,7 @@ impl FeatureKind {
             Self::CommandRate => "command-rate",
             Self::Assurance => "assurance",
             Self::Denials => "denials",
+            Self::Replay => "replay",
         }
     }
 }
@@ -189,6 +191,10 @@ impl Feature {
                 super::baseline::assurance_name(self.b as u8)
             ),
             FeatureKind::Denials => format!("{:.0} of its messages denied recently", self.a),
+            FeatureKind::Replay => format!(
+                "readings repeat an earlier stretch of its own history exactly ({:.0} of the last {:.0} sampled stretches): replayed?",
+                self.a, self.b
+            ),
         }
     }
 }

@@ -306,13 +306,21 @@ fn fmt_device_line(d: &serde_json::Value) -> String {
     let r = &d["device"];
     let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();
     format!(
-        "{:<32} {:<11} zone={:<10} profile={:<12} msgs={:<8} denied={:<6} {}",
+        "{:<32} {:<11} zone={:<10} profile={:<12} msgs={:<8} denied={:<6} firmware={:<10} posture={:<13} {}",
         s("id"),
         s("status"),
         s("zone"),
         s("profile"),
         d["stats"]["messages"],
         d["stats"]["denied"],
+        // device-reported text: control characters escaped, cut to a column's worth
+        s("firmware")
+            .chars()
+            .take(32)
+            .collect::<String>()
+            .escape_debug()
+            .to_string(),
+        d["stats"]["posture"].as_str().unwrap_or("-"),
         r["model"].as_str().unwrap_or("")
     )
 }

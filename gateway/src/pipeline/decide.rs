@@ -27,6 +27,8 @@ pub struct Profile {
     pub require_fresh: bool,
     /// Accepted security labels; empty for any.
     pub security: Vec<String>,
+    /// Firmware rules (posture), if the profile declares any.
+    pub posture: Option<crate::posture::Rule>,
 }
 
 /// The built-in policy compiled from the config: profiles, model → profile, zones.
@@ -55,6 +57,14 @@ impl Policy {
                             min_assurance: p.min_assurance,
                             require_fresh: p.require_fresh,
                             security: p.security.clone(),
+                            // checked when the config was loaded
+                            posture: crate::posture::Rule::compile(
+                                p.min_firmware.as_deref(),
+                                &p.vulnerable_firmware,
+                                p.firmware_action,
+                            )
+                            .ok()
+                            .flatten(),
                         },
                     )
                 })
@@ -231,6 +241,10 @@ pub fn downlink(
     let Some((pname, profile)) = policy.profile_for(r) else {
         return Decision::deny("builtin:profile", "device has no usage profile");
     };
+    let posture = crate::posture::assess(profile.posture.as_ref(), r.firmware.as_deref());
+    if posture.restricted() {
+        return Decision::deny("builtin:posture", posture.reason(pname)).with_cause("posture");
+    }
     if !profile.commands.contains(&cmd.name) {
         return Decision::deny(
             "builtin:profile",

@@ -264,6 +264,7 @@ impl Pipeline {
         let outcome = if auth.is_ok() && id.record.status == Status::Active {
             observe::baseline(
                 &mut self.behaviour,
+                &id.entry.stats,
                 &id.record,
                 profile.map(|p| p.0),
                 &msg,
@@ -538,6 +539,9 @@ impl Pipeline {
         if let Some((r, o)) = &scored {
             self.behaviour_event(r, o, &decision);
         }
+        if decision.decider == "builtin:posture" {
+            self.metrics.posture_denials.inc();
+        }
         record::downlink(
             &self.audit,
             &device,
@@ -700,6 +704,114 @@ impl Pipeline {
 
     fn announce(&mut self, a: Announcement) {
         let Some(id) = a.device.clone() else { return };
+        let before = self.registry.get(&id).map(|e| e.record());
+        self.announce_evidence(&id, a);
+        self.posture(&id, before.as_deref());
+    }
+
+    /// Re-evaluates a device's firmware posture after its adapter reported identity evidence: a
+    /// change is audited, shown in the metrics, and under `firmware_action = "quarantine"` the
+    /// device is quarantined (or released again when posture made the quarantine).
+    fn posture(&mut self, id: &DeviceId, before: Option<&DeviceRecord>) {
+        let Some(r) = self.registry.get(id).map(|e| e.record()) else {
+            return;
+        };
+        let Some((pname, profile)) = self.policy.profile_for(&r) else {
+            return;
+        };
+        let Some(rule) = profile.posture.as_ref() else {
+            return;
+        };
+        let now = rule.assess(r.firmware.as_deref());
+        let pname = pname.to_owned();
+        let action = rule.action;
+        let was = before.map(|b| rule.assess(b.firmware.as_deref()));
+        if let Some(e) = self.registry.get(id) {
+            e.stats
+                .posture
+                .store(now.code(), std::sync::atomic::Ordering::Relaxed);
+        }
+        let device = r.id.to_string();
+        if let Some(w) = &was
+            && w.as_str() != now.as_str()
+        {
+            self.metrics
+                .device_posture
+                .remove(&crate::metrics::PostureLabels {
+                    device: device.clone(),
+                    posture: w.as_str().into(),
+                });
+        }
+        self.metrics
+            .device_posture
+            .get_or_create(&crate::metrics::PostureLabels {
+                device,
+                posture: now.as_str().into(),
+            })
+            .set(1);
+        // audited when it changes, and when a new device arrives restricted
+        let changed = match &was {
+            Some(w) => w != &now,
+            None => now.restricted(),
+        };
+        let reason = if now.restricted() {
+            now.reason(&pname)
+        } else if was.as_ref().is_some_and(|w| w.restricted()) {
+            format!(
+                "posture restored: firmware `{}` meets profile `{pname}`",
+                r.firmware.as_deref().unwrap_or("").escape_debug()
+            )
+        } else {
+            now.reason(&pname)
+        };
+        if changed {
+            self.audit.record(
+                AuditEntry::new(
+                    Category::Security,
+                    "posture-changed",
+                    "builtin:posture",
+                    &reason,
+                )
+                .device(&r.id)
+                .detail(serde_json::json!({
+                    "from": was.as_ref().map(|w| w.as_str()),
+                    "to": now.as_str(),
+                    "firmware": r.firmware,
+                    "profile": pname,
+                    "restricted": now.restricted(),
+                    "action": match action {
+                        crate::posture::PostureAction::Restrict => "restrict",
+                        crate::posture::PostureAction::Quarantine => "quarantine",
+                    },
+                })),
+            );
+        }
+        if action != crate::posture::PostureAction::Quarantine {
+            return;
+        }
+        let target = if now.restricted() && r.status == Status::Active {
+            Some((Status::Quarantined, reason))
+        } else if !now.restricted()
+            && r.status == Status::Quarantined
+            && r.status_by == "builtin:posture"
+        {
+            Some((Status::Active, reason))
+        } else {
+            None
+        };
+        if let Some((status, why)) = target {
+            match self
+                .registry
+                .set_status(id, status, "builtin:posture", &why, Category::Security)
+            {
+                Ok(r) => self.northbound.status(&r, true),
+                Err(e) => tracing::error!(device = %id, error = %e, "posture status change failed"),
+            }
+        }
+    }
+
+    fn announce_evidence(&mut self, id: &DeviceId, a: Announcement) {
+        let id = id.clone();
         let r = if self.registry.get(&id).is_some() {
             if !a.details.is_empty() {
                 // a provisioned device that joined: what its adapter learned goes on record

@@ -36,12 +36,13 @@ pub fn uplink(stats: &Stats, msg: &Message, now_ms: u64) -> StatsSnapshot {
 /// Scores the message against the device's baseline and learns from it.
 pub fn baseline(
     b: &mut Behaviour,
+    stats: &Stats,
     r: &Arc<DeviceRecord>,
     profile: Option<&str>,
     msg: &Message,
     now_ms: u64,
 ) -> Option<Outcome> {
-    b.uplink(r, profile, msg, now_ms)
+    b.uplink_at(Some(&stats.behaviour_slot), r, profile, msg, now_ms)
 }
 
 pub fn denied(stats: &Stats) {
