@@ -197,6 +197,9 @@ enum Internal {
 
 struct Dev {
     tx: mpsc::Sender<DevMsg>,
+    /// Its task, aborted when the adapter stops: an interview in progress does not read `tx`
+    /// and would hold the pipeline's sender through its retries.
+    task: tokio::task::AbortHandle,
     id: DeviceId,
     peer: Peer,
     ready: bool,
@@ -374,6 +377,9 @@ pub async fn run(cfg: Config, ctx: AdapterContext) -> Result<(), AdapterError> {
     }
     for r in receivers {
         r.abort();
+    }
+    for d in m.devices.values() {
+        d.task.abort();
     }
     result
 }
@@ -668,11 +674,12 @@ impl Main {
             up: true,
             int_tx: self.int_tx.clone(),
         };
-        tokio::spawn(task.run(rx));
+        let task = tokio::spawn(task.run(rx)).abort_handle();
         self.devices.insert(
             key,
             Dev {
                 tx,
+                task,
                 id: id.clone(),
                 peer: from,
                 ready: false,

@@ -2,7 +2,7 @@
 //! BBMD, a device found through a Forwarded-NPDU (interviewed at its origin address, not the
 //! BBMD's), a device behind a router (identity from its SNET, requests addressed through the
 //! router with DNET/DADR), a downlink refused before sending, and an object search (Who-Has)
-//! answered by I-Haves from a socket the test holds.
+//! answered by I-Haves from a socket the test holds; a stop in the middle of an interview.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::net::SocketAddr;
@@ -27,13 +27,18 @@ struct Harness {
 }
 
 async fn start(extra: &str) -> (Harness, SocketAddr) {
+    start_with(500, extra).await
+}
+
+async fn start_with(apdu_timeout_ms: u32, extra: &str) -> (Harness, SocketAddr) {
     // a free port on 127.0.0.1 for Warden
     let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let bind = probe.local_addr().unwrap();
     drop(probe);
     let cfg = format!(
         "bind = \"{bind}\"\nbroadcast = \"127.255.255.255:{}\"\nlisten_broadcast = false\n\
-         discover_on_start = false\napdu_timeout_ms = 500\nretries = 1\ncov = \"unconfirmed\"\n{extra}",
+         discover_on_start = false\napdu_timeout_ms = {apdu_timeout_ms}\nretries = 1\n\
+         cov = \"unconfirmed\"\n{extra}",
         bind.port()
     );
     let adapter = warden_bacnet::build(&toml::from_str::<toml::Value>(&cfg).unwrap()).unwrap();
@@ -311,4 +316,41 @@ async fn an_object_search_reports_each_answering_i_have_once() {
     let r = refused.expect("the empty I-Have refused");
     assert_eq!(r.cause, "bad-length", "{r:?}");
     let _ = h.shutdown.send(true);
+}
+
+/// A stop while a device that never answers is being interviewed: the adapter lets go of the
+/// pipeline's channel at once, not after the interview's timeouts and retries (60 s here).
+#[tokio::test]
+async fn a_stop_in_the_middle_of_an_interview_releases_the_pipeline_channel() {
+    let (mut h, warden) = start_with(30_000, "").await;
+    let dev = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let r = Responder {
+        instance: 4242,
+        objects: 1,
+        routed: None,
+    };
+    dev.send_to(&r.i_am(), warden).await.unwrap();
+    // the interview's first request reaches the mute device: the interview is under way
+    let mut buf = vec![0u8; 2048];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(10), dev.recv_from(&mut buf))
+        .await
+        .expect("an interview request")
+        .unwrap();
+    assert_eq!(from, warden);
+    let b = bvlc::decode(&buf[..n]).unwrap();
+    let np = warden_bacnet::npdu::decode(b.npdu().unwrap()).unwrap();
+    let warden_bacnet::npdu::Body::Apdu(a) = np.body else {
+        panic!("not an APDU")
+    };
+    assert!(matches!(
+        warden_bacnet::apdu::decode(a).unwrap(),
+        warden_bacnet::apdu::Apdu::Confirmed { .. }
+    ));
+    let _ = h.shutdown.send(true);
+    // every sender gone: the channel ends (with the bug, only after the 30 s timeouts)
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while h.events.recv().await.is_some() {}
+    })
+    .await
+    .expect("the adapter released its event channel after the stop");
 }

@@ -458,8 +458,19 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let _ = api.await;
     let _ = failures_task.await;
     drop(shared);
-    // the pipeline ends once every adapter and command source has let go of its channels
-    let _ = tokio::task::spawn_blocking(move || pipeline_thread.join()).await;
+    // the pipeline ends once every adapter and command source has let go of its channels; a
+    // task an adapter left running past its own end must not hold the stop up for ever
+    let joined = tokio::time::timeout(
+        PIPELINE_STOP_WAIT,
+        tokio::task::spawn_blocking(move || pipeline_thread.join()),
+    )
+    .await;
+    if joined.is_err() {
+        tracing::error!(
+            waited_s = PIPELINE_STOP_WAIT.as_secs(),
+            "the pipeline still has senders after every adapter stopped; stopping without it"
+        );
+    }
     registry.flush_writer();
     drop(housekeeping_stop);
     let _ = tokio::task::spawn_blocking(move || housekeeping_thread.join()).await;
@@ -633,6 +644,9 @@ fn api_serve_config(cfg: &Config, nofile: Option<u64>) -> crate::api::ServeConfi
         max_body: cfg.api.max_body_kib.saturating_mul(1024),
     }
 }
+
+/// How long a stop waits for the pipeline to drain once the adapters have returned.
+const PIPELINE_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
