@@ -105,6 +105,7 @@ pub struct Behaviour {
     instance: u32,
     /// The baselines, and where each device's is. Boxed: an `Entry` is ~570 bytes and the vector
     /// keeps up to half its capacity unused after growing; boxes cost 8 bytes a spare slot.
+    #[allow(clippy::vec_box)]
     entries: Vec<Box<Entry>>,
     index: HashMap<DeviceId, u32>,
     /// Baselines of models, seeded from a peer that finished learning: `Manufacturer/Model`.
