@@ -16,6 +16,9 @@
 //! and then audits each change from/to.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// A map keyed by device, hashed with foldhash: for the maps read on every message.
+pub type DeviceMap<V> = HashMap<DeviceId, V, foldhash::fast::RandomState>;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -195,7 +198,9 @@ pub enum RegistryError {
 
 pub struct Registry {
     store: Store,
-    map: RwLock<HashMap<DeviceId, Arc<DeviceEntry>>>,
+    /// Keyed with foldhash (seeded per process), not SipHash: this map is read for every message,
+    /// and its size is bounded (`max_pending` newcomers; the rest are operator-imported devices).
+    map: RwLock<DeviceMap<Arc<DeviceEntry>>>,
     pending: AtomicUsize,
     max_pending: usize,
     catalogue: RwLock<Option<Catalogue>>,
@@ -726,7 +731,7 @@ impl Registry {
                     }),
                 )
             })
-            .collect::<HashMap<_, _>>();
+            .collect::<DeviceMap<_>>();
         // the downgrade guard's memory (a row without it: nothing seen yet)
         let best: Vec<(String, i64)> = store.read(|c, _| {
             let mut st = c.prepare(

@@ -11,6 +11,7 @@
 //! [`Baseline::uplink`] scores a message against what was learned (features in [0, 1]) and then
 //! learns from it unless it was anomalous; the policy decides what a score means.
 
+use smallvec::SmallVec;
 use warden_core::{Assurance, Message, Value};
 
 use super::robust::Robust;
@@ -228,8 +229,10 @@ pub struct Baseline {
     pub size: Robust,
     pub rssi: Robust,
     pub snr: Robust,
-    pub points: Vec<PointStats>,
-    pub names: Vec<Name>,
+    /// Inline up to one point and four names (most devices): no allocation of their own, and one
+    /// cache line fewer to fetch per message than a vector's separate block.
+    pub points: SmallVec<[PointStats; 1]>,
+    pub names: SmallVec<[Name; 4]>,
     pub cmd_minute: u64,
     pub cmd_count: u32,
     /// Commands per minute (EWMA over minutes with traffic) and commands learned.
@@ -651,12 +654,16 @@ impl Baseline {
         }
         self.best_assurance = self.best_assurance.max(assurance_rank(msg.assurance));
         for (p, &h) in msg.points.iter().zip(names) {
-            self.learn_name(h, None);
+            let tracked = self.points.iter().position(|s| s.hash == h);
+            // a tracked point's name was learned when it started being tracked
+            if tracked.is_none() {
+                self.learn_name(h, None);
+            }
             let Some(x) = numeric(&p.value).filter(|x| x.is_finite()) else {
                 continue;
             };
             let x = x as f32;
-            let idx = match self.points.iter().position(|s| s.hash == h) {
+            let idx = match tracked {
                 Some(i) => i,
                 None if self.points.len() < MAX_POINTS => {
                     self.points.push(PointStats {
@@ -812,8 +819,12 @@ impl Baseline {
     /// Bytes this baseline holds (struct plus its bounded vectors' capacity).
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.points.capacity() * std::mem::size_of::<PointStats>()
-            + self.names.capacity() * std::mem::size_of::<Name>()
+            + usize::from(self.points.spilled())
+                * self.points.capacity()
+                * std::mem::size_of::<PointStats>()
+            + usize::from(self.names.spilled())
+                * self.names.capacity()
+                * std::mem::size_of::<Name>()
             + self.replay.ring.capacity() * std::mem::size_of::<u32>()
     }
 

@@ -98,7 +98,18 @@ pub struct Pipeline {
     /// systemd's watchdog, pinged from [`Pipeline::tick`]: a message path that stops turning stops
     /// the pings, and systemd restarts the gateway.
     pub watchdog: Option<crate::sdnotify::Watchdog>,
+    /// `warden_messages_total` counters already looked up, by (protocol, direction, verdict): the
+    /// metric family's lookup builds and hashes three label strings.
+    msg_counters: Vec<(
+        Box<str>,
+        &'static str,
+        Verdict,
+        prometheus_client::metrics::counter::Counter,
+    )>,
 }
+
+/// Counters [`Pipeline::count`] keeps at hand (protocols × directions × verdicts fit well within).
+const MSG_COUNTERS: usize = 64;
 
 /// How often a link notice of one kind is audited (the metric counts every one).
 const NOTICE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -139,18 +150,33 @@ impl Pipeline {
             offline_after_ms: 900_000,
             ticks: 0,
             watchdog: None,
+            msg_counters: Vec::new(),
         }
     }
 
-    fn count(&self, protocol: &str, direction: &str, verdict: Verdict) {
-        self.metrics
+    fn count(&mut self, protocol: &str, direction: &'static str, verdict: Verdict) {
+        if let Some((.., c)) = self
+            .msg_counters
+            .iter()
+            .find(|(p, d, v, _)| *v == verdict && *d == direction && **p == *protocol)
+        {
+            c.inc();
+            return;
+        }
+        let c = self
+            .metrics
             .messages
             .get_or_create(&MsgLabels {
                 protocol: protocol.to_owned(),
                 direction: direction.to_owned(),
                 verdict: verdict.as_str().to_owned(),
             })
-            .inc();
+            .clone();
+        c.inc();
+        if self.msg_counters.len() < MSG_COUNTERS {
+            self.msg_counters
+                .push((protocol.into(), direction, verdict, c));
+        }
     }
 
     fn timed(&self, sample: bool, stage: &str, since: &mut Instant) {

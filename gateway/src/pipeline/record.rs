@@ -3,8 +3,6 @@
 //! Commands (allowed or not), denials and quarantines are recorded one by one. Allowed routine
 //! telemetry is aggregated per device per window (`audit.aggregate_window_s`) when `audit.aggregate_telemetry` is on (the default).
 
-use std::collections::HashMap;
-
 use warden_core::{Decision, DeviceId, Kind, Message};
 
 use crate::audit::{AuditEntry, AuditSink, Category};
@@ -22,7 +20,7 @@ struct Agg {
 pub struct Aggregator {
     minute: u64,
     window_ms: u64,
-    map: HashMap<DeviceId, Agg>,
+    map: crate::registry::DeviceMap<Agg>,
 }
 
 impl Default for Aggregator {
@@ -37,7 +35,7 @@ impl Aggregator {
         Self {
             minute: 0,
             window_ms: s.max(1).saturating_mul(1000),
-            map: HashMap::new(),
+            map: crate::registry::DeviceMap::default(),
         }
     }
 
