@@ -133,23 +133,7 @@ fn run(args: &StorageArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         let ids = ids("bench", args.devices)?;
         import_all(&registry, &ids)?;
         let (audit, _h) = AuditSink::start(store.clone(), 8192)?;
-        let nb = Northbound::new(
-            "warden",
-            "bench",
-            None,
-            None,
-            Box::new(Arc::new(CountingSink::default())),
-        );
-        let mut p = Pipeline::new(
-            registry.clone(),
-            Policy::from_config(&cfg),
-            vec![],
-            audit.clone(),
-            true,
-            "default".into(),
-            Arc::new(Metrics::new()),
-            Arc::new(nb),
-        );
+        let mut p = bench_pipeline(&registry, &audit, &cfg);
         // warm-up
         drive(&mut p, &ids, 100_000)?;
         let quiet = drive(&mut p, &ids, args.messages)?;
@@ -215,23 +199,7 @@ fn run(args: &StorageArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         let ids = ids("bench", args.devices)?;
         import_all(&registry, &ids)?;
         let (audit, _h) = AuditSink::start(store.clone(), 8192)?;
-        let nb = Northbound::new(
-            "warden",
-            "bench",
-            None,
-            None,
-            Box::new(Arc::new(CountingSink::default())),
-        );
-        let mut p = Pipeline::new(
-            registry.clone(),
-            Policy::from_config(&cfg),
-            vec![],
-            audit.clone(),
-            true,
-            "default".into(),
-            Arc::new(Metrics::new()),
-            Arc::new(nb),
-        );
+        let mut p = bench_pipeline(&registry, &audit, &cfg);
         p.admission = crate::pipeline::Admission::new(u32::MAX);
         let n = (args.messages / 10).max(10_000);
         let mut lat: Vec<u32> = Vec::with_capacity(n as usize);
@@ -367,4 +335,25 @@ fn run(args: &StorageArgs, dir: &std::path::Path) -> anyhow::Result<()> {
 
 fn ids_for_import(n: u32) -> anyhow::Result<Vec<DeviceId>> {
     ids("imported", n)
+}
+
+/// A pipeline over `registry` with no plugins and a northbound that only counts.
+fn bench_pipeline(registry: &Arc<Registry>, audit: &AuditSink, cfg: &Config) -> Pipeline {
+    let nb = Northbound::new(
+        "warden",
+        "bench",
+        None,
+        None,
+        Box::new(Arc::new(CountingSink::default())),
+    );
+    Pipeline::new(
+        registry.clone(),
+        Policy::from_config(cfg),
+        vec![],
+        audit.clone(),
+        true,
+        "default".into(),
+        Arc::new(Metrics::new()),
+        Arc::new(nb),
+    )
 }

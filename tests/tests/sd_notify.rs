@@ -31,28 +31,32 @@ fn receive_until(
     }
 }
 
-#[test]
-fn ready_then_watchdog_pings_then_stopping() {
+/// A gateway whose notification socket the test holds, with a 2 s watchdog period (a ping at least
+/// every second, half of it) and `env` on top.
+fn start(env: &[(&str, &str)]) -> (tempfile::TempDir, UnixDatagram, Gateway) {
     let t = tempfile::tempdir().unwrap();
     let p = Ports::new();
     let cfg = t.path().join("warden.toml");
     std::fs::write(&cfg, base_config(&p)).unwrap();
     let sock_path = t.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let dd = t.path().join("data");
-    // 2 s watchdog period: a ping at least every second (half of it)
-    let g = Gateway::start_with_env(
-        &dd,
-        &cfg,
-        &p,
-        &[],
-        &[
-            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
-            ("WATCHDOG_USEC", "2000000"),
-        ],
-    );
+    let mut vars = vec![
+        ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "2000000"),
+    ];
+    vars.extend_from_slice(env);
+    let g = Gateway::start_with_env(&t.path().join("data"), &cfg, &p, &[], &vars);
+    (t, sock, g)
+}
+
+fn ready(got: &[String]) -> Option<usize> {
+    got.iter().position(|m| m.lines().any(|l| l == "READY=1"))
+}
+
+#[test]
+fn ready_then_watchdog_pings_then_stopping() {
+    let (_t, sock, g) = start(&[]);
     let mut got = Vec::new();
-    let ready = |g: &[String]| g.iter().position(|m| m.lines().any(|l| l == "READY=1"));
     receive_until(&sock, &mut got, Duration::from_secs(30), "READY=1", |g| {
         ready(g).is_some()
     });
@@ -87,26 +91,17 @@ fn ready_then_watchdog_pings_then_stopping() {
 
 #[test]
 fn no_watchdog_pings_for_another_process() {
-    let t = tempfile::tempdir().unwrap();
-    let p = Ports::new();
-    let cfg = t.path().join("warden.toml");
-    std::fs::write(&cfg, base_config(&p)).unwrap();
-    let sock_path = t.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let dd = t.path().join("data");
     // WATCHDOG_PID names another process (pid 1): the watchdog is not ours to ping
-    let g = Gateway::start_with_env(
-        &dd,
-        &cfg,
-        &p,
-        &[],
-        &[
-            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
-            ("WATCHDOG_USEC", "2000000"),
-            ("WATCHDOG_PID", "1"),
-        ],
-    );
+    let (_t, sock, g) = start(&[("WATCHDOG_PID", "1")]);
     let mut got = Vec::new();
+    receive_until(&sock, &mut got, Duration::from_secs(30), "READY=1", |g| {
+        ready(g).is_some()
+    });
+    // up for 4 s: had the watchdog been ours there would be pings by now (the test above shows
+    // one a second under the same period)
+    wait_for(Duration::from_secs(30), "4 s of uptime", || {
+        (g.status()["uptime_s"].as_u64()? >= 4).then_some(())
+    });
     g.stop();
     receive_until(
         &sock,

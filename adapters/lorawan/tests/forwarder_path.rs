@@ -118,7 +118,13 @@ async fn recv_kind(s: &UdpSocket, kind: u8, wait: Duration) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 2048];
     tokio::time::timeout(wait, async {
         loop {
-            let n = s.recv(&mut buf).await.unwrap();
+            // a datagram sent before the adapter bound its port comes back as ICMP port
+            // unreachable, reported on this connected socket's next receive: not a reply
+            let n = match s.recv(&mut buf).await {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => panic!("receive: {e}"),
+            };
             if n >= 4 && buf[3] == kind {
                 return buf[..n].to_vec();
             }
@@ -126,6 +132,21 @@ async fn recv_kind(s: &UdpSocket, kind: u8, wait: Duration) -> Option<Vec<u8>> {
     })
     .await
     .ok()
+}
+
+/// PULL_DATA with `token` until the adapter acknowledges one (it may not have bound its port yet
+/// when the test starts sending).
+async fn pull_until_acked(s: &UdpSocket, token: u16) {
+    for _ in 0..50 {
+        s.send(&pull_data(token)).await.unwrap();
+        if recv_kind(s, gwmp::PULL_ACK, Duration::from_millis(200))
+            .await
+            .is_some()
+        {
+            return;
+        }
+    }
+    panic!("no PULL_ACK for PULL_DATA {token} within 10 s");
 }
 
 async fn forwarder(port: u16) -> UdpSocket {
@@ -139,12 +160,7 @@ async fn a_spoofed_pull_data_cannot_take_a_live_forwarders_downlinks() {
     let mut rig = start(false).await;
     let real = forwarder(rig.port).await;
     let spoof = forwarder(rig.port).await;
-    real.send(&pull_data(1)).await.unwrap();
-    assert!(
-        recv_kind(&real, gwmp::PULL_ACK, Duration::from_secs(10))
-            .await
-            .is_some()
-    );
+    pull_until_acked(&real, 1).await;
     event(
         &mut rig,
         "forwarder up",
@@ -193,18 +209,8 @@ async fn with_roaming_allowed_the_path_moves_and_the_move_is_audited() {
     let mut rig = start(true).await;
     let first = forwarder(rig.port).await;
     let second = forwarder(rig.port).await;
-    first.send(&pull_data(1)).await.unwrap();
-    assert!(
-        recv_kind(&first, gwmp::PULL_ACK, Duration::from_secs(10))
-            .await
-            .is_some()
-    );
-    second.send(&pull_data(2)).await.unwrap();
-    assert!(
-        recv_kind(&second, gwmp::PULL_ACK, Duration::from_secs(10))
-            .await
-            .is_some()
-    );
+    pull_until_acked(&first, 1).await;
+    pull_until_acked(&second, 2).await;
     let ev = event(
         &mut rig,
         "the move audited",
