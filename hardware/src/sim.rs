@@ -151,6 +151,18 @@ struct DeviceState {
 }
 
 impl DeviceState {
+    /// Its identity evidence, as announced at start and when its firmware changes.
+    fn announcement(&self) -> Announcement {
+        Announcement {
+            device: Some(self.id.clone()),
+            manufacturer: Some("Warden Sim".into()),
+            model: Some(self.kind.model().into()),
+            firmware: Some(self.firmware.clone()),
+            serial: Some(format!("SIM-{}", self.id.address())),
+            details: Vec::new(),
+        }
+    }
+
     fn rand(&mut self) -> f64 {
         // xorshift64*: deterministic per device, no dependency
         self.rng ^= self.rng >> 12;
@@ -376,15 +388,7 @@ async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError>
     ids.sort();
     for id in &ids {
         if let Some(s) = states.get(id) {
-            ctx.emit(AdapterEvent::Announce(Announcement {
-                device: Some(id.clone()),
-                manufacturer: Some("Warden Sim".into()),
-                model: Some(s.kind.model().into()),
-                firmware: Some(s.firmware.clone()),
-                serial: Some(format!("SIM-{}", id.address())),
-                details: Vec::new(),
-            }))
-            .await?;
+            ctx.emit(AdapterEvent::Announce(s.announcement())).await?;
         }
     }
     ctx.emit(AdapterEvent::Health(LinkHealth {
@@ -467,15 +471,7 @@ async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError>
                         continue;
                     };
                     s.firmware = fw;
-                    ctx.emit(AdapterEvent::Announce(Announcement {
-                        device: Some(id.clone()),
-                        manufacturer: Some("Warden Sim".into()),
-                        model: Some(s.kind.model().into()),
-                        firmware: Some(s.firmware.clone()),
-                        serial: Some(format!("SIM-{}", id.address())),
-                        details: Vec::new(),
-                    }))
-                    .await?;
+                    ctx.emit(AdapterEvent::Announce(s.announcement())).await?;
                     let _ = reply.send("ok".into());
                 }
             },
