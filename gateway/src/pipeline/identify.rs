@@ -16,12 +16,14 @@ pub struct Identified {
     pub new: bool,
 }
 
+/// `known` is the registry's entry for `device` if the caller already looked it up.
 pub fn uplink(
     registry: &Registry,
+    known: Option<Arc<DeviceEntry>>,
     device: &DeviceId,
     default_zone: &str,
 ) -> Result<Identified, Decision> {
-    let (entry, new) = match registry.get(device) {
+    let (entry, new) = match known.or_else(|| registry.get(device)) {
         Some(e) => (e, false),
         None => registry
             .register_pending(device, None, default_zone, "first seen on uplink")

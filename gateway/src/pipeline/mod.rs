@@ -225,16 +225,18 @@ impl Pipeline {
         let sample = self.counter.is_multiple_of(64);
         let mut t = Instant::now();
         let now = now_ms();
-        let protocol = msg.device.protocol().to_owned();
+        let protocol = msg.device.protocol();
 
-        // an unknown device registers as pending only within its source's rate
-        if self.registry.get(&msg.device).is_none()
-            && let Err(d) = self.admit(msg.device.protocol(), &msg.device)
+        // one registry lookup per message; an unknown device registers as pending only within its
+        // source's rate
+        let known = self.registry.get(&msg.device);
+        if known.is_none()
+            && let Err(d) = self.admit(protocol, &msg.device)
         {
-            self.count(&protocol, "uplink", d.verdict);
+            self.count(protocol, "uplink", d.verdict);
             return (d, msg);
         }
-        let id = match identify::uplink(&self.registry, &msg.device, &self.default_zone) {
+        let id = match identify::uplink(&self.registry, known, &msg.device, &self.default_zone) {
             Ok(id) => id,
             Err(d) => {
                 // a device that could not even be registered is a source with no known device:
@@ -274,7 +276,7 @@ impl Pipeline {
                 .last_seen
                 .load(std::sync::atomic::Ordering::Relaxed)
                 == 0;
-        if id.new || self.offline.remove(&msg.device) || never_heard {
+        if id.new || (!self.offline.is_empty() && self.offline.remove(&msg.device)) || never_heard {
             // just registered (waiting for approval), heard for the first time (imported), or
             // back after being silent
             self.northbound.status(&id.record, true);
