@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the Home Assistant discovery test needs, idempotently: the Python `jsonschema`
-# and `jinja2` packages (pinned) that validate Warden's discovery configs against the schemas in
-# tests/peers/homeassistant/. Safe to run again.
+# and `jinja2` packages (pinned): tests/peers/homeassistant/validate.py checks Warden's discovery
+# configs against the schemas kept there and renders their templates as Home Assistant does. Safe
+# to run again.
 set -euo pipefail
 
 JSONSCHEMA_VERSION=4.26.0

@@ -606,7 +606,7 @@ impl Discovery {
     /// A device's status was published: what to publish to HA. An active device gets the configs
     /// that changed since the last announcement (nothing when only its availability changed) and
     /// empty payloads for configs it no longer has; any other status empties every config it was
-    /// announced with (and, after a restart, those its profile would give it).
+    /// announced with. (Only those: a flood of new pending devices costs no publications.)
     pub fn on_status(&self, r: &DeviceRecord) -> Vec<Outgoing> {
         let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
         let before = announced.remove(&r.id).unwrap_or_default();
@@ -627,11 +627,7 @@ impl Discovery {
                 announced.insert(r.id.clone(), now);
             }
         } else {
-            let mut gone: Vec<String> = before.into_keys().collect();
-            if gone.is_empty() {
-                gone = self.wanted(r).into_keys().collect();
-            }
-            out.extend(gone.into_iter().map(|t| retained(t, Vec::new())));
+            out.extend(before.into_keys().map(|t| retained(t, Vec::new())));
         }
         out
     }
@@ -657,15 +653,25 @@ impl Discovery {
                 )
             })
             .collect();
+        let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
         for r in records {
+            let before = announced.remove(&r.id).unwrap_or_default();
+            let now = self.wanted(r);
             if r.status == Status::Active {
-                // forget what was sent, so every config goes out again
-                self.announced
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&r.id);
+                // every config again, and empties for any it no longer has
+                for t in before.into_keys().filter(|t| !now.contains_key(t)) {
+                    out.push(retained(t, Vec::new()));
+                }
+                out.extend(now.iter().map(|(t, p)| retained(t.clone(), p.clone())));
+                if !now.is_empty() {
+                    announced.insert(r.id.clone(), now);
+                }
+            } else {
+                // after a restart nothing is remembered: empty what its profile would give it too
+                let mut gone = before;
+                gone.extend(now);
+                out.extend(gone.into_keys().map(|t| retained(t, Vec::new())));
             }
-            out.extend(self.on_status(r));
         }
         out
     }
@@ -1025,6 +1031,15 @@ mod tests {
     }
 
     #[test]
+    fn a_device_never_announced_publishes_nothing_when_not_active() {
+        let d = Discovery::new(settings(), profiles());
+        for st in [Status::Pending, Status::Quarantined, Status::Revoked] {
+            let r = record("sim:new", "meter", st);
+            assert!(d.on_status(&r).is_empty(), "{st:?}");
+        }
+    }
+
+    #[test]
     fn a_profile_change_removes_configs_it_no_longer_has() {
         let d = Discovery::new(settings(), profiles());
         let mut r = record("sim:x", "thermostat", Status::Active);
@@ -1056,6 +1071,11 @@ mod tests {
         assert_eq!(full.len(), 1 + first.len());
         // the quarantined and pending devices' would-be configs are emptied
         assert_eq!(again.iter().filter(|o| o.payload.is_empty()).count(), 3 + 2);
+        // what was re-published is remembered: no change, nothing; a quarantine clears it
+        assert!(d.on_status(&a).is_empty());
+        let mut q = a.clone();
+        q.status = Status::Quarantined;
+        assert_eq!(d.on_status(&q).len(), first.len());
     }
 
     #[test]
