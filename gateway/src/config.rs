@@ -385,6 +385,8 @@ pub struct MqttConfig {
     pub sign: bool,
     /// Unfinished QoS 2 publications at once; at or below the broker's limit (mosquitto: 20).
     pub max_inflight: usize,
+    /// Home Assistant MQTT discovery.
+    pub homeassistant: HomeAssistantConfig,
 }
 
 impl Default for MqttConfig {
@@ -398,7 +400,77 @@ impl Default for MqttConfig {
             queue_max_messages: 100_000,
             sign: true,
             max_inflight: 16,
+            homeassistant: HomeAssistantConfig::default(),
         }
+    }
+}
+
+/// `[mqtt.homeassistant]`: Home Assistant MQTT discovery (see
+/// `gateway/src/northbound/ha_discovery.rs`). On by default: active devices appear in Home
+/// Assistant by themselves, pending, quarantined and revoked ones are removed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomeAssistantConfig {
+    pub enabled: bool,
+    /// Home Assistant's discovery prefix (its MQTT integration's setting; `homeassistant`).
+    /// Its `<prefix>/status` birth message `online` makes Warden publish every config again.
+    pub discovery_prefix: String,
+    /// With the embedded broker: a broker user for Home Assistant, its password created in
+    /// `<data-dir>/mqtt-<user>.password`. It may read the discovery configs and Warden's device
+    /// status and telemetry, publish commands and its birth message; its commands carry the
+    /// principal `mqtt:<user>` (list it in a zone's `commanders`). Empty: no such user.
+    pub user: String,
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            discovery_prefix: "homeassistant".into(),
+            user: "homeassistant".into(),
+        }
+    }
+}
+
+impl HomeAssistantConfig {
+    fn validate(&self, topic_prefix: &str) -> Result<(), String> {
+        let p = &self.discovery_prefix;
+        if p.is_empty()
+            || p.len() > 64
+            || p.starts_with('/')
+            || p.ends_with('/')
+            || p.contains("//")
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/'))
+        {
+            return Err(format!(
+                "mqtt.homeassistant.discovery_prefix = \"{p}\" must be 1-64 letters, digits, '_', '-' \
+                 and inner '/'"
+            ));
+        }
+        if p.split('/').next() == topic_prefix.split('/').next() {
+            return Err(format!(
+                "mqtt.homeassistant.discovery_prefix = \"{p}\" must not share its first level with \
+                 mqtt.topic_prefix"
+            ));
+        }
+        let u = &self.user;
+        if u.len() > 64
+            || !u
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        {
+            return Err(format!(
+                "mqtt.homeassistant.user = \"{u}\" must be at most 64 letters, digits, '_' or '-'"
+            ));
+        }
+        if u == "operator" || u == "warden" {
+            return Err(format!(
+                "mqtt.homeassistant.user = \"{u}\" is reserved for the gateway's own users"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -764,7 +836,11 @@ impl Config {
                 ));
             }
         }
+        self.mqtt.homeassistant.validate(&self.mqtt.topic_prefix)?;
         let mut names = HashSet::new();
+        if self.mqtt.homeassistant.enabled && !self.mqtt.homeassistant.user.is_empty() {
+            names.insert(self.mqtt.homeassistant.user.as_str());
+        }
         for u in &self.mqtt.embedded.users {
             if u.name == "operator" || u.name == "warden" || !names.insert(u.name.as_str()) {
                 return Err(format!(
@@ -1165,6 +1241,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("super"), "{e}");
+    }
+
+    #[test]
+    fn home_assistant_settings_are_checked() {
+        let c = parse("").unwrap();
+        assert!(c.mqtt.homeassistant.enabled, "on by default");
+        assert_eq!(c.mqtt.homeassistant.discovery_prefix, "homeassistant");
+        for (text, key) in [
+            ("discovery_prefix = \"ha/+\"", "discovery_prefix"),
+            ("discovery_prefix = \"\"", "discovery_prefix"),
+            ("discovery_prefix = \"/ha\"", "discovery_prefix"),
+            ("discovery_prefix = \"warden\"", "first level"),
+            ("user = \"operator\"", "reserved"),
+            ("user = \"ha/x\"", "mqtt.homeassistant.user"),
+            ("colour = \"blue\"", "colour"),
+        ] {
+            let e = parse(&format!("[mqtt.homeassistant]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        // the HA user's name cannot be taken again by an extra broker user
+        let e =
+            parse("[[mqtt.embedded.users]]\nname = \"homeassistant\"\npassword_file = \"/x\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("reserved or duplicated"), "{e}");
+        // unless HA discovery is off
+        assert!(parse("[mqtt.homeassistant]\nenabled = false\n[[mqtt.embedded.users]]\nname = \"homeassistant\"\npassword_file = \"/x\"\n").is_ok());
+        assert!(
+            parse("[mqtt.homeassistant]\ndiscovery_prefix = \"site/ha\"\nuser = \"\"\n").is_ok()
+        );
     }
 
     #[test]

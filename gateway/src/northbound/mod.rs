@@ -14,6 +14,7 @@
 
 pub mod broker;
 pub mod envelope;
+pub mod ha_discovery;
 pub mod mqtt;
 pub mod outbox;
 
@@ -47,6 +48,8 @@ pub struct Northbound {
     ids: Mutex<(u64, u64)>,
     store: Option<Store>,
     sink: Box<dyn OutgoingSink>,
+    /// Home Assistant discovery, when on: follows every status publication.
+    ha: std::sync::OnceLock<std::sync::Arc<ha_discovery::Discovery>>,
 }
 
 const ID_BLOCK: u64 = 100_000;
@@ -171,6 +174,27 @@ impl Northbound {
             ids: Mutex::new((0, 0)),
             store,
             sink,
+            ha: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Turns Home Assistant discovery on: from now on every device status publication also
+    /// announces or removes the device's HA configs.
+    pub fn set_ha_discovery(&self, d: std::sync::Arc<ha_discovery::Discovery>) {
+        let _ = self.ha.set(d);
+    }
+
+    /// Every HA config again (start-up, Home Assistant's birth message). Configs are not signed
+    /// envelopes: Home Assistant reads them as they are.
+    /// `current` reads the registry (called while no other HA publication runs). Returns how
+    /// many publications were queued.
+    pub fn ha_republish<R: std::ops::Deref<Target = DeviceRecord>>(
+        &self,
+        current: impl FnOnce() -> Vec<R>,
+    ) -> usize {
+        match self.ha.get() {
+            Some(ha) => ha.publish_all(current, self.sink.as_ref()),
+            None => 0,
         }
     }
 
@@ -280,6 +304,9 @@ impl Northbound {
             reason: &r.status_reason,
         };
         self.emit(self.device_topic(&r.id, "status"), &body, true);
+        if let Some(ha) = self.ha.get() {
+            ha.publish_status(r, self.sink.as_ref());
+        }
     }
 
     /// The retained state of an adapter's latest operation (join window, scan, removal):

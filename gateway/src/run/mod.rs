@@ -28,6 +28,7 @@ use setup::{init_logging, provision_sim_devices, read_or_create_secret};
 use sources::periodic_command;
 
 mod broker_events;
+mod ha;
 mod housekeeping;
 mod northbound;
 mod plugins;
@@ -272,6 +273,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         &failures,
     )
     .await?;
+    ha::start(&cfg, &settings, &northbound, &registry, shutdown_rx.clone());
     let failures_task = tokio::spawn(failures.clone().run(shutdown_rx.clone()));
     let publisher = tokio::spawn(mqtt::run_publisher(
         settings,

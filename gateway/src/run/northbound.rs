@@ -50,8 +50,8 @@ pub async fn start(
             BrokerUser {
                 name: "warden".into(),
                 password: internal_pw.clone().into_bytes(),
-                publish: vec![format!("{}/#", cfg.mqtt.topic_prefix)],
-                subscribe: vec![],
+                publish: super::ha::gateway_publish(cfg),
+                subscribe: super::ha::gateway_subscribe(cfg),
             },
             BrokerUser {
                 name: "operator".into(),
@@ -64,6 +64,7 @@ pub async fn start(
                 subscribe: vec![format!("{}/#", cfg.mqtt.topic_prefix)],
             },
         ];
+        users.extend(super::ha::broker_user(cfg, data_dir)?);
         for u in &cfg.mqtt.embedded.users {
             let pw = crate::files::read_secret(
                 &u.password_file,
