@@ -552,7 +552,14 @@ fn fmt_ts(ms: u64) -> String {
 pub struct AuditSink {
     tx: BatchSender<AuditEntry>,
     disk: Arc<DiskState>,
+    /// A copy of each record for live viewers (the dashboard's decision stream): a ring of
+    /// [`LIVE_BUFFER`] records that never blocks the sender; a viewer that falls behind by more
+    /// is told so and dropped by its stream. Nothing is copied while nobody watches.
+    live: tokio::sync::broadcast::Sender<Arc<AuditEntry>>,
 }
+
+/// Records a live viewer may fall behind by before it is dropped.
+pub const LIVE_BUFFER: usize = 1024;
 
 impl AuditSink {
     pub fn start(store: Store, capacity: usize) -> std::io::Result<(Self, JoinHandle<()>)> {
@@ -572,10 +579,14 @@ impl AuditSink {
                 d.set_failing(r.is_err());
                 r
             })?;
-        Ok((Self { tx, disk }, h))
+        let (live, _) = tokio::sync::broadcast::channel(LIVE_BUFFER);
+        Ok((Self { tx, disk, live }, h))
     }
 
     pub fn record(&self, e: AuditEntry) {
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(Arc::new(e.clone()));
+        }
         if self.disk.degraded() {
             let category = e.category.as_str();
             if !self.tx.try_send(e) {
@@ -584,6 +595,11 @@ impl AuditSink {
         } else if !self.tx.send(e) {
             tracing::error!("audit writer is gone; record lost");
         }
+    }
+
+    /// Every record from now on, for a live viewer (see [`LIVE_BUFFER`]).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<AuditEntry>> {
+        self.live.subscribe()
     }
 
     /// The disk state this sink reports to.
