@@ -384,3 +384,93 @@ fn dashboard_in_headless_chromium() {
     assert_eq!(dev["device"]["profile"], "meter");
     g.stop();
 }
+
+#[test]
+fn dashboard_on_the_lan_is_tls_only_with_a_generated_certificate() {
+    let t = tempfile::tempdir().unwrap();
+    let p = Ports::new();
+    let lan = free_port();
+    let cfg = t.path().join("lan.toml");
+    std::fs::write(
+        &cfg,
+        base_config(&p).replace(
+            "[api]\n",
+            &format!("[api]\nlan_listen = \"127.0.0.1:{lan}\"\n"),
+        ),
+    )
+    .unwrap();
+    let dd = t.path().join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    // the self-signed pair, owner-only
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["api-tls.crt", "api-tls.key"] {
+        let mode = std::fs::metadata(dd.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    let ca = dd.join("api-tls.crt");
+    let curl = |args: &[&str]| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(&ca)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // curl verifies the chain and the name (the certificate carries 127.0.0.1 and localhost)
+    let url = format!("https://127.0.0.1:{lan}");
+    let o = curl(&["-i", &format!("{url}/ui/login")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("content-security-policy:")
+    );
+    // nothing without a session there either
+    let o = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("{url}/api/status"),
+    ]);
+    assert_eq!(stdout(&o), "401");
+    // the session cookie is Secure over TLS
+    let token = admin_token(&g);
+    add_operator(p.api, &token, "lana", "viewer");
+    let o = curl(&[
+        "-i",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        &format!(r#"{{"name":"lana","password":"{PASSWORD}"}}"#),
+        &format!("{url}/ui/login"),
+    ]);
+    let out = stdout(&o);
+    let set = out
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(set.split("; ").any(|a| a.trim() == "Secure"), "{set}");
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
+    // plain HTTP on the LAN port gets no HTTP answer
+    let o = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{lan}/healthz"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !stdout(&o).contains("ok"),
+        "plain HTTP answered on the TLS port"
+    );
+    // a second start reuses the certificate
+    let before = std::fs::read(&ca).unwrap();
+    g.stop();
+    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    assert_eq!(std::fs::read(&ca).unwrap(), before);
+    g.stop();
+}
