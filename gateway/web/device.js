@@ -1,6 +1,6 @@
 // One device: identity evidence, points with current values and a small history chart (values
 // seen while the page is open), recent decisions with reasons, and commands with their results.
-import { api, el, put, table, can, flash, when, ago, ASSURANCE, attempt } from './lib.js';
+import { api, el, put, table, can, flash, when, ago, ASSURANCE, attempt, getCatalogue } from './lib.js';
 import { statusCell } from './devices.js';
 
 const HISTORY = 120;
@@ -52,7 +52,9 @@ export async function render(root, id) {
   const pointsBody = el('tbody', { id: 'point-rows' });
   const pointsNote = el('p', { class: 'muted', id: 'points-note' }, 'Waiting for the device\'s next allowed message…');
   const decisions = el('div', {});
-  const cmdName = el('input', { id: 'command-name', placeholder: 'command (e.g. turn_on)', maxlength: 64 });
+  const cmdName = el('input', { id: 'command-name', placeholder: 'command (e.g. turn_on)', maxlength: 64, list: 'device-commands' });
+  const cmdList = el('datalist', { id: 'device-commands' });
+  const cmdAllowed = el('p', { class: 'muted', id: 'command-allowed' });
   const cmdArgs = el('input', { id: 'command-args', placeholder: 'arguments: name=value …', maxlength: 1000 });
   const cmdResult = el('pre', { id: 'command-result', class: 'mono' });
   const actions = el('div', { class: 'toolbar', id: 'device-actions' });
@@ -61,6 +63,13 @@ export async function render(root, id) {
 
   const drawInfo = async () => {
     const { device: d, stats: s } = await api('GET', path);
+    const cat = await getCatalogue();
+    const prof = d.profile ? cat.profiles[d.profile] : undefined;
+    const cmds = prof ? prof.commands : [];
+    put(cmdList, cmds.map((c) => el('option', { value: c })));
+    cmdAllowed.textContent = prof
+      ? (cmds.length ? `profile ${d.profile} allows: ${cmds.join(', ')}` : `profile ${d.profile} allows no command`)
+      : 'no profile: every command is denied';
     const kv = [
       ['name', d.name || ''], ['status', statusCell(d.status)], ['reason', d.status_reason],
       ['since', `${when(d.status_at)} by ${d.status_by}`], ['zone', d.zone], ['role', d.role || ''],
@@ -134,7 +143,7 @@ export async function render(root, id) {
 
   put(root, el('h1', { id: 'device-id' }, id), actions, info,
     el('h2', {}, 'Points'), pointsNote, el('table', { id: 'points' }, el('thead', {}, el('tr', {}, ['point', 'value', 'at', 'history'].map((h) => el('th', {}, h)))), pointsBody),
-    can('operator') ? el('div', {}, el('h2', {}, 'Send a command'), el('div', { class: 'toolbar' }, cmdName, cmdArgs, send), cmdResult) : null,
+    can('operator') ? el('div', {}, el('h2', {}, 'Send a command'), cmdAllowed, el('div', { class: 'toolbar' }, cmdName, cmdList, cmdArgs, send), cmdResult) : null,
     el('h2', {}, 'Recent decisions'), decisions);
   await drawInfo();
   await drawDecisions();

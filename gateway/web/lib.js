@@ -142,3 +142,21 @@ export function sumBy(samples, name, label) {
   }
   return out;
 }
+
+let catalogue = null;
+
+/** The configured profiles (with their commands), zones and roles; empty if unavailable. */
+export async function getCatalogue() {
+  if (catalogue) return catalogue;
+  try {
+    catalogue = await api('GET', '/api/catalogue');
+  } catch (e) {
+    catalogue = { profiles: {}, zones: [], roles: [] };
+  }
+  return catalogue;
+}
+
+/** A <datalist> of choices (an input with `list` = its id offers them and still takes text). */
+export function datalist(id, values) {
+  return el('datalist', { id }, values.map((v) => el('option', { value: v })));
+}

@@ -1,6 +1,6 @@
 // Pending approvals: the identity evidence of each newcomer; approve with profile, zone and role,
 // or reject (revoke, admin); one at a time or the selected ones together.
-import { api, el, put, table, can, flash, when, attempt } from './lib.js';
+import { api, el, put, table, can, flash, when, attempt, getCatalogue, datalist } from './lib.js';
 
 function evidence(d) {
   const parts = [];
@@ -11,10 +11,12 @@ function evidence(d) {
 }
 
 export async function render(root) {
+  const cat = await getCatalogue();
+  const lists = el('div', {}, datalist('profiles', Object.keys(cat.profiles)), datalist('zones', cat.zones), datalist('roles', cat.roles));
   const holder = el('div', {});
-  const profile = el('input', { id: 'bulk-profile', placeholder: 'profile', maxlength: 64 });
-  const zone = el('input', { id: 'bulk-zone', placeholder: 'zone (optional)', maxlength: 64 });
-  const role = el('input', { id: 'bulk-role', placeholder: 'role (optional)', maxlength: 64 });
+  const profile = el('input', { id: 'bulk-profile', placeholder: 'profile', maxlength: 64, list: 'profiles' });
+  const zone = el('input', { id: 'bulk-zone', placeholder: 'zone (optional)', maxlength: 64, list: 'zones' });
+  const role = el('input', { id: 'bulk-role', placeholder: 'role (optional)', maxlength: 64, list: 'roles' });
   const reason = el('input', { id: 'bulk-reason', placeholder: 'reason', maxlength: 500 });
   const selected = new Set();
   const approve = async (ids, p, z, r, why) => {
@@ -39,9 +41,9 @@ export async function render(root) {
     const all = await api('GET', '/api/devices');
     const pending = all.filter((x) => x.device.status === 'pending');
     const rows = pending.map(({ device: d, stats: s }) => {
-      const p = el('input', { class: 'profile', placeholder: 'profile', maxlength: 64, value: d.profile || '' });
-      const z = el('input', { class: 'zone', placeholder: 'zone', maxlength: 64, value: d.zone || '' });
-      const r = el('input', { class: 'role', placeholder: 'role', maxlength: 64, value: d.role || '' });
+      const p = el('input', { class: 'profile', placeholder: 'profile', maxlength: 64, value: d.profile || '', list: 'profiles' });
+      const z = el('input', { class: 'zone', placeholder: 'zone', maxlength: 64, value: d.zone || '', list: 'zones' });
+      const r = el('input', { class: 'role', placeholder: 'role', maxlength: 64, value: d.role || '', list: 'roles' });
       const cb = el('input', { type: 'checkbox', class: 'select', checked: selected.has(d.id),
         onchange: (ev) => { if (ev.target.checked) selected.add(d.id); else selected.delete(d.id); } });
       const actions = el('td', {});
@@ -59,7 +61,7 @@ export async function render(root) {
       : el('p', { id: 'pending-empty' }, 'No device is waiting for approval.'));
   };
   const bulk = el('button', { type: 'button', id: 'bulk-approve', onclick: () => approve([...selected], profile.value.trim(), zone.value.trim(), role.value.trim(), reason.value.trim()) }, 'Approve selected');
-  put(root, el('h1', {}, 'Pending approvals'),
+  put(root, el('h1', {}, 'Pending approvals'), lists,
     can('operator') ? el('div', { class: 'toolbar' }, profile, zone, role, reason, bulk) : el('p', { class: 'muted' }, 'Approving needs the operator role.'),
     holder);
   await load();

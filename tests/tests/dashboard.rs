@@ -179,6 +179,28 @@ fn dashboard_guards_over_http() {
     let (st, _, s) = request(api, "GET", "/ui/session", &[("Cookie", &cookie)], "");
     assert_eq!(st, 200);
     assert_eq!(json(&s)["csrf"], csrf.as_str());
+    // the choices for approvals and commands: the demo's profiles with what they allow
+    let (st, _, c) = request(api, "GET", "/api/catalogue", &[("Cookie", &cookie)], "");
+    assert_eq!(st, 200, "{c}");
+    let c = json(&c);
+    assert!(
+        c["profiles"]["switch"]["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "turn_on"),
+        "{c}"
+    );
+    // a bad live filter is refused with the reason
+    let (st, _, b) = request(
+        api,
+        "GET",
+        "/api/live?verdict=maybe",
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(st, 400);
+    assert_eq!(json(&b)["error"], "`verdict` is `allow` or `deny`");
 
     // a state-changing request on the cookie without the CSRF token: 403, audited, not done
     let cmd = r#"{"command":"turn_on"}"#;

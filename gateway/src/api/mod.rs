@@ -167,6 +167,7 @@ pub async fn serve(
         .route("/api/audit/tail", get(audit_tail))
         .route("/api/audit/verify", get(audit_verify))
         .route("/api/live", get(crate::web::live::stream))
+        .route("/api/catalogue", get(crate::web::catalogue::get))
         .route("/api/config/reload", post(reload))
         .route("/api/adapters", get(operations::list))
         .route("/api/adapters/{name}/operations", post(operations::start))

@@ -8,6 +8,7 @@
 //! inline, no framing.
 
 pub mod assets;
+pub mod catalogue;
 pub mod csrf;
 pub mod live;
 pub mod points;

@@ -202,6 +202,11 @@ def run(d):
 
     # --- a command and its result
     open_page(d, "/ui/devices/sim:switch-1")
+    # the profile's commands are offered (from /api/catalogue)
+    wait(d, EC.text_to_be_present_in_element(css("#command-allowed"), "turn_on"), what="the allowed commands")
+    offered = d.execute_script(
+        "return [...document.querySelectorAll('#device-commands option')].map(o => o.value)")
+    assert "turn_on" in offered, offered
     d.find_element(By.ID, "command-name").send_keys("turn_on")
     d.find_element(By.ID, "command-send").click()
     wait(d, lambda d: d.find_element(By.ID, "command-result").get_attribute("data-outcome") == "delivered",
