@@ -1,6 +1,6 @@
 //! `GET /api/catalogue`: what an operator may choose from — the configured profiles (with the
 //! points, events and commands each allows and its assurance floor), zones and roles — for the
-//! dashboard's approval form and command picker. Read from the config file as `warden reload`
+//! dashboard's approval form and command picker; and the configured plugins and bindings. Read from the config file as `warden reload`
 //! reads it, so it shows what the next approval is checked against.
 
 use axum::extract::State;
@@ -29,10 +29,44 @@ pub fn to_json(cfg: &crate::config::Config) -> serde_json::Value {
             )
         })
         .collect();
+    // plugins as configured: module file, whether a signature is required, the WASI grants and
+    // the bindings in chain order (never the plugin's own config, which may hold secrets)
+    let plugins: Vec<serde_json::Value> = cfg
+        .plugins
+        .load
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "name": l.name,
+                "module": l.module.as_ref().map(|m| m.display().to_string()),
+                "wasi": l.wasi,
+            })
+        })
+        .collect();
+    let bindings: Vec<serde_json::Value> = cfg
+        .plugins
+        .bind
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "plugin": b.plugin,
+                "zones": b.zones,
+                "roles": b.roles,
+                "protocols": b.protocols,
+                "devices": b.devices,
+                "direction": b.direction,
+            })
+        })
+        .collect();
     serde_json::json!({
         "profiles": profiles,
         "zones": names.zones,
         "roles": names.roles,
+        "plugins": {
+            "require_signature": cfg.plugins.require_signature,
+            "load": plugins,
+            "bind": bindings,
+        },
     })
 }
 
