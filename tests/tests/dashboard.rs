@@ -317,8 +317,12 @@ fn dashboard_in_headless_chromium() {
     add_operator(p.api, &token, "alice", "admin");
     // a device whose name is markup (names come from devices and imports: attacker-controlled)
     let evil_name = r#"<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">"#;
-    let import =
-        format!("[[devices]]\nid = \"sim:evil-1\"\nname = '{evil_name}'\nprofile = \"meter\"\n");
+    // and a provisioning batch waiting for approval
+    let import = format!(
+        "[[devices]]\nid = \"sim:evil-1\"\nname = '{evil_name}'\nprofile = \"meter\"\n\
+         [[devices]]\nid = \"sim:batch-1\"\nstatus = \"pending\"\nserial = \"B-1\"\n\
+         [[devices]]\nid = \"sim:batch-2\"\nstatus = \"pending\"\nserial = \"B-2\"\n"
+    );
     let auth = format!("Bearer {token}");
     let (st, _, body) = request(
         p.api,
@@ -354,6 +358,7 @@ fn dashboard_in_headless_chromium() {
         "the demo's devices are listed",
         "renders as text",
         "the newcomer's telemetry appears",
+        "a provisioning batch is approved together",
         "quarantined and released",
         "a denial is shown",
         "audit verify from the page",
@@ -401,9 +406,11 @@ fn dashboard_in_headless_chromium() {
             "no `{action}` by operator:alice in the audit log"
         );
     }
-    let dev = json(&stdout(&g.cli(&["devices", "show", "sim:newcomer-1"])));
-    assert_eq!(dev["device"]["status"], "active");
-    assert_eq!(dev["device"]["profile"], "meter");
+    for id in ["sim:newcomer-1", "sim:batch-1", "sim:batch-2"] {
+        let dev = json(&stdout(&g.cli(&["devices", "show", id])));
+        assert_eq!(dev["device"]["status"], "active", "{id}");
+        assert_eq!(dev["device"]["profile"], "meter", "{id}");
+    }
     g.stop();
 }
 

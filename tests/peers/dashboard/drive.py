@@ -160,6 +160,20 @@ def run(d):
     step("the newcomer's telemetry appears on its page")
     shot(d, "device")
 
+    # --- a provisioning batch approved together
+    open_page(d, "/ui/pending")
+    for dev in ["sim:batch-1", "sim:batch-2"]:
+        wait(d, EC.element_to_be_clickable(
+            css(f'#pending tr[data-id="{dev}"] input.select')), what=dev).click()
+    d.find_element(By.ID, "bulk-profile").send_keys("meter")
+    d.find_element(By.ID, "bulk-reason").send_keys("provisioning batch B")
+    d.find_element(By.ID, "bulk-approve").click()
+    for dev in ["sim:batch-1", "sim:batch-2"]:
+        wait(d, EC.invisibility_of_element_located(row("pending", dev)), what=f"{dev} approved")
+        got = api("GET", f"/api/devices/{dev}")["device"]
+        assert (got["status"], got["profile"]) == ("active", "meter"), got
+    step("a provisioning batch is approved together")
+
     # --- quarantine and release
     open_page(d, "/ui/devices/sim:thermostat-1")
     d.find_element(By.ID, "action-reason").send_keys("browser test quarantine")
