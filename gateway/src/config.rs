@@ -1103,6 +1103,33 @@ mod tests {
     }
 
     #[test]
+    fn the_dashboard_lan_listener_is_off_by_default_and_checked() {
+        let c = parse("").unwrap();
+        assert_eq!(c.api.lan_listen, None);
+        let c = parse("[api]\nlan_listen = \"0.0.0.0:7443\"\n").unwrap();
+        assert_eq!(
+            c.api.lan_listen,
+            Some(SocketAddr::from(([0, 0, 0, 0], 7443)))
+        );
+        let e = parse("[api]\nlan_listen = \"0.0.0.0:7443\"\ntls_cert = \"a.crt\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("api.tls_cert and api.tls_key go together"),
+            "{e}"
+        );
+        let e = parse("[api]\nlan_listen = \"127.0.0.1:7878\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs its own address or port"), "{e}");
+        // api.listen itself stays loopback-only
+        let e = parse("[api]\nlisten = \"0.0.0.0:7878\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.lan_listen"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let e = parse("[gateway]\nidd = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("idd"), "{e}");
