@@ -2,8 +2,9 @@
 //! `Authorization: Bearer <token>` (scheme in any case, RFC 7235): an operator's API token (the
 //! bootstrap admin's is in `<data-dir>/api.token`, mode 0600) or a session token from
 //! `POST /api/login`; or, from the dashboard ([`crate::web`]), a browser session cookie, with
-//! the session's CSRF token on every state-changing request. Each route needs a role ([`crate::operators::required_role`]); a refusal is
-//! audited. Connections are bounded by [`listener`] before any of this runs.
+//! the session's CSRF token on every state-changing request. Each route needs a role
+//! ([`crate::operators::required_role`]); a refusal is audited. Connections are bounded by
+//! [`listener`] before any of this runs.
 
 mod listener;
 mod operations;
