@@ -28,12 +28,13 @@ async function load(root) {
   const m = parseMetrics(metricsText);
   const messages = sumBy(m, 'warden_messages_total', 'verdict');
   const now = Date.now();
-  let rates = el('p', { class: 'muted' }, 'rates appear after the next refresh');
+  const perMin = devices.reduce((n, d) => n + (d.stats.rate_per_min || 0), 0);
+  let rates = el('p', {}, `${perMin} messages/min over the last minute (by verdict: at the next refresh)`);
   if (previous) {
     const dt = (now - previous.at) / 1000;
     const r = {};
     for (const [k, v] of Object.entries(messages)) r[k || 'all'] = `${((v - (previous.messages[k] || 0)) / dt).toFixed(1)}/s`;
-    rates = counts(r);
+    rates = el('div', {}, el('p', {}, `${perMin} messages/min over the last minute`), counts(r));
   }
   previous = { at: now, messages };
   const alarms = [];
