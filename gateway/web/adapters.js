@@ -56,9 +56,10 @@ export async function render(root) {
         if (op === 'remove') continue;
         actions.append(el('button', { type: 'button', class: `op-${op}`, onclick: () => start(op === 'close' ? { op } : { op, seconds: Number(secs.value) }) }, op));
       }
-      actions.append(secs);
+      if ((a.operations || []).some((op) => op !== 'remove' && op !== 'close')) actions.append(secs);
     }
-    return el('tr', { 'data-adapter': a.adapter }, el('td', {}, a.adapter), el('td', {}, (a.operations || []).join(', ')), actions, el('td', {}, out));
+    if (!actions.childElementCount) actions.append(el('span', { class: 'muted' }, 'none'));
+    return el('tr', { 'data-adapter': a.adapter }, el('td', {}, a.adapter), el('td', {}, (a.operations || []).join(', ') || 'none'), actions, el('td', {}, out));
   });
   put(root, el('h1', {}, 'Adapters'),
     el('h2', {}, 'Links'), linkRows.length ? table('links', ['link', 'state'], linkRows) : el('p', { class: 'muted' }, 'No link reports its health.'),

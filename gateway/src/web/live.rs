@@ -235,6 +235,53 @@ mod tests {
         assert!(!f.matches(&allow));
     }
 
+    #[tokio::test]
+    async fn a_viewer_that_falls_behind_is_told_and_dropped_while_the_sender_never_waits() {
+        let (tx, rx) = broadcast::channel::<Arc<u32>>(2);
+        // the sender runs ahead of a viewer that reads nothing: never blocked, never an error
+        for i in 0..10 {
+            tx.send(Arc::new(i)).unwrap();
+        }
+        let (_stop, stop_rx) = watch::channel(false);
+        let render = |v: &u32| Some(Bytes::from(format!("data: {v}\n\n")));
+        let r = sse(rx, stop_rx, Bytes::from_static(b": hi\n\n"), render, ());
+        let body = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            axum::body::to_bytes(r.into_body(), 1 << 20),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            ": hi\n\nevent: lagged\ndata: {\"missed\":8}\n\n"
+        );
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_viewer_in_time_gets_each_item_and_the_stream_ends_at_shutdown() {
+        let (tx, rx) = broadcast::channel::<Arc<u32>>(8);
+        let (stop, stop_rx) = watch::channel(false);
+        let render = |v: &u32| (*v != 2).then(|| Bytes::from(format!("data: {v}\n\n")));
+        let r = sse(rx, stop_rx, Bytes::from_static(b": hi\n\n"), render, ());
+        for i in 1..=3 {
+            tx.send(Arc::new(i)).unwrap();
+        }
+        let collect = tokio::spawn(axum::body::to_bytes(r.into_body(), 1 << 20));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        stop.send(true).unwrap();
+        let body = tokio::time::timeout(std::time::Duration::from_secs(5), collect)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            ": hi\n\ndata: 1\n\ndata: 3\n\n"
+        );
+    }
+
     #[test]
     fn an_event_is_one_data_line_even_with_newlines_in_the_reason() {
         let e = AuditEntry::new(Category::Decision, "uplink", "device", "a\nb<script>");
