@@ -1,6 +1,6 @@
 // Devices: every device with status, zone, role, profile, assurance, last seen, rates and anomaly
 // score; filter by text and status; quarantine (operator role).
-import { api, el, put, table, can, flash, ago, ASSURANCE, devicePath, attempt, parseMetrics } from './lib.js';
+import { api, el, put, table, can, flash, ago, ASSURANCE, devicePath, attempt, parseMetrics, getCatalogue } from './lib.js';
 
 export function statusCell(st) {
   const cls = st === 'active' ? 'ok' : st === 'pending' ? 'warn' : 'bad';
@@ -13,6 +13,9 @@ export async function render(root) {
     ['', 'active', 'pending', 'quarantined', 'revoked'].map((s) => el('option', { value: s }, s || 'any status')));
   const holder = el('div', {});
   put(root, el('h1', {}, 'Devices'), el('div', { class: 'toolbar' }, search, status), holder);
+  const cat = await getCatalogue();
+  const offlineMs = (cat.offline_after_s || 900) * 1000;
+  const online = (s) => s.last_seen > 0 && Date.now() - s.last_seen < offlineMs;
   let devices = [];
   let scores = {};
   const draw = () => {
@@ -41,12 +44,13 @@ export async function render(root) {
           el('td', {}, d.zone), el('td', {}, d.role || ''), el('td', {}, d.profile || ''),
           el('td', {}, ASSURANCE[s.best_assurance] || '—'),
           el('td', {}, ago(s.last_seen)),
+          el('td', { class: online(s) ? 'ok online' : 'muted offline' }, online(s) ? 'online' : 'offline'),
           el('td', {}, `${s.rate_per_min}/min`),
           el('td', {}, `${s.messages} (${s.denied} denied)`),
           el('td', {}, scores[d.id] !== undefined ? scores[d.id].toFixed(2) : ''),
           actions);
       });
-    put(holder, table('devices', ['id', 'name', 'status', 'zone', 'role', 'profile', 'assurance', 'last seen', 'rate', 'messages', 'anomaly', ''], rows));
+    put(holder, table('devices', ['id', 'name', 'status', 'zone', 'role', 'profile', 'assurance', 'last seen', 'online', 'rate', 'messages', 'anomaly', ''], rows));
   };
   const load = async () => {
     const [d, m] = await Promise.all([api('GET', '/api/devices'), api('GET', '/metrics')]);

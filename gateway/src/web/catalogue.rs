@@ -62,6 +62,8 @@ pub fn to_json(cfg: &crate::config::Config) -> serde_json::Value {
         "profiles": profiles,
         "zones": names.zones,
         "roles": names.roles,
+        // a device silent this long is published offline (the devices page shows the same rule)
+        "offline_after_s": cfg.registry.offline_after_s,
         "plugins": {
             "require_signature": cfg.plugins.require_signature,
             "load": plugins,

@@ -133,6 +133,10 @@ def run(d):
     open_page(d, "/ui/devices")
     for dev in ["sim:thermostat-1", "sim:switch-1", "sim:meter-1", "sim:newcomer-1", "sim:rogue-1"]:
         wait(d, EC.presence_of_element_located(row("devices", dev)), what=dev)
+    # a device that keeps sending is online; one never heard is not
+    wait(d, EC.presence_of_element_located(css('#devices tr[data-id="sim:meter-1"] td.online')),
+         what="sim:meter-1 online")
+    assert d.find_elements(By.CSS_SELECTOR, f'#devices tr[data-id="{EVIL_ID}"] td.offline')
     step("the demo's devices are listed")
     # a device name with markup renders as text, and no script of it ran
     evil = wait(d, EC.presence_of_element_located(row("devices", EVIL_ID)), what=EVIL_ID)
