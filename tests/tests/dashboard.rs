@@ -283,6 +283,39 @@ fn dashboard_guards_over_http() {
         && r["actor"] == "operator:olga"
         && r["verdict"] == "allow"));
 
+    // with TOTP enrolled, the page's login needs the current code too
+    let auth = format!("Bearer {token}");
+    let (st, _, b) = request(
+        api,
+        "POST",
+        "/api/operators/olga/totp",
+        &[("Authorization", &auth), json_ct],
+        r#"{"enable":true}"#,
+    );
+    assert_eq!(st, 200, "{b}");
+    let uri = json(&b)["provisioning_uri"].as_str().unwrap().to_owned();
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let raw = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .unwrap();
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, raw).unwrap();
+    let without = format!(r#"{{"name":"olga","password":"{PASSWORD}"}}"#);
+    assert_eq!(
+        request(api, "POST", "/ui/login", &[json_ct], &without).0,
+        401
+    );
+    let code = totp.generate_current().unwrap();
+    let with = format!(r#"{{"name":"olga","password":"{PASSWORD}","totp":"{code}"}}"#);
+    let (st, head, _) = request(api, "POST", "/ui/login", &[json_ct], &with);
+    assert_eq!(st, 200);
+    assert!(header(&head, "set-cookie")[0].starts_with("warden_session="));
+
     // login rate limit: past the threshold the source gets 429 before any password check
     let mut codes = Vec::new();
     for _ in 0..12 {
