@@ -556,6 +556,17 @@ pub struct AuditSink {
     /// [`LIVE_BUFFER`] records that never blocks the sender; a viewer that falls behind by more
     /// is told so and dropped by its stream. Nothing is copied while nobody watches.
     live: tokio::sync::broadcast::Sender<Arc<AuditEntry>>,
+    /// Live viewers now (an atomic, so recording takes no lock while nobody watches).
+    live_watchers: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a live viewer while it lives (see [`AuditSink::subscribe`]).
+pub struct LiveGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Records a live viewer may fall behind by before it is dropped.
@@ -580,11 +591,23 @@ impl AuditSink {
                 r
             })?;
         let (live, _) = tokio::sync::broadcast::channel(LIVE_BUFFER);
-        Ok((Self { tx, disk, live }, h))
+        Ok((
+            Self {
+                tx,
+                disk,
+                live,
+                live_watchers: Arc::default(),
+            },
+            h,
+        ))
     }
 
     pub fn record(&self, e: AuditEntry) {
-        if self.live.receiver_count() > 0 {
+        if self
+            .live_watchers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
             let _ = self.live.send(Arc::new(e.clone()));
         }
         if self.disk.degraded() {
@@ -597,9 +620,11 @@ impl AuditSink {
         }
     }
 
-    /// Every record from now on, for a live viewer (see [`LIVE_BUFFER`]).
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<AuditEntry>> {
-        self.live.subscribe()
+    /// Every record from now on, for a live viewer (see [`LIVE_BUFFER`]), while the guard lives.
+    pub fn subscribe(&self) -> (LiveGuard, tokio::sync::broadcast::Receiver<Arc<AuditEntry>>) {
+        self.live_watchers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (LiveGuard(self.live_watchers.clone()), self.live.subscribe())
     }
 
     /// The disk state this sink reports to.
@@ -618,6 +643,24 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::secrets::MasterKey;
+
+    #[test]
+    fn live_viewers_get_a_copy_only_while_they_watch() {
+        let (_d, s) = store();
+        let (sink, _h) = AuditSink::start(s, 16).unwrap();
+        let e = |r: &str| AuditEntry::new(Category::Decision, "uplink", "device", r);
+        sink.record(e("before"));
+        let (guard, mut rx) = sink.subscribe();
+        sink.record(e("while"));
+        assert_eq!(rx.try_recv().unwrap().reason, "while");
+        drop(guard);
+        sink.record(e("after"));
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing copied once the viewer is gone"
+        );
+        sink.flush();
+    }
 
     fn store() -> (tempfile::TempDir, Store) {
         let d = tempfile::tempdir().unwrap();

@@ -122,7 +122,8 @@ pub async fn stream(
     };
     let first = Bytes::from_static(b": live decisions\nretry: 1000\n\n");
     let render = move |e: &AuditEntry| filter.matches(e).then(|| event(e));
-    sse(s.audit.subscribe(), s.shutdown.clone(), first, render, ())
+    let (guard, rx) = s.audit.subscribe();
+    sse(rx, s.shutdown.clone(), first, render, guard)
 }
 
 enum Next<T> {
