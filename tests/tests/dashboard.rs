@@ -348,6 +348,7 @@ fn dashboard_in_headless_chromium() {
     let (g, p) = demo_gateway(t.path());
     let token = admin_token(&g);
     add_operator(p.api, &token, "alice", "admin");
+    add_operator(p.api, &token, "vic", "viewer");
     // a device whose name is markup (names come from devices and imports: attacker-controlled)
     let evil_name = r#"<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">"#;
     // and a provisioning batch waiting for approval
@@ -375,7 +376,7 @@ fn dashboard_in_headless_chromium() {
         .arg(format!("http://127.0.0.1:{}", p.api))
         .args(["alice", PASSWORD, &token])
         .arg(&shots)
-        .args(["sim:evil-1", evil_name])
+        .args(["sim:evil-1", evil_name, "vic"])
         .output()
         .unwrap_or_else(|e| panic!("{py}: {e} (run tests/scripts/install-dashboard.sh)"));
     let out = stdout(&o);
@@ -398,6 +399,7 @@ fn dashboard_in_headless_chromium() {
         "a command is sent and its result shown",
         "without the CSRF token is refused",
         "after logout the pages and the API are locked",
+        "a viewer is offered no action",
     ] {
         assert!(out.contains(step), "missing step `{step}`:\n{out}");
     }

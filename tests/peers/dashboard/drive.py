@@ -1,7 +1,7 @@
 """Drives the Warden dashboard in Debian's headless chromium through selenium (a chromedriver at
 /usr/bin/chromedriver, so selenium-manager never downloads anything).
 
-Usage: drive.py BASE_URL OPERATOR PASSWORD API_TOKEN SCREENSHOT_DIR EVIL_ID EVIL_NAME
+Usage: drive.py BASE_URL OPERATOR PASSWORD API_TOKEN SCREENSHOT_DIR EVIL_ID EVIL_NAME VIEWER
 
 Every step waits on a condition (WebDriverWait), never on a fixed sleep. Prints one `ok: …` line
 per step; any failure raises (non-zero exit) with the page's URL and a screenshot named `failed`.
@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-BASE, USER, PASSWORD, TOKEN, SHOTS, EVIL_ID, EVIL_NAME = sys.argv[1:8]
+BASE, USER, PASSWORD, TOKEN, SHOTS, EVIL_ID, EVIL_NAME, VIEWER = sys.argv[1:9]
 WAIT = 30
 
 
@@ -254,6 +254,20 @@ def run(d):
     d.get(BASE + "/ui/devices")
     wait(d, EC.url_contains("/ui/login"), what="the redirect after logout")
     step("after logout the pages and the API are locked")
+
+    # --- a viewer is offered no action, and the API refuses one all the same
+    d.find_element(By.ID, "name").send_keys(VIEWER)
+    d.find_element(By.ID, "password").send_keys(PASSWORD)
+    d.find_element(By.ID, "login-submit").click()
+    wait(d, EC.text_to_be_present_in_element(css("#whoami"), f"{VIEWER} (viewer)"), what="the viewer")
+    open_page(d, "/ui/devices")
+    wait(d, EC.presence_of_element_located(row("devices", "sim:switch-1")), what="devices for the viewer")
+    assert d.find_elements(By.CSS_SELECTOR, "button.quarantine") == []
+    open_page(d, "/ui/devices/sim:switch-1")
+    assert d.find_elements(By.ID, "command-send") == [] and d.find_elements(By.ID, "action-quarantine") == []
+    csrf = d.execute_script("return fetch('/ui/session').then(r => r.json()).then(j => j.csrf)")
+    assert fetch_status(d, "POST", "/api/devices/sim:switch-1/commands", body, csrf) == 403
+    step("a viewer is offered no action and the API refuses one (403)")
 
 
 if __name__ == "__main__":
