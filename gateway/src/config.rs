@@ -292,7 +292,8 @@ pub struct SecretsConfig {
     pub key_file: Option<PathBuf>,
 }
 
-/// `[api]`: the management API. It speaks plain HTTP, so it listens on loopback only.
+/// `[api]`: the management API and the dashboard. It speaks plain HTTP on loopback; the
+/// dashboard may also be served on a LAN address, over TLS only (`lan_listen`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
@@ -316,6 +317,13 @@ pub struct ApiConfig {
     pub max_login_failures: u64,
     /// Failed logins (API or MQTT) per source and window that raise the brute-force alarm.
     pub brute_force_alarm: u64,
+    /// A second listener for the dashboard (and API) on a LAN address, always over TLS; off by
+    /// default.
+    pub lan_listen: Option<SocketAddr>,
+    /// PEM certificate chain and key for `lan_listen`; without them a self-signed certificate is
+    /// generated at first start into `<data-dir>/api-tls.crt` and `api-tls.key` (0600).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -330,6 +338,9 @@ impl Default for ApiConfig {
             failure_window_s: 60,
             max_login_failures: 10,
             brute_force_alarm: 20,
+            lan_listen: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -338,9 +349,9 @@ impl ApiConfig {
     fn validate(&self) -> Result<(), String> {
         if !self.listen.ip().is_loopback() {
             return Err(format!(
-                "api.listen = \"{}\" is not a loopback address: the management API has no TLS, so \
-                 it only listens on 127.0.0.1 or ::1 (put a TLS-terminating proxy in front to reach it \
-                 from elsewhere)",
+                "api.listen = \"{}\" is not a loopback address: the management API speaks plain \
+                 HTTP there, so it only listens on 127.0.0.1 or ::1 (use api.lan_listen to serve the \
+                 dashboard on a LAN address over TLS)",
                 self.listen
             ));
         }
@@ -364,6 +375,16 @@ impl ApiConfig {
         range("failure_window_s", self.failure_window_s, 1, 3600)?;
         range("max_login_failures", self.max_login_failures, 1, 1_000_000)?;
         range("brute_force_alarm", self.brute_force_alarm, 1, 1_000_000)?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("api.tls_cert and api.tls_key go together: set both or neither".into());
+        }
+        if let Some(lan) = self.lan_listen
+            && lan == self.listen
+        {
+            return Err(format!(
+                "api.lan_listen = \"{lan}\" is api.listen too: the LAN listener needs its own address or port"
+            ));
+        }
         Ok(())
     }
 }
@@ -1155,6 +1176,33 @@ mod tests {
             c.profiles.is_empty(),
             "no device may send anything until profiled"
         );
+    }
+
+    #[test]
+    fn the_dashboard_lan_listener_is_off_by_default_and_checked() {
+        let c = parse("").unwrap();
+        assert_eq!(c.api.lan_listen, None);
+        let c = parse("[api]\nlan_listen = \"0.0.0.0:7443\"\n").unwrap();
+        assert_eq!(
+            c.api.lan_listen,
+            Some(SocketAddr::from(([0, 0, 0, 0], 7443)))
+        );
+        let e = parse("[api]\nlan_listen = \"0.0.0.0:7443\"\ntls_cert = \"a.crt\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("api.tls_cert and api.tls_key go together"),
+            "{e}"
+        );
+        let e = parse("[api]\nlan_listen = \"127.0.0.1:7878\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs its own address or port"), "{e}");
+        // api.listen itself stays loopback-only
+        let e = parse("[api]\nlisten = \"0.0.0.0:7878\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.lan_listen"), "{e}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod run;
 mod sdnotify;
 mod secrets;
 mod store;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

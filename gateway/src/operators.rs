@@ -418,6 +418,26 @@ impl Operators {
         Some(Principal { name, role })
     }
 
+    /// The operator a browser session token belongs to: sessions from [`Self::login`] only (an
+    /// API token is never accepted from a cookie).
+    pub fn authenticate_session(&self, token: &str) -> Option<Principal> {
+        let h = hash_token(token);
+        let mut g = self.lock();
+        let s = g.sessions.get(&h)?;
+        if s.expires_ms <= warden_core::now_ms() {
+            g.sessions.remove(&h);
+            return None;
+        }
+        let name = s.name.clone();
+        let role = g.accounts.get(&name)?.role;
+        Some(Principal { name, role })
+    }
+
+    /// Ends a session (logout); false when there was none.
+    pub fn end_session(&self, token: &str) -> bool {
+        self.lock().sessions.remove(&hash_token(token)).is_some()
+    }
+
     pub fn list(&self) -> Vec<OperatorInfo> {
         let g = self.lock();
         let mut v: Vec<_> = g

@@ -21,7 +21,8 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
     systemctl stop mosquitto || true
 fi
-# Protocol peers each have their own installer (install-modbus.sh, install-lorawan.sh, …).
+# Protocol peers each have their own installer (install-modbus.sh, install-lorawan.sh, …), and the
+# dashboard's browser test has install-dashboard.sh (chromium, chromium-driver, selenium).
 for extra in "$(dirname "$0")"/install-*.sh; do
     [ -e "$extra" ] || continue
     echo "install.sh: running $(basename "$extra")"

@@ -9,7 +9,9 @@
 //! - an idle timeout: no byte in either direction for that long and the connection is closed
 //!   (covers a client that sends a header announcing a body, then stalls);
 //! - at most 64 KiB of buffered header per connection (hyper's parser limit); body size is capped
-//!   by the router.
+//!   by the router;
+//! - on a TLS listener (the dashboard's LAN address), the handshake must finish within the
+//!   header timeout.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -156,6 +158,7 @@ pub async fn serve(
     limits: Limits,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let sources = Arc::new(Mutex::new(HashMap::new()));
@@ -185,9 +188,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (app, metrics, shutdown) = (app.clone(), metrics.clone(), shutdown.clone());
+        let tls = tls.clone();
         conns.spawn(async move {
             metrics.api_connections.inc();
-            connection(stream, peer, app, limits, &metrics, shutdown).await;
+            connection(stream, peer, app, limits, &metrics, shutdown, tls).await;
             metrics.api_connections.dec();
             drop((slot, source));
         });
@@ -205,17 +209,52 @@ async fn connection(
     app: Router,
     limits: Limits,
     metrics: &Metrics,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let last_ms = Arc::new(AtomicU64::new(0));
     let base = Instant::now();
-    let io = TokioIo::new(Tracked {
+    let tracked = Tracked {
         inner: stream,
         base,
         last_ms: last_ms.clone(),
-    });
+    };
+    let Some(acceptor) = tls else {
+        return serve_io(
+            tracked, peer, app, limits, metrics, shutdown, last_ms, base, false,
+        )
+        .await;
+    };
+    match tokio::time::timeout(limits.header_timeout, acceptor.accept(tracked)).await {
+        Ok(Ok(s)) => serve_io(s, peer, app, limits, metrics, shutdown, last_ms, base, true).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "dashboard TLS handshake failed"),
+        Err(_) => {
+            metrics.api_connections_timed_out.inc();
+            tracing::debug!(%peer, "dashboard TLS handshake timed out");
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // one connection's whole context, passed once
+async fn serve_io<I>(
+    io: I,
+    peer: SocketAddr,
+    app: Router,
+    limits: Limits,
+    metrics: &Metrics,
+    mut shutdown: watch::Receiver<bool>,
+    last_ms: Arc<AtomicU64>,
+    base: Instant,
+    over_tls: bool,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(Peer(peer));
+        if over_tls {
+            req.extensions_mut().insert(crate::web::session::OverTls);
+        }
         let mut app = app.clone();
         // a Router is always ready: calling without poll_ready is how axum serves it too
         tower_service::Service::call(&mut app, req)

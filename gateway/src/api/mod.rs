@@ -1,12 +1,16 @@
 //! The management API (axum) on loopback. Every route but `/healthz` and `/api/login` needs
 //! `Authorization: Bearer <token>` (scheme in any case, RFC 7235): an operator's API token (the
 //! bootstrap admin's is in `<data-dir>/api.token`, mode 0600) or a session token from
-//! `POST /api/login`. Each route needs a role ([`crate::operators::required_role`]); a refusal is
-//! audited. Connections are bounded by [`listener`] before any of this runs.
+//! `POST /api/login`; or, from the dashboard ([`crate::web`]), a browser session cookie, with
+//! the session's CSRF token on every state-changing request. Each route needs a role
+//! ([`crate::operators::required_role`]); a refusal is audited. Connections are bounded by
+//! [`listener`] before any of this runs.
 
 mod listener;
 mod operations;
 mod operators;
+
+pub(crate) use operators::check_login;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +55,7 @@ fn bearer(req: &Request) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn peer_ip(req: &Request) -> std::net::IpAddr {
+pub(crate) fn peer_ip(req: &Request) -> std::net::IpAddr {
     req.extensions()
         .get::<listener::Peer>()
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0.ip())
@@ -65,10 +69,22 @@ async fn auth(State(s): S, mut req: Request, next: Next) -> Response {
             "too many failed logins from this address; try again later",
         );
     }
-    let token = bearer(&req);
-    let Some(p) = token.and_then(|t| s.operators.authenticate(t)) else {
+    // a bearer token (the CLI) wins; a browser session cookie is the other way in
+    let token = bearer(&req).map(str::to_owned);
+    let cookie = match token {
+        None => crate::web::session::cookie_token(req.headers()),
+        Some(_) => None,
+    };
+    let p = match (&token, &cookie) {
+        (Some(t), _) => s.operators.authenticate(t),
+        (None, Some(c)) => s.operators.authenticate_session(c),
+        (None, None) => None,
+    };
+    let Some(p) = p else {
         let why = if token.is_some() {
             "unknown API or session token"
+        } else if cookie.is_some() {
+            "unknown or expired session cookie"
         } else {
             "no bearer token"
         };
@@ -81,6 +97,11 @@ async fn auth(State(s): S, mut req: Request, next: Next) -> Response {
         );
         return err(StatusCode::UNAUTHORIZED, "missing or wrong API token");
     };
+    if let Some(c) = &cookie
+        && let Err(r) = crate::web::session::require_csrf(&s, &req, c, &p)
+    {
+        return r;
+    }
     let need = required_role(req.method(), req.uri().path());
     if p.role < need {
         s.audit.record(
@@ -128,6 +149,7 @@ pub async fn serve(
     s: Arc<Shared>,
     cfg: ServeConfig,
     shutdown: watch::Receiver<bool>,
+    lan: Option<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)>,
 ) {
     let protected = Router::new()
         .route("/metrics", get(metrics))
@@ -137,10 +159,16 @@ pub async fn serve(
         .route("/api/devices/import", post(import))
         .route("/api/devices/export", get(export))
         .route("/api/devices/{id}", get(device))
+        .route(
+            "/api/devices/{id}/points/live",
+            get(crate::web::points::stream),
+        )
         // approve | quarantine | revoke | release | re-enroll | commands
         .route("/api/devices/{id}/{action}", post(device_action))
         .route("/api/audit/tail", get(audit_tail))
         .route("/api/audit/verify", get(audit_verify))
+        .route("/api/live", get(crate::web::live::stream))
+        .route("/api/catalogue", get(crate::web::catalogue::get))
         .route("/api/config/reload", post(reload))
         .route("/api/adapters", get(operations::list))
         .route("/api/adapters/{name}/operations", post(operations::start))
@@ -160,21 +188,31 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/login", post(operators::login))
         .merge(protected)
+        .merge(crate::web::routes())
         .layer(DefaultBodyLimit::max(cfg.max_body))
+        .layer(middleware::map_response(crate::web::security_headers))
         .with_state(s.clone());
-    listener::serve(
-        listener,
-        app,
-        listener::Limits {
-            max_connections: cfg.max_connections,
-            per_source: cfg.per_source,
-            header_timeout: cfg.header_timeout,
-            idle_timeout: cfg.idle_timeout,
-        },
-        s.metrics.clone(),
-        shutdown,
-    )
-    .await;
+    let limits = listener::Limits {
+        max_connections: cfg.max_connections,
+        per_source: cfg.per_source,
+        header_timeout: cfg.header_timeout,
+        idle_timeout: cfg.idle_timeout,
+    };
+    // the dashboard's optional LAN listener: the same routes, over TLS, with its own caps
+    let lan = lan.map(|(l, tls)| {
+        tokio::spawn(listener::serve(
+            l,
+            app.clone(),
+            limits,
+            s.metrics.clone(),
+            shutdown.clone(),
+            Some(tls),
+        ))
+    });
+    listener::serve(listener, app, limits, s.metrics.clone(), shutdown, None).await;
+    if let Some(t) = lan {
+        let _ = t.await;
+    }
 }
 
 async fn whoami(Extension(p): Extension<Principal>) -> Response {

@@ -9,6 +9,7 @@
 //! - `POST /api/operators/{name}/token` → `{"token"}` (the old one stops working)
 //! - `POST /api/operators/{name}/totp` `{"enable":bool}` → `{"provisioning_uri"}` when enabled
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -21,6 +22,7 @@ use super::{S, err, listener::Peer};
 use crate::audit::{AuditEntry, Category};
 use crate::login_failures::Listener;
 use crate::operators::{OperatorError, Principal, Role, SESSION_TTL_MS};
+use crate::run::Shared;
 
 /// How long a login waits for a free password-check slot before answering 503.
 const LOGIN_QUEUE_WAIT: Duration = Duration::from_secs(5);
@@ -84,17 +86,37 @@ pub async fn login(State(s): S, req: Request) -> Response {
         Ok(b) => b,
         Err(_) => return err(StatusCode::PAYLOAD_TOO_LARGE, "login body too large"),
     };
-    let b: LoginBody = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    // argon2 costs ~19 MiB and tens of ms: a few at a time, off the async workers
+    match check_login(&s, ip, &body, "api").await {
+        Ok((token, p)) => axum::Json(serde_json::json!({
+            "token": token,
+            "expires_in_s": SESSION_TTL_MS / 1000,
+            "operator": p.name,
+            "role": p.role.as_str(),
+        }))
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Checks a login body `{"name","password","totp"?}` (argon2 off the async workers, a few at a
+/// time) and audits the outcome; `via` (`api` or `web`) goes into the audit detail. The caller has
+/// already checked that the source is not blocked.
+pub(crate) async fn check_login(
+    s: &Arc<Shared>,
+    ip: std::net::IpAddr,
+    body: &[u8],
+    via: &str,
+) -> Result<(String, Principal), Response> {
+    let b: LoginBody = parse(body)?;
     let Ok(slot) = tokio::time::timeout(LOGIN_QUEUE_WAIT, s.login_slots.clone().acquire_owned())
         .await
         .map_err(|_| ())
         .and_then(|r| r.map_err(|_| ()))
     else {
-        return err(StatusCode::SERVICE_UNAVAILABLE, "login busy; try again");
+        return Err(err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "login busy; try again",
+        ));
     };
     let ops = s.operators.clone();
     let name: String = b.name.chars().take(64).collect();
@@ -114,15 +136,11 @@ pub async fn login(State(s): S, req: Request) -> Response {
                     &p.actor(),
                     "interactive login; session opened",
                 )
-                .detail(serde_json::json!({ "source": ip.to_string(), "role": p.role.as_str() })),
+                .detail(serde_json::json!({
+                    "source": ip.to_string(), "role": p.role.as_str(), "via": via,
+                })),
             );
-            axum::Json(serde_json::json!({
-                "token": token,
-                "expires_in_s": SESSION_TTL_MS / 1000,
-                "operator": p.name,
-                "role": p.role.as_str(),
-            }))
-            .into_response()
+            Ok((token, p))
         }
         Ok(Err(why)) => {
             s.failures.failed(
@@ -130,11 +148,14 @@ pub async fn login(State(s): S, req: Request) -> Response {
                 ip,
                 &format!("operator:{name}"),
                 &format!("login refused: {}", why.as_str()),
-                serde_json::json!({ "cause": why.as_str() }),
+                serde_json::json!({ "cause": why.as_str(), "via": via }),
             );
-            err(StatusCode::UNAUTHORIZED, "wrong name, password or code")
+            Err(err(
+                StatusCode::UNAUTHORIZED,
+                "wrong name, password or code",
+            ))
         }
-        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => Err(err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }
 

@@ -552,7 +552,25 @@ fn fmt_ts(ms: u64) -> String {
 pub struct AuditSink {
     tx: BatchSender<AuditEntry>,
     disk: Arc<DiskState>,
+    /// A copy of each record for live viewers (the dashboard's decision stream): a ring of
+    /// [`LIVE_BUFFER`] records that never blocks the sender; a viewer that falls behind by more
+    /// is told so and dropped by its stream. Nothing is copied while nobody watches.
+    live: tokio::sync::broadcast::Sender<Arc<AuditEntry>>,
+    /// Live viewers now (an atomic, so recording takes no lock while nobody watches).
+    live_watchers: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Counts a live viewer while it lives (see [`AuditSink::subscribe`]).
+pub struct LiveGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Records a live viewer may fall behind by before it is dropped.
+pub const LIVE_BUFFER: usize = 1024;
 
 impl AuditSink {
     pub fn start(store: Store, capacity: usize) -> std::io::Result<(Self, JoinHandle<()>)> {
@@ -572,10 +590,26 @@ impl AuditSink {
                 d.set_failing(r.is_err());
                 r
             })?;
-        Ok((Self { tx, disk }, h))
+        let (live, _) = tokio::sync::broadcast::channel(LIVE_BUFFER);
+        Ok((
+            Self {
+                tx,
+                disk,
+                live,
+                live_watchers: Arc::default(),
+            },
+            h,
+        ))
     }
 
     pub fn record(&self, e: AuditEntry) {
+        if self
+            .live_watchers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            let _ = self.live.send(Arc::new(e.clone()));
+        }
         if self.disk.degraded() {
             let category = e.category.as_str();
             if !self.tx.try_send(e) {
@@ -584,6 +618,13 @@ impl AuditSink {
         } else if !self.tx.send(e) {
             tracing::error!("audit writer is gone; record lost");
         }
+    }
+
+    /// Every record from now on, for a live viewer (see [`LIVE_BUFFER`]), while the guard lives.
+    pub fn subscribe(&self) -> (LiveGuard, tokio::sync::broadcast::Receiver<Arc<AuditEntry>>) {
+        self.live_watchers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (LiveGuard(self.live_watchers.clone()), self.live.subscribe())
     }
 
     /// The disk state this sink reports to.
@@ -602,6 +643,24 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::secrets::MasterKey;
+
+    #[test]
+    fn live_viewers_get_a_copy_only_while_they_watch() {
+        let (_d, s) = store();
+        let (sink, _h) = AuditSink::start(s, 16).unwrap();
+        let e = |r: &str| AuditEntry::new(Category::Decision, "uplink", "device", r);
+        sink.record(e("before"));
+        let (guard, mut rx) = sink.subscribe();
+        sink.record(e("while"));
+        assert_eq!(rx.try_recv().unwrap().reason, "while");
+        drop(guard);
+        sink.record(e("after"));
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing copied once the viewer is gone"
+        );
+        sink.flush();
+    }
 
     fn store() -> (tempfile::TempDir, Store) {
         let d = tempfile::tempdir().unwrap();

@@ -74,6 +74,8 @@ pub struct Pipeline {
     pub controllers: Vec<Controller>,
     pub deciders: Vec<Box<dyn Decider>>,
     pub audit: AuditSink,
+    /// Delivered uplinks offered to the dashboard's device pages (see [`crate::web::points`]).
+    pub live_points: Option<Arc<crate::web::points::PointTap>>,
     pub aggregator: record::Aggregator,
     pub aggregate_telemetry: bool,
     pub default_zone: String,
@@ -134,6 +136,7 @@ impl Pipeline {
             controllers,
             deciders: Vec::new(),
             audit,
+            live_points: None,
             aggregator: record::Aggregator::default(),
             aggregate_telemetry,
             default_zone,
@@ -212,6 +215,9 @@ impl Pipeline {
         let (decision, msg) = self.uplink_decide(msg);
         if decision.is_allow() {
             deliver::uplink(&self.northbound, &msg);
+            if let Some(t) = &self.live_points {
+                t.uplink(&msg);
+            }
         }
         decision
     }

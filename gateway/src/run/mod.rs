@@ -146,6 +146,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Reloads plugins whose config changed (`warden reload`); `None` without plugins.
     pub plugin_reloader: Option<crate::plugins::watch::Reloader>,
+    /// Delivered uplinks for the dashboard's device pages.
+    pub points: Arc<crate::web::points::PointTap>,
 }
 
 async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
@@ -299,6 +301,8 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         crate::pipeline::record::Aggregator::with_window_s(cfg.audit.aggregate_window_s);
     pipeline.behaviour = crate::behaviour::Behaviour::with_store(cfg.behaviour.clone(), &store)?;
     pipeline.admission = crate::pipeline::Admission::new(cfg.registry.pending_per_source_per_min);
+    let live_points = Arc::new(crate::web::points::PointTap::default());
+    pipeline.live_points = Some(live_points.clone());
     let notifier = crate::sdnotify::Notifier::from_env();
     pipeline.watchdog = notifier
         .as_ref()
@@ -425,6 +429,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         operations: operations.clone(),
         shutdown: shutdown_rx.clone(),
         plugin_reloader: plugin_runtime.reloader,
+        points: live_points,
     });
     drop(control_tx);
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
@@ -437,11 +442,16 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     if let Some(n) = &notifier {
         n.notify(&format!("READY=1\nSTATUS=running, API on {api_addr}"));
     }
+    let lan = match cfg.api.lan_listen {
+        Some(addr) => Some(lan_listener(&cfg, addr, &data_dir).await?),
+        None => None,
+    };
     let api = tokio::spawn(crate::api::serve(
         listener,
         shared.clone(),
         api_serve_config(&cfg, nofile),
         shutdown_rx.clone(),
+        lan,
     ));
 
     wait_for_signal().await;
@@ -615,6 +625,25 @@ async fn publish_heads(
 /// Descriptors kept back from the API's connection cap: the database, the broker's own listener,
 /// adapters' serial ports and sockets, plugins, logs.
 const FD_RESERVE: u64 = 256;
+
+/// The dashboard's LAN listener: bound, with its TLS certificate (configured or self-signed).
+async fn lan_listener(
+    cfg: &Config,
+    addr: std::net::SocketAddr,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)> {
+    let names = vec!["localhost".to_owned(), addr.ip().to_string()];
+    let cert = cfg.api.tls_cert.as_ref().map(|p| cfg.base_dir.join(p));
+    let key = cfg.api.tls_key.as_ref().map(|p| cfg.base_dir.join(p));
+    let (cert, key) =
+        crate::web::tls::cert_paths(cert.as_deref(), key.as_deref(), data_dir, &names)?;
+    let acceptor = crate::web::tls::acceptor(&cert, &key)?;
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind the dashboard's LAN listener on {addr}"))?;
+    tracing::info!(%addr, cert = %cert.display(), "dashboard on the LAN over TLS");
+    Ok((l, acceptor))
+}
 
 /// The API's limits, its connection cap fitted under the file-descriptor limit beside the
 /// embedded broker's, so a flood of sockets is refused at accept instead of starving the process.
