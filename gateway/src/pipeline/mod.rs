@@ -255,7 +255,7 @@ impl Pipeline {
                 let degraded = self.audit.disk().degraded();
                 if self.unknown.add(
                     &self.audit,
-                    &protocol,
+                    protocol,
                     cause,
                     &msg.device.to_string(),
                     now,
@@ -271,7 +271,7 @@ impl Pipeline {
                         now,
                     );
                 }
-                self.count(&protocol, "uplink", d.verdict);
+                self.count(protocol, "uplink", d.verdict);
                 return (d, msg);
             }
         };
@@ -344,7 +344,7 @@ impl Pipeline {
             self.behaviour_event(&id.record, o, &decision);
         }
         self.timed(sample, "record", &mut t);
-        self.count(&protocol, "uplink", decision.verdict);
+        self.count(protocol, "uplink", decision.verdict);
         tracing::debug!(verdict = decision.verdict.as_str(), decider = %decision.decider,
             reason = %decision.reason, "decided");
         (decision, msg)
