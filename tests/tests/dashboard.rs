@@ -191,6 +191,10 @@ fn dashboard_guards_over_http() {
             .any(|x| x == "turn_on"),
         "{c}"
     );
+    // what the running plugin host has loaded (the demo loads none)
+    let (st, _, pl) = request(api, "GET", "/api/plugins", &[("Cookie", &cookie)], "");
+    assert_eq!(st, 200, "{pl}");
+    assert_eq!(json(&pl)["plugins"], serde_json::json!([]), "{pl}");
     // a bad live filter is refused with the reason
     let (st, _, b) = request(
         api,

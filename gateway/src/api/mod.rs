@@ -169,6 +169,7 @@ pub async fn serve(
         .route("/api/audit/verify", get(audit_verify))
         .route("/api/live", get(crate::web::live::stream))
         .route("/api/catalogue", get(crate::web::catalogue::get))
+        .route("/api/plugins", get(crate::web::plugins::get))
         .route("/api/config/reload", post(reload))
         .route("/api/adapters", get(operations::list))
         .route("/api/adapters/{name}/operations", post(operations::start))

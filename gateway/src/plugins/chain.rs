@@ -97,6 +97,8 @@ pub struct PluginChain {
     recorder: Option<Recorder>,
     /// Reloads waiting for their running version to finish replacing an instance.
     deferred: Vec<PluginUpdate>,
+    /// What the API shows of each plugin; touched on reload and disable only.
+    status: super::status::PluginStatus,
 }
 
 impl PluginChain {
@@ -142,11 +144,19 @@ impl PluginChain {
             metrics,
             recorder,
             deferred: Vec::new(),
+            status: super::status::PluginStatus::default(),
         };
         for s in &chain.slots {
             chain.set_active(&s.spec.name, s.plugin.is_some());
         }
         chain
+    }
+
+    /// Reports reloads and disabling to `status` (the one the loader filled).
+    #[must_use]
+    pub fn with_status(mut self, status: super::status::PluginStatus) -> Self {
+        self.status = status;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -190,6 +200,8 @@ impl PluginChain {
             None => Kv::default(),
         };
         u.plugin.adopt_kv(kv);
+        self.status
+            .loaded(&u.spec, &u.prepared, warden_core::now_ms());
         let name = u.spec.name.clone();
         let sha = hex::encode(u.prepared.sha256);
         slot.plugin = Some(u.plugin);
@@ -285,6 +297,10 @@ impl PluginChain {
         self.count(&name, cause);
         if f.disabled_now {
             self.set_active(&name, false);
+            self.status.disabled(
+                &name,
+                &format!("disabled after {rule} (last: {cause}: {})", f.detail),
+            );
             tracing::error!(plugin = %name, cause, rule = %rule, detail = %f.detail,
                 "plugin disabled by its breaker; its bindings deny until it is fixed");
             self.audit.record(
@@ -588,6 +604,160 @@ mod tests {
             text.contains("warden_plugin_active{plugin=\"guard\"} 0"),
             "{text}"
         );
+    }
+
+    /// A contract-0.2.0 core module whose `decide` runs `decide` (0 = allow).
+    fn core_module(decide: &str) -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(module
+  (import "warden:policy/host@0.2.0" "intern" (func $intern (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "warden:policy@0.2.0#request-area") (result i32) (i32.const 4096))
+  (func (export "warden:policy@0.2.0#init") (result i32) (i32.const 0))
+  (func (export "warden:policy@0.2.0#decide") (result i32) {decide}))"#
+        ))
+        .unwrap()
+    }
+
+    /// What `GET /api/plugins` shows, from the host as it runs: a signed plugin's version and
+    /// signer, one refused (unsigned while signatures are required) and one disabled by its
+    /// breaker on the pipeline thread, then a reload counted and re-enabling it.
+    #[test]
+    fn the_status_shows_versions_signers_refusals_and_disabling() {
+        use warden_plugin_host::{Host, HostOptions, signing};
+        let d = tempfile::tempdir().unwrap();
+        let (key, public) = signing::keygen(&d.path().join("keys"), "ci").unwrap();
+        let pubkey = signing::read_pubkey(public.to_str().unwrap()).unwrap();
+        let write = |name: &str, bytes: &[u8], sign: bool| {
+            let path = d.path().join(format!("{name}.wasm"));
+            std::fs::write(&path, bytes).unwrap();
+            if sign {
+                signing::sign(&path, &key).unwrap();
+            }
+            path
+        };
+        let good = write("good", &core_module("(i32.const 0)"), true);
+        let trap = write("trap", &core_module("(unreachable)"), true);
+        let unsigned = write("unsigned", &core_module("(i32.const 0)"), false);
+        let host = Host::new(HostOptions {
+            trusted_keys: vec![pubkey],
+            require_signature: true,
+            ..HostOptions::default()
+        })
+        .unwrap();
+        let mk = |name: &str, module: &std::path::Path| {
+            let mut s = spec(name);
+            s.module = module.to_owned();
+            s.limits.max_failures = 1;
+            s
+        };
+        let specs = [
+            mk("good", &good),
+            mk("trap", &trap),
+            mk("unsigned", &unsigned),
+        ];
+        let status = super::super::status::PluginStatus::default();
+        let mut loaded = Vec::new();
+        for s in &specs {
+            let result = match super::super::load(&host, s, None) {
+                Ok((plugin, prepared)) => {
+                    status.loaded(s, &prepared, 1_000);
+                    Ok(plugin)
+                }
+                Err((stage, why)) => {
+                    status.refused(s, &format!("refused at {}: {why}", stage.as_str()));
+                    Err(why)
+                }
+            };
+            loaded.push(LoadedPlugin {
+                spec: s.clone(),
+                result,
+            });
+        }
+        let db = tempfile::tempdir().unwrap();
+        let store = Store::open(db.path(), &MasterKey::from_bytes([1; 32])).unwrap();
+        let (audit, _h) = AuditSink::start(store, 16).unwrap();
+        let mut chain = PluginChain::new(
+            loaded,
+            &[PluginBindConfig {
+                devices: vec!["sim:t".into()],
+                ..bind("trap")
+            }],
+            audit,
+            Arc::new(Metrics::new()),
+            None,
+        )
+        .with_status(status.clone());
+
+        let v = status.to_json();
+        let by = |v: &serde_json::Value, n: &str| {
+            v["plugins"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == n)
+                .cloned()
+                .unwrap()
+        };
+        let g = by(&v, "good");
+        assert_eq!(g["state"], "active", "{g}");
+        assert_eq!(g["signature"], "verified");
+        assert_eq!(g["signer"], signing::key_id(&pubkey));
+        assert_eq!(
+            g["sha256"],
+            hex::encode(signing::file_sha256(&good).unwrap())
+        );
+        assert_eq!(g["contract"], "0.2.0");
+        assert_eq!(g["loaded_ms"], 1_000);
+        assert_eq!(g["loads"], 1);
+        assert_eq!(g["module"], good.display().to_string());
+        let u = by(&v, "unsigned");
+        assert_eq!(u["state"], "refused", "{u}");
+        assert!(u["reason"].as_str().unwrap().contains("unsigned"), "{u}");
+        assert_eq!(u["sha256"], serde_json::Value::Null);
+        assert_eq!(u["loads"], 0);
+
+        // the trapping plugin fails once (max_failures = 1): disabled, and the status says why
+        let r = rec("sim:t", "default", None);
+        let m = msg(&r.id);
+        let dec = chain.decide(&req(&r, &m)).unwrap();
+        assert_eq!(dec.verdict, warden_core::Verdict::Deny);
+        let t = by(&status.to_json(), "trap");
+        assert_eq!(t["state"], "disabled", "{t}");
+        assert!(
+            t["reason"].as_str().unwrap().contains("failures in a row"),
+            "{t}"
+        );
+        assert_eq!(t["signature"], "verified");
+        assert_eq!(t["loads"], 1);
+
+        // a fixed version swapped in: active again, a second load, a new SHA-256 and time
+        let fixed = write(
+            "trap",
+            &core_module("(i32.const 0) (drop) (i32.const 0)"),
+            true,
+        );
+        let (plugin, prepared) = super::super::load(&host, &mk("trap", &fixed), None).unwrap();
+        let sha = prepared.sha256_hex();
+        chain.apply(PluginUpdate {
+            spec: mk("trap", &fixed),
+            prepared,
+            plugin,
+            why: super::super::watch::Why::Files,
+        });
+        let t = by(&status.to_json(), "trap");
+        assert_eq!(t["state"], "active", "{t}");
+        assert_eq!(t["reason"], serde_json::Value::Null);
+        assert_eq!(t["loads"], 2);
+        assert_eq!(t["sha256"], sha);
+        assert_ne!(t["loaded_ms"], 1_000);
+
+        // a refused reload keeps the running version and says why
+        status.reload_refused(&mk("good", &good), "refused at tests: line 1", 2_000);
+        let g = by(&status.to_json(), "good");
+        assert_eq!(g["state"], "active");
+        assert_eq!(g["last_refused"], "refused at tests: line 1");
+        assert_eq!(g["last_refused_ms"], 2_000);
     }
 
     #[test]

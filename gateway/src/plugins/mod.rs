@@ -6,6 +6,7 @@ pub mod chain;
 pub mod cli;
 pub mod recorder;
 pub mod scaffold;
+pub mod status;
 pub mod watch;
 
 use std::path::{Path, PathBuf};

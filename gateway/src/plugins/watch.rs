@@ -68,6 +68,7 @@ pub struct Reloader {
     control: mpsc::Sender<Control>,
     audit: AuditSink,
     metrics: Arc<Metrics>,
+    status: super::status::PluginStatus,
 }
 
 impl Reloader {
@@ -77,6 +78,7 @@ impl Reloader {
         control: mpsc::Sender<Control>,
         audit: AuditSink,
         metrics: Arc<Metrics>,
+        status: super::status::PluginStatus,
     ) -> Self {
         Self {
             host,
@@ -84,6 +86,7 @@ impl Reloader {
             control,
             audit,
             metrics,
+            status,
         }
     }
 
@@ -128,7 +131,7 @@ impl Reloader {
         let (audit, metrics) = (&self.audit, &*self.metrics);
         let prepared = match prepare_and_test(&self.host, spec, Some(audit)) {
             Ok(p) => p,
-            Err((stage, e)) => return refused(spec, stage, &e, why, audit, metrics),
+            Err((stage, e)) => return self.refused(spec, stage, &e, why),
         };
         // instantiated here, off the message thread; the pipeline hands it the running
         // version's key-value state when it swaps it in
@@ -141,7 +144,7 @@ impl Reloader {
             Ok(p) => p,
             Err(e) => {
                 let e = super::load_error(&e);
-                return refused(spec, Stage::Init, &e, why, audit, metrics);
+                return self.refused(spec, Stage::Init, &e, why);
             }
         };
         tracing::info!(plugin = %spec.name, why = why.as_str(), "plugin verified, compiled, tested and instantiated for reload");
@@ -159,6 +162,16 @@ impl Reloader {
         {
             tracing::warn!("pipeline gone; plugin update dropped");
         }
+    }
+
+    /// A reload refused: counted, logged, audited and shown on the plugins page.
+    fn refused(&self, spec: &PluginSpec, stage: Stage, error: &str, why: Why) {
+        self.status.reload_refused(
+            spec,
+            &format!("refused at {}: {error}", stage.as_str()),
+            warden_core::now_ms(),
+        );
+        refused(spec, stage, error, why, &self.audit, &self.metrics);
     }
 }
 

@@ -146,6 +146,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Reloads plugins whose config changed (`warden reload`); `None` without plugins.
     pub plugin_reloader: Option<crate::plugins::watch::Reloader>,
+    /// Each plugin as the host runs it: version, signer, loads, refused or disabled and why.
+    pub plugins: crate::plugins::status::PluginStatus,
     /// Delivered uplinks for the dashboard's device pages.
     pub points: Arc<crate::web::points::PointTap>,
 }
@@ -429,6 +431,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         operations: operations.clone(),
         shutdown: shutdown_rx.clone(),
         plugin_reloader: plugin_runtime.reloader,
+        plugins: plugin_runtime.status,
         points: live_points,
     });
     drop(control_tx);

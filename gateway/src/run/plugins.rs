@@ -37,11 +37,13 @@ pub(super) fn start_plugins(
         .unwrap_or_else(|| data_dir.join("plugin-cache"));
     let host = plugins::host(cfg, Some(cache_dir), cache_key)?;
     let specs = plugins::specs(cfg);
+    let status = plugins::status::PluginStatus::default();
     let mut loaded = Vec::new();
     for spec in &specs {
         let (result, outcome) = match plugins::load(&host, spec, Some(audit)) {
             Ok((plugin, prepared)) => {
                 let sha = hex::encode(prepared.sha256);
+                status.loaded(spec, &prepared, warden_core::now_ms());
                 tracing::info!(plugin = %spec.name, sha256 = %sha, signer = ?prepared.signer,
                     contract = prepared.contract, cache = ?prepared.cache, "plugin loaded");
                 audit.record(
@@ -59,6 +61,7 @@ pub(super) fn start_plugins(
                 (Ok(plugin), "ok")
             }
             Err((stage, why)) => {
+                status.refused(spec, &format!("refused at {}: {why}", stage.as_str()));
                 tracing::error!(plugin = %spec.name, stage = stage.as_str(), error = %why,
                     "plugin refused; its bindings deny");
                 let category = if stage == plugins::Stage::Prepare {
@@ -111,13 +114,20 @@ pub(super) fn start_plugins(
         None => None,
     };
     let chain =
-        plugins::chain::PluginChain::new(loaded, &p.bind, audit.clone(), metrics.clone(), recorder);
+        plugins::chain::PluginChain::new(loaded, &p.bind, audit.clone(), metrics.clone(), recorder)
+            .with_status(status.clone());
     pipeline.deciders.push(Box::new(chain));
     if specs.is_empty() {
         return Ok(PluginRuntime::default());
     }
-    let reloader =
-        plugins::watch::Reloader::new(host, specs, control.clone(), audit.clone(), metrics.clone());
+    let reloader = plugins::watch::Reloader::new(
+        host,
+        specs,
+        control.clone(),
+        audit.clone(),
+        metrics.clone(),
+        status.clone(),
+    );
     let watcher = if p.watch {
         Some(plugins::watch::spawn(
             reloader.clone(),
@@ -129,6 +139,7 @@ pub(super) fn start_plugins(
     Ok(PluginRuntime {
         reloader: Some(reloader),
         watcher,
+        status,
     })
 }
 
@@ -138,6 +149,8 @@ pub(super) fn start_plugins(
 pub(super) struct PluginRuntime {
     pub reloader: Option<crate::plugins::watch::Reloader>,
     pub watcher: Option<crate::plugins::watch::Watcher>,
+    /// What each plugin runs (version, signer, state) for the API.
+    pub status: crate::plugins::status::PluginStatus,
 }
 
 /// `warden check-config`: the file, and every plugin it loads (signature, compile, config,

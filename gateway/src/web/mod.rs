@@ -11,6 +11,7 @@ pub mod assets;
 pub mod catalogue;
 pub mod csrf;
 pub mod live;
+pub mod plugins;
 pub mod points;
 pub mod session;
 pub mod tls;
