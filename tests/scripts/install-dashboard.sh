@@ -3,6 +3,8 @@
 # chromedriver, and selenium (pinned) in the Python the other peers use. The test points selenium
 # at /usr/bin/chromedriver itself, so selenium-manager never downloads a browser or a driver.
 set -euo pipefail
+# shellcheck source=tests/scripts/install-common.inc
+. "$(dirname "$0")/install-common.inc"
 
 SELENIUM_VERSION=4.51.0
 PY=${PYTHON:-python3}
@@ -13,26 +15,12 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v "$PY" >/dev/null 2>&1 || need+=(python3 python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
     echo "install-dashboard.sh: installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+    apt_install "${need[@]}"
 fi
 
 have=$("$PY" -c 'import selenium; print(selenium.__version__)' 2>/dev/null || true)
 if [ "$have" != "$SELENIUM_VERSION" ]; then
     echo "install-dashboard.sh: installing selenium==$SELENIUM_VERSION (found '${have:-none}')"
-    if ! "$PY" -m pip --version >/dev/null 2>&1; then
-        export DEBIAN_FRONTEND=noninteractive
-        SUDO=""
-        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-        $SUDO apt-get update -qq
-        $SUDO apt-get install -y -qq --no-install-recommends python3-pip
-    fi
-    # Debian marks its Python as externally managed; the pin keeps this reproducible.
-    "$PY" -m pip install --quiet --disable-pip-version-check "selenium==$SELENIUM_VERSION" \
-        || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages \
-            "selenium==$SELENIUM_VERSION"
+    pip_install "$PY" "selenium==$SELENIUM_VERSION"
 fi
 echo "install-dashboard.sh: selenium $("$PY" -c 'import selenium; print(selenium.__version__)'), $(chromium --version 2>/dev/null || echo 'chromium ?'), $(/usr/bin/chromedriver --version 2>/dev/null | head -1)"

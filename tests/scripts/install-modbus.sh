@@ -2,6 +2,8 @@
 # Installs the Modbus test peers idempotently: pymodbus (pinned) for the servers the e2e tests start,
 # socat for RTU pty pairs, and mbpoll as an independent Modbus client. Safe to run again.
 set -euo pipefail
+# shellcheck source=tests/scripts/install-common.inc
+. "$(dirname "$0")/install-common.inc"
 
 PYMODBUS_VERSION=3.16.1
 PY=${PYTHON:-python3}
@@ -12,26 +14,12 @@ command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
 command -v "$PY" >/dev/null 2>&1 || need+=(python3 python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
     echo "install-modbus.sh: installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+    apt_install "${need[@]}"
 fi
 
 have=$("$PY" -c 'import pymodbus, serial; print(pymodbus.__version__)' 2>/dev/null || true)
 if [ "$have" != "$PYMODBUS_VERSION" ]; then
     echo "install-modbus.sh: installing pymodbus[serial]==$PYMODBUS_VERSION (found '${have:-none}')"
-    if ! "$PY" -m pip --version >/dev/null 2>&1; then
-        export DEBIAN_FRONTEND=noninteractive
-        SUDO=""
-        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-        $SUDO apt-get update -qq
-        $SUDO apt-get install -y -qq --no-install-recommends python3-pip
-    fi
-    # Debian marks its Python as externally managed; the pin keeps this reproducible.
-    "$PY" -m pip install --quiet --disable-pip-version-check "pymodbus[serial]==$PYMODBUS_VERSION" \
-        || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages \
-            "pymodbus[serial]==$PYMODBUS_VERSION"
+    pip_install "$PY" "pymodbus[serial]==$PYMODBUS_VERSION"
 fi
 echo "install-modbus.sh: pymodbus $("$PY" -c 'import pymodbus; print(pymodbus.__version__)'), $(command -v socat), $(command -v mbpoll)"
