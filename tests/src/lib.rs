@@ -706,3 +706,22 @@ pub fn percentile(sorted: &[f64], q: usize) -> f64 {
     let rank = (sorted.len() * q).div_ceil(100).max(1);
     sorted[rank.min(sorted.len()) - 1]
 }
+
+/// The base32 secret of an `otpauth://totp/…` provisioning URI.
+pub fn totp_secret(uri: &str) -> &str {
+    uri.split("secret=")
+        .nth(1)
+        .and_then(|s| s.split('&').next())
+        .unwrap_or_else(|| panic!("no secret in {uri}"))
+}
+
+/// The TOTP generator an authenticator app would build from an `otpauth://totp/…` provisioning
+/// URI (SHA-1, 6 digits, 30 s: what the gateway issues).
+pub fn totp_from_uri(uri: &str) -> totp_rs::TOTP {
+    let secret = totp_secret(uri);
+    let raw = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .unwrap_or_else(|e| panic!("secret of {uri}: {e:?}"));
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, raw)
+        .unwrap_or_else(|e| panic!("TOTP from {uri}: {e}"))
+}

@@ -298,17 +298,7 @@ fn dashboard_guards_over_http() {
     );
     assert_eq!(st, 200, "{b}");
     let uri = json(&b)["provisioning_uri"].as_str().unwrap().to_owned();
-    let secret = uri
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    let raw = totp_rs::Secret::Encoded(secret.to_owned())
-        .to_bytes()
-        .unwrap();
-    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, raw).unwrap();
+    let totp = totp_from_uri(&uri);
     let without = format!(r#"{{"name":"olga","password":"{PASSWORD}"}}"#);
     assert_eq!(
         request(api, "POST", "/ui/login", &[json_ct], &without).0,

@@ -282,17 +282,8 @@ fn totp_login_needs_the_current_code_once() {
         401,
         "sessions end when a factor changes"
     );
-    let secret = uri
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    let raw = totp_rs::Secret::Encoded(secret.to_owned())
-        .to_bytes()
-        .unwrap();
-    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, raw).unwrap();
+    let secret = totp_secret(&uri);
+    let totp = totp_from_uri(&uri);
 
     assert_eq!(
         login(serde_json::json!({ "name": "tara", "password": pw })).0,
