@@ -285,8 +285,11 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
         });
     }
 
-    // + deliver with signing (one envelope and signature per point)
+    // + deliver with signing (one envelope and signature per point), and the hand-over to the
+    // recent-values thread as `warden run` has it
     let mut p = mk_pipeline(true, true);
+    let (feed, recent) = crate::recent::start()?;
+    p.recent = Some(feed);
     let n = (args.messages / 10).max(10_000);
     let before = counter.0.load(std::sync::atomic::Ordering::Relaxed);
     let (secs, p50, p99) = drive(&ids, n, |m| {
@@ -296,6 +299,11 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         sent == n,
         "deliver produced {sent} envelopes for {n} messages"
+    );
+    tracing::info!(
+        kept_devices = recent.devices(),
+        skipped = recent.skipped(),
+        "recent values during pipeline+sign"
     );
     phases.push(Phase {
         name: "pipeline+sign",

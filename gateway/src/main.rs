@@ -20,6 +20,7 @@ mod operators;
 mod pipeline;
 mod plugins;
 mod posture;
+mod recent;
 mod registry;
 mod run;
 mod sdnotify;

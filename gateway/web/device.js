@@ -1,9 +1,10 @@
-// One device: identity evidence, points with current values and a small history chart (values
-// seen while the page is open), recent decisions with reasons, and commands with their results.
+// One device: identity evidence, points with current values and a small history chart (kept by
+// the gateway since it started, then followed live), recent decisions with reasons, and commands
+// with their results.
 import { api, el, put, table, can, flash, when, ago, ASSURANCE, attempt, getCatalogue } from './lib.js';
 import { statusCell } from './devices.js';
 
-const HISTORY = 120;
+let HISTORY = 48;
 const SVG = 'http://www.w3.org/2000/svg';
 
 function svg(tag, attrs) {
@@ -103,9 +104,12 @@ export async function render(root, id) {
     }
   };
 
-  const point = (p, ts) => {
+  const point = (p, ts, past) => {
     const h = (history[p.name] = history[p.name] || []);
-    if (typeof p.value === 'number') { h.push(p.value); if (h.length > HISTORY) h.shift(); }
+    if (past) h.push(...past.map((s) => s[1]));
+    else if (typeof p.value === 'number') h.push(p.value);
+    else if (typeof p.value === 'boolean') h.push(p.value ? 1 : 0);
+    while (h.length > HISTORY) h.shift();
     const cells = [el('td', {}, p.name), el('td', { class: 'value' }, `${show(p.value)}${p.unit ? ` ${p.unit}` : ''}`), el('td', {}, when(ts)), el('td', {}, chart(h))];
     if (!rows[p.name]) {
       rows[p.name] = el('tr', { 'data-point': p.name });
@@ -148,10 +152,19 @@ export async function render(root, id) {
   await drawInfo();
   await drawDecisions();
   const src = new EventSource(`${path}/points/live`);
+  // what the gateway kept since it started; live updates older than it are not drawn twice
+  const kept = await api('GET', `${path}/points`);
+  HISTORY = kept.history_samples || HISTORY;
+  const seen = {};
+  for (const p of kept.points) { point(p, p.ts, p.history); seen[p.name] = p.ts; }
+  if (!kept.points.length) pointsNote.textContent = 'Nothing of this device has been delivered since the gateway started; waiting for its next allowed message…';
   src.onmessage = (m) => {
     let u;
     try { u = JSON.parse(m.data); } catch (e) { return; }
-    for (const p of u.points || []) point(p, u.ts);
+    for (const p of u.points || []) {
+      if (seen[p.name] !== undefined && u.ts <= seen[p.name]) continue;
+      point(p, u.ts);
+    }
   };
   setInterval(() => drawInfo().catch(() => {}), 5000);
   setInterval(() => drawDecisions().catch(() => {}), 5000);

@@ -160,6 +160,10 @@ pub async fn serve(
         .route("/api/devices/export", get(export))
         .route("/api/devices/{id}", get(device))
         .route(
+            "/api/devices/{id}/points",
+            get(crate::web::points::snapshot),
+        )
+        .route(
             "/api/devices/{id}/points/live",
             get(crate::web::points::stream),
         )

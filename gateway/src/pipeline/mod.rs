@@ -74,8 +74,8 @@ pub struct Pipeline {
     pub controllers: Vec<Controller>,
     pub deciders: Vec<Box<dyn Decider>>,
     pub audit: AuditSink,
-    /// Delivered uplinks offered to the dashboard's device pages (see [`crate::web::points`]).
-    pub live_points: Option<Arc<crate::web::points::PointTap>>,
+    /// Where delivered uplinks go for the recent-values view (see [`crate::recent`]).
+    pub recent: Option<crate::recent::Feed>,
     pub aggregator: record::Aggregator,
     pub aggregate_telemetry: bool,
     pub default_zone: String,
@@ -136,7 +136,7 @@ impl Pipeline {
             controllers,
             deciders: Vec::new(),
             audit,
-            live_points: None,
+            recent: None,
             aggregator: record::Aggregator::default(),
             aggregate_telemetry,
             default_zone,
@@ -215,8 +215,8 @@ impl Pipeline {
         let (decision, msg) = self.uplink_decide(msg);
         if decision.is_allow() {
             deliver::uplink(&self.northbound, &msg);
-            if let Some(t) = &self.live_points {
-                t.uplink(&msg);
+            if let Some(r) = &self.recent {
+                r.offer(msg);
             }
         }
         decision

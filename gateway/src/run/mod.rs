@@ -148,8 +148,8 @@ pub struct Shared {
     pub plugin_reloader: Option<crate::plugins::watch::Reloader>,
     /// Each plugin as the host runs it: version, signer, loads, refused or disabled and why.
     pub plugins: crate::plugins::status::PluginStatus,
-    /// Delivered uplinks for the dashboard's device pages.
-    pub points: Arc<crate::web::points::PointTap>,
+    /// Recent point values for the dashboard's device pages.
+    pub points: crate::recent::Recent,
 }
 
 async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
@@ -303,8 +303,9 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         crate::pipeline::record::Aggregator::with_window_s(cfg.audit.aggregate_window_s);
     pipeline.behaviour = crate::behaviour::Behaviour::with_store(cfg.behaviour.clone(), &store)?;
     pipeline.admission = crate::pipeline::Admission::new(cfg.registry.pending_per_source_per_min);
-    let live_points = Arc::new(crate::web::points::PointTap::default());
-    pipeline.live_points = Some(live_points.clone());
+    let (recent_feed, live_points) =
+        crate::recent::start().context("cannot start the recent-values thread")?;
+    pipeline.recent = Some(recent_feed);
     let notifier = crate::sdnotify::Notifier::from_env();
     pipeline.watchdog = notifier
         .as_ref()

@@ -1,84 +1,47 @@
-//! `GET /api/devices/{id}/points/live`: the values of a device's allowed uplinks as they are
-//! delivered (Server-Sent Events), for the device page's current values and history chart.
-//!
-//! The pipeline offers each delivered uplink to [`PointTap::uplink`], which costs one atomic load
-//! while no page watches; with watchers, the points are copied into a broadcast ring of
-//! [`BUFFER`] (never blocking the pipeline: a viewer that falls behind is dropped).
+//! A device's points on the dashboard: `GET /api/devices/{id}/points` (current values and the
+//! recent history of numeric points, kept since start by [`crate::recent`]) and
+//! `GET /api/devices/{id}/points/live` (Server-Sent Events of its delivered uplinks' points).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
-use tokio::sync::broadcast;
-use warden_core::{DeviceId, Message, Point};
+use axum::response::{IntoResponse, Response};
+use warden_core::DeviceId;
 
 use crate::api::{S, err};
+use crate::recent::Update;
 
-/// Updates a watcher may fall behind by before it is dropped.
-pub const BUFFER: usize = 256;
-
-/// One delivered uplink's points.
-#[derive(Debug, serde::Serialize)]
-pub struct Update {
-    pub device: String,
-    pub ts: u64,
-    pub points: Vec<Point>,
+/// The device the path names, if it is registered; otherwise the error to answer with.
+fn known(s: &crate::run::Shared, id: &str) -> Result<DeviceId, (StatusCode, String)> {
+    let device: DeviceId = id
+        .parse()
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("device id: {e}")))?;
+    if s.registry.get(&device).is_none() {
+        return Err((StatusCode::NOT_FOUND, format!("no device {device}")));
+    }
+    Ok(device)
 }
 
-/// Where the pipeline offers delivered uplinks.
-pub struct PointTap {
-    watchers: AtomicUsize,
-    tx: broadcast::Sender<Arc<Update>>,
-}
-
-impl Default for PointTap {
-    fn default() -> Self {
-        Self {
-            watchers: AtomicUsize::new(0),
-            tx: broadcast::channel(BUFFER).0,
-        }
-    }
-}
-
-/// Counts a watcher while it lives.
-struct Watching(Arc<PointTap>);
-
-impl Drop for Watching {
-    fn drop(&mut self) {
-        self.0.watchers.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl PointTap {
-    /// Called by the pipeline for each delivered uplink.
-    pub fn uplink(&self, msg: &Message) {
-        if self.watchers.load(Ordering::Relaxed) == 0 || msg.points.is_empty() {
-            return;
-        }
-        let _ = self.tx.send(Arc::new(Update {
-            device: msg.device.to_string(),
-            ts: msg.received_ms,
-            points: msg.points.clone(),
-        }));
-    }
-
-    fn watch(self: &Arc<Self>) -> (Watching, broadcast::Receiver<Arc<Update>>) {
-        self.watchers.fetch_add(1, Ordering::Relaxed);
-        (Watching(self.clone()), self.tx.subscribe())
-    }
+pub async fn snapshot(State(s): S, Path(id): Path<String>) -> Response {
+    let device = match known(&s, &id) {
+        Ok(d) => d,
+        Err((code, why)) => return err(code, why),
+    };
+    let points = s.points.points(&device).unwrap_or_default();
+    Json(serde_json::json!({
+        "device": device.to_string(),
+        "points": points,
+        "history_samples": crate::recent::HISTORY,
+    }))
+    .into_response()
 }
 
 pub async fn stream(State(s): S, Path(id): Path<String>) -> Response {
-    let device: DeviceId = match id.parse() {
+    let device = match known(&s, &id) {
         Ok(d) => d,
-        Err(e) => return err(StatusCode::BAD_REQUEST, format!("device id: {e}")),
+        Err((code, why)) => return err(code, why),
     };
-    if s.registry.get(&device).is_none() {
-        return err(StatusCode::NOT_FOUND, format!("no device {device}"));
-    }
     let want = device.to_string();
     let (guard, rx) = s.points.watch();
     let render = move |u: &Update| {
@@ -89,40 +52,4 @@ pub async fn stream(State(s): S, Path(id): Path<String>) -> Response {
     };
     let first = Bytes::from_static(b": points\nretry: 1000\n\n");
     super::live::sse(rx, s.shutdown.clone(), first, render, guard)
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
-    use super::*;
-
-    fn msg(dev: &str) -> Message {
-        Message::telemetry(
-            dev.parse().unwrap(),
-            vec![Point::new("temperature", warden_core::Value::Float(21.5))],
-        )
-    }
-
-    #[test]
-    fn nothing_is_copied_while_nobody_watches() {
-        let t = Arc::new(PointTap::default());
-        let mut rx = t.tx.subscribe();
-        t.uplink(&msg("sim:a"));
-        assert!(matches!(
-            rx.try_recv(),
-            Err(broadcast::error::TryRecvError::Empty)
-        ));
-    }
-
-    #[test]
-    fn a_watcher_sees_the_points_and_stops_counting_when_gone() {
-        let t = Arc::new(PointTap::default());
-        let (g, mut rx) = t.watch();
-        t.uplink(&msg("sim:a"));
-        let u = rx.try_recv().unwrap();
-        assert_eq!(u.device, "sim:a");
-        assert_eq!(u.points[0].name, "temperature");
-        drop(g);
-        assert_eq!(t.watchers.load(Ordering::Relaxed), 0);
-    }
 }
