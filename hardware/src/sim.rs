@@ -11,6 +11,11 @@
 //! ```
 //! Values: `true`/`false`, integers, floats, anything else is text. Each line is answered `ok` or
 //! `error: …`.
+//!
+//! Devices configured with `joins = true` stay silent until an operator opens a join window on the
+//! adapter (`warden adapter join sim`, the dashboard's adapters page, or MQTT); then they join one
+//! a second while the window lasts, announcing themselves and reporting like the others. `close`
+//! ends the window early. This is how the demo shows inclusion without a radio.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,8 +27,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use warden_core::{
     Adapter, AdapterContext, AdapterError, AdapterEvent, Announcement, Assurance, BoxFuture,
-    CommandOutcome, CommandResult, DeviceId, Downlink, Kind, LinkHealth, LinkState, Message, Point,
-    Value,
+    CommandOutcome, CommandResult, DeviceId, Downlink, Kind, LinkHealth, LinkState, Message,
+    Operation, OperationKind, OperationRequest, OperationState, Point, Value,
 };
 
 pub const PROTOCOL: &str = "sim";
@@ -91,6 +96,10 @@ pub struct SimDeviceConfig {
     /// `firmware` line changes it at run time.
     #[serde(default)]
     pub firmware: Option<String>,
+    /// Silent until a join window is opened on the sim adapter; then it joins (announces itself
+    /// and starts reporting).
+    #[serde(default)]
+    pub joins: bool,
 }
 
 fn default_interval() -> u64 {
@@ -342,13 +351,28 @@ impl Adapter for SimAdapter {
         PROTOCOL
     }
 
+    fn operations(&self) -> &'static [OperationKind] {
+        &[OperationKind::Join, OperationKind::Close]
+    }
+
     fn run(self: Box<Self>, ctx: AdapterContext) -> BoxFuture<Result<(), AdapterError>> {
         Box::pin(run(*self, ctx))
     }
 }
 
+/// An open join window.
+struct Window {
+    op: Operation,
+    until: tokio::time::Instant,
+    /// Only this device may join, when the request named one.
+    only: Option<DeviceId>,
+    joined: u32,
+}
+
 async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError> {
     let mut states: HashMap<DeviceId, DeviceState> = HashMap::new();
+    // devices waiting for a join window, in configuration order
+    let mut held: Vec<DeviceId> = Vec::new();
     for d in &a.devices {
         let (assurance, fresh) = d
             .assurance
@@ -356,6 +380,9 @@ async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError>
             .unwrap_or_else(|| d.kind.default_assurance());
         for (i, id) in d.ids().into_iter().enumerate() {
             let id = id.map_err(|e| AdapterError::Config(e.to_string()))?;
+            if d.joins {
+                held.push(id.clone());
+            }
             let seed = id
                 .to_string()
                 .bytes()
@@ -384,7 +411,11 @@ async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError>
         }
     }
     // announce every device with its identity evidence
-    let mut ids: Vec<DeviceId> = states.keys().cloned().collect();
+    let mut ids: Vec<DeviceId> = states
+        .keys()
+        .filter(|id| !held.contains(id))
+        .cloned()
+        .collect();
     ids.sort();
     for id in &ids {
         if let Some(s) = states.get(id) {
@@ -422,10 +453,50 @@ async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError>
             })
         })
         .collect();
+    let mut window: Option<Window> = None;
+    let mut tick = tokio::time::Instant::now();
+    let mut ops_open = true;
     loop {
         due.sort_by_key(|d| std::cmp::Reverse(d.0));
         let next = due.last().map(|d| d.0);
         tokio::select! {
+            op = ctx.operations.recv(), if ops_open => {
+                let Some(op) = op else {
+                    ops_open = false;
+                    continue;
+                };
+                operation(op, &mut window, &held);
+                tick = tokio::time::Instant::now();
+            }
+            _ = tokio::time::sleep_until(tick), if window.is_some() => {
+                tick += Duration::from_secs(1);
+                let Some(w) = window.as_mut() else { continue };
+                let now = tokio::time::Instant::now();
+                if now >= w.until {
+                    let detail = format!("window closed; {} device(s) joined", w.joined);
+                    w.op.progress.finish(OperationState::Done, detail);
+                    window = None;
+                    continue;
+                }
+                let left = u32::try_from(w.until.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX);
+                w.op.progress.update(|p| p.seconds_left = Some(left.max(1)));
+                // one held device joins per second while the window is open
+                let pos = held.iter().position(|id| w.only.as_ref().is_none_or(|o| o == id));
+                if let Some(id) = pos.map(|i| held.remove(i))
+                    && let Some(s) = states.get(&id)
+                {
+                    w.joined += 1;
+                    w.op.progress.update(|p| {
+                        p.devices_seen += 1;
+                        p.devices_joined += 1;
+                        p.device(&id, "joined");
+                    });
+                    ctx.emit(AdapterEvent::Announce(s.announcement())).await?;
+                    if !s.interval.is_zero() {
+                        due.push((now, id));
+                    }
+                }
+            }
             _ = ctx.shutdown.changed() => {
                 if *ctx.shutdown.borrow() { return Ok(()); }
             }
@@ -476,6 +547,52 @@ async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError>
                 }
             },
         }
+    }
+}
+
+/// Starts, replaces or closes the join window.
+fn operation(op: Operation, window: &mut Option<Window>, held: &[DeviceId]) {
+    match op.request.clone() {
+        OperationRequest::Join {
+            seconds, device, ..
+        } => {
+            if let Some(old) = window.take() {
+                old.op.progress.finish(
+                    OperationState::Cancelled,
+                    format!("replaced by {} from {}", op.id, op.principal),
+                );
+            }
+            op.progress.update(|p| {
+                p.state = OperationState::Running;
+                p.seconds_left = Some(seconds);
+                p.set_step(Some("waiting for devices".into()));
+                p.set_detail(format!(
+                    "{} simulated device(s) waiting to join",
+                    held.len()
+                ));
+            });
+            *window = Some(Window {
+                until: tokio::time::Instant::now() + Duration::from_secs(u64::from(seconds)),
+                only: device,
+                joined: 0,
+                op,
+            });
+        }
+        OperationRequest::Close {} => match window.take() {
+            Some(w) => {
+                let detail = format!("closed by {}; {} device(s) joined", op.principal, w.joined);
+                w.op.progress.finish(OperationState::Cancelled, detail);
+                op.progress
+                    .finish(OperationState::Done, "join window closed");
+            }
+            None => op
+                .progress
+                .finish(OperationState::Done, "no join window was open"),
+        },
+        other => op.progress.finish(
+            OperationState::Failed,
+            format!("the sim adapter has no `{}` operation", other.kind()),
+        ),
     }
 }
 
@@ -614,6 +731,125 @@ mod tests {
         assert!(matches!(parse_control("t-1 n=1"), Ok(Line::Uplink(..))));
     }
 
+    fn held(address: &str) -> SimDeviceConfig {
+        SimDeviceConfig {
+            address: address.into(),
+            kind: SimKind::Meter,
+            count: None,
+            interval_ms: 50,
+            assurance: None,
+            profile: None,
+            zone: None,
+            provision: false,
+            firmware: None,
+            joins: true,
+        }
+    }
+
+    fn join_op(
+        request: OperationRequest,
+    ) -> (
+        Operation,
+        tokio::sync::watch::Receiver<warden_core::OperationProgress>,
+    ) {
+        let (progress, rx) = warden_core::ProgressSender::channel();
+        (
+            Operation {
+                id: "op-1".into(),
+                request,
+                principal: "operator:test".into(),
+                progress,
+            },
+            rx,
+        )
+    }
+
+    #[tokio::test]
+    async fn held_devices_join_only_while_a_window_is_open() {
+        let (ev_tx, mut ev_rx) = mpsc::channel(64);
+        let (_dl_tx, dl_rx) = mpsc::channel(8);
+        let (_sd_tx, sd_rx) = tokio::sync::watch::channel(false);
+        let (op_tx, op_rx) = mpsc::channel(4);
+        let a = Box::new(SimAdapter::new(vec![held("late-1"), held("late-2")], None));
+        let ctx = AdapterContext {
+            events: ev_tx,
+            downlinks: dl_rx,
+            credentials: Arc::new(warden_core::testing::StaticCredentials::default()),
+            operations: op_rx,
+            state: Arc::new(warden_core::testing::MemoryState::default()),
+            shutdown: sd_rx,
+        };
+        assert_eq!(a.operations(), [OperationKind::Join, OperationKind::Close]);
+        tokio::spawn(a.run(ctx));
+        // before any window: only the link's health, no announcement and no uplink
+        match tokio::time::timeout(Duration::from_secs(5), ev_rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            AdapterEvent::Health(h) => assert_eq!(h.state, LinkState::Up),
+            other => panic!("before a join window: {other:?}"),
+        }
+        // a window that names one device lets only that one in
+        let (op, mut progress) = join_op(OperationRequest::Join {
+            seconds: 30,
+            device: Some("sim:late-2".parse().unwrap()),
+            install_code_only: false,
+            pin: None,
+        });
+        op_tx.send(op).await.unwrap();
+        let mut announced = vec![];
+        let mut first_uplink = None;
+        while first_uplink.is_none() {
+            match tokio::time::timeout(Duration::from_secs(5), ev_rx.recv())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                AdapterEvent::Announce(a) => announced.push(a.device.unwrap().to_string()),
+                AdapterEvent::Uplink(m) => first_uplink = Some(m.device.to_string()),
+                _ => {}
+            }
+        }
+        assert_eq!(announced, ["sim:late-2"]);
+        assert_eq!(first_uplink.as_deref(), Some("sim:late-2"));
+        let p = progress
+            .wait_for(|p| p.devices_joined == 1)
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!(p.state, OperationState::Running);
+        assert_eq!(p.devices[0].device.to_string(), "sim:late-2");
+        assert!(p.seconds_left.is_some_and(|s| s <= 30));
+        // close ends it early: the window is cancelled, the close itself done
+        let (close, close_progress) = join_op(OperationRequest::Close {});
+        op_tx.send(close).await.unwrap();
+        let end = progress
+            .wait_for(|p| p.state.is_final())
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!(end.state, OperationState::Cancelled);
+        assert!(end.detail.contains("closed by operator:test"), "{end:?}");
+        assert_eq!(close_progress.borrow().state, OperationState::Done);
+        // late-1 never joined: the next uplinks (late-2 keeps reporting) are all late-2's
+        let mut uplinks = 0;
+        while uplinks < 3 {
+            match tokio::time::timeout(Duration::from_secs(5), ev_rx.recv())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                AdapterEvent::Uplink(m) => {
+                    assert_eq!(m.device.to_string(), "sim:late-2");
+                    uplinks += 1;
+                }
+                AdapterEvent::Announce(a) => panic!("announced after the window: {a:?}"),
+                _ => {}
+            }
+        }
+    }
+
     #[tokio::test]
     async fn devices_announce_report_and_obey() {
         let (ev_tx, mut ev_rx) = mpsc::channel(64);
@@ -631,6 +867,7 @@ mod tests {
                 zone: None,
                 provision: false,
                 firmware: None,
+                joins: false,
             },
             SimDeviceConfig {
                 address: "c".into(),
@@ -642,6 +879,7 @@ mod tests {
                 zone: None,
                 provision: false,
                 firmware: None,
+                joins: false,
             },
         ];
         let a = Box::new(SimAdapter::new(cfg, Some("127.0.0.1:0".parse().unwrap())).on_bound(btx));

@@ -223,11 +223,11 @@ fn scenario(stack: &str) {
         r["action"] == "adapter-operation" && r["actor"] == "mqtt:operator"
     });
     assert_eq!(closed["detail"]["request"]["op"], "close", "{closed}");
-    // an adapter without operations says so, and an out-of-range request is refused
-    let o = g.cli(&["adapter", "sim", "join", "--seconds", "10"]);
+    // an adapter without an operation says so, and an out-of-range request is refused
+    let o = g.cli(&["adapter", "sim", "scan", "--seconds", "10"]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("the `sim` adapter has no `join` operation (it supports: none)"),
+        stderr(&o).contains("the `sim` adapter has no `scan` operation (it supports: join, close)"),
         "{}",
         stderr(&o)
     );
