@@ -22,6 +22,8 @@ echo "== plugins: every example and the hostile test guest, built from source"
 bash plugins/build.sh
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# the gateway without the dashboard's pages (`api.dashboard` off at build time) must build clean too
+cargo clippy -p warden --no-default-features --locked -- -D warnings
 echo "== tests (unit + end-to-end)"
 cargo test --workspace --locked
 echo "== Debian package: built from the debug binary with cargo-deb, installed, run as warden, upgraded, removed, purged"

@@ -324,6 +324,9 @@ pub struct ApiConfig {
     /// generated at first start into `<data-dir>/api-tls.crt` and `api-tls.key` (0600).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Serve the web dashboard (`/ui/…`); `false` leaves the JSON API only (what the CLI uses).
+    /// A binary built without the `dashboard` feature has no dashboard whatever this says.
+    pub dashboard: bool,
 }
 
 impl Default for ApiConfig {
@@ -341,6 +344,7 @@ impl Default for ApiConfig {
             lan_listen: None,
             tls_cert: None,
             tls_key: None,
+            dashboard: true,
         }
     }
 }

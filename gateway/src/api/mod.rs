@@ -142,6 +142,9 @@ pub struct ServeConfig {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_body: usize,
+    /// Serve the dashboard's pages (`api.dashboard`).
+    #[cfg_attr(not(feature = "dashboard"), allow(dead_code))]
+    pub dashboard: bool,
 }
 
 pub async fn serve(
@@ -189,11 +192,16 @@ pub async fn serve(
         .route("/api/operators/{name}", delete(operators::remove))
         .route("/api/operators/{name}/{action}", post(operators::action))
         .route_layer(middleware::from_fn_with_state(s.clone(), auth));
-    let app = Router::new()
+    #[cfg_attr(not(feature = "dashboard"), allow(unused_mut))]
+    let mut app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/login", post(operators::login))
-        .merge(protected)
-        .merge(crate::web::routes())
+        .merge(protected);
+    #[cfg(feature = "dashboard")]
+    if cfg.dashboard {
+        app = app.merge(crate::web::pages::routes());
+    }
+    let app = app
         .layer(DefaultBodyLimit::max(cfg.max_body))
         .layer(middleware::map_response(crate::web::security_headers))
         .with_state(s.clone());

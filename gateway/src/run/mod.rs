@@ -677,6 +677,7 @@ fn api_serve_config(cfg: &Config, nofile: Option<u64>) -> crate::api::ServeConfi
         header_timeout: std::time::Duration::from_secs(cfg.api.header_timeout_s),
         idle_timeout: std::time::Duration::from_secs(cfg.api.idle_timeout_s),
         max_body: cfg.api.max_body_kib.saturating_mul(1024),
+        dashboard: cfg.api.dashboard,
     }
 }
 
