@@ -54,12 +54,17 @@ fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
 }
 
 fn demo_gateway(t: &Path) -> (Gateway, Ports) {
+    demo_gateway_with(t, "")
+}
+
+/// The demo on free ports, with more `[api]` settings.
+fn demo_gateway_with(t: &Path, api: &str) -> (Gateway, Ports) {
     let p = Ports::new();
     let cfg = t.join("ports.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[api]\nlisten = \"127.0.0.1:{}\"\n[mqtt.embedded]\nlisten = \"127.0.0.1:{}\"\n[sim]\ncontrol = \"127.0.0.1:{}\"\n",
+            "[api]\nlisten = \"127.0.0.1:{}\"\n{api}[mqtt.embedded]\nlisten = \"127.0.0.1:{}\"\n[sim]\ncontrol = \"127.0.0.1:{}\"\n",
             p.api, p.mqtt, p.sim
         ),
     )
@@ -337,6 +342,50 @@ fn dashboard_guards_over_http() {
 }
 
 #[test]
+fn the_dashboard_turned_off_leaves_the_api_and_its_recent_values() {
+    let t = tempfile::tempdir().unwrap();
+    let (g, p) = demo_gateway_with(t.path(), "dashboard = false\n");
+    let auth = format!("Bearer {}", admin_token(&g));
+    // the API answers (the control), and keeps the meter's recent values for whoever asks
+    let (st, _, body) = request(p.api, "GET", "/api/status", &[("Authorization", &auth)], "");
+    assert_eq!(st, 200, "{body}");
+    let kept = wait_for(Duration::from_secs(30), "sim:meter-1's kept values", || {
+        let (st, _, body) = request(
+            p.api,
+            "GET",
+            "/api/devices/sim:meter-1/points",
+            &[("Authorization", &auth)],
+            "",
+        );
+        assert_eq!(st, 200, "{body}");
+        let v = json(&body);
+        let power = v["points"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == "power")?
+            .clone();
+        (power["history"].as_array()?.len() >= 2).then_some(power)
+    });
+    assert_eq!(kept["unit"], "W");
+    assert!(kept["value"].is_f64(), "{kept}");
+    // without a token the points are not readable
+    let (st, _, _) = request(p.api, "GET", "/api/devices/sim:meter-1/points", &[], "");
+    assert_eq!(st, 401);
+    // and no page, file or login route exists
+    for (method, path) in [
+        ("GET", "/ui/"),
+        ("GET", "/ui/login"),
+        ("POST", "/ui/login"),
+        ("GET", "/ui/assets/login.js"),
+        ("GET", "/ui/devices"),
+    ] {
+        let (st, _, _) = request(p.api, method, path, &[], "");
+        assert_eq!(st, 404, "{method} {path}");
+    }
+    g.stop();
+}
+
+#[test]
 fn dashboard_in_headless_chromium() {
     let t = tempfile::tempdir().unwrap();
     let (g, p) = demo_gateway(t.path());
@@ -392,6 +441,8 @@ fn dashboard_in_headless_chromium() {
         "audit verify from the page",
         "a command is sent and its result shown",
         "without the CSRF token is refused",
+        "a device page shows kept values",
+        "a join window opened from the adapters page",
         "after logout the pages and the API are locked",
         "a viewer is offered no action",
     ] {
@@ -409,6 +460,7 @@ fn dashboard_in_headless_chromium() {
         "command",
         "plugins",
         "adapters",
+        "device-history",
     ] {
         assert!(
             shots.join(format!("{page}.png")).exists(),
@@ -429,6 +481,7 @@ fn dashboard_in_headless_chromium() {
         "command",
         "logout",
         "csrf-refused",
+        "adapter-operation",
     ] {
         assert!(
             by_alice(action),

@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 from selenium import webdriver
@@ -58,6 +59,16 @@ def api(method, path, body=None):
     req.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read() or b"null")
+
+
+def device_status(dev):
+    """The device's registry status through the API, or None while it is unknown."""
+    try:
+        return api("GET", f"/api/devices/{dev}")["device"]["status"]
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise
 
 
 def fetch_status(d, method, path, body, csrf):
@@ -240,9 +251,45 @@ def run(d):
     assert fetch_status(d, "POST", "/api/devices/sim:switch-1/commands", body, csrf) == 200
     step("a state-changing request without the CSRF token is refused (403); with it, accepted")
 
-    for page in ["plugins", "adapters"]:
-        open_page(d, f"/ui/{page}")
-        shot(d, page)
+    # --- a device page shows the values the gateway kept, as soon as it renders
+    def kept_power(_d):
+        pts = api("GET", "/api/devices/sim:meter-1/points")["points"]
+        return next((p for p in pts if p["name"] == "power" and len(p["history"]) >= 2), None)
+    kept = wait(d, kept_power, what="two kept samples of sim:meter-1's power")
+    open_page(d, "/ui/devices/sim:meter-1")
+    # the page reads the live stream only after drawing the kept values, so what is drawn when it
+    # reports ready came from them
+    assert d.find_elements(By.CSS_SELECTOR, '#points tr[data-point="power"] svg.chart polyline'), \
+        "no history chart drawn from the kept values"
+    assert d.find_element(By.CSS_SELECTOR, '#points tr[data-point="power"] td.value').text.endswith(" W")
+    step(f"a device page shows kept values and a {len(kept['history'])}-sample history as it renders")
+    shot(d, "device-history")
+
+    # --- the adapters page opens a join window on the sim adapter; the held device joins, pending
+    assert device_status("sim:meter-2") is None
+    open_page(d, "/ui/adapters")
+    sim = wait(d, EC.presence_of_element_located(css('tr[data-adapter="sim"]')), what="the sim adapter")
+    secs = sim.find_element(By.CSS_SELECTOR, "input.seconds")
+    secs.clear()
+    secs.send_keys("120")
+    sim.find_element(By.CSS_SELECTOR, "button.op-join").click()
+    wait(d, EC.text_to_be_present_in_element(css('tr[data-adapter="sim"] span.progress'), "joined 1"),
+         what="the join window's progress")
+    text = d.find_element(By.CSS_SELECTOR, 'tr[data-adapter="sim"] span.progress').text
+    assert "join running" in text and "s left" in text, text
+    wait(d, lambda d: device_status("sim:meter-2") == "pending", what="sim:meter-2 pending")
+    shot(d, "adapters")
+    d.find_element(By.CSS_SELECTOR, 'tr[data-adapter="sim"] button.op-close').click()
+    # the window's own stream ("closed by operator:…") and the close's ("join window closed") both
+    # write the progress line; either may be last
+    wait(d, EC.text_to_be_present_in_element(css('tr[data-adapter="sim"] span.progress'), "closed"),
+         what="the close")
+    sim_state = next(a for a in api("GET", "/api/adapters") if a["adapter"] == "sim")
+    assert sim_state["latest"]["progress"]["state"] in ("done", "cancelled"), sim_state
+    step("a join window opened from the adapters page: progress shown, the device joined pending, closed")
+
+    open_page(d, "/ui/plugins")
+    shot(d, "plugins")
     step("plugins and adapters pages render")
 
     # --- log out: everything is locked
