@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode, TlsConfiguration, Transport,
+};
 use tokio::sync::watch;
 
 use super::setup::read_or_create_secret;
@@ -204,6 +206,12 @@ async fn watch_birth(
                     if let Err(e) = client.try_subscribe(&topic, QoS::AtLeastOnce) {
                         tracing::error!(error = %e, "cannot subscribe to Home Assistant's birth message");
                     }
+                }
+                Ok(Event::Incoming(Packet::SubAck(a)))
+                    if a.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) =>
+                {
+                    // an external broker's ACL may refuse it: say so rather than wait forever
+                    tracing::warn!(%topic, "the broker refused the subscription to Home Assistant's birth message (its ACL?): configs are published again only at start and on a config reload");
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if p.topic == topic && p.payload.trim_ascii() == b"online" {
