@@ -7,6 +7,14 @@ use warden_e2e::*;
 
 const ACL: &str = "user warden-gw\ntopic write warden/#\ntopic read warden/devices/+/cmd\n\nuser observer\ntopic read warden/#\n";
 
+/// With Home Assistant discovery: the gateway also writes the discovery configs and reads Home
+/// Assistant's birth message; Home Assistant reads the configs and writes its birth message (and,
+/// here, the empty retained config a test uses to remove one).
+const HA_ACL: &str = "user warden-gw\ntopic write warden/#\ntopic read warden/devices/+/cmd\n\
+    topic write homeassistant/#\ntopic read homeassistant/status\n\n\
+    user homeassistant\ntopic readwrite homeassistant/#\ntopic read warden/#\n";
+const HA_GATEWAY_CONFIG: &str = "homeassistant/binary_sensor/warden_warden/connectivity/config";
+
 fn external_config(p: &Ports, pki: &Pki, broker_port: u16, cert: &str) -> String {
     format!(
         "{}\n[mqtt]\nbroker = \"mqtts://127.0.0.1:{broker_port}\"\nclient_id = \"warden-gw\"\n[mqtt.tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
@@ -17,14 +25,9 @@ fn external_config(p: &Ports, pki: &Pki, broker_port: u16, cert: &str) -> String
     )
 }
 
-fn observer(
-    pki: &Pki,
-    port: u16,
-    topic: &str,
-    out: &std::path::Path,
-    persistent: bool,
-) -> Subscriber {
-    let mut args: Vec<String> = [
+/// mosquitto client arguments for the broker on `port` as the holder of client certificate `cert`.
+fn tls_args(pki: &Pki, port: u16, cert: &str, extra: &[&str]) -> Vec<String> {
+    [
         "-h",
         "127.0.0.1",
         "-p",
@@ -32,18 +35,25 @@ fn observer(
         "--cafile",
         &pki.path("ca.crt"),
         "--cert",
-        &pki.path("observer.crt"),
+        &pki.path(&format!("{cert}.crt")),
         "--key",
-        &pki.path("observer.key"),
-        // QoS 2 on the consumer's leg too: a QoS 1 subscription may be redelivered after the outage
-        "-q",
-        "2",
-        "-t",
-        topic,
+        &pki.path(&format!("{cert}.key")),
     ]
     .iter()
+    .chain(extra)
     .map(|s| s.to_string())
-    .collect();
+    .collect()
+}
+
+fn observer(
+    pki: &Pki,
+    port: u16,
+    topic: &str,
+    out: &std::path::Path,
+    persistent: bool,
+) -> Subscriber {
+    // QoS 2 on the consumer's leg too: a QoS 1 subscription may be redelivered after the outage
+    let mut args = tls_args(pki, port, "observer", &["-q", "2", "-t", topic]);
     if persistent {
         args.extend(["-c", "-i", "observer-1"].iter().map(|s| s.to_string()));
     }
@@ -228,5 +238,139 @@ fn broker_outage_and_gateway_restart_deliver_exactly_once_in_order() {
         "message ids not increasing: {ids:?}"
     );
     assert_eq!(g.status()["queue_depth"], 0);
+    g.stop();
+}
+
+/// The device a discovery config belongs to (its availability's device status topic), or `gateway`.
+fn ha_device(config: &str) -> String {
+    json(config)["availability"][1]["topic"]
+        .as_str()
+        .and_then(|t| t.strip_prefix("warden/devices/")?.strip_suffix("/status"))
+        .unwrap_or("gateway")
+        .to_owned()
+}
+
+/// Home Assistant discovery against mosquitto over mutual TLS: the demo's active devices' configs
+/// are retained on mosquitto; one is removed there (an empty retained config); Home Assistant's
+/// birth message (`homeassistant/status` = `online`) makes the gateway's birth watcher, connected
+/// with the gateway's certificate, publish it again, identical.
+#[test]
+fn home_assistant_birth_message_republishes_configs_on_an_external_broker() {
+    let t = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&t.path().join("pki"), &["warden-gw", "homeassistant"]);
+    let bport = free_port();
+    let mq = Mosquitto::start(&t.path().join("mq"), &pki, bport, HA_ACL);
+    let p = Ports::new();
+    let cfg = t.path().join("w.toml");
+    std::fs::write(&cfg, external_config(&p, &pki, bport, "warden-gw")).unwrap();
+    let dd = t.path().join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &["--demo"]);
+    let ha = |extra: &[&str]| tls_args(&pki, bport, "homeassistant", extra);
+    let publish = |extra: &[&str]| {
+        let o = std::process::Command::new("mosquitto_pub")
+            .args(["-V", "mqttv311", "-q", "1"])
+            .args(ha(extra))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mosquitto_pub: {}", stderr(&o));
+    };
+    // The retained configs now on mosquitto: subscribe, wait for the gateway's own config (the
+    // subscription is live), then publish a marker on HA's status topic (the gateway ignores
+    // anything but `online`): what arrived before the marker is the retained set.
+    let retained = |n: usize| -> std::collections::BTreeMap<String, String> {
+        let sub = Subscriber::spawn(
+            &ha(&["-q", "1", "-t", "homeassistant/#"]),
+            &t.path().join(format!("retained-{n}.txt")),
+        );
+        sub.wait_lines(
+            Duration::from_secs(20),
+            "the gateway's retained config",
+            |l| l.iter().any(|(t, _)| t == HA_GATEWAY_CONFIG),
+        );
+        let marker = format!("probe-{n}");
+        publish(&["-t", "homeassistant/status", "-m", &marker]);
+        sub.wait_lines(Duration::from_secs(20), "the marker", |l| {
+            l.iter().any(|(_, p)| *p == marker)
+        })
+        .into_iter()
+        .take_while(|(_, p)| *p != marker)
+        .filter(|(t, p)| t.ends_with("/config") && !p.is_empty())
+        .collect()
+    };
+
+    let first = wait_for(
+        Duration::from_secs(30),
+        "the demo's configs retained on mosquitto",
+        || {
+            let c = retained(0);
+            let devices: Vec<String> = c.values().map(|p| ha_device(p)).collect();
+            // each device's configs change once, when its first uplink brings its evidence
+            // (model, firmware, serial) into the device block: wait for those, or the gateway's
+            // own update would undo the removal below
+            let settled = c
+                .iter()
+                .filter(|(t, _)| *t != HA_GATEWAY_CONFIG)
+                .all(|(_, p)| json(p)["device"]["sw_version"].is_string());
+            (settled
+                && ["sim:thermostat-1", "sim:switch-1", "sim:meter-1", "gateway"]
+                    .iter()
+                    .all(|d| devices.iter().any(|x| x == d)))
+            .then_some(c)
+        },
+    );
+    // the pending newcomer has none
+    assert!(
+        first.values().all(|p| ha_device(p) != "sim:newcomer-1"),
+        "{first:#?}"
+    );
+    let (power, config) = first
+        .iter()
+        .find(|(t, p)| t.ends_with("/power/config") && ha_device(p) == "sim:meter-1")
+        .map(|(t, p)| (t.clone(), p.clone()))
+        .unwrap();
+    assert_eq!(
+        json(&config)["state_topic"],
+        "warden/devices/sim:meter-1/telemetry/power"
+    );
+
+    // Home Assistant (or anyone with the rights) removes it from mosquitto
+    publish(&["-r", "-n", "-t", &power]);
+    let cleared = retained(1);
+    assert!(!cleared.contains_key(&power), "still retained: {power}");
+    // positive control in the same read: the meter's other config is still there
+    assert!(
+        cleared
+            .iter()
+            .any(|(t, p)| t.ends_with("/energy/config") && ha_device(p) == "sim:meter-1"),
+        "{cleared:#?}"
+    );
+
+    // Home Assistant's birth message: the gateway publishes every config again
+    let live = Subscriber::spawn(
+        &ha(&["-q", "1", "-t", "homeassistant/#"]),
+        &t.path().join("live.txt"),
+    );
+    live.wait_lines(Duration::from_secs(20), "the live subscription", |l| {
+        l.iter().any(|(t, _)| t == HA_GATEWAY_CONFIG)
+    });
+    publish(&["-t", "homeassistant/status", "-m", "online"]);
+    let l = live.wait_lines(
+        Duration::from_secs(20),
+        "the removed config published again",
+        |l| l.iter().any(|(t, p)| *t == power && !p.is_empty()),
+    );
+    let again = &l.iter().find(|(t, _)| *t == power).unwrap().1;
+    assert_eq!(again, &config, "the same config");
+    assert!(
+        g.log_text().contains("Home Assistant came online"),
+        "the birth watcher answered"
+    );
+    // and it is retained again
+    let back = retained(2);
+    assert_eq!(back.get(&power), Some(&config));
+    assert!(
+        !mq.log_text().contains("Denied PUBLISH from warden-gw"),
+        "the gateway published something its ACL refuses"
+    );
     g.stop();
 }

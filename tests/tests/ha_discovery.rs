@@ -16,6 +16,8 @@ use std::time::Duration;
 use serde_json::Value;
 use warden_e2e::*;
 
+mod api_support;
+
 const HA_USER: &str = "homeassistant";
 const GATEWAY_CONFIG: &str = "homeassistant/binary_sensor/warden_warden/connectivity/config";
 
@@ -252,14 +254,7 @@ fn home_assistant_discovers_controls_and_forgets_the_demo_devices() {
     let t = tempfile::tempdir().unwrap();
     let p = Ports::new();
     let cfg = t.path().join("ports.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[api]\nlisten = \"127.0.0.1:{}\"\n[mqtt.embedded]\nlisten = \"127.0.0.1:{}\"\n[sim]\ncontrol = \"127.0.0.1:{}\"\n",
-            p.api, p.mqtt, p.sim
-        ),
-    )
-    .unwrap();
+    std::fs::write(&cfg, ports_config(&p, "")).unwrap();
     let dd = t.path().join("data");
     let g = Gateway::start(&dd, &cfg, &p, &["--demo"]);
 
@@ -548,5 +543,135 @@ fn home_assistant_discovers_controls_and_forgets_the_demo_devices() {
         .collect();
     let (ok, out) = validate(t.path(), &again);
     assert!(ok, "re-published configs fail validation:\n{out}");
+    g.stop();
+}
+
+/// The ports config, with `extra` appended (profiles that override the demo's).
+fn ports_config(p: &Ports, extra: &str) -> String {
+    format!(
+        "[api]\nlisten = \"127.0.0.1:{}\"\n[mqtt.embedded]\nlisten = \"127.0.0.1:{}\"\n[sim]\ncontrol = \"127.0.0.1:{}\"\n{extra}",
+        p.api, p.mqtt, p.sim
+    )
+}
+
+/// A config reload that changes a profile changes what Home Assistant sees, without a restart:
+/// the meter's profile loses `energy` and gains `voltage` and a `set_limit` command; after
+/// `POST /api/config/reload` the new sensor and number are announced (valid under their schemas),
+/// the energy sensor's retained config is emptied, and the other devices keep theirs.
+#[test]
+fn a_config_reload_re_announces_changed_profiles() {
+    let t = tempfile::tempdir().unwrap();
+    let p = Ports::new();
+    let cfg = t.path().join("w.toml");
+    std::fs::write(
+        &cfg,
+        ports_config(&p, "[profiles.meter]\npoints = [\"power\", \"energy\"]\n"),
+    )
+    .unwrap();
+    let dd = t.path().join("data");
+    let g = Gateway::start(&dd, &cfg, &p, &["--demo"]);
+
+    let configs = wait_for(Duration::from_secs(20), "the meter's configs", || {
+        let c = retained_configs(t.path(), &dd, p.mqtt, 0);
+        let d = by_device(&c);
+        (d.get("sim:meter-1").map(Vec::len) == Some(2) && d.contains_key("sim:thermostat-1"))
+            .then_some(c)
+    });
+    let devices = by_device(&configs);
+    let energy = devices["sim:meter-1"]
+        .iter()
+        .find(|(t, _)| t.ends_with("/energy/config"))
+        .map(|(t, _)| t.clone())
+        .unwrap();
+    let power = energy.replace("/energy/", "/power/");
+    assert!(configs.contains_key(&power), "{configs:#?}");
+    let voltage = energy.replace("/energy/", "/voltage/");
+    let limit = energy
+        .replace("/sensor/", "/number/")
+        .replace("/energy/", "/set_limit/");
+    // the control: neither new entity exists before the reload
+    assert!(!configs.contains_key(&voltage) && !configs.contains_key(&limit));
+    let thermostat: Vec<String> = devices["sim:thermostat-1"]
+        .iter()
+        .map(|(t, _)| t.clone())
+        .collect();
+
+    let live = JsonSub::spawn(
+        &ha_args(&dd, p.mqtt, &["-t", "homeassistant/#"]),
+        &t.path().join("live.jsonl"),
+    );
+    live.wait("the live subscription's retained configs", |m| {
+        m.iter().any(|x| x.topic == energy)
+    });
+    std::fs::write(
+        &cfg,
+        ports_config(
+            &p,
+            "[profiles.meter]\npoints = [\"power\", \"voltage\"]\ncommands = [\"set_limit\"]\n",
+        ),
+    )
+    .unwrap();
+    let token = std::fs::read_to_string(dd.join("api.token")).unwrap();
+    let (status, body) = api_support::http(
+        p.api,
+        "POST",
+        "/api/config/reload",
+        Some(&api_support::bearer(token.trim())),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let m = live.wait("the new entities announced and energy emptied", |m| {
+        let last = |topic: &str| m.iter().rev().find(|x| x.topic == topic);
+        last(&voltage).is_some_and(|x| !x.payload.is_empty())
+            && last(&limit).is_some_and(|x| !x.payload.is_empty())
+            && last(&energy).is_some_and(|x| x.payload.is_empty())
+    });
+    let v = json(&m.iter().rev().find(|x| x.topic == voltage).unwrap().payload);
+    assert_eq!(v["unit_of_measurement"], "V");
+    assert_eq!(
+        v["state_topic"],
+        "warden/devices/sim:meter-1/telemetry/voltage"
+    );
+    let n = json(&m.iter().rev().find(|x| x.topic == limit).unwrap().payload);
+    assert_eq!(
+        json(
+            &n["command_template"]
+                .as_str()
+                .unwrap()
+                .replace("{{ value }}", "3")
+        ),
+        serde_json::json!({"command": "set_limit", "args": {"value": 3}})
+    );
+
+    // what a Home Assistant connecting now would read: the new set, and nothing of energy
+    let after = retained_configs(t.path(), &dd, p.mqtt, 1);
+    let d = by_device(&after);
+    let mut meter: Vec<&str> = d["sim:meter-1"].iter().map(|(t, _)| t.as_str()).collect();
+    meter.sort_unstable();
+    let mut want = vec![limit.as_str(), power.as_str(), voltage.as_str()];
+    want.sort_unstable();
+    assert_eq!(meter, want);
+    assert_eq!(
+        d["sim:thermostat-1"]
+            .iter()
+            .map(|(t, _)| t.clone())
+            .collect::<Vec<_>>(),
+        thermostat,
+        "a device whose profile did not change keeps its configs"
+    );
+    let (ok, out) = validate(t.path(), &after);
+    assert!(ok, "configs after the reload fail validation:\n{out}");
+
+    let rec = wait_for(Duration::from_secs(10), "the reload's audit record", || {
+        audit_records(&dd)
+            .into_iter()
+            .find(|r| r["action"] == "config-reload")
+    });
+    let reason = rec["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("Home Assistant discovery configs published again"),
+        "{rec}"
+    );
     g.stop();
 }

@@ -24,7 +24,7 @@
 //! clear removes exactly those topics, and so an unchanged status (online/offline) publishes nothing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
@@ -546,7 +546,8 @@ pub fn device_configs(
 /// What discovery publishes, and what it published per device.
 pub struct Discovery {
     settings: Settings,
-    profiles: Profiles,
+    /// Replaced by a config reload; read once per publication, not per message.
+    profiles: RwLock<Arc<Profiles>>,
     announced: Mutex<HashMap<DeviceId, BTreeMap<String, Vec<u8>>>>,
     /// Held from deciding what to publish until it is queued, so a re-publish and a quarantine
     /// on another thread cannot interleave (a stale config queued after the clear).
@@ -565,7 +566,7 @@ impl Discovery {
     pub fn new(settings: Settings, profiles: Profiles) -> Self {
         Self {
             settings,
-            profiles,
+            profiles: RwLock::new(Arc::new(profiles)),
             announced: Mutex::new(HashMap::new()),
             sending: Mutex::new(()),
         }
@@ -596,8 +597,27 @@ impl Discovery {
         n
     }
 
-    fn wanted(&self, r: &DeviceRecord) -> BTreeMap<String, Vec<u8>> {
-        match self.profiles.for_record(r) {
+    /// Where and as whom it publishes (fixed at start).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Hands over the profiles of a reloaded config. Nothing is published here: the next
+    /// [`Discovery::republish`] (or a device's next status) announces what the new profiles give
+    /// and empties what they no longer give.
+    pub fn set_profiles(&self, profiles: Profiles) {
+        *self.profiles.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(profiles);
+    }
+
+    fn profiles(&self) -> Arc<Profiles> {
+        self.profiles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn wanted(&self, profiles: &Profiles, r: &DeviceRecord) -> BTreeMap<String, Vec<u8>> {
+        match profiles.for_record(r) {
             Some(p) => device_configs(&self.settings, r, p),
             None => BTreeMap::new(),
         }
@@ -612,7 +632,7 @@ impl Discovery {
         let before = announced.remove(&r.id).unwrap_or_default();
         let mut out = Vec::new();
         if r.status == Status::Active {
-            let now = self.wanted(r);
+            let now = self.wanted(&self.profiles(), r);
             for t in before.keys() {
                 if !now.contains_key(t) {
                     out.push(retained(t.clone(), Vec::new()));
@@ -632,8 +652,9 @@ impl Discovery {
         out
     }
 
-    /// Everything again (at start and when HA announces itself with its birth message): the
-    /// gateway's device, every active device's configs, and empty configs for every device that is
+    /// Everything again (at start, when HA announces itself with its birth message, and after a
+    /// config reload replaced the profiles): the gateway's device, every active device's configs
+    /// with empty ones for configs it no longer has, and empty configs for every device that is
     /// not active.
     pub fn republish<'a>(
         &self,
@@ -653,10 +674,11 @@ impl Discovery {
                 )
             })
             .collect();
+        let profiles = self.profiles();
         let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
         for r in records {
             let before = announced.remove(&r.id).unwrap_or_default();
-            let now = self.wanted(r);
+            let now = self.wanted(&profiles, r);
             if r.status == Status::Active {
                 // every config again, and empties for any it no longer has
                 for t in before.into_keys().filter(|t| !now.contains_key(t)) {
@@ -1076,6 +1098,80 @@ mod tests {
         let mut q = a.clone();
         q.status = Status::Quarantined;
         assert_eq!(d.on_status(&q).len(), first.len());
+    }
+
+    #[test]
+    fn replaced_profiles_announce_new_entities_and_empty_removed_ones() {
+        let d = Discovery::new(settings(), profiles());
+        let meter = record("sim:meter-1", "meter", Status::Active);
+        let mut by_model = record("sim:modelled", "meter", Status::Active);
+        by_model.profile = None;
+        let mut old = profiles();
+        old.models.insert("Acme/T-1000".into(), "switch".into());
+        d.set_profiles(old);
+        let first = d.republish([&meter, &by_model]);
+        let announced = |out: &[Outgoing], device: &str| -> Vec<String> {
+            let node = node_id(&device.parse().unwrap());
+            let mut t: Vec<String> = out
+                .iter()
+                .filter(|o| o.topic.contains(&node) && !o.payload.is_empty())
+                .map(|o| o.topic.clone())
+                .collect();
+            t.sort();
+            t
+        };
+        let node = node_id(&meter.id);
+        let topic = |c: &str, o: &str| config_topic(&settings(), c, &node, o);
+        assert_eq!(
+            announced(&first, "sim:meter-1"),
+            [topic("sensor", "energy"), topic("sensor", "power")]
+        );
+        assert_eq!(announced(&first, "sim:modelled").len(), 1, "a switch");
+
+        // the meter loses `energy`, gains `voltage` and a `set_limit` command; the model now maps
+        // to a profile that is gone
+        let mut new = profiles();
+        new.profiles.insert(
+            "meter".into(),
+            profile(&["power", "voltage"], &["set_limit"]),
+        );
+        new.models.insert("Acme/T-1000".into(), "gone".into());
+        d.set_profiles(new);
+        // what a reload does next: everything again under the new profiles
+        let out = d.republish([&meter, &by_model]);
+        assert_eq!(
+            announced(&out, "sim:meter-1"),
+            [
+                topic("number", "set_limit"),
+                topic("sensor", "power"),
+                topic("sensor", "voltage"),
+            ]
+        );
+        let emptied: Vec<&str> = out
+            .iter()
+            .filter(|o| o.payload.is_empty())
+            .map(|o| o.topic.as_str())
+            .collect();
+        let modelled: Vec<String> = first
+            .iter()
+            .filter(|o| o.topic.contains(&node_id(&by_model.id)))
+            .map(|o| o.topic.clone())
+            .collect();
+        let mut want = vec![topic("sensor", "energy")];
+        want.extend(modelled);
+        assert_eq!(emptied, want);
+        assert!(out.iter().all(|o| o.retain));
+        let voltage = out
+            .iter()
+            .find(|o| o.topic == topic("sensor", "voltage"))
+            .unwrap();
+        let v: Json = serde_json::from_slice(&voltage.payload).unwrap();
+        assert_eq!(v["unit_of_measurement"], "V");
+        // what was published under the new profiles is what is remembered
+        assert!(d.on_status(&meter).is_empty());
+        let mut q = meter.clone();
+        q.status = Status::Quarantined;
+        assert_eq!(d.on_status(&q).len(), 3);
     }
 
     #[test]

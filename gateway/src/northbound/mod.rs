@@ -184,6 +184,11 @@ impl Northbound {
         let _ = self.ha.set(d);
     }
 
+    /// Home Assistant discovery, when it was turned on at start.
+    pub fn ha_discovery(&self) -> Option<&std::sync::Arc<ha_discovery::Discovery>> {
+        self.ha.get()
+    }
+
     /// Every HA config again (start-up, Home Assistant's birth message). Configs are not signed
     /// envelopes: Home Assistant reads them as they are.
     /// `current` reads the registry (called while no other HA publication runs). Returns how

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode, TlsConfiguration, Transport,
+};
 use tokio::sync::watch;
 
 use super::setup::read_or_create_secret;
@@ -123,6 +125,58 @@ pub(super) fn start(
     ));
 }
 
+/// A config reload: hands the new profiles to the running discovery and publishes every device's
+/// configs again (off the async runtime), so Home Assistant gains the entities a profile gained and
+/// loses, by an empty retained config, those it lost. Returns what to add to the reload's audit
+/// record; what only a restart applies (discovery turned on or off, another discovery prefix) is
+/// said there rather than done.
+pub(super) async fn reload(
+    cfg: &Config,
+    northbound: &Arc<Northbound>,
+    registry: &Arc<Registry>,
+) -> String {
+    let running = northbound.ha_discovery().cloned();
+    let note = reload_note(running.as_deref().map(Discovery::settings), cfg);
+    let Some(d) = running.filter(|_| on(cfg)) else {
+        return note;
+    };
+    d.set_profiles(Profiles::from_config(cfg));
+    let (nb, reg) = (northbound.clone(), registry.clone());
+    match tokio::task::spawn_blocking(move || republish(&nb, &reg)).await {
+        Ok(n) => {
+            tracing::info!(
+                published = n,
+                "config reloaded: Home Assistant discovery configs published again"
+            );
+            format!("; Home Assistant discovery configs published again ({n}){note}")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Home Assistant re-publish after a reload failed");
+            format!("; Home Assistant discovery not re-published: {e}{note}")
+        }
+    }
+}
+
+/// What a reload cannot change in a running discovery (`running`: its settings, `None` when it
+/// was off at start), as text for the audit record.
+fn reload_note(running: Option<&Settings>, cfg: &Config) -> String {
+    let ha = &cfg.mqtt.homeassistant;
+    match running {
+        None if on(cfg) => {
+            "; Home Assistant discovery turned on: applies at the next restart".into()
+        }
+        None => String::new(),
+        Some(_) if !on(cfg) => {
+            "; Home Assistant discovery turned off: applies at the next restart (configs kept until then)".into()
+        }
+        Some(s) if s.discovery_prefix != ha.discovery_prefix => format!(
+            "; Home Assistant discovery prefix `{}`: applies at the next restart (still `{}`)",
+            ha.discovery_prefix, s.discovery_prefix
+        ),
+        Some(_) => String::new(),
+    }
+}
+
 fn republish(northbound: &Northbound, registry: &Registry) -> usize {
     northbound.ha_republish(|| {
         registry
@@ -152,6 +206,12 @@ async fn watch_birth(
                     if let Err(e) = client.try_subscribe(&topic, QoS::AtLeastOnce) {
                         tracing::error!(error = %e, "cannot subscribe to Home Assistant's birth message");
                     }
+                }
+                Ok(Event::Incoming(Packet::SubAck(a)))
+                    if a.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) =>
+                {
+                    // an external broker's ACL may refuse it: say so rather than wait forever
+                    tracing::warn!(%topic, "the broker refused the subscription to Home Assistant's birth message (its ACL?): configs are published again only at start and on a config reload");
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if p.topic == topic && p.payload.trim_ascii() == b"online" {
@@ -185,5 +245,49 @@ async fn watch_birth(
                 _ = shutdown.wait_for(|v| *v) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cfg(enabled: bool, prefix: &str) -> Config {
+        let mut c = Config::default();
+        c.mqtt.homeassistant.enabled = enabled;
+        c.mqtt.homeassistant.discovery_prefix = prefix.into();
+        c
+    }
+
+    fn running(prefix: &str) -> Settings {
+        Settings {
+            discovery_prefix: prefix.into(),
+            topic_prefix: "warden".into(),
+            gateway_id: "warden".into(),
+        }
+    }
+
+    #[test]
+    fn ha_reload_note_names_what_waits_for_a_restart() {
+        let ha = running("homeassistant");
+        // applied live: nothing to say
+        assert_eq!(reload_note(Some(&ha), &cfg(true, "homeassistant")), "");
+        assert_eq!(reload_note(None, &cfg(false, "homeassistant")), "");
+        let on = reload_note(None, &cfg(true, "homeassistant"));
+        assert!(
+            on.contains("turned on") && on.contains("next restart"),
+            "{on}"
+        );
+        let off = reload_note(Some(&ha), &cfg(false, "homeassistant"));
+        assert!(
+            off.contains("turned off") && off.contains("next restart"),
+            "{off}"
+        );
+        let moved = reload_note(Some(&ha), &cfg(true, "ha2"));
+        assert!(
+            moved.contains("`ha2`") && moved.contains("next restart"),
+            "{moved}"
+        );
     }
 }

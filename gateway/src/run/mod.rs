@@ -150,6 +150,8 @@ pub struct Shared {
     pub plugins: crate::plugins::status::PluginStatus,
     /// Recent point values for the dashboard's device pages.
     pub points: crate::recent::Recent,
+    /// Northbound publications (a reload hands Home Assistant discovery its new profiles).
+    pub northbound: Arc<Northbound>,
 }
 
 async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
@@ -434,6 +436,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         plugin_reloader: plugin_runtime.reloader,
         plugins: plugin_runtime.status,
         points: live_points,
+        northbound: northbound.clone(),
     });
     drop(control_tx);
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)

@@ -1,5 +1,6 @@
-//! `POST /api/reload`: re-read the config and hand the pipeline its new built-in policy; a bad
-//! config is refused and the previous one kept.
+//! `POST /api/config/reload`: re-read the config and hand the pipeline its new built-in policy,
+//! and Home Assistant discovery its new profiles; a bad config is refused and the previous one
+//! kept.
 
 use crate::audit::{AuditEntry, Category};
 use crate::pipeline::Control;
@@ -32,11 +33,12 @@ pub async fn reload(shared: &Shared, actor: &str) -> anyhow::Result<()> {
                 None if cfg.plugins.load.is_empty() => String::new(),
                 None => "; plugins listed but none loaded at start-up: restart to load them".into(),
             };
+            let ha = super::ha::reload(&cfg, &shared.northbound, &shared.registry).await;
             shared.audit.record(AuditEntry::new(
                 Category::Operator,
                 "config-reload",
                 actor,
-                format!("profiles, zones, models and controllers reloaded{plugins}"),
+                format!("profiles, zones, models and controllers reloaded{plugins}{ha}"),
             ));
             Ok(())
         }
