@@ -486,10 +486,12 @@ async fn run(a: SimAdapter, mut ctx: AdapterContext) -> Result<(), AdapterError>
                     && let Some(s) = states.get(&id)
                 {
                     w.joined += 1;
+                    let waiting = held.len();
                     w.op.progress.update(|p| {
                         p.devices_seen += 1;
                         p.devices_joined += 1;
                         p.device(&id, "joined");
+                        p.set_detail(format!("{waiting} simulated device(s) still waiting to join"));
                     });
                     ctx.emit(AdapterEvent::Announce(s.announcement())).await?;
                     if !s.interval.is_zero() {
