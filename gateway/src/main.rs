@@ -17,6 +17,7 @@ mod metrics;
 mod northbound;
 mod operations;
 mod operators;
+mod password;
 mod pipeline;
 mod plugins;
 mod posture;

@@ -15,8 +15,6 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::RngCore;
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
@@ -265,10 +263,7 @@ fn hash_password(password: &str) -> Result<String, OperatorError> {
             "a password is 8 to {MAX_PASSWORD} bytes"
         )));
     }
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
+    crate::password::hash(password)
         .map_err(|e| OperatorError::Invalid(format!("cannot hash the password: {e}")))
 }
 
@@ -276,13 +271,7 @@ fn verify_password(phc: &str, password: &str) -> bool {
     if password.len() > MAX_PASSWORD {
         return false;
     }
-    PasswordHash::new(phc)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    crate::password::verify(phc, password)
 }
 
 fn totp_aad(name: &str) -> Vec<u8> {
