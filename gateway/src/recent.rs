@@ -455,6 +455,30 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_skips_then_takes_again_once_drained() {
+        let (tx, rx) = mpsc::sync_channel::<Message>(2);
+        let s = shared();
+        let f = Feed {
+            tx,
+            shared: s.clone(),
+        };
+        let mut batch = Vec::new();
+        // full, skipped, drained, accepted again: three rounds
+        for round in 0..3u64 {
+            for i in 0..4 {
+                f.offer(msg("sim:a", round * 10 + i, vec![temp(i as f64)]));
+            }
+            batch.extend(rx.try_iter());
+            assert_eq!(batch.len(), 2, "round {round}");
+            absorb_batch(&s, &mut batch);
+            assert_eq!(s.skipped.load(Ordering::Relaxed), 2 * (round + 1));
+        }
+        let p = Recent(s).points(&"sim:a".parse().unwrap()).unwrap();
+        assert_eq!(p[0].history.len(), 6);
+        assert_eq!(p[0].ts, 21);
+    }
+
+    #[test]
     fn live_updates_are_copied_only_while_watched() {
         let s = shared();
         let r = Recent(s.clone());
