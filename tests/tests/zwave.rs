@@ -414,6 +414,11 @@ fn zwave_controller_nodes_inclusion_commands_and_hostile_frames() {
                 .then_some(())
         },
     );
+    // the Nonce Report that answers the refusal reaches the node after the audit record: wait
+    // until the node has taken it, or its next frame still rides the old session
+    wait_for(T, "the node taking the gateway's Nonce Report", || {
+        (mock.ctl("span 6") == "OK RemoteEI").then_some(())
+    });
     assert_eq!(mock.ctl("s2temp 6 23.5"), "OK s2temp 6");
     sub.wait_lines(T, "the S2 node's report after the gateway restart", |_| {
         latest(&sub, S2NODE, "temperature").is_some_and(|e| e["value"] == 23.5)

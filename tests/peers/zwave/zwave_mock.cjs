@@ -44,6 +44,8 @@
 //                                  s2lock for S2 Access Control and Authenticated; both hide those two
 //                                  bytes in their Public Key Report as the S2 specification requires.
 //   state                          JSON: switch states, configuration parameter 1 per node, the node list
+//   span <node>                    the node's S2 session state towards the host (e.g. "SPAN",
+//                                  "RemoteEI" once it has taken a Nonce Report from the host)
 //   sent <node> <hex>              how many SEND_DATA requests the host sent <node> whose payload
 //                                  starts with <hex> (e.g. 9f02: S2 Nonce Reports)
 //   quit
@@ -591,6 +593,14 @@ async function main() {
         if (c !== undefined) config[id] = c;
       }
       return JSON.stringify({ nodes: [...controller.nodes.keys()], switches, config });
+    },
+    async span(id) {
+      // the node's S2 session state towards the host (None, LocalEI, RemoteEI, SPAN): RemoteEI once
+      // it has parsed a Nonce Report the host sent it
+      const n = node(id); if (!n) throw new Error(`no node ${id}`);
+      const sm2 = n.securityManagers.securityManager2;
+      if (!sm2) throw new Error(`node ${id} has no S2`);
+      return SPANState[sm2.getSPANState(controller.ownNodeId).type];
     },
     async sent(id, prefix) {
       const p = String(prefix).toLowerCase();
