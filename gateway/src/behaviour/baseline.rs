@@ -34,23 +34,26 @@ const REPLAY_RECENT: u32 = 16;
 /// Silent minutes learned as zero-traffic minutes after a gap (more are skipped).
 const MAX_SILENT_MINUTES: u64 = 60;
 
+/// A tracked point; what every reading touches first, the time-of-day blocks (off, see
+/// [`TIME_OF_DAY_SCORING`]) last.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[repr(C)]
 pub struct PointStats {
     pub hash: u32,
+    pub last: f32,
     pub value: Robust,
     pub change: Robust,
-    pub last: f32,
     pub run: u16,
     pub max_run: u16,
+    /// Readings in a row that rose (a counter or meter total: no daily pattern to judge).
+    pub rising: u16,
+    /// Recent deviation from the usual level for the time of day, in spreads (average over about
+    /// ten readings, learned or not).
+    pub tod_recent: f32,
     /// Usual level and spread per four-hour block of the UTC day, and samples learned in each.
     pub tod: [f32; TOD_BLOCKS],
     pub tod_dev: [f32; TOD_BLOCKS],
     pub tod_n: [u16; TOD_BLOCKS],
-    /// Recent deviation from the usual level for the time of day, in spreads (average over about
-    /// ten readings, learned or not).
-    pub tod_recent: f32,
-    /// Readings in a row that rose (a counter or meter total: no daily pattern to judge).
-    pub rising: u16,
 }
 
 /// Whether the time-of-day deviation is scored. Off: on `warden bench anomaly` it raised
@@ -64,6 +67,61 @@ pub const TOD_BLOCKS: usize = 6;
 
 fn tod_block(ms: u64) -> usize {
     ((ms % 86_400_000) / (86_400_000 / TOD_BLOCKS as u64)) as usize % TOD_BLOCKS
+}
+
+/// Learns a reading into its time-of-day block.
+fn learn_tod(ps: &mut PointStats, x: f32, now: u64) {
+    let b = tod_block(now);
+    if let (Some(m), Some(d), Some(n)) = (
+        ps.tod.get_mut(b),
+        ps.tod_dev.get_mut(b),
+        ps.tod_n.get_mut(b),
+    ) {
+        let alpha = if *n < 50 {
+            1.0 / (f32::from(*n) + 1.0)
+        } else {
+            0.02
+        };
+        if *n == 0 {
+            *m = x;
+        } else {
+            *d += alpha * ((x - *m).abs() - *d);
+            *m += alpha * (x - *m);
+        }
+        *n = n.saturating_add(1);
+    }
+}
+
+/// Moves the recent deviation from the usual level for the time of day.
+fn track_tod(ps: &mut PointStats, x: f32, now: u64) {
+    let b = tod_block(now);
+    if let (Some(m), Some(d), Some(n)) = (ps.tod.get(b), ps.tod_dev.get(b), ps.tod_n.get(b))
+        && *n >= 20
+    {
+        let spread = d
+            .max((ps.value.hi - ps.value.lo) * 0.1)
+            .max(ps.value.sigma(1e-3) * 0.05);
+        let z = ((x - m) / spread).clamp(-100.0, 100.0);
+        ps.tod_recent += 0.2 * (z - ps.tod_recent);
+    }
+}
+
+/// The learned messages per minute for one hour of the day (own bucket, else the busiest learned
+/// one), kept beside the hot fields so a message does not read the 24 buckets: filled at the
+/// first message of an hour, emptied whenever a bucket learns. Not part of what a baseline is
+/// (equal whatever it holds; not stored).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RateCache {
+    /// The hour + 1 the rate is for (0: empty).
+    hour: u8,
+    /// NaN: no bucket has learned enough yet.
+    rate: f32,
+}
+
+impl PartialEq for RateCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// A remembered name: its hash and, for commands, the UTC hours (bit per hour) it was used at.
@@ -81,20 +139,21 @@ pub struct Name {
 /// Devices whose clean traffic repeats naturally (coarse, low-entropy values) are not scored: the
 /// share of repeats among learned samples must stay under 1 in 20.
 #[derive(Debug, Clone, PartialEq)]
+#[repr(C)]
 pub struct Replay {
     /// Value-tuple hashes of the previous three messages (0: none).
     pub prev: [u32; 3],
-    pub ring: Vec<u32>,
-    pub next: u8,
     /// One bit per recent sampled fingerprint: it repeated one in the ring.
     pub recent: u16,
     /// Learned samples, and how many of them repeated (halved together past 1024).
     pub samples: u16,
     pub repeats: u16,
+    pub next: u8,
     /// log2 of the sampling modulus, from the device's usual gap (updated once a minute).
     pub shift: u8,
     /// Ring index of the last repeat (a replay repeats the ring in order), or `NO_HIT`.
     pub last_hit: u8,
+    pub ring: Vec<u32>,
 }
 
 const NO_HIT: u8 = u8::MAX;
@@ -214,42 +273,47 @@ fn tuple_hash(msg: &Message) -> u32 {
     if h == 0 { 1 } else { h }
 }
 
+/// In memory order, what every message reads first (`repr(C)` keeps the order: with the entry's
+/// own hot fields, a message touches a few neighbouring cache lines rather than most of ~600
+/// bytes); link values, names and commands after.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[repr(C)]
 pub struct Baseline {
+    pub messages: u64,
     pub first_ms: u64,
     pub last_ms: u64,
-    pub messages: u64,
     /// Minute index (ms / 60 000) being counted, and messages in it so far.
     pub minute: u64,
     pub minute_count: u32,
-    /// Messages per minute, per UTC hour, and how many minutes each bucket learned.
-    pub rate: [f32; 24],
-    pub rate_n: [u16; 24],
+    /// Denials, decayed by half per minute, and when last decayed.
+    pub denials: f32,
+    pub denials_ms: u64,
+    /// Strongest assurance seen (0 none seen; 1 + `Assurance` rank).
+    pub best_assurance: u8,
+    /// Started from its model's peers rather than from nothing.
+    pub seeded: bool,
+    pub rate_cache: RateCache,
     /// ln(ms between messages).
     pub gap: Robust,
     pub size: Robust,
-    pub rssi: Robust,
-    pub snr: Robust,
     /// Inline up to one point and four names (most devices): no allocation of their own, and one
     /// cache line fewer to fetch per message than a vector's separate block.
     pub points: SmallVec<[PointStats; 1]>,
+    pub replay: Replay,
+    /// Messages per minute, per UTC hour, and how many minutes each bucket learned.
+    pub rate: [f32; 24],
+    pub rate_n: [u16; 24],
     pub names: SmallVec<[Name; 4]>,
+    pub rssi: Robust,
+    pub snr: Robust,
+    /// Recent RSSI and SNR (exponential average over about ten messages, learned or not).
+    pub rssi_recent: f32,
+    pub snr_recent: f32,
     pub cmd_minute: u64,
     pub cmd_count: u32,
     /// Commands per minute (EWMA over minutes with traffic) and commands learned.
     pub cmd_rate: f32,
     pub commands: u32,
-    /// Strongest assurance seen (0 none seen; 1 + `Assurance` rank).
-    pub best_assurance: u8,
-    /// Denials, decayed by half per minute, and when last decayed.
-    pub denials: f32,
-    pub denials_ms: u64,
-    /// Started from its model's peers rather than from nothing.
-    pub seeded: bool,
-    /// Recent RSSI and SNR (exponential average over about ten messages, learned or not).
-    pub rssi_recent: f32,
-    pub snr_recent: f32,
-    pub replay: Replay,
 }
 
 /// The exponential average over about ten readings of a link value, started at the baseline's
@@ -319,8 +383,12 @@ fn ramp(z: f32, z0: f32, z1: f32) -> f32 {
 
 /// Maps a ratio to its usual level to a score: 0 up to 4×, 1 from 32×.
 fn ratio_score(r: f32) -> f32 {
-    if r <= 0.0 || !r.is_finite() {
-        return if r.is_finite() { 0.0 } else { 1.0 };
+    // (up to 4× scores 0: most messages end here, without a logarithm)
+    if r <= 4.0 {
+        return 0.0;
+    }
+    if !r.is_finite() {
+        return 1.0;
     }
     ((r.log2() - 2.0) / 3.0).clamp(0.0, 1.0)
 }
@@ -330,6 +398,27 @@ impl Baseline {
     /// minutes, else the busiest learned bucket (never quieter than the device has shown), else
     /// (a young device) what its median time between messages implies.
     pub fn expected_rate(&self, hour: usize) -> Option<f32> {
+        self.expected_rate_with(hour, || self.gap.med.exp())
+    }
+
+    /// [`Self::expected_rate`] with the usual gap in ms computed (at most once) by `gap_ms`.
+    fn expected_rate_with(&self, hour: usize, gap_ms: impl FnOnce() -> f32) -> Option<f32> {
+        let cached = self.rate_cache;
+        let buckets = if usize::from(cached.hour) == hour + 1 {
+            (!cached.rate.is_nan()).then_some(cached.rate)
+        } else {
+            self.bucket_rate(hour)
+        };
+        buckets.or_else(|| {
+            (self.gap.n >= 8)
+                .then(|| MINUTE_MS as f32 / gap_ms().max(1.0))
+                .filter(|r| r.is_finite())
+        })
+    }
+
+    /// The rate the buckets give for `hour`: its own once it has learned a few minutes, else the
+    /// busiest learned one.
+    fn bucket_rate(&self, hour: usize) -> Option<f32> {
         let own = self.rate_n.get(hour).copied().unwrap_or(0);
         if own >= 3 {
             return self.rate.get(hour).copied();
@@ -340,11 +429,16 @@ impl Baseline {
             .filter(|(_, n)| **n >= 3)
             .map(|(r, _)| *r)
             .reduce(f32::max)
-            .or_else(|| {
-                (self.gap.n >= 8)
-                    .then(|| MINUTE_MS as f32 / self.gap.med.exp().max(1.0))
-                    .filter(|r| r.is_finite())
-            })
+    }
+
+    /// Fills the rate cache for `hour` unless it holds it.
+    fn cache_rate(&mut self, hour: usize) {
+        if usize::from(self.rate_cache.hour) != hour + 1 {
+            self.rate_cache = RateCache {
+                hour: (hour + 1) as u8,
+                rate: self.bucket_rate(hour).unwrap_or(f32::NAN),
+            };
+        }
     }
 
     fn learn_minute(&mut self, minute: u64, count: u32) {
@@ -366,6 +460,7 @@ impl Baseline {
         if let Some(slot) = self.rate_n.get_mut(h) {
             *slot = n.saturating_add(1);
         }
+        self.rate_cache = RateCache::default();
     }
 
     /// Moves the rate counter to the minute of `now`, learning the minutes that ended.
@@ -447,15 +542,16 @@ impl Baseline {
         } else {
             b'p'
         };
-        let mut names = [0u32; MAX_MSG_POINTS];
-        for (slot, p) in names.iter_mut().zip(msg.points.iter()) {
-            *slot = name_hash(tag, &[&p.name]);
-        }
-        let names = names
-            .get(..msg.points.len().min(MAX_MSG_POINTS))
-            .unwrap_or(&[]);
+        let names: SmallVec<[u32; 8]> = msg
+            .points
+            .iter()
+            .take(MAX_MSG_POINTS)
+            .map(|p| name_hash(tag, &[&p.name]))
+            .collect();
+        let names = names.as_slice();
         let h = tuple_hash(msg);
         let sampled = if h != 0 { self.replay.sampled(h) } else { None };
+        self.cache_rate(hour_of(now));
         let mut a = self.score_uplink(msg, now, tag, names);
         // a repeat that follows the last one in ring order, with two more within the last 16
         // samples: a stretch of the device's history played again
@@ -475,10 +571,10 @@ impl Baseline {
         }
         let learned = learn(&a);
         if learned {
-            self.learn_uplink(msg, now, names);
+            self.learn_uplink(msg, now);
         }
         self.replay.record(h, sampled, learned);
-        self.track_points(msg, learned, now, names);
+        self.points_pass(msg, learned, now, names);
         self.messages = self.messages.saturating_add(1);
         if self.first_ms == 0 {
             self.first_ms = now;
@@ -493,7 +589,9 @@ impl Baseline {
             return a;
         }
         let hour = hour_of(now);
-        if let Some(e) = self.expected_rate(hour) {
+        // the usual gap between messages, in ms: one exponential per message
+        let gap_ms = self.gap.med.exp();
+        if let Some(e) = self.expected_rate_with(hour, || gap_ms) {
             let c = self.minute_count as f32;
             let r = c / e.max(1.0);
             let s = ratio_score(r);
@@ -557,7 +655,7 @@ impl Baseline {
         let names_full = self.names.len() >= MAX_NAMES;
         // a step is judged only against the previous reading of a device that is not back
         // from a silence (after hours off, any step is plausible)
-        let usual_gap = self.gap.med.exp().max(1000.0);
+        let usual_gap = gap_ms.max(1000.0);
         let recent = (now.saturating_sub(self.last_ms) as f32) < usual_gap * 4.0;
         for (p, &h) in msg.points.iter().zip(names) {
             // a tracked point is a known name: the name list is read only for the others
@@ -643,7 +741,8 @@ impl Baseline {
         a
     }
 
-    fn learn_uplink(&mut self, msg: &Message, now: u64, names: &[u32]) {
+    /// Learns what is not per point: gap, size, link values, assurance.
+    fn learn_uplink(&mut self, msg: &Message, now: u64) {
         if self.last_ms > 0 && now > self.last_ms {
             let g = ((now - self.last_ms) as f32).ln();
             // a burst does not teach the baseline that bursts are normal: a gap under a quarter
@@ -662,97 +761,62 @@ impl Baseline {
             self.snr.update(s);
         }
         self.best_assurance = self.best_assurance.max(assurance_rank(msg.assurance));
+    }
+
+    /// Per point, in one pass: when `learned`, its name, value and step are learned (a new point
+    /// starts being tracked); learned or not, the previous reading and the run of identical
+    /// readings are kept (a step and a frozen value are judged against what the device really
+    /// sent last).
+    fn points_pass(&mut self, msg: &Message, learned: bool, now: u64, names: &[u32]) {
         for (p, &h) in msg.points.iter().zip(names) {
-            let tracked = self.points.iter().position(|s| s.hash == h);
+            let mut tracked = self.points.iter().position(|s| s.hash == h);
             // a tracked point's name was learned when it started being tracked
-            if tracked.is_none() {
+            if learned && tracked.is_none() {
                 self.learn_name(h, None);
             }
             let Some(x) = numeric(&p.value).filter(|x| x.is_finite()) else {
                 continue;
             };
             let x = x as f32;
-            let idx = match tracked {
-                Some(i) => i,
-                None if self.points.len() < MAX_POINTS => {
-                    self.points.push(PointStats {
-                        hash: h,
-                        ..PointStats::default()
-                    });
-                    self.points.len() - 1
-                }
-                None => continue,
-            };
-            let Some(ps) = self.points.get_mut(idx) else {
+            if learned && tracked.is_none() && self.points.len() < MAX_POINTS {
+                self.points.push(PointStats {
+                    hash: h,
+                    ..PointStats::default()
+                });
+                tracked = Some(self.points.len() - 1);
+            }
+            let Some(ps) = tracked.and_then(|i| self.points.get_mut(i)) else {
                 continue;
             };
-            if ps.value.n > 0 {
-                ps.change.update((x - ps.last).abs());
+            if learned {
+                if ps.value.n > 0 {
+                    ps.change.update((x - ps.last).abs());
+                }
+                ps.value.update(x);
+                if TIME_OF_DAY_SCORING {
+                    learn_tod(ps, x, now);
+                }
             }
-            ps.value.update(x);
-            if !TIME_OF_DAY_SCORING {
+            if x.abs() >= 3e38 {
                 continue;
             }
-            let b = tod_block(now);
-            if let (Some(m), Some(d), Some(n)) = (
-                ps.tod.get_mut(b),
-                ps.tod_dev.get_mut(b),
-                ps.tod_n.get_mut(b),
-            ) {
-                let alpha = if *n < 50 {
-                    1.0 / (f32::from(*n) + 1.0)
-                } else {
-                    0.02
-                };
-                if *n == 0 {
-                    *m = x;
-                } else {
-                    *d += alpha * ((x - *m).abs() - *d);
-                    *m += alpha * (x - *m);
-                }
-                *n = n.saturating_add(1);
+            if x > ps.last {
+                ps.rising = ps.rising.saturating_add(1);
+            } else if x < ps.last {
+                ps.rising = 0;
             }
-        }
-    }
-
-    /// The previous reading and the run of identical readings, learned or not (a step and a
-    /// frozen value are judged against what the device really sent last).
-    fn track_points(&mut self, msg: &Message, learned: bool, now: u64, names: &[u32]) {
-        for (p, &h) in msg.points.iter().zip(names) {
-            let Some(x) = numeric(&p.value).filter(|x| x.is_finite() && x.abs() < 3e38) else {
-                continue;
-            };
-            let x = x as f32;
-            if let Some(ps) = self.points.iter_mut().find(|s| s.hash == h) {
-                if x > ps.last {
-                    ps.rising = ps.rising.saturating_add(1);
-                } else if x < ps.last {
-                    ps.rising = 0;
+            if x.to_bits() == ps.last.to_bits() {
+                ps.run = ps.run.saturating_add(1);
+            } else {
+                // only a run that ended, in normal traffic, teaches how long repeats last
+                if learned {
+                    ps.max_run = ps.max_run.max(ps.run);
                 }
-                if x.to_bits() == ps.last.to_bits() {
-                    ps.run = ps.run.saturating_add(1);
-                } else {
-                    // only a run that ended, in normal traffic, teaches how long repeats last
-                    if learned {
-                        ps.max_run = ps.max_run.max(ps.run);
-                    }
-                    ps.run = 0;
-                }
-                ps.last = x;
-                if !TIME_OF_DAY_SCORING {
-                    continue;
-                }
-                let b = tod_block(now);
-                if let (Some(m), Some(d), Some(n)) =
-                    (ps.tod.get(b), ps.tod_dev.get(b), ps.tod_n.get(b))
-                    && *n >= 20
-                {
-                    let spread = d
-                        .max((ps.value.hi - ps.value.lo) * 0.1)
-                        .max(ps.value.sigma(1e-3) * 0.05);
-                    let z = ((x - m) / spread).clamp(-100.0, 100.0);
-                    ps.tod_recent += 0.2 * (z - ps.tod_recent);
-                }
+                ps.run = 0;
+            }
+            ps.last = x;
+            if TIME_OF_DAY_SCORING {
+                track_tod(ps, x, now);
             }
         }
     }
@@ -770,6 +834,7 @@ impl Baseline {
         for n in &mut self.rate_n {
             *n = (*n).min(3);
         }
+        self.rate_cache = RateCache::default();
     }
 
     /// Scores a command to this device, then learns it when `learn` says so.
@@ -865,5 +930,52 @@ impl Baseline {
             ..Replay::default()
         };
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use warden_core::{DeviceId, Point};
+
+    fn msg(v: f64) -> Message {
+        Message::telemetry(
+            DeviceId::new("sim", "cache").unwrap(),
+            vec![Point::new("t", Value::Float(v))],
+        )
+    }
+
+    #[test]
+    fn the_rate_cache_follows_every_bucket_change() {
+        let mut b = Baseline::default();
+        let t0 = 10 * 3_600_000; // 10:00 UTC
+        // six messages a minute for six minutes, then twelve in the seventh
+        let mut now = t0;
+        for m in 0..7u64 {
+            let per = if m == 6 { 12 } else { 6 };
+            for k in 0..per {
+                now = t0 + m * MINUTE_MS + k * (MINUTE_MS / per);
+                b.uplink(&msg(20.0), now, |_| true);
+            }
+        }
+        let h = hour_of(now);
+        assert_eq!(usize::from(b.rate_cache.hour), h + 1);
+        let six = b.bucket_rate(h).unwrap();
+        assert_eq!(b.rate_cache.rate, six);
+        assert_eq!(b.expected_rate_with(h, || f32::NAN), Some(six));
+        // the busy minute is learned at the next message: the cache is emptied and filled anew
+        b.uplink(&msg(20.0), now + MINUTE_MS, |_| true);
+        let busier = b.bucket_rate(h).unwrap();
+        assert!(busier > six, "{busier} after {six}");
+        assert_eq!(b.rate_cache.rate, busier);
+        // another hour, with no bucket of its own: the busiest learned one
+        let later = t0 + 2 * 3_600_000;
+        b.uplink(&msg(20.0), later, |_| true);
+        assert_eq!(usize::from(b.rate_cache.hour), hour_of(later) + 1);
+        assert_eq!(b.rate_cache.rate, b.bucket_rate(hour_of(later)).unwrap());
+        // loosening empties it
+        b.loosen();
+        assert_eq!(b.rate_cache.hour, 0);
     }
 }

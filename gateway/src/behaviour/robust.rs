@@ -15,67 +15,67 @@ pub struct Robust {
 
 impl Robust {
     /// Learns one sample. Non-finite samples are ignored (the caller scores them).
+    #[inline]
     pub fn update(&mut self, x: f32) {
         if !x.is_finite() {
             return;
         }
-        if self.n == 0 {
-            *self = Self {
-                med: x,
-                mad: 0.0,
-                lo: x,
-                hi: x,
-                n: 1,
-            };
+        if self.n < 2 {
+            if self.n == 0 {
+                *self = Self {
+                    med: x,
+                    mad: 0.0,
+                    lo: x,
+                    hi: x,
+                    n: 1,
+                };
+            } else {
+                self.n = 2;
+                self.mad = (x - self.med).abs() / 2.0;
+                self.med = (self.med + x) / 2.0;
+                self.lo = self.lo.min(x);
+                self.hi = self.hi.max(x);
+            }
             return;
         }
         self.n = self.n.saturating_add(1);
-        if self.n == 2 {
-            self.mad = (x - self.med).abs() / 2.0;
-            self.med = (self.med + x) / 2.0;
-        } else {
-            // steps scale with the spread, large while young, small once settled
-            let rate = if self.n < 64 { 0.15 } else { 0.03 };
-            let step = rate * self.scale();
-            self.med += if x > self.med {
-                step
-            } else if x < self.med {
-                -step
-            } else {
-                0.0
-            };
-            let dev = (x - self.med).abs();
-            self.mad += if dev > self.mad {
-                step * 0.5
-            } else {
-                -step * 0.5
-            };
-            self.mad = self.mad.max(0.0);
+        // a constant series (a payload size, a setpoint) at rest: nothing would move
+        if x == self.med && self.mad == 0.0 && x == self.lo && x == self.hi {
+            return;
         }
+        // steps scale with the spread, large while young, small once settled; the spread is
+        // read once per sample (before it moves)
+        let rate = if self.n < 64 { 0.15 } else { 0.03 };
+        let step = rate * self.scale();
+        if x > self.med {
+            self.med += step;
+        } else if x < self.med {
+            self.med -= step;
+        }
+        let half = step * 0.5;
+        self.mad = if (x - self.med).abs() > self.mad {
+            self.mad + half
+        } else {
+            (self.mad - half).max(0.0)
+        };
         // the 1st and 99th percentiles, by the same bounded steps: an outlier moves them once
-        let eta = 2.0 * self.scale() * if self.n < 64 { 0.15 } else { 0.03 };
-        if self.n == 2 {
-            self.lo = self.lo.min(x);
-            self.hi = self.hi.max(x);
-        } else {
-            self.hi += if x > self.hi { eta * 0.99 } else { -eta * 0.01 };
-            self.lo += if x < self.lo { -eta * 0.99 } else { eta * 0.01 };
-            if self.lo > self.hi {
-                std::mem::swap(&mut self.lo, &mut self.hi);
-            }
+        let eta = 2.0 * step;
+        self.hi += if x > self.hi { eta * 0.99 } else { -eta * 0.01 };
+        self.lo += if x < self.lo { -eta * 0.99 } else { eta * 0.01 };
+        if self.lo > self.hi {
+            std::mem::swap(&mut self.lo, &mut self.hi);
         }
-        if !(self.med.is_finite()
-            && self.mad.is_finite()
-            && self.lo.is_finite()
-            && self.hi.is_finite())
-        {
-            // extreme but finite inputs overflowed an intermediate: start again
+        // extreme but finite inputs overflowed an intermediate: start again. (A sum is finite
+        // only when every term is; it overflows only where the terms themselves are near the
+        // limit, which is where a reset is wanted anyway.)
+        if !(self.med + self.mad + self.lo + self.hi).is_finite() {
             *self = Self::default();
         }
     }
 
     /// The spread used to scale deviations: 1.4826 × MAD, floored so a constant series still has
     /// a non-zero unit (a tenth of the seen range, a thousandth of the median, or `floor`).
+    #[inline]
     pub fn sigma(&self, floor: f32) -> f32 {
         (1.4826 * self.mad)
             .max((self.hi - self.lo) * 0.1)
@@ -83,12 +83,14 @@ impl Robust {
             .max(floor)
     }
 
+    #[inline]
     fn scale(&self) -> f32 {
         self.sigma(1e-6)
     }
 
     /// How many spreads `x` lies from the median, counted only well beyond the 1st–99th percentile
     /// range (a quarter of the range and one spread further). 0 when nothing was learned yet.
+    #[inline]
     pub fn surprise(&self, x: f32, floor: f32) -> f32 {
         if self.n < 2 {
             return 0.0;
@@ -153,7 +155,12 @@ mod tests {
         for _ in 0..100 {
             r.update(5.0);
         }
+        // at rest: every sample counted, nothing moved (no jitter of the percentiles)
+        assert_eq!((r.n, r.med, r.mad, r.lo, r.hi), (100, 5.0, 0.0, 5.0, 5.0));
         assert_eq!(r.surprise(5.0, 0.5), 0.0);
         assert!(r.surprise(50.0, 0.5) > 10.0);
+        // the first different sample leaves the fast path and is learned
+        r.update(6.0);
+        assert!(r.med > 5.0 && r.hi > 5.0, "{r:?}");
     }
 }

@@ -80,14 +80,23 @@ impl Feature {
             c: 0.0,
         }
     }
+    // (out of line: only an anomalous message builds one, and the hot path stays small)
+    #[cold]
+    #[inline(never)]
     pub fn named(mut self, n: &str) -> Self {
         self.name = Some(clip(n));
         self
     }
+    // (out of line: only an anomalous message builds one, and the hot path stays small)
+    #[cold]
+    #[inline(never)]
     pub fn who(mut self, p: &str) -> Self {
         self.principal = Some(clip(p));
         self
     }
+    // (out of line: only an anomalous message builds one, and the hot path stays small)
+    #[cold]
+    #[inline(never)]
     pub fn unit(mut self, u: Option<&str>) -> Self {
         self.unit = u.map(clip);
         self
@@ -233,6 +242,8 @@ pub struct Assessment {
 const MAX_FEATURES: usize = 4;
 
 impl Assessment {
+    #[cold]
+    #[inline(never)]
     pub fn push(&mut self, f: Feature) {
         if f.score <= 0.0 {
             return;
