@@ -112,9 +112,26 @@ fn percentile(v: &mut [u32], p: f64) -> u64 {
 }
 
 /// Runs `n` messages through `step`, timing every 8th for the latency percentiles.
-fn drive(ids: &[DeviceId], n: u64, mut step: impl FnMut(Message)) -> (f64, u64, u64) {
+fn drive(ids: &[DeviceId], n: u64, step: impl FnMut(Message)) -> (f64, u64, u64) {
+    let mut samples = Vec::with_capacity(((n / 8) as usize).min(300_000));
+    let limit = samples.capacity();
+    let busy = drive_into(ids, 0, n, &mut samples, limit, step);
+    let p50 = percentile(&mut samples, 0.50);
+    let p99 = percentile(&mut samples, 0.99);
+    (busy, p50, p99)
+}
+
+/// Runs messages `from..from + n` through `step` (message `i` goes to device `i mod devices`),
+/// timing every 8th into `samples` while it holds fewer than `limit`; the busy seconds.
+fn drive_into(
+    ids: &[DeviceId],
+    from: u64,
+    n: u64,
+    samples: &mut Vec<u32>,
+    limit: usize,
+    mut step: impl FnMut(Message),
+) -> f64 {
     const BATCH: usize = 8192;
-    let mut samples: Vec<u32> = Vec::with_capacity(((n / 8) as usize).min(300_000));
     let mut batch = Vec::with_capacity(BATCH);
     let mut done = 0u64;
     let mut busy = Duration::ZERO;
@@ -122,14 +139,14 @@ fn drive(ids: &[DeviceId], n: u64, mut step: impl FnMut(Message)) -> (f64, u64, 
         batch.clear();
         let k = (n - done).min(BATCH as u64);
         for j in 0..k {
-            let i = done + j;
+            let i = from + done + j;
             if let Some(id) = ids.get((i % ids.len() as u64) as usize) {
                 batch.push(make_msg(id, i));
             }
         }
         let t0 = Instant::now();
         for (j, m) in batch.drain(..).enumerate() {
-            if j % 8 == 0 && samples.len() < samples.capacity() {
+            if j % 8 == 0 && samples.len() < limit {
                 let t = Instant::now();
                 step(m);
                 samples.push(t.elapsed().as_nanos().min(u32::MAX as u128) as u32);
@@ -140,9 +157,56 @@ fn drive(ids: &[DeviceId], n: u64, mut step: impl FnMut(Message)) -> (f64, u64, 
         busy += t0.elapsed();
         done += k;
     }
-    let p50 = percentile(&mut samples, 0.50);
-    let p99 = percentile(&mut samples, 0.99);
-    (busy.as_secs_f64(), p50, p99)
+    busy.as_secs_f64()
+}
+
+/// Rounds the baselines-off and baselines-on pipelines alternate in: the machine's drift (other
+/// tenants, frequency) falls on both alike rather than on whichever phase ran second.
+const ROUNDS: u64 = 5;
+
+/// The busy time, messages and latency samples of one pipeline over its rounds.
+struct Tally {
+    secs: f64,
+    messages: u64,
+    samples: Vec<u32>,
+}
+
+impl Tally {
+    fn new(messages: u64) -> Self {
+        Self {
+            secs: 0.0,
+            messages: 0,
+            samples: Vec::with_capacity(((messages / 8) as usize).min(300_000)),
+        }
+    }
+
+    /// Runs the next `n` of this pipeline's messages (they continue where the last round ended).
+    /// (each round samples at most its share of the latencies kept)
+    fn round(&mut self, ids: &[DeviceId], n: u64, step: impl FnMut(Message)) {
+        let limit = self.samples.len() + ((n / 8) as usize).min(300_000 / ROUNDS as usize);
+        self.secs += drive_into(
+            ids,
+            100_000 + self.messages,
+            n,
+            &mut self.samples,
+            limit,
+            step,
+        );
+        self.messages += n;
+    }
+
+    fn phase(mut self, name: &'static str, rss_kib: u64) -> Phase {
+        let p50 = percentile(&mut self.samples, 0.50);
+        let p99 = percentile(&mut self.samples, 0.99);
+        Phase {
+            name,
+            messages: self.messages,
+            secs: self.secs,
+            p50_ns: p50,
+            p99_ns: p99,
+            rss_kib,
+        }
+    }
 }
 
 pub fn main(args: BenchArgs) -> anyhow::Result<()> {
@@ -197,57 +261,43 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     };
     let mut phases = Vec::new();
 
-    // identify → record with behaviour baselines off, then (below) on: the cost of baselines,
-    // measured in one run
+    // identify → record with behaviour baselines off and on (as `warden run` has them), each
+    // warmed up, then in alternating rounds: the cost of baselines, measured in one run
     let mut off = mk_pipeline(false, false);
     drive(&ids, 100_000, |m| {
         off.uplink_decide(m);
     });
-    let mut allowed = 0u64;
-    let (secs, p50, p99) = drive(&ids, args.messages, |m| {
-        if off.uplink_decide(m).0.is_allow() {
-            allowed += 1;
-        }
+    let per_round = (args.messages / ROUNDS).max(1);
+    let (mut t_off, mut t_on) = (Tally::new(args.messages), Tally::new(args.messages));
+    let (mut allowed_off, mut allowed_on) = (0u64, 0u64);
+    t_off.round(&ids, per_round, |m| {
+        allowed_off += u64::from(off.uplink_decide(m).0.is_allow());
     });
-    anyhow::ensure!(
-        allowed == args.messages,
-        "bench messages were denied: {allowed} of {} allowed",
-        args.messages
-    );
-    phases.push(Phase {
-        name: "pipeline-nobase",
-        messages: args.messages,
-        secs,
-        p50_ns: p50,
-        p99_ns: p99,
-        rss_kib: rss_kib().0,
-    });
-    drop(off);
-
-    // warm-up, then identify → record only (baselines on, as `warden run` has them)
+    // (its RSS before the second pipeline exists)
+    let rss_off = rss_kib().0;
     let mut p = mk_pipeline(false, true);
     drive(&ids, 100_000, |m| {
         p.uplink_decide(m);
     });
-    let mut allowed = 0u64;
-    let (secs, p50, p99) = drive(&ids, args.messages, |m| {
-        if p.uplink_decide(m).0.is_allow() {
-            allowed += 1;
+    for round in 0..ROUNDS {
+        t_on.round(&ids, per_round, |m| {
+            allowed_on += u64::from(p.uplink_decide(m).0.is_allow());
+        });
+        if round + 1 < ROUNDS {
+            t_off.round(&ids, per_round, |m| {
+                allowed_off += u64::from(off.uplink_decide(m).0.is_allow());
+            });
         }
-    });
+    }
     anyhow::ensure!(
-        allowed == args.messages,
-        "bench messages were denied: {allowed} of {} allowed",
-        args.messages
+        allowed_off == t_off.messages && allowed_on == t_on.messages,
+        "bench messages were denied: {allowed_off} of {} allowed without baselines, {allowed_on} of {} with",
+        t_off.messages,
+        t_on.messages
     );
-    phases.push(Phase {
-        name: "pipeline",
-        messages: args.messages,
-        secs,
-        p50_ns: p50,
-        p99_ns: p99,
-        rss_kib: rss_kib().0,
-    });
+    drop(off);
+    phases.push(t_off.phase("pipeline-nobase", rss_off));
+    phases.push(t_on.phase("pipeline", rss_kib().0));
     let baseline_devices = p.behaviour.devices();
     let baseline_bytes = p.behaviour.bytes();
     drop(p);
