@@ -30,9 +30,10 @@ impl Robust {
                     n: 1,
                 };
             } else {
+                // (halves first: a sum or difference of two large samples can overflow)
                 self.n = 2;
-                self.mad = (x - self.med).abs() / 2.0;
-                self.med = (self.med + x) / 2.0;
+                self.mad = (x / 2.0 - self.med / 2.0).abs();
+                self.med = self.med / 2.0 + x / 2.0;
                 self.lo = self.lo.min(x);
                 self.hi = self.hi.max(x);
             }
@@ -65,10 +66,13 @@ impl Robust {
         if self.lo > self.hi {
             std::mem::swap(&mut self.lo, &mut self.hi);
         }
-        // extreme but finite inputs overflowed an intermediate: start again. (A sum is finite
-        // only when every term is; it overflows only where the terms themselves are near the
-        // limit, which is where a reset is wanted anyway.)
-        if !(self.med + self.mad + self.lo + self.hi).is_finite() {
+        // extreme but finite inputs overflowed an intermediate: start again. (Each field on its
+        // own: a sum of the four overflows for a series that is merely large, near 1e38.)
+        if !(self.med.is_finite()
+            && self.mad.is_finite()
+            && self.lo.is_finite()
+            && self.hi.is_finite())
+        {
             *self = Self::default();
         }
     }
@@ -147,6 +151,19 @@ mod tests {
         r.update(f32::MAX);
         assert!(r.med.is_finite() && r.mad.is_finite());
         assert!(r.surprise(0.0, 1.0).is_finite());
+    }
+
+    /// A large but ordinary series (values near 2e38, whose four estimates add up past
+    /// `f32::MAX`) is learned, not reset at every sample.
+    #[test]
+    fn a_series_near_the_largest_float_is_learned() {
+        let mut r = Robust::default();
+        for i in 0..200 {
+            r.update(2.0e38 + noisy(i) * 1.0e37);
+        }
+        assert_eq!(r.n, 200, "{r:?}");
+        assert!((r.med - 2.0e38).abs() < 1.0e37, "{r:?}");
+        assert!(r.surprise(2.0e38, 1.0) == 0.0 && r.surprise(-2.0e38, 1.0) > 0.0);
     }
 
     #[test]
