@@ -124,6 +124,31 @@ impl PartialEq for RateCache {
     }
 }
 
+/// The usual gap in ms for the gap estimate it was computed from (one exponential per change of
+/// the estimate, not per message): kept only to be cheap, not part of what a baseline learned
+/// (equal whatever it holds; not stored).
+#[derive(Debug, Clone, Copy)]
+pub struct GapCache {
+    /// `gap.med`'s bits `gap_ms` is for (a NaN pattern, never a finite estimate, when empty).
+    gap_key: u32,
+    gap_ms: f32,
+}
+
+impl Default for GapCache {
+    fn default() -> Self {
+        Self {
+            gap_key: u32::MAX,
+            gap_ms: 1.0,
+        }
+    }
+}
+
+impl PartialEq for GapCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// A remembered name: its hash and, for commands, the UTC hours (bit per hour) it was used at.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Name {
@@ -293,6 +318,7 @@ pub struct Baseline {
     /// Started from its model's peers rather than from nothing.
     pub seeded: bool,
     pub rate_cache: RateCache,
+    pub gap_cache: GapCache,
     /// ln(ms between messages).
     pub gap: Robust,
     pub size: Robust,
@@ -489,6 +515,10 @@ impl Baseline {
     }
 
     fn decay_denials(&mut self, now: u64) {
+        // (nothing to decay: most devices, most messages)
+        if self.denials == 0.0 {
+            return;
+        }
         let minutes = now.saturating_sub(self.denials_ms) / MINUTE_MS;
         if minutes > 0 {
             self.denials *= 0.5f32.powi(minutes.min(64) as i32);
@@ -518,6 +548,17 @@ impl Baseline {
         }
     }
 
+    /// The usual gap between messages in ms (`exp` of the estimate), computed again only when the
+    /// estimate moved.
+    fn gap_ms(&mut self) -> f32 {
+        let key = self.gap.med.to_bits();
+        if self.gap_cache.gap_key != key {
+            self.gap_cache.gap_key = key;
+            self.gap_cache.gap_ms = self.gap.med.exp();
+        }
+        self.gap_cache.gap_ms
+    }
+
     /// Scores an uplink, then learns from it when `learn` says so given the assessment.
     pub fn uplink(
         &mut self,
@@ -542,17 +583,19 @@ impl Baseline {
         } else {
             b'p'
         };
-        let names: SmallVec<[u32; 8]> = msg
-            .points
-            .iter()
-            .take(MAX_MSG_POINTS)
-            .map(|p| name_hash(tag, &[&p.name]))
-            .collect();
-        let names = names.as_slice();
+        let mut hashes = [0u32; MAX_MSG_POINTS];
+        for (slot, p) in hashes.iter_mut().zip(&msg.points) {
+            *slot = name_hash(tag, &[&p.name]);
+        }
+        let names = hashes
+            .get(..msg.points.len().min(MAX_MSG_POINTS))
+            .unwrap_or_default();
         let h = tuple_hash(msg);
         let sampled = if h != 0 { self.replay.sampled(h) } else { None };
-        self.cache_rate(hour_of(now));
-        let mut a = self.score_uplink(msg, now, tag, names);
+        let hour = hour_of(now);
+        self.cache_rate(hour);
+        let gap_ms = self.gap_ms();
+        let mut a = self.score_uplink(msg, now, hour, (tag, names), gap_ms);
         // a repeat that follows the last one in ring order, with two more within the last 16
         // samples: a stretch of the device's history played again
         if let Some(f) = sampled
@@ -583,14 +626,18 @@ impl Baseline {
         a
     }
 
-    fn score_uplink(&self, msg: &Message, now: u64, tag: u8, names: &[u32]) -> Assessment {
+    fn score_uplink(
+        &self,
+        msg: &Message,
+        now: u64,
+        hour: usize,
+        (tag, names): (u8, &[u32]),
+        gap_ms: f32,
+    ) -> Assessment {
         let mut a = Assessment::default();
         if self.messages < 2 {
             return a;
         }
-        let hour = hour_of(now);
-        // the usual gap between messages, in ms: one exponential per message
-        let gap_ms = self.gap.med.exp();
         if let Some(e) = self.expected_rate_with(hour, || gap_ms) {
             let c = self.minute_count as f32;
             let r = c / e.max(1.0);
