@@ -77,6 +77,10 @@ enum Cmd {
     CheckConfig { config: PathBuf },
     /// Gateway status (through the API).
     Status,
+    /// Re-read the running gateway's config file: profiles, zones, models, controllers, plugin
+    /// configs and baseline rules (through the API; admin only; a broken file is refused and the
+    /// running config kept). `kill -HUP` on the gateway does the same.
+    Reload,
     /// Device registry (through the API).
     Devices {
         #[command(subcommand)]
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
         }),
         Cmd::CheckConfig { config } => run::check_config(&config, &cli.data_dir),
         Cmd::Status => cli::status(&cli.data_dir, cli.api.as_deref()),
+        Cmd::Reload => cli::reload(&cli.data_dir, cli.api.as_deref()),
         Cmd::Devices { cmd } => cli::devices(&cli.data_dir, cli.api.as_deref(), cmd),
         Cmd::Command {
             device,

@@ -302,6 +302,14 @@ pub fn status(data_dir: &Path, api: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn reload(data_dir: &Path, api: Option<&str>) -> anyhow::Result<()> {
+    Api::new(data_dir, api)?
+        .json("POST", "/api/config/reload", b"")
+        .context("the config was not reloaded (the running one is kept)")?;
+    println!("config reloaded");
+    Ok(())
+}
+
 fn fmt_device_line(d: &serde_json::Value) -> String {
     let r = &d["device"];
     let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();

@@ -461,7 +461,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         lan,
     ));
 
-    wait_for_signal().await;
+    wait_for_signal(&shared, notifier.as_deref()).await;
     tracing::info!("shutting down");
     if let Some(n) = &notifier {
         n.notify("STOPPING=1");
@@ -687,21 +687,39 @@ fn api_serve_config(cfg: &Config, nofile: Option<u64>) -> crate::api::ServeConfi
 /// How long a stop waits for the pipeline to drain once the adapters have returned.
 const PIPELINE_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT (stop); each SIGHUP meanwhile reloads the config, as
+/// `POST /api/config/reload` does (audited with the actor `signal:SIGHUP`).
+async fn wait_for_signal(shared: &Shared, notifier: Option<&crate::sdnotify::Notifier>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (mut term, mut int) = match (
+    let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(t), Ok(i)) => (t, i),
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
         _ => {
             let _ = tokio::signal::ctrl_c().await;
             return;
         }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                if let Some(n) = notifier {
+                    n.notify("RELOADING=1");
+                }
+                match reload(shared, "signal:SIGHUP").await {
+                    Ok(()) => tracing::info!("config reloaded (SIGHUP)"),
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"),
+                        "config reload refused (SIGHUP), the running config is kept"),
+                }
+                if let Some(n) = notifier {
+                    n.notify("READY=1");
+                }
+            }
+        }
     }
 }
 
