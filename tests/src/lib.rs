@@ -133,6 +133,16 @@ impl Gateway {
         Self::start_with_env(data_dir, config, ports, extra, &[])
     }
 
+    /// The start most tests share: the base config written to `dir/w.toml`, the data dir
+    /// `dir/data` (both kept in the returned gateway's `config` and `data_dir`), fresh ports.
+    pub fn start_base(dir: &Path) -> (Ports, Self) {
+        let p = Ports::new();
+        let cfg = dir.join("w.toml");
+        std::fs::write(&cfg, base_config(&p)).unwrap();
+        let g = Self::start(&dir.join("data"), &cfg, &p, &[]);
+        (p, g)
+    }
+
     /// [`Gateway::start`] with extra environment variables (e.g. the D-Bus bus a BLE test uses).
     pub fn start_with_env(
         data_dir: &Path,

@@ -305,11 +305,9 @@ fn import_errors_never_echo_a_secret() {
 #[test]
 fn warden_reload_and_sighup_reload_the_config_and_refuse_a_broken_one() {
     let t = tempfile::tempdir().unwrap();
-    let p = Ports::new();
-    let cfg = t.path().join("w.toml");
-    std::fs::write(&cfg, base_config(&p)).unwrap();
-    let dd = t.path().join("data");
-    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let (p, g) = Gateway::start_base(t.path());
+    let cfg = g.config.clone();
+    let dd = g.data_dir.clone();
     let reloads = |dd: &Path| -> Vec<serde_json::Value> {
         audit_records(dd)
             .into_iter()

@@ -10,11 +10,8 @@ use warden_e2e::*;
 #[test]
 fn unauthenticated_and_out_of_acl_clients_are_refused() {
     let t = tempfile::tempdir().unwrap();
-    let p = Ports::new();
-    let cfg = t.path().join("w.toml");
-    std::fs::write(&cfg, base_config(&p)).unwrap();
-    let dd = t.path().join("data");
-    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let (p, g) = Gateway::start_base(t.path());
+    let dd = g.data_dir.clone();
     let port = p.mqtt.to_string();
     let pw = operator_password(&dd);
     let pw = pw.as_str();

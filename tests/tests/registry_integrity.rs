@@ -51,11 +51,9 @@ fn status_of(g: &Gateway, id: &str) -> String {
 #[test]
 fn a_registry_row_edited_on_a_stopped_gateway_is_refused_and_the_device_stays_pending() {
     let t = tempfile::tempdir().unwrap();
-    let p = Ports::new();
-    let cfg = t.path().join("w.toml");
-    std::fs::write(&cfg, base_config(&p)).unwrap();
-    let dd = t.path().join("data");
-    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let (p, g) = Gateway::start_base(t.path());
+    let cfg = g.config.clone();
+    let dd = g.data_dir.clone();
     let f = t.path().join("d.toml");
     std::fs::write(&f, "[[devices]]\nid = \"sim:cnt\"\nprofile = \"counter\"\n").unwrap();
     assert!(
@@ -125,11 +123,8 @@ fn a_registry_row_edited_on_a_stopped_gateway_is_refused_and_the_device_stays_pe
 #[test]
 fn operator_actions_need_reasons_revoke_is_terminal_and_names_are_checked() {
     let t = tempfile::tempdir().unwrap();
-    let p = Ports::new();
-    let cfg = t.path().join("w.toml");
-    std::fs::write(&cfg, base_config(&p)).unwrap();
-    let dd = t.path().join("data");
-    let g = Gateway::start(&dd, &cfg, &p, &[]);
+    let (_, g) = Gateway::start_base(t.path());
+    let dd = g.data_dir.clone();
     let f = t.path().join("d.toml");
     std::fs::write(&f, "[[devices]]\nid = \"sim:r\"\nprofile = \"counter\"\n").unwrap();
     let imp = |update: bool| {
