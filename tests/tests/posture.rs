@@ -189,11 +189,16 @@ fn below_the_minimum_under_quarantine_is_quarantined_and_released_by_the_update(
     g.sim(&["firmware t1 1.2.0".to_string()]);
     let v = wait_for(Duration::from_secs(10), "the release", || shown("active"));
     assert_eq!(v["device"]["status_by"], "builtin:posture");
-    let recs = audit_records(&dd);
-    let release = recs
-        .iter()
-        .find(|r| r["device"] == "sim:t1" && r["action"] == "approve")
-        .expect("no status change record for the release");
+    // (the audit writer may still hold the record the registry's status change made: wait for it)
+    let release = wait_for(
+        Duration::from_secs(10),
+        "the release's status change record",
+        || {
+            audit_records(&dd)
+                .into_iter()
+                .find(|r| r["device"] == "sim:t1" && r["action"] == "approve")
+        },
+    );
     assert_eq!(release["actor"], "builtin:posture");
     assert_eq!(
         release["reason"],
